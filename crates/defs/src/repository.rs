@@ -1,0 +1,150 @@
+//! Loading a whole definitions repository: every suite, every cluster, and the checks
+//! that span files (XrdTest's `validateAgainstSystem`).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::cluster::{load_cluster, qualify, Cluster};
+use crate::error::DefError;
+use crate::suite::{load_suite, Suite};
+
+/// The valid definitions of a repository.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Repository {
+    pub suites: BTreeMap<String, Suite>,
+    pub clusters: BTreeMap<String, Cluster>,
+}
+
+/// What loading found: the valid definitions and every error, in file order.
+#[derive(Debug, Clone, Default)]
+pub struct LoadReport {
+    pub repository: Repository,
+    pub errors: Vec<DefError>,
+    /// Folders that were read, for a summary (`3 suites, 2 clusters`).
+    pub suites_seen: usize,
+    pub clusters_seen: usize,
+}
+
+impl LoadReport {
+    pub fn is_valid(&self) -> bool {
+        self.errors.is_empty()
+    }
+}
+
+/// Loads every `suites_dir/<name>/suite.toml` and `clusters_dir/<name>/cluster.toml`.
+///
+/// A definition with errors is left out of [`LoadReport::repository`]; so is a cluster
+/// that clashes with another (the one that sorts first keeps its place) and a suite whose
+/// cluster is missing or broken. A missing `clusters_dir` is no error when no suite needs
+/// a cluster.
+pub fn load_repository(suites_dir: &Path, clusters_dir: &Path) -> LoadReport {
+    let mut report = LoadReport::default();
+    let cluster_dirs = definition_dirs(clusters_dir, false, &mut report.errors);
+    report.clusters_seen = cluster_dirs.len();
+    for dir in cluster_dirs {
+        match load_cluster(&dir) {
+            Ok(cluster) => match clash_with_others(&cluster, &report.repository.clusters, &dir) {
+                Some(errors) => report.errors.extend(errors),
+                None => {
+                    report.repository.clusters.insert(cluster.name.clone(), cluster);
+                }
+            },
+            Err(errors) => report.errors.extend(errors),
+        }
+    }
+    let suite_dirs = definition_dirs(suites_dir, true, &mut report.errors);
+    report.suites_seen = suite_dirs.len();
+    for dir in suite_dirs {
+        match load_suite(&dir).and_then(|suite| check_suite_cluster(suite, &report.repository.clusters, clusters_dir)) {
+            Ok(suite) => {
+                report.repository.suites.insert(suite.name.clone(), suite);
+            }
+            Err(errors) => report.errors.extend(errors),
+        }
+    }
+    report
+}
+
+/// The definition folders in `root`, sorted; files and hidden entries are skipped.
+fn definition_dirs(root: &Path, required: bool, errors: &mut Vec<DefError>) -> Vec<PathBuf> {
+    let entries = match std::fs::read_dir(root) {
+        Ok(entries) => entries,
+        Err(err) if !required && err.kind() == std::io::ErrorKind::NotFound => return Vec::new(),
+        Err(err) => {
+            errors.push(DefError::new(root, None, "", format!("cannot read definitions folder: {err}")));
+            return Vec::new();
+        }
+    };
+    let mut dirs: Vec<PathBuf> = entries
+        .filter_map(Result::ok)
+        .filter(|entry| !entry.file_name().to_string_lossy().starts_with('.'))
+        .map(|entry| entry.path())
+        .filter(|path| path.is_dir())
+        .collect();
+    dirs.sort();
+    dirs
+}
+
+/// Errors when `cluster` reuses a network, bridge, host name, address or MAC of an already
+/// accepted cluster: two such clusters cannot both be active. `None` when it is clear.
+fn clash_with_others(cluster: &Cluster, others: &BTreeMap<String, Cluster>, dir: &Path) -> Option<Vec<DefError>> {
+    let file = dir.join("cluster.toml");
+    let mut errors = Vec::new();
+    for other in others.values() {
+        let mut clash = |field: &str, what: String| {
+            errors.push(DefError::new(&file, None, field, format!("{what} is also used by cluster `{}`", other.name)));
+        };
+        if cluster.network.name == other.network.name {
+            clash("network.name", format!("network name `{}`", cluster.network.name));
+        }
+        if cluster.network.bridge == other.network.bridge {
+            clash("network.bridge", format!("bridge `{}`", cluster.network.bridge));
+        }
+        for (index, host) in cluster.hosts.iter().enumerate() {
+            for theirs in &other.hosts {
+                if host.name == theirs.name {
+                    clash(&format!("hosts[{index}].name"), format!("host name `{}`", host.name));
+                }
+                if host.ip == theirs.ip {
+                    clash(&format!("hosts[{index}].ip"), format!("address `{}` (host {} there)", host.ip, theirs.name));
+                }
+                if host.mac == theirs.mac {
+                    clash(&format!("hosts[{index}].mac"), format!("MAC `{}` (host {} there)", host.mac, theirs.name));
+                }
+            }
+        }
+    }
+    (!errors.is_empty()).then_some(errors)
+}
+
+/// A suite's cluster must exist and be valid, and its machines must be hosts of it
+/// (named in full or by their first label). Machines are rewritten to full host names.
+fn check_suite_cluster(mut suite: Suite, clusters: &BTreeMap<String, Cluster>, clusters_dir: &Path) -> Result<Suite, Vec<DefError>> {
+    let Some(cluster_name) = suite.cluster.clone() else { return Ok(suite) };
+    let file = suite.dir.join("suite.toml");
+    let Some(cluster) = clusters.get(&cluster_name) else {
+        let message = if clusters_dir.join(&cluster_name).join("cluster.toml").is_file() {
+            format!("cluster `{cluster_name}` has errors of its own (see them above)")
+        } else {
+            format!("no cluster `{cluster_name}` in {}", clusters_dir.display())
+        };
+        return Err(vec![DefError::new(file, None, "cluster", message)]);
+    };
+    let mut errors = Vec::new();
+    let mut resolved = Vec::new();
+    for (index, machine) in suite.machines.iter().enumerate() {
+        let full = qualify(machine, &cluster.network.domain);
+        if cluster.hosts.iter().any(|h| h.name == full) {
+            resolved.push(full);
+        } else {
+            errors.push(DefError::new(&file, None, format!("machines[{index}]"), format!("`{machine}` is not a host of cluster `{cluster_name}`")));
+        }
+    }
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    suite.machines = resolved;
+    Ok(suite)
+}

@@ -1,0 +1,3 @@
+#!/bin/bash
+set -e
+test -f @datadir@/@slavename@/payload.bin

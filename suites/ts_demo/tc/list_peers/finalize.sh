@@ -1,0 +1,2 @@
+#!/bin/bash
+echo "list_peers finalized on @slavename@"

@@ -1,0 +1,2 @@
+#!/bin/bash
+rm -f /tmp/copy_to.src /tmp/copy_from.dst

@@ -1,0 +1,5 @@
+#!/bin/bash
+set -e
+case "@slavename@" in
+  client1.*) head -c 10485760 /dev/urandom > /tmp/copy_to.src && sha256sum /tmp/copy_to.src ;;
+esac
