@@ -183,11 +183,13 @@ fn check_cluster(check: &mut Checker, raw: &RawCluster, folder: &str) -> Option<
             Some(name.get_ref().clone())
         }
     });
-    let network = match &raw.network {
+    // A network with errors still gives its subnet and domain, when they are valid, so
+    // that the hosts are checked too and all their problems reported at once.
+    let (network, host_network) = match &raw.network {
         Some(network) => check_network(check, network.get_ref(), name.as_deref().unwrap_or(folder)),
         None => {
             check.missing("network", "the [network] table is required");
-            None
+            (None, None)
         }
     };
     if let Some(defaults) = &raw.defaults {
@@ -204,21 +206,26 @@ fn check_cluster(check: &mut Checker, raw: &RawCluster, folder: &str) -> Option<
     if raw.hosts.is_empty() {
         check.missing("hosts", "a cluster needs at least one [[hosts]] entry");
     }
-    let mut network = network?;
-    let cluster_name = name?;
+    let host_network = host_network?;
+    // A name that does not match its folder still names the cluster for the hosts' checks.
+    let cluster_name = name.as_deref().unwrap_or(folder);
     let defaults = raw.defaults.as_ref().map(|d| d.get_ref());
     let mut hosts = Vec::new();
     for (index, host) in raw.hosts.iter().enumerate() {
-        if let Some(host) = check_host(check, &cluster_name, &network, defaults, host, index) {
+        if let Some(host) = check_host(check, cluster_name, &host_network, defaults, host, index) {
             hosts.push((index, host));
         }
     }
     check_unique_hosts(check, raw, &hosts);
-    network.lb_hosts = check_lb_hosts(check, raw, &network, &hosts);
-    Some(Cluster { name: cluster_name, network, hosts: hosts.into_iter().map(|(_, h)| h).collect() })
+    let lb_hosts = check_lb_hosts(check, raw, &host_network, &hosts);
+    let mut network = network?;
+    network.lb_hosts = lb_hosts;
+    Some(Cluster { name: name?, network, hosts: hosts.into_iter().map(|(_, h)| h).collect() })
 }
 
-fn check_network(check: &mut Checker, raw: &RawNetwork, cluster_name: &str) -> Option<Network> {
+/// The checked network (`None` when it has errors), and the network to check the hosts
+/// against: the same, or, when it has errors, its subnet and domain if those are valid.
+fn check_network(check: &mut Checker, raw: &RawNetwork, cluster_name: &str) -> (Option<Network>, Option<Network>) {
     let name = match &raw.name {
         Some(name) if is_simple_name(name.get_ref()) => Some(name.get_ref().clone()),
         Some(name) => {
@@ -257,7 +264,11 @@ fn check_network(check: &mut Checker, raw: &RawNetwork, cluster_name: &str) -> O
         Some(alias) => check.dns_name(alias, "network.lb_alias").then(|| alias.get_ref().to_ascii_lowercase()),
         None => None,
     };
-    let (ip, netmask) = (ip?, netmask?);
+    let (Some(ip), Some(netmask)) = (ip, netmask) else {
+        // The range cannot be checked without the subnet, but its absence is still an error.
+        check.required(&raw.dhcp_range, "network.dhcp_range");
+        return (None, None);
+    };
     let partial = Network {
         name: name.clone().unwrap_or_default(),
         bridge: bridge.clone().unwrap_or_default(),
@@ -265,7 +276,7 @@ fn check_network(check: &mut Checker, raw: &RawNetwork, cluster_name: &str) -> O
         netmask,
         dhcp_start: ip,
         dhcp_end: ip,
-        domain: domain.clone().unwrap_or_default(),
+        domain: domain.clone().unwrap_or_else(|| DEFAULT_DOMAIN.to_string()),
         lb_alias: lb_alias.clone(),
         lb_hosts: Vec::new(),
     };
@@ -297,15 +308,13 @@ fn check_network(check: &mut Checker, raw: &RawNetwork, cluster_name: &str) -> O
         }
         ok.then_some((start, end))
     });
-    let (dhcp_start, dhcp_end) = dhcp?;
-    Some(Network {
-        name: name?,
-        bridge: bridge?,
-        dhcp_start,
-        dhcp_end,
-        domain: domain?,
-        ..partial
-    })
+    match (name, bridge, domain, dhcp) {
+        (Some(name), Some(bridge), Some(domain), Some((dhcp_start, dhcp_end))) => {
+            let network = Network { name, bridge, dhcp_start, dhcp_end, domain, ..partial };
+            (Some(network.clone()), Some(network))
+        }
+        _ => (None, Some(partial)),
+    }
 }
 
 fn check_host(
@@ -520,15 +529,21 @@ fn check_unique_hosts(check: &mut Checker, raw: &RawCluster, hosts: &[(usize, Ho
     let mut ips: BTreeMap<Ipv4Addr, usize> = BTreeMap::new();
     let mut macs: BTreeMap<&str, usize> = BTreeMap::new();
     for (index, host) in hosts {
-        let at = &raw.hosts[*index];
+        let entry = &raw.hosts[*index];
+        // The line of the field when the entry gives it, else of the `[[hosts]]` entry.
+        let span = |value: &Option<Spanned<String>>| value.as_ref().map_or(entry.span(), |v| v.span());
+        let raw_host = entry.get_ref();
         if let Some(first) = names.insert(&host.name, *index) {
-            check.at(at, &format!("hosts[{index}].name"), format!("`{}` is also the name of hosts[{first}]", host.name));
+            let message = format!("`{}` is also the name of hosts[{first}]", host.name);
+            check.errors.push(check.src.error_at(&span(&raw_host.name), &format!("hosts[{index}].name"), message));
         }
         if let Some(first) = ips.insert(host.ip, *index) {
-            check.at(at, &format!("hosts[{index}].ip"), format!("`{}` is also the address of hosts[{first}]", host.ip));
+            let message = format!("`{}` is also the address of hosts[{first}]", host.ip);
+            check.errors.push(check.src.error_at(&span(&raw_host.ip), &format!("hosts[{index}].ip"), message));
         }
         if let Some(first) = macs.insert(&host.mac, *index) {
-            check.at(at, &format!("hosts[{index}].mac"), format!("`{}` is also the MAC of hosts[{first}]", host.mac));
+            let message = format!("`{}` is also the MAC of hosts[{first}]", host.mac);
+            check.errors.push(check.src.error_at(&span(&raw_host.mac), &format!("hosts[{index}].mac"), message));
         }
     }
 }

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::cluster::{load_cluster, qualify, Cluster};
 use crate::error::DefError;
+use crate::source::SourceFile;
 use crate::suite::{load_suite, Suite};
 
 /// The valid definitions of a repository.
@@ -116,7 +117,19 @@ fn clash_with_others(cluster: &Cluster, others: &BTreeMap<String, Cluster>, dir:
             }
         }
     }
+    with_lines(&file, &mut errors);
     (!errors.is_empty()).then_some(errors)
+}
+
+/// Errors of checks across files are found after parsing: give them the lines of their fields.
+fn with_lines(file: &Path, errors: &mut [DefError]) {
+    if errors.iter().all(|e| e.line.is_some()) {
+        return;
+    }
+    let Ok(src) = SourceFile::read(file) else { return };
+    for error in errors.iter_mut().filter(|e| e.line.is_none() && !e.field.is_empty()) {
+        error.line = src.line_of_field(&error.field);
+    }
 }
 
 /// A suite's cluster must exist and be valid, and its machines must be hosts of it
@@ -130,7 +143,9 @@ fn check_suite_cluster(mut suite: Suite, clusters: &BTreeMap<String, Cluster>, c
         } else {
             format!("no cluster `{cluster_name}` in {}", clusters_dir.display())
         };
-        return Err(vec![DefError::new(file, None, "cluster", message)]);
+        let mut errors = vec![DefError::new(&file, None, "cluster", message)];
+        with_lines(&file, &mut errors);
+        return Err(errors);
     };
     let mut errors = Vec::new();
     let mut resolved = Vec::new();
@@ -143,6 +158,7 @@ fn check_suite_cluster(mut suite: Suite, clusters: &BTreeMap<String, Cluster>, c
         }
     }
     if !errors.is_empty() {
+        with_lines(&file, &mut errors);
         return Err(errors);
     }
     suite.machines = resolved;

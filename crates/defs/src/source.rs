@@ -43,6 +43,38 @@ impl SourceFile {
         DefError::new(&self.path, Some(self.line_of_span(span)), field, message)
     }
 
+    /// The line of a field given by its dotted path (`cluster`, `machines[2]`, `hosts[1].ip`),
+    /// for checks made after parsing, when the parser's spans are gone. A field the file does
+    /// not give (a default, a generated value) takes the line of its nearest enclosing entry
+    /// (`hosts[1]`); `None` when not even its first part is in the file.
+    pub fn line_of_field(&self, field: &str) -> Option<usize> {
+        use toml::de::{DeTable, DeValue};
+        let root = DeTable::parse(&self.text).ok()?;
+        let mut table = root.get_ref();
+        let mut found: Option<&Spanned<DeValue>> = None;
+        'path: for part in field.split('.') {
+            let (key, indices) = part.split_once('[').unwrap_or((part, ""));
+            if let Some(value) = found {
+                match value.get_ref() {
+                    DeValue::Table(inner) => table = inner,
+                    _ => break,
+                }
+            }
+            let Some((_, mut value)) = table.iter().find(|(k, _)| k.get_ref() == key) else { break };
+            found = Some(value);
+            for index in indices.split('[').map(|i| i.trim_end_matches(']')).filter(|i| !i.is_empty()) {
+                let item = match (value.get_ref(), index.parse::<usize>()) {
+                    (DeValue::Array(items), Ok(index)) => items.get(index),
+                    _ => None,
+                };
+                let Some(item) = item else { break 'path };
+                value = item;
+                found = Some(value);
+            }
+        }
+        found.map(|value| self.line_of_span(&value.span()))
+    }
+
     /// An error in this file whose line is unknown (a missing field, say).
     pub fn error(&self, field: &str, message: impl Into<String>) -> DefError {
         DefError::new(&self.path, None, field, message)
@@ -139,6 +171,20 @@ mod tests {
         assert_eq!(src.line_of(0), 1);
         assert_eq!(src.line_of(6), 2);
         assert_eq!(src.line_of(1000), 3);
+    }
+
+    #[test]
+    fn lines_of_fields() {
+        let text = "name = \"c\"\nmachines = [\n  \"a\",\n  \"b\",\n]\n[network]\nip = \"10.0.0.1\"\n\n[[hosts]]\nname = \"h1\"\n[[hosts]]\nname = \"h2\"\nip = \"10.0.0.2\"\n";
+        let src = SourceFile { path: "x.toml".into(), text: text.into() };
+        assert_eq!(src.line_of_field("name"), Some(1));
+        assert_eq!(src.line_of_field("machines[1]"), Some(4));
+        assert_eq!(src.line_of_field("network.ip"), Some(7));
+        assert_eq!(src.line_of_field("hosts[1].ip"), Some(13));
+        assert_eq!(src.line_of_field("hosts[0].ip"), Some(9), "not given: the entry's line");
+        assert_eq!(src.line_of_field("network.bridge"), Some(6), "not given: the table's line");
+        assert_eq!(src.line_of_field("machines[7]"), Some(2));
+        assert_eq!(src.line_of_field("cluster"), None);
     }
 
     #[test]

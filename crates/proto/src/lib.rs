@@ -1,0 +1,30 @@
+//! The xrdtest wire protocol, spoken between the master and its slaves and hypervisors.
+//!
+//! Layout:
+//! - [`message`]: what is said: the handshake ([`Hello`], [`HelloReply`]) and the messages
+//!   each way ([`FromMaster`], [`ToMaster`]). Plain serde data; no behaviour.
+//! - [`codec`]: how it is framed: length-delimited frames (tokio-util) carrying bincode 2
+//!   payloads, with a maximum frame size.
+//! - [`connection`]: a framed stream with `send` / `recv` of typed messages.
+//! - [`handshake`]: the first exchange on a connection: version check, secret check.
+//! - [`tls`]: rustls configurations from PEM files: the master serves with a certificate of
+//!   its own CA, peers trust that CA.
+//! - [`pki`] (feature `ca`): the master's certificate authority, made with rcgen.
+//!
+//! The protocol knows nothing of what the messages mean to the daemons; orchestration lives
+//! in the master, script execution in the slave.
+
+pub mod codec;
+pub mod connection;
+pub mod error;
+pub mod handshake;
+pub mod message;
+#[cfg(feature = "ca")]
+pub mod pki;
+pub mod tls;
+
+pub use codec::{decode_message, encode_message, FrameCodec, DEFAULT_MAX_FRAME_LEN, HARD_MAX_FRAME_LEN};
+pub use connection::Connection;
+pub use error::ProtoError;
+pub use handshake::{client_handshake, server_handshake, HandshakeError};
+pub use message::*;

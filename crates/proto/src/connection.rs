@@ -1,0 +1,60 @@
+//! A framed stream that sends and receives typed messages.
+
+use bytes::BytesMut;
+use futures_util::{SinkExt, StreamExt};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio_util::codec::Framed;
+
+use crate::codec::{decode_message, FrameCodec};
+use crate::error::ProtoError;
+
+/// One peer connection: owns the stream and its buffers, offers only whole messages.
+///
+/// [`Connection::recv`] is cancel-safe, so it can sit in a `tokio::select!` beside an
+/// outgoing queue: a frame half-read when the other branch wins stays buffered.
+pub struct Connection<S> {
+    framed: Framed<S, FrameCodec>,
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
+    pub fn new(stream: S, max_frame_len: usize) -> Connection<S> {
+        Connection { framed: Framed::new(stream, FrameCodec::new(max_frame_len)) }
+    }
+
+    /// Sends one message and flushes it.
+    pub async fn send<T: Serialize>(&mut self, message: &T) -> Result<(), ProtoError> {
+        self.framed.send(message).await
+    }
+
+    /// Queues one message without flushing; follow with [`Connection::flush`]. For bursts.
+    pub async fn feed<T: Serialize>(&mut self, message: &T) -> Result<(), ProtoError> {
+        self.framed.feed(message).await
+    }
+
+    pub async fn flush(&mut self) -> Result<(), ProtoError> {
+        SinkExt::<&()>::flush(&mut self.framed).await
+    }
+
+    /// The next raw frame; `None` when the peer closed the connection cleanly.
+    pub async fn recv_frame(&mut self) -> Result<Option<BytesMut>, ProtoError> {
+        self.framed.next().await.transpose()
+    }
+
+    /// The next message; `None` when the peer closed the connection cleanly.
+    pub async fn recv<T: DeserializeOwned>(&mut self) -> Result<Option<T>, ProtoError> {
+        match self.recv_frame().await? {
+            Some(frame) => decode_message(&frame).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    pub fn get_ref(&self) -> &S {
+        self.framed.get_ref()
+    }
+
+    pub fn get_mut(&mut self) -> &mut S {
+        self.framed.get_mut()
+    }
+}

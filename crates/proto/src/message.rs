@@ -1,0 +1,355 @@
+//! Every message of the protocol.
+//!
+//! XrdTest's messages map onto these as follows: `hello` is [`Hello`]/[`HelloReply`];
+//! `test_suite_init`, `test_case_init`, `test_case_run`, `test_case_finalize` and
+//! `test_suite_finalize` are one [`FromMaster::RunStage`] whose [`Stage`] says which;
+//! `test_case_stage_result` is [`ToMaster::StageFinished`], with output streamed before it
+//! in [`ToMaster::Output`] chunks and logs in [`ToMaster::LogFile`]; `tag_request` /
+//! `tag_reply`, `start_cluster` / `stop_cluster`, `cluster_state`, `hypervisor_state` and
+//! `disconnect` keep their names. Heartbeats, cancel and reattach after a network blip are
+//! new.
+//!
+//! Compatibility rule: [`Hello`] and [`HelloReply`] begin with the magic and the protocol
+//! version in every version of the protocol, so any two versions can at least tell each
+//! other that they differ. Everything else may change when [`PROTOCOL_VERSION`] does.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use serde::{Deserialize, Serialize};
+use xrdtest_defs::Cluster;
+
+/// Raised whenever any message changes shape.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// First bytes of every handshake frame: tells an xrdtest peer from anything else.
+pub const MAGIC: [u8; 4] = *b"XRDT";
+
+/// Identifies one stage on one slave; unique within a master's lifetime and store.
+pub type StageId = u64;
+
+/// The fixed start of [`Hello`] and [`HelloReply`], decodable whatever follows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VersionPrefix {
+    pub magic: [u8; 4],
+    pub protocol_version: u32,
+}
+
+/// What kind of peer connects to the master.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Role {
+    Slave,
+    Hypervisor,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Slave => "slave",
+            Role::Hypervisor => "hypervisor",
+        }
+    }
+}
+
+/// The first frame a slave or hypervisor sends.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hello {
+    pub magic: [u8; 4],
+    pub protocol_version: u32,
+    pub role: Role,
+    /// The peer's name: a slave's is usually its FQDN; unique among connected peers.
+    pub name: String,
+    /// The connection secret shared by the master and its peers.
+    pub secret: String,
+    /// The peer's software version, for display.
+    pub software_version: String,
+}
+
+impl Hello {
+    pub fn new(role: Role, name: impl Into<String>, secret: impl Into<String>) -> Hello {
+        Hello {
+            magic: MAGIC,
+            protocol_version: PROTOCOL_VERSION,
+            role,
+            name: name.into(),
+            secret: secret.into(),
+            software_version: env!("CARGO_PKG_VERSION").to_string(),
+        }
+    }
+}
+
+// Written by hand so that the secret never reaches a log line.
+impl std::fmt::Debug for Hello {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hello")
+            .field("protocol_version", &self.protocol_version)
+            .field("role", &self.role)
+            .field("name", &self.name)
+            .field("secret", &"<redacted>")
+            .field("software_version", &self.software_version)
+            .finish()
+    }
+}
+
+/// The master's answer to [`Hello`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HelloReply {
+    pub magic: [u8; 4],
+    pub protocol_version: u32,
+    pub master_version: String,
+    /// `None` when the peer is welcome.
+    pub refusal: Option<Refusal>,
+    /// How often each side sends [`Heartbeat`]s; a peer silent for three is gone.
+    pub heartbeat_interval_ms: u64,
+}
+
+/// Why the master refused a peer; the connection closes after it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Refusal {
+    pub reason: RefusalReason,
+    /// A sentence for the peer's log.
+    pub message: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RefusalReason {
+    VersionMismatch,
+    BadSecret,
+    DuplicateName,
+    InvalidName,
+    ShuttingDown,
+}
+
+/// A stage of a session, as XrdTest defined them.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum Stage {
+    SuiteInit,
+    CaseInit { case: String },
+    CaseRun { case: String },
+    CaseFinalize { case: String },
+    SuiteFinalize,
+}
+
+impl Stage {
+    /// `suite_init`, `case_init`, ...: the value of `XRDTEST_STAGE`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Stage::SuiteInit => "suite_init",
+            Stage::CaseInit { .. } => "case_init",
+            Stage::CaseRun { .. } => "case_run",
+            Stage::CaseFinalize { .. } => "case_finalize",
+            Stage::SuiteFinalize => "suite_finalize",
+        }
+    }
+
+    /// The test case this stage belongs to, if any.
+    pub fn case(&self) -> Option<&str> {
+        match self {
+            Stage::CaseInit { case } | Stage::CaseRun { case } | Stage::CaseFinalize { case } => Some(case),
+            Stage::SuiteInit | Stage::SuiteFinalize => None,
+        }
+    }
+}
+
+impl std::fmt::Display for Stage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.case() {
+            Some(case) => write!(f, "{}:{case}", self.kind()),
+            None => f.write_str(self.kind()),
+        }
+    }
+}
+
+/// Run one stage's script on a slave.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StageCommand {
+    pub stage_id: StageId,
+    pub session_id: String,
+    pub suite: String,
+    pub stage: Stage,
+    /// The script as written; the slave expands `@tags@` in it.
+    pub script: String,
+    /// Tag values from the master: the suite's `[tags]`, `port`, `proto`. The slave adds
+    /// `slavename` and `diskmounts` itself.
+    pub tags: BTreeMap<String, String>,
+    /// Every slave of the session, for `XRDTEST_SLAVES`.
+    pub slaves: Vec<String>,
+    pub timeout_ms: u64,
+    /// Log files to collect after the stage (tags allowed).
+    pub logs: Vec<String>,
+    /// Output past this many bytes is counted and dropped.
+    pub output_limit_bytes: u64,
+    /// Each collected log file is cut to its last this-many bytes.
+    pub log_limit_bytes: u64,
+}
+
+/// Start a cluster on a hypervisor.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StartCluster {
+    pub cluster: Cluster,
+    /// The address `master.<domain>` resolves to inside the cluster's network; `None`: the
+    /// network's bridge address (the master runs on the hypervisor host).
+    pub master_ip: Option<IpAddr>,
+    pub master_port: u16,
+    /// Who asked: a session id, or `manual`.
+    pub requested_by: String,
+}
+
+/// Heartbeat, sent by each side every [`HelloReply::heartbeat_interval_ms`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Heartbeat {
+    pub seq: u64,
+    pub sent_unix_ms: u64,
+}
+
+/// Messages from the master to a slave or hypervisor.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum FromMaster {
+    RunStage(StageCommand),
+    /// Kill the stage's whole process group and report it cancelled.
+    CancelStage { stage_id: StageId, reason: String },
+    /// Answer to [`ToMaster::TagRequest`].
+    TagReply { request_id: u64, tags: BTreeMap<String, String> },
+    /// Answer to [`ToMaster::Reattach`]: go on sending this stage from chunk `from_seq`,
+    /// or, with `None`, the master no longer wants it: kill it and forget it.
+    ResumeStage { stage_id: StageId, from_seq: Option<u64> },
+    StartCluster(StartCluster),
+    StopCluster { cluster: String },
+    Heartbeat(Heartbeat),
+    /// The master is going away or drops this peer; reconnecting later is fine.
+    Disconnect { reason: String },
+}
+
+/// One line of a script's output (stderr merged into stdout).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutputLine {
+    /// When the slave read the line.
+    pub unix_ms: u64,
+    pub text: String,
+}
+
+/// A batch of output lines of one stage, numbered so a resend after a reconnect is exact.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutputChunk {
+    pub stage_id: StageId,
+    pub seq: u64,
+    pub lines: Vec<OutputLine>,
+}
+
+/// How a stage's script ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum StageOutcome {
+    Exited { code: i32 },
+    KilledBySignal { signal: i32 },
+    TimedOut { after_ms: u64 },
+    Cancelled { reason: String },
+    /// The script could not run at all (spawn failed, work directory unusable...).
+    Failed { reason: String },
+}
+
+impl StageOutcome {
+    pub fn passed(&self) -> bool {
+        matches!(self, StageOutcome::Exited { code: 0 })
+    }
+}
+
+/// The end of a stage on a slave.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StageResult {
+    pub stage_id: StageId,
+    pub outcome: StageOutcome,
+    pub started_unix_ms: u64,
+    pub ended_unix_ms: u64,
+    /// Output bytes sent, and bytes dropped past the stage's output limit.
+    pub output_bytes: u64,
+    pub dropped_bytes: u64,
+    /// Number of output chunks sent; the master checks it has them all.
+    pub chunks: u64,
+}
+
+/// A log file collected after a stage.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogFile {
+    pub stage_id: StageId,
+    /// The path after tag expansion.
+    pub path: String,
+    /// The file's tail, at most the stage's log limit.
+    pub content: Vec<u8>,
+    /// Bytes cut from the front to keep within the limit.
+    pub truncated_bytes: u64,
+    /// Why the file could not be read, if it could not.
+    pub error: Option<String>,
+}
+
+/// A stage a reconnecting slave still holds, running or finished but not acknowledged.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HeldStage {
+    pub stage_id: StageId,
+    /// Chunks produced so far.
+    pub chunks: u64,
+    pub finished: bool,
+}
+
+/// XrdTest's cluster states.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ClusterState {
+    Defined,
+    DefinitionSent,
+    Starting,
+    CreatingNetwork,
+    CreatingSlaves,
+    CopyingImages,
+    AttachingDisks,
+    WaitingSlaves,
+    Active,
+    StopCommandSent,
+    Destroying,
+    Stopped,
+    ErrorStart,
+    ErrorStop,
+    Error,
+}
+
+impl ClusterState {
+    pub fn is_error(self) -> bool {
+        matches!(self, ClusterState::ErrorStart | ClusterState::ErrorStop | ClusterState::Error)
+    }
+}
+
+/// A cluster's state as a hypervisor reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterStatus {
+    pub cluster: String,
+    pub state: ClusterState,
+    /// Progress or the libvirt error text.
+    pub detail: String,
+}
+
+/// A hypervisor's capacity and what it runs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HypervisorStatus {
+    /// `kvm` or `qemu`.
+    pub domain_type: String,
+    pub memory_limit_bytes: u64,
+    pub memory_used_bytes: u64,
+    pub vm_limit: u32,
+    pub vms_running: u32,
+    pub clusters: Vec<ClusterStatus>,
+}
+
+/// Messages from a slave or hypervisor to the master.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ToMaster {
+    StageStarted { stage_id: StageId, started_unix_ms: u64 },
+    Output(OutputChunk),
+    LogFile(LogFile),
+    StageFinished(StageResult),
+    /// Ask for the tags of this slave (XrdTest's `tag_request`).
+    TagRequest { request_id: u64 },
+    /// Sent right after the handshake of a reconnect: the stages this slave still holds.
+    Reattach { stages: Vec<HeldStage> },
+    ClusterState(ClusterStatus),
+    HypervisorState(HypervisorStatus),
+    Heartbeat(Heartbeat),
+    Disconnect { reason: String },
+}

@@ -1,0 +1,124 @@
+//! The master's own certificate authority (feature `ca`, used by the master only).
+//!
+//! Made with rcgen on the master's first start and kept in its state directory as
+//! `ca.crt` and `ca.key`. Every start issues a fresh server certificate from it for
+//! [`MASTER_TLS_NAME`] plus the names the operator lists. Peers are given `ca.crt`.
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+    KeyUsagePurpose,
+};
+
+use crate::tls::MASTER_TLS_NAME;
+
+pub const CA_CERT_FILE: &str = "ca.crt";
+pub const CA_KEY_FILE: &str = "ca.key";
+
+#[derive(Debug, thiserror::Error)]
+pub enum PkiError {
+    #[error("certificate generation: {0}")]
+    Rcgen(#[from] rcgen::Error),
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("{0} exists but {1} does not: restore both from backup, or remove the other to make a new CA")]
+    HalfPresent(PathBuf, PathBuf),
+}
+
+/// A CA certificate and its signing key.
+pub struct CertificateAuthority {
+    cert_pem: String,
+    key: KeyPair,
+}
+
+/// A certificate issued by the CA, with its private key.
+pub struct IssuedCertificate {
+    /// The certificate followed by the CA certificate.
+    pub chain_pem: String,
+    pub key_pem: String,
+}
+
+/// The CA's subject and usages: the same on creation and every reload, so the issuer
+/// rebuilt from them matches the stored certificate.
+fn ca_params() -> CertificateParams {
+    let mut params = CertificateParams::default();
+    let mut name = DistinguishedName::new();
+    name.push(DnType::CommonName, "xrdtest master CA");
+    name.push(DnType::OrganizationName, "xrdtest");
+    params.distinguished_name = name;
+    params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+    params
+}
+
+fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> PkiError + '_ {
+    move |source| PkiError::Io { path: path.to_path_buf(), source }
+}
+
+impl CertificateAuthority {
+    /// A new CA with a fresh key.
+    pub fn generate() -> Result<CertificateAuthority, PkiError> {
+        let key = KeyPair::generate()?;
+        let cert = ca_params().self_signed(&key)?;
+        Ok(CertificateAuthority { cert_pem: cert.pem(), key })
+    }
+
+    /// Loads `ca.crt` and `ca.key` from `dir`, or creates them when neither exists. The key
+    /// file is written readable by its owner only.
+    pub fn load_or_create(dir: &Path) -> Result<CertificateAuthority, PkiError> {
+        let cert_path = dir.join(CA_CERT_FILE);
+        let key_path = dir.join(CA_KEY_FILE);
+        match (cert_path.exists(), key_path.exists()) {
+            (true, true) => {
+                let cert_pem = fs::read_to_string(&cert_path).map_err(io_error(&cert_path))?;
+                let key_pem = fs::read_to_string(&key_path).map_err(io_error(&key_path))?;
+                Ok(CertificateAuthority { cert_pem, key: KeyPair::from_pem(&key_pem)? })
+            }
+            (false, false) => {
+                fs::create_dir_all(dir).map_err(io_error(dir))?;
+                let ca = CertificateAuthority::generate()?;
+                write_private(&key_path, ca.key.serialize_pem().as_bytes())?;
+                fs::write(&cert_path, ca.cert_pem.as_bytes()).map_err(io_error(&cert_path))?;
+                Ok(ca)
+            }
+            (true, false) => Err(PkiError::HalfPresent(cert_path, key_path)),
+            (false, true) => Err(PkiError::HalfPresent(key_path, cert_path)),
+        }
+    }
+
+    /// The CA certificate, for peers to trust.
+    pub fn cert_pem(&self) -> &str {
+        &self.cert_pem
+    }
+
+    /// A server certificate for [`MASTER_TLS_NAME`] and `extra_names` (host names or IP
+    /// addresses), with a fresh key.
+    pub fn issue_server_certificate(&self, extra_names: &[String]) -> Result<IssuedCertificate, PkiError> {
+        let mut names = vec![MASTER_TLS_NAME.to_string()];
+        names.extend(extra_names.iter().filter(|n| n.as_str() != MASTER_TLS_NAME).cloned());
+        let mut params = CertificateParams::new(names)?;
+        params.distinguished_name.push(DnType::CommonName, MASTER_TLS_NAME);
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        params.use_authority_key_identifier_extension = true;
+        let key = KeyPair::generate()?;
+        let issuer = Issuer::new(ca_params(), &self.key);
+        let cert = params.signed_by(&key, &issuer)?;
+        Ok(IssuedCertificate { chain_pem: format!("{}{}", cert.pem(), self.cert_pem), key_pem: key.serialize_pem() })
+    }
+}
+
+/// Writes a file that only its owner may read (created so, never widened afterwards).
+fn write_private(path: &Path, contents: &[u8]) -> Result<(), PkiError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(io_error(path))?;
+    file.write_all(contents).map_err(io_error(path))
+}

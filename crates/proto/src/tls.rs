@@ -1,0 +1,70 @@
+//! TLS for the protocol: the master serves with a certificate issued by its own CA; slaves
+//! and hypervisors trust exactly that CA.
+//!
+//! Peers check the master's certificate against the fixed name [`MASTER_TLS_NAME`], not
+//! against the host name they dialled: VMs reach the master as `master.<domain>`, lab hosts
+//! by whatever name or address they were given, and the private CA issues certificates to
+//! nobody but the master, so the name on the certificate says "the master of this CA".
+
+use std::sync::Arc;
+
+use rustls::crypto::ring::default_provider;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use rustls::{ClientConfig, RootCertStore, ServerConfig};
+
+/// The DNS name every master certificate carries and every peer verifies.
+pub const MASTER_TLS_NAME: &str = "xrdtest-master";
+
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("no certificate found in the PEM data")]
+    NoCertificate,
+    #[error("unreadable certificate PEM: {0}")]
+    BadCertificate(String),
+    #[error("unreadable private key PEM: {0}")]
+    BadKey(String),
+    #[error("invalid TLS server name `{0}`")]
+    BadServerName(String),
+    #[error("TLS configuration: {0}")]
+    Rustls(#[from] rustls::Error),
+}
+
+fn certificates(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    let certs = CertificateDer::pem_slice_iter(pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| TlsError::BadCertificate(e.to_string()))?;
+    if certs.is_empty() {
+        return Err(TlsError::NoCertificate);
+    }
+    Ok(certs)
+}
+
+/// The master's TLS server configuration from its certificate chain and key (PEM).
+pub fn server_config(cert_chain_pem: &[u8], key_pem: &[u8]) -> Result<Arc<ServerConfig>, TlsError> {
+    let chain = certificates(cert_chain_pem)?;
+    let key = PrivateKeyDer::from_pem_slice(key_pem).map_err(|e| TlsError::BadKey(e.to_string()))?;
+    let config = ServerConfig::builder_with_provider(Arc::new(default_provider()))
+        .with_safe_default_protocol_versions()?
+        .with_no_client_auth()
+        .with_single_cert(chain, key)?;
+    Ok(Arc::new(config))
+}
+
+/// A peer's TLS client configuration that trusts only the CA in `ca_pem`.
+pub fn client_config(ca_pem: &[u8]) -> Result<Arc<ClientConfig>, TlsError> {
+    let mut roots = RootCertStore::empty();
+    for cert in certificates(ca_pem)? {
+        roots.add(cert)?;
+    }
+    let config = ClientConfig::builder_with_provider(Arc::new(default_provider()))
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(Arc::new(config))
+}
+
+/// The name a peer verifies: [`MASTER_TLS_NAME`] unless configured otherwise.
+pub fn server_name(name: &str) -> Result<ServerName<'static>, TlsError> {
+    ServerName::try_from(name.to_string()).map_err(|_| TlsError::BadServerName(name.to_string()))
+}
