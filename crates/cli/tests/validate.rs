@@ -47,7 +47,9 @@ fn broken_definitions_name_file_line_field_and_problem_and_exit_nonzero() {
     let json: serde_json::Value = serde_json::from_str(&stdout).unwrap();
     assert_eq!(json["valid"], false);
     let errors = json["errors"].as_array().unwrap();
-    let find = |field: &str| errors.iter().find(|e| e["field"] == field).unwrap_or_else(|| panic!("no error for {field}: {stdout}"));
+    let find = |field: &str| {
+        errors.iter().find(|e| e["field"] == field).unwrap_or_else(|| panic!("no error for {field}: {stdout}"))
+    };
     assert_eq!(find("name")["line"], 1);
     assert!(find("name")["message"].as_str().unwrap().contains("must equal its folder name `ts_broken`"));
     assert!(find("tests[0]")["message"].as_str().unwrap().contains("run.sh is missing"));

@@ -171,10 +171,7 @@ pub fn load_cluster(dir: &Path) -> Result<Cluster, Vec<DefError>> {
 fn check_cluster(check: &mut Checker, raw: &RawCluster, folder: &str) -> Option<Cluster> {
     let name = check.required(&raw.name, "name").and_then(|name| {
         if name.get_ref() != folder {
-            check.at(name, "name", format!(
-                "cluster name `{}` must equal its folder name `{folder}`",
-                name.get_ref()
-            ));
+            check.at(name, "name", format!("cluster name `{}` must equal its folder name `{folder}`", name.get_ref()));
             None
         } else if !is_simple_name(name.get_ref()) {
             check.at(name, "name", "use letters, digits, `_`, `-` and `.` only");
@@ -237,9 +234,11 @@ fn check_network(check: &mut Checker, raw: &RawNetwork, cluster_name: &str) -> (
     let bridge = check.required(&raw.bridge, "network.bridge").and_then(|bridge| {
         let text = bridge.get_ref();
         if text.is_empty() || text.len() > MAX_BRIDGE_NAME || !is_simple_name(text) {
-            check.at(bridge, "network.bridge", format!(
-                "`{text}` is not a usable bridge name (1 to {MAX_BRIDGE_NAME} letters, digits, `_`, `-`, `.`)"
-            ));
+            check.at(
+                bridge,
+                "network.bridge",
+                format!("`{text}` is not a usable bridge name (1 to {MAX_BRIDGE_NAME} letters, digits, `_`, `-`, `.`)"),
+            );
             None
         } else {
             Some(text.clone())
@@ -298,7 +297,11 @@ fn check_network(check: &mut Checker, raw: &RawNetwork, cluster_name: &str) -> (
         let mut ok = true;
         for (addr, at) in [(start, &ends[0]), (end, &ends[1])] {
             if !partial.contains(addr) || u32::from(addr) == network_address || u32::from(addr) == broadcast {
-                check.at(at, "network.dhcp_range", format!("`{addr}` is not a host address of {ip}/{}", partial.prefix_len()));
+                check.at(
+                    at,
+                    "network.dhcp_range",
+                    format!("`{addr}` is not a host address of {ip}/{}", partial.prefix_len()),
+                );
                 ok = false;
             }
         }
@@ -339,7 +342,11 @@ fn check_host(
             let network_address = u32::from(network.ip) & u32::from(network.netmask);
             let broadcast = network_address | !u32::from(network.netmask);
             if !network.contains(ip) {
-                check.at(v, &field("ip"), format!("`{ip}` is outside the network {}/{}", network.ip, network.prefix_len()));
+                check.at(
+                    v,
+                    &field("ip"),
+                    format!("`{ip}` is outside the network {}/{}", network.ip, network.prefix_len()),
+                );
                 None
             } else if u32::from(ip) == network_address || u32::from(ip) == broadcast {
                 check.at(v, &field("ip"), format!("`{ip}` is the network or broadcast address"));
@@ -371,7 +378,11 @@ fn check_host(
     let boot = match boot_source {
         Some(src) => check_boot(check, src, raw, defaults, &field("boot_image")),
         None => {
-            check.at(spanned, &field("boot_image"), "no boot method: give boot_image, or kernel (and initrd, cmdline), here or in [defaults]");
+            check.at(
+                spanned,
+                &field("boot_image"),
+                "no boot method: give boot_image, or kernel (and initrd, cmdline), here or in [defaults]",
+            );
             None
         }
     };
@@ -379,7 +390,11 @@ fn check_host(
     let arch = match arch_value {
         Some(arch) if KNOWN_ARCHES.contains(&arch.get_ref().as_str()) => Some(arch.get_ref().clone()),
         Some(arch) => {
-            check.at(arch, &field("arch"), format!("unknown architecture `{}`: expected one of {}", arch.get_ref(), KNOWN_ARCHES.join(", ")));
+            check.at(
+                arch,
+                &field("arch"),
+                format!("unknown architecture `{}`: expected one of {}", arch.get_ref(), KNOWN_ARCHES.join(", ")),
+            );
             None
         }
         None => Some("x86_64".to_string()),
@@ -387,7 +402,11 @@ fn check_host(
     let ram_bytes = match raw.ram.as_ref().or(defaults.and_then(|d| d.ram.as_ref())) {
         Some(ram) => check.size(ram, &field("ram")).and_then(|bytes| {
             if bytes < MIN_RAM_BYTES {
-                check.at(ram, &field("ram"), format!("{bytes} bytes is below the 64M minimum; write sizes with a unit, like \"1G\""));
+                check.at(
+                    ram,
+                    &field("ram"),
+                    format!("{bytes} bytes is below the 64M minimum; write sizes with a unit, like \"1G\""),
+                );
                 None
             } else {
                 Some(bytes)
@@ -444,7 +463,11 @@ fn check_boot(
             for (value, name) in [(Some(kernel), "kernel"), (src.initrd.as_ref(), "initrd")] {
                 if let Some(value) = value {
                     if !value.get_ref().starts_with('/') {
-                        check.at(value, &format!("{field_prefix}{name}"), "must be an absolute path on the hypervisor host");
+                        check.at(
+                            value,
+                            &format!("{field_prefix}{name}"),
+                            "must be an absolute path on the hypervisor host",
+                        );
                         ok = false;
                     }
                 }
@@ -459,7 +482,12 @@ fn check_boot(
     }
 }
 
-fn check_disks(check: &mut Checker, raw: &[Spanned<RawDisk>], host_index: usize, boots_from_image: bool) -> Option<Vec<Disk>> {
+fn check_disks(
+    check: &mut Checker,
+    raw: &[Spanned<RawDisk>],
+    host_index: usize,
+    boots_from_image: bool,
+) -> Option<Vec<Disk>> {
     let mut disks = Vec::new();
     let mut ok = true;
     let mut seen: BTreeMap<(&str, String), usize> = BTreeMap::new();
@@ -552,7 +580,9 @@ fn check_unique_hosts(check: &mut Checker, raw: &RawCluster, hosts: &[(usize, Ho
 fn check_lb_hosts(check: &mut Checker, raw: &RawCluster, network: &Network, hosts: &[(usize, Host)]) -> Vec<String> {
     let Some(raw_network) = raw.network.as_ref().map(|n| n.get_ref()) else { return Vec::new() };
     match (&raw_network.lb_alias, &raw_network.lb_hosts) {
-        (None, Some(list)) => check.at(list, "network.lb_hosts", "lb_hosts needs lb_alias, the name they are balanced under"),
+        (None, Some(list)) => {
+            check.at(list, "network.lb_hosts", "lb_hosts needs lb_alias, the name they are balanced under")
+        }
         (Some(alias), None) => check.at(alias, "network.lb_alias", "lb_alias needs lb_hosts, the hosts it balances"),
         (Some(_), Some(list)) => {
             let mut resolved = Vec::new();
@@ -574,7 +604,11 @@ fn check_lb_hosts(check: &mut Checker, raw: &RawCluster, network: &Network, host
 /// `ds1` becomes `ds1.xrd.test`; a name with a dot is taken as already qualified.
 pub fn qualify(name: &str, domain: &str) -> String {
     let lower = name.trim().to_ascii_lowercase();
-    if lower.contains('.') { lower } else { format!("{lower}.{domain}") }
+    if lower.contains('.') {
+        lower
+    } else {
+        format!("{lower}.{domain}")
+    }
 }
 
 fn is_simple_name(name: &str) -> bool {

@@ -134,7 +134,11 @@ fn with_lines(file: &Path, errors: &mut [DefError]) {
 
 /// A suite's cluster must exist and be valid, and its machines must be hosts of it
 /// (named in full or by their first label). Machines are rewritten to full host names.
-fn check_suite_cluster(mut suite: Suite, clusters: &BTreeMap<String, Cluster>, clusters_dir: &Path) -> Result<Suite, Vec<DefError>> {
+fn check_suite_cluster(
+    mut suite: Suite,
+    clusters: &BTreeMap<String, Cluster>,
+    clusters_dir: &Path,
+) -> Result<Suite, Vec<DefError>> {
     let Some(cluster_name) = suite.cluster.clone() else { return Ok(suite) };
     let file = suite.dir.join("suite.toml");
     let Some(cluster) = clusters.get(&cluster_name) else {
@@ -154,7 +158,12 @@ fn check_suite_cluster(mut suite: Suite, clusters: &BTreeMap<String, Cluster>, c
         if cluster.hosts.iter().any(|h| h.name == full) {
             resolved.push(full);
         } else {
-            errors.push(DefError::new(&file, None, format!("machines[{index}]"), format!("`{machine}` is not a host of cluster `{cluster_name}`")));
+            errors.push(DefError::new(
+                &file,
+                None,
+                format!("machines[{index}]"),
+                format!("`{machine}` is not a host of cluster `{cluster_name}`"),
+            ));
         }
     }
     if !errors.is_empty() {

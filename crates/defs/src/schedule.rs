@@ -47,16 +47,12 @@ impl Schedule {
     pub fn from_table(table: &[(String, String)]) -> Result<Schedule, String> {
         for (key, _) in table {
             if !TABLE_FIELDS.contains(&key.as_str()) {
-                return Err(format!(
-                    "unknown schedule field `{key}`: expected {}",
-                    TABLE_FIELDS.join(", ")
-                ));
+                return Err(format!("unknown schedule field `{key}`: expected {}", TABLE_FIELDS.join(", ")));
             }
         }
         let given = |name: &str| table.iter().find(|(k, _)| k == name).map(|(_, v)| v.trim().to_string());
-        let least_significant_given = ["month", "day", "hour", "minute", "second"]
-            .iter()
-            .rposition(|name| given(name).is_some());
+        let least_significant_given =
+            ["month", "day", "hour", "minute", "second"].iter().rposition(|name| given(name).is_some());
         let field = |position: usize, name: &str, minimum: &str| -> String {
             match given(name) {
                 Some(value) => value,

@@ -29,8 +29,7 @@ impl ScriptSource {
         }
         let lower = text.trim_start().to_ascii_lowercase();
         if lower.starts_with("http://") || lower.starts_with("https://") {
-            let url = url::Url::parse(text.trim())
-                .map_err(|err| format!("`{text}` is not a valid URL: {err}"))?;
+            let url = url::Url::parse(text.trim()).map_err(|err| format!("`{text}` is not a valid URL: {err}"))?;
             if url.host_str().is_none_or(str::is_empty) {
                 return Err(format!("`{text}` names no host"));
             }
@@ -63,20 +62,14 @@ mod tests {
             ScriptSource::parse("file://suite_init.sh", dir),
             Ok(ScriptSource::File("/repo/suites/ts/suite_init.sh".into()))
         );
-        assert_eq!(
-            ScriptSource::parse("file:///etc/init.sh", dir),
-            Ok(ScriptSource::File("/etc/init.sh".into()))
-        );
+        assert_eq!(ScriptSource::parse("file:///etc/init.sh", dir), Ok(ScriptSource::File("/etc/init.sh".into())));
         assert_eq!(
             ScriptSource::parse("https://example.org/init.sh", dir),
             Ok(ScriptSource::Url("https://example.org/init.sh".into()))
         );
         assert!(ScriptSource::parse("http://", dir).is_err());
         assert!(ScriptSource::parse("http://exa mple.org/x", dir).is_err());
-        assert_eq!(
-            ScriptSource::parse("echo hi", dir),
-            Ok(ScriptSource::Inline("echo hi".into()))
-        );
+        assert_eq!(ScriptSource::parse("echo hi", dir), Ok(ScriptSource::Inline("echo hi".into())));
         assert!(ScriptSource::parse("  ", dir).is_err());
     }
 }

@@ -7,8 +7,8 @@ use serde::de::DeserializeOwned;
 use std::net::Ipv4Addr;
 use toml::Spanned;
 
-use crate::error::DefError;
 use crate::cluster::is_dns_name;
+use crate::error::DefError;
 use crate::units::parse_size;
 
 /// The text of one definition file, kept so byte spans from the parser can become lines.
@@ -142,10 +142,14 @@ impl<'a> Checker<'a> {
     pub fn dns_name(&mut self, value: &Spanned<String>, field: &str) -> bool {
         let ok = is_dns_name(value.get_ref());
         if !ok {
-            self.at(value, field, format!(
-                "`{}` is not a valid host name (letters, digits and `-` in dot-separated labels)",
-                value.get_ref()
-            ));
+            self.at(
+                value,
+                field,
+                format!(
+                    "`{}` is not a valid host name (letters, digits and `-` in dot-separated labels)",
+                    value.get_ref()
+                ),
+            );
         }
         ok
     }
@@ -156,8 +160,7 @@ fn field_named_in(message: &str) -> Option<String> {
     let start = message.find('`')? + 1;
     let len = message[start..].find('`')?;
     let name = &message[start..start + len];
-    let looks_like_field = !name.is_empty()
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.');
+    let looks_like_field = !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.');
     (message.contains("field") && looks_like_field).then(|| name.to_string())
 }
 

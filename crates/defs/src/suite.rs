@@ -220,7 +220,11 @@ fn check_suite(check: &mut Checker, raw: &RawSuite, dir: &Path, folder: &str) ->
             toml::Value::String(text) => Schedule::parse(text),
             toml::Value::Table(table) => table
                 .iter()
-                .map(|(k, v)| scalar_text(v).map(|v| (k.clone(), v)).ok_or_else(|| format!("schedule field `{k}` must be a string or number")))
+                .map(|(k, v)| {
+                    scalar_text(v)
+                        .map(|v| (k.clone(), v))
+                        .ok_or_else(|| format!("schedule field `{k}` must be a string or number"))
+                })
                 .collect::<Result<Vec<_>, _>>()
                 .and_then(|pairs| Schedule::from_table(&pairs)),
             other => Err(format!("expected a cron string or a table, found {}", other.type_str())),
@@ -259,7 +263,11 @@ fn check_suite(check: &mut Checker, raw: &RawSuite, dir: &Path, folder: &str) ->
         if log.get_ref().starts_with('/') || log.get_ref().starts_with('@') {
             logs.push(log.get_ref().clone());
         } else {
-            check.at(log, &format!("logs[{i}]"), format!("`{}` must be an absolute path (or start with a tag)", log.get_ref()));
+            check.at(
+                log,
+                &format!("logs[{i}]"),
+                format!("`{}` must be an absolute path (or start with a tag)", log.get_ref()),
+            );
         }
     }
     let mut alert_emails = Vec::new();
@@ -348,7 +356,11 @@ fn load_case(suite_dir: &Path, name: &str) -> Result<TestCase, Vec<CaseProblem>>
                 if let Some(value) = &raw.stage_timeout {
                     match timeout_value(value) {
                         Ok(timeout) => stage_timeout = Some(timeout),
-                        Err(message) => problems.push(CaseProblem::InCaseFile(src.error_at(&value.span(), "stage_timeout", message))),
+                        Err(message) => problems.push(CaseProblem::InCaseFile(src.error_at(
+                            &value.span(),
+                            "stage_timeout",
+                            message,
+                        ))),
                     }
                 }
             }

@@ -96,12 +96,8 @@ mod tests {
 
     #[test]
     fn diskmounts() {
-        let disks = vec![Disk {
-            name: "disk1".into(),
-            size_bytes: 1 << 30,
-            device: "vdb".into(),
-            mount_point: "/data".into(),
-        }];
+        let disks =
+            vec![Disk { name: "disk1".into(), size_bytes: 1 << 30, device: "vdb".into(), mount_point: "/data".into() }];
         let cmds = diskmount_commands(&disks);
         assert!(cmds.contains("mkfs.ext4 -q -F '/dev/vdb'"));
         assert!(cmds.contains("-o user_xattr '/dev/vdb' '/data'"));

@@ -12,9 +12,7 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
     if digits.is_empty() {
         return Err(format!("`{text}` is not a size: write bytes or a number with K, M, G or T (like 20G)"));
     }
-    let number: u64 = digits
-        .parse()
-        .map_err(|_| format!("`{text}` is too large to be a size"))?;
+    let number: u64 = digits.parse().map_err(|_| format!("`{text}` is too large to be a size"))?;
     let unit = unit.trim().to_ascii_uppercase();
     let unit = unit.strip_suffix("IB").or_else(|| unit.strip_suffix('B')).unwrap_or(&unit);
     let shift = match unit {
@@ -27,9 +25,7 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
             return Err(format!("`{text}` has unknown size unit `{other}`: use K, M, G or T"));
         }
     };
-    number
-        .checked_mul(1u64 << shift)
-        .ok_or_else(|| format!("`{text}` is too large to be a size"))
+    number.checked_mul(1u64 << shift).ok_or_else(|| format!("`{text}` is too large to be a size"))
 }
 
 /// Formats a byte count with the largest binary unit that divides it exactly.

@@ -120,11 +120,7 @@ fn dump(errors: &[DefError]) -> String {
     if errors.is_empty() {
         return "  (no errors)".into();
     }
-    errors
-        .iter()
-        .map(|e| format!("  {e}   [line {:?}, field {:?}]", e.line, e.field))
-        .collect::<Vec<_>>()
-        .join("\n")
+    errors.iter().map(|e| format!("  {e}   [line {:?}, field {:?}]", e.line, e.field)).collect::<Vec<_>>().join("\n")
 }
 
 /// The one error whose file ends with `file` and whose field is `field`; it must be at
@@ -137,11 +133,8 @@ fn expect_error<'a>(
     field: &str,
     message: &str,
 ) -> &'a DefError {
-    let matching: Vec<&DefError> = report
-        .errors
-        .iter()
-        .filter(|e| e.file.ends_with(file) && e.field == field)
-        .collect();
+    let matching: Vec<&DefError> =
+        report.errors.iter().filter(|e| e.file.ends_with(file) && e.field == field).collect();
     assert!(
         matching.len() == 1,
         "expected exactly one error in `{file}` on field `{field}`, found {}; all errors:\n{}",
@@ -149,12 +142,7 @@ fn expect_error<'a>(
         dump(&report.errors)
     );
     let error = matching[0];
-    assert_eq!(
-        error.line,
-        line,
-        "line of {error}; all errors:\n{}",
-        dump(&report.errors)
-    );
+    assert_eq!(error.line, line, "line of {error}; all errors:\n{}", dump(&report.errors));
     assert!(
         error.message.contains(message),
         "message of {error} should contain {message:?}; all errors:\n{}",
@@ -171,11 +159,7 @@ fn expect_error_count(report: &LoadReport, n: usize) {
 
 #[track_caller]
 fn expect_valid(report: &LoadReport) {
-    assert!(
-        report.is_valid(),
-        "expected no errors, found:\n{}",
-        dump(&report.errors)
-    );
+    assert!(report.is_valid(), "expected no errors, found:\n{}", dump(&report.errors));
 }
 
 // ---------------------------------------------------------------------------------------
@@ -254,10 +238,7 @@ fn errors_are_listed_in_file_order_with_display_form() {
     assert_eq!(report.errors[0].field, "tests[0]");
     assert_eq!(report.errors[1].field, "alert_failure");
     let shown = report.errors[1].to_string();
-    assert!(
-        shown.contains("ts_a/suite.toml:5: field `alert_failure`: unknown alert policy `LOUD`"),
-        "{shown}"
-    );
+    assert!(shown.contains("ts_a/suite.toml:5: field `alert_failure`: unknown alert policy `LOUD`"), "{shown}");
 }
 
 #[test]
@@ -270,17 +251,8 @@ fn suite_name_must_match_its_folder() {
     );
     write_case(&repo.root, "ts_folder", "c", true, true);
     let report = repo.load();
-    let error = expect_error(
-        &report,
-        "ts_folder/suite.toml",
-        Some(2),
-        "name",
-        "must equal its folder name",
-    );
-    assert!(
-        error.message.contains("ts_other") && error.message.contains("ts_folder"),
-        "{error}"
-    );
+    let error = expect_error(&report, "ts_folder/suite.toml", Some(2), "name", "must equal its folder name");
+    assert!(error.message.contains("ts_other") && error.message.contains("ts_folder"), "{error}");
     expect_error_count(&report, 1);
     assert!(report.repository.suites.is_empty());
 }
@@ -302,11 +274,7 @@ fn suite_mandatory_fields_are_reported_together() {
 #[test]
 fn suite_empty_lists_are_reported() {
     let repo = Repo::new();
-    write_suite(
-        &repo.root,
-        "ts_lists",
-        "name = \"ts_lists\"\nmachines = []\ntests = []\ninitialize = \"echo\"\n",
-    );
+    write_suite(&repo.root, "ts_lists", "name = \"ts_lists\"\nmachines = []\ntests = []\ninitialize = \"echo\"\n");
     let report = repo.load();
     let f = "ts_lists/suite.toml";
     expect_error(&report, f, Some(2), "machines", "lists no machine");
@@ -334,24 +302,14 @@ fn unknown_suite_field_is_named_with_its_line() {
     );
     write_case(&repo.root, "ts_typo", "c", true, true);
     let report = repo.load();
-    expect_error(
-        &report,
-        "ts_typo/suite.toml",
-        Some(4),
-        "intialize",
-        "unknown field `intialize`",
-    );
+    expect_error(&report, "ts_typo/suite.toml", Some(4), "intialize", "unknown field `intialize`");
     expect_error_count(&report, 1);
 }
 
 #[test]
 fn suite_toml_syntax_error_has_a_line() {
     let repo = Repo::new();
-    write_suite(
-        &repo.root,
-        "ts_syntax",
-        "name = \"ts_syntax\"\nmachines = [\"s1\"\ntests = [\"c\"]\n",
-    );
+    write_suite(&repo.root, "ts_syntax", "name = \"ts_syntax\"\nmachines = [\"s1\"\ntests = [\"c\"]\n");
     let report = repo.load();
     expect_error_count(&report, 1);
     let error = &report.errors[0];
@@ -396,12 +354,7 @@ fn case_folder_must_have_init_and_run() {
     let e = expect_error(&report, f, Some(6), "tests[2]", "is missing");
     assert!(e.message.contains("tc/no_run/run.sh"), "{e}");
     let empty: Vec<&DefError> = report.errors.iter().filter(|e| e.field == "tests[3]").collect();
-    assert_eq!(
-        empty.len(),
-        2,
-        "both scripts of `empty` are missing:\n{}",
-        dump(&report.errors)
-    );
+    assert_eq!(empty.len(), 2, "both scripts of `empty` are missing:\n{}", dump(&report.errors));
     assert!(empty.iter().all(|e| e.line == Some(7)));
     assert!(empty.iter().any(|e| e.message.contains("tc/empty/init.sh")));
     assert!(empty.iter().any(|e| e.message.contains("tc/empty/run.sh")));
@@ -414,23 +367,12 @@ fn case_toml_bad_stage_timeout_is_reported_in_case_file() {
     let repo = Repo::new();
     let root = &repo.root;
     valid_static_suite(root, "ts_ct", &["slow", "zero", "good"]);
-    write_case_toml(
-        root,
-        "ts_ct",
-        "slow",
-        "description = \"slow\"\nstage_timeout = \"5 fortnights\"\n",
-    );
+    write_case_toml(root, "ts_ct", "slow", "description = \"slow\"\nstage_timeout = \"5 fortnights\"\n");
     write_case_toml(root, "ts_ct", "zero", "stage_timeout = 0\n");
     write_case_toml(root, "ts_ct", "good", "stage_timeout = \"90s\"\n");
     let report = repo.load();
     expect_error(&report, "tc/slow/case.toml", Some(2), "stage_timeout", "not a duration");
-    expect_error(
-        &report,
-        "tc/zero/case.toml",
-        Some(1),
-        "stage_timeout",
-        "not a positive number",
-    );
+    expect_error(&report, "tc/zero/case.toml", Some(1), "stage_timeout", "not a positive number");
     expect_error_count(&report, 2);
     assert!(report.repository.suites.is_empty());
 }
@@ -440,12 +382,7 @@ fn case_toml_is_optional_and_its_timeout_is_used() {
     let repo = Repo::new();
     let root = &repo.root;
     valid_static_suite(root, "ts_ct", &["good", "plain"]);
-    write_case_toml(
-        root,
-        "ts_ct",
-        "good",
-        "description = \"good\"\nstage_timeout = \"1h30m\"\n",
-    );
+    write_case_toml(root, "ts_ct", "good", "description = \"good\"\nstage_timeout = \"1h30m\"\n");
     write_suite_file(root, "ts_ct", "tc/plain/finalize.sh", "true\n");
     let report = repo.load();
     expect_valid(&report);
@@ -456,14 +393,8 @@ fn case_toml_is_optional_and_its_timeout_is_used() {
     assert_eq!(good.effective_timeout(suite).as_secs(), 5400);
     assert!(good.finalize.is_none());
     let plain = &suite.tests[1];
-    assert_eq!(
-        plain.effective_timeout(suite),
-        xrdtest_defs::suite::DEFAULT_STAGE_TIMEOUT
-    );
-    assert!(plain
-        .finalize
-        .as_ref()
-        .is_some_and(|p| p.ends_with("tc/plain/finalize.sh")));
+    assert_eq!(plain.effective_timeout(suite), xrdtest_defs::suite::DEFAULT_STAGE_TIMEOUT);
+    assert!(plain.finalize.as_ref().is_some_and(|p| p.ends_with("tc/plain/finalize.sh")));
 }
 
 #[test]
@@ -506,14 +437,8 @@ finalize = "file:///nonexistent/xrdtest/finalize.sh"
     let report = repo.load();
     expect_valid(&report);
     let suite = &report.repository.suites["ts_scripts"];
-    assert_eq!(
-        suite.initialize,
-        xrdtest_defs::ScriptSource::File(root.join("suites/ts_scripts/init.sh"))
-    );
-    assert_eq!(
-        suite.finalize,
-        Some(xrdtest_defs::ScriptSource::Url("https://example.org/fin.sh".into()))
-    );
+    assert_eq!(suite.initialize, xrdtest_defs::ScriptSource::File(root.join("suites/ts_scripts/init.sh")));
+    assert_eq!(suite.finalize, Some(xrdtest_defs::ScriptSource::Url("https://example.org/fin.sh".into())));
 
     // A URL without a host, and an empty `file://`.
     write_suite(
@@ -562,14 +487,7 @@ fn schedule_string_and_table_forms_are_accepted() {
     write_case(root, "ts_subtable", "c", true, true);
     let report = repo.load();
     expect_valid(&report);
-    let expr = |name: &str| {
-        report.repository.suites[name]
-            .schedule
-            .as_ref()
-            .unwrap()
-            .expression
-            .clone()
-    };
+    let expr = |name: &str| report.repository.suites[name].schedule.as_ref().unwrap().expression.clone();
     assert_eq!(expr("ts_string"), "0 30 6 * * *");
     assert_eq!(expr("ts_five"), "0 */5 * * * *");
     assert_eq!(expr("ts_table"), "30 08 * * 1 *");
@@ -584,11 +502,7 @@ fn invalid_schedules_are_rejected() {
         ("ts_range", "schedule = \"0 0 25 * * *\"", "not a valid cron schedule"),
         ("ts_fields", "schedule = \"* * *\"", "3 fields"),
         ("ts_word", "schedule = \"daily\"", "1 fields"),
-        (
-            "ts_tkey",
-            "schedule = { minit = \"3\" }",
-            "unknown schedule field `minit`",
-        ),
+        ("ts_tkey", "schedule = { minit = \"3\" }", "unknown schedule field `minit`"),
         ("ts_tval", "schedule = { hour = \"99\" }", "not a valid cron schedule"),
         ("ts_ttype", "schedule = { hour = [1, 2] }", "must be a string or number"),
         ("ts_type", "schedule = 42", "expected a cron string or a table"),
@@ -624,13 +538,7 @@ fn valid_cluster_loads_with_defaults_applied() {
     assert_eq!(cluster.network.domain, "xrd.test");
     assert_eq!(cluster.hosts.len(), 2);
     assert_eq!(cluster.hosts[0].name, "h1.xrd.test");
-    assert_eq!(
-        cluster.hosts[0].boot,
-        Boot::Image {
-            volume: "slave.img".into(),
-            cache: true
-        }
-    );
+    assert_eq!(cluster.hosts[0].boot, Boot::Image { volume: "slave.img".into(), cache: true });
     assert!(cluster.hosts[0].mac.starts_with("52:54:00:"));
     assert_ne!(cluster.hosts[0].mac, cluster.hosts[1].mac);
 }
@@ -641,13 +549,7 @@ fn cluster_name_must_match_its_folder() {
     let text = valid_cluster_toml("c_other", 1, "h");
     write_cluster(&repo.root, "c_folder", &text);
     let report = repo.load();
-    let e = expect_error(
-        &report,
-        "c_folder/cluster.toml",
-        Some(1),
-        "name",
-        "must equal its folder name",
-    );
+    let e = expect_error(&report, "c_folder/cluster.toml", Some(1), "name", "must equal its folder name");
     assert!(e.message.contains("c_other") && e.message.contains("c_folder"), "{e}");
     expect_error_count(&report, 1);
     assert!(report.repository.clusters.is_empty());
@@ -755,17 +657,8 @@ fn host_ip_outside_network_is_rejected() {
     let text = valid_cluster_toml("c1", 1, "h").replace("ip = \"10.1.0.11\"", "ip = \"10.9.0.11\"");
     write_cluster(&repo.root, "c1", &text);
     let report = repo.load();
-    let e = expect_error(
-        &report,
-        "c1/cluster.toml",
-        Some(14),
-        "hosts[1].ip",
-        "outside the network",
-    );
-    assert!(
-        e.message.contains("10.9.0.11") && e.message.contains("10.1.0.1/24"),
-        "{e}"
-    );
+    let e = expect_error(&report, "c1/cluster.toml", Some(14), "hosts[1].ip", "outside the network");
+    assert!(e.message.contains("10.9.0.11") && e.message.contains("10.1.0.1/24"), "{e}");
     expect_error_count(&report, 1);
     assert!(report.repository.clusters.is_empty());
 }
@@ -958,13 +851,7 @@ fn clash_on_a_default_value_is_reported_at_its_table() {
     write_cluster(root, "c_a", &text);
     write_cluster(root, "c_b", &valid_cluster_toml("c_b", 2, "b"));
     let report = repo.load();
-    let e = expect_error(
-        &report,
-        "c_b/cluster.toml",
-        Some(2),
-        "network.name",
-        "also used by cluster `c_a`",
-    );
+    let e = expect_error(&report, "c_b/cluster.toml", Some(2), "network.name", "also used by cluster `c_a`");
     assert!(e.message.contains("c_b_net"), "{e}");
     expect_error_count(&report, 1);
     assert_eq!(report.repository.clusters.keys().collect::<Vec<_>>(), ["c_a"]);
@@ -984,13 +871,7 @@ fn bad_netmasks_are_rejected() {
         // One cluster at a time: each is removed after its check.
         write_cluster(root, name, &text);
         let report = load_repository(&root.join("suites"), &root.join("clusters"));
-        expect_error(
-            &report,
-            &format!("{name}/cluster.toml"),
-            Some(5),
-            "network.netmask",
-            message,
-        );
+        expect_error(&report, &format!("{name}/cluster.toml"), Some(5), "network.netmask", message);
         expect_error_count(&report, 1);
         fs::remove_dir_all(root.join("clusters").join(name)).unwrap();
     }
@@ -1033,12 +914,7 @@ fn dhcp_range_must_be_ordered_and_inside_the_network() {
             1,
             &["first address 10.1.0.200 is after last address 10.1.0.100"][..],
         ),
-        (
-            "c_out",
-            r#"["10.1.0.100", "10.2.0.200"]"#,
-            1,
-            &["`10.2.0.200` is not a host address of 10.1.0.1/24"][..],
-        ),
+        ("c_out", r#"["10.1.0.100", "10.2.0.200"]"#, 1, &["`10.2.0.200` is not a host address of 10.1.0.1/24"][..]),
         (
             "c_bcast",
             r#"["10.1.0.0", "10.1.0.255"]"#,
@@ -1046,12 +922,7 @@ fn dhcp_range_must_be_ordered_and_inside_the_network() {
             &["`10.1.0.0` is not a host address", "`10.1.0.255` is not a host address"][..],
         ),
         ("c_one", r#"["10.1.0.100"]"#, 1, &["give two addresses"][..]),
-        (
-            "c_bad",
-            r#"["10.1.0.100", "ten"]"#,
-            1,
-            &["`ten` is not an IPv4 address"][..],
-        ),
+        ("c_bad", r#"["10.1.0.100", "ten"]"#, 1, &["`ten` is not an IPv4 address"][..]),
     ] {
         let text = valid_cluster_toml(name, 1, "h").replace(r#"["10.1.0.100", "10.1.0.200"]"#, range);
         write_cluster(root, name, &text);
@@ -1151,13 +1022,7 @@ fn lb_hosts_must_be_hosts_of_the_cluster() {
     );
     write_cluster(&repo.root, "c1", &text);
     let report = repo.load();
-    let e = expect_error(
-        &report,
-        "c1/cluster.toml",
-        Some(8),
-        "network.lb_hosts",
-        "not a host of this cluster",
-    );
+    let e = expect_error(&report, "c1/cluster.toml", Some(8), "network.lb_hosts", "not a host of this cluster");
     assert!(e.message.contains("h9.xrd.test"), "{e}");
     expect_error_count(&report, 1);
 
@@ -1166,10 +1031,7 @@ fn lb_hosts_must_be_hosts_of_the_cluster() {
     write_cluster(&repo.root, "c1", &text);
     let report = repo.load();
     expect_valid(&report);
-    assert_eq!(
-        report.repository.clusters["c1"].network.lb_hosts,
-        ["h1.xrd.test", "h2.xrd.test"]
-    );
+    assert_eq!(report.repository.clusters["c1"].network.lb_hosts, ["h1.xrd.test", "h2.xrd.test"]);
 }
 
 #[test]
@@ -1181,13 +1043,7 @@ fn lb_alias_and_lb_hosts_go_together() {
     );
     write_cluster(&repo.root, "c1", &text);
     let report = repo.load();
-    expect_error(
-        &report,
-        "c1/cluster.toml",
-        Some(7),
-        "network.lb_hosts",
-        "needs lb_alias",
-    );
+    expect_error(&report, "c1/cluster.toml", Some(7), "network.lb_hosts", "needs lb_alias");
     expect_error_count(&report, 1);
 }
 
@@ -1229,10 +1085,8 @@ initrd = "/boot/initrd.img"
 #[test]
 fn defaults_may_not_name_a_host() {
     let repo = Repo::new();
-    let text = valid_cluster_toml("c1", 1, "h").replace(
-        "boot_image = \"slave.img\"",
-        "boot_image = \"slave.img\"\nip = \"10.1.0.50\"",
-    );
+    let text = valid_cluster_toml("c1", 1, "h")
+        .replace("boot_image = \"slave.img\"", "boot_image = \"slave.img\"\nip = \"10.1.0.50\"");
     write_cluster(&repo.root, "c1", &text);
     let report = repo.load();
     expect_error(&report, "c1/cluster.toml", Some(9), "defaults.ip", "not to [defaults]");
@@ -1282,13 +1136,7 @@ fn suite_on_a_broken_cluster_is_reported() {
     write_suite(&repo.root, "ts_c", &cluster_suite_toml("ts_c", "c1", "[\"h1\"]"));
     write_case(&repo.root, "ts_c", "c", true, true);
     let report = repo.load();
-    expect_error(
-        &report,
-        "c1/cluster.toml",
-        Some(14),
-        "hosts[1].ip",
-        "outside the network",
-    );
+    expect_error(&report, "c1/cluster.toml", Some(14), "hosts[1].ip", "outside the network");
     expect_error(&report, "ts_c/suite.toml", Some(2), "cluster", "has errors of its own");
     expect_error_count(&report, 2);
 }
@@ -1317,11 +1165,7 @@ fn suite_machines_must_be_hosts_of_its_cluster() {
 fn suite_machines_are_resolved_to_full_host_names() {
     let repo = Repo::new();
     write_cluster(&repo.root, "c1", &valid_cluster_toml("c1", 1, "h"));
-    write_suite(
-        &repo.root,
-        "ts_c",
-        &cluster_suite_toml("ts_c", "c1", "[\"h1\", \"H2.xrd.test\"]"),
-    );
+    write_suite(&repo.root, "ts_c", &cluster_suite_toml("ts_c", "c1", "[\"h1\", \"H2.xrd.test\"]"));
     write_case(&repo.root, "ts_c", "c", true, true);
     write_suite(&repo.root, "ts_all", &cluster_suite_toml("ts_all", "c1", "[]"));
     write_case(&repo.root, "ts_all", "c", true, true);
@@ -1338,11 +1182,7 @@ fn suite_machines_are_resolved_to_full_host_names() {
 fn cluster_suite_may_leave_out_machines() {
     let repo = Repo::new();
     write_cluster(&repo.root, "c1", &valid_cluster_toml("c1", 1, "h"));
-    write_suite(
-        &repo.root,
-        "ts_c",
-        "name = \"ts_c\"\ncluster = \"c1\"\ntests = [\"c\"]\ninitialize = \"echo\"\n",
-    );
+    write_suite(&repo.root, "ts_c", "name = \"ts_c\"\ncluster = \"c1\"\ntests = [\"c\"]\ninitialize = \"echo\"\n");
     write_case(&repo.root, "ts_c", "c", true, true);
     let report = repo.load();
     expect_valid(&report);
@@ -1362,10 +1202,7 @@ fn static_machines_are_kept_as_written() {
     write_case(&repo.root, "ts_s", "c", true, true);
     let report = repo.load();
     expect_valid(&report);
-    assert_eq!(
-        report.repository.suites["ts_s"].machines,
-        ["slave1", "slave2.example.org"]
-    );
+    assert_eq!(report.repository.suites["ts_s"].machines, ["slave1", "slave2.example.org"]);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1377,17 +1214,9 @@ fn invalid_definitions_are_left_out_and_valid_ones_remain() {
     let repo = Repo::new();
     let root = &repo.root;
     write_cluster(root, "c_good", &valid_cluster_toml("c_good", 1, "g"));
-    write_cluster(
-        root,
-        "c_bad",
-        &valid_cluster_toml("c_bad", 2, "b").replace("255.255.255.0", "255.0.255.0"),
-    );
+    write_cluster(root, "c_bad", &valid_cluster_toml("c_bad", 2, "b").replace("255.255.255.0", "255.0.255.0"));
     valid_static_suite(root, "ts_good", &["c"]);
-    write_suite(
-        root,
-        "ts_on_good",
-        &cluster_suite_toml("ts_on_good", "c_good", "[\"g1\"]"),
-    );
+    write_suite(root, "ts_on_good", &cluster_suite_toml("ts_on_good", "c_good", "[\"g1\"]"));
     write_case(root, "ts_on_good", "c", true, true);
     write_suite(root, "ts_on_bad", &cluster_suite_toml("ts_on_bad", "c_bad", "[\"b1\"]"));
     write_case(root, "ts_on_bad", "c", true, true);
@@ -1401,27 +1230,9 @@ fn invalid_definitions_are_left_out_and_valid_ones_remain() {
     write_file(&root.join("suites/README.md"), "# suites\n");
     write_file(&root.join("suites/.hidden/suite.toml"), "garbage = \n");
     let report = repo.load();
-    expect_error(
-        &report,
-        "c_bad/cluster.toml",
-        Some(5),
-        "network.netmask",
-        "not a usable netmask",
-    );
-    expect_error(
-        &report,
-        "ts_on_bad/suite.toml",
-        Some(2),
-        "cluster",
-        "has errors of its own",
-    );
-    expect_error(
-        &report,
-        "ts_bad/suite.toml",
-        Some(5),
-        "alert_success",
-        "unknown alert policy",
-    );
+    expect_error(&report, "c_bad/cluster.toml", Some(5), "network.netmask", "not a usable netmask");
+    expect_error(&report, "ts_on_bad/suite.toml", Some(2), "cluster", "has errors of its own");
+    expect_error(&report, "ts_bad/suite.toml", Some(5), "alert_success", "unknown alert policy");
     expect_error_count(&report, 3);
     assert!(!report.is_valid());
     assert_eq!(report.suites_seen, 4);

@@ -101,9 +101,8 @@ impl Decoder for FrameCodec {
 
     fn decode(&mut self, src: &mut BytesMut) -> Result<Option<BytesMut>, ProtoError> {
         self.frames.decode(src).map_err(|err| {
-            let too_large = err
-                .get_ref()
-                .is_some_and(|inner| inner.downcast_ref::<LengthDelimitedCodecError>().is_some());
+            let too_large =
+                err.get_ref().is_some_and(|inner| inner.downcast_ref::<LengthDelimitedCodecError>().is_some());
             if too_large && src.len() >= LENGTH_FIELD_LEN {
                 // tokio-util refuses the frame while reading its head, leaving the head in the
                 // buffer: read the announced length from it so the error can name it.

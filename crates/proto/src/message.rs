@@ -207,17 +207,30 @@ pub struct Heartbeat {
 pub enum FromMaster {
     RunStage(StageCommand),
     /// Kill the stage's whole process group and report it cancelled.
-    CancelStage { stage_id: StageId, reason: String },
+    CancelStage {
+        stage_id: StageId,
+        reason: String,
+    },
     /// Answer to [`ToMaster::TagRequest`].
-    TagReply { request_id: u64, tags: BTreeMap<String, String> },
+    TagReply {
+        request_id: u64,
+        tags: BTreeMap<String, String>,
+    },
     /// Answer to [`ToMaster::Reattach`]: go on sending this stage from chunk `from_seq`,
     /// or, with `None`, the master no longer wants it: kill it and forget it.
-    ResumeStage { stage_id: StageId, from_seq: Option<u64> },
+    ResumeStage {
+        stage_id: StageId,
+        from_seq: Option<u64>,
+    },
     StartCluster(StartCluster),
-    StopCluster { cluster: String },
+    StopCluster {
+        cluster: String,
+    },
     Heartbeat(Heartbeat),
     /// The master is going away or drops this peer; reconnecting later is fine.
-    Disconnect { reason: String },
+    Disconnect {
+        reason: String,
+    },
 }
 
 /// One line of a script's output (stderr merged into stdout).
@@ -239,12 +252,22 @@ pub struct OutputChunk {
 /// How a stage's script ended.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum StageOutcome {
-    Exited { code: i32 },
-    KilledBySignal { signal: i32 },
-    TimedOut { after_ms: u64 },
-    Cancelled { reason: String },
+    Exited {
+        code: i32,
+    },
+    KilledBySignal {
+        signal: i32,
+    },
+    TimedOut {
+        after_ms: u64,
+    },
+    Cancelled {
+        reason: String,
+    },
     /// The script could not run at all (spawn failed, work directory unusable...).
-    Failed { reason: String },
+    Failed {
+        reason: String,
+    },
 }
 
 impl StageOutcome {
@@ -340,16 +363,25 @@ pub struct HypervisorStatus {
 /// Messages from a slave or hypervisor to the master.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ToMaster {
-    StageStarted { stage_id: StageId, started_unix_ms: u64 },
+    StageStarted {
+        stage_id: StageId,
+        started_unix_ms: u64,
+    },
     Output(OutputChunk),
     LogFile(LogFile),
     StageFinished(StageResult),
     /// Ask for the tags of this slave (XrdTest's `tag_request`).
-    TagRequest { request_id: u64 },
+    TagRequest {
+        request_id: u64,
+    },
     /// Sent right after the handshake of a reconnect: the stages this slave still holds.
-    Reattach { stages: Vec<HeldStage> },
+    Reattach {
+        stages: Vec<HeldStage>,
+    },
     ClusterState(ClusterStatus),
     HypervisorState(HypervisorStatus),
     Heartbeat(Heartbeat),
-    Disconnect { reason: String },
+    Disconnect {
+        reason: String,
+    },
 }

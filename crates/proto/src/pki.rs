@@ -114,11 +114,7 @@ impl CertificateAuthority {
 /// Writes a file that only its owner may read (created so, never widened afterwards).
 fn write_private(path: &Path, contents: &[u8]) -> Result<(), PkiError> {
     use std::os::unix::fs::OpenOptionsExt;
-    let mut file = fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-        .map_err(io_error(path))?;
+    let mut file =
+        fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path).map_err(io_error(path))?;
     file.write_all(contents).map_err(io_error(path))
 }

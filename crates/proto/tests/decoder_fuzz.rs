@@ -171,8 +171,5 @@ fn decoder_survives_hostile_input_with_bounded_memory() {
     assert!(inputs > 140_000);
     assert!(decoded_frames > 1000, "the corpus frames must decode as frames");
     // Bounded by the frame limit (a partial frame's buffer) plus slack for the decoders.
-    assert!(
-        peak_growth < 2 * max_frame + (1 << 20),
-        "peak memory growth {peak_growth} bytes exceeds the bound"
-    );
+    assert!(peak_growth < 2 * max_frame + (1 << 20), "peak memory growth {peak_growth} bytes exceeds the bound");
 }

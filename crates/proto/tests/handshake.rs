@@ -139,7 +139,9 @@ async fn other_protocol_version_is_refused_naming_both_versions() {
         other => panic!("expected a version refusal, got {other:?}"),
     }
     match next_seen(&mut seen).await {
-        ServerSaw::Refused(HandshakeError::VersionMismatch { master, peer: 99 }) => assert_eq!(master, PROTOCOL_VERSION),
+        ServerSaw::Refused(HandshakeError::VersionMismatch { master, peer: 99 }) => {
+            assert_eq!(master, PROTOCOL_VERSION)
+        }
         other => panic!("expected VersionMismatch, got {other:?}"),
     }
 }
@@ -232,7 +234,9 @@ async fn silent_peer_and_garbage_are_dropped() {
     huge.get_mut().write_all(&u32::MAX.to_be_bytes()).await.unwrap();
     huge.get_mut().flush().await.unwrap();
     match next_seen(&mut seen).await {
-        ServerSaw::Refused(HandshakeError::Proto(ProtoError::FrameTooLarge { len, .. })) => assert_eq!(len, u32::MAX as usize),
+        ServerSaw::Refused(HandshakeError::Proto(ProtoError::FrameTooLarge { len, .. })) => {
+            assert_eq!(len, u32::MAX as usize)
+        }
         other => panic!("expected FrameTooLarge, got {other:?}"),
     }
 }

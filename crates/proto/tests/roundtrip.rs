@@ -47,7 +47,8 @@ fn hello_starts_with_a_version_prefix_any_version_can_read() {
     let bytes = encode_message(&hello).unwrap();
     let (prefix, _) = codec::decode_prefix::<VersionPrefix>(&bytes).unwrap();
     assert_eq!(prefix, VersionPrefix { magic: MAGIC, protocol_version: PROTOCOL_VERSION });
-    let (prefix, _) = codec::decode_prefix::<VersionPrefix>(&encode_message(&common::sample_hello_reply()).unwrap()).unwrap();
+    let (prefix, _) =
+        codec::decode_prefix::<VersionPrefix>(&encode_message(&common::sample_hello_reply()).unwrap()).unwrap();
     assert_eq!(prefix.magic, MAGIC);
 }
 

@@ -29,7 +29,12 @@ pub fn sample_cluster() -> Cluster {
             arch: "x86_64".into(),
             ram_bytes: 256 << 20,
             vcpus: 1,
-            disks: vec![Disk { name: "data".into(), size_bytes: 64 << 20, device: "vda".into(), mount_point: "/data".into() }],
+            disks: vec![Disk {
+                name: "data".into(),
+                size_bytes: 64 << 20,
+                device: "vda".into(),
+                mount_point: "/data".into(),
+            }],
         }],
     }
 }

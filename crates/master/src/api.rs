@@ -1,0 +1,226 @@
+//! The HTTP JSON API (`docs/api.md`). Reads are open; writes (run, cancel) need the API token
+//! as `Authorization: Bearer <token>`.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use xrdtest_defs::{DefError, Suite};
+use xrdtest_proto::{LogFile, OutputLine, StageId};
+
+use crate::master::{CancelError, Master, SubmitError};
+use crate::model::{SessionId, SessionState, Trigger};
+use crate::store::SessionFilter;
+
+pub fn router(master: Arc<Master>) -> Router {
+    Router::new()
+        .route("/api/health", get(health))
+        .route("/api/suites", get(suites))
+        .route("/api/suites/{name}/run", post(run_suite))
+        .route("/api/sessions", get(sessions))
+        .route("/api/sessions/{id}", get(session))
+        .route("/api/sessions/{id}/cancel", post(cancel_session))
+        .route("/api/stages/{stage_id}/output", get(stage_output))
+        .route("/api/stages/{stage_id}/logs", get(stage_logs))
+        .route("/api/slaves", get(slaves))
+        .with_state(master)
+}
+
+/// An API error: a status and a sentence.
+struct ApiError(StatusCode, String);
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.0, Json(json!({ "error": self.1 }))).into_response()
+    }
+}
+
+fn internal(err: impl std::fmt::Display) -> ApiError {
+    ApiError(StatusCode::INTERNAL_SERVER_ERROR, err.to_string())
+}
+
+/// Checks the bearer token of a write call.
+fn authorize(master: &Master, headers: &HeaderMap) -> Result<(), ApiError> {
+    let Some(expected) = &master.config.api_token else {
+        return Err(ApiError(
+            StatusCode::FORBIDDEN,
+            "write calls are disabled: the master has no api_token configured".into(),
+        ));
+    };
+    let given = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    if xrdtest_proto::handshake::secrets_match(expected, given) {
+        Ok(())
+    } else {
+        Err(ApiError(StatusCode::UNAUTHORIZED, "missing or wrong API token".into()))
+    }
+}
+
+async fn health(State(master): State<Arc<Master>>) -> Json<serde_json::Value> {
+    Json(json!({
+        "status": "ok",
+        "version": env!("CARGO_PKG_VERSION"),
+        "running_sessions": master.running_sessions(),
+    }))
+}
+
+#[derive(Serialize)]
+struct SuitesResponse {
+    suites: Vec<Suite>,
+    errors: Vec<DefError>,
+}
+
+async fn suites(State(master): State<Arc<Master>>) -> Json<SuitesResponse> {
+    let definitions = master.definitions();
+    Json(SuitesResponse { suites: definitions.repository.suites.into_values().collect(), errors: definitions.errors })
+}
+
+#[derive(Deserialize, Default)]
+struct RunRequest {
+    /// `manual` when a person asked (the CLI says so), else `api`.
+    #[serde(default)]
+    trigger: Option<String>,
+}
+
+async fn run_suite(
+    State(master): State<Arc<Master>>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Option<Json<RunRequest>>,
+) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
+    authorize(&master, &headers)?;
+    let trigger = match body.and_then(|b| b.0.trigger).as_deref() {
+        Some("manual") => Trigger::Manual,
+        Some("api") | None => Trigger::Api,
+        Some(other) => {
+            return Err(ApiError(StatusCode::BAD_REQUEST, format!("unknown trigger `{other}`: manual or api")))
+        }
+    };
+    match master.submit(&name, trigger) {
+        Ok(id) => Ok((StatusCode::CREATED, Json(json!({ "session": id })))),
+        Err(SubmitError::UnknownSuite(name)) => {
+            Err(ApiError(StatusCode::NOT_FOUND, format!("no valid suite named `{name}`")))
+        }
+        Err(err) => Err(internal(err)),
+    }
+}
+
+#[derive(Deserialize)]
+struct ListQuery {
+    suite: Option<String>,
+    state: Option<String>,
+    #[serde(default)]
+    offset: usize,
+    limit: Option<usize>,
+}
+
+async fn sessions(
+    State(master): State<Arc<Master>>,
+    Query(query): Query<ListQuery>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let state = match query.state.as_deref() {
+        Some(text) => Some(
+            SessionState::parse(text)
+                .ok_or_else(|| ApiError(StatusCode::BAD_REQUEST, format!("unknown state `{text}`")))?,
+        ),
+        None => None,
+    };
+    let filter = SessionFilter { suite: query.suite, state };
+    let limit = query.limit.unwrap_or(50).min(500);
+    let (total, page) = master.store.list(&filter, query.offset, limit).map_err(internal)?;
+    Ok(Json(json!({ "total": total, "offset": query.offset, "sessions": page })))
+}
+
+async fn session(State(master): State<Arc<Master>>, Path(id): Path<SessionId>) -> Result<Response, ApiError> {
+    match master.store.session(id).map_err(internal)? {
+        Some(record) => Ok(Json(record).into_response()),
+        None => Err(ApiError(StatusCode::NOT_FOUND, format!("no session {id}"))),
+    }
+}
+
+#[derive(Deserialize, Default)]
+struct CancelRequest {
+    reason: Option<String>,
+}
+
+async fn cancel_session(
+    State(master): State<Arc<Master>>,
+    Path(id): Path<SessionId>,
+    headers: HeaderMap,
+    body: Option<Json<CancelRequest>>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    authorize(&master, &headers)?;
+    let reason = body.and_then(|b| b.0.reason).unwrap_or_else(|| "cancelled through the API".into());
+    match master.cancel(id, &reason) {
+        Ok(()) => Ok(Json(json!({ "session": id, "cancelling": true }))),
+        Err(CancelError::Unknown(id)) => Err(ApiError(StatusCode::NOT_FOUND, format!("no session {id}"))),
+        Err(CancelError::Finished(id)) => {
+            Err(ApiError(StatusCode::CONFLICT, format!("session {id} has already ended")))
+        }
+        Err(err) => Err(internal(err)),
+    }
+}
+
+#[derive(Deserialize)]
+struct OutputQuery {
+    #[serde(default)]
+    from: u64,
+    max_chunks: Option<usize>,
+}
+
+#[derive(Serialize)]
+struct OutputResponse {
+    stage_id: StageId,
+    lines: Vec<OutputLine>,
+    /// Ask again with `from=next` for more.
+    next: u64,
+}
+
+async fn stage_output(
+    State(master): State<Arc<Master>>,
+    Path(stage_id): Path<StageId>,
+    Query(query): Query<OutputQuery>,
+) -> Result<Json<OutputResponse>, ApiError> {
+    let chunks =
+        master.store.output(stage_id, query.from, query.max_chunks.unwrap_or(64).min(1024)).map_err(internal)?;
+    let next = chunks.last().map(|(seq, _)| seq + 1).unwrap_or(query.from);
+    let lines = chunks.into_iter().flat_map(|(_, lines)| lines).collect();
+    Ok(Json(OutputResponse { stage_id, lines, next }))
+}
+
+#[derive(Serialize)]
+struct LogView {
+    path: String,
+    content: String,
+    truncated_bytes: u64,
+    error: Option<String>,
+}
+
+async fn stage_logs(
+    State(master): State<Arc<Master>>,
+    Path(stage_id): Path<StageId>,
+) -> Result<Json<Vec<LogView>>, ApiError> {
+    let logs: Vec<LogFile> = master.store.logs(stage_id).map_err(internal)?;
+    Ok(Json(
+        logs.into_iter()
+            .map(|log| LogView {
+                path: log.path,
+                content: String::from_utf8_lossy(&log.content).into_owned(),
+                truncated_bytes: log.truncated_bytes,
+                error: log.error,
+            })
+            .collect(),
+    ))
+}
+
+async fn slaves(State(master): State<Arc<Master>>) -> Json<serde_json::Value> {
+    Json(json!({ "slaves": master.peers.list() }))
+}

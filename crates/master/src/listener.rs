@@ -1,0 +1,196 @@
+//! Accepts slaves and hypervisors: TLS, handshake, registration, then one task per
+//! connection that routes what the peer says and sends what the master queues for it.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+use tokio_rustls::TlsAcceptor;
+use tracing::{debug, info, warn};
+use xrdtest_proto::handshake::ServerHandshake;
+use xrdtest_proto::{server_handshake, Connection, FromMaster, Heartbeat, RefusalReason, Role, ToMaster};
+
+use crate::master::Master;
+use crate::model::now_ms;
+use crate::peers::{PeerHandle, StageEvent};
+
+/// Time a new connection has for TLS and the handshake together.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Outgoing messages queued per peer before senders wait.
+const OUTGOING_QUEUE: usize = 256;
+
+static NEXT_CONN_ID: AtomicU64 = AtomicU64::new(1);
+
+/// Accepts connections until the listener fails; each connection lives in its own task, so a
+/// bad peer ends only its own connection.
+pub async fn serve(master: Arc<Master>, listener: TcpListener, acceptor: TlsAcceptor) {
+    loop {
+        let (tcp, address) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(err) => {
+                // Out of file descriptors and the like: back off rather than spin.
+                warn!(error = %err, "accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let _ = tcp.set_nodelay(true);
+        let master = master.clone();
+        let acceptor = acceptor.clone();
+        tokio::spawn(async move {
+            if let Err(reason) = handle_connection(master, tcp, address, acceptor).await {
+                info!(peer = %address, %reason, "connection closed");
+            }
+        });
+    }
+}
+
+async fn handle_connection(
+    master: Arc<Master>,
+    tcp: TcpStream,
+    address: SocketAddr,
+    acceptor: TlsAcceptor,
+) -> Result<(), String> {
+    let tls = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp))
+        .await
+        .map_err(|_| "TLS handshake timed out".to_string())?
+        .map_err(|e| format!("TLS handshake failed: {e}"))?;
+    let mut conn = Connection::new(tls, master.config.max_frame_bytes);
+    let version = env!("CARGO_PKG_VERSION");
+    let handshake = ServerHandshake {
+        secret: &master.config.secret,
+        master_version: version,
+        heartbeat_interval: master.config.heartbeat_interval,
+        timeout: HANDSHAKE_TIMEOUT,
+    };
+    let hello = server_handshake(&mut conn, &handshake).await.map_err(|e| {
+        warn!(peer = %address, error = %e, "peer refused");
+        format!("handshake: {e}")
+    })?;
+    let conn_id = NEXT_CONN_ID.fetch_add(1, Ordering::Relaxed);
+    let (tx, rx) = mpsc::channel(OUTGOING_QUEUE);
+    if let Err(err) =
+        master.peers.register(&hello.name, hello.role, address, &hello.software_version, PeerHandle { conn_id, tx })
+    {
+        warn!(peer = %address, name = %hello.name, error = %err, "peer refused");
+        let _ = handshake.refuse(&mut conn, RefusalReason::DuplicateName, err.to_string()).await;
+        return Err(err.to_string());
+    }
+    if let Err(err) = handshake.welcome(&mut conn).await {
+        master.peers.unregister(&hello.name, conn_id);
+        return Err(format!("welcome: {err}"));
+    }
+    info!(peer = %address, name = %hello.name, role = hello.role.as_str(), version = %hello.software_version, "peer connected");
+    let result = peer_loop(&master, &mut conn, &hello.name, hello.role, rx).await;
+    master.peers.unregister(&hello.name, conn_id);
+    info!(name = %hello.name, reason = %result.as_ref().err().map(String::as_str).unwrap_or("closed by peer"), "peer disconnected");
+    result
+}
+
+async fn peer_loop<S>(
+    master: &Master,
+    conn: &mut Connection<S>,
+    name: &str,
+    role: Role,
+    mut outgoing: mpsc::Receiver<FromMaster>,
+) -> Result<(), String>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let interval = master.config.heartbeat_interval;
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_heard = tokio::time::Instant::now();
+    let mut seq = 0u64;
+    loop {
+        tokio::select! {
+            incoming = conn.recv::<ToMaster>() => {
+                match incoming {
+                    Ok(Some(message)) => {
+                        last_heard = tokio::time::Instant::now();
+                        handle_message(master, conn, name, role, message).await?;
+                    }
+                    Ok(None) => return Ok(()),
+                    Err(err) => return Err(format!("bad frame: {err}")),
+                }
+            }
+            message = outgoing.recv() => {
+                match message {
+                    Some(message) => conn.send(&message).await.map_err(|e| format!("send: {e}"))?,
+                    None => return Err("dropped by the master".into()),
+                }
+            }
+            _ = ticker.tick() => {
+                if last_heard.elapsed() > interval * 3 {
+                    return Err(format!("no heartbeat for {:?}", last_heard.elapsed()));
+                }
+                seq += 1;
+                conn.send(&FromMaster::Heartbeat(Heartbeat { seq, sent_unix_ms: now_ms() }))
+                    .await
+                    .map_err(|e| format!("send: {e}"))?;
+            }
+        }
+    }
+}
+
+async fn handle_message<S>(
+    master: &Master,
+    conn: &mut Connection<S>,
+    name: &str,
+    role: Role,
+    message: ToMaster,
+) -> Result<(), String>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let slave = name.to_string();
+    match message {
+        ToMaster::Heartbeat(_) => master.peers.touch(name),
+        ToMaster::StageStarted { stage_id, started_unix_ms } => {
+            master.peers.route(stage_id, name, StageEvent::Started { slave, unix_ms: started_unix_ms });
+        }
+        ToMaster::Output(chunk) => {
+            // Output goes straight to the store from here, so large output never queues up
+            // behind the session; the session only hears how much arrived.
+            if master.peers.accept_chunk(chunk.stage_id, name, chunk.seq) {
+                let bytes = chunk.lines.iter().map(|l| l.text.len() as u64 + 1).sum();
+                master.store.put_output(chunk.stage_id, chunk.seq, &chunk.lines).map_err(|e| e.to_string())?;
+                master.peers.route(chunk.stage_id, name, StageEvent::Output { slave, bytes });
+            } else {
+                debug!(slave = name, stage_id = chunk.stage_id, "output for a stage nobody waits for");
+            }
+        }
+        ToMaster::LogFile(log) => {
+            let stage_id = log.stage_id;
+            if master.peers.owns(stage_id, name) {
+                master.store.put_log(&log).map_err(|e| e.to_string())?;
+                master.peers.route(stage_id, name, StageEvent::Log { slave, log });
+            }
+        }
+        ToMaster::StageFinished(result) => {
+            master.peers.route(result.stage_id, name, StageEvent::Finished { slave, result });
+        }
+        ToMaster::Reattach { stages } => {
+            for (stage_id, from_seq) in master.peers.reattach(name, &stages) {
+                conn.send(&FromMaster::ResumeStage { stage_id, from_seq }).await.map_err(|e| format!("send: {e}"))?;
+            }
+        }
+        ToMaster::TagRequest { request_id } => {
+            let tags = master.base_tags();
+            conn.send(&FromMaster::TagReply { request_id, tags }).await.map_err(|e| format!("send: {e}"))?;
+        }
+        ToMaster::ClusterState(status) => {
+            info!(hypervisor = name, cluster = %status.cluster, state = ?status.state, detail = %status.detail, "cluster state");
+        }
+        ToMaster::HypervisorState(status) => {
+            debug!(hypervisor = name, ?status, "hypervisor state");
+        }
+        ToMaster::Disconnect { reason } => {
+            return Err(format!("{} left: {reason}", role.as_str()));
+        }
+    }
+    Ok(())
+}

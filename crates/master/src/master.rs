@@ -1,0 +1,280 @@
+//! The master's shared state and its session queue.
+//!
+//! Sessions whose slaves are disjoint run at the same time; a session that needs a slave
+//! another one holds waits in FIFO order, and a later session never overtakes an earlier
+//! one for the same slave.
+
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::sync::{Arc, Mutex, RwLock};
+
+use tokio::sync::{broadcast, watch};
+use tracing::{info, warn};
+use xrdtest_defs::{DefError, Repository, Suite};
+
+use crate::config::MasterConfig;
+use crate::model::{
+    now_ms, CaseRecord, CaseState, RunState, SessionId, SessionRecord, SessionState, StageRecord, StageRun, Trigger,
+};
+use crate::peers::Peers;
+use crate::session::rules::plan;
+use crate::session::runner::run_session;
+use crate::store::Store;
+
+/// The definitions in service and the errors of those that are not.
+#[derive(Debug, Clone, Default)]
+pub struct Definitions {
+    pub repository: Repository,
+    pub errors: Vec<DefError>,
+}
+
+struct Queued {
+    id: SessionId,
+    suite: Suite,
+    slaves: Vec<String>,
+}
+
+#[derive(Default)]
+struct Queue {
+    waiting: VecDeque<Queued>,
+    busy: HashSet<String>,
+    /// Cancel switches of the sessions that run.
+    running: HashMap<SessionId, watch::Sender<Option<String>>>,
+}
+
+/// Why a session could not be created.
+#[derive(Debug, thiserror::Error)]
+pub enum SubmitError {
+    #[error("no valid suite named `{0}`")]
+    UnknownSuite(String),
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CancelError {
+    #[error("no session {0}")]
+    Unknown(SessionId),
+    #[error("session {0} has already ended")]
+    Finished(SessionId),
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+}
+
+pub struct Master {
+    pub config: MasterConfig,
+    pub store: Store,
+    pub peers: Peers,
+    definitions: RwLock<Definitions>,
+    queue: Mutex<Queue>,
+    /// Ids of sessions whose record changed, for live views.
+    updates: broadcast::Sender<SessionId>,
+}
+
+impl Master {
+    pub fn new(config: MasterConfig, store: Store, definitions: Definitions) -> Arc<Master> {
+        Arc::new(Master {
+            config,
+            store,
+            peers: Peers::default(),
+            definitions: RwLock::new(definitions),
+            queue: Mutex::new(Queue::default()),
+            updates: broadcast::channel(4096).0,
+        })
+    }
+
+    fn queue(&self) -> std::sync::MutexGuard<'_, Queue> {
+        self.queue.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn definitions(&self) -> Definitions {
+        self.definitions.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    pub fn set_definitions(&self, definitions: Definitions) {
+        *self.definitions.write().unwrap_or_else(|p| p.into_inner()) = definitions;
+    }
+
+    pub fn subscribe_updates(&self) -> broadcast::Receiver<SessionId> {
+        self.updates.subscribe()
+    }
+
+    /// Stores a session record and tells live views it changed.
+    pub fn save(&self, record: &SessionRecord) {
+        if let Err(err) = self.store.put_session(record) {
+            warn!(session = record.id, error = %err, "cannot store session");
+        }
+        let _ = self.updates.send(record.id);
+    }
+
+    /// Tags every stage gets from the master: `@port@`, `@proto@`.
+    pub fn base_tags(&self) -> BTreeMap<String, String> {
+        BTreeMap::from([
+            ("port".to_string(), self.config.listen.port().to_string()),
+            ("proto".to_string(), self.config.proto_tag.clone()),
+        ])
+    }
+
+    /// Creates a session of `suite_name` and queues it. Returns at once with its id.
+    pub fn submit(self: &Arc<Self>, suite_name: &str, trigger: Trigger) -> Result<SessionId, SubmitError> {
+        let suite = self
+            .definitions()
+            .repository
+            .suites
+            .get(suite_name)
+            .cloned()
+            .ok_or_else(|| SubmitError::UnknownSuite(suite_name.to_string()))?;
+        let id = self.store.next_session_id()?;
+        let slaves = suite.machines.clone();
+        let mut record = new_record(id, &suite, trigger, slaves.clone());
+        info!(session = id, suite = %suite.name, trigger = ?record.trigger, "session created");
+        if suite.cluster.is_some() {
+            // Cluster suites need a hypervisor, which this master does not drive yet.
+            record.state = SessionState::Failed;
+            record.reason = Some(format!(
+                "suite uses cluster `{}`, but this master cannot start clusters yet",
+                suite.cluster.clone().unwrap_or_default()
+            ));
+            record.ended_ms = Some(now_ms());
+            self.save(&record);
+            return Ok(id);
+        }
+        self.save(&record);
+        self.queue().waiting.push_back(Queued { id, suite, slaves });
+        self.start_what_can_run();
+        Ok(id)
+    }
+
+    /// Starts, in FIFO order, every queued session whose slaves are free and not wanted by
+    /// an earlier queued session.
+    fn start_what_can_run(self: &Arc<Self>) {
+        let mut to_start = Vec::new();
+        {
+            let mut queue = self.queue();
+            let mut reserved: HashSet<String> = HashSet::new();
+            let mut index = 0;
+            while index < queue.waiting.len() {
+                let free = queue.waiting[index].slaves.iter().all(|s| !queue.busy.contains(s) && !reserved.contains(s));
+                if free {
+                    let queued = queue.waiting.remove(index).expect("index is in range");
+                    queue.busy.extend(queued.slaves.iter().cloned());
+                    let (cancel_tx, cancel_rx) = watch::channel(None);
+                    queue.running.insert(queued.id, cancel_tx);
+                    to_start.push((queued, cancel_rx));
+                } else {
+                    reserved.extend(queue.waiting[index].slaves.iter().cloned());
+                    index += 1;
+                }
+            }
+        }
+        for (queued, cancel) in to_start {
+            let master = self.clone();
+            tokio::spawn(async move {
+                let slaves = queued.slaves.clone();
+                run_session(master.clone(), queued.id, queued.suite, cancel).await;
+                master.session_ended(queued.id, &slaves);
+            });
+        }
+    }
+
+    fn session_ended(self: &Arc<Self>, id: SessionId, slaves: &[String]) {
+        {
+            let mut queue = self.queue();
+            queue.running.remove(&id);
+            for slave in slaves {
+                queue.busy.remove(slave);
+            }
+        }
+        self.start_what_can_run();
+    }
+
+    /// Cancels a queued or running session. A running one kills its current stage, runs
+    /// suite finalize for cleanup, and ends `cancelled`.
+    pub fn cancel(&self, id: SessionId, reason: &str) -> Result<(), CancelError> {
+        let mut queue = self.queue();
+        if let Some(cancel) = queue.running.get(&id) {
+            cancel.send_replace(Some(reason.to_string()));
+            return Ok(());
+        }
+        if let Some(position) = queue.waiting.iter().position(|q| q.id == id) {
+            queue.waiting.remove(position);
+            drop(queue);
+            if let Some(mut record) = self.store.session(id)? {
+                record.state = SessionState::Cancelled;
+                record.reason = Some(reason.to_string());
+                record.ended_ms = Some(now_ms());
+                for case in &mut record.cases {
+                    case.state = CaseState::NotRun;
+                }
+                self.save(&record);
+            }
+            return Ok(());
+        }
+        match self.store.session(id)? {
+            Some(_) => Err(CancelError::Finished(id)),
+            None => Err(CancelError::Unknown(id)),
+        }
+    }
+
+    /// Cancels every running session (the master is stopping).
+    pub fn cancel_all(&self, reason: &str) {
+        let queue = self.queue();
+        for cancel in queue.running.values() {
+            cancel.send_replace(Some(reason.to_string()));
+        }
+    }
+
+    pub fn running_sessions(&self) -> usize {
+        self.queue().running.len()
+    }
+}
+
+/// A new session record with every planned stage pending.
+fn new_record(id: SessionId, suite: &Suite, trigger: Trigger, slaves: Vec<String>) -> SessionRecord {
+    let stages = plan(suite)
+        .into_iter()
+        .map(|planned| StageRecord {
+            stage: planned.stage,
+            timeout_ms: planned.timeout.as_millis() as u64,
+            skipped: None,
+            runs: slaves
+                .iter()
+                .map(|slave| StageRun {
+                    slave: slave.clone(),
+                    stage_id: 0,
+                    state: RunState::Pending,
+                    exit_code: None,
+                    started_ms: None,
+                    ended_ms: None,
+                    output_bytes: 0,
+                    dropped_bytes: 0,
+                    reason: None,
+                    logs: Vec::new(),
+                })
+                .collect(),
+        })
+        .collect();
+    SessionRecord {
+        id,
+        suite: suite.name.clone(),
+        trigger,
+        definition_hash: crate::session::definition_hash(suite),
+        commit: None,
+        slaves,
+        state: SessionState::Queued,
+        reason: None,
+        created_ms: now_ms(),
+        started_ms: None,
+        ended_ms: None,
+        cases: suite
+            .tests
+            .iter()
+            .map(|case| CaseRecord {
+                name: case.name.clone(),
+                state: CaseState::Pending,
+                started_ms: None,
+                ended_ms: None,
+            })
+            .collect(),
+        stages,
+    }
+}

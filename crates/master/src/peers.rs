@@ -1,0 +1,250 @@
+//! Connected slaves and hypervisors, and where each stage's messages go.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::sync::Mutex;
+
+use serde::Serialize;
+use tokio::sync::{broadcast, mpsc};
+use xrdtest_proto::{FromMaster, HeldStage, LogFile, Role, StageId, StageResult};
+
+use crate::model::{now_ms, SessionId};
+
+/// How a connection task is reached: its outgoing queue. Bounded so a slow peer slows the
+/// sender instead of growing memory.
+#[derive(Clone)]
+pub struct PeerHandle {
+    pub conn_id: u64,
+    pub tx: mpsc::Sender<FromMaster>,
+}
+
+/// What the API shows about a peer, connected or not.
+#[derive(Debug, Clone, Serialize)]
+pub struct PeerInfo {
+    pub name: String,
+    pub role: &'static str,
+    pub connected: bool,
+    pub address: String,
+    pub version: String,
+    pub connected_ms: u64,
+    pub last_seen_ms: u64,
+    /// The session it works for, if any.
+    pub session: Option<SessionId>,
+}
+
+/// Changes in who is connected, for sessions waiting on slaves.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PeerEvent {
+    Connected(String),
+    Disconnected(String),
+}
+
+/// What happens to one stage run, routed from its slave's connection to its session.
+#[derive(Debug)]
+pub enum StageEvent {
+    Started {
+        slave: String,
+        unix_ms: u64,
+    },
+    Output {
+        slave: String,
+        bytes: u64,
+    },
+    Log {
+        slave: String,
+        log: LogFile,
+    },
+    Finished {
+        slave: String,
+        result: StageResult,
+    },
+    /// The slave reconnected and still holds the stage: it goes on.
+    Resumed {
+        slave: String,
+    },
+    /// The slave reconnected without the stage (it restarted): the stage is lost.
+    Lost {
+        slave: String,
+    },
+}
+
+/// Where the messages of one stage id go.
+struct Route {
+    slave: String,
+    events: mpsc::UnboundedSender<(StageId, StageEvent)>,
+    /// The next output chunk number expected, for resuming after a reconnect.
+    next_seq: u64,
+}
+
+#[derive(Default)]
+struct Inner {
+    connected: HashMap<String, PeerHandle>,
+    known: BTreeMap<String, PeerInfo>,
+    routes: HashMap<StageId, Route>,
+}
+
+/// The registry of peers and stage routes. Locks are held only for map updates, never
+/// across an await.
+pub struct Peers {
+    inner: Mutex<Inner>,
+    events: broadcast::Sender<PeerEvent>,
+}
+
+/// Why a peer could not register.
+#[derive(Debug, thiserror::Error)]
+pub enum RegisterError {
+    #[error("a {role} named `{name}` is already connected from {address}")]
+    Duplicate { role: &'static str, name: String, address: String },
+}
+
+impl Default for Peers {
+    fn default() -> Self {
+        Peers { inner: Mutex::new(Inner::default()), events: broadcast::channel(1024).0 }
+    }
+}
+
+impl Peers {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        // A panic elsewhere must not take the registry down with it.
+        self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<PeerEvent> {
+        self.events.subscribe()
+    }
+
+    pub fn register(
+        &self,
+        name: &str,
+        role: Role,
+        address: SocketAddr,
+        version: &str,
+        handle: PeerHandle,
+    ) -> Result<(), RegisterError> {
+        {
+            let mut inner = self.lock();
+            if inner.connected.contains_key(name) {
+                let address = inner.known.get(name).map(|p| p.address.clone()).unwrap_or_default();
+                return Err(RegisterError::Duplicate { role: role.as_str(), name: name.to_string(), address });
+            }
+            inner.connected.insert(name.to_string(), handle);
+            let now = now_ms();
+            let session = inner.known.get(name).and_then(|p| p.session);
+            inner.known.insert(
+                name.to_string(),
+                PeerInfo {
+                    name: name.to_string(),
+                    role: role.as_str(),
+                    connected: true,
+                    address: address.to_string(),
+                    version: version.to_string(),
+                    connected_ms: now,
+                    last_seen_ms: now,
+                    session,
+                },
+            );
+        }
+        let _ = self.events.send(PeerEvent::Connected(name.to_string()));
+        Ok(())
+    }
+
+    /// Removes a connection, unless a newer one of the same name replaced it already.
+    pub fn unregister(&self, name: &str, conn_id: u64) {
+        {
+            let mut inner = self.lock();
+            if inner.connected.get(name).is_none_or(|h| h.conn_id != conn_id) {
+                return;
+            }
+            inner.connected.remove(name);
+            if let Some(info) = inner.known.get_mut(name) {
+                info.connected = false;
+                info.last_seen_ms = now_ms();
+            }
+        }
+        let _ = self.events.send(PeerEvent::Disconnected(name.to_string()));
+    }
+
+    pub fn touch(&self, name: &str) {
+        if let Some(info) = self.lock().known.get_mut(name) {
+            info.last_seen_ms = now_ms();
+        }
+    }
+
+    pub fn is_connected(&self, name: &str) -> bool {
+        self.lock().connected.contains_key(name)
+    }
+
+    pub fn handle(&self, name: &str) -> Option<PeerHandle> {
+        self.lock().connected.get(name).cloned()
+    }
+
+    pub fn set_session(&self, names: &[String], session: Option<SessionId>) {
+        let mut inner = self.lock();
+        for name in names {
+            if let Some(info) = inner.known.get_mut(name) {
+                info.session = session;
+            }
+        }
+    }
+
+    pub fn list(&self) -> Vec<PeerInfo> {
+        self.lock().known.values().cloned().collect()
+    }
+
+    /// Routes the messages of `stage_id` from `slave` to a session.
+    pub fn add_route(&self, stage_id: StageId, slave: &str, events: mpsc::UnboundedSender<(StageId, StageEvent)>) {
+        self.lock().routes.insert(stage_id, Route { slave: slave.to_string(), events, next_seq: 0 });
+    }
+
+    pub fn remove_route(&self, stage_id: StageId) {
+        self.lock().routes.remove(&stage_id);
+    }
+
+    /// Delivers a stage event if `slave` owns `stage_id`; false when nobody waits for it.
+    pub fn route(&self, stage_id: StageId, slave: &str, event: StageEvent) -> bool {
+        let inner = self.lock();
+        match inner.routes.get(&stage_id) {
+            Some(route) if route.slave == slave => route.events.send((stage_id, event)).is_ok(),
+            _ => false,
+        }
+    }
+
+    /// Whether `slave` runs `stage_id` for a session that still waits for it.
+    pub fn owns(&self, stage_id: StageId, slave: &str) -> bool {
+        self.lock().routes.get(&stage_id).is_some_and(|route| route.slave == slave)
+    }
+
+    /// Whether `slave` may write output for `stage_id`; records the chunk as received.
+    pub fn accept_chunk(&self, stage_id: StageId, slave: &str, seq: u64) -> bool {
+        let mut inner = self.lock();
+        match inner.routes.get_mut(&stage_id) {
+            Some(route) if route.slave == slave => {
+                route.next_seq = route.next_seq.max(seq + 1);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// A reconnected slave's held stages: for each, where to resume (or `None`: forget it).
+    /// Stages the master still routes to this slave but that it no longer holds are lost.
+    pub fn reattach(&self, slave: &str, held: &[HeldStage]) -> Vec<(StageId, Option<u64>)> {
+        let inner = self.lock();
+        let mut answers = Vec::new();
+        for stage in held {
+            match inner.routes.get(&stage.stage_id) {
+                Some(route) if route.slave == slave => {
+                    let _ = route.events.send((stage.stage_id, StageEvent::Resumed { slave: slave.to_string() }));
+                    answers.push((stage.stage_id, Some(route.next_seq)));
+                }
+                _ => answers.push((stage.stage_id, None)),
+            }
+        }
+        for (stage_id, route) in &inner.routes {
+            if route.slave == slave && !held.iter().any(|h| h.stage_id == *stage_id) {
+                let _ = route.events.send((*stage_id, StageEvent::Lost { slave: slave.to_string() }));
+            }
+        }
+        answers
+    }
+}
