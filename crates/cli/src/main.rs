@@ -1,36 +1,97 @@
 //! `xrdtest`: the command-line client of the xrdtest framework.
 
+mod client;
+mod commands;
+mod demo;
 mod validate;
 
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use tracing_subscriber::EnvFilter;
 
 /// xrdtest: distributed system tests on clusters of real and virtual machines.
 ///
 /// A master runs test suites as sessions of barrier-synchronized stages across slaves.
-/// This client checks definitions and talks to a master.
+/// This client checks definitions, starts and follows sessions through the master's API,
+/// and runs a complete local demo.
 #[derive(Parser, Debug)]
 #[command(name = "xrdtest", version, propagate_version = true)]
 struct Cli {
+    /// The master's API address.
+    #[arg(long, global = true, env = "XRDTEST_MASTER", default_value = "http://127.0.0.1:20080")]
+    master: String,
+    /// The API token for write calls (run, cancel).
+    #[arg(long, global = true, env = "XRDTEST_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// Machine-readable JSON output.
+    #[arg(long, global = true)]
+    json: bool,
     #[command(subcommand)]
     command: Command,
 }
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// Start a session of SUITE on the master.
+    ///
+    /// With --wait, print each stage's progress per slave as it happens and exit 0 only if
+    /// the session passed: 1 failed, 3 cancelled or interrupted, 4 could not start,
+    /// 2 an error of this command (master unreachable, unknown suite...).
+    Run {
+        suite: String,
+        /// Follow the session to its end.
+        #[arg(long)]
+        wait: bool,
+    },
+    /// List sessions, newest first.
+    Sessions {
+        #[arg(long)]
+        suite: Option<String>,
+        /// queued, waiting_slaves, running, passed, failed, cancelled, interrupted
+        #[arg(long)]
+        state: Option<String>,
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+    },
+    /// Show one session: every stage on every slave, and the output of what failed.
+    Show { id: u64 },
+    /// List the slaves (and hypervisors) the master knows.
+    Slaves,
+    /// Cancel a session: its current stage is killed, suite finalize runs for cleanup.
+    Cancel {
+        id: u64,
+        #[arg(long)]
+        reason: Option<String>,
+    },
     /// Check suite and cluster definitions and report every problem found.
     ///
     /// With one DIR, DIR is a definitions repository holding `suites/` and `clusters/`.
     /// With two, they are the suites folder and the clusters folder. With none, the
     /// current folder is the repository. Exits 0 only when every definition is valid.
     Validate(validate::ValidateArgs),
+    /// Run a master and local slaves on embedded defaults and run a suite with live
+    /// progress (default: ts_demo on slave1..slave3, definitions from the current folder).
+    Demo(demo::DemoArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let result = match cli.command {
-        Command::Validate(args) => validate::run(&args),
+    tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn")))
+        .with_writer(std::io::stderr)
+        .init();
+    let api = || client::ApiClient::new(&cli.master, cli.token.clone());
+    let result = match &cli.command {
+        Command::Run { suite, wait } => commands::run(&api(), suite, *wait, cli.json),
+        Command::Sessions { suite, state, limit } => {
+            commands::sessions(&api(), suite.as_deref(), state.as_deref(), *limit, cli.json)
+        }
+        Command::Show { id } => commands::show(&api(), *id, cli.json),
+        Command::Slaves => commands::slaves(&api(), cli.json),
+        Command::Cancel { id, reason } => commands::cancel(&api(), *id, reason.as_deref()),
+        Command::Validate(args) => validate::run(args),
+        Command::Demo(args) => demo::run(args),
     };
     match result {
         Ok(code) => code,

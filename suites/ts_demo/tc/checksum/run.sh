@@ -2,6 +2,7 @@
 set -e
 source "$XRDTEST_FUNCTIONS"
 cd @datadir@/@slavename@
+sleep 1
 stamp sha256sum -c payload.sha256
 size=$(stat -c %s payload.bin)
 test "$size" -eq $((@payload_kib@ * 1024))

@@ -1,0 +1,457 @@
+//! The slave's side of the protocol.
+//!
+//! Stages run in their own tasks and outlive connections: when the connection drops, a
+//! running script goes on and its output is kept in a bounded replay buffer. After a
+//! reconnect the slave lists the stages it holds (`Reattach`); the master answers, for each,
+//! from which output chunk to resend (`ResumeStage`), or to forget it. Everything for one
+//! stage goes out in order through the connection's single queue, so a stage's result never
+//! overtakes its output.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, oneshot, watch, Semaphore};
+use tokio_rustls::TlsConnector;
+use tracing::{debug, info, warn};
+use xrdtest_defs::tags::expand_tags;
+use xrdtest_proto::{
+    client_handshake, Connection, FromMaster, HandshakeError, Heartbeat, HeldStage, Hello, OutputChunk, Role,
+    StageCommand, StageId, StageResult, ToMaster,
+};
+
+use crate::config::SlaveConfig;
+use crate::executor::{run_stage, unix_ms, ExecEvent, StageSpec};
+use crate::logs::collect_logs;
+
+/// Bytes of output that may wait in a connection's queue before stages pause.
+const LINK_CREDIT: usize = 8 << 20;
+/// Finished stages kept for resending if the master missed their end.
+const FINISHED_KEPT: usize = 8;
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// One message queued on a connection, with the credit it holds.
+struct Outgoing {
+    message: ToMaster,
+    credit: u32,
+}
+
+/// The live connection, while there is one.
+struct Link {
+    tx: mpsc::UnboundedSender<Outgoing>,
+    credit: Arc<Semaphore>,
+}
+
+/// A stage this slave holds: running, or finished but maybe not yet received.
+struct HeldStageState {
+    /// Recent output chunks, for resending (oldest dropped past the replay limit).
+    buffer: VecDeque<OutputChunk>,
+    buffered_bytes: u64,
+    next_seq: u64,
+    /// Whether new messages go straight to the link (false between a reconnect and the
+    /// master's `ResumeStage`).
+    live: bool,
+    /// Logs and the result, once the stage ended.
+    ending: Option<Vec<ToMaster>>,
+    /// The `StageStarted` message, resent if the master missed it.
+    started: Option<ToMaster>,
+    cancel: Option<oneshot::Sender<String>>,
+}
+
+#[derive(Default)]
+struct State {
+    stages: BTreeMap<StageId, HeldStageState>,
+    link: Option<Link>,
+}
+
+/// The slave: its configuration and the stages it holds.
+pub struct Slave {
+    config: SlaveConfig,
+    functions: std::path::PathBuf,
+    state: Mutex<State>,
+}
+
+fn chunk_bytes(chunk: &OutputChunk) -> u64 {
+    chunk.lines.iter().map(|l| l.text.len() as u64 + 16).sum()
+}
+
+impl Slave {
+    pub fn new(config: SlaveConfig) -> std::io::Result<Arc<Slave>> {
+        std::fs::create_dir_all(&config.work_dir)?;
+        let functions = crate::functions::install(&config.work_dir)?;
+        Ok(Arc::new(Slave { config, functions, state: Mutex::new(State::default()) }))
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Connects, serves, and reconnects with capped backoff until `shutdown` turns true.
+    pub async fn run(self: &Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+        let mut backoff = Duration::from_millis(250);
+        loop {
+            if *shutdown.borrow() {
+                break;
+            }
+            match self.connect().await {
+                Ok(conn) => {
+                    backoff = Duration::from_millis(250);
+                    info!(master = %self.config.master, name = %self.config.name, "connected to the master");
+                    let reason = self.serve(conn, &mut shutdown).await;
+                    self.state().link = None;
+                    info!(%reason, "connection to the master ended");
+                }
+                Err(ConnectError::Refused(reason)) => {
+                    warn!(master = %self.config.master, %reason, "the master refused this slave");
+                }
+                Err(ConnectError::Other(reason)) => {
+                    warn!(master = %self.config.master, %reason, retry_in = ?backoff, "cannot reach the master");
+                }
+            }
+            if *shutdown.borrow() {
+                break;
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(backoff) => {}
+                _ = shutdown.changed() => {}
+            }
+            backoff = (backoff * 2).min(self.config.max_backoff);
+        }
+        self.stop_all_stages("the slave is shutting down").await;
+    }
+
+    async fn connect(&self) -> Result<Connection<tokio_rustls::client::TlsStream<TcpStream>>, ConnectError> {
+        let ca = std::fs::read(&self.config.ca_file)
+            .map_err(|e| ConnectError::Other(format!("cannot read CA file {}: {e}", self.config.ca_file.display())))?;
+        let tls = xrdtest_proto::tls::client_config(&ca).map_err(|e| ConnectError::Other(e.to_string()))?;
+        let server_name = xrdtest_proto::tls::server_name(&self.config.tls_server_name).map_err(|e| ConnectError::Other(e.to_string()))?;
+        let tcp = tokio::time::timeout(HANDSHAKE_TIMEOUT, TcpStream::connect(&self.config.master))
+            .await
+            .map_err(|_| ConnectError::Other("connect timed out".into()))?
+            .map_err(|e| ConnectError::Other(format!("connect: {e}")))?;
+        let _ = tcp.set_nodelay(true);
+        let stream = tokio::time::timeout(HANDSHAKE_TIMEOUT, TlsConnector::from(tls).connect(server_name, tcp))
+            .await
+            .map_err(|_| ConnectError::Other("TLS handshake timed out".into()))?
+            .map_err(|e| ConnectError::Other(format!("TLS: {e}")))?;
+        let mut conn = Connection::new(stream, self.config.max_frame_bytes);
+        let hello = Hello::new(Role::Slave, self.config.name.clone(), self.config.secret.clone());
+        match client_handshake(&mut conn, &hello, HANDSHAKE_TIMEOUT).await {
+            Ok(_) => Ok(conn),
+            Err(err @ (HandshakeError::Refused { .. } | HandshakeError::VersionMismatch { .. })) => {
+                Err(ConnectError::Refused(err.to_string()))
+            }
+            Err(err) => Err(ConnectError::Other(err.to_string())),
+        }
+    }
+
+    /// Serves one connection until it ends; returns why it ended.
+    async fn serve<S>(self: &Arc<Self>, mut conn: Connection<S>, shutdown: &mut watch::Receiver<bool>) -> String
+    where
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    {
+        let (tx, mut rx) = mpsc::unbounded_channel::<Outgoing>();
+        let credit = Arc::new(Semaphore::new(LINK_CREDIT));
+        let held: Vec<HeldStage> = {
+            let mut state = self.state();
+            for stage in state.stages.values_mut() {
+                stage.live = false;
+            }
+            state.link = Some(Link { tx: tx.clone(), credit: credit.clone() });
+            state
+                .stages
+                .iter()
+                .map(|(id, s)| HeldStage { stage_id: *id, chunks: s.next_seq, finished: s.ending.is_some() })
+                .collect()
+        };
+        // Always sent, even empty: it tells the master which of its stages this slave lost.
+        if let Err(err) = conn.send(&ToMaster::Reattach { stages: held }).await {
+            return format!("send: {err}");
+        }
+        let heartbeat = Duration::from_secs(5);
+        let mut ticker = tokio::time::interval(heartbeat);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut last_heard = tokio::time::Instant::now();
+        let mut seq = 0;
+        loop {
+            tokio::select! {
+                incoming = conn.recv::<FromMaster>() => match incoming {
+                    Ok(Some(message)) => {
+                        last_heard = tokio::time::Instant::now();
+                        if let Some(reason) = self.handle(message) {
+                            return reason;
+                        }
+                    }
+                    Ok(None) => return "closed by the master".into(),
+                    Err(err) => return format!("bad frame from the master: {err}"),
+                },
+                Some(outgoing) = rx.recv() => {
+                    let result = conn.send(&outgoing.message).await;
+                    credit.add_permits(outgoing.credit as usize);
+                    if let Err(err) = result {
+                        return format!("send: {err}");
+                    }
+                }
+                _ = ticker.tick() => {
+                    if last_heard.elapsed() > heartbeat * 6 {
+                        return format!("nothing heard from the master for {:?}", last_heard.elapsed());
+                    }
+                    seq += 1;
+                    if let Err(err) = conn.send(&ToMaster::Heartbeat(Heartbeat { seq, sent_unix_ms: unix_ms() })).await {
+                        return format!("send: {err}");
+                    }
+                }
+                _ = shutdown.changed() => {
+                    self.stop_all_stages("the slave is shutting down").await;
+                    // Let the killed stages' results go out before saying goodbye.
+                    while let Ok(outgoing) = rx.try_recv() {
+                        let _ = conn.send(&outgoing.message).await;
+                    }
+                    let _ = conn.send(&ToMaster::Disconnect { reason: "slave shutting down".into() }).await;
+                    return "shutting down".into();
+                }
+            }
+        }
+    }
+
+    /// Handles one message from the master; `Some(reason)` ends the connection.
+    fn handle(self: &Arc<Self>, message: FromMaster) -> Option<String> {
+        match message {
+            FromMaster::RunStage(command) => self.start_stage(command),
+            FromMaster::CancelStage { stage_id, reason } => {
+                if let Some(cancel) = self.state().stages.get_mut(&stage_id).and_then(|s| s.cancel.take()) {
+                    info!(stage_id, %reason, "cancelling stage");
+                    let _ = cancel.send(reason);
+                }
+            }
+            FromMaster::ResumeStage { stage_id, from_seq } => self.resume(stage_id, from_seq),
+            FromMaster::Heartbeat(_) | FromMaster::TagReply { .. } => {}
+            FromMaster::StartCluster(_) | FromMaster::StopCluster { .. } => {
+                warn!("the master sent a cluster command to a slave; ignored");
+            }
+            FromMaster::Disconnect { reason } => return Some(format!("the master disconnected us: {reason}")),
+        }
+        None
+    }
+
+    /// Resends a held stage's output from chunk `from_seq`, and its end if it ended; with
+    /// `None`, the master no longer wants the stage: kill and forget it.
+    fn resume(&self, stage_id: StageId, from_seq: Option<u64>) {
+        let mut state = self.state();
+        let Some(from_seq) = from_seq else {
+            if let Some(mut stage) = state.stages.remove(&stage_id) {
+                if let Some(cancel) = stage.cancel.take() {
+                    let _ = cancel.send("the master no longer wants this stage".into());
+                }
+            }
+            return;
+        };
+        let State { stages, link } = &mut *state;
+        let (Some(stage), Some(link)) = (stages.get_mut(&stage_id), link.as_ref()) else { return };
+        let mut resend: Vec<ToMaster> = Vec::new();
+        if from_seq == 0 {
+            resend.extend(stage.started.clone());
+        }
+        let oldest = stage.buffer.front().map(|c| c.seq).unwrap_or(stage.next_seq);
+        if from_seq < oldest {
+            warn!(stage_id, lost_chunks = oldest - from_seq, "output older than the replay buffer is lost");
+        }
+        resend.extend(stage.buffer.iter().filter(|c| c.seq >= from_seq).cloned().map(ToMaster::Output));
+        resend.extend(stage.ending.iter().flatten().cloned());
+        info!(stage_id, from_seq, messages = resend.len(), "resuming stage after reconnect");
+        for message in resend {
+            let _ = link.tx.send(Outgoing { message, credit: 0 });
+        }
+        stage.live = true;
+    }
+
+    fn start_stage(self: &Arc<Self>, command: StageCommand) {
+        let stage_id = command.stage_id;
+        let (cancel_tx, cancel_rx) = oneshot::channel();
+        {
+            let mut state = self.state();
+            if state.stages.contains_key(&stage_id) {
+                debug!(stage_id, "stage already held; ignoring the repeat");
+                return;
+            }
+            // The master sends a new stage only after the barrier, so it has the ends of the
+            // stages this slave finished before: keep just a few, for safety.
+            let finished: Vec<StageId> = state.stages.iter().filter(|(_, s)| s.ending.is_some()).map(|(id, _)| *id).collect();
+            for id in finished.iter().take(finished.len().saturating_sub(FINISHED_KEPT)) {
+                state.stages.remove(id);
+            }
+            state.stages.insert(
+                stage_id,
+                HeldStageState {
+                    buffer: VecDeque::new(),
+                    buffered_bytes: 0,
+                    next_seq: 0,
+                    live: true,
+                    ending: None,
+                    started: None,
+                    cancel: Some(cancel_tx),
+                },
+            );
+        }
+        let slave = self.clone();
+        tokio::spawn(async move { slave.execute(command, cancel_rx).await });
+    }
+
+    /// Runs one stage and reports everything about it.
+    async fn execute(self: Arc<Self>, command: StageCommand, cancel: oneshot::Receiver<String>) {
+        let stage_id = command.stage_id;
+        let mut tags = command.tags.clone();
+        tags.insert("slavename".into(), self.config.name.clone());
+        tags.entry("diskmounts".into()).or_default();
+        let work_dir = self.config.work_dir.join("sessions").join(&command.session_id);
+        let env = vec![
+            ("XRDTEST_SESSION".to_string(), command.session_id.clone()),
+            ("XRDTEST_SUITE".to_string(), command.suite.clone()),
+            ("XRDTEST_CASE".to_string(), command.stage.case().unwrap_or("").to_string()),
+            ("XRDTEST_STAGE".to_string(), command.stage.kind().to_string()),
+            ("XRDTEST_SLAVE".to_string(), self.config.name.clone()),
+            ("XRDTEST_SLAVES".to_string(), command.slaves.join(" ")),
+            ("XRDTEST_WORKDIR".to_string(), work_dir.display().to_string()),
+            ("XRDTEST_FUNCTIONS".to_string(), self.functions.display().to_string()),
+        ];
+        let spec = StageSpec {
+            stage_id,
+            script: expand_tags(&command.script, &tags),
+            env,
+            work_dir,
+            timeout: Duration::from_millis(command.timeout_ms),
+            output_limit_bytes: command.output_limit_bytes,
+        };
+        info!(stage_id, session = %command.session_id, stage = %command.stage, "stage starting");
+        let (events_tx, mut events) = mpsc::channel(16);
+        let runner = tokio::spawn(run_stage(spec, events_tx, cancel));
+        let mut chunks = 0u64;
+        while let Some(event) = events.recv().await {
+            match event {
+                ExecEvent::Started { unix_ms, .. } => {
+                    let message = ToMaster::StageStarted { stage_id, started_unix_ms: unix_ms };
+                    if let Some(stage) = self.state().stages.get_mut(&stage_id) {
+                        stage.started = Some(message.clone());
+                    }
+                    self.emit(stage_id, message, 0).await;
+                }
+                ExecEvent::Output(lines) => {
+                    let chunk = OutputChunk { stage_id, seq: chunks, lines };
+                    chunks += 1;
+                    self.emit_chunk(chunk).await;
+                }
+                ExecEvent::Finished(summary) => {
+                    // Logs are read before the result goes out, so the master has them when
+                    // the barrier opens.
+                    let log_limit = command.log_limit_bytes.min(self.config.max_frame_bytes as u64 / 2);
+                    let paths: Vec<String> = command.logs.iter().map(|p| expand_tags(p, &tags)).collect();
+                    let mut ending: Vec<ToMaster> =
+                        collect_logs(stage_id, &paths, log_limit).await.into_iter().map(ToMaster::LogFile).collect();
+                    ending.push(ToMaster::StageFinished(StageResult {
+                        stage_id,
+                        outcome: summary.outcome.clone(),
+                        started_unix_ms: summary.started_unix_ms,
+                        ended_unix_ms: summary.ended_unix_ms,
+                        output_bytes: summary.output_bytes,
+                        dropped_bytes: summary.dropped_bytes,
+                        chunks,
+                    }));
+                    info!(stage_id, outcome = ?summary.outcome, "stage finished");
+                    let link = {
+                        let mut state = self.state();
+                        let link_tx = state.link.as_ref().map(|l| l.tx.clone());
+                        match state.stages.get_mut(&stage_id) {
+                            Some(stage) => {
+                                stage.ending = Some(ending.clone());
+                                stage.cancel = None;
+                                if stage.live { link_tx } else { None }
+                            }
+                            None => None,
+                        }
+                    };
+                    if let Some(tx) = link {
+                        for message in ending {
+                            let _ = tx.send(Outgoing { message, credit: 0 });
+                        }
+                    }
+                }
+            }
+        }
+        let _ = runner.await;
+    }
+
+    /// Buffers a chunk for replay and sends it when the stage is live.
+    async fn emit_chunk(&self, chunk: OutputChunk) {
+        let bytes = chunk_bytes(&chunk);
+        {
+            let mut state = self.state();
+            let limit = self.config.replay_buffer_bytes;
+            if let Some(stage) = state.stages.get_mut(&chunk.stage_id) {
+                stage.next_seq = chunk.seq + 1;
+                stage.buffer.push_back(chunk.clone());
+                stage.buffered_bytes += bytes;
+                while stage.buffered_bytes > limit && stage.buffer.len() > 1 {
+                    if let Some(old) = stage.buffer.pop_front() {
+                        stage.buffered_bytes -= chunk_bytes(&old);
+                    }
+                }
+            }
+        }
+        self.emit(chunk.stage_id, ToMaster::Output(chunk), bytes.min(LINK_CREDIT as u64) as u32).await;
+    }
+
+    /// Sends a message of a stage on the link if the stage is live, waiting for credit so
+    /// a fast script cannot queue unbounded output behind a slow network.
+    async fn emit(&self, stage_id: StageId, message: ToMaster, credit: u32) {
+        let semaphore = {
+            let state = self.state();
+            match (&state.link, state.stages.get(&stage_id)) {
+                (Some(link), Some(stage)) if stage.live => Some(link.credit.clone()),
+                _ => None,
+            }
+        };
+        let Some(semaphore) = semaphore else { return };
+        let held = match semaphore.acquire_many(credit).await {
+            Ok(permit) => {
+                permit.forget();
+                credit
+            }
+            Err(_) => 0,
+        };
+        let state = self.state();
+        if let (Some(link), Some(stage)) = (&state.link, state.stages.get(&stage_id)) {
+            if stage.live && Arc::ptr_eq(&link.credit, &semaphore) {
+                let _ = link.tx.send(Outgoing { message, credit: held });
+                return;
+            }
+        }
+        // The link changed while we waited: give the credit back; the replay buffer has it.
+        semaphore.add_permits(held as usize);
+    }
+
+    /// Kills every running stage and waits for them to end.
+    async fn stop_all_stages(&self, reason: &str) {
+        let cancels: Vec<oneshot::Sender<String>> =
+            self.state().stages.values_mut().filter_map(|s| s.cancel.take()).collect();
+        if cancels.is_empty() {
+            return;
+        }
+        info!(stages = cancels.len(), "stopping running stages");
+        for cancel in cancels {
+            let _ = cancel.send(reason.to_string());
+        }
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while tokio::time::Instant::now() < deadline {
+            if self.state().stages.values().all(|s| s.ending.is_some()) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+enum ConnectError {
+    Refused(String),
+    Other(String),
+}

@@ -1,0 +1,113 @@
+//! The slave's configuration file (`slave.toml`).
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use xrdtest_defs::units::{parse_duration, parse_size};
+
+#[derive(Debug, Clone)]
+pub struct SlaveConfig {
+    /// `host:port` of the master.
+    pub master: String,
+    /// This slave's name; defaults to the machine's host name.
+    pub name: String,
+    pub secret: String,
+    /// The master's CA certificate (`ca.crt` from its state directory).
+    pub ca_file: PathBuf,
+    /// The name the master's certificate is checked against.
+    pub tls_server_name: String,
+    /// Per-session work directories live here.
+    pub work_dir: PathBuf,
+    /// Longest wait between reconnection attempts.
+    pub max_backoff: Duration,
+    /// Output kept per running stage for resending after a reconnect.
+    pub replay_buffer_bytes: u64,
+    pub max_frame_bytes: usize,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    master: Option<String>,
+    name: Option<String>,
+    secret: Option<String>,
+    secret_file: Option<PathBuf>,
+    ca_file: Option<PathBuf>,
+    tls_server_name: Option<String>,
+    work_dir: Option<PathBuf>,
+    max_backoff: Option<String>,
+    replay_buffer: Option<String>,
+    max_frame: Option<String>,
+}
+
+impl SlaveConfig {
+    pub fn load(path: &Path) -> Result<SlaveConfig, String> {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
+        SlaveConfig::from_toml(&text, path.parent().unwrap_or(Path::new(".")))
+            .map_err(|e| format!("{}: {e}", path.display()))
+    }
+
+    pub fn from_toml(text: &str, base: &Path) -> Result<SlaveConfig, String> {
+        let raw: RawConfig = toml::from_str(text).map_err(|e| e.to_string())?;
+        let resolve = |p: PathBuf| if p.is_absolute() { p } else { base.join(p) };
+        let master = raw.master.ok_or("`master` is required: host:port of the master (port 20000 by default)")?;
+        let master = if master.contains(':') { master } else { format!("{master}:20000") };
+        let secret = match (raw.secret, raw.secret_file) {
+            (Some(_), Some(_)) => return Err("give `secret` or `secret_file`, not both".into()),
+            (Some(secret), None) => secret,
+            (None, Some(file)) => {
+                let file = resolve(file);
+                std::fs::read_to_string(&file).map_err(|e| format!("`secret_file` {}: {e}", file.display()))?.trim().to_string()
+            }
+            (None, None) => return Err("`secret` (or `secret_file`) is required".into()),
+        };
+        let name = match raw.name {
+            Some(name) => name,
+            None => host_name().ok_or("`name` is not set and the host name cannot be read")?,
+        };
+        if !xrdtest_proto::handshake::is_valid_peer_name(&name) {
+            return Err(format!("`name`: `{name}` is not a valid slave name (letters, digits, `.`, `-`, `_`)"));
+        }
+        let max_backoff = match raw.max_backoff {
+            Some(text) => parse_duration(&text).map_err(|e| format!("`max_backoff`: {e}"))?,
+            None => Duration::from_secs(30),
+        };
+        let size = |value: Option<String>, default: u64, field: &str| match value {
+            Some(text) => parse_size(&text).map_err(|e| format!("`{field}`: {e}")),
+            None => Ok(default),
+        };
+        Ok(SlaveConfig {
+            master,
+            name,
+            secret,
+            ca_file: resolve(raw.ca_file.unwrap_or_else(|| "/etc/xrdtest/ca.crt".into())),
+            tls_server_name: raw.tls_server_name.unwrap_or_else(|| xrdtest_proto::tls::MASTER_TLS_NAME.into()),
+            work_dir: resolve(raw.work_dir.unwrap_or_else(|| "/var/lib/xrdtest-slave".into())),
+            max_backoff,
+            replay_buffer_bytes: size(raw.replay_buffer, 16 << 20, "replay_buffer")?,
+            max_frame_bytes: size(raw.max_frame, xrdtest_proto::DEFAULT_MAX_FRAME_LEN as u64, "max_frame")? as usize,
+        })
+    }
+}
+
+/// The kernel's host name (XrdTest named slaves by their FQDN; set `name` when the host
+/// name is not the name the suites use).
+fn host_name() -> Option<String> {
+    std::fs::read_to_string("/proc/sys/kernel/hostname").ok().map(|s| s.trim().to_string()).filter(|s| !s.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn required_fields_and_defaults() {
+        let config = SlaveConfig::from_toml("master = \"m\"\nsecret = \"s\"\nname = \"slave1\"", Path::new("/etc/x")).unwrap();
+        assert_eq!(config.master, "m:20000");
+        assert_eq!(config.ca_file, PathBuf::from("/etc/xrdtest/ca.crt"));
+        assert!(SlaveConfig::from_toml("secret = \"s\"", Path::new("/")).unwrap_err().contains("master"));
+        assert!(SlaveConfig::from_toml("master = \"m\"", Path::new("/")).unwrap_err().contains("secret"));
+        assert!(SlaveConfig::from_toml("master = \"m\"\nsecret = \"s\"\nname = \"a b\"", Path::new("/")).is_err());
+    }
+}
