@@ -24,7 +24,11 @@ impl ApiClient {
         format!("{}{path}", self.base)
     }
 
-    fn answer<T: DeserializeOwned>(&self, path: &str, response: Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> Result<T> {
+    fn answer<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        response: Result<ureq::http::Response<ureq::Body>, ureq::Error>,
+    ) -> Result<T> {
         let mut response = response.map_err(|e| anyhow!("cannot reach the master at {}: {e}", self.base))?;
         let status = response.status();
         let body: Value = response.body_mut().read_json().with_context(|| format!("{path}: answer is not JSON"))?;

@@ -82,7 +82,13 @@ pub fn follow(api: &ApiClient, id: u64, print: bool) -> Result<SessionRecord> {
                         (_, Some(reason)) => format!(" ({}; {reason})", seconds(run.started_ms, run.ended_ms)),
                         _ => format!(" ({})", seconds(run.started_ms, run.ended_ms)),
                     };
-                    println!("[{}]   {:<32} {:<20} {}{detail}", clock(when), stage.stage.to_string(), run.slave, run_state_word(run.state));
+                    println!(
+                        "[{}]   {:<32} {:<20} {}{detail}",
+                        clock(when),
+                        stage.stage.to_string(),
+                        run.slave,
+                        run_state_word(run.state)
+                    );
                 }
             }
         }
@@ -149,7 +155,8 @@ fn print_summary(api: &ApiClient, record: &SessionRecord) {
     }
     for stage in &record.stages {
         for run in &stage.runs {
-            if matches!(run.state, RunState::Failed | RunState::TimedOut | RunState::Disconnected) && run.stage_id != 0 {
+            if matches!(run.state, RunState::Failed | RunState::TimedOut | RunState::Disconnected) && run.stage_id != 0
+            {
                 println!();
                 println!(
                     "  {} on {}: {} — last output:",
@@ -165,7 +172,13 @@ fn print_summary(api: &ApiClient, record: &SessionRecord) {
     }
 }
 
-pub fn sessions(api: &ApiClient, suite: Option<&str>, state: Option<&str>, limit: usize, json_output: bool) -> Result<ExitCode> {
+pub fn sessions(
+    api: &ApiClient,
+    suite: Option<&str>,
+    state: Option<&str>,
+    limit: usize,
+    json_output: bool,
+) -> Result<ExitCode> {
     let mut query = format!("/api/sessions?limit={limit}");
     if let Some(suite) = suite {
         query.push_str(&format!("&suite={suite}"));
@@ -203,7 +216,12 @@ pub fn show(api: &ApiClient, id: u64, json_output: bool) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     println!("session {} — suite {} — {}", record.id, record.suite, record.state.as_str());
-    println!("trigger {:?}, slaves {}, definition {}", record.trigger, record.slaves.join(" "), &record.definition_hash[..12.min(record.definition_hash.len())]);
+    println!(
+        "trigger {:?}, slaves {}, definition {}",
+        record.trigger,
+        record.slaves.join(" "),
+        &record.definition_hash[..12.min(record.definition_hash.len())]
+    );
     if let Some(reason) = &record.reason {
         println!("reason: {reason}");
     }

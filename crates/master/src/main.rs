@@ -12,6 +12,8 @@ use xrdtest_master::config::MasterConfig;
 /// barrier-synchronized stages, stores every session, and serves a JSON API.
 ///
 /// Logs go to stderr (the journal, under systemd); set RUST_LOG to change the level.
+/// SIGTERM or SIGINT stops it cleanly: running sessions are cancelled (their suite finalize
+/// still runs, for up to 30 s) and the store is flushed.
 #[derive(Parser, Debug)]
 #[command(name = "xrdtest-master", version)]
 struct Args {
@@ -29,8 +31,18 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let config = MasterConfig::load(&args.config)?;
     let running = xrdtest_master::start(config).await.context("master failed to start")?;
-    tokio::signal::ctrl_c().await.context("waiting for a signal")?;
+    wait_for_stop_signal().await.context("waiting for a signal")?;
     tracing::info!("stopping: cancelling running sessions");
     xrdtest_master::shutdown(&running.master, Duration::from_secs(30)).await;
     Ok(())
+}
+
+/// SIGINT (Ctrl-C) or SIGTERM (systemd, `kill`): either stops the master cleanly.
+async fn wait_for_stop_signal() -> std::io::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate())?;
+    tokio::select! {
+        _ = term.recv() => Ok(()),
+        result = tokio::signal::ctrl_c() => result,
+    }
 }

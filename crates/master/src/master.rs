@@ -192,7 +192,7 @@ impl Master {
     pub fn cancel(&self, id: SessionId, reason: &str) -> Result<(), CancelError> {
         let mut queue = self.queue();
         if let Some(cancel) = queue.running.get(&id) {
-            cancel.send_replace(Some(reason.to_string()));
+            request_cancel(cancel, reason);
             return Ok(());
         }
         if let Some(position) = queue.waiting.iter().position(|q| q.id == id) {
@@ -219,13 +219,25 @@ impl Master {
     pub fn cancel_all(&self, reason: &str) {
         let queue = self.queue();
         for cancel in queue.running.values() {
-            cancel.send_replace(Some(reason.to_string()));
+            request_cancel(cancel, reason);
         }
     }
 
     pub fn running_sessions(&self) -> usize {
         self.queue().running.len()
     }
+}
+
+/// Asks a running session to cancel. Only the first request counts: a session already
+/// cancelling keeps its reason, and its suite finalize (the cleanup) is not killed.
+fn request_cancel(cancel: &watch::Sender<Option<String>>, reason: &str) {
+    cancel.send_if_modified(|current| {
+        if current.is_some() {
+            return false;
+        }
+        *current = Some(reason.to_string());
+        true
+    });
 }
 
 /// A new session record with every planned stage pending.

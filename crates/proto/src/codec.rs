@@ -26,24 +26,31 @@ fn bincode_config() -> impl bincode::config::Config {
     bincode::config::standard().with_limit::<HARD_MAX_FRAME_LEN>()
 }
 
-/// Decodes with bincode's allocation limit set to the smallest bucket that holds the whole
-/// payload. A string or byte field can never be longer than the payload it arrived in, so
-/// valid messages always fit, while a hostile length claim inside a small frame cannot make
-/// bincode reserve more than a few times the frame's size before it notices the bytes are
-/// not there.
+/// bincode's limit counts the in-memory size of what it decodes (a varint of one byte on the
+/// wire claims the 8 bytes of its `u64`), so a payload can claim up to this many times its
+/// own length.
+const CLAIM_PER_WIRE_BYTE: usize = 8;
+
+/// Decodes with bincode's allocation limit set to the smallest bucket that holds what the
+/// payload can legitimately claim. A string or byte field can never be longer than the
+/// payload it arrived in, so valid messages always fit, while a hostile length claim inside
+/// a small frame cannot make bincode reserve more than a small multiple of the frame's size
+/// before it notices the bytes are not there.
 fn decode_limited<T: DeserializeOwned>(payload: &[u8]) -> Result<(T, usize), bincode::error::DecodeError> {
+    let claimable = payload.len().saturating_mul(CLAIM_PER_WIRE_BYTE);
     macro_rules! within {
         ($($limit:expr),*) => {
             $(
-                if payload.len() <= $limit {
+                if claimable <= $limit {
                     let config = bincode::config::standard().with_limit::<{ $limit }>();
                     return bincode::serde::decode_from_slice(payload, config);
                 }
             )*
         };
     }
-    within!(1 << 12, 1 << 14, 1 << 16, 1 << 18, 1 << 20, 1 << 22, 1 << 24);
-    bincode::serde::decode_from_slice(payload, bincode_config())
+    within!(1 << 12, 1 << 14, 1 << 16, 1 << 18, 1 << 20, 1 << 22, 1 << 24, 1 << 26, 1 << 28);
+    let config = bincode::config::standard().with_limit::<{ HARD_MAX_FRAME_LEN * CLAIM_PER_WIRE_BYTE }>();
+    bincode::serde::decode_from_slice(payload, config)
 }
 
 /// Encodes a message into a standalone payload (no length prefix).

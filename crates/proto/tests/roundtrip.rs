@@ -129,3 +129,19 @@ async fn messages_cross_a_connection() {
     drop(sender.await.unwrap());
     assert!(slave.recv::<FromMaster>().await.unwrap().is_none(), "clean close reads as None");
 }
+
+/// Regression: bincode's limit counts in-memory sizes, so a chunk of many short lines (each
+/// `u64` timestamp a few bytes on the wire but 8 in memory) once failed with LimitExceeded.
+#[test]
+fn large_chunks_of_short_and_long_lines_decode() {
+    for (lines, text) in [(60_000usize, ""), (650, "x".repeat(99).as_str()), (20_000, "ab")] {
+        let chunk = ToMaster::Output(OutputChunk {
+            stage_id: 3,
+            seq: 9,
+            lines: (0..lines)
+                .map(|i| OutputLine { unix_ms: 1_763_000_000_000 + i as u64, text: text.to_string() })
+                .collect(),
+        });
+        through_codec(&chunk);
+    }
+}

@@ -17,8 +17,8 @@ use tokio_rustls::TlsConnector;
 use tracing::{debug, info, warn};
 use xrdtest_defs::tags::expand_tags;
 use xrdtest_proto::{
-    client_handshake, Connection, FromMaster, HandshakeError, Heartbeat, HeldStage, Hello, OutputChunk, Role,
-    StageCommand, StageId, StageResult, ToMaster,
+    client_handshake, Connection, FromMaster, HandshakeError, Heartbeat, HeldStage, Hello, HelloReply, OutputChunk,
+    Role, StageCommand, StageId, StageResult, ToMaster,
 };
 
 use crate::config::SlaveConfig;
@@ -30,6 +30,19 @@ const LINK_CREDIT: usize = 8 << 20;
 /// Finished stages kept for resending if the master missed their end.
 const FINISHED_KEPT: usize = 8;
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(15);
+/// Heartbeat interval when the master announces none.
+const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(5);
+/// Never heartbeat more often than this, whatever the master announces.
+const MIN_HEARTBEAT: Duration = Duration::from_millis(100);
+
+/// The heartbeat interval the master announced in its welcome: the master drops a peer it
+/// has not heard from for three of them, so the slave must send at least that often.
+fn heartbeat_interval(reply: &HelloReply) -> Duration {
+    match reply.heartbeat_interval_ms {
+        0 => DEFAULT_HEARTBEAT,
+        ms => Duration::from_millis(ms).max(MIN_HEARTBEAT),
+    }
+}
 
 /// One message queued on a connection, with the credit it holds.
 struct Outgoing {
@@ -95,10 +108,10 @@ impl Slave {
                 break;
             }
             match self.connect().await {
-                Ok(conn) => {
+                Ok((conn, heartbeat)) => {
                     backoff = Duration::from_millis(250);
                     info!(master = %self.config.master, name = %self.config.name, "connected to the master");
-                    let reason = self.serve(conn, &mut shutdown).await;
+                    let reason = self.serve(conn, heartbeat, &mut shutdown).await;
                     self.state().link = None;
                     info!(%reason, "connection to the master ended");
                 }
@@ -121,11 +134,16 @@ impl Slave {
         self.stop_all_stages("the slave is shutting down").await;
     }
 
-    async fn connect(&self) -> Result<Connection<tokio_rustls::client::TlsStream<TcpStream>>, ConnectError> {
+    /// Connects and completes the handshake; returns the connection and the heartbeat
+    /// interval the master asked for.
+    async fn connect(
+        &self,
+    ) -> Result<(Connection<tokio_rustls::client::TlsStream<TcpStream>>, Duration), ConnectError> {
         let ca = std::fs::read(&self.config.ca_file)
             .map_err(|e| ConnectError::Other(format!("cannot read CA file {}: {e}", self.config.ca_file.display())))?;
         let tls = xrdtest_proto::tls::client_config(&ca).map_err(|e| ConnectError::Other(e.to_string()))?;
-        let server_name = xrdtest_proto::tls::server_name(&self.config.tls_server_name).map_err(|e| ConnectError::Other(e.to_string()))?;
+        let server_name = xrdtest_proto::tls::server_name(&self.config.tls_server_name)
+            .map_err(|e| ConnectError::Other(e.to_string()))?;
         let tcp = tokio::time::timeout(HANDSHAKE_TIMEOUT, TcpStream::connect(&self.config.master))
             .await
             .map_err(|_| ConnectError::Other("connect timed out".into()))?
@@ -138,7 +156,7 @@ impl Slave {
         let mut conn = Connection::new(stream, self.config.max_frame_bytes);
         let hello = Hello::new(Role::Slave, self.config.name.clone(), self.config.secret.clone());
         match client_handshake(&mut conn, &hello, HANDSHAKE_TIMEOUT).await {
-            Ok(_) => Ok(conn),
+            Ok(reply) => Ok((conn, heartbeat_interval(&reply))),
             Err(err @ (HandshakeError::Refused { .. } | HandshakeError::VersionMismatch { .. })) => {
                 Err(ConnectError::Refused(err.to_string()))
             }
@@ -147,7 +165,12 @@ impl Slave {
     }
 
     /// Serves one connection until it ends; returns why it ended.
-    async fn serve<S>(self: &Arc<Self>, mut conn: Connection<S>, shutdown: &mut watch::Receiver<bool>) -> String
+    async fn serve<S>(
+        self: &Arc<Self>,
+        mut conn: Connection<S>,
+        heartbeat: Duration,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> String
     where
         S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
     {
@@ -169,7 +192,6 @@ impl Slave {
         if let Err(err) = conn.send(&ToMaster::Reattach { stages: held }).await {
             return format!("send: {err}");
         }
-        let heartbeat = Duration::from_secs(5);
         let mut ticker = tokio::time::interval(heartbeat);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut last_heard = tokio::time::Instant::now();
@@ -277,7 +299,8 @@ impl Slave {
             }
             // The master sends a new stage only after the barrier, so it has the ends of the
             // stages this slave finished before: keep just a few, for safety.
-            let finished: Vec<StageId> = state.stages.iter().filter(|(_, s)| s.ending.is_some()).map(|(id, _)| *id).collect();
+            let finished: Vec<StageId> =
+                state.stages.iter().filter(|(_, s)| s.ending.is_some()).map(|(id, _)| *id).collect();
             for id in finished.iter().take(finished.len().saturating_sub(FINISHED_KEPT)) {
                 state.stages.remove(id);
             }
@@ -365,7 +388,11 @@ impl Slave {
                             Some(stage) => {
                                 stage.ending = Some(ending.clone());
                                 stage.cancel = None;
-                                if stage.live { link_tx } else { None }
+                                if stage.live {
+                                    link_tx
+                                } else {
+                                    None
+                                }
                             }
                             None => None,
                         }

@@ -58,7 +58,10 @@ impl SlaveConfig {
             (Some(secret), None) => secret,
             (None, Some(file)) => {
                 let file = resolve(file);
-                std::fs::read_to_string(&file).map_err(|e| format!("`secret_file` {}: {e}", file.display()))?.trim().to_string()
+                std::fs::read_to_string(&file)
+                    .map_err(|e| format!("`secret_file` {}: {e}", file.display()))?
+                    .trim()
+                    .to_string()
             }
             (None, None) => return Err("`secret` (or `secret_file`) is required".into()),
         };
@@ -103,7 +106,8 @@ mod tests {
 
     #[test]
     fn required_fields_and_defaults() {
-        let config = SlaveConfig::from_toml("master = \"m\"\nsecret = \"s\"\nname = \"slave1\"", Path::new("/etc/x")).unwrap();
+        let config =
+            SlaveConfig::from_toml("master = \"m\"\nsecret = \"s\"\nname = \"slave1\"", Path::new("/etc/x")).unwrap();
         assert_eq!(config.master, "m:20000");
         assert_eq!(config.ca_file, PathBuf::from("/etc/xrdtest/ca.crt"));
         assert!(SlaveConfig::from_toml("secret = \"s\"", Path::new("/")).unwrap_err().contains("master"));

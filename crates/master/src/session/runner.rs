@@ -77,7 +77,8 @@ async fn run(master: Arc<Master>, id: SessionId, suite: Suite, mut cancel: watch
 
     let mut rules = Rules::default();
     for (index, stage_plan) in planned.iter().enumerate() {
-        let requested = cancel.borrow().clone();
+        // Marked as seen: a cancel noticed here must not also kill suite finalize later.
+        let requested = cancel.borrow_and_update().clone();
         if let Some(reason) = requested {
             rules.cancel(reason);
         }

@@ -1,0 +1,89 @@
+//! Exit codes of `xrdtest run SUITE --wait`: 0 passed, 1 failed, 3 cancelled, 4 could not
+//! start, 2 an error of the command itself.
+
+use std::path::Path;
+use std::time::Duration;
+
+use xrdtest_e2e::{
+    mark, marked, run_command, run_state, state, summarize, wait_until, Case, Env, MasterOptions, Proc, ScriptReaper,
+    Suite,
+};
+
+fn suites(dir: &Path) -> Vec<Suite> {
+    let marks = dir.join("marks");
+    let pids = dir.join("pids").display().to_string();
+    vec![
+        Suite::new("ts_pass", &["c1"]).case(Case::new("ok")),
+        Suite::new("ts_fail", &["c1"]).case(Case::new("broken").run("echo 'this case fails'; exit 1\n")),
+        Suite::new("ts_long", &["c1"])
+            .finalize(mark(&marks, "long_suite_finalize"))
+            .case(Case::new("long").run(format!("echo $$ >> '{pids}'\nsleep 30\n")))
+            .case(Case::new("later").run(mark(&marks, "later_run"))),
+        Suite::new("ts_ghost", &["ghost"]).case(Case::new("never")),
+    ]
+}
+
+fn code(output: &std::process::Output) -> Option<i32> {
+    output.status.code()
+}
+
+fn describe(output: &std::process::Output) -> String {
+    format!(
+        "status {:?}\nstdout:\n{}\nstderr:\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+#[test]
+fn run_wait_exit_codes() {
+    let options = MasterOptions { slave_wait: "1s".into(), ..MasterOptions::default() };
+    let mut env = Env::build(options, suites);
+    let pids_file = env.path().join("pids");
+    let _reaper = ScriptReaper(pids_file);
+    env.start_slaves(&["c1"]);
+    let master = &env.master;
+    let limit = Duration::from_secs(40);
+    let run = |suite: &str| run_command(master.cli(&["run", suite, "--wait"]), limit);
+
+    // ts_ghost needs a slave that never connects, so it runs beside the others.
+    std::thread::scope(|scope| {
+        let ghost = scope.spawn(|| run("ts_ghost"));
+        let unknown = scope.spawn(|| run("ts_nosuch"));
+        let passed = run("ts_pass");
+        assert_eq!(code(&passed), Some(0), "{}", describe(&passed));
+        let failed = run("ts_fail");
+        assert_eq!(code(&failed), Some(1), "{}", describe(&failed));
+        assert!(String::from_utf8_lossy(&failed.stdout).contains("this case fails"), "{}", describe(&failed));
+        let ghost = ghost.join().expect("the ghost run");
+        assert_eq!(code(&ghost), Some(4), "{}", describe(&ghost));
+        assert!(String::from_utf8_lossy(&ghost.stdout).contains("slave ghost not connected"), "{}", describe(&ghost));
+        let unknown = unknown.join().expect("the unknown-suite run");
+        assert_eq!(code(&unknown), Some(2), "{}", describe(&unknown));
+        assert!(String::from_utf8_lossy(&unknown.stderr).contains("ts_nosuch"), "{}", describe(&unknown));
+    });
+
+    // Cancelled while its run sleeps.
+    let mut long =
+        Proc::spawn("xrdtest run ts_long", master.cli(&["run", "ts_long", "--wait"]), &env.path().join("cli-long.log"));
+    let api = env.api();
+    let id = wait_until(Duration::from_secs(20), "the ts_long session", || {
+        let list = api.get("/api/sessions?suite=ts_long");
+        list["sessions"][0]["id"].as_u64().ok_or_else(|| list.to_string())
+    });
+    api.wait_stage_started(id, "case_run:long", "c1", Duration::from_secs(20));
+    let cancel = run_command(master.cli(&["cancel", &id.to_string()]), limit);
+    assert_eq!(code(&cancel), Some(0), "{}", describe(&cancel));
+    let status = long.wait_exit(Duration::from_secs(30));
+    assert_eq!(status.code(), Some(3), "xrdtest run ts_long --wait:\n{}", long.log());
+    let session = api.session(id);
+    let view = summarize(&session);
+    assert_eq!(state(&session), "Cancelled", "{view}");
+    assert_eq!(run_state(&session, "case_run:long", "c1"), "Cancelled", "{view}");
+    assert_eq!(run_state(&session, "case_init:later", "c1"), "Skipped", "{view}");
+    assert_eq!(run_state(&session, "suite_finalize", "c1"), "Passed", "{view}");
+    let marks = env.marks();
+    assert!(!marked(&marks, "later_run", "c1"), "a case ran after the cancel");
+    assert!(marked(&marks, "long_suite_finalize", "c1"), "suite finalize did not run after the cancel");
+}

@@ -1,0 +1,15 @@
+//! End-to-end tests: the real `xrdtest-master`, `xrdtest-slave` and `xrdtest` binaries as
+//! child processes on loopback, each test with its own ports, folders and suites. One test
+//! binary, so that the harness runs the tests in parallel (`cargo build --workspace --bins`
+//! first: the binaries are not built by `cargo test -p xrdtest-e2e`).
+
+mod barrier;
+mod cancel;
+mod cli;
+mod connections;
+mod failure_rules;
+mod frames;
+mod refusals;
+mod restart;
+mod scheduling;
+mod timeout;
