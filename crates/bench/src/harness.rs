@@ -212,7 +212,7 @@ impl Cluster {
         let mut from = 0;
         let mut total = 0u64;
         loop {
-            let page = self.get(&format!("/api/stages/{stage_id}/output?from={from}&max_chunks=1024"))?;
+            let page = self.get(&format!("/api/stages/{stage_id}/output?from={from}&max_chunks=8"))?;
             let lines = page["lines"].as_array().cloned().unwrap_or_default();
             if lines.is_empty() {
                 return Ok(total);

@@ -106,6 +106,16 @@ impl Master {
         let _ = self.updates.send(record.id);
     }
 
+    /// Stores a session record and waits until it is on disk: for the few moments a crash
+    /// must not lose (a session created, started, ended). Progress in between is flushed by
+    /// sled within 200 ms.
+    pub fn save_durably(&self, record: &SessionRecord) {
+        self.save(record);
+        if let Err(err) = self.store.flush_now() {
+            warn!(session = record.id, error = %err, "cannot flush the store");
+        }
+    }
+
     /// Tags every stage gets from the master: `@port@`, `@proto@`.
     pub fn base_tags(&self) -> BTreeMap<String, String> {
         BTreeMap::from([
@@ -135,10 +145,10 @@ impl Master {
                 suite.cluster.clone().unwrap_or_default()
             ));
             record.ended_ms = Some(now_ms());
-            self.save(&record);
+            self.save_durably(&record);
             return Ok(id);
         }
-        self.save(&record);
+        self.save_durably(&record);
         self.queue().waiting.push_back(Queued { id, suite, slaves });
         self.start_what_can_run();
         Ok(id)

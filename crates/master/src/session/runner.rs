@@ -63,7 +63,7 @@ async fn run(master: Arc<Master>, id: SessionId, suite: Suite, mut cancel: watch
         record.state = state;
         record.reason = Some(reason);
         record.ended_ms = Some(now_ms());
-        master.save(&record);
+        master.save_durably(&record);
         master.peers.set_session(&record.slaves, None);
         return;
     }
@@ -72,7 +72,7 @@ async fn run(master: Arc<Master>, id: SessionId, suite: Suite, mut cancel: watch
     let scripts: Vec<Result<String, String>> = planned.iter().map(|p| load_script(&p.script)).collect();
     record.state = SessionState::Running;
     record.started_ms = Some(now_ms());
-    master.save(&record);
+    master.save_durably(&record);
     info!(slaves = ?record.slaves, stages = planned.len(), "session running");
 
     let mut rules = Rules::default();
@@ -135,7 +135,7 @@ async fn run(master: Arc<Master>, id: SessionId, suite: Suite, mut cancel: watch
     record.state = state;
     record.reason = reason;
     record.ended_ms = Some(now_ms());
-    master.save(&record);
+    master.save_durably(&record);
     master.peers.set_session(&record.slaves, None);
     info!(state = state.as_str(), reason = record.reason.as_deref().unwrap_or(""), "session ended");
 }
@@ -176,8 +176,6 @@ struct Pending {
     stage_id: StageId,
     /// The slave reported the stage started (so it holds it).
     started: bool,
-    /// When its connection dropped, if it is away.
-    away_since: Option<Instant>,
 }
 
 /// Runs stage `index` on every slave and waits for all of them: the barrier. Returns
@@ -197,15 +195,17 @@ async fn run_stage(
     let timeout = Duration::from_millis(record.stages[index].timeout_ms);
     let mut tags = suite.tags.clone();
     tags.extend(master.base_tags());
+    let session_id = record.id.to_string();
+    let slaves = record.slaves.clone();
     let command_for = |stage_id: StageId| {
         FromMaster::RunStage(StageCommand {
             stage_id,
-            session_id: record.id.to_string(),
+            session_id: session_id.clone(),
             suite: suite.name.clone(),
             stage: stage.clone(),
             script: script.to_string(),
             tags: tags.clone(),
-            slaves: record.slaves.clone(),
+            slaves: slaves.clone(),
             timeout_ms: timeout.as_millis() as u64,
             logs: suite.logs.clone(),
             output_limit_bytes: master.config.output_limit_bytes,
@@ -214,29 +214,33 @@ async fn run_stage(
     };
 
     let mut pending: HashMap<String, Pending> = HashMap::new();
-    let mut commands: HashMap<String, FromMaster> = HashMap::new();
-    for run in record.stages[index].runs.iter_mut() {
-        let stage_id = match master.store.next_stage_id() {
-            Ok(id) => id,
-            Err(err) => {
+    // Slaves whose connection is down, and since when: usually empty, so the grace timer
+    // costs nothing while everyone is connected.
+    let mut away: HashMap<String, Instant> = HashMap::new();
+    let run_count = record.stages[index].runs.len();
+    let first_id = match master.store.next_stage_ids(run_count as u64) {
+        Ok(id) => id,
+        Err(err) => {
+            for run in record.stages[index].runs.iter_mut() {
                 run.state = RunState::Failed;
                 run.reason = Some(err.to_string());
-                continue;
             }
-        };
+            return false;
+        }
+    };
+    for (offset, run) in record.stages[index].runs.iter_mut().enumerate() {
+        let stage_id = first_id + offset as u64;
         run.stage_id = stage_id;
         run.state = RunState::Running;
         master.peers.add_route(stage_id, &run.slave, events_tx.clone());
-        let command = command_for(stage_id);
         let delivered = match master.peers.handle(&run.slave) {
-            Some(handle) => handle.tx.send(command.clone()).await.is_ok(),
+            Some(handle) => handle.tx.send(command_for(stage_id)).await.is_ok(),
             None => false,
         };
-        pending.insert(
-            run.slave.clone(),
-            Pending { stage_id, started: false, away_since: (!delivered).then(Instant::now) },
-        );
-        commands.insert(run.slave.clone(), command);
+        if !delivered {
+            away.insert(run.slave.clone(), Instant::now());
+        }
+        pending.insert(run.slave.clone(), Pending { stage_id, started: false });
     }
     master.save(record);
 
@@ -245,12 +249,12 @@ async fn run_stage(
     let mut save_tick = tokio::time::interval(SAVE_EVERY);
     let mut dirty = false;
     let mut cancel_open = true;
-    let run_of = |record: &mut SessionRecord, slave: &str| -> Option<usize> {
-        record.stages[index].runs.iter().position(|r| r.slave == slave)
-    };
+    let positions: HashMap<String, usize> =
+        record.stages[index].runs.iter().enumerate().map(|(i, r)| (r.slave.clone(), i)).collect();
+    let run_of = |_: &mut SessionRecord, slave: &str| -> Option<usize> { positions.get(slave).copied() };
 
     while !pending.is_empty() {
-        let next_grace_end = pending.values().filter_map(|p| p.away_since).min().map(|since| since + grace);
+        let next_grace_end = away.values().min().map(|since| *since + grace);
         tokio::select! {
             Some((stage_id, event)) = events.recv() => {
                 dirty = true;
@@ -288,16 +292,16 @@ async fn run_stage(
                     }
                     StageEvent::Resumed { .. } => {
                         info!(slave = %slave, stage = %stage, "slave back; stage goes on");
-                        if let Some(p) = pending.get_mut(&slave) { p.away_since = None; }
+                        away.remove(&slave);
                     }
                     StageEvent::Lost { .. } => {
                         let not_started = pending.get(&slave).is_some_and(|p| !p.started);
-                        let resent = match (not_started, master.peers.handle(&slave), commands.get(&slave)) {
-                            (true, Some(handle), Some(command)) => handle.tx.send(command.clone()).await.is_ok(),
+                        let resent = match (not_started, master.peers.handle(&slave)) {
+                            (true, Some(handle)) => handle.tx.send(command_for(stage_id)).await.is_ok(),
                             _ => false,
                         };
                         if resent {
-                            if let Some(p) = pending.get_mut(&slave) { p.away_since = None; }
+                            away.remove(&slave);
                         } else {
                             run.state = RunState::Failed;
                             run.reason = Some("slave reconnected without this stage (was it restarted?)".into());
@@ -311,16 +315,16 @@ async fn run_stage(
             peer_event = peer_events.recv() => {
                 match peer_event {
                     Ok(PeerEvent::Disconnected(name)) => {
-                        if let Some(p) = pending.get_mut(&name) {
+                        if pending.contains_key(&name) {
                             warn!(slave = %name, stage = %stage, grace = ?grace, "slave disconnected mid-stage; waiting for it");
-                            p.away_since.get_or_insert_with(Instant::now);
+                            away.entry(name).or_insert_with(Instant::now);
                         }
                     }
                     Ok(PeerEvent::Connected(_)) => {}
                     Err(broadcast::error::RecvError::Lagged(_)) => {
-                        for (name, p) in pending.iter_mut() {
+                        for name in pending.keys() {
                             if !master.peers.is_connected(name) {
-                                p.away_since.get_or_insert_with(Instant::now);
+                                away.entry(name.clone()).or_insert_with(Instant::now);
                             }
                         }
                     }
@@ -329,12 +333,10 @@ async fn run_stage(
             }
             _ = sleep_until(next_grace_end.unwrap_or(result_deadline)), if next_grace_end.is_some() => {
                 let now = Instant::now();
-                let expired: Vec<String> = pending
-                    .iter()
-                    .filter(|(_, p)| p.away_since.is_some_and(|since| since + grace <= now))
-                    .map(|(name, _)| name.clone())
-                    .collect();
+                let expired: Vec<String> =
+                    away.iter().filter(|(_, since)| **since + grace <= now).map(|(name, _)| name.clone()).collect();
                 for slave in expired {
+                    away.remove(&slave);
                     if let (Some(p), Some(position)) = (pending.remove(&slave), run_of(record, &slave)) {
                         let run = &mut record.stages[index].runs[position];
                         run.state = RunState::Disconnected;
@@ -364,8 +366,13 @@ async fn run_stage(
                 cancel_open = changed.is_ok();
                 let requested = cancel.borrow().clone();
                 if let Some(reason) = requested {
-                    info!(%reason, stage = %stage, "cancelling the running stage");
                     rules.cancel(reason.clone());
+                    if stage == xrdtest_proto::Stage::SuiteFinalize {
+                        // Suite finalize is the cleanup a cancel asks for: let it finish.
+                        info!(%reason, "cancel during suite finalize: letting the cleanup finish");
+                        continue;
+                    }
+                    info!(%reason, stage = %stage, "cancelling the running stage");
                     for (slave, p) in &pending {
                         if let Some(handle) = master.peers.handle(slave) {
                             let _ = handle.tx.send(FromMaster::CancelStage { stage_id: p.stage_id, reason: reason.clone() }).await;
