@@ -94,10 +94,41 @@ impl SlaveConfig {
     }
 }
 
-/// The kernel's host name (XrdTest named slaves by their FQDN; set `name` when the host
-/// name is not the name the suites use).
+/// The machine's fully qualified name, as XrdTest named slaves: the kernel's host name,
+/// qualified through the resolver when it has no dot and the resolver knows a canonical
+/// name for it; the plain host name otherwise.
 fn host_name() -> Option<String> {
-    std::fs::read_to_string("/proc/sys/kernel/hostname").ok().map(|s| s.trim().to_string()).filter(|s| !s.is_empty())
+    let short = std::fs::read_to_string("/proc/sys/kernel/hostname").ok()?.trim().to_string();
+    if short.is_empty() {
+        return None;
+    }
+    if short.contains('.') {
+        return Some(short);
+    }
+    Some(canonical_name(&short).filter(|name| name.contains('.')).unwrap_or(short))
+}
+
+/// The resolver's canonical name for `host` (getaddrinfo with AI_CANONNAME).
+fn canonical_name(host: &str) -> Option<String> {
+    let host = std::ffi::CString::new(host).ok()?;
+    // SAFETY: plain libc calls with a valid C string and zeroed hints; the result list is
+    // freed with freeaddrinfo on every path after a successful call.
+    unsafe {
+        let mut hints: libc::addrinfo = std::mem::zeroed();
+        hints.ai_flags = libc::AI_CANONNAME;
+        hints.ai_family = libc::AF_UNSPEC;
+        let mut result: *mut libc::addrinfo = std::ptr::null_mut();
+        if libc::getaddrinfo(host.as_ptr(), std::ptr::null(), &hints, &mut result) != 0 || result.is_null() {
+            return None;
+        }
+        let name = if (*result).ai_canonname.is_null() {
+            None
+        } else {
+            std::ffi::CStr::from_ptr((*result).ai_canonname).to_str().ok().map(str::to_string)
+        };
+        libc::freeaddrinfo(result);
+        name
+    }
 }
 
 #[cfg(test)]
@@ -113,5 +144,7 @@ mod tests {
         assert!(SlaveConfig::from_toml("secret = \"s\"", Path::new("/")).unwrap_err().contains("master"));
         assert!(SlaveConfig::from_toml("master = \"m\"", Path::new("/")).unwrap_err().contains("secret"));
         assert!(SlaveConfig::from_toml("master = \"m\"\nsecret = \"s\"\nname = \"a b\"", Path::new("/")).is_err());
+        let unnamed = SlaveConfig::from_toml("master = \"m\"\nsecret = \"s\"", Path::new("/")).unwrap();
+        assert!(!unnamed.name.is_empty(), "the name defaults to the host name");
     }
 }

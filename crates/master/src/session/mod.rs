@@ -8,19 +8,48 @@ use xrdtest_defs::{ScriptSource, Suite};
 
 use rules::{plan, ScriptRef};
 
-/// The text of a stage's script, read when the session starts so that edits made while it
-/// runs do not mix two versions of a suite.
+/// Longest a script download may take.
+const FETCH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+/// Largest script the master downloads.
+const FETCH_LIMIT: u64 = 4 << 20;
+
+/// The text of a stage's script, read (or downloaded, for `http(s)://` sources) when the
+/// session starts, so that edits made while it runs do not mix two versions of a suite.
+/// Blocking: call it off the async threads.
 pub fn load_script(script: &ScriptRef) -> Result<String, String> {
+    match script {
+        ScriptRef::Suite(ScriptSource::Url(url)) => fetch(url),
+        other => local_text(other),
+    }
+}
+
+/// The script text for files and inline scripts; for a URL, the URL itself.
+fn local_text(script: &ScriptRef) -> Result<String, String> {
     let read = |path: &std::path::Path| {
         std::fs::read_to_string(path).map_err(|e| format!("cannot read script {}: {e}", path.display()))
     };
     match script {
         ScriptRef::CaseFile(path) | ScriptRef::Suite(ScriptSource::File(path)) => read(path),
         ScriptRef::Suite(ScriptSource::Inline(text)) => Ok(text.clone()),
-        ScriptRef::Suite(ScriptSource::Url(url)) => {
-            Err(format!("script {url}: this master does not fetch http(s) script sources yet"))
-        }
+        ScriptRef::Suite(ScriptSource::Url(url)) => Ok(url.clone()),
     }
+}
+
+/// Downloads a script; any failure is a sentence naming the URL.
+fn fetch(url: &str) -> Result<String, String> {
+    let agent: ureq::Agent =
+        ureq::Agent::config_builder().timeout_global(Some(FETCH_TIMEOUT)).http_status_as_error(false).build().into();
+    let mut response = agent.get(url).call().map_err(|e| format!("cannot fetch script {url}: {e}"))?;
+    let status = response.status();
+    if !status.is_success() {
+        return Err(format!("cannot fetch script {url}: HTTP {status}"));
+    }
+    response
+        .body_mut()
+        .with_config()
+        .limit(FETCH_LIMIT)
+        .read_to_string()
+        .map_err(|e| format!("cannot fetch script {url}: {e}"))
 }
 
 /// SHA-256 over the suite definition and the text of every script it runs: two sessions
@@ -30,7 +59,48 @@ pub fn definition_hash(suite: &Suite) -> String {
     context.update(serde_json::to_string(suite).unwrap_or_default().as_bytes());
     for planned in plan(suite) {
         context.update(planned.stage.to_string().as_bytes());
-        context.update(load_script(&planned.script).unwrap_or_default().as_bytes());
+        context.update(local_text(&planned.script).unwrap_or_default().as_bytes());
     }
     context.finish().as_ref().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{BufRead, BufReader, Write};
+    use std::net::TcpListener;
+
+    /// A one-request-per-connection HTTP server on loopback answering `status` and `body`.
+    fn serve(status: &'static str, body: &'static str, requests: usize) -> String {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let address = listener.local_addr().unwrap();
+        std::thread::spawn(move || {
+            for stream in listener.incoming().take(requests) {
+                let mut stream = stream.unwrap();
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut line = String::new();
+                while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
+                    line.clear();
+                }
+                let _ = write!(
+                    stream,
+                    "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+            }
+        });
+        format!("http://{address}/init.sh")
+    }
+
+    #[test]
+    fn url_scripts_are_downloaded_and_failures_name_the_url() {
+        let url = serve("200 OK", "echo fetched\n", 1);
+        assert_eq!(load_script(&ScriptRef::Suite(ScriptSource::Url(url))).unwrap(), "echo fetched\n");
+        let missing = serve("404 Not Found", "no", 1);
+        let err = load_script(&ScriptRef::Suite(ScriptSource::Url(missing.clone()))).unwrap_err();
+        assert!(err.contains(&missing) && err.contains("404"), "{err}");
+        // Nothing listens on port 9 of loopback.
+        let err = load_script(&ScriptRef::Suite(ScriptSource::Url("http://127.0.0.1:9/x.sh".into()))).unwrap_err();
+        assert!(err.contains("http://127.0.0.1:9/x.sh"), "{err}");
+    }
 }

@@ -69,7 +69,13 @@ async fn run(master: Arc<Master>, id: SessionId, suite: Suite, mut cancel: watch
     }
 
     let planned = plan(&suite);
-    let scripts: Vec<Result<String, String>> = planned.iter().map(|p| load_script(&p.script)).collect();
+    // Scripts are read (and URLs downloaded) once, now, off the async threads.
+    let sources: Vec<_> = planned.iter().map(|p| p.script.clone()).collect();
+    let scripts: Vec<Result<String, String>> =
+        match tokio::task::spawn_blocking(move || sources.iter().map(load_script).collect()).await {
+            Ok(scripts) => scripts,
+            Err(err) => planned.iter().map(|_| Err(format!("loading scripts failed: {err}"))).collect(),
+        };
     record.state = SessionState::Running;
     record.started_ms = Some(now_ms());
     master.save_durably(&record);
