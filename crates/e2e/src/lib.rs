@@ -260,11 +260,22 @@ pub struct MasterOptions {
     pub slave_wait: String,
     pub reconnect_grace: String,
     pub heartbeat_interval: Option<String>,
+    /// More top-level settings, as TOML lines.
+    pub extra: String,
+    /// `[[repos]]` and other tables, as TOML; when set, the test's definitions folder is not
+    /// given as `definitions`.
+    pub tables: Option<String>,
 }
 
 impl Default for MasterOptions {
     fn default() -> Self {
-        MasterOptions { slave_wait: "15s".into(), reconnect_grace: "10s".into(), heartbeat_interval: None }
+        MasterOptions {
+            slave_wait: "15s".into(),
+            reconnect_grace: "10s".into(),
+            heartbeat_interval: None,
+            extra: String::new(),
+            tables: None,
+        }
     }
 }
 
@@ -304,19 +315,26 @@ impl Master {
         let n = self.procs.len() + 1;
         let config = self.dir.join("master.toml");
         let mut text = format!(
-            "listen = \"{}\"\nweb_listen = \"{}\"\nstate_dir = {}\nsecret = {}\napi_token = {}\ndefinitions = {}\n\
+            "listen = \"{}\"\nweb_listen = \"{}\"\nstate_dir = {}\nsecret = {}\napi_token = {}\n\
              slave_wait = {}\nreconnect_grace = {}\n",
             self.peer,
             self.web,
             toml_string(&self.state_dir().display().to_string()),
             toml_string(&self.secret),
             toml_string(&self.token),
-            toml_string(&self.definitions.display().to_string()),
             toml_string(&self.options.slave_wait),
             toml_string(&self.options.reconnect_grace),
         );
+        if self.options.tables.is_none() {
+            text.push_str(&format!("definitions = {}\n", toml_string(&self.definitions.display().to_string())));
+        }
         if let Some(interval) = &self.options.heartbeat_interval {
             text.push_str(&format!("heartbeat_interval = {}\n", toml_string(interval)));
+        }
+        text.push_str(&self.options.extra);
+        text.push('\n');
+        if let Some(tables) = &self.options.tables {
+            text.push_str(tables);
         }
         fs::write(&config, text).expect("master.toml");
         let mut command = Command::new(binary("xrdtest-master"));
@@ -596,6 +614,10 @@ pub struct Suite {
     pub finalize: Option<String>,
     pub cases: Vec<Case>,
     pub stage_timeout: Option<String>,
+    /// A cron expression, written as `schedule = "..."`.
+    pub schedule: Option<String>,
+    /// More `suite.toml` lines (alert settings, tags...).
+    pub extra: String,
 }
 
 impl Suite {
@@ -608,7 +630,18 @@ impl Suite {
             finalize: None,
             cases: Vec::new(),
             stage_timeout: None,
+            schedule: None,
+            extra: String::new(),
         }
+    }
+    pub fn schedule(mut self, cron: &str) -> Suite {
+        self.schedule = Some(cron.into());
+        self
+    }
+    pub fn extra(mut self, lines: &str) -> Suite {
+        self.extra.push_str(lines);
+        self.extra.push('\n');
+        self
     }
     pub fn init(mut self, script: impl Into<String>) -> Suite {
         self.init = script.into();
@@ -646,6 +679,10 @@ impl Suite {
         if let Some(timeout) = &self.stage_timeout {
             toml.push_str(&format!("stage_timeout = {}\n", toml_string(timeout)));
         }
+        if let Some(schedule) = &self.schedule {
+            toml.push_str(&format!("schedule = {}\n", toml_string(schedule)));
+        }
+        toml.push_str(&self.extra);
         fs::write(dir.join("suite.toml"), toml).expect("suite.toml");
         for case in &self.cases {
             let case_dir = dir.join("tc").join(&case.name);

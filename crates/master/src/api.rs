@@ -21,6 +21,7 @@ pub fn router(master: Arc<Master>) -> Router {
     Router::new()
         .route("/api/health", get(health))
         .route("/api/suites", get(suites))
+        .route("/api/repos", get(repos))
         .route("/api/suites/{name}/run", post(run_suite))
         .route("/api/sessions", get(sessions))
         .route("/api/sessions/{id}", get(session))
@@ -74,13 +75,30 @@ async fn health(State(master): State<Arc<Master>>) -> Json<serde_json::Value> {
 
 #[derive(Serialize)]
 struct SuitesResponse {
+    /// The suites in service (for a broken suite: its last good version).
     suites: Vec<Suite>,
+    /// Every definition error, with file, line and field.
     errors: Vec<DefError>,
+    /// Per suite: the repository and commit it came from.
+    origins: std::collections::BTreeMap<String, crate::catalog::Origin>,
+    /// Per scheduled suite: expression, next run, skipped runs.
+    schedules: std::collections::BTreeMap<String, crate::scheduler::ScheduleStatus>,
+    repos: Vec<crate::catalog::RepoStatus>,
 }
 
 async fn suites(State(master): State<Arc<Master>>) -> Json<SuitesResponse> {
     let definitions = master.definitions();
-    Json(SuitesResponse { suites: definitions.repository.suites.into_values().collect(), errors: definitions.errors })
+    Json(SuitesResponse {
+        suites: definitions.repository.suites.into_values().collect(),
+        errors: definitions.errors,
+        origins: definitions.origins,
+        schedules: master.schedules.snapshot(),
+        repos: definitions.repos,
+    })
+}
+
+async fn repos(State(master): State<Arc<Master>>) -> Json<serde_json::Value> {
+    Json(json!({ "repos": master.definitions().repos }))
 }
 
 #[derive(Deserialize, Default)]

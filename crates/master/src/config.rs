@@ -21,9 +21,12 @@ pub struct MasterConfig {
     pub secret: String,
     /// Token required by write calls of the API (run, cancel). `None`: writes are refused.
     pub api_token: Option<String>,
-    /// The definitions repository: `suites_dir` and `clusters_dir` inside it.
-    pub suites_dir: PathBuf,
-    pub clusters_dir: PathBuf,
+    /// Where definitions come from (XrdTest's `test-repos`); watched for changes.
+    pub repos: Vec<RepoConfig>,
+    /// Whether suites' schedules start sessions (XrdTest's `[scheduler] enabled`).
+    pub scheduler_enabled: bool,
+    /// Where alert mails go out; `None`: no mail.
+    pub smtp: Option<SmtpSettings>,
     /// How long a session waits for its slaves to connect before it fails.
     pub slave_wait: Duration,
     /// How long a slave that dropped mid-stage may take to come back before the stage fails.
@@ -40,9 +43,127 @@ pub struct MasterConfig {
     pub proto_tag: String,
 }
 
+/// One definitions repository.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RepoConfig {
+    /// Unique among the repositories; shown in the API and logs.
+    pub name: String,
+    pub source: RepoSource,
+    /// The suites and clusters folders, relative to the repository's root.
+    pub suites_path: PathBuf,
+    pub clusters_path: PathBuf,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RepoSource {
+    /// A folder on the master's disk, watched with inotify.
+    Localfs { path: PathBuf },
+    /// A git remote, cloned into `checkout` and fetched every `poll_interval`.
+    Git(GitSettings),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GitSettings {
+    pub url: String,
+    pub branch: String,
+    pub checkout: PathBuf,
+    pub poll_interval: Duration,
+    pub ssh_key: Option<PathBuf>,
+    pub ssh_public_key: Option<PathBuf>,
+    pub ssh_passphrase: Option<String>,
+    pub username: Option<String>,
+    pub https_token: Option<String>,
+}
+
+impl RepoConfig {
+    /// The folder the repository's files are in (the checkout, for git).
+    pub fn root(&self) -> &Path {
+        match &self.source {
+            RepoSource::Localfs { path } => path,
+            RepoSource::Git(git) => &git.checkout,
+        }
+    }
+
+    pub fn suites_dir(&self) -> PathBuf {
+        self.root().join(&self.suites_path)
+    }
+
+    pub fn clusters_dir(&self) -> PathBuf {
+        self.root().join(&self.clusters_path)
+    }
+}
+
+/// How alert mail is sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SmtpSettings {
+    pub host: String,
+    pub port: u16,
+    pub tls: SmtpTlsMode,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    pub from: String,
+    /// Base URL of the dashboard, for links in mails.
+    pub dashboard_url: Option<String>,
+    pub attempts: u32,
+    pub retry_delay: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SmtpTlsMode {
+    None,
+    StartTls,
+    Tls,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRepo {
+    name: Option<String>,
+    #[serde(rename = "type")]
+    kind: Option<String>,
+    path: Option<PathBuf>,
+    url: Option<String>,
+    branch: Option<String>,
+    checkout: Option<PathBuf>,
+    poll_interval: Option<String>,
+    suites_path: Option<PathBuf>,
+    clusters_path: Option<PathBuf>,
+    ssh_key: Option<PathBuf>,
+    ssh_public_key: Option<PathBuf>,
+    ssh_passphrase: Option<String>,
+    ssh_passphrase_file: Option<PathBuf>,
+    username: Option<String>,
+    https_token: Option<String>,
+    https_token_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawScheduler {
+    enabled: Option<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSmtp {
+    host: Option<String>,
+    port: Option<u16>,
+    tls: Option<String>,
+    username: Option<String>,
+    password: Option<String>,
+    password_file: Option<PathBuf>,
+    from: Option<String>,
+    dashboard_url: Option<String>,
+    attempts: Option<u32>,
+    retry_delay: Option<String>,
+}
+
 #[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct RawConfig {
+    repos: Option<Vec<RawRepo>>,
+    scheduler: Option<RawScheduler>,
+    smtp: Option<RawSmtp>,
     listen: Option<String>,
     web_listen: Option<String>,
     state_dir: Option<PathBuf>,
@@ -126,7 +247,33 @@ impl MasterConfig {
             .filter(|s| !s.is_empty())
             .ok_or("`secret` (or `secret_file`) is required: the connection secret slaves and hypervisors present")?;
         let api_token = read_secret(raw.api_token, raw.api_token_file, "api_token")?.filter(|s| !s.is_empty());
-        let definitions = resolve(raw.definitions.unwrap_or_else(|| DEFAULT_DEFINITIONS.into()));
+        let state_dir = resolve(raw.state_dir.unwrap_or_else(|| DEFAULT_STATE_DIR.into()));
+        let repos = match raw.repos {
+            Some(repos) => {
+                if raw.definitions.is_some() || raw.suites_path.is_some() || raw.clusters_path.is_some() {
+                    return Err("give either `definitions` (one local folder) or [[repos]], not both".into());
+                }
+                let mut checked: Vec<RepoConfig> = Vec::new();
+                for (index, repo) in repos.into_iter().enumerate() {
+                    let repo = repo_config(repo, index, &state_dir, &resolve, &read_secret, &duration)?;
+                    if let Some(first) = checked.iter().position(|r| r.name == repo.name) {
+                        return Err(format!("repos[{first}] and repos[{index}] are both named `{}`", repo.name));
+                    }
+                    checked.push(repo);
+                }
+                checked
+            }
+            None => vec![RepoConfig {
+                name: "default".into(),
+                source: RepoSource::Localfs { path: resolve(raw.definitions.unwrap_or_else(|| DEFAULT_DEFINITIONS.into())) },
+                suites_path: raw.suites_path.unwrap_or_else(|| "suites".into()),
+                clusters_path: raw.clusters_path.unwrap_or_else(|| "clusters".into()),
+            }],
+        };
+        let smtp = match raw.smtp {
+            Some(smtp) => Some(smtp_settings(smtp, &read_secret, &duration)?),
+            None => None,
+        };
         let max_frame = size(raw.max_frame, xrdtest_proto::DEFAULT_MAX_FRAME_LEN as u64, "max_frame")?;
         if max_frame > xrdtest_proto::HARD_MAX_FRAME_LEN as u64 || max_frame < 64 * 1024 {
             return Err(format!("`max_frame` must be between 64K and {}", xrdtest_proto::HARD_MAX_FRAME_LEN));
@@ -138,11 +285,12 @@ impl MasterConfig {
         Ok(MasterConfig {
             listen: address(raw.listen, DEFAULT_LISTEN, "listen")?,
             web_listen: address(raw.web_listen, DEFAULT_WEB_LISTEN, "web_listen")?,
-            state_dir: resolve(raw.state_dir.unwrap_or_else(|| DEFAULT_STATE_DIR.into())),
+            state_dir,
             secret,
             api_token,
-            suites_dir: definitions.join(raw.suites_path.unwrap_or_else(|| "suites".into())),
-            clusters_dir: definitions.join(raw.clusters_path.unwrap_or_else(|| "clusters".into())),
+            repos,
+            scheduler_enabled: raw.scheduler.and_then(|s| s.enabled).unwrap_or(true),
+            smtp,
             slave_wait: duration(raw.slave_wait, Duration::from_secs(300), "slave_wait")?,
             reconnect_grace: duration(raw.reconnect_grace, Duration::from_secs(60), "reconnect_grace")?,
             heartbeat_interval,
@@ -155,6 +303,95 @@ impl MasterConfig {
     }
 }
 
+type Resolve<'a> = dyn Fn(PathBuf) -> PathBuf + 'a;
+type ReadSecret<'a> = dyn Fn(Option<String>, Option<PathBuf>, &str) -> Result<Option<String>, String> + 'a;
+type ReadDuration<'a> = dyn Fn(Option<String>, Duration, &str) -> Result<Duration, String> + 'a;
+
+fn repo_config(
+    raw: RawRepo,
+    index: usize,
+    state_dir: &Path,
+    resolve: &Resolve,
+    read_secret: &ReadSecret,
+    duration: &ReadDuration,
+) -> Result<RepoConfig, String> {
+    let field = |name: &str| format!("repos[{index}].{name}");
+    let name = raw.name.ok_or_else(|| format!("`{}` is required", field("name")))?;
+    if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.')) {
+        return Err(format!("`{}`: `{name}` is not a plain name", field("name")));
+    }
+    let source = match raw.kind.as_deref() {
+        Some("localfs") => {
+            let path = raw.path.ok_or_else(|| format!("`{}` is required for a localfs repository", field("path")))?;
+            for (value, key) in [(raw.url.is_some(), "url"), (raw.branch.is_some(), "branch"), (raw.checkout.is_some(), "checkout")] {
+                if value {
+                    return Err(format!("`{}` belongs to git repositories", field(key)));
+                }
+            }
+            RepoSource::Localfs { path: resolve(path) }
+        }
+        Some("git") => {
+            let url = raw.url.ok_or_else(|| format!("`{}` is required for a git repository", field("url")))?;
+            if raw.path.is_some() {
+                return Err(format!("`{}` belongs to localfs repositories; a git repository has `checkout`", field("path")));
+            }
+            let https_token = read_secret(raw.https_token, raw.https_token_file, &field("https_token"))?;
+            let ssh_passphrase = read_secret(raw.ssh_passphrase, raw.ssh_passphrase_file, &field("ssh_passphrase"))?;
+            if https_token.is_some() && raw.ssh_key.is_some() {
+                return Err(format!("give `{}` or `{}`, not both", field("ssh_key"), field("https_token")));
+            }
+            RepoSource::Git(GitSettings {
+                url,
+                branch: raw.branch.unwrap_or_else(|| "main".into()),
+                checkout: raw.checkout.map(resolve).unwrap_or_else(|| state_dir.join("repos").join(&name)),
+                poll_interval: duration(raw.poll_interval, Duration::from_secs(60), &field("poll_interval"))?,
+                ssh_key: raw.ssh_key.map(resolve),
+                ssh_public_key: raw.ssh_public_key.map(resolve),
+                ssh_passphrase,
+                username: raw.username,
+                https_token,
+            })
+        }
+        Some(other) => return Err(format!("`{}`: unknown repository type `{other}`: localfs or git", field("type"))),
+        None => return Err(format!("`{}` is required: localfs or git", field("type"))),
+    };
+    Ok(RepoConfig {
+        name,
+        source,
+        suites_path: raw.suites_path.unwrap_or_else(|| "suites".into()),
+        clusters_path: raw.clusters_path.unwrap_or_else(|| "clusters".into()),
+    })
+}
+
+fn smtp_settings(raw: RawSmtp, read_secret: &ReadSecret, duration: &ReadDuration) -> Result<SmtpSettings, String> {
+    let tls = match raw.tls.as_deref().unwrap_or("none").to_ascii_lowercase().as_str() {
+        "none" => SmtpTlsMode::None,
+        "starttls" => SmtpTlsMode::StartTls,
+        "tls" => SmtpTlsMode::Tls,
+        other => return Err(format!("`smtp.tls`: unknown mode `{other}`: none, starttls or tls")),
+    };
+    let default_port = match tls {
+        SmtpTlsMode::None => 25,
+        SmtpTlsMode::StartTls => 587,
+        SmtpTlsMode::Tls => 465,
+    };
+    let from = raw.from.ok_or("`smtp.from` is required: the address alert mails come from")?;
+    if !from.contains('@') {
+        return Err(format!("`smtp.from`: `{from}` is not an email address"));
+    }
+    Ok(SmtpSettings {
+        host: raw.host.unwrap_or_else(|| "localhost".into()),
+        port: raw.port.unwrap_or(default_port),
+        tls,
+        username: raw.username,
+        password: read_secret(raw.password, raw.password_file, "smtp.password")?,
+        from,
+        dashboard_url: raw.dashboard_url.map(|u| u.trim_end_matches('/').to_string()),
+        attempts: raw.attempts.unwrap_or(3).max(1),
+        retry_delay: duration(raw.retry_delay, Duration::from_secs(10), "smtp.retry_delay")?,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -164,13 +401,15 @@ mod tests {
         let config = MasterConfig::from_toml("secret = \"s\"", Path::new("/etc/xrdtest")).unwrap();
         assert_eq!(config.listen.port(), 20000);
         assert_eq!(config.reconnect_grace, Duration::from_secs(60));
-        assert_eq!(config.suites_dir, PathBuf::from("/var/lib/xrdtest/definitions/suites"));
+        assert_eq!(config.repos[0].suites_dir(), PathBuf::from("/var/lib/xrdtest/definitions/suites"));
+        assert!(config.scheduler_enabled);
+        assert!(config.smtp.is_none());
         assert!(MasterConfig::from_toml("", Path::new("/")).unwrap_err().contains("secret"));
         assert!(MasterConfig::from_toml("secret = \"s\"\nbogus = 1", Path::new("/")).unwrap_err().contains("bogus"));
         let relative =
             MasterConfig::from_toml("secret = \"s\"\ndefinitions = \"defs\"\nstate_dir = \"st\"", Path::new("/etc/x"))
                 .unwrap();
-        assert_eq!(relative.suites_dir, PathBuf::from("/etc/x/defs/suites"));
+        assert_eq!(relative.repos[0].suites_dir(), PathBuf::from("/etc/x/defs/suites"));
         assert_eq!(relative.state_dir, PathBuf::from("/etc/x/st"));
         assert!(MasterConfig::from_toml("secret = \"s\"\nslave_wait = \"soon\"", Path::new("/"))
             .unwrap_err()

@@ -8,17 +8,28 @@
 //! - [`peers`]: connected slaves and hypervisors; where each stage's messages go.
 //! - [`listener`]: TLS accept, handshake, one task per peer connection.
 //! - [`master`]: shared state and the FIFO session queue.
+//! - [`catalog`]: the definitions in service: last good versions, snapshots, origins.
+//! - [`watch`]: follows the repositories: inotify for folders, fetches for git.
+//! - [`git_repo`]: clone, fetch and move a git checkout (git2).
+//! - [`scheduler`]: starts sessions at their cron times.
+//! - [`alerts`]: composes and sends alert mail (lettre).
 //! - [`session`]: the plan and failure rules (pure) and the task that drives a session.
 //! - [`api`]: the HTTP JSON API.
 
+pub mod alerts;
+// pub mod alerts;
 pub mod api;
+pub mod catalog;
 pub mod config;
+pub mod git_repo;
 pub mod listener;
 pub mod master;
 pub mod model;
 pub mod peers;
+pub mod scheduler;
 pub mod session;
 pub mod store;
+pub mod watch;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -30,7 +41,7 @@ use tracing::{info, warn};
 use xrdtest_proto::pki::CertificateAuthority;
 
 use config::MasterConfig;
-use master::{Definitions, Master};
+use master::Master;
 use model::now_ms;
 use store::Store;
 
@@ -56,19 +67,6 @@ pub async fn start(config: MasterConfig) -> anyhow::Result<RunningMaster> {
     let issued = ca.issue_server_certificate(&config.tls_names)?;
     let tls = xrdtest_proto::tls::server_config(issued.chain_pem.as_bytes(), issued.key_pem.as_bytes())?;
 
-    let report = xrdtest_defs::load_repository(&config.suites_dir, &config.clusters_dir);
-    for error in &report.errors {
-        warn!(%error, "invalid definition");
-    }
-    info!(
-        suites = report.repository.suites.len(),
-        clusters = report.repository.clusters.len(),
-        errors = report.errors.len(),
-        path = %config.suites_dir.display(),
-        "definitions loaded"
-    );
-    let definitions = Definitions { repository: report.repository, errors: report.errors };
-
     let peer_listener =
         TcpListener::bind(config.listen).await.with_context(|| format!("cannot listen on {}", config.listen))?;
     let web_listener = TcpListener::bind(config.web_listen)
@@ -77,7 +75,17 @@ pub async fn start(config: MasterConfig) -> anyhow::Result<RunningMaster> {
     let peer_address = peer_listener.local_addr()?;
     let web_address = web_listener.local_addr()?;
     let ca_cert_path = config.state_dir.join(xrdtest_proto::pki::CA_CERT_FILE);
-    let master = Master::new(config, store, definitions);
+    let master = Master::new(config, store);
+    watch::start(&master);
+    let definitions = master.definitions();
+    info!(
+        suites = definitions.repository.suites.len(),
+        clusters = definitions.repository.clusters.len(),
+        errors = definitions.errors.len(),
+        repos = master.config.repos.len(),
+        "definitions loaded"
+    );
+    tokio::spawn(scheduler::run(master.clone()));
 
     tokio::spawn(listener::serve(master.clone(), peer_listener, TlsAcceptor::from(tls)));
     let app = api::router(master.clone());

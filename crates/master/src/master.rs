@@ -9,8 +9,9 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use tokio::sync::{broadcast, watch};
 use tracing::{info, warn};
-use xrdtest_defs::{DefError, Repository, Suite};
+use xrdtest_defs::Suite;
 
+use crate::catalog::{Catalog, Definitions, ReloadSummary};
 use crate::config::MasterConfig;
 use crate::model::{
     now_ms, CaseRecord, CaseState, RunState, SessionId, SessionRecord, SessionState, StageRecord, StageRun, Trigger,
@@ -19,13 +20,6 @@ use crate::peers::Peers;
 use crate::session::rules::plan;
 use crate::session::runner::run_session;
 use crate::store::Store;
-
-/// The definitions in service and the errors of those that are not.
-#[derive(Debug, Clone, Default)]
-pub struct Definitions {
-    pub repository: Repository,
-    pub errors: Vec<DefError>,
-}
 
 struct Queued {
     id: SessionId,
@@ -37,8 +31,13 @@ struct Queued {
 struct Queue {
     waiting: VecDeque<Queued>,
     busy: HashSet<String>,
-    /// Cancel switches of the sessions that run.
-    running: HashMap<SessionId, watch::Sender<Option<String>>>,
+    /// Cancel switches of the sessions that run, and their suites.
+    running: HashMap<SessionId, (watch::Sender<Option<String>>, String)>,
+}
+
+/// Something that wants to know when a session has ended; it must return at once.
+pub trait SessionEndListener: Send + Sync {
+    fn session_ended(&self, suite: &Suite, record: &SessionRecord);
 }
 
 /// Why a session could not be created.
@@ -64,19 +63,33 @@ pub struct Master {
     pub config: MasterConfig,
     pub store: Store,
     pub peers: Peers,
+    catalog: Mutex<Catalog>,
+    /// The merged definitions in service, rebuilt after every reload.
     definitions: RwLock<Definitions>,
+    /// Counts reloads that changed something; the scheduler watches it.
+    definitions_version: watch::Sender<u64>,
+    /// Next runs and skip counts of scheduled suites.
+    pub schedules: crate::scheduler::ScheduleBoard,
+    /// Told when a session ends (the alert mailer, when SMTP is configured).
+    end_listener: Mutex<Option<Box<dyn SessionEndListener>>>,
     queue: Mutex<Queue>,
     /// Ids of sessions whose record changed, for live views.
     updates: broadcast::Sender<SessionId>,
 }
 
 impl Master {
-    pub fn new(config: MasterConfig, store: Store, definitions: Definitions) -> Arc<Master> {
+    pub fn new(config: MasterConfig, store: Store) -> Arc<Master> {
+        let catalog = Catalog::new(&config.repos, config.state_dir.join("snapshots"));
+        let definitions = catalog.definitions();
         Arc::new(Master {
             config,
             store,
             peers: Peers::default(),
+            catalog: Mutex::new(catalog),
             definitions: RwLock::new(definitions),
+            definitions_version: watch::channel(0).0,
+            schedules: Default::default(),
+            end_listener: Mutex::new(None),
             queue: Mutex::new(Queue::default()),
             updates: broadcast::channel(4096).0,
         })
@@ -90,8 +103,57 @@ impl Master {
         self.definitions.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
-    pub fn set_definitions(&self, definitions: Definitions) {
+    fn catalog(&self) -> std::sync::MutexGuard<'_, Catalog> {
+        self.catalog.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Reloads one repository from disk (at `commit`, for git) and puts the result in service.
+    pub fn reload_repo(&self, repo: &str, commit: Option<String>) -> ReloadSummary {
+        let (summary, definitions) = {
+            let mut catalog = self.catalog();
+            let summary = catalog.reload(repo, commit);
+            (summary, catalog.definitions())
+        };
         *self.definitions.write().unwrap_or_else(|p| p.into_inner()) = definitions;
+        self.definitions_version.send_modify(|v| *v += 1);
+        summary
+    }
+
+    /// Records (or clears) why a repository could not be fetched or watched.
+    pub fn set_repo_error(&self, repo: &str, error: Option<String>) {
+        let definitions = {
+            let mut catalog = self.catalog();
+            catalog.set_error(repo, error);
+            catalog.definitions()
+        };
+        *self.definitions.write().unwrap_or_else(|p| p.into_inner()) = definitions;
+    }
+
+    /// Changes whenever the definitions in service may have changed.
+    pub fn watch_definitions(&self) -> watch::Receiver<u64> {
+        self.definitions_version.subscribe()
+    }
+
+    pub fn set_end_listener(&self, listener: Box<dyn SessionEndListener>) {
+        *self.end_listener.lock().unwrap_or_else(|p| p.into_inner()) = Some(listener);
+    }
+
+    /// Called once when a session reaches its final state (alerts go out from here).
+    pub fn session_ended(&self, suite: &Suite, record: &SessionRecord) {
+        if let Some(listener) = self.end_listener.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
+            listener.session_ended(suite, record);
+        }
+    }
+
+    /// The queued or running session of `suite`, if there is one.
+    pub fn unfinished_session_of(&self, suite: &str) -> Option<SessionId> {
+        let queue = self.queue();
+        queue
+            .waiting
+            .iter()
+            .find(|q| q.suite.name == suite)
+            .map(|q| q.id)
+            .or_else(|| queue.running.iter().find(|(_, (_, name))| name == suite).map(|(id, _)| *id))
     }
 
     pub fn subscribe_updates(&self) -> broadcast::Receiver<SessionId> {
@@ -136,6 +198,7 @@ impl Master {
         let id = self.store.next_session_id()?;
         let slaves = suite.machines.clone();
         let mut record = new_record(id, &suite, trigger, slaves.clone());
+        record.commit = self.definitions().origins.get(suite_name).and_then(|o| o.commit.clone());
         info!(session = id, suite = %suite.name, trigger = ?record.trigger, "session created");
         if suite.cluster.is_some() {
             // Cluster suites need a hypervisor, which this master does not drive yet.
@@ -146,6 +209,7 @@ impl Master {
             ));
             record.ended_ms = Some(now_ms());
             self.save_durably(&record);
+            self.session_ended(&suite, &record);
             return Ok(id);
         }
         self.save_durably(&record);
@@ -168,7 +232,7 @@ impl Master {
                     let queued = queue.waiting.remove(index).expect("index is in range");
                     queue.busy.extend(queued.slaves.iter().cloned());
                     let (cancel_tx, cancel_rx) = watch::channel(None);
-                    queue.running.insert(queued.id, cancel_tx);
+                    queue.running.insert(queued.id, (cancel_tx, queued.suite.name.clone()));
                     to_start.push((queued, cancel_rx));
                 } else {
                     reserved.extend(queue.waiting[index].slaves.iter().cloned());
@@ -181,12 +245,12 @@ impl Master {
             tokio::spawn(async move {
                 let slaves = queued.slaves.clone();
                 run_session(master.clone(), queued.id, queued.suite, cancel).await;
-                master.session_ended(queued.id, &slaves);
+                master.release_slaves(queued.id, &slaves);
             });
         }
     }
 
-    fn session_ended(self: &Arc<Self>, id: SessionId, slaves: &[String]) {
+    fn release_slaves(self: &Arc<Self>, id: SessionId, slaves: &[String]) {
         {
             let mut queue = self.queue();
             queue.running.remove(&id);
@@ -201,12 +265,12 @@ impl Master {
     /// suite finalize for cleanup, and ends `cancelled`.
     pub fn cancel(&self, id: SessionId, reason: &str) -> Result<(), CancelError> {
         let mut queue = self.queue();
-        if let Some(cancel) = queue.running.get(&id) {
+        if let Some((cancel, _)) = queue.running.get(&id) {
             request_cancel(cancel, reason);
             return Ok(());
         }
         if let Some(position) = queue.waiting.iter().position(|q| q.id == id) {
-            queue.waiting.remove(position);
+            let queued = queue.waiting.remove(position);
             drop(queue);
             if let Some(mut record) = self.store.session(id)? {
                 record.state = SessionState::Cancelled;
@@ -215,7 +279,10 @@ impl Master {
                 for case in &mut record.cases {
                     case.state = CaseState::NotRun;
                 }
-                self.save(&record);
+                self.save_durably(&record);
+                if let Some(queued) = queued {
+                    self.session_ended(&queued.suite, &record);
+                }
             }
             return Ok(());
         }
@@ -228,7 +295,7 @@ impl Master {
     /// Cancels every running session (the master is stopping).
     pub fn cancel_all(&self, reason: &str) {
         let queue = self.queue();
-        for cancel in queue.running.values() {
+        for (cancel, _) in queue.running.values() {
             request_cancel(cancel, reason);
         }
     }

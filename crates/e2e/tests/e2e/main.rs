@@ -6,6 +6,7 @@
 mod barrier;
 mod cancel;
 mod cli;
+mod definitions;
 mod connections;
 mod failure_rules;
 mod frames;

@@ -65,6 +65,7 @@ async fn run(master: Arc<Master>, id: SessionId, suite: Suite, mut cancel: watch
         record.ended_ms = Some(now_ms());
         master.save_durably(&record);
         master.peers.set_session(&record.slaves, None);
+        master.session_ended(&suite, &record);
         return;
     }
 
@@ -144,6 +145,7 @@ async fn run(master: Arc<Master>, id: SessionId, suite: Suite, mut cancel: watch
     master.save_durably(&record);
     master.peers.set_session(&record.slaves, None);
     info!(state = state.as_str(), reason = record.reason.as_deref().unwrap_or(""), "session ended");
+    master.session_ended(&suite, &record);
 }
 
 enum WaitEnd {
