@@ -10,6 +10,7 @@ mod definitions;
 mod connections;
 mod failure_rules;
 mod frames;
+mod git;
 mod refusals;
 mod restart;
 mod scheduling;
