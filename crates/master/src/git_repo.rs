@@ -324,12 +324,8 @@ impl GitCheckout {
         }
         let (changed_paths, forced) = self.compare(from, target)?;
         self.move_to(target)?;
-        let outcome = SyncOutcome::Moved {
-            from: from.map(|oid| oid.to_string()),
-            to: target.to_string(),
-            forced,
-            changed_paths,
-        };
+        let outcome =
+            SyncOutcome::Moved { from: from.map(|oid| oid.to_string()), to: target.to_string(), forced, changed_paths };
         if operation == GitOperation::Fetch {
             info!(
                 repo = %self.config.name,
@@ -378,7 +374,10 @@ impl GitCheckout {
                 repo: config.name.clone(),
                 url: redact_url(&config.url),
                 operation,
-                message: format!("the remote's branch {} points at {target}, which is not a commit that was fetched", config.branch),
+                message: format!(
+                    "the remote's branch {} points at {target}, which is not a commit that was fetched",
+                    config.branch
+                ),
             });
         }
         Ok(target)
@@ -388,7 +387,8 @@ impl GitCheckout {
     fn compare(&self, from: Option<Oid>, to: Oid) -> Result<(Vec<PathBuf>, bool), GitError> {
         let repo = &self.repo;
         let failed = |what: &str, err: git2::Error| local(&self.config, &self.config.checkout, what, err.message());
-        let new_tree = repo.find_commit(to).and_then(|c| c.tree()).map_err(|err| failed("cannot read the new commit", err))?;
+        let new_tree =
+            repo.find_commit(to).and_then(|c| c.tree()).map_err(|err| failed("cannot read the new commit", err))?;
         let old_tree = from.and_then(|oid| repo.find_commit(oid).and_then(|c| c.tree()).ok());
         let forced = match from {
             None => false,
@@ -482,6 +482,12 @@ fn classify(config: &GitRepoConfig, operation: GitOperation, err: git2::Error, f
     }
     if err.code() == ErrorCode::Auth {
         return GitError::Auth { repo, url, operation, message };
+    }
+    if err.code() == ErrorCode::Certificate && err.class() == git2::ErrorClass::Ssh {
+        let message = format!(
+            "{message} (the server's SSH host key must be in ~/.ssh/known_hosts of the user the master runs as)"
+        );
+        return GitError::Transport { repo, url, operation, message };
     }
     GitError::Transport { repo, url, operation, message }
 }
@@ -588,21 +594,21 @@ impl<'a> CredentialState<'a> {
                 let user = username.as_deref().or(username_from_url).unwrap_or("git");
                 if allowed.contains(CredentialType::SSH_KEY) {
                     if self.offered_secret {
-                        return self
-                            .fail(format!("the remote rejected the SSH key {} for user {user}", private_key.display()));
+                        return self.fail(format!(
+                            "the remote rejected the SSH key {} for user {user}",
+                            private_key.display()
+                        ));
                     }
                     if !private_key.is_file() {
-                        return self.fail(format!("the SSH private key {} is not a readable file", private_key.display()));
+                        return self
+                            .fail(format!("the SSH private key {} is not a readable file", private_key.display()));
                     }
                     self.offered_secret = true;
                     Cred::ssh_key(user, public_key.as_deref(), private_key, passphrase.as_deref())
                 } else if allowed.contains(CredentialType::USERNAME) {
                     Cred::username(user)
                 } else {
-                    self.fail(format!(
-                        "an SSH key is configured but the remote asks for {}",
-                        describe_allowed(allowed)
-                    ))
+                    self.fail(format!("an SSH key is configured but the remote asks for {}", describe_allowed(allowed)))
                 }
             }
             GitCredentials::HttpsToken { username, token } => {
@@ -667,7 +673,10 @@ mod tests {
         assert_eq!(cred.credtype(), CredentialType::USER_PASS_PLAINTEXT.bits());
         assert!(state.failure.is_none());
         // libgit2 asks again when the server rejected the token: no loop, a clear failure.
-        let err = state.provide("https://example.invalid/r.git", None, CredentialType::USER_PASS_PLAINTEXT).err().expect("the callback refused");
+        let err = state
+            .provide("https://example.invalid/r.git", None, CredentialType::USER_PASS_PLAINTEXT)
+            .err()
+            .expect("the callback refused");
         assert!(err.message().contains("rejected the token for user x-access-token"), "{}", err.message());
         assert!(!err.message().contains("s3cr3t"));
         assert_eq!(state.failure.as_deref(), Some(err.message()));
@@ -675,15 +684,16 @@ mod tests {
 
     #[test]
     fn https_token_user_comes_from_config_then_url_then_default() {
-        for (configured, from_url, expected) in [
-            (Some("bot"), Some("alice"), "bot"),
-            (None, Some("alice"), "alice"),
-            (None, None, "x-access-token"),
-        ] {
+        for (configured, from_url, expected) in
+            [(Some("bot"), Some("alice"), "bot"), (None, Some("alice"), "alice"), (None, None, "x-access-token")]
+        {
             let credentials = token(configured);
             let mut state = CredentialState::new(&credentials);
             state.provide("https://h/r", from_url, CredentialType::USER_PASS_PLAINTEXT).unwrap();
-            let err = state.provide("https://h/r", from_url, CredentialType::USER_PASS_PLAINTEXT).err().expect("the callback refused");
+            let err = state
+                .provide("https://h/r", from_url, CredentialType::USER_PASS_PLAINTEXT)
+                .err()
+                .expect("the callback refused");
             assert!(err.message().ends_with(&format!("for user {expected}")), "{}", err.message());
         }
     }
@@ -695,7 +705,11 @@ mod tests {
         let cred = state.provide("https://h/r", None, CredentialType::USERNAME).unwrap();
         assert_eq!(cred.credtype(), CredentialType::USERNAME.bits());
         let err = state.provide("ssh://h/r", None, CredentialType::SSH_KEY).err().expect("the callback refused");
-        assert!(err.message().contains("HTTPS token is configured but the remote asks for SSH key"), "{}", err.message());
+        assert!(
+            err.message().contains("HTTPS token is configured but the remote asks for SSH key"),
+            "{}",
+            err.message()
+        );
     }
 
     #[test]
@@ -718,7 +732,8 @@ mod tests {
         let mut state = CredentialState::new(&credentials);
         let err = state
             .provide("https://h/r", None, CredentialType::USER_PASS_PLAINTEXT | CredentialType::DEFAULT)
-            .err().expect("the callback refused");
+            .err()
+            .expect("the callback refused");
         assert!(err.message().contains("none are configured"), "{}", err.message());
         assert!(err.message().contains("user name and password or default credentials"), "{}", err.message());
     }
@@ -739,7 +754,10 @@ mod tests {
         assert_eq!(cred.credtype(), CredentialType::USERNAME.bits());
         let cred = state.provide("ssh://git@h/r", Some("deploy"), CredentialType::SSH_KEY).unwrap();
         assert_eq!(cred.credtype(), CredentialType::SSH_KEY.bits());
-        let err = state.provide("ssh://deploy@h/r", Some("deploy"), CredentialType::SSH_KEY).err().expect("the callback refused");
+        let err = state
+            .provide("ssh://deploy@h/r", Some("deploy"), CredentialType::SSH_KEY)
+            .err()
+            .expect("the callback refused");
         assert!(err.message().contains("rejected the SSH key"), "{}", err.message());
         assert!(err.message().ends_with("for user deploy"), "{}", err.message());
     }
@@ -784,7 +802,10 @@ mod tests {
         let err = classify(&config, GitOperation::Fetch, git2::Error::from_str("urlpass s3cr3t-token"), None);
         let shown = err.to_string();
         assert!(!shown.contains("urlpass") && !shown.contains("s3cr3t"), "{shown}");
-        assert!(shown.starts_with("git repository defs (https://bot:***@example.org/defs.git): fetch failed"), "{shown}");
+        assert!(
+            shown.starts_with("git repository defs (https://bot:***@example.org/defs.git): fetch failed"),
+            "{shown}"
+        );
     }
 
     #[test]

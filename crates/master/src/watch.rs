@@ -129,7 +129,20 @@ async fn follow_git(master: Arc<Master>, repo: RepoConfig, git: GitSettings) {
                 tokio::task::spawn_blocking(move || GitCheckout::open_or_clone(config)).await
             }
             Some(mut existing) => {
-                tokio::task::spawn_blocking(move || existing.sync().map(|outcome| (existing, outcome))).await
+                let synced = tokio::task::spawn_blocking(move || {
+                    let result = existing.sync();
+                    (existing, result)
+                })
+                .await;
+                match synced {
+                    // A failed fetch keeps the checkout (and its last good definitions).
+                    Ok((existing, Err(err))) => {
+                        checkout = Some(existing);
+                        Ok(Err(err))
+                    }
+                    Ok((existing, Ok(outcome))) => Ok(Ok((existing, outcome))),
+                    Err(join) => Err(join),
+                }
             }
         };
         match step {
@@ -155,8 +168,7 @@ async fn follow_git(master: Arc<Master>, repo: RepoConfig, git: GitSettings) {
                 }
                 checkout = Some(opened);
             }
-            // After a failure the checkout is opened again next time (cheap; no re-clone),
-            // and the definitions loaded from it before keep serving meanwhile.
+            // The definitions loaded before keep serving; the next poll tries again.
             Ok(Err(err)) => {
                 warn!(repo = %repo.name, error = %err, retry_in = ?git.poll_interval, "git repository not updated; the last good version serves");
                 master.set_repo_error(&repo.name, Some(err.to_string()));

@@ -538,9 +538,12 @@ fn serve(stream: TcpStream, root: &Path, expected: &str, rejected: &AtomicUsize)
         .spawn()?;
     child.stdin.take().unwrap().write_all(&body)?;
     let output = child.wait_with_output()?;
-    let split = output.stdout.windows(4).position(|w| w == b"\r\n\r\n").map(|i| (i, 4)).or_else(|| {
-        output.stdout.windows(2).position(|w| w == b"\n\n").map(|i| (i, 2))
-    });
+    let split = output
+        .stdout
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map(|i| (i, 4))
+        .or_else(|| output.stdout.windows(2).position(|w| w == b"\n\n").map(|i| (i, 2)));
     let Some((end, sep)) = split else { return stream.write_all(b"HTTP/1.1 500 Bad CGI\r\nContent-Length: 0\r\n\r\n") };
     let cgi_headers = String::from_utf8_lossy(&output.stdout[..end]).into_owned();
     let cgi_body = &output.stdout[end + sep..];
