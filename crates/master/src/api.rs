@@ -70,6 +70,7 @@ async fn health(State(master): State<Arc<Master>>) -> Json<serde_json::Value> {
         "status": "ok",
         "version": env!("CARGO_PKG_VERSION"),
         "running_sessions": master.running_sessions(),
+        "alerts": master.alert_counts().map(|(sent, failed)| json!({ "sent": sent, "failed": failed })),
     }))
 }
 

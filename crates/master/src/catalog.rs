@@ -279,7 +279,8 @@ fn snapshot_suite(snapshots: &Path, suite: &Suite) -> Result<Suite, String> {
     if !target.is_dir() {
         let staging = snapshots.join(format!(".staging-{}-{}", suite.name, std::process::id()));
         let _ = std::fs::remove_dir_all(&staging);
-        copy_folder(&suite.dir, &staging.join(&suite.name)).map_err(|e| format!("copying {}: {e}", suite.dir.display()))?;
+        copy_folder(&suite.dir, &staging.join(&suite.name))
+            .map_err(|e| format!("copying {}: {e}", suite.dir.display()))?;
         std::fs::create_dir_all(snapshots).map_err(|e| e.to_string())?;
         std::fs::rename(&staging, &root).map_err(|e| format!("placing snapshot {}: {e}", root.display()))?;
     }
@@ -421,13 +422,18 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         add_suite(&dir.path().join("one"), "ts_x", "true\n");
         add_suite(&dir.path().join("two"), "ts_x", "true\n");
-        let mut catalog =
-            Catalog::new(&[repo(&dir.path().join("one"), "one"), repo(&dir.path().join("two"), "two")], dir.path().join("s"));
+        let mut catalog = Catalog::new(
+            &[repo(&dir.path().join("one"), "one"), repo(&dir.path().join("two"), "two")],
+            dir.path().join("s"),
+        );
         catalog.reload("one", Some("abc".into()));
         catalog.reload("two", None);
         let definitions = catalog.definitions();
         assert_eq!(definitions.origins["ts_x"], Origin { repo: "one".into(), commit: Some("abc".into()) });
-        let error = definitions.errors.iter().find(|e| e.message.contains("defined in repository `one` and in repository `two`"));
+        let error = definitions
+            .errors
+            .iter()
+            .find(|e| e.message.contains("defined in repository `one` and in repository `two`"));
         assert!(error.is_some(), "{:?}", definitions.errors);
         assert_eq!(definitions.repos.len(), 2);
     }

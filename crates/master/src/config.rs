@@ -106,6 +106,8 @@ pub struct SmtpSettings {
     pub dashboard_url: Option<String>,
     pub attempts: u32,
     pub retry_delay: Duration,
+    /// Extra CA certificates (PEM) to trust for the SMTP server's TLS, for a private CA.
+    pub ca_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -156,6 +158,7 @@ struct RawSmtp {
     dashboard_url: Option<String>,
     attempts: Option<u32>,
     retry_delay: Option<String>,
+    ca_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -265,13 +268,15 @@ impl MasterConfig {
             }
             None => vec![RepoConfig {
                 name: "default".into(),
-                source: RepoSource::Localfs { path: resolve(raw.definitions.unwrap_or_else(|| DEFAULT_DEFINITIONS.into())) },
+                source: RepoSource::Localfs {
+                    path: resolve(raw.definitions.unwrap_or_else(|| DEFAULT_DEFINITIONS.into())),
+                },
                 suites_path: raw.suites_path.unwrap_or_else(|| "suites".into()),
                 clusters_path: raw.clusters_path.unwrap_or_else(|| "clusters".into()),
             }],
         };
         let smtp = match raw.smtp {
-            Some(smtp) => Some(smtp_settings(smtp, &read_secret, &duration)?),
+            Some(smtp) => Some(smtp_settings(smtp, &resolve, &read_secret, &duration)?),
             None => None,
         };
         let max_frame = size(raw.max_frame, xrdtest_proto::DEFAULT_MAX_FRAME_LEN as u64, "max_frame")?;
@@ -323,7 +328,9 @@ fn repo_config(
     let source = match raw.kind.as_deref() {
         Some("localfs") => {
             let path = raw.path.ok_or_else(|| format!("`{}` is required for a localfs repository", field("path")))?;
-            for (value, key) in [(raw.url.is_some(), "url"), (raw.branch.is_some(), "branch"), (raw.checkout.is_some(), "checkout")] {
+            for (value, key) in
+                [(raw.url.is_some(), "url"), (raw.branch.is_some(), "branch"), (raw.checkout.is_some(), "checkout")]
+            {
                 if value {
                     return Err(format!("`{}` belongs to git repositories", field(key)));
                 }
@@ -333,7 +340,10 @@ fn repo_config(
         Some("git") => {
             let url = raw.url.ok_or_else(|| format!("`{}` is required for a git repository", field("url")))?;
             if raw.path.is_some() {
-                return Err(format!("`{}` belongs to localfs repositories; a git repository has `checkout`", field("path")));
+                return Err(format!(
+                    "`{}` belongs to localfs repositories; a git repository has `checkout`",
+                    field("path")
+                ));
             }
             let https_token = read_secret(raw.https_token, raw.https_token_file, &field("https_token"))?;
             let ssh_passphrase = read_secret(raw.ssh_passphrase, raw.ssh_passphrase_file, &field("ssh_passphrase"))?;
@@ -363,7 +373,12 @@ fn repo_config(
     })
 }
 
-fn smtp_settings(raw: RawSmtp, read_secret: &ReadSecret, duration: &ReadDuration) -> Result<SmtpSettings, String> {
+fn smtp_settings(
+    raw: RawSmtp,
+    resolve: &Resolve,
+    read_secret: &ReadSecret,
+    duration: &ReadDuration,
+) -> Result<SmtpSettings, String> {
     let tls = match raw.tls.as_deref().unwrap_or("none").to_ascii_lowercase().as_str() {
         "none" => SmtpTlsMode::None,
         "starttls" => SmtpTlsMode::StartTls,
@@ -389,6 +404,7 @@ fn smtp_settings(raw: RawSmtp, read_secret: &ReadSecret, duration: &ReadDuration
         dashboard_url: raw.dashboard_url.map(|u| u.trim_end_matches('/').to_string()),
         attempts: raw.attempts.unwrap_or(3).max(1),
         retry_delay: duration(raw.retry_delay, Duration::from_secs(10), "smtp.retry_delay")?,
+        ca_file: raw.ca_file.map(resolve),
     })
 }
 

@@ -17,7 +17,6 @@
 //! - [`api`]: the HTTP JSON API.
 
 pub mod alerts;
-// pub mod alerts;
 pub mod api;
 pub mod catalog;
 pub mod config;
@@ -76,6 +75,10 @@ pub async fn start(config: MasterConfig) -> anyhow::Result<RunningMaster> {
     let web_address = web_listener.local_addr()?;
     let ca_cert_path = config.state_dir.join(xrdtest_proto::pki::CA_CERT_FILE);
     let master = Master::new(config, store);
+    if let Some(smtp) = &master.config.smtp {
+        let alerter = alerts::Alerter::start(smtp_config(smtp), master.store.clone()).context("alert mail")?;
+        master.set_end_listener(Box::new(alerter));
+    }
     watch::start(&master);
     let definitions = master.definitions();
     info!(
@@ -96,6 +99,27 @@ pub async fn start(config: MasterConfig) -> anyhow::Result<RunningMaster> {
     });
     info!(peers = %peer_address, web = %web_address, ca = %ca_cert_path.display(), "master listening");
     Ok(RunningMaster { master, peer_address, web_address, ca_cert_path })
+}
+
+/// The mailer's settings from the master's `[smtp]` table.
+fn smtp_config(smtp: &config::SmtpSettings) -> alerts::SmtpConfig {
+    alerts::SmtpConfig {
+        host: smtp.host.clone(),
+        port: smtp.port,
+        tls: match smtp.tls {
+            config::SmtpTlsMode::None => alerts::SmtpTls::None,
+            config::SmtpTlsMode::StartTls => alerts::SmtpTls::StartTls,
+            config::SmtpTlsMode::Tls => alerts::SmtpTls::Tls,
+        },
+        username: smtp.username.clone(),
+        password: smtp.password.clone(),
+        from: smtp.from.clone(),
+        dashboard_url: smtp.dashboard_url.clone(),
+        attempts: smtp.attempts,
+        retry_delay: smtp.retry_delay,
+        ca_file: smtp.ca_file.clone(),
+        ..alerts::SmtpConfig::default()
+    }
 }
 
 /// Stops cleanly: cancels running sessions (their suite finalize still runs) for up to

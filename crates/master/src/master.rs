@@ -38,6 +38,10 @@ struct Queue {
 /// Something that wants to know when a session has ended; it must return at once.
 pub trait SessionEndListener: Send + Sync {
     fn session_ended(&self, suite: &Suite, record: &SessionRecord);
+    /// Mails sent and given up, for the API, if this listener sends mail.
+    fn delivery_counts(&self) -> Option<(u64, u64)> {
+        None
+    }
 }
 
 /// Why a session could not be created.
@@ -143,6 +147,11 @@ impl Master {
         if let Some(listener) = self.end_listener.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
             listener.session_ended(suite, record);
         }
+    }
+
+    /// Alert mails sent and given up so far, when SMTP is configured.
+    pub fn alert_counts(&self) -> Option<(u64, u64)> {
+        self.end_listener.lock().unwrap_or_else(|p| p.into_inner()).as_ref().and_then(|l| l.delivery_counts())
     }
 
     /// The queued or running session of `suite`, if there is one.

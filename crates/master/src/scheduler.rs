@@ -8,7 +8,6 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
-
 use chrono::{DateTime, Local, TimeZone};
 use serde::Serialize;
 use tracing::{info, warn};
@@ -138,7 +137,8 @@ fn log_missed_runs(master: &Master) {
         let Some(schedule) = &suite.schedule else { continue };
         let filter = SessionFilter { suite: Some(suite.name.clone()), state: None };
         let Ok((_, sessions)) = master.store.list(&filter, 0, 50) else { continue };
-        let Some(last) = sessions.iter().find(|s| s.trigger == Trigger::Schedule && s.state != SessionState::Queued) else {
+        let Some(last) = sessions.iter().find(|s| s.trigger == Trigger::Schedule && s.state != SessionState::Queued)
+        else {
             continue;
         };
         let Some(mut at) = Local.timestamp_millis_opt(last.created_ms as i64).single() else { continue };
@@ -165,7 +165,10 @@ mod tests {
     fn next_run_crosses_month_and_year_boundaries() {
         let every_month_first = Schedule::parse("0 0 0 1 * *").unwrap();
         let end_of_january = Utc.with_ymd_and_hms(2027, 1, 31, 23, 59, 59).unwrap();
-        assert_eq!(every_month_first.next_after(&end_of_january), Some(Utc.with_ymd_and_hms(2027, 2, 1, 0, 0, 0).unwrap()));
+        assert_eq!(
+            every_month_first.next_after(&end_of_january),
+            Some(Utc.with_ymd_and_hms(2027, 2, 1, 0, 0, 0).unwrap())
+        );
         let new_year = Schedule::parse("30 0 0 1 1 *").unwrap();
         let december = Utc.with_ymd_and_hms(2026, 12, 31, 12, 0, 0).unwrap();
         assert_eq!(new_year.next_after(&december), Some(Utc.with_ymd_and_hms(2027, 1, 1, 0, 0, 30).unwrap()));

@@ -188,11 +188,7 @@ fn smtp(port: u16) -> SmtpConfig {
 }
 
 fn settings(on_success: AlertPolicy, on_failure: AlertPolicy) -> AlertSettings {
-    AlertSettings {
-        emails: vec!["ops@example.org".into(), "dev@example.org".into()],
-        on_success,
-        on_failure,
-    }
+    AlertSettings { emails: vec!["ops@example.org".into(), "dev@example.org".into()], on_success, on_failure }
 }
 
 fn temp_store() -> (tempfile::TempDir, Store) {
@@ -203,8 +199,9 @@ fn temp_store() -> (tempfile::TempDir, Store) {
 
 /// Writes `count` output lines for `stage_id`, in chunks of 7.
 fn write_output(store: &Store, stage_id: StageId, count: usize) {
-    let lines: Vec<OutputLine> =
-        (1..=count).map(|i| OutputLine { unix_ms: 1_000 + i as u64, text: format!("stage {stage_id} line {i}") }).collect();
+    let lines: Vec<OutputLine> = (1..=count)
+        .map(|i| OutputLine { unix_ms: 1_000 + i as u64, text: format!("stage {stage_id} line {i}") })
+        .collect();
     for (seq, chunk) in lines.chunks(7).enumerate() {
         store.put_output(stage_id, seq as u64, chunk).unwrap();
     }
@@ -381,7 +378,8 @@ async fn suite_policy_sends_one_mail_for_each_outcome() {
 
     assert_eq!(mails[2].subject, "[xrdtest] ts_demo #3 FAILED (could not start: slave slave2 not connected)");
     let body = &mails[2].body;
-    for line in ["State:    FAILED (could not start)\n", "Reason:   slave slave2 not connected\n", "Started:  never\n"] {
+    for line in ["State:    FAILED (could not start)\n", "Reason:   slave slave2 not connected\n", "Started:  never\n"]
+    {
         assert!(body.contains(line), "missing {line:?} in:\n{body}");
     }
 }
@@ -573,5 +571,16 @@ fn start_checks_its_settings_and_needs_a_runtime() {
     let mut config = smtp(25);
     config.tls = SmtpTls::Tls;
     config.ca_file = Some(Path::new("/nonexistent/ca.pem").to_path_buf());
-    assert!(matches!(Alerter::start(config, store), Err(AlertError::CaFile { .. })));
+    assert!(matches!(Alerter::start(config, store.clone()), Err(AlertError::CaFile { .. })));
+    let not_pem = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(not_pem.path(), "not a certificate").unwrap();
+    let mut config = smtp(25);
+    config.tls = SmtpTls::StartTls;
+    config.ca_file = Some(not_pem.path().to_path_buf());
+    assert!(matches!(Alerter::start(config, store), Err(AlertError::Tls(_))));
+    let mut config = smtp(25);
+    config.username = Some("alerts".into());
+    config.password = Some("s3cret".into());
+    let shown = format!("{config:?}");
+    assert!(!shown.contains("s3cret") && shown.contains("<hidden>"), "{shown}");
 }

@@ -11,7 +11,12 @@ fn suites_dir(env: &Env) -> std::path::PathBuf {
 /// The suites the master serves, and its definition errors.
 fn served(env: &Env) -> (Vec<String>, Vec<serde_json::Value>) {
     let answer = env.api().get("/api/suites");
-    let names = answer["suites"].as_array().into_iter().flatten().filter_map(|s| s["name"].as_str().map(String::from)).collect();
+    let names = answer["suites"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|s| s["name"].as_str().map(String::from))
+        .collect();
     (names, answer["errors"].as_array().cloned().unwrap_or_default())
 }
 
@@ -41,7 +46,11 @@ fn editing_a_local_suite_reloads_it_and_a_broken_one_keeps_serving_its_last_good
     }
     wait_until(Duration::from_secs(10), "the edit to be reloaded", || {
         let reloads = env.master.log().matches("definitions reloaded").count();
-        if reloads > reloads_before { Ok(reloads) } else { Err(format!("{reloads} reloads")) }
+        if reloads > reloads_before {
+            Ok(reloads)
+        } else {
+            Err(format!("{reloads} reloads"))
+        }
     });
     std::thread::sleep(Duration::from_millis(1500));
     let reloads = env.master.log().matches("definitions reloaded").count() - reloads_before;
@@ -55,7 +64,11 @@ fn editing_a_local_suite_reloads_it_and_a_broken_one_keeps_serving_its_last_good
     std::fs::write(&run_sh, format!("echo v3 > {}/version\n", marks.display())).unwrap();
     let errors = wait_until(Duration::from_secs(10), "the error to show", || {
         let (_, errors) = served(&env);
-        if errors.iter().any(|e| e["field"] == "alert_failure") { Ok(errors) } else { Err(format!("{errors:?}")) }
+        if errors.iter().any(|e| e["field"] == "alert_failure") {
+            Ok(errors)
+        } else {
+            Err(format!("{errors:?}"))
+        }
     });
     let error = errors.iter().find(|e| e["field"] == "alert_failure").unwrap();
     assert!(error["file"].as_str().unwrap().ends_with("ts_edit/suite.toml"), "{error}");
@@ -67,7 +80,11 @@ fn editing_a_local_suite_reloads_it_and_a_broken_one_keeps_serving_its_last_good
     std::fs::remove_dir_all(suites_dir(&env).join("ts_edit")).unwrap();
     wait_until(Duration::from_secs(10), "the deleted suite to go", || {
         let (names, _) = served(&env);
-        if names.is_empty() { Ok(()) } else { Err(format!("{names:?}")) }
+        if names.is_empty() {
+            Ok(())
+        } else {
+            Err(format!("{names:?}"))
+        }
     });
 }
 
@@ -90,20 +107,33 @@ fn schedules_fire_on_their_seconds_and_overlapping_runs_are_skipped_and_counted(
     let sessions = wait_until(Duration::from_secs(15), "three scheduled runs of ts_even", || {
         let list = api.get("/api/sessions?suite=ts_even&limit=50");
         let sessions = list["sessions"].as_array().cloned().unwrap_or_default();
-        if sessions.len() >= 3 { Ok(sessions) } else { Err(format!("{} sessions", sessions.len())) }
+        if sessions.len() >= 3 {
+            Ok(sessions)
+        } else {
+            Err(format!("{} sessions", sessions.len()))
+        }
     });
     for session in &sessions {
         assert_eq!(session["trigger"], "Schedule");
         let created = session["created_ms"].as_u64().unwrap();
         // Fired at the even second (created within a few hundred ms after it).
-        assert!(created % 2000 < 400, "session {} created at {created} (ms into the 2 s period: {})", session["id"], created % 2000);
+        assert!(
+            created % 2000 < 400,
+            "session {} created at {created} (ms into the 2 s period: {})",
+            session["id"],
+            created % 2000
+        );
     }
 
     // ts_slow wants a run every second but takes 2.5 s: runs are skipped, counted, and
     // its sessions never overlap.
     let skipped = wait_until(Duration::from_secs(15), "skipped runs of ts_slow", || {
         let skipped = api.get("/api/suites")["schedules"]["ts_slow"]["skipped_runs"].as_u64().unwrap_or(0);
-        if skipped >= 2 { Ok(skipped) } else { Err(format!("{skipped} skipped")) }
+        if skipped >= 2 {
+            Ok(skipped)
+        } else {
+            Err(format!("{skipped} skipped"))
+        }
     });
     assert!(skipped >= 2);
     assert!(env.master.log().contains("scheduled run skipped"));

@@ -56,7 +56,12 @@ fn repo_status(api: &Api) -> serde_json::Value {
 }
 
 fn suite_names(api: &Api) -> Vec<String> {
-    api.get("/api/suites")["suites"].as_array().into_iter().flatten().filter_map(|s| s["name"].as_str().map(String::from)).collect()
+    api.get("/api/suites")["suites"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|s| s["name"].as_str().map(String::from))
+        .collect()
 }
 
 #[test]
@@ -80,7 +85,11 @@ fn pushes_are_followed_broken_pushes_keep_the_last_good_version_and_force_pushes
     let api = env.api();
     wait_until(Duration::from_secs(20), "the first clone", || {
         let status = repo_status(&api);
-        if status["commit"] == first.as_str() { Ok(()) } else { Err(status.to_string()) }
+        if status["commit"] == first.as_str() {
+            Ok(())
+        } else {
+            Err(status.to_string())
+        }
     });
     assert_eq!(suite_names(&api), ["ts_first"]);
 
@@ -102,18 +111,27 @@ fn pushes_are_followed_broken_pushes_keep_the_last_good_version_and_force_pushes
     let suite_toml = remote.suites().join("ts_pushed/suite.toml");
     let good = std::fs::read_to_string(&suite_toml).unwrap();
     std::fs::write(&suite_toml, good.replace("tests = [", "tests = [\"no_such_case\", ")).unwrap();
-    std::fs::write(remote.suites().join("ts_pushed/tc/c/run.sh"), format!("echo v2 >> {}/pushed\n", marks.display())).unwrap();
+    std::fs::write(remote.suites().join("ts_pushed/tc/c/run.sh"), format!("echo v2 >> {}/pushed\n", marks.display()))
+        .unwrap();
     let broken = remote.commit_and_push("break ts_pushed", false);
     wait_until(Duration::from_secs(20), "the broken push's error", || {
         let answer = api.get("/api/suites");
         let shown = answer["errors"].as_array().into_iter().flatten().any(|e| e["field"] == "tests[0]");
-        if shown && repo_status(&api)["commit"] == broken.as_str() { Ok(()) } else { Err(answer["errors"].to_string()) }
+        if shown && repo_status(&api)["commit"] == broken.as_str() {
+            Ok(())
+        } else {
+            Err(answer["errors"].to_string())
+        }
     });
     assert!(suite_names(&api).contains(&"ts_pushed".to_string()), "the last good version still serves");
     let seen = std::fs::read_to_string(marks.join("pushed")).unwrap_or_default().lines().count();
     wait_until(Duration::from_secs(10), "another scheduled run after the broken push", || {
         let text = std::fs::read_to_string(marks.join("pushed")).unwrap_or_default();
-        if text.lines().count() > seen + 1 { Ok(()) } else { Err(text) }
+        if text.lines().count() > seen + 1 {
+            Ok(())
+        } else {
+            Err(text)
+        }
     });
     let text = std::fs::read_to_string(marks.join("pushed")).unwrap();
     assert!(!text.contains("v2"), "the broken version's script never ran:\n{text}");

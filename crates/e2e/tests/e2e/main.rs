@@ -3,11 +3,12 @@
 //! binary, so that the harness runs the tests in parallel (`cargo build --workspace --bins`
 //! first: the binaries are not built by `cargo test -p xrdtest-e2e`).
 
+mod alerts;
 mod barrier;
 mod cancel;
 mod cli;
-mod definitions;
 mod connections;
+mod definitions;
 mod failure_rules;
 mod frames;
 mod git;

@@ -307,11 +307,9 @@ fn failure(stage: &StageRecord, run: &StageRun) -> Option<String> {
             text
         }
         RunState::Disconnected => format!("disconnected: {}", reason.unwrap_or("the slave went away")),
-        RunState::Pending
-        | RunState::Running
-        | RunState::Passed
-        | RunState::Cancelled
-        | RunState::Skipped => return None,
+        RunState::Pending | RunState::Running | RunState::Passed | RunState::Cancelled | RunState::Skipped => {
+            return None
+        }
     };
     Some(text)
 }
@@ -396,8 +394,7 @@ fn case_body(
     }
     let of_case = |stage: &StageRecord| stage.stage.case() == Some(case.name.as_str());
     body.push_str("\nStages:\n");
-    let mut rows =
-        vec![vec!["STAGE".to_string(), "SLAVE".into(), "STATE".into(), "EXIT".into(), "DURATION".into()]];
+    let mut rows = vec![vec!["STAGE".to_string(), "SLAVE".into(), "STATE".into(), "EXIT".into(), "DURATION".into()]];
     for stage in record.stages.iter().filter(|s| of_case(s)) {
         for run in &stage.runs {
             rows.push(vec![
@@ -445,12 +442,7 @@ mod tests {
 
     fn case(name: &str, state: CaseState) -> CaseRecord {
         let ran = matches!(state, CaseState::Passed | CaseState::Failed);
-        CaseRecord {
-            name: name.into(),
-            state,
-            started_ms: ran.then_some(1_000),
-            ended_ms: ran.then_some(2_500),
-        }
+        CaseRecord { name: name.into(), state, started_ms: ran.then_some(1_000), ended_ms: ran.then_some(2_500) }
     }
 
     fn session(state: SessionState) -> SessionRecord {
@@ -556,18 +548,8 @@ mod tests {
                 ],
             ),
             (Suite, None, &failed, vec![]),
-            (
-                None,
-                Suite,
-                &not_started,
-                vec!["[xrdtest] ts_demo #12 FAILED (could not start: slave s2 not connected)"],
-            ),
-            (
-                None,
-                Case,
-                &not_started,
-                vec!["[xrdtest] ts_demo #12 FAILED (could not start: slave s2 not connected)"],
-            ),
+            (None, Suite, &not_started, vec!["[xrdtest] ts_demo #12 FAILED (could not start: slave s2 not connected)"]),
+            (None, Case, &not_started, vec!["[xrdtest] ts_demo #12 FAILED (could not start: slave s2 not connected)"]),
             (Case, None, &not_started, vec![]),
         ];
         for (on_success, on_failure, record, expected) in cases {
@@ -577,7 +559,7 @@ mod tests {
             assert_eq!(mails.len(), mail_count(&settings, record));
             for mail in &mails {
                 assert_eq!(mail.to, ["a@example.org", "b@example.org"]);
-                assert!(mail.body.contains("Link:    https://dash.example.org/sessions/12\n"), "{}", mail.body);
+                assert!(mail.body.contains("Link:     https://dash.example.org/sessions/12\n"), "{}", mail.body);
             }
         }
     }

@@ -54,8 +54,8 @@ pub enum SmtpTls {
     Tls,
 }
 
-/// Where and how alert mails are sent.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Where and how alert mails are sent. Its `Debug` hides the password.
+#[derive(Clone, PartialEq, Eq)]
 pub struct SmtpConfig {
     pub host: String,
     pub port: u16,
@@ -74,6 +74,24 @@ pub struct SmtpConfig {
     pub timeout: Duration,
     /// PEM certificates trusted for the server besides the Mozilla roots (a private CA).
     pub ca_file: Option<PathBuf>,
+}
+
+impl std::fmt::Debug for SmtpConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SmtpConfig")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("tls", &self.tls)
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "<hidden>"))
+            .field("from", &self.from)
+            .field("dashboard_url", &self.dashboard_url)
+            .field("attempts", &self.attempts)
+            .field("retry_delay", &self.retry_delay)
+            .field("timeout", &self.timeout)
+            .field("ca_file", &self.ca_file)
+            .finish()
+    }
 }
 
 impl Default for SmtpConfig {
@@ -154,7 +172,11 @@ fn tls_parameters(config: &SmtpConfig) -> Result<TlsParameters, AlertError> {
     let mut builder = TlsParameters::builder(config.host.clone());
     if let Some(path) = &config.ca_file {
         let pem = std::fs::read(path).map_err(|source| AlertError::CaFile { path: path.clone(), source })?;
-        let certificate = Certificate::from_pem(&pem).map_err(|e| AlertError::Tls(format!("{}: {e}", path.display())))?;
+        if !String::from_utf8_lossy(&pem).contains("-----BEGIN CERTIFICATE-----") {
+            return Err(AlertError::Tls(format!("{}: no PEM certificate in it", path.display())));
+        }
+        let certificate =
+            Certificate::from_pem(&pem).map_err(|e| AlertError::Tls(format!("{}: {e}", path.display())))?;
         builder = builder.add_root_certificate(certificate);
     }
     builder.build_rustls().map_err(|e| AlertError::Tls(e.to_string()))
@@ -164,10 +186,10 @@ impl Alerter {
     /// Checks `config` and spawns the sending task on the current tokio runtime.
     pub fn start(config: SmtpConfig, store: Store) -> Result<Alerter, AlertError> {
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| AlertError::NoRuntime)?;
-        let from: Mailbox = config
-            .from
-            .parse()
-            .map_err(|e: lettre::address::AddressError| AlertError::From { address: config.from.clone(), message: e.to_string() })?;
+        let from: Mailbox = config.from.parse().map_err(|e: lettre::address::AddressError| AlertError::From {
+            address: config.from.clone(),
+            message: e.to_string(),
+        })?;
         if config.username.is_some() && config.tls == SmtpTls::None {
             warn!(host = %config.host, "SMTP credentials are sent without TLS");
         }
@@ -311,5 +333,16 @@ impl Sender {
             }
         }
         false
+    }
+}
+
+/// Alerts go out when the master reports a session's end.
+impl crate::master::SessionEndListener for Alerter {
+    fn session_ended(&self, suite: &xrdtest_defs::Suite, record: &SessionRecord) {
+        Alerter::session_ended(self, AlertSettings::from(suite), record);
+    }
+
+    fn delivery_counts(&self) -> Option<(u64, u64)> {
+        Some((self.sent_count(), self.failed_count()))
     }
 }
