@@ -192,7 +192,7 @@ pub fn sessions(
         return Ok(ExitCode::SUCCESS);
     }
     let summaries: Vec<SessionSummary> = serde_json::from_value(page["sessions"].clone())?;
-    println!("{:>6}  {:<24} {:<15} {:<9} {:>9}  {}", "ID", "SUITE", "STATE", "TRIGGER", "DURATION", "CASES");
+    println!("{:>6}  {:<24} {:<15} {:<9} {:>9}  CASES", "ID", "SUITE", "STATE", "TRIGGER", "DURATION");
     for s in &summaries {
         println!(
             "{:>6}  {:<24} {:<15} {:<9} {:>9}  {}/{} passed",
@@ -248,7 +248,7 @@ pub fn slaves(api: &ApiClient, json_output: bool) -> Result<ExitCode> {
         println!("{}", serde_json::to_string_pretty(&answer)?);
         return Ok(ExitCode::SUCCESS);
     }
-    println!("{:<28} {:<11} {:<10} {:<22} {}", "NAME", "ROLE", "STATE", "ADDRESS", "SESSION");
+    println!("{:<28} {:<11} {:<10} {:<22} SESSION", "NAME", "ROLE", "STATE", "ADDRESS");
     for peer in answer["slaves"].as_array().into_iter().flatten() {
         println!(
             "{:<28} {:<11} {:<10} {:<22} {}",

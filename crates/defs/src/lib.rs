@@ -1,15 +1,15 @@
 //! Suite and cluster definitions for xrdtest.
 //!
 //! Layout:
-//! - [`error`]: one validation problem (`file:line: field: message`) and lists of them.
-//! - [`source`]: reading a TOML file and turning parser byte spans into line numbers.
-//! - [`units`]: sizes (`20G`) and durations (`10m`) as people write them.
-//! - [`schedule`]: cron schedules, in string or XrdTest's table form.
-//! - [`script`]: where a script comes from (`file://`, `http(s)://` or inline text).
-//! - [`tags`]: `@tag@` expansion and the `@diskmounts@` commands.
-//! - [`suite`]: `suites/<name>/suite.toml` and its `tc/<case>/` folders.
-//! - [`cluster`]: `clusters/<name>/cluster.toml`: network, hosts, disks.
-//! - [`repository`]: loading a whole definitions repository, with checks across files.
+//! - [`error`] — one validation problem (`file:line: field: message`) and lists of them.
+//! - [`source`] — reading a TOML file and turning parser byte spans into line numbers.
+//! - [`units`] — sizes (`20G`) and durations (`10m`) as people write them.
+//! - [`schedule`] — cron schedules, in string or XrdTest's table form.
+//! - [`script`] — where a script comes from (`file://`, `http(s)://` or inline text).
+//! - [`tags`] — `@tag@` expansion and the `@diskmounts@` commands.
+//! - [`suite`] — `suites/<name>/suite.toml` and its `tc/<case>/` folders.
+//! - [`cluster`] — `clusters/<name>/cluster.toml`: network, hosts, disks.
+//! - [`repository`] — loading a whole definitions repository, with checks across files.
 //!
 //! Loading never stops at the first problem: every file is read, every field checked, and
 //! the valid definitions are returned beside the full list of errors, so a caller can keep

@@ -2,19 +2,19 @@
 //! the API.
 //!
 //! Layout:
-//! - [`config`]: `master.toml`.
-//! - [`model`]: session records as stored and served.
-//! - [`store`]: sled trees for sessions, output chunks and logs.
-//! - [`peers`]: connected slaves and hypervisors; where each stage's messages go.
-//! - [`listener`]: TLS accept, handshake, one task per peer connection.
-//! - [`master`]: shared state and the FIFO session queue.
-//! - [`catalog`]: the definitions in service: last good versions, snapshots, origins.
-//! - [`watch`]: follows the repositories: inotify for folders, fetches for git.
-//! - [`git_repo`]: clone, fetch and move a git checkout (git2).
-//! - [`scheduler`]: starts sessions at their cron times.
-//! - [`alerts`]: composes and sends alert mail (lettre).
-//! - [`session`]: the plan and failure rules (pure) and the task that drives a session.
-//! - [`api`]: the HTTP JSON API.
+//! - [`config`] — `master.toml`.
+//! - [`model`] — session records as stored and served.
+//! - [`store`] — sled trees for sessions, output chunks and logs.
+//! - [`peers`] — connected slaves and hypervisors; where each stage's messages go.
+//! - [`listener`] — TLS accept, handshake, one task per peer connection.
+//! - [`master`] — shared state and the FIFO session queue.
+//! - [`catalog`] — the definitions in service: last good versions, snapshots, origins.
+//! - [`watch`] — follows the repositories: inotify for folders, fetches for git.
+//! - [`git_repo`] — clone, fetch and move a git checkout (git2).
+//! - [`scheduler`] — starts sessions at their cron times.
+//! - [`alerts`] — composes and sends alert mail (lettre).
+//! - [`session`] — the plan and failure rules (pure) and the task that drives a session.
+//! - [`api`] — the HTTP JSON API.
 
 pub mod alerts;
 pub mod api;

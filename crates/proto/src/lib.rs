@@ -1,13 +1,13 @@
 //! The xrdtest wire protocol, spoken between the master and its slaves and hypervisors.
 //!
 //! Layout:
-//! - [`message`]: what is said: the handshake ([`Hello`], [`HelloReply`]) and the messages
+//! - [`message`] — what is said: the handshake ([`Hello`], [`HelloReply`]) and the messages
 //!   each way ([`FromMaster`], [`ToMaster`]). Plain serde data; no behaviour.
-//! - [`codec`]: how it is framed: length-delimited frames (tokio-util) carrying bincode 2
+//! - [`codec`] — how it is framed: length-delimited frames (tokio-util) carrying bincode 2
 //!   payloads, with a maximum frame size.
-//! - [`connection`]: a framed stream with `send` / `recv` of typed messages.
-//! - [`handshake`]: the first exchange on a connection: version check, secret check.
-//! - [`tls`]: rustls configurations from PEM files: the master serves with a certificate of
+//! - [`connection`] — a framed stream with `send` / `recv` of typed messages.
+//! - [`handshake`] — the first exchange on a connection: version check, secret check.
+//! - [`tls`] — rustls configurations from PEM files: the master serves with a certificate of
 //!   its own CA, peers trust that CA.
 //! - [`pki`] (feature `ca`): the master's certificate authority, made with rcgen.
 //!

@@ -1,13 +1,13 @@
 //! The xrdtest slave: connects to the master and runs the stage scripts it is sent.
 //!
 //! Layout:
-//! - [`config`]: `slave.toml`.
-//! - [`client`]: the connection to the master: connect with backoff, handshake, reattach
+//! - [`config`] — `slave.toml`.
+//! - [`client`] — the connection to the master: connect with backoff, handshake, reattach
 //!   after a reconnect, receive stages, send their output, results and logs.
-//! - [`executor`]: runs one stage's script under bash in its own process group, streams its
+//! - [`executor`] — runs one stage's script under bash in its own process group, streams its
 //!   output (stderr merged) as timestamped lines, enforces the timeout and output cap.
-//! - [`logs`]: reads the tails of the log files a suite asks for.
-//! - [`functions`]: the shell library (`log`, `stamp`, `assert_fail`) scripts can source.
+//! - [`logs`] — reads the tails of the log files a suite asks for.
+//! - [`functions`] — the shell library (`log`, `stamp`, `assert_fail`) scripts can source.
 
 pub mod client;
 pub mod config;
