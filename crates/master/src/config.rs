@@ -8,6 +8,8 @@ use std::time::Duration;
 use serde::Deserialize;
 use xrdtest_defs::units::{parse_duration, parse_size};
 
+use crate::alerts::{SmtpConfig, SmtpTls};
+
 /// The checked configuration the master runs with.
 #[derive(Debug, Clone)]
 pub struct MasterConfig {
@@ -26,7 +28,7 @@ pub struct MasterConfig {
     /// Whether suites' schedules start sessions (XrdTest's `[scheduler] enabled`).
     pub scheduler_enabled: bool,
     /// Where alert mails go out; `None`: no mail.
-    pub smtp: Option<SmtpSettings>,
+    pub smtp: Option<SmtpConfig>,
     /// How long a session waits for its slaves to connect before it fails.
     pub slave_wait: Duration,
     /// How long a slave that dropped mid-stage may take to come back before the stage fails.
@@ -91,30 +93,6 @@ impl RepoConfig {
     pub fn clusters_dir(&self) -> PathBuf {
         self.root().join(&self.clusters_path)
     }
-}
-
-/// How alert mail is sent.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SmtpSettings {
-    pub host: String,
-    pub port: u16,
-    pub tls: SmtpTlsMode,
-    pub username: Option<String>,
-    pub password: Option<String>,
-    pub from: String,
-    /// Base URL of the dashboard, for links in mails.
-    pub dashboard_url: Option<String>,
-    pub attempts: u32,
-    pub retry_delay: Duration,
-    /// Extra CA certificates (PEM) to trust for the SMTP server's TLS, for a private CA.
-    pub ca_file: Option<PathBuf>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SmtpTlsMode {
-    None,
-    StartTls,
-    Tls,
 }
 
 #[derive(Debug, Deserialize)]
@@ -378,23 +356,23 @@ fn smtp_settings(
     resolve: &Resolve,
     read_secret: &ReadSecret,
     duration: &ReadDuration,
-) -> Result<SmtpSettings, String> {
+) -> Result<SmtpConfig, String> {
     let tls = match raw.tls.as_deref().unwrap_or("none").to_ascii_lowercase().as_str() {
-        "none" => SmtpTlsMode::None,
-        "starttls" => SmtpTlsMode::StartTls,
-        "tls" => SmtpTlsMode::Tls,
+        "none" => SmtpTls::None,
+        "starttls" => SmtpTls::StartTls,
+        "tls" => SmtpTls::Tls,
         other => return Err(format!("`smtp.tls`: unknown mode `{other}`: none, starttls or tls")),
     };
     let default_port = match tls {
-        SmtpTlsMode::None => 25,
-        SmtpTlsMode::StartTls => 587,
-        SmtpTlsMode::Tls => 465,
+        SmtpTls::None => 25,
+        SmtpTls::StartTls => 587,
+        SmtpTls::Tls => 465,
     };
     let from = raw.from.ok_or("`smtp.from` is required: the address alert mails come from")?;
     if !from.contains('@') {
         return Err(format!("`smtp.from`: `{from}` is not an email address"));
     }
-    Ok(SmtpSettings {
+    Ok(SmtpConfig {
         host: raw.host.unwrap_or_else(|| "localhost".into()),
         port: raw.port.unwrap_or(default_port),
         tls,
@@ -405,6 +383,7 @@ fn smtp_settings(
         attempts: raw.attempts.unwrap_or(3).max(1),
         retry_delay: duration(raw.retry_delay, Duration::from_secs(10), "smtp.retry_delay")?,
         ca_file: raw.ca_file.map(resolve),
+        ..SmtpConfig::default()
     })
 }
 

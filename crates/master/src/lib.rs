@@ -76,7 +76,7 @@ pub async fn start(config: MasterConfig) -> anyhow::Result<RunningMaster> {
     let ca_cert_path = config.state_dir.join(xrdtest_proto::pki::CA_CERT_FILE);
     let master = Master::new(config, store);
     if let Some(smtp) = &master.config.smtp {
-        let alerter = alerts::Alerter::start(smtp_config(smtp), master.store.clone()).context("alert mail")?;
+        let alerter = alerts::Alerter::start(smtp.clone(), master.store.clone()).context("alert mail")?;
         master.set_end_listener(Box::new(alerter));
     }
     watch::start(&master);
@@ -99,27 +99,6 @@ pub async fn start(config: MasterConfig) -> anyhow::Result<RunningMaster> {
     });
     info!(peers = %peer_address, web = %web_address, ca = %ca_cert_path.display(), "master listening");
     Ok(RunningMaster { master, peer_address, web_address, ca_cert_path })
-}
-
-/// The mailer's settings from the master's `[smtp]` table.
-fn smtp_config(smtp: &config::SmtpSettings) -> alerts::SmtpConfig {
-    alerts::SmtpConfig {
-        host: smtp.host.clone(),
-        port: smtp.port,
-        tls: match smtp.tls {
-            config::SmtpTlsMode::None => alerts::SmtpTls::None,
-            config::SmtpTlsMode::StartTls => alerts::SmtpTls::StartTls,
-            config::SmtpTlsMode::Tls => alerts::SmtpTls::Tls,
-        },
-        username: smtp.username.clone(),
-        password: smtp.password.clone(),
-        from: smtp.from.clone(),
-        dashboard_url: smtp.dashboard_url.clone(),
-        attempts: smtp.attempts,
-        retry_delay: smtp.retry_delay,
-        ca_file: smtp.ca_file.clone(),
-        ..alerts::SmtpConfig::default()
-    }
 }
 
 /// Stops cleanly: cancels running sessions (their suite finalize still runs) for up to
