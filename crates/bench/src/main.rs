@@ -9,12 +9,15 @@
 //!    300 MB resident.
 //! 3. Output: one run script writes 200 MB: throughput into the store and the master's
 //!    memory growth. Targets: at least 100 MB/s; growth under 64 MB.
+//! 4. Dashboard: with 10,000 stored sessions, the dashboard, history and suites pages under
+//!    20 concurrent clients (`wrk`, from Debian): p99 under 50 ms.
 //!
 //! It starts the real `xrdtest-master` and `xrdtest-slave` binaries found next to itself;
 //! build them in the same profile first: `cargo build --release --workspace --bins`.
 
 mod fanout;
 mod harness;
+mod web;
 
 use std::time::{Duration, Instant};
 
@@ -26,7 +29,7 @@ use harness::{write_suite, Cluster};
 #[derive(Parser, Debug)]
 #[command(name = "xrdtest-bench", version)]
 struct Args {
-    /// Run only these parts: overhead, fanout, output (default: all).
+    /// Run only these parts: overhead, fanout, output, web (default: all).
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// Simulated slave counts for the fan-out part.
@@ -62,6 +65,9 @@ fn main() -> Result<()> {
     }
     if wants(&args, "output") {
         output(&args)?;
+    }
+    if wants(&args, "web") {
+        web::run()?;
     }
     Ok(())
 }

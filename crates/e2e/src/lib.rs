@@ -1010,3 +1010,166 @@ mod tests {
         assert_eq!(strip_ansi("\u{1b}[3mpeers\u{1b}[0m=1"), "peers=1");
     }
 }
+
+/// A headless Chromium driven through chromedriver's WebDriver protocol (HTTP + JSON), for
+/// tests that look at pages the way a person does. Killed (with its browser) on drop.
+pub struct Browser {
+    driver: Proc,
+    api: Api,
+    session: String,
+    _profile: tempfile::TempDir,
+}
+
+/// WebDriver's key for element references in JSON.
+const ELEMENT_KEY: &str = "element-6066-11e4-a52f-4a5c7a5c1e2f";
+
+impl Browser {
+    /// Whether chromium and chromedriver are installed (scripts/test installs them).
+    pub fn available() -> bool {
+        Path::new("/usr/bin/chromedriver").exists() && Path::new("/usr/bin/chromium").exists()
+    }
+
+    /// Starts chromedriver and a headless Chromium window of `width`×`height`.
+    pub fn start(dir: &Path, width: u32, height: u32) -> Browser {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").expect("a port").local_addr().expect("addr").port();
+        let mut command = Command::new("/usr/bin/chromedriver");
+        command.arg(format!("--port={port}"));
+        let driver = Proc::spawn("chromedriver", command, &dir.join("chromedriver.log"));
+        let api = Api { addr: SocketAddr::from(([127, 0, 0, 1], port)), token: String::new() };
+        wait_until(Duration::from_secs(20), "chromedriver to listen", || {
+            api.request("GET", "/status", None).map_err(|e| e.to_string())
+        });
+        let profile = tempfile::Builder::new().prefix("xrdtest-chromium-").tempdir().expect("a profile folder");
+        let args = serde_json::json!([
+            "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+            "--disable-background-networking", "--disable-component-update", "--disable-sync",
+            "--disable-dev-shm-usage", format!("--user-data-dir={}", profile.path().display()),
+            format!("--window-size={width},{height}")
+        ]);
+        let capabilities = serde_json::json!({ "capabilities": { "alwaysMatch": {
+            "browserName": "chrome",
+            "goog:chromeOptions": { "binary": "/usr/bin/chromium", "args": args }
+        }}});
+        let (status, answer) = api.request("POST", "/session", Some(&capabilities)).expect("chromedriver answers");
+        assert_eq!(status, 200, "new WebDriver session: {answer}");
+        let session = answer["value"]["sessionId"].as_str().expect("a session id").to_string();
+        Browser { driver, api, session, _profile: profile }
+    }
+
+    fn call(&self, method: &str, path: &str, body: Option<Value>) -> Value {
+        let path = format!("/session/{}{path}", self.session);
+        let body = body.or_else(|| (method == "POST").then(|| serde_json::json!({})));
+        let (status, answer) = self.api.request(method, &path, body.as_ref()).expect("chromedriver answers");
+        assert_eq!(status, 200, "{method} {path}: {answer}");
+        answer["value"].clone()
+    }
+
+    fn try_call(&self, method: &str, path: &str, body: Option<Value>) -> Option<Value> {
+        let path = format!("/session/{}{path}", self.session);
+        let body = body.or_else(|| (method == "POST").then(|| serde_json::json!({})));
+        match self.api.request(method, &path, body.as_ref()) {
+            Ok((200, answer)) => Some(answer["value"].clone()),
+            _ => None,
+        }
+    }
+
+    pub fn goto(&self, url: &str) {
+        self.call("POST", "/url", Some(serde_json::json!({ "url": url })));
+    }
+
+    pub fn url(&self) -> String {
+        self.call("GET", "/url", None).as_str().unwrap_or_default().to_string()
+    }
+
+    pub fn set_size(&self, width: u32, height: u32) {
+        self.call("POST", "/window/rect", Some(serde_json::json!({ "width": width, "height": height })));
+    }
+
+    /// The elements matching a CSS selector (their WebDriver ids).
+    pub fn find_all(&self, css: &str) -> Vec<String> {
+        let found = self
+            .try_call("POST", "/elements", Some(serde_json::json!({ "using": "css selector", "value": css })))
+            .unwrap_or_default();
+        found.as_array().into_iter().flatten().filter_map(|e| e[ELEMENT_KEY].as_str().map(String::from)).collect()
+    }
+
+    /// The first element matching `css`, waiting for it up to `timeout`.
+    pub fn wait_for(&self, css: &str, timeout: Duration) -> String {
+        wait_until(timeout, &format!("an element `{css}`"), || {
+            self.find_all(css).into_iter().next().ok_or_else(|| self.url())
+        })
+    }
+
+    pub fn click(&self, element: &str) {
+        self.call("POST", &format!("/element/{element}/click"), None);
+    }
+
+    pub fn type_into(&self, element: &str, text: &str) {
+        self.call("POST", &format!("/element/{element}/value"), Some(serde_json::json!({ "text": text })));
+    }
+
+    pub fn text(&self, element: &str) -> String {
+        self.try_call("GET", &format!("/element/{element}/text"), None)
+            .and_then(|v| v.as_str().map(String::from))
+            .unwrap_or_default()
+    }
+
+    pub fn attribute(&self, element: &str, name: &str) -> Option<String> {
+        self.try_call("GET", &format!("/element/{element}/attribute/{name}"), None)
+            .and_then(|v| v.as_str().map(String::from))
+    }
+
+    /// Runs JavaScript in the page and returns its result.
+    pub fn script(&self, source: &str) -> Value {
+        self.call("POST", "/execute/sync", Some(serde_json::json!({ "script": source, "args": [] })))
+    }
+
+    /// Saves a PNG screenshot of the window.
+    pub fn screenshot(&self, path: &Path) {
+        let encoded = self.call("GET", "/screenshot", None);
+        let bytes = decode_base64(encoded.as_str().unwrap_or_default());
+        if let Some(parent) = path.parent() {
+            fs::create_dir_all(parent).expect("screenshot folder");
+        }
+        fs::write(path, bytes).expect("screenshot written");
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let _ = self.api.request("DELETE", &format!("/session/{}", self.session), None);
+        self.driver.kill();
+    }
+}
+
+/// Standard base64 (with padding), as WebDriver sends screenshots.
+pub fn decode_base64(text: &str) -> Vec<u8> {
+    let value = |c: u8| -> Option<u32> {
+        match c {
+            b'A'..=b'Z' => Some((c - b'A') as u32),
+            b'a'..=b'z' => Some((c - b'a' + 26) as u32),
+            b'0'..=b'9' => Some((c - b'0' + 52) as u32),
+            b'+' => Some(62),
+            b'/' => Some(63),
+            _ => None,
+        }
+    };
+    let digits: Vec<u32> = text.bytes().filter_map(value).collect();
+    let mut out = Vec::with_capacity(digits.len() * 3 / 4);
+    for group in digits.chunks(4) {
+        let n = group.iter().enumerate().fold(0u32, |acc, (i, d)| acc | (d << (18 - 6 * i)));
+        let bytes = [(n >> 16) as u8, (n >> 8) as u8, n as u8];
+        out.extend_from_slice(&bytes[..group.len().saturating_sub(1)]);
+    }
+    out
+}
+
+#[cfg(test)]
+mod base64_tests {
+    #[test]
+    fn base64_decodes() {
+        assert_eq!(super::decode_base64("aGVsbG8="), b"hello");
+        assert_eq!(super::decode_base64("aGVsbG8hIQ=="), b"hello!!");
+        assert_eq!(super::decode_base64("YWJj"), b"abc");
+    }
+}
