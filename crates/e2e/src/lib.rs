@@ -344,6 +344,7 @@ impl Master {
         let field = |name: &str| -> SocketAddr {
             line.split_whitespace()
                 .find_map(|word| word.strip_prefix(name))
+                .map(|value| value.trim_start_matches("http://").trim_start_matches("https://"))
                 .and_then(|value| value.parse().ok())
                 .unwrap_or_else(|| panic!("no `{name}` address in `{line}`"))
         };
@@ -707,6 +708,31 @@ pub struct Api {
     pub token: String,
 }
 
+/// Reads one HTTP/1.1 response: up to its `Content-Length`, or to the end of its chunks,
+/// or to the end of the connection (some servers, chromedriver among them, keep the
+/// connection open whatever `Connection: close` says).
+fn read_response(stream: &mut TcpStream) -> io::Result<Vec<u8>> {
+    let mut raw = Vec::new();
+    let mut buf = [0u8; 16 * 1024];
+    loop {
+        let n = stream.read(&mut buf)?;
+        if n == 0 {
+            return Ok(raw);
+        }
+        raw.extend_from_slice(&buf[..n]);
+        let Some(split) = raw.windows(4).position(|w| w == b"\r\n\r\n") else { continue };
+        let head = String::from_utf8_lossy(&raw[..split]).to_ascii_lowercase();
+        let body = raw.len() - split - 4;
+        let length =
+            head.lines().find_map(|l| l.strip_prefix("content-length:")).and_then(|v| v.trim().parse::<usize>().ok());
+        match length {
+            Some(length) if body >= length => return Ok(raw),
+            None if head.contains("transfer-encoding: chunked") && raw.ends_with(b"0\r\n\r\n") => return Ok(raw),
+            _ => {}
+        }
+    }
+}
+
 /// Reads an HTTP/1.1 response (`Connection: close`): status and body.
 fn parse_response(raw: &[u8]) -> io::Result<(u16, Vec<u8>)> {
     let invalid = |what: &str| io::Error::new(io::ErrorKind::InvalidData, what.to_string());
@@ -761,8 +787,7 @@ impl Api {
             body.len()
         );
         stream.write_all(request.as_bytes())?;
-        let mut raw = Vec::new();
-        stream.read_to_end(&mut raw)?;
+        let raw = read_response(&mut stream)?;
         let (status, body) = parse_response(&raw)?;
         let value = if body.iter().all(u8::is_ascii_whitespace) {
             Value::Null
@@ -1021,7 +1046,7 @@ pub struct Browser {
 }
 
 /// WebDriver's key for element references in JSON.
-const ELEMENT_KEY: &str = "element-6066-11e4-a52f-4a5c7a5c1e2f";
+const ELEMENT_KEY: &str = "element-6066-11e4-a52e-4f735466cecf";
 
 impl Browser {
     /// Whether chromium and chromedriver are installed (scripts/test installs them).
@@ -1041,9 +1066,16 @@ impl Browser {
         });
         let profile = tempfile::Builder::new().prefix("xrdtest-chromium-").tempdir().expect("a profile folder");
         let args = serde_json::json!([
-            "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-            "--disable-background-networking", "--disable-component-update", "--disable-sync",
-            "--disable-dev-shm-usage", format!("--user-data-dir={}", profile.path().display()),
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--disable-dev-shm-usage",
+            format!("--user-data-dir={}", profile.path().display()),
             format!("--window-size={width},{height}")
         ]);
         let capabilities = serde_json::json!({ "capabilities": { "alwaysMatch": {

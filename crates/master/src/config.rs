@@ -10,6 +10,9 @@ use xrdtest_defs::units::{parse_duration, parse_size};
 
 use crate::alerts::{SmtpConfig, SmtpTls};
 
+/// Where the web dashboard's cookie-signing key is kept, inside `state_dir`, by default.
+pub const DEFAULT_COOKIE_KEY_FILE: &str = "web-cookie.key";
+
 /// The checked configuration the master runs with.
 #[derive(Debug, Clone)]
 pub struct MasterConfig {
@@ -43,6 +46,37 @@ pub struct MasterConfig {
     pub tls_names: Vec<String>,
     /// The value of `@proto@` in scripts.
     pub proto_tag: String,
+    /// The dashboard's logins and HTTPS (`[web]`).
+    pub web: WebConfig,
+}
+
+/// The dashboard's access rules and transport (`[web]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebConfig {
+    /// The login password (XrdTest's `suite_run_pass`). `None`: nobody can log in, and the
+    /// dashboard refuses every write action (start, cancel).
+    pub password: Option<String>,
+    /// Whether reading the pages needs a login too. The slave-facing files (`/files/...`,
+    /// `/ca.crt`) never do.
+    pub require_login: bool,
+    /// The key that signs session cookies: created (32 random bytes, mode 0600) when missing,
+    /// reused afterwards, so logins survive a restart.
+    pub cookie_key_file: PathBuf,
+    /// How long a login lasts.
+    pub session_lifetime: Duration,
+    pub tls: WebTls,
+}
+
+/// Whether and how `web_listen` speaks HTTPS.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WebTls {
+    /// Plain HTTP.
+    None,
+    /// A certificate issued at every start by the master's CA, for `xrdtest-master` and
+    /// `tls_names`.
+    Ca,
+    /// A certificate chain and key from PEM files.
+    Files { cert_file: PathBuf, key_file: PathBuf },
 }
 
 /// One definitions repository.
@@ -141,10 +175,24 @@ struct RawSmtp {
 
 #[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
+struct RawWeb {
+    password: Option<String>,
+    password_file: Option<PathBuf>,
+    require_login: Option<bool>,
+    cookie_key_file: Option<PathBuf>,
+    session_lifetime: Option<String>,
+    tls: Option<String>,
+    cert_file: Option<PathBuf>,
+    key_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
 struct RawConfig {
     repos: Option<Vec<RawRepo>>,
     scheduler: Option<RawScheduler>,
     smtp: Option<RawSmtp>,
+    web: Option<RawWeb>,
     listen: Option<String>,
     web_listen: Option<String>,
     state_dir: Option<PathBuf>,
@@ -261,6 +309,7 @@ impl MasterConfig {
         if max_frame > xrdtest_proto::HARD_MAX_FRAME_LEN as u64 || max_frame < 64 * 1024 {
             return Err(format!("`max_frame` must be between 64K and {}", xrdtest_proto::HARD_MAX_FRAME_LEN));
         }
+        let web = web_settings(raw.web.unwrap_or_default(), &state_dir, &resolve, &read_secret, &duration)?;
         let heartbeat_interval = duration(raw.heartbeat_interval, Duration::from_secs(5), "heartbeat_interval")?;
         if heartbeat_interval.is_zero() {
             return Err("`heartbeat_interval` must be above zero".into());
@@ -282,6 +331,7 @@ impl MasterConfig {
             max_frame_bytes: max_frame as usize,
             tls_names: raw.tls_names.unwrap_or_default(),
             proto_tag: raw.proto_tag.unwrap_or_else(|| "xrdtest".into()),
+            web,
         })
     }
 }
@@ -387,6 +437,45 @@ fn smtp_settings(
     })
 }
 
+fn web_settings(
+    raw: RawWeb,
+    state_dir: &Path,
+    resolve: &Resolve,
+    read_secret: &ReadSecret,
+    duration: &ReadDuration,
+) -> Result<WebConfig, String> {
+    let password = read_secret(raw.password, raw.password_file, "web.password")?.filter(|p| !p.is_empty());
+    let require_login = raw.require_login.unwrap_or(false);
+    if require_login && password.is_none() {
+        return Err("`web.require_login` needs `web.password` (or `web.password_file`): nobody could log in".into());
+    }
+    let session_lifetime = duration(raw.session_lifetime, Duration::from_secs(12 * 3600), "web.session_lifetime")?;
+    if session_lifetime < Duration::from_secs(60) || session_lifetime > Duration::from_secs(366 * 24 * 3600) {
+        return Err("`web.session_lifetime` must be between 1m and 366d".into());
+    }
+    let tls = match raw.tls.as_deref().unwrap_or("none").to_ascii_lowercase().as_str() {
+        "none" | "ca" if raw.cert_file.is_some() || raw.key_file.is_some() => {
+            return Err("`web.cert_file` and `web.key_file` belong to `web.tls = \"files\"`".into())
+        }
+        "none" => WebTls::None,
+        "ca" => WebTls::Ca,
+        "files" => match (raw.cert_file, raw.key_file) {
+            (Some(cert_file), Some(key_file)) => {
+                WebTls::Files { cert_file: resolve(cert_file), key_file: resolve(key_file) }
+            }
+            _ => return Err("`web.tls = \"files\"` needs `web.cert_file` and `web.key_file`".into()),
+        },
+        other => return Err(format!("`web.tls`: unknown mode `{other}`: none, ca or files")),
+    };
+    Ok(WebConfig {
+        password,
+        require_login,
+        cookie_key_file: raw.cookie_key_file.map(resolve).unwrap_or_else(|| state_dir.join(DEFAULT_COOKIE_KEY_FILE)),
+        session_lifetime,
+        tls,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -409,5 +498,49 @@ mod tests {
         assert!(MasterConfig::from_toml("secret = \"s\"\nslave_wait = \"soon\"", Path::new("/"))
             .unwrap_err()
             .contains("slave_wait"));
+    }
+
+    #[test]
+    fn web_section() {
+        let base = Path::new("/etc/x");
+        let config = MasterConfig::from_toml("secret = \"s\"\nstate_dir = \"/st\"", base).unwrap();
+        assert_eq!(
+            config.web,
+            WebConfig {
+                password: None,
+                require_login: false,
+                cookie_key_file: PathBuf::from("/st/web-cookie.key"),
+                session_lifetime: Duration::from_secs(12 * 3600),
+                tls: WebTls::None,
+            }
+        );
+        let config = MasterConfig::from_toml(
+            "secret = \"s\"\n[web]\npassword = \"pw\"\nrequire_login = true\ncookie_key_file = \"k\"\n\
+             session_lifetime = \"2h\"\ntls = \"files\"\ncert_file = \"c.pem\"\nkey_file = \"/k.pem\"",
+            base,
+        )
+        .unwrap();
+        assert_eq!(config.web.password.as_deref(), Some("pw"));
+        assert!(config.web.require_login);
+        assert_eq!(config.web.cookie_key_file, PathBuf::from("/etc/x/k"));
+        assert_eq!(config.web.session_lifetime, Duration::from_secs(7200));
+        assert_eq!(
+            config.web.tls,
+            WebTls::Files { cert_file: PathBuf::from("/etc/x/c.pem"), key_file: PathBuf::from("/k.pem") }
+        );
+        let ca = MasterConfig::from_toml("secret = \"s\"\n[web]\ntls = \"CA\"\npassword = \"\"", base).unwrap();
+        assert_eq!(ca.web.tls, WebTls::Ca);
+        assert_eq!(ca.web.password, None, "an empty password is no password");
+        let error = |text: &str| MasterConfig::from_toml(&format!("secret = \"s\"\n[web]\n{text}"), base).unwrap_err();
+        assert!(error("require_login = true").contains("web.password"));
+        assert!(error("password = \"a\"\npassword_file = \"f\"").contains("not both"));
+        assert!(error("password_file = \"/nonexistent/pw\"").contains("web.password_file"));
+        assert!(error("tls = \"files\"\ncert_file = \"c\"").contains("key_file"));
+        assert!(error("tls = \"ca\"\ncert_file = \"c\"").contains("belong to"));
+        assert!(error("cert_file = \"c\"\nkey_file = \"k\"").contains("belong to"));
+        assert!(error("tls = \"yes\"").contains("none, ca or files"));
+        assert!(error("session_lifetime = \"10s\"").contains("session_lifetime"));
+        assert!(error("session_lifetime = \"forever\"").contains("session_lifetime"));
+        assert!(error("bogus = 1").contains("bogus"));
     }
 }

@@ -6,7 +6,11 @@
 //! - `output_index`: stage id ++ chunk number → where that chunk of output lines lies in
 //!   the stage's output file, so output is written and read in pieces, never held whole;
 //! - `logs`: stage id ++ path → a collected [`LogFile`];
-//! - `meta`: counters.
+//! - `suite_sessions`: suite name ++ 0 ++ session id → () (a suite's sessions, for the
+//!   dashboard's result strips, history by suite and trends, without scanning them all);
+//! - `state_sessions`: state code ++ session id → () (the sessions in each state: running
+//!   and queued ones for the dashboard, failures, history by state);
+//! - `meta`: counters, and the version of the indexes (built at open when missing).
 //!
 //! Output bytes live in append-only files, `output/<stage id>.out`, beside the sled
 //! database: sled 0.34 keeps every value written in memory until its cache evicts it, and
@@ -46,8 +50,31 @@ pub struct Store {
     summaries: sled::Tree,
     output_index: sled::Tree,
     logs: sled::Tree,
+    suite_sessions: sled::Tree,
+    state_sessions: sled::Tree,
     meta: sled::Tree,
 }
+
+/// Filters of the history: suite, state, and creation time in `[from_ms, to_ms)`.
+#[derive(Debug, Clone, Default)]
+pub struct HistoryFilter {
+    pub suite: Option<String>,
+    pub state: Option<SessionState>,
+    pub from_ms: Option<u64>,
+    /// Exclusive.
+    pub to_ms: Option<u64>,
+    /// Only sessions older than this one (exclusive): the next page after a page ending here.
+    pub before_id: Option<SessionId>,
+    /// Only sessions newer than this one (exclusive): see [`Store::history_newer`].
+    pub after_id: Option<SessionId>,
+}
+
+/// One stored chunk of a stage's output: its number and its lines.
+pub type OutputChunkLines = (u64, Vec<OutputLine>);
+
+/// Version of the `suite_sessions` and `state_sessions` indexes; a store without it (made
+/// before they existed) has them built from its summaries when opened.
+const INDEX_VERSION: u64 = 1;
 
 /// Filters for listing sessions.
 #[derive(Debug, Clone, Default)]
@@ -66,6 +93,45 @@ fn decode<T: DeserializeOwned>(tree: &'static str, bytes: &[u8]) -> Result<T, St
         .map_err(|e| StoreError::Corrupt { tree, message: e.to_string() })
 }
 
+fn state_code(state: SessionState) -> u8 {
+    match state {
+        SessionState::Queued => 0,
+        SessionState::WaitingSlaves => 1,
+        SessionState::Running => 2,
+        SessionState::Passed => 3,
+        SessionState::Failed => 4,
+        SessionState::Cancelled => 5,
+        SessionState::Interrupted => 6,
+    }
+}
+
+fn state_key(state: SessionState, id: SessionId) -> [u8; 9] {
+    let mut key = [0u8; 9];
+    key[0] = state_code(state);
+    key[1..].copy_from_slice(&id.to_be_bytes());
+    key
+}
+
+/// Suite names never contain a 0 byte, so one suite's prefix is never another's.
+fn suite_prefix(suite: &str) -> Vec<u8> {
+    let mut key = Vec::with_capacity(suite.len() + 9);
+    key.extend_from_slice(suite.as_bytes());
+    key.push(0);
+    key
+}
+
+fn suite_key(suite: &str, id: SessionId) -> Vec<u8> {
+    let mut key = suite_prefix(suite);
+    key.extend_from_slice(&id.to_be_bytes());
+    key
+}
+
+/// The session id at the end of an index key.
+fn id_of_key(key: &[u8]) -> Option<SessionId> {
+    let tail = key.len().checked_sub(8).map(|start| &key[start..])?;
+    tail.try_into().ok().map(u64::from_be_bytes)
+}
+
 fn output_key(stage_id: StageId, seq: u64) -> [u8; 16] {
     let mut key = [0u8; 16];
     key[..8].copy_from_slice(&stage_id.to_be_bytes());
@@ -79,15 +145,37 @@ impl Store {
         std::fs::create_dir_all(&output_dir).map_err(|e| StoreError::Io { path: output_dir.clone(), source: e })?;
         // sled's default page cache is 1 GiB; sessions are written once and read rarely.
         let db = sled::Config::new().path(path).cache_capacity(8 << 20).flush_every_ms(Some(200)).open()?;
-        Ok(Store {
+        let store = Store {
             output_dir,
             sessions: db.open_tree("sessions")?,
             summaries: db.open_tree("summaries")?,
             output_index: db.open_tree("output_index")?,
             logs: db.open_tree("logs")?,
+            suite_sessions: db.open_tree("suite_sessions")?,
+            state_sessions: db.open_tree("state_sessions")?,
             meta: db.open_tree("meta")?,
             db,
-        })
+        };
+        store.build_indexes()?;
+        Ok(store)
+    }
+
+    /// Builds the suite and state indexes of a store written before they existed.
+    fn build_indexes(&self) -> Result<(), StoreError> {
+        let version = self.meta.get("index_version")?.and_then(|b| b.as_ref().try_into().ok()).map(u64::from_be_bytes);
+        if version == Some(INDEX_VERSION) {
+            return Ok(());
+        }
+        self.suite_sessions.clear()?;
+        self.state_sessions.clear()?;
+        for entry in self.summaries.iter() {
+            let (_, bytes) = entry?;
+            let summary: SessionSummary = decode("summaries", &bytes)?;
+            self.suite_sessions.insert(suite_key(&summary.suite, summary.id), &[])?;
+            self.state_sessions.insert(state_key(summary.state, summary.id), &[])?;
+        }
+        self.meta.insert("index_version", &INDEX_VERSION.to_be_bytes())?;
+        Ok(())
     }
 
     /// Takes `count` consecutive numbers from a counter; returns the first.
@@ -112,8 +200,212 @@ impl Store {
     pub fn put_session(&self, record: &SessionRecord) -> Result<(), StoreError> {
         let key = record.id.to_be_bytes();
         self.sessions.insert(key, encode(record)?)?;
-        self.summaries.insert(key, encode(&record.summary())?)?;
+        let old = self.summaries.insert(key, encode(&record.summary())?)?;
+        // One task writes a session's record, so the state it replaces is the one indexed.
+        let old_state = old.map(|bytes| decode::<SessionSummary>("summaries", &bytes)).transpose()?.map(|s| s.state);
+        if old_state != Some(record.state) {
+            if let Some(old_state) = old_state {
+                self.state_sessions.remove(state_key(old_state, record.id))?;
+            }
+            self.state_sessions.insert(state_key(record.state, record.id), &[])?;
+        }
+        if old_state.is_none() {
+            self.suite_sessions.insert(suite_key(&record.suite, record.id), &[])?;
+        }
         Ok(())
+    }
+
+    /// The list summary of one session.
+    pub fn summary(&self, id: SessionId) -> Result<Option<SessionSummary>, StoreError> {
+        self.summaries.get(id.to_be_bytes())?.map(|bytes| decode("summaries", &bytes)).transpose()
+    }
+
+    fn summaries_of(&self, ids: impl IntoIterator<Item = SessionId>) -> Result<Vec<SessionSummary>, StoreError> {
+        let mut out = Vec::new();
+        for id in ids {
+            if let Some(summary) = self.summary(id)? {
+                out.push(summary);
+            }
+        }
+        Ok(out)
+    }
+
+    /// The newest `limit` sessions of `suite`, newest first.
+    pub fn suite_recent(&self, suite: &str, limit: usize) -> Result<Vec<SessionSummary>, StoreError> {
+        let ids: Vec<SessionId> = self
+            .suite_sessions
+            .scan_prefix(suite_prefix(suite))
+            .rev()
+            .take(limit)
+            .map(|entry| entry.map(|(key, _)| id_of_key(&key).unwrap_or(0)))
+            .collect::<Result<_, _>>()?;
+        self.summaries_of(ids)
+    }
+
+    /// The newest `limit` whole records of `suite`, oldest first (for trends).
+    pub fn suite_records(&self, suite: &str, limit: usize) -> Result<Vec<SessionRecord>, StoreError> {
+        let mut records = Vec::new();
+        for entry in self.suite_sessions.scan_prefix(suite_prefix(suite)).rev().take(limit) {
+            let (key, _) = entry?;
+            if let Some(record) = id_of_key(&key).map(|id| self.session(id)).transpose()?.flatten() {
+                records.push(record);
+            }
+        }
+        records.reverse();
+        Ok(records)
+    }
+
+    /// The newest `limit` sessions in `state`, newest first.
+    pub fn in_state(&self, state: SessionState, limit: usize) -> Result<Vec<SessionSummary>, StoreError> {
+        let ids: Vec<SessionId> = self
+            .state_sessions
+            .scan_prefix([state_code(state)])
+            .rev()
+            .take(limit)
+            .map(|entry| entry.map(|(key, _)| id_of_key(&key).unwrap_or(0)))
+            .collect::<Result<_, _>>()?;
+        self.summaries_of(ids)
+    }
+
+    /// The sessions not yet ended (queued, waiting for slaves, running), oldest first.
+    pub fn unfinished(&self) -> Result<Vec<SessionSummary>, StoreError> {
+        let mut ids = Vec::new();
+        for state in [SessionState::Queued, SessionState::WaitingSlaves, SessionState::Running] {
+            for entry in self.state_sessions.scan_prefix([state_code(state)]) {
+                let (key, _) = entry?;
+                ids.extend(id_of_key(&key));
+            }
+        }
+        ids.sort_unstable();
+        self.summaries_of(ids)
+    }
+
+    /// The first session id whose session was created at or after `ms` (or one past the
+    /// last id). Ids are given in creation order, so creation times grow with them: a
+    /// binary search over the ids, a few lookups whatever the number of sessions.
+    fn first_id_created_from(&self, ms: u64) -> Result<SessionId, StoreError> {
+        let Some((last, _)) = self.summaries.last()? else { return Ok(0) };
+        let mut low = 0u64;
+        let mut high = id_of_key(&last).unwrap_or(0).saturating_add(1);
+        // Invariant: every stored id below `low` was created before `ms`, every one from
+        // `high` on at or after it.
+        while low < high {
+            let middle = low + (high - low) / 2;
+            match self.summaries.range(middle.to_be_bytes()..).next().transpose()? {
+                None => high = middle,
+                Some((key, bytes)) => {
+                    let summary: SessionSummary = decode("summaries", &bytes)?;
+                    if summary.created_ms < ms {
+                        low = id_of_key(&key).unwrap_or(middle).saturating_add(1);
+                    } else {
+                        high = middle;
+                    }
+                }
+            }
+        }
+        Ok(low)
+    }
+
+    /// The id range `[low, high)` of the sessions `filter` allows.
+    fn history_bounds(&self, filter: &HistoryFilter) -> Result<(SessionId, SessionId), StoreError> {
+        let mut low = match filter.from_ms {
+            Some(ms) => self.first_id_created_from(ms)?,
+            None => 0,
+        };
+        let mut high = match filter.to_ms {
+            Some(ms) => self.first_id_created_from(ms)?,
+            None => u64::MAX,
+        };
+        if let Some(after) = filter.after_id {
+            low = low.max(after.saturating_add(1));
+        }
+        if let Some(before) = filter.before_id {
+            high = high.min(before);
+        }
+        Ok((low, high))
+    }
+
+    /// The ids matching `filter` in `[low, high)`, newest first or oldest first, read from
+    /// the index that fits the filter: nothing is decoded to find them.
+    fn history_ids<'a>(
+        &'a self,
+        filter: &'a HistoryFilter,
+        low: SessionId,
+        high: SessionId,
+        newest_first: bool,
+    ) -> impl Iterator<Item = Result<SessionId, StoreError>> + 'a {
+        let range: Option<sled::Iter> = (low < high).then(|| match (&filter.suite, filter.state) {
+            (Some(suite), _) => self.suite_sessions.range(suite_key(suite, low)..suite_key(suite, high)),
+            (None, Some(state)) => self.state_sessions.range(state_key(state, low)..state_key(state, high)),
+            (None, None) => self.summaries.range(low.to_be_bytes()..high.to_be_bytes()),
+        });
+        let entries: Box<dyn Iterator<Item = sled::Result<(sled::IVec, sled::IVec)>>> = match range {
+            None => Box::new(std::iter::empty()),
+            Some(range) if newest_first => Box::new(range.rev()),
+            Some(range) => Box::new(range),
+        };
+        entries.filter_map(move |entry| {
+            let id = match entry {
+                Ok((key, _)) => id_of_key(&key)?,
+                Err(err) => return Some(Err(err.into())),
+            };
+            // Suite and state together: the suite index walked, the state index asked.
+            if let (Some(_), Some(state)) = (&filter.suite, filter.state) {
+                match self.state_sessions.contains_key(state_key(state, id)) {
+                    Ok(true) => {}
+                    Ok(false) => return None,
+                    Err(err) => return Some(Err(err.into())),
+                }
+            }
+            Some(Ok(id))
+        })
+    }
+
+    /// One page of the history, newest first: the sessions matching `filter` after
+    /// skipping `offset` of them, at most `limit`, and whether older ones follow. It walks
+    /// the index that fits the filter from the newest end and stops as soon as the page is
+    /// full, so a page costs what it skips and shows, never a scan of every session; with
+    /// `filter.before_id` (the last id of the page before) a next page skips nothing.
+    pub fn history(
+        &self,
+        filter: &HistoryFilter,
+        offset: usize,
+        limit: usize,
+    ) -> Result<(Vec<SessionSummary>, bool), StoreError> {
+        let (low, high) = self.history_bounds(filter)?;
+        let mut ids = Vec::new();
+        let mut more = false;
+        for id in self.history_ids(filter, low, high, true).skip(offset) {
+            let id = id?;
+            if ids.len() == limit {
+                more = true;
+                break;
+            }
+            ids.push(id);
+        }
+        Ok((self.summaries_of(ids)?, more))
+    }
+
+    /// The page just newer than `filter.after_id` (the first id of the page after it):
+    /// at most `limit` sessions, newest first, and whether newer ones still follow.
+    pub fn history_newer(
+        &self,
+        filter: &HistoryFilter,
+        limit: usize,
+    ) -> Result<(Vec<SessionSummary>, bool), StoreError> {
+        let (low, high) = self.history_bounds(filter)?;
+        let mut ids = Vec::new();
+        let mut more = false;
+        for id in self.history_ids(filter, low, high, false) {
+            let id = id?;
+            if ids.len() == limit {
+                more = true;
+                break;
+            }
+            ids.push(id);
+        }
+        ids.reverse();
+        Ok((self.summaries_of(ids)?, more))
     }
 
     pub fn session(&self, id: SessionId) -> Result<Option<SessionRecord>, StoreError> {
@@ -252,6 +544,33 @@ impl Store {
         Ok(tail.split_off(excess))
     }
 
+    /// The last chunks of a stage's output holding at least `min_lines` lines (all of
+    /// them if it has fewer), oldest first, read from the end; and whether earlier chunks
+    /// were left out. For pages that show a long output's end and follow it live.
+    pub fn output_tail_chunks(
+        &self,
+        stage_id: StageId,
+        min_lines: usize,
+    ) -> Result<(Vec<OutputChunkLines>, bool), StoreError> {
+        let mut file = None;
+        let mut chunks = Vec::new();
+        let mut lines = 0;
+        let mut earlier = false;
+        for entry in self.output_index.range(output_key(stage_id, 0)..=output_key(stage_id, u64::MAX)).rev() {
+            let (key, location) = entry?;
+            if lines >= min_lines {
+                earlier = true;
+                break;
+            }
+            let seq = u64::from_be_bytes(key[8..16].try_into().unwrap_or([0; 8]));
+            let chunk = self.read_chunk(&mut file, stage_id, &location)?;
+            lines += chunk.len();
+            chunks.push((seq, chunk));
+        }
+        chunks.reverse();
+        Ok((chunks, earlier))
+    }
+
     pub fn put_log(&self, log: &LogFile) -> Result<(), StoreError> {
         let mut key = log.stage_id.to_be_bytes().to_vec();
         key.extend_from_slice(log.path.as_bytes());
@@ -356,5 +675,162 @@ mod tests {
         assert_eq!(store.mark_unfinished_interrupted(5).unwrap(), [2]);
         assert_eq!(store.session(2).unwrap().unwrap().state, SessionState::Interrupted);
         assert_eq!(store.session(1).unwrap().unwrap().state, SessionState::Passed);
+    }
+
+    fn ids(list: &[SessionSummary]) -> Vec<SessionId> {
+        list.iter().map(|s| s.id).collect()
+    }
+
+    #[test]
+    fn suite_and_state_indexes_follow_every_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        store.put_session(&record(1, "a", SessionState::Queued)).unwrap();
+        store.put_session(&record(2, "ab", SessionState::Running)).unwrap();
+        store.put_session(&record(3, "a", SessionState::Failed)).unwrap();
+        store.put_session(&record(1, "a", SessionState::Running)).unwrap();
+        assert_eq!(ids(&store.suite_recent("a", 20).unwrap()), [3, 1], "newest first, `ab` is another suite");
+        assert_eq!(ids(&store.suite_recent("a", 1).unwrap()), [3]);
+        assert!(store.suite_recent("zz", 20).unwrap().is_empty());
+        assert_eq!(ids(&store.unfinished().unwrap()), [1, 2]);
+        assert!(store.in_state(SessionState::Queued, 10).unwrap().is_empty(), "old state unindexed");
+        store.put_session(&record(1, "a", SessionState::Passed)).unwrap();
+        assert_eq!(ids(&store.unfinished().unwrap()), [2]);
+        assert_eq!(ids(&store.in_state(SessionState::Failed, 10).unwrap()), [3]);
+        let records = store.suite_records("a", 200).unwrap();
+        assert_eq!(records.iter().map(|r| r.id).collect::<Vec<_>>(), [1, 3], "oldest first");
+        assert_eq!(store.suite_records("a", 1).unwrap()[0].id, 3, "the newest kept");
+        assert_eq!(store.summary(2).unwrap().unwrap().suite, "ab");
+        assert!(store.summary(9).unwrap().is_none());
+    }
+
+    #[test]
+    fn indexes_are_built_for_a_store_written_before_them() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = Store::open(dir.path()).unwrap();
+            store.put_session(&record(1, "a", SessionState::Passed)).unwrap();
+            store.put_session(&record(2, "b", SessionState::Failed)).unwrap();
+            // As an older version left it: no indexes.
+            store.suite_sessions.clear().unwrap();
+            store.state_sessions.clear().unwrap();
+            store.meta.remove("index_version").unwrap();
+            store.flush_now().unwrap();
+        }
+        let store = Store::open(dir.path()).unwrap();
+        assert_eq!(ids(&store.suite_recent("b", 20).unwrap()), [2]);
+        assert_eq!(ids(&store.in_state(SessionState::Passed, 20).unwrap()), [1]);
+    }
+
+    #[test]
+    fn history_filters_by_suite_state_and_date_and_pages_newest_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        // Sessions 1..=30, created at 100 ms steps; suites alternate, every third fails.
+        for id in 1..=30u64 {
+            let mut r = record(id, if id % 2 == 0 { "even" } else { "odd" }, SessionState::Passed);
+            if id % 3 == 0 {
+                r.state = SessionState::Failed;
+            }
+            r.created_ms = id * 100;
+            store.put_session(&r).unwrap();
+        }
+        let all = HistoryFilter::default();
+        let (page, more) = store.history(&all, 0, 10).unwrap();
+        assert_eq!(ids(&page), (21..=30).rev().collect::<Vec<_>>());
+        assert!(more);
+        let (page, more) = store.history(&all, 20, 10).unwrap();
+        assert_eq!(ids(&page), (1..=10).rev().collect::<Vec<_>>());
+        assert!(!more, "exactly the last page");
+        assert!(store.history(&all, 30, 10).unwrap().0.is_empty());
+
+        let even = HistoryFilter { suite: Some("even".into()), ..Default::default() };
+        assert_eq!(ids(&store.history(&even, 1, 3).unwrap().0), [28, 26, 24]);
+        let failed = HistoryFilter { state: Some(SessionState::Failed), ..Default::default() };
+        assert_eq!(ids(&store.history(&failed, 0, 100).unwrap().0), [30, 27, 24, 21, 18, 15, 12, 9, 6, 3]);
+        let both = HistoryFilter { suite: Some("odd".into()), state: Some(SessionState::Failed), ..Default::default() };
+        assert_eq!(ids(&store.history(&both, 0, 100).unwrap().0), [27, 21, 15, 9, 3]);
+
+        // Dates: [from, to) on creation times, 100 ms per id.
+        let window = HistoryFilter { from_ms: Some(1000), to_ms: Some(1500), ..Default::default() };
+        assert_eq!(ids(&store.history(&window, 0, 100).unwrap().0), [14, 13, 12, 11, 10]);
+        let window = HistoryFilter { from_ms: Some(1001), to_ms: Some(1401), ..Default::default() };
+        assert_eq!(ids(&store.history(&window, 0, 100).unwrap().0), [14, 13, 12, 11]);
+        let window = HistoryFilter { suite: Some("even".into()), from_ms: Some(2500), ..Default::default() };
+        assert_eq!(ids(&store.history(&window, 0, 100).unwrap().0), [30, 28, 26]);
+        let window = HistoryFilter { state: Some(SessionState::Failed), to_ms: Some(700), ..Default::default() };
+        assert_eq!(ids(&store.history(&window, 0, 100).unwrap().0), [6, 3]);
+        let empty = HistoryFilter { from_ms: Some(5000), ..Default::default() };
+        assert!(store.history(&empty, 0, 10).unwrap().0.is_empty());
+        let backwards = HistoryFilter { from_ms: Some(2000), to_ms: Some(1000), ..Default::default() };
+        assert!(store.history(&backwards, 0, 10).unwrap().0.is_empty());
+    }
+
+    #[test]
+    fn history_cursors_page_without_skipping() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        for id in 1..=25u64 {
+            let state = if id % 2 == 0 { SessionState::Failed } else { SessionState::Passed };
+            store.put_session(&record(id, "a", state)).unwrap();
+        }
+        let older = HistoryFilter { before_id: Some(20), ..Default::default() };
+        let (page, more) = store.history(&older, 0, 5).unwrap();
+        assert_eq!((ids(&page), more), (vec![19, 18, 17, 16, 15], true));
+        let (page, more) = store.history(&HistoryFilter { before_id: Some(3), ..Default::default() }, 0, 5).unwrap();
+        assert_eq!((ids(&page), more), (vec![2, 1], false));
+        let newer = HistoryFilter { after_id: Some(15), ..Default::default() };
+        let (page, more) = store.history_newer(&newer, 5).unwrap();
+        assert_eq!((ids(&page), more), (vec![20, 19, 18, 17, 16], true), "the page just above, newest first");
+        let (page, more) = store.history_newer(&HistoryFilter { after_id: Some(22), ..Default::default() }, 5).unwrap();
+        assert_eq!((ids(&page), more), (vec![25, 24, 23], false));
+        // With a state filter and a suite filter, through their indexes.
+        let failed = HistoryFilter { state: Some(SessionState::Failed), before_id: Some(10), ..Default::default() };
+        assert_eq!(ids(&store.history(&failed, 0, 3).unwrap().0), [8, 6, 4]);
+        let failed_a = HistoryFilter {
+            suite: Some("a".into()),
+            state: Some(SessionState::Failed),
+            after_id: Some(10),
+            ..Default::default()
+        };
+        assert_eq!(ids(&store.history_newer(&failed_a, 2).unwrap().0), [14, 12]);
+        // Both bounds.
+        let window = HistoryFilter { after_id: Some(3), before_id: Some(6), ..Default::default() };
+        assert_eq!(ids(&store.history(&window, 0, 10).unwrap().0), [5, 4]);
+    }
+
+    #[test]
+    fn history_date_search_tolerates_gaps_in_ids() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        for id in [2u64, 3, 7, 8, 20] {
+            let mut r = record(id, "a", SessionState::Passed);
+            r.created_ms = id * 10;
+            store.put_session(&r).unwrap();
+        }
+        for (from, expected) in
+            [(0, vec![20, 8, 7, 3, 2]), (31, vec![20, 8, 7]), (80, vec![20, 8]), (81, vec![20]), (201, vec![])]
+        {
+            let filter = HistoryFilter { from_ms: Some(from), ..Default::default() };
+            assert_eq!(ids(&store.history(&filter, 0, 10).unwrap().0), expected, "from {from}");
+        }
+        let empty = Store::open(&dir.path().join("empty")).unwrap();
+        assert!(empty.history(&HistoryFilter { from_ms: Some(1), ..Default::default() }, 0, 10).unwrap().0.is_empty());
+    }
+
+    #[test]
+    fn output_tail_chunks_reads_enough_lines_from_the_end() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        store.put_output(5, 0, &[line("a"), line("b")]).unwrap();
+        store.put_output(5, 1, &[line("c")]).unwrap();
+        store.put_output(5, 2, &[line("d"), line("e")]).unwrap();
+        let (chunks, earlier) = store.output_tail_chunks(5, 3).unwrap();
+        assert_eq!(chunks.iter().map(|(seq, _)| *seq).collect::<Vec<_>>(), [1, 2]);
+        assert!(earlier);
+        let (chunks, earlier) = store.output_tail_chunks(5, 100).unwrap();
+        assert_eq!(chunks.len(), 3);
+        assert!(!earlier);
+        assert_eq!(store.output_tail_chunks(6, 10).unwrap(), (Vec::new(), false));
     }
 }

@@ -5,6 +5,7 @@
 
 mod alerts;
 mod barrier;
+mod browser;
 mod cancel;
 mod cli;
 mod connections;

@@ -1,0 +1,147 @@
+//! The dashboard: who is connected, what runs, what waits, what comes next, what failed.
+
+use std::sync::Arc;
+
+use askama::Template;
+use axum::extract::State;
+use axum::http::Uri;
+use axum::response::Response;
+use serde::Serialize;
+
+use super::infra::{peer_rows, PeerRow};
+use super::sessions::{current_stage, progress, summary_row, SummaryRow};
+use super::{check_reader, format, page, store_error, Nav};
+use crate::master::Master;
+use crate::model::{now_ms, SessionId, SessionState};
+use crate::store::StoreError;
+use crate::web::auth::Viewer;
+use crate::web::WebState;
+
+/// How many failures and next runs the dashboard lists.
+const LATEST: usize = 10;
+
+/// A session not yet ended; also sent live.
+#[derive(Debug, Clone, Serialize)]
+pub struct ActiveRow {
+    pub id: SessionId,
+    pub suite: String,
+    pub cls: &'static str,
+    pub label: &'static str,
+    pub done: usize,
+    pub total: usize,
+    pub percent: usize,
+    pub current: String,
+    /// Running for, or waiting for.
+    pub since: String,
+}
+
+/// The unfinished sessions, oldest first: those under way (running or waiting for their
+/// slaves) and those queued; and every id in one string, so the live page can tell when
+/// the set changed.
+pub fn active_sessions(master: &Master) -> Result<(Vec<ActiveRow>, Vec<ActiveRow>, String), StoreError> {
+    let now = now_ms();
+    let mut running = Vec::new();
+    let mut queued = Vec::new();
+    let mut ids = Vec::new();
+    for summary in master.store.unfinished()? {
+        let (cls, label) = format::session_state(summary.state);
+        ids.push(summary.id.to_string());
+        let mut row = ActiveRow {
+            id: summary.id,
+            suite: summary.suite.clone(),
+            cls,
+            label,
+            done: 0,
+            total: 0,
+            percent: 0,
+            current: String::new(),
+            since: String::new(),
+        };
+        if summary.state == SessionState::Queued {
+            row.since = format::duration(now.saturating_sub(summary.created_ms));
+            queued.push(row);
+            continue;
+        }
+        if let Some(record) = master.store.session(summary.id)? {
+            let (done, total) = progress(&record);
+            row.done = done;
+            row.total = total;
+            row.percent = (done * 100).checked_div(total).unwrap_or(0);
+            row.current = current_stage(&record);
+            row.since = format::span(record.started_ms.or(Some(record.created_ms)), None, now);
+        }
+        running.push(row);
+    }
+    Ok((running, queued, ids.join(",")))
+}
+
+pub struct NextRun {
+    pub suite: String,
+    pub expression: String,
+    pub at: String,
+    pub relative: String,
+    pub skipped_runs: u64,
+}
+
+#[derive(Template)]
+#[template(path = "dashboard.html")]
+struct DashboardPage {
+    nav: Nav,
+    slaves: Vec<PeerRow>,
+    slaves_connected: usize,
+    hypervisors: Vec<PeerRow>,
+    running: Vec<ActiveRow>,
+    queued: Vec<ActiveRow>,
+    active_ids: String,
+    next_runs: Vec<NextRun>,
+    scheduler_enabled: bool,
+    failures: Vec<SummaryRow>,
+}
+
+pub async fn dashboard_page(State(state): State<Arc<WebState>>, viewer: Viewer, uri: Uri) -> Response {
+    if let Err(response) = check_reader(&state, &viewer, &uri) {
+        return response;
+    }
+    let master = &state.master;
+    let now = now_ms();
+    let (running, queued, active_ids) = match active_sessions(master) {
+        Ok(found) => found,
+        Err(err) => return store_error(&state, &viewer, &uri, err),
+    };
+    let failures = match master.store.in_state(SessionState::Failed, LATEST) {
+        Ok(found) => found.iter().map(|s| summary_row(s, now)).collect(),
+        Err(err) => return store_error(&state, &viewer, &uri, err),
+    };
+    let (slaves, hypervisors) = peer_rows(master, now);
+    let mut next_runs: Vec<(i64, NextRun)> = master
+        .schedules
+        .snapshot()
+        .into_iter()
+        .filter_map(|(suite, status)| {
+            let at = status.next_run_ms?;
+            Some((
+                at,
+                NextRun {
+                    suite,
+                    expression: status.expression,
+                    at: format::time(at.max(0) as u64),
+                    relative: format::relative(at, now),
+                    skipped_runs: status.skipped_runs,
+                },
+            ))
+        })
+        .collect();
+    next_runs.sort_by_key(|(at, _)| *at);
+    page(&DashboardPage {
+        nav: Nav::new(&state, &viewer, &uri, "dashboard", "Dashboard"),
+        slaves_connected: slaves.iter().filter(|s| s.connected).count(),
+        slaves,
+        hypervisors,
+        running,
+        queued,
+        active_ids,
+        next_runs: next_runs.into_iter().take(LATEST).map(|(_, run)| run).collect(),
+        scheduler_enabled: master.config.scheduler_enabled,
+        failures,
+    })
+}

@@ -1,0 +1,669 @@
+//! The session page (grid of stages × slaves), one cell's page (output and logs), the
+//! history, and cancel.
+
+use std::sync::Arc;
+
+use askama::Template;
+use axum::extract::{Form, Path, Query, State};
+use axum::http::{StatusCode, Uri};
+use axum::response::Response;
+use serde::{Deserialize, Serialize};
+use xrdtest_proto::StageId;
+
+use super::format;
+use super::{check_reader, error_page, page, see_other, store_error, CsrfForm, Nav};
+use crate::master::CancelError;
+use crate::model::{now_ms, SessionId, SessionRecord, SessionState, SessionSummary, StageRun, Trigger};
+use crate::store::HistoryFilter;
+use crate::web::auth::{require_writer, Viewer};
+use crate::web::WebState;
+
+/// Sessions per history page.
+pub const PAGE_SIZE: usize = 50;
+/// The cell page shows at least this many of the last output lines; the API has the rest.
+pub const TAIL_LINES: usize = 5000;
+
+/// One cell of the grid: a stage on a slave. Also sent as JSON to the live page.
+#[derive(Debug, Clone, Serialize)]
+pub struct CellView {
+    /// The element id: `cell-<row>-<column>`.
+    pub id: String,
+    pub slave: String,
+    /// `state-<cls>`.
+    pub cls: &'static str,
+    pub label: &'static str,
+    /// `exit 1`, or empty.
+    pub exit: String,
+    pub duration: String,
+    /// The cell's page, once the stage was sent (empty before).
+    pub href: String,
+    /// Tooltip: the reason, output size.
+    pub title: String,
+}
+
+pub struct GridRow {
+    /// `case_run:name`: the stage as the API names it.
+    pub key: String,
+    pub kind: &'static str,
+    pub case: String,
+    pub timeout: String,
+    pub skipped: String,
+    pub cells: Vec<Option<CellView>>,
+}
+
+/// A test case's line: also sent live.
+#[derive(Debug, Clone, Serialize)]
+pub struct CaseView {
+    pub id: String,
+    pub name: String,
+    pub cls: &'static str,
+    pub label: &'static str,
+    pub duration: String,
+}
+
+/// The parts of the session page that change while it runs.
+#[derive(Debug, Clone, Serialize)]
+pub struct SessionUpdate {
+    pub state_cls: &'static str,
+    pub state_label: &'static str,
+    pub reason: String,
+    #[serde(rename = "final")]
+    pub is_final: bool,
+    pub started: String,
+    pub ended: String,
+    pub duration: String,
+    pub done: usize,
+    pub total: usize,
+    pub cells: Vec<CellView>,
+    pub cases: Vec<CaseView>,
+}
+
+/// The slaves of a session's grid: its own list, then any other a run names.
+fn columns(record: &SessionRecord) -> Vec<String> {
+    let mut slaves = record.slaves.clone();
+    for run in record.stages.iter().flat_map(|s| &s.runs) {
+        if !slaves.contains(&run.slave) {
+            slaves.push(run.slave.clone());
+        }
+    }
+    slaves
+}
+
+fn cell(record: &SessionRecord, row: usize, column: usize, run: &StageRun, now: u64) -> CellView {
+    let (cls, label) = format::run_state(run.state);
+    let mut title = Vec::new();
+    if let Some(reason) = &run.reason {
+        title.push(reason.clone());
+    }
+    if run.output_bytes > 0 {
+        title.push(format!("output {}", format::bytes(run.output_bytes)));
+    }
+    if run.dropped_bytes > 0 {
+        title.push(format!("{} dropped", format::bytes(run.dropped_bytes)));
+    }
+    CellView {
+        id: format!("cell-{row}-{column}"),
+        slave: run.slave.clone(),
+        cls,
+        label,
+        exit: run.exit_code.map(|code| format!("exit {code}")).unwrap_or_default(),
+        duration: format::span(run.started_ms, run.ended_ms, now),
+        href: if run.stage_id == 0 {
+            String::new()
+        } else {
+            format!("/sessions/{}/stages/{}", record.id, run.stage_id)
+        },
+        title: title.join("; "),
+    }
+}
+
+pub fn grid(record: &SessionRecord, now: u64) -> (Vec<String>, Vec<GridRow>) {
+    let slaves = columns(record);
+    let rows = record
+        .stages
+        .iter()
+        .enumerate()
+        .map(|(row, stage)| GridRow {
+            key: stage.stage.to_string(),
+            kind: stage.stage.kind(),
+            case: stage.stage.case().unwrap_or_default().to_string(),
+            timeout: format::duration(stage.timeout_ms),
+            skipped: stage.skipped.clone().unwrap_or_default(),
+            cells: slaves
+                .iter()
+                .enumerate()
+                .map(|(column, slave)| {
+                    stage.runs.iter().find(|run| run.slave == *slave).map(|run| cell(record, row, column, run, now))
+                })
+                .collect(),
+        })
+        .collect();
+    (slaves, rows)
+}
+
+/// Stages done (every run final, or skipped) and in all.
+pub fn progress(record: &SessionRecord) -> (usize, usize) {
+    let done = record
+        .stages
+        .iter()
+        .filter(|s| s.skipped.is_some() || (!s.runs.is_empty() && s.runs.iter().all(|r| r.state.is_final())))
+        .count();
+    (done, record.stages.len())
+}
+
+/// The stage that runs now, in words (`case_run:name`), if one does.
+pub fn current_stage(record: &SessionRecord) -> String {
+    record
+        .stages
+        .iter()
+        .find(|s| s.runs.iter().any(|r| r.state == crate::model::RunState::Running))
+        .map(|s| s.stage.to_string())
+        .unwrap_or_default()
+}
+
+pub fn cases(record: &SessionRecord, now: u64) -> Vec<CaseView> {
+    record
+        .cases
+        .iter()
+        .enumerate()
+        .map(|(index, case)| {
+            let (cls, label) = format::case_state(case.state);
+            CaseView {
+                id: format!("case-{index}"),
+                name: case.name.clone(),
+                cls,
+                label,
+                duration: format::span(case.started_ms, case.ended_ms, now),
+            }
+        })
+        .collect()
+}
+
+pub fn session_update(record: &SessionRecord, now: u64) -> SessionUpdate {
+    let (state_cls, state_label) = format::session_state(record.state);
+    let (_, rows) = grid(record, now);
+    let (done, total) = progress(record);
+    SessionUpdate {
+        state_cls,
+        state_label,
+        reason: record.reason.clone().unwrap_or_default(),
+        is_final: record.state.is_final(),
+        started: format::time_opt(record.started_ms),
+        ended: format::time_opt(record.ended_ms),
+        duration: format::span(record.started_ms, record.ended_ms, now),
+        done,
+        total,
+        cells: rows.into_iter().flat_map(|row| row.cells.into_iter().flatten()).collect(),
+        cases: cases(record, now),
+    }
+}
+
+pub fn trigger_label(trigger: &Trigger) -> &'static str {
+    match trigger {
+        Trigger::Manual => "manual",
+        Trigger::Api => "API",
+        Trigger::Schedule => "schedule",
+    }
+}
+
+/// Parses a session id from the path; `None` for anything but a number.
+fn parse_id(text: &str) -> Option<u64> {
+    text.parse().ok()
+}
+
+#[derive(Template)]
+#[template(path = "session.html")]
+struct SessionPage {
+    nav: Nav,
+    id: SessionId,
+    suite: String,
+    trigger: &'static str,
+    created: String,
+    commit: String,
+    definition: String,
+    update: SessionUpdate,
+    slaves: Vec<String>,
+    rows: Vec<GridRow>,
+    cases: Vec<CaseView>,
+    percent: usize,
+}
+
+pub async fn session_page(
+    State(state): State<Arc<WebState>>,
+    viewer: Viewer,
+    uri: Uri,
+    Path(id): Path<String>,
+) -> Response {
+    if let Err(response) = check_reader(&state, &viewer, &uri) {
+        return response;
+    }
+    let Some(id) = parse_id(&id) else {
+        return error_page(&state, &viewer, &uri, StatusCode::NOT_FOUND, format!("There is no session `{id}`."));
+    };
+    let record = match state.master.store.session(id) {
+        Ok(Some(record)) => record,
+        Ok(None) => {
+            return error_page(&state, &viewer, &uri, StatusCode::NOT_FOUND, format!("There is no session {id}."))
+        }
+        Err(err) => return store_error(&state, &viewer, &uri, err),
+    };
+    let now = now_ms();
+    let update = session_update(&record, now);
+    let (slaves, rows) = grid(&record, now);
+    let percent = (update.done * 100).checked_div(update.total).unwrap_or(0);
+    page(&SessionPage {
+        nav: Nav::new(&state, &viewer, &uri, "sessions", format!("Session {id} · {}", record.suite)),
+        id,
+        suite: record.suite.clone(),
+        trigger: trigger_label(&record.trigger),
+        created: format::time(record.created_ms),
+        commit: record.commit.as_deref().map(format::short).unwrap_or_default(),
+        definition: format::short(&record.definition_hash),
+        cases: update.cases.clone(),
+        update,
+        slaves,
+        rows,
+        percent,
+    })
+}
+
+pub async fn cancel(
+    State(state): State<Arc<WebState>>,
+    viewer: Viewer,
+    uri: Uri,
+    Path(id): Path<String>,
+    Form(form): Form<CsrfForm>,
+) -> Response {
+    if let Err(response) = require_writer(&viewer, &form.csrf) {
+        return response;
+    }
+    let Some(id) = parse_id(&id) else {
+        return error_page(&state, &viewer, &uri, StatusCode::NOT_FOUND, format!("There is no session `{id}`."));
+    };
+    match state.master.cancel(id, "cancelled from the dashboard") {
+        // Already over: the session page shows how it ended.
+        Ok(()) | Err(CancelError::Finished(_)) => see_other(&format!("/sessions/{id}")),
+        Err(CancelError::Unknown(_)) => {
+            error_page(&state, &viewer, &uri, StatusCode::NOT_FOUND, format!("There is no session {id}."))
+        }
+        Err(CancelError::Store(err)) => store_error(&state, &viewer, &uri, err),
+    }
+}
+
+/// One output line as the page shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct LineView {
+    /// Local time of day with milliseconds.
+    pub t: String,
+    /// The text (escaped by the template, set as text by the script).
+    pub x: String,
+}
+
+pub fn line_views(lines: impl IntoIterator<Item = xrdtest_proto::OutputLine>) -> Vec<LineView> {
+    lines.into_iter().map(|line| LineView { t: format::clock(line.unix_ms), x: line.text }).collect()
+}
+
+/// A collected log file; also sent live when the stage ends.
+#[derive(Debug, Clone, Serialize)]
+pub struct LogView {
+    pub path: String,
+    pub content: String,
+    pub truncated: String,
+    pub error: String,
+}
+
+pub fn log_views(logs: Vec<xrdtest_proto::LogFile>) -> Vec<LogView> {
+    logs.into_iter()
+        .map(|log| LogView {
+            path: log.path,
+            content: String::from_utf8_lossy(&log.content).into_owned(),
+            truncated: if log.truncated_bytes > 0 {
+                format!("the first {} were cut", format::bytes(log.truncated_bytes))
+            } else {
+                String::new()
+            },
+            error: log.error.unwrap_or_default(),
+        })
+        .collect()
+}
+
+/// The state of one run, as the cell page shows it; also sent live.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RunView {
+    pub cls: &'static str,
+    pub label: &'static str,
+    #[serde(rename = "final")]
+    pub is_final: bool,
+    pub exit: String,
+    pub started: String,
+    pub ended: String,
+    pub duration: String,
+    pub reason: String,
+    pub output: String,
+}
+
+pub fn run_view(run: &StageRun, now: u64) -> RunView {
+    let (cls, label) = format::run_state(run.state);
+    let mut output = format::bytes(run.output_bytes);
+    if run.dropped_bytes > 0 {
+        output.push_str(&format!(", {} dropped (over the output limit)", format::bytes(run.dropped_bytes)));
+    }
+    RunView {
+        cls,
+        label,
+        is_final: run.state.is_final(),
+        exit: run.exit_code.map(|c| c.to_string()).unwrap_or_default(),
+        started: format::time_opt(run.started_ms),
+        ended: format::time_opt(run.ended_ms),
+        duration: format::span(run.started_ms, run.ended_ms, now),
+        reason: run.reason.clone().unwrap_or_default(),
+        output,
+    }
+}
+
+/// The stage and run of `stage_id` in a session.
+pub fn find_run(record: &SessionRecord, stage_id: StageId) -> Option<(usize, &StageRun)> {
+    record
+        .stages
+        .iter()
+        .enumerate()
+        .find_map(|(index, stage)| stage.runs.iter().find(|run| run.stage_id == stage_id).map(|run| (index, run)))
+}
+
+#[derive(Template)]
+#[template(path = "stage.html")]
+struct StagePage {
+    nav: Nav,
+    session: SessionId,
+    suite: String,
+    session_cls: &'static str,
+    session_label: &'static str,
+    stage: String,
+    slave: String,
+    stage_id: StageId,
+    run: RunView,
+    lines: Vec<LineView>,
+    earlier: bool,
+    next_seq: u64,
+    logs: Vec<LogView>,
+}
+
+pub async fn stage_page(
+    State(state): State<Arc<WebState>>,
+    viewer: Viewer,
+    uri: Uri,
+    Path((id, stage_id)): Path<(String, String)>,
+) -> Response {
+    if let Err(response) = check_reader(&state, &viewer, &uri) {
+        return response;
+    }
+    let not_found = |what: String| error_page(&state, &viewer, &uri, StatusCode::NOT_FOUND, what);
+    let (Some(id), Some(stage_id)) = (parse_id(&id), parse_id(&stage_id).filter(|s| *s != 0)) else {
+        return not_found(format!("There is no stage `{stage_id}` in session `{id}`."));
+    };
+    let record = match state.master.store.session(id) {
+        Ok(Some(record)) => record,
+        Ok(None) => return not_found(format!("There is no session {id}.")),
+        Err(err) => return store_error(&state, &viewer, &uri, err),
+    };
+    let Some((index, run)) = find_run(&record, stage_id) else {
+        return not_found(format!("Session {id} has no stage {stage_id}."));
+    };
+    let (chunks, earlier) = match state.master.store.output_tail_chunks(stage_id, TAIL_LINES) {
+        Ok(found) => found,
+        Err(err) => return store_error(&state, &viewer, &uri, err),
+    };
+    let next_seq = chunks.last().map(|(seq, _)| seq + 1).unwrap_or(0);
+    let logs = match state.master.store.logs(stage_id) {
+        Ok(logs) => log_views(logs),
+        Err(err) => return store_error(&state, &viewer, &uri, err),
+    };
+    let (session_cls, session_label) = format::session_state(record.state);
+    let stage = record.stages[index].stage.to_string();
+    page(&StagePage {
+        nav: Nav::new(&state, &viewer, &uri, "sessions", format!("{stage} on {} · session {id}", run.slave)),
+        session: id,
+        suite: record.suite.clone(),
+        session_cls,
+        session_label,
+        stage,
+        slave: run.slave.clone(),
+        stage_id,
+        run: run_view(run, now_ms()),
+        lines: line_views(chunks.into_iter().flat_map(|(_, lines)| lines)),
+        earlier,
+        next_seq,
+        logs,
+    })
+}
+
+/// A session in a list (history, dashboard failures).
+pub struct SummaryRow {
+    pub id: SessionId,
+    pub suite: String,
+    pub cls: &'static str,
+    pub label: &'static str,
+    pub trigger: &'static str,
+    pub created: String,
+    pub duration: String,
+    pub cases: String,
+    pub reason: String,
+}
+
+pub fn summary_row(summary: &SessionSummary, now: u64) -> SummaryRow {
+    let (cls, label) = format::session_state(summary.state);
+    SummaryRow {
+        id: summary.id,
+        suite: summary.suite.clone(),
+        cls,
+        label,
+        trigger: trigger_label(&summary.trigger),
+        created: format::time(summary.created_ms),
+        duration: format::span(summary.started_ms, summary.ended_ms, now),
+        cases: if summary.cases_total == 0 {
+            String::new()
+        } else {
+            format!("{}/{} passed", summary.cases_passed, summary.cases_total)
+        },
+        reason: summary.reason.clone().unwrap_or_default(),
+    }
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub struct HistoryQuery {
+    suite: String,
+    state: String,
+    from: String,
+    to: String,
+    page: String,
+    /// The last session of the page before (a link to the next, older page).
+    before: String,
+    /// The first session of the page after (a link to the previous, newer page).
+    after: String,
+}
+
+impl HistoryQuery {
+    /// This query at another page, as a link; `cursor` is `("before" | "after", id)`.
+    fn link(&self, page: usize, cursor: Option<(&str, SessionId)>) -> String {
+        let mut pairs = Vec::new();
+        for (name, value) in [("suite", &self.suite), ("state", &self.state), ("from", &self.from), ("to", &self.to)] {
+            if !value.trim().is_empty() {
+                pairs.push(format!("{name}={}", encode_component(value.trim())));
+            }
+        }
+        if page > 1 {
+            pairs.push(format!("page={page}"));
+            if let Some((name, id)) = cursor {
+                pairs.push(format!("{name}={id}"));
+            }
+        }
+        if pairs.is_empty() {
+            "/sessions".into()
+        } else {
+            format!("/sessions?{}", pairs.join("&"))
+        }
+    }
+}
+
+/// Percent-encodes a query value.
+fn encode_component(text: &str) -> String {
+    let mut out = String::new();
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'.' | b'~') {
+            out.push(byte as char);
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
+
+pub struct Choice {
+    pub value: String,
+    pub label: String,
+    pub selected: bool,
+}
+
+#[derive(Template)]
+#[template(path = "history.html")]
+struct HistoryPage {
+    nav: Nav,
+    rows: Vec<SummaryRow>,
+    suites: Vec<Choice>,
+    states: Vec<Choice>,
+    from: String,
+    to: String,
+    page: usize,
+    first: usize,
+    last: usize,
+    newer: String,
+    older: String,
+    filtered: bool,
+}
+
+pub async fn history(
+    State(state): State<Arc<WebState>>,
+    viewer: Viewer,
+    uri: Uri,
+    Query(query): Query<HistoryQuery>,
+) -> Response {
+    if let Err(response) = check_reader(&state, &viewer, &uri) {
+        return response;
+    }
+    let mut problems = Vec::new();
+    let suite = Some(query.suite.trim().to_string()).filter(|s| !s.is_empty());
+    let session_state = match query.state.trim() {
+        "" => None,
+        text => {
+            let parsed = SessionState::parse(text);
+            if parsed.is_none() {
+                problems.push(format!("`{text}` is not a session state."));
+            }
+            parsed
+        }
+    };
+    let mut day = |text: &str, end: bool| match text.trim() {
+        "" => None,
+        text => match format::parse_day(text) {
+            Ok((start, next)) => Some(if end { next } else { start }),
+            Err(problem) => {
+                problems.push(problem);
+                None
+            }
+        },
+    };
+    let from_ms = day(&query.from, false);
+    let to_ms = day(&query.to, true);
+    let page_number = match query.page.trim() {
+        "" => 1,
+        text => text.parse::<usize>().ok().filter(|p| (1..=1_000_000).contains(p)).unwrap_or_else(|| {
+            problems.push(format!("`{text}` is not a page number."));
+            1
+        }),
+    };
+    let mut cursor = |text: &str, name: &str| match text.trim() {
+        "" => None,
+        text => {
+            let parsed = text.parse::<SessionId>().ok();
+            if parsed.is_none() {
+                problems.push(format!("`{text}` is not a session number ({name})."));
+            }
+            parsed
+        }
+    };
+    let before_id = cursor(&query.before, "before");
+    let after_id = cursor(&query.after, "after");
+    if !problems.is_empty() {
+        let message = problems.join(" ");
+        return error_page(&state, &viewer, &uri, StatusCode::BAD_REQUEST, message);
+    }
+    let filter = HistoryFilter { suite: suite.clone(), state: session_state, from_ms, to_ms, before_id, after_id };
+    let offset = (page_number - 1) * PAGE_SIZE;
+    // Links carry the edge of the page they come from, so following them never skips
+    // through the sessions before: every page costs the same however deep it is.
+    let found = if after_id.is_some() {
+        state.master.store.history_newer(&filter, PAGE_SIZE).map(|(rows, newer)| (rows, newer, true))
+    } else {
+        let skip = if before_id.is_some() { 0 } else { offset };
+        state.master.store.history(&filter, skip, PAGE_SIZE).map(|(rows, older)| (rows, page_number > 1, older))
+    };
+    let (summaries, has_newer, has_older) = match found {
+        Ok(found) => found,
+        Err(err) => return store_error(&state, &viewer, &uri, err),
+    };
+    let first_id = summaries.first().map(|s| s.id);
+    let last_id = summaries.last().map(|s| s.id);
+    let newer = match (has_newer && page_number > 1, first_id) {
+        (false, _) => String::new(),
+        (true, Some(first)) => query.link(page_number - 1, Some(("after", first))),
+        // Past the end: the page before, counted from the newest.
+        (true, None) => query.link(page_number - 1, None),
+    };
+    let older = match (has_older, last_id) {
+        (true, Some(last)) => query.link(page_number + 1, Some(("before", last))),
+        _ => String::new(),
+    };
+    let now = now_ms();
+    let mut suite_names: Vec<String> = state.master.definitions().repository.suites.keys().cloned().collect();
+    if let Some(suite) = &suite {
+        if !suite_names.contains(suite) {
+            suite_names.push(suite.clone());
+        }
+    }
+    let suites = suite_names
+        .into_iter()
+        .map(|name| Choice { selected: suite.as_ref() == Some(&name), label: name.clone(), value: name })
+        .collect();
+    let states = [
+        SessionState::Queued,
+        SessionState::WaitingSlaves,
+        SessionState::Running,
+        SessionState::Passed,
+        SessionState::Failed,
+        SessionState::Cancelled,
+        SessionState::Interrupted,
+    ]
+    .into_iter()
+    .map(|s| Choice {
+        value: s.as_str().to_string(),
+        label: format::session_state(s).1.to_string(),
+        selected: session_state == Some(s),
+    })
+    .collect();
+    let shown = summaries.len();
+    page(&HistoryPage {
+        nav: Nav::new(&state, &viewer, &uri, "sessions", "History"),
+        rows: summaries.iter().map(|s| summary_row(s, now)).collect(),
+        suites,
+        states,
+        from: query.from.trim().to_string(),
+        to: query.to.trim().to_string(),
+        page: page_number,
+        first: offset + 1,
+        last: offset + shown,
+        newer,
+        older,
+        filtered: filter.suite.is_some() || filter.state.is_some() || from_ms.is_some() || to_ms.is_some(),
+    })
+}

@@ -1,0 +1,197 @@
+//! A suite's trends: each case's duration and result across its latest sessions.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use askama::Template;
+use axum::extract::{Path, State};
+use axum::http::{StatusCode, Uri};
+use axum::response::Response;
+
+use super::{check_reader, error_page, format, page, store_error, Nav};
+use crate::model::{CaseState, SessionRecord};
+use crate::web::auth::Viewer;
+use crate::web::svg::{series_colour, trends_svg, CaseSeries, TrendPoint, TrendResult};
+use crate::web::WebState;
+
+/// The chart covers at most this many of the latest sessions.
+pub const TREND_SESSIONS: usize = 200;
+
+/// One series per case, in the order `preferred` gives (the current definition's), then
+/// any other case in the order it first appears.
+pub fn case_series(records: &[SessionRecord], preferred: &[String]) -> Vec<CaseSeries> {
+    let mut order: Vec<String> = preferred.to_vec();
+    for record in records {
+        for case in &record.cases {
+            if !order.contains(&case.name) {
+                order.push(case.name.clone());
+            }
+        }
+    }
+    let mut series: Vec<CaseSeries> =
+        order.iter().map(|name| CaseSeries { name: name.clone(), points: Vec::new() }).collect();
+    let index: HashMap<&str, usize> = order.iter().enumerate().map(|(i, n)| (n.as_str(), i)).collect();
+    for record in records {
+        for case in &record.cases {
+            let Some(&at) = index.get(case.name.as_str()) else { continue };
+            let result = match case.state {
+                CaseState::Passed => TrendResult::Passed,
+                CaseState::Failed => TrendResult::Failed,
+                CaseState::NotRun => TrendResult::NotRun,
+                CaseState::Pending | CaseState::Running => TrendResult::Unfinished,
+            };
+            let duration_ms = match (case.started_ms, case.ended_ms, result) {
+                (Some(start), Some(end), TrendResult::Passed | TrendResult::Failed) => Some(end.saturating_sub(start)),
+                _ => None,
+            };
+            series[at].points.push(TrendPoint { session: record.id, duration_ms, result });
+        }
+    }
+    series.retain(|s| !s.points.is_empty());
+    series
+}
+
+pub struct LegendRow {
+    pub name: String,
+    pub colour: &'static str,
+    pub runs: usize,
+    pub passed: usize,
+    pub failed: usize,
+    pub rate: String,
+    pub median: String,
+    pub last: String,
+    pub last_cls: &'static str,
+}
+
+fn legend(series: &[CaseSeries]) -> Vec<LegendRow> {
+    series
+        .iter()
+        .enumerate()
+        .map(|(index, case)| {
+            let passed = case.points.iter().filter(|p| p.result == TrendResult::Passed).count();
+            let failed = case.points.iter().filter(|p| p.result == TrendResult::Failed).count();
+            let mut durations: Vec<u64> = case.points.iter().filter_map(|p| p.duration_ms).collect();
+            durations.sort_unstable();
+            let last = case.points.last();
+            LegendRow {
+                name: case.name.clone(),
+                colour: series_colour(index),
+                runs: case.points.len(),
+                passed,
+                failed,
+                rate: (passed * 100).checked_div(passed + failed).map(|rate| format!("{rate}%")).unwrap_or_default(),
+                median: durations.get(durations.len() / 2).map(|ms| format::duration(*ms)).unwrap_or_default(),
+                last: last.map(|p| p.result.label()).unwrap_or_default().to_string(),
+                last_cls: match last.map(|p| p.result) {
+                    Some(TrendResult::Passed) => "passed",
+                    Some(TrendResult::Failed) => "failed",
+                    Some(TrendResult::Unfinished) => "running",
+                    _ => "skipped",
+                },
+            }
+        })
+        .collect()
+}
+
+#[derive(Template)]
+#[template(path = "trends.html")]
+struct TrendsPage {
+    nav: Nav,
+    suite: String,
+    svg: String,
+    legend: Vec<LegendRow>,
+    sessions: usize,
+    first: String,
+    last: String,
+    capped: bool,
+}
+
+pub async fn trends_page(
+    State(state): State<Arc<WebState>>,
+    viewer: Viewer,
+    uri: Uri,
+    Path(suite): Path<String>,
+) -> Response {
+    if let Err(response) = check_reader(&state, &viewer, &uri) {
+        return response;
+    }
+    let records = match state.master.store.suite_records(&suite, TREND_SESSIONS) {
+        Ok(records) => records,
+        Err(err) => return store_error(&state, &viewer, &uri, err),
+    };
+    let definitions = state.master.definitions();
+    let definition = definitions.repository.suites.get(&suite);
+    if records.is_empty() && definition.is_none() {
+        return error_page(&state, &viewer, &uri, StatusCode::NOT_FOUND, format!("There is no suite `{suite}`."));
+    }
+    let preferred: Vec<String> =
+        definition.map(|s| s.tests.iter().map(|t| t.name.clone()).collect()).unwrap_or_default();
+    let series = case_series(&records, &preferred);
+    page(&TrendsPage {
+        nav: Nav::new(&state, &viewer, &uri, "suites", format!("Trends · {suite}")),
+        svg: trends_svg(&series),
+        legend: legend(&series),
+        sessions: records.len(),
+        first: records.first().map(|r| format::time(r.created_ms)).unwrap_or_default(),
+        last: records.last().map(|r| format::time(r.created_ms)).unwrap_or_default(),
+        capped: records.len() == TREND_SESSIONS,
+        suite,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{CaseRecord, SessionState, Trigger};
+
+    type CaseSpec<'a> = (&'a str, CaseState, Option<(u64, u64)>);
+
+    fn record(id: u64, cases: &[CaseSpec]) -> SessionRecord {
+        SessionRecord {
+            id,
+            suite: "s".into(),
+            trigger: Trigger::Api,
+            definition_hash: String::new(),
+            commit: None,
+            slaves: Vec::new(),
+            state: SessionState::Passed,
+            reason: None,
+            created_ms: id,
+            started_ms: None,
+            ended_ms: None,
+            cases: cases
+                .iter()
+                .map(|(name, state, times)| CaseRecord {
+                    name: name.to_string(),
+                    state: *state,
+                    started_ms: times.map(|t| t.0),
+                    ended_ms: times.map(|t| t.1),
+                })
+                .collect(),
+            stages: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn series_follow_the_definition_then_older_cases() {
+        let records = [
+            record(1, &[("old", CaseState::Passed, Some((0, 10))), ("a", CaseState::Failed, Some((0, 30)))]),
+            record(2, &[("a", CaseState::Passed, Some((5, 25))), ("b", CaseState::NotRun, None)]),
+            record(3, &[("a", CaseState::Running, Some((5, 6)))]),
+        ];
+        let series = case_series(&records, &["b".into(), "a".into(), "gone".into()]);
+        let names: Vec<&str> = series.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["b", "a", "old"], "cases without points are left out");
+        assert_eq!(
+            series[1].points,
+            [
+                TrendPoint { session: 1, duration_ms: Some(30), result: TrendResult::Failed },
+                TrendPoint { session: 2, duration_ms: Some(20), result: TrendResult::Passed },
+                TrendPoint { session: 3, duration_ms: None, result: TrendResult::Unfinished },
+            ]
+        );
+        let rows = legend(&series);
+        assert_eq!((rows[1].runs, rows[1].passed, rows[1].failed, rows[1].rate.as_str()), (3, 1, 1, "50%"));
+        assert_eq!(rows[0].rate, "", "never ran");
+    }
+}
