@@ -68,7 +68,7 @@ async fn demo(args: &DemoArgs, repo: &Path) -> Result<ExitCode> {
         MasterConfig::from_toml(
             &format!(
                 "listen = \"127.0.0.1:0\"\nweb_listen = \"{web}\"\nstate_dir = \"{}\"\nsecret = \"{secret}\"\napi_token = \"{token}\"\n\
-                 definitions = \"{}\"\nslave_wait = \"20s\"\nreconnect_grace = \"10s\"\n",
+                 definitions = \"{}\"\nslave_wait = \"20s\"\nreconnect_grace = \"10s\"\n[web]\npassword = \"{token}\"\n",
                 state.path().join("master").display(),
                 repo.display()
             ),
@@ -108,7 +108,8 @@ async fn demo(args: &DemoArgs, repo: &Path) -> Result<ExitCode> {
         slave_tasks.push(tokio::spawn(async move { slave.run(stop).await }));
     }
     let api_url = format!("http://{}", running.web_address);
-    println!("xrdtest demo: master on {} (TLS), API on {api_url}", running.peer_address);
+    println!("xrdtest demo: master on {} (TLS); dashboard and API on {api_url}/", running.peer_address);
+    println!("  dashboard password (to run and cancel from the browser): {token}");
     println!("  {} local slaves (slave1..slave{}), state in {}", args.slaves, args.slaves, state.path().display());
     println!("  try: xrdtest --master {api_url} sessions");
 
