@@ -51,18 +51,19 @@ impl SessionState {
         }
     }
 
+    /// Every state, in the order of a session's life.
+    pub const ALL: [SessionState; 7] = [
+        SessionState::Queued,
+        SessionState::WaitingSlaves,
+        SessionState::Running,
+        SessionState::Passed,
+        SessionState::Failed,
+        SessionState::Cancelled,
+        SessionState::Interrupted,
+    ];
+
     pub fn parse(text: &str) -> Option<SessionState> {
-        [
-            SessionState::Queued,
-            SessionState::WaitingSlaves,
-            SessionState::Running,
-            SessionState::Passed,
-            SessionState::Failed,
-            SessionState::Cancelled,
-            SessionState::Interrupted,
-        ]
-        .into_iter()
-        .find(|s| s.as_str() == text)
+        SessionState::ALL.into_iter().find(|s| s.as_str() == text)
     }
 }
 

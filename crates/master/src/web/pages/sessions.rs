@@ -635,22 +635,14 @@ pub async fn history(
         .into_iter()
         .map(|name| Choice { selected: suite.as_ref() == Some(&name), label: name.clone(), value: name })
         .collect();
-    let states = [
-        SessionState::Queued,
-        SessionState::WaitingSlaves,
-        SessionState::Running,
-        SessionState::Passed,
-        SessionState::Failed,
-        SessionState::Cancelled,
-        SessionState::Interrupted,
-    ]
-    .into_iter()
-    .map(|s| Choice {
-        value: s.as_str().to_string(),
-        label: format::session_state(s).1.to_string(),
-        selected: session_state == Some(s),
-    })
-    .collect();
+    let states = SessionState::ALL
+        .into_iter()
+        .map(|s| Choice {
+            value: s.as_str().to_string(),
+            label: format::session_state(s).1.to_string(),
+            selected: session_state == Some(s),
+        })
+        .collect();
     let shown = summaries.len();
     page(&HistoryPage {
         nav: Nav::new(&state, &viewer, &uri, "sessions", "History"),
