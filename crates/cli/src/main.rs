@@ -77,6 +77,15 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if !matches!(cli.command, Command::Demo(_)) {
+        // Like other Unix tools, end quietly when the reader of our output goes away
+        // (`xrdtest sessions | head`) instead of panicking on the broken pipe. Not for the
+        // demo: it runs a master and slaves whose sockets must see EPIPE, not die of it.
+        // SAFETY: setting a signal's disposition to its default before any thread starts.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+    }
     tracing_subscriber::fmt()
         .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn")))
         .with_writer(std::io::stderr)
