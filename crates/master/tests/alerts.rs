@@ -471,7 +471,8 @@ async fn server_down_is_retried_then_counted_failed_without_blocking_the_caller(
     let began = Instant::now();
     alerter.session_ended(settings(AlertPolicy::Suite, AlertPolicy::Suite), &failed(1));
     let returned = began.elapsed();
-    assert!(returned < Duration::from_millis(50), "session_ended took {returned:?}");
+    // Far below one retry delay: the caller never waits for delivery (bound loose for loaded CI).
+    assert!(returned < Duration::from_millis(250), "session_ended took {returned:?}");
     wait_counts(&alerter, 0, 1).await;
     let gave_up = began.elapsed();
     assert!(gave_up >= Duration::from_millis(600), "3 attempts are 2 delays of 300 ms apart; took {gave_up:?}");

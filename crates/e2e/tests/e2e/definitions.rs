@@ -116,9 +116,9 @@ fn schedules_fire_on_their_seconds_and_overlapping_runs_are_skipped_and_counted(
     for session in &sessions {
         assert_eq!(session["trigger"], "Schedule");
         let created = session["created_ms"].as_u64().unwrap();
-        // Fired at the even second (created within a few hundred ms after it).
+        // Fired at the even second: in the first half of the 2 s period (loose for loaded CI).
         assert!(
-            created % 2000 < 400,
+            created % 2000 < 1000,
             "session {} created at {created} (ms into the 2 s period: {})",
             session["id"],
             created % 2000
