@@ -75,31 +75,32 @@ async fn health(State(master): State<Arc<Master>>) -> Json<serde_json::Value> {
 }
 
 #[derive(Serialize)]
-struct SuitesResponse {
+struct SuitesResponse<'a> {
     /// The suites in service (for a broken suite: its last good version).
-    suites: Vec<Suite>,
+    suites: Vec<&'a Suite>,
     /// Every definition error, with file, line and field.
-    errors: Vec<DefError>,
+    errors: &'a [DefError],
     /// Per suite: the repository and commit it came from.
-    origins: std::collections::BTreeMap<String, crate::catalog::Origin>,
+    origins: &'a std::collections::BTreeMap<String, crate::catalog::Origin>,
     /// Per scheduled suite: expression, next run, skipped runs.
     schedules: std::collections::BTreeMap<String, crate::scheduler::ScheduleStatus>,
-    repos: Vec<crate::catalog::RepoStatus>,
+    repos: &'a [crate::catalog::RepoStatus],
 }
 
-async fn suites(State(master): State<Arc<Master>>) -> Json<SuitesResponse> {
+async fn suites(State(master): State<Arc<Master>>) -> Response {
     let definitions = master.definitions();
     Json(SuitesResponse {
-        suites: definitions.repository.suites.into_values().collect(),
-        errors: definitions.errors,
-        origins: definitions.origins,
+        suites: definitions.repository.suites.values().collect(),
+        errors: &definitions.errors,
+        origins: &definitions.origins,
         schedules: master.schedules.snapshot(),
-        repos: definitions.repos,
+        repos: &definitions.repos,
     })
+    .into_response()
 }
 
 async fn repos(State(master): State<Arc<Master>>) -> Json<serde_json::Value> {
-    Json(json!({ "repos": master.definitions().repos }))
+    Json(json!({ "repos": &master.definitions().repos }))
 }
 
 #[derive(Deserialize, Default)]

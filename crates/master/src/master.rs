@@ -69,7 +69,7 @@ pub struct Master {
     pub peers: Peers,
     catalog: Mutex<Catalog>,
     /// The merged definitions in service, rebuilt after every reload.
-    definitions: RwLock<Definitions>,
+    definitions: RwLock<Arc<Definitions>>,
     /// Counts reloads that changed something; the scheduler watches it.
     definitions_version: watch::Sender<u64>,
     /// Next runs and skip counts of scheduled suites.
@@ -90,7 +90,7 @@ impl Master {
             store,
             peers: Peers::default(),
             catalog: Mutex::new(catalog),
-            definitions: RwLock::new(definitions),
+            definitions: RwLock::new(Arc::new(definitions)),
             definitions_version: watch::channel(0).0,
             schedules: Default::default(),
             end_listener: Mutex::new(None),
@@ -103,7 +103,9 @@ impl Master {
         self.queue.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    pub fn definitions(&self) -> Definitions {
+    /// The definitions in service: shared, not copied, so pages and the scheduler can read
+    /// them on every request cheaply.
+    pub fn definitions(&self) -> Arc<Definitions> {
         self.definitions.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
@@ -118,7 +120,7 @@ impl Master {
             let summary = catalog.reload(repo, commit);
             (summary, catalog.definitions())
         };
-        *self.definitions.write().unwrap_or_else(|p| p.into_inner()) = definitions;
+        *self.definitions.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(definitions);
         self.definitions_version.send_modify(|v| *v += 1);
         summary
     }
@@ -130,7 +132,7 @@ impl Master {
             catalog.set_error(repo, error);
             catalog.definitions()
         };
-        *self.definitions.write().unwrap_or_else(|p| p.into_inner()) = definitions;
+        *self.definitions.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(definitions);
     }
 
     /// Changes whenever the definitions in service may have changed.
