@@ -6,6 +6,7 @@
 //! - [`codec`] — how it is framed: length-delimited frames (tokio-util) carrying bincode 2
 //!   payloads, with a maximum frame size.
 //! - [`connection`] — a framed stream with `send` / `recv` of typed messages.
+//! - [`client`] — how a slave or hypervisor connects: TCP, TLS, handshake.
 //! - [`handshake`] — the first exchange on a connection: version check, secret check.
 //! - [`tls`] — rustls configurations from PEM files: the master serves with a certificate of
 //!   its own CA, peers trust that CA.
@@ -14,6 +15,7 @@
 //! The protocol knows nothing of what the messages mean to the daemons; orchestration lives
 //! in the master, script execution in the slave.
 
+pub mod client;
 pub mod codec;
 pub mod connection;
 pub mod error;

@@ -11,14 +11,12 @@ use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot, watch, Semaphore};
-use tokio_rustls::TlsConnector;
 use tracing::{debug, info, warn};
 use xrdtest_defs::tags::expand_tags;
+use xrdtest_proto::client::{ConnectError, ConnectSettings, MasterConnection};
 use xrdtest_proto::{
-    client_handshake, Connection, FromMaster, HandshakeError, Heartbeat, HeldStage, Hello, HelloReply, OutputChunk,
-    Role, StageCommand, StageId, StageResult, ToMaster,
+    Connection, FromMaster, Heartbeat, HeldStage, OutputChunk, Role, StageCommand, StageId, StageResult, ToMaster,
 };
 
 use crate::config::SlaveConfig;
@@ -29,20 +27,6 @@ use crate::logs::collect_logs;
 const LINK_CREDIT: usize = 8 << 20;
 /// Finished stages kept for resending if the master missed their end.
 const FINISHED_KEPT: usize = 8;
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(15);
-/// Heartbeat interval when the master announces none.
-const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(5);
-/// Never heartbeat more often than this, whatever the master announces.
-const MIN_HEARTBEAT: Duration = Duration::from_millis(100);
-
-/// The heartbeat interval the master announced in its welcome: the master drops a peer it
-/// has not heard from for three of them, so the slave must send at least that often.
-fn heartbeat_interval(reply: &HelloReply) -> Duration {
-    match reply.heartbeat_interval_ms {
-        0 => DEFAULT_HEARTBEAT,
-        ms => Duration::from_millis(ms).max(MIN_HEARTBEAT),
-    }
-}
 
 /// One message queued on a connection, with the credit it holds.
 struct Outgoing {
@@ -136,32 +120,17 @@ impl Slave {
 
     /// Connects and completes the handshake; returns the connection and the heartbeat
     /// interval the master asked for.
-    async fn connect(
-        &self,
-    ) -> Result<(Connection<tokio_rustls::client::TlsStream<TcpStream>>, Duration), ConnectError> {
-        let ca = std::fs::read(&self.config.ca_file)
-            .map_err(|e| ConnectError::Other(format!("cannot read CA file {}: {e}", self.config.ca_file.display())))?;
-        let tls = xrdtest_proto::tls::client_config(&ca).map_err(|e| ConnectError::Other(e.to_string()))?;
-        let server_name = xrdtest_proto::tls::server_name(&self.config.tls_server_name)
-            .map_err(|e| ConnectError::Other(e.to_string()))?;
-        let tcp = tokio::time::timeout(HANDSHAKE_TIMEOUT, TcpStream::connect(&self.config.master))
-            .await
-            .map_err(|_| ConnectError::Other("connect timed out".into()))?
-            .map_err(|e| ConnectError::Other(format!("connect: {e}")))?;
-        let _ = tcp.set_nodelay(true);
-        let stream = tokio::time::timeout(HANDSHAKE_TIMEOUT, TlsConnector::from(tls).connect(server_name, tcp))
-            .await
-            .map_err(|_| ConnectError::Other("TLS handshake timed out".into()))?
-            .map_err(|e| ConnectError::Other(format!("TLS: {e}")))?;
-        let mut conn = Connection::new(stream, self.config.max_frame_bytes);
-        let hello = Hello::new(Role::Slave, self.config.name.clone(), self.config.secret.clone());
-        match client_handshake(&mut conn, &hello, HANDSHAKE_TIMEOUT).await {
-            Ok(reply) => Ok((conn, heartbeat_interval(&reply))),
-            Err(err @ (HandshakeError::Refused { .. } | HandshakeError::VersionMismatch { .. })) => {
-                Err(ConnectError::Refused(err.to_string()))
-            }
-            Err(err) => Err(ConnectError::Other(err.to_string())),
-        }
+    async fn connect(&self) -> Result<(MasterConnection, Duration), ConnectError> {
+        xrdtest_proto::client::connect(&ConnectSettings {
+            master: self.config.master.clone(),
+            role: Role::Slave,
+            name: self.config.name.clone(),
+            secret: self.config.secret.clone(),
+            ca_file: self.config.ca_file.clone(),
+            tls_server_name: self.config.tls_server_name.clone(),
+            max_frame_bytes: self.config.max_frame_bytes,
+        })
+        .await
     }
 
     /// Serves one connection until it ends; returns why it ended.
@@ -476,9 +445,4 @@ impl Slave {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
-}
-
-enum ConnectError {
-    Refused(String),
-    Other(String),
 }

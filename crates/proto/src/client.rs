@@ -1,0 +1,81 @@
+//! A peer's way in: TCP, TLS (trusting the master's CA) and the handshake, as slaves and
+//! hypervisors both do it.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+
+use crate::{client_handshake, Connection, HandshakeError, Hello, HelloReply, Role};
+
+/// How long each of connect, TLS and handshake may take.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(15);
+/// Heartbeat interval when the master announces none.
+const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(5);
+/// Never heartbeat more often than this, whatever the master announces.
+const MIN_HEARTBEAT: Duration = Duration::from_millis(100);
+
+/// The TLS connection a peer holds to the master.
+pub type MasterConnection = Connection<tokio_rustls::client::TlsStream<TcpStream>>;
+
+/// Who connects, and to where.
+#[derive(Debug, Clone)]
+pub struct ConnectSettings {
+    /// `host:port` of the master.
+    pub master: String,
+    pub role: Role,
+    pub name: String,
+    pub secret: String,
+    pub ca_file: PathBuf,
+    pub tls_server_name: String,
+    pub max_frame_bytes: usize,
+}
+
+/// Why a connection attempt failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    /// The master answered and said no (wrong secret, duplicate name, other version).
+    #[error("{0}")]
+    Refused(String),
+    /// Anything else: unreachable, TLS failure, timeout. Worth retrying.
+    #[error("{0}")]
+    Other(String),
+}
+
+/// The heartbeat interval the master announced in its welcome: the master drops a peer it
+/// has not heard from for three of them, so the peer must send at least that often.
+pub fn heartbeat_interval(reply: &HelloReply) -> Duration {
+    match reply.heartbeat_interval_ms {
+        0 => DEFAULT_HEARTBEAT,
+        ms => Duration::from_millis(ms).max(MIN_HEARTBEAT),
+    }
+}
+
+/// Connects and completes the handshake; returns the connection and the heartbeat interval
+/// the master asked for.
+pub async fn connect(settings: &ConnectSettings) -> Result<(MasterConnection, Duration), ConnectError> {
+    let ca = std::fs::read(&settings.ca_file)
+        .map_err(|e| ConnectError::Other(format!("cannot read CA file {}: {e}", settings.ca_file.display())))?;
+    let tls = crate::tls::client_config(&ca).map_err(|e| ConnectError::Other(e.to_string()))?;
+    let server_name =
+        crate::tls::server_name(&settings.tls_server_name).map_err(|e| ConnectError::Other(e.to_string()))?;
+    let tcp = tokio::time::timeout(HANDSHAKE_TIMEOUT, TcpStream::connect(&settings.master))
+        .await
+        .map_err(|_| ConnectError::Other("connect timed out".into()))?
+        .map_err(|e| ConnectError::Other(format!("connect: {e}")))?;
+    let _ = tcp.set_nodelay(true);
+    let stream = tokio::time::timeout(HANDSHAKE_TIMEOUT, TlsConnector::from(tls).connect(server_name, tcp))
+        .await
+        .map_err(|_| ConnectError::Other("TLS handshake timed out".into()))?
+        .map_err(|e| ConnectError::Other(format!("TLS: {e}")))?;
+    let mut conn = Connection::new(stream, settings.max_frame_bytes);
+    let hello = Hello::new(settings.role, settings.name.clone(), settings.secret.clone());
+    match client_handshake(&mut conn, &hello, HANDSHAKE_TIMEOUT).await {
+        Ok(reply) => Ok((conn, heartbeat_interval(&reply))),
+        Err(err @ (HandshakeError::Refused { .. } | HandshakeError::VersionMismatch { .. })) => {
+            Err(ConnectError::Refused(err.to_string()))
+        }
+        Err(err) => Err(ConnectError::Other(err.to_string())),
+    }
+}
