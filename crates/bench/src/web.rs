@@ -78,6 +78,7 @@ fn session(id: u64) -> SessionRecord {
             })
             .collect(),
         stages,
+        cluster: None,
     }
 }
 

@@ -13,7 +13,7 @@ use serde_json::json;
 use xrdtest_defs::{DefError, Suite};
 use xrdtest_proto::{LogFile, OutputLine, StageId};
 
-use crate::master::{CancelError, Master, SubmitError};
+use crate::master::{CancelError, ClusterCommandError, Master, SubmitError};
 use crate::model::{SessionId, SessionState, Trigger};
 use crate::store::SessionFilter;
 
@@ -29,6 +29,10 @@ pub fn router(master: Arc<Master>) -> Router {
         .route("/api/stages/{stage_id}/output", get(stage_output))
         .route("/api/stages/{stage_id}/logs", get(stage_logs))
         .route("/api/slaves", get(slaves))
+        .route("/api/clusters", get(clusters))
+        .route("/api/clusters/{name}/start", post(start_cluster))
+        .route("/api/clusters/{name}/stop", post(stop_cluster))
+        .route("/api/hypervisors", get(hypervisors))
         .with_state(master)
 }
 
@@ -243,4 +247,65 @@ async fn stage_logs(
 
 async fn slaves(State(master): State<Arc<Master>>) -> Json<serde_json::Value> {
     Json(json!({ "slaves": master.peers.list() }))
+}
+
+/// Every defined cluster with what the master knows of it (`running: null` when no
+/// hypervisor runs it), and clusters still running that are no longer defined.
+async fn clusters(State(master): State<Arc<Master>>) -> Json<serde_json::Value> {
+    let definitions = master.definitions();
+    let mut running: std::collections::BTreeMap<String, _> =
+        master.clusters.clusters().into_iter().map(|entry| (entry.name.clone(), entry)).collect();
+    let mut list: Vec<serde_json::Value> = definitions
+        .repository
+        .clusters
+        .values()
+        .map(|cluster| {
+            json!({
+                "name": cluster.name,
+                "defined": true,
+                "hosts": cluster.hosts.iter().map(|h| &h.name).collect::<Vec<_>>(),
+                "network": cluster.network.name,
+                "running": running.remove(&cluster.name),
+            })
+        })
+        .collect();
+    list.extend(running.into_values().map(|entry| {
+        json!({ "name": entry.name, "defined": false, "hosts": [], "network": null, "running": entry })
+    }));
+    Json(json!({ "clusters": list }))
+}
+
+async fn hypervisors(State(master): State<Arc<Master>>) -> Json<serde_json::Value> {
+    Json(json!({ "hypervisors": master.clusters.hypervisors() }))
+}
+
+fn cluster_command_error(err: ClusterCommandError) -> ApiError {
+    let status = match &err {
+        ClusterCommandError::Unknown(_) | ClusterCommandError::NotRunning(_) => StatusCode::NOT_FOUND,
+        ClusterCommandError::InUse(..) => StatusCode::CONFLICT,
+        ClusterCommandError::Reserve(crate::clusters::ReserveError::Busy { .. }) => StatusCode::CONFLICT,
+        ClusterCommandError::Reserve(_) | ClusterCommandError::Send(_) => StatusCode::SERVICE_UNAVAILABLE,
+    };
+    ApiError(status, err.to_string())
+}
+
+/// Starts a cluster by hand; its states follow on `GET /api/clusters`.
+async fn start_cluster(
+    State(master): State<Arc<Master>>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
+    authorize(&master, &headers)?;
+    let hypervisor = master.start_cluster_by_hand(&name).await.map_err(cluster_command_error)?;
+    Ok((StatusCode::ACCEPTED, Json(json!({ "cluster": name, "hypervisor": hypervisor }))))
+}
+
+async fn stop_cluster(
+    State(master): State<Arc<Master>>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
+    authorize(&master, &headers)?;
+    let hypervisor = master.stop_cluster_by_hand(&name).await.map_err(cluster_command_error)?;
+    Ok((StatusCode::ACCEPTED, Json(json!({ "cluster": name, "hypervisor": hypervisor }))))
 }

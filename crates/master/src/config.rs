@@ -48,6 +48,23 @@ pub struct MasterConfig {
     pub proto_tag: String,
     /// The dashboard's logins and HTTPS (`[web]`).
     pub web: WebConfig,
+    /// Cluster sessions on hypervisors (`[clusters]`).
+    pub clusters: ClustersConfig,
+}
+
+/// How the master drives clusters on hypervisors (`[clusters]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClustersConfig {
+    /// From StartCluster sent to `Active` reported.
+    pub start_timeout: Duration,
+    /// From `Active` to every host's slave connected: VMs boot slowly under emulation.
+    pub slave_wait: Duration,
+    /// From StopCluster sent to `Stopped` reported.
+    pub stop_timeout: Duration,
+    /// The address `master.<domain>` resolves to inside cluster networks. `None`: the
+    /// master's address on the hypervisor's connection, or the bridge address when that is
+    /// a loopback address (master and hypervisor on one host).
+    pub master_address: Option<std::net::IpAddr>,
 }
 
 /// The dashboard's access rules and transport (`[web]`).
@@ -188,8 +205,18 @@ struct RawWeb {
 
 #[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
+struct RawClusters {
+    start_timeout: Option<String>,
+    slave_wait: Option<String>,
+    stop_timeout: Option<String>,
+    master_address: Option<String>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
 struct RawConfig {
     repos: Option<Vec<RawRepo>>,
+    clusters: Option<RawClusters>,
     scheduler: Option<RawScheduler>,
     smtp: Option<RawSmtp>,
     web: Option<RawWeb>,
@@ -314,7 +341,21 @@ impl MasterConfig {
         if heartbeat_interval.is_zero() {
             return Err("`heartbeat_interval` must be above zero".into());
         }
+        let raw_clusters = raw.clusters.unwrap_or_default();
+        let clusters = ClustersConfig {
+            start_timeout: duration(raw_clusters.start_timeout, Duration::from_secs(600), "clusters.start_timeout")?,
+            slave_wait: duration(raw_clusters.slave_wait, Duration::from_secs(300), "clusters.slave_wait")?,
+            stop_timeout: duration(raw_clusters.stop_timeout, Duration::from_secs(300), "clusters.stop_timeout")?,
+            master_address: match raw_clusters.master_address {
+                Some(text) => Some(
+                    text.parse()
+                        .map_err(|_| format!("`clusters.master_address`: `{text}` is not an IP address"))?,
+                ),
+                None => None,
+            },
+        };
         Ok(MasterConfig {
+            clusters,
             listen: address(raw.listen, DEFAULT_LISTEN, "listen")?,
             web_listen: address(raw.web_listen, DEFAULT_WEB_LISTEN, "web_listen")?,
             state_dir,

@@ -5,6 +5,7 @@
 //! - [`config`] — `master.toml`.
 //! - [`model`] — session records as stored and served.
 //! - [`store`] — sled trees for sessions, output chunks and logs.
+//! - [`clusters`] — hypervisors, the clusters they run, and which one has room.
 //! - [`peers`] — connected slaves and hypervisors; where each stage's messages go.
 //! - [`listener`] — TLS accept, handshake, one task per peer connection.
 //! - [`master`] — shared state and the FIFO session queue.
@@ -20,6 +21,7 @@
 pub mod alerts;
 pub mod api;
 pub mod catalog;
+pub mod clusters;
 pub mod config;
 pub mod git_repo;
 pub mod listener;

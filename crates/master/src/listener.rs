@@ -54,6 +54,8 @@ async fn handle_connection(
     address: SocketAddr,
     acceptor: TlsAcceptor,
 ) -> Result<(), String> {
+    // The master's own address on this connection: a hypervisor's VMs may reach it there.
+    let local_ip = tcp.local_addr().ok().map(|a| a.ip());
     let tls = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp))
         .await
         .map_err(|_| "TLS handshake timed out".to_string())?
@@ -84,8 +86,14 @@ async fn handle_connection(
         return Err(format!("welcome: {err}"));
     }
     info!(peer = %address, name = %hello.name, role = hello.role.as_str(), version = %hello.software_version, "peer connected");
+    if hello.role == Role::Hypervisor {
+        master.clusters.hypervisor_connected(&hello.name, local_ip);
+    }
     let result = peer_loop(&master, &mut conn, &hello.name, hello.role, rx).await;
     master.peers.unregister(&hello.name, conn_id);
+    if hello.role == Role::Hypervisor {
+        master.hypervisor_disconnected(&hello.name);
+    }
     info!(name = %hello.name, reason = %result.as_ref().err().map(String::as_str).unwrap_or("closed by peer"), "peer disconnected");
     result
 }
@@ -182,11 +190,21 @@ where
             let tags = master.base_tags();
             conn.send(&FromMaster::TagReply { request_id, tags }).await.map_err(|e| format!("send: {e}"))?;
         }
-        ToMaster::ClusterState(status) => {
+        ToMaster::ClusterState(status) if role == Role::Hypervisor => {
             info!(hypervisor = name, cluster = %status.cluster, state = ?status.state, detail = %status.detail, "cluster state");
+            master.clusters.cluster_status(name, &status);
         }
-        ToMaster::HypervisorState(status) => {
+        ToMaster::HypervisorState(status) if role == Role::Hypervisor => {
             debug!(hypervisor = name, ?status, "hypervisor state");
+            // Clusters it runs that no session or operator here asked for (left from before a
+            // master restart): nothing will ever use them, so they go.
+            for cluster in master.clusters.hypervisor_status(name, status) {
+                warn!(hypervisor = name, cluster = %cluster, "stopping a cluster this master did not start");
+                conn.send(&FromMaster::StopCluster { cluster }).await.map_err(|e| format!("send: {e}"))?;
+            }
+        }
+        ToMaster::ClusterState(_) | ToMaster::HypervisorState(_) => {
+            return Err("only hypervisors report clusters".into());
         }
         ToMaster::Disconnect { reason } => {
             return Err(format!("{} left: {reason}", role.as_str()));

@@ -9,22 +9,28 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use tokio::sync::{broadcast, watch};
 use tracing::{info, warn};
-use xrdtest_defs::Suite;
+use xrdtest_defs::{Cluster, Suite};
 
 use crate::catalog::{Catalog, Definitions, ReloadSummary};
+use crate::clusters::{start_message, ClusterBoard, ClusterOwner, ReserveError};
 use crate::config::MasterConfig;
 use crate::model::{
     now_ms, CaseRecord, CaseState, RunState, SessionId, SessionRecord, SessionState, StageRecord, StageRun, Trigger,
 };
 use crate::peers::Peers;
-use crate::session::rules::plan;
+use crate::session::cluster::new_run;
+use crate::session::rules::{plan, StopRequest};
 use crate::session::runner::run_session;
 use crate::store::Store;
 
 struct Queued {
     id: SessionId,
     suite: Suite,
-    slaves: Vec<String>,
+    /// The suite's cluster as defined when the session was created.
+    cluster: Option<Cluster>,
+    /// What the session holds while it runs: its slaves, and `cluster:<name>` for a
+    /// cluster suite (two sessions never share a cluster).
+    resources: Vec<String>,
 }
 
 #[derive(Default)]
@@ -32,7 +38,7 @@ struct Queue {
     waiting: VecDeque<Queued>,
     busy: HashSet<String>,
     /// Cancel switches of the sessions that run, and their suites.
-    running: HashMap<SessionId, (watch::Sender<Option<String>>, String)>,
+    running: HashMap<SessionId, (watch::Sender<Option<StopRequest>>, String)>,
 }
 
 /// Something that wants to know when a session has ended; it must return at once.
@@ -49,8 +55,25 @@ pub trait SessionEndListener: Send + Sync {
 pub enum SubmitError {
     #[error("no valid suite named `{0}`")]
     UnknownSuite(String),
+    #[error("no valid cluster named `{0}`")]
+    UnknownCluster(String),
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),
+}
+
+/// Why a cluster could not be started or stopped by hand.
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterCommandError {
+    #[error("no valid cluster named `{0}`")]
+    Unknown(String),
+    #[error("cluster `{0}` is not running")]
+    NotRunning(String),
+    #[error("cluster `{0}` is in use by session {1}; cancel the session instead")]
+    InUse(String, SessionId),
+    #[error(transparent)]
+    Reserve(#[from] ReserveError),
+    #[error("{0}")]
+    Send(String),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -67,6 +90,8 @@ pub struct Master {
     pub config: MasterConfig,
     pub store: Store,
     pub peers: Peers,
+    /// Hypervisors and the clusters they run.
+    pub clusters: ClusterBoard,
     catalog: Mutex<Catalog>,
     /// The merged definitions in service, rebuilt after every reload.
     definitions: RwLock<Arc<Definitions>>,
@@ -89,6 +114,7 @@ impl Master {
             config,
             store,
             peers: Peers::default(),
+            clusters: ClusterBoard::default(),
             catalog: Mutex::new(catalog),
             definitions: RwLock::new(Arc::new(definitions)),
             definitions_version: watch::channel(0).0,
@@ -206,25 +232,28 @@ impl Master {
             .get(suite_name)
             .cloned()
             .ok_or_else(|| SubmitError::UnknownSuite(suite_name.to_string()))?;
+        let cluster = match &suite.cluster {
+            Some(name) => Some(
+                self.definitions()
+                    .repository
+                    .clusters
+                    .get(name)
+                    .cloned()
+                    .ok_or_else(|| SubmitError::UnknownCluster(name.clone()))?,
+            ),
+            None => None,
+        };
         let id = self.store.next_session_id()?;
         let slaves = suite.machines.clone();
         let mut record = new_record(id, &suite, trigger, slaves.clone());
         record.commit = self.definitions().origins.get(suite_name).and_then(|o| o.commit.clone());
         info!(session = id, suite = %suite.name, trigger = ?record.trigger, "session created");
-        if suite.cluster.is_some() {
-            // Cluster suites need a hypervisor, which this master does not drive yet.
-            record.state = SessionState::Failed;
-            record.reason = Some(format!(
-                "suite uses cluster `{}`, but this master cannot start clusters yet",
-                suite.cluster.clone().unwrap_or_default()
-            ));
-            record.ended_ms = Some(now_ms());
-            self.save_durably(&record);
-            self.session_ended(&suite, &record);
-            return Ok(id);
-        }
         self.save_durably(&record);
-        self.queue().waiting.push_back(Queued { id, suite, slaves });
+        let mut resources = slaves;
+        if let Some(cluster) = &cluster {
+            resources.push(format!("cluster:{}", cluster.name));
+        }
+        self.queue().waiting.push_back(Queued { id, suite, cluster, resources });
         self.start_what_can_run();
         Ok(id)
     }
@@ -238,15 +267,16 @@ impl Master {
             let mut reserved: HashSet<String> = HashSet::new();
             let mut index = 0;
             while index < queue.waiting.len() {
-                let free = queue.waiting[index].slaves.iter().all(|s| !queue.busy.contains(s) && !reserved.contains(s));
+                let free =
+                    queue.waiting[index].resources.iter().all(|s| !queue.busy.contains(s) && !reserved.contains(s));
                 if free {
                     let queued = queue.waiting.remove(index).expect("index is in range");
-                    queue.busy.extend(queued.slaves.iter().cloned());
+                    queue.busy.extend(queued.resources.iter().cloned());
                     let (cancel_tx, cancel_rx) = watch::channel(None);
                     queue.running.insert(queued.id, (cancel_tx, queued.suite.name.clone()));
                     to_start.push((queued, cancel_rx));
                 } else {
-                    reserved.extend(queue.waiting[index].slaves.iter().cloned());
+                    reserved.extend(queue.waiting[index].resources.iter().cloned());
                     index += 1;
                 }
             }
@@ -254,9 +284,8 @@ impl Master {
         for (queued, cancel) in to_start {
             let master = self.clone();
             tokio::spawn(async move {
-                let slaves = queued.slaves.clone();
-                run_session(master.clone(), queued.id, queued.suite, cancel).await;
-                master.release_slaves(queued.id, &slaves);
+                run_session(master.clone(), queued.id, queued.suite, queued.cluster, cancel).await;
+                master.release_slaves(queued.id, &queued.resources);
             });
         }
     }
@@ -277,7 +306,7 @@ impl Master {
     pub fn cancel(&self, id: SessionId, reason: &str) -> Result<(), CancelError> {
         let mut queue = self.queue();
         if let Some((cancel, _)) = queue.running.get(&id) {
-            request_cancel(cancel, reason);
+            request_stop(cancel, StopRequest::cancel(reason));
             return Ok(());
         }
         if let Some(position) = queue.waiting.iter().position(|q| q.id == id) {
@@ -307,8 +336,79 @@ impl Master {
     pub fn cancel_all(&self, reason: &str) {
         let queue = self.queue();
         for (cancel, _) in queue.running.values() {
-            request_cancel(cancel, reason);
+            request_stop(cancel, StopRequest::cancel(reason));
         }
+    }
+
+    /// Fails a running session: it skips what is left but suite finalize and ends `failed`
+    /// with `reason` (its cluster's hypervisor went away).
+    pub fn abort(&self, id: SessionId, reason: &str) {
+        if let Some((cancel, _)) = self.queue().running.get(&id) {
+            request_stop(cancel, StopRequest::abort(reason));
+        }
+    }
+
+    /// A hypervisor's connection ended: its clusters are in error, their sessions fail.
+    pub fn hypervisor_disconnected(&self, name: &str) {
+        for (cluster, session) in self.clusters.hypervisor_gone(name) {
+            warn!(hypervisor = name, cluster = %cluster, session = ?session, "hypervisor left with a cluster");
+            if let Some(id) = session {
+                self.abort(id, &format!("hypervisor {name} disconnected while running cluster `{cluster}`"));
+            }
+        }
+    }
+
+    /// Starts a cluster by hand (XrdTest's activateCluster); it stays until stopped by hand.
+    /// Returns the hypervisor it was sent to; the states follow on the cluster board.
+    pub async fn start_cluster_by_hand(&self, name: &str) -> Result<String, ClusterCommandError> {
+        let cluster = self
+            .definitions()
+            .repository
+            .clusters
+            .get(name)
+            .cloned()
+            .ok_or_else(|| ClusterCommandError::Unknown(name.to_string()))?;
+        let (hypervisor, hv_ip) = self.clusters.reserve(&cluster, ClusterOwner::Manual)?;
+        let master_ip = self.config.clusters.master_address.or(hv_ip);
+        let message = start_message(&cluster, master_ip, self.config.listen.port(), "manual".into());
+        let sent = match self.peers.handle(&hypervisor) {
+            Some(handle) => handle.tx.send(message).await.is_ok(),
+            None => false,
+        };
+        if !sent {
+            let reason = format!("hypervisor {hypervisor} disconnected before the cluster could be sent");
+            self.clusters.mark(name, xrdtest_proto::ClusterState::Error, &reason);
+            return Err(ClusterCommandError::Send(reason));
+        }
+        info!(cluster = name, hypervisor = %hypervisor, "cluster started by hand");
+        Ok(hypervisor)
+    }
+
+    /// Stops a cluster by hand. A cluster a session uses is refused: cancel the session.
+    pub async fn stop_cluster_by_hand(&self, name: &str) -> Result<String, ClusterCommandError> {
+        let entry = self.clusters.cluster(name).ok_or_else(|| ClusterCommandError::NotRunning(name.to_string()))?;
+        if let Some(id) = entry.in_use_by {
+            return Err(ClusterCommandError::InUse(name.to_string(), id));
+        }
+        if entry.raw_state == xrdtest_proto::ClusterState::Stopped {
+            return Err(ClusterCommandError::NotRunning(name.to_string()));
+        }
+        let sent = match self.peers.handle(&entry.hypervisor) {
+            Some(handle) => {
+                handle.tx.send(xrdtest_proto::FromMaster::StopCluster { cluster: name.to_string() }).await.is_ok()
+            }
+            None => false,
+        };
+        if !sent {
+            return Err(ClusterCommandError::Send(format!("hypervisor {} is not connected", entry.hypervisor)));
+        }
+        self.clusters.mark(
+            name,
+            xrdtest_proto::ClusterState::StopCommandSent,
+            &format!("stop sent to {} by hand", entry.hypervisor),
+        );
+        info!(cluster = name, hypervisor = %entry.hypervisor, "cluster stopped by hand");
+        Ok(entry.hypervisor)
     }
 
     pub fn running_sessions(&self) -> usize {
@@ -316,14 +416,14 @@ impl Master {
     }
 }
 
-/// Asks a running session to cancel. Only the first request counts: a session already
-/// cancelling keeps its reason, and its suite finalize (the cleanup) is not killed.
-fn request_cancel(cancel: &watch::Sender<Option<String>>, reason: &str) {
+/// Asks a running session to stop. Only the first request counts: a session already
+/// stopping keeps its reason, and its suite finalize (the cleanup) is not killed.
+fn request_stop(cancel: &watch::Sender<Option<StopRequest>>, request: StopRequest) {
     cancel.send_if_modified(|current| {
         if current.is_some() {
             return false;
         }
-        *current = Some(reason.to_string());
+        *current = Some(request);
         true
     });
 }
@@ -376,5 +476,6 @@ fn new_record(id: SessionId, suite: &Suite, trigger: Trigger, slaves: Vec<String
             })
             .collect(),
         stages,
+        cluster: suite.cluster.as_deref().map(new_run),
     }
 }

@@ -21,6 +21,8 @@ pub enum Trigger {
 pub enum SessionState {
     /// Waiting for a slave another session uses.
     Queued,
+    /// A cluster suite: its cluster is being created on a hypervisor.
+    StartingCluster,
     /// Has its slaves reserved; waiting for all of them to be connected.
     WaitingSlaves,
     Running,
@@ -42,6 +44,7 @@ impl SessionState {
     pub fn as_str(self) -> &'static str {
         match self {
             SessionState::Queued => "queued",
+            SessionState::StartingCluster => "starting_cluster",
             SessionState::WaitingSlaves => "waiting_slaves",
             SessionState::Running => "running",
             SessionState::Passed => "passed",
@@ -52,8 +55,9 @@ impl SessionState {
     }
 
     /// Every state, in the order of a session's life.
-    pub const ALL: [SessionState; 7] = [
+    pub const ALL: [SessionState; 8] = [
         SessionState::Queued,
+        SessionState::StartingCluster,
         SessionState::WaitingSlaves,
         SessionState::Running,
         SessionState::Passed,
@@ -152,6 +156,50 @@ pub struct SessionRecord {
     pub ended_ms: Option<u64>,
     pub cases: Vec<CaseRecord>,
     pub stages: Vec<StageRecord>,
+    /// For a suite with a cluster: where it ran and each step of its life.
+    pub cluster: Option<ClusterRun>,
+}
+
+/// The cluster of a cluster session.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterRun {
+    pub name: String,
+    /// The hypervisor it was sent to, once one was picked.
+    pub hypervisor: Option<String>,
+    /// Whether this session started it (and so stops it); false: started by hand before.
+    pub started_here: bool,
+    pub steps: Vec<ClusterStep>,
+}
+
+/// One state a cluster reached, as its hypervisor (or the master) reported it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterStep {
+    pub unix_ms: u64,
+    /// `creating_network`, `active`, `error_start`... (see `cluster_state_name`).
+    pub state: String,
+    pub detail: String,
+}
+
+/// The API's name of a cluster state.
+pub fn cluster_state_name(state: xrdtest_proto::ClusterState) -> &'static str {
+    use xrdtest_proto::ClusterState as C;
+    match state {
+        C::Defined => "defined",
+        C::DefinitionSent => "definition_sent",
+        C::Starting => "starting",
+        C::CreatingNetwork => "creating_network",
+        C::CreatingSlaves => "creating_slaves",
+        C::CopyingImages => "copying_images",
+        C::AttachingDisks => "attaching_disks",
+        C::WaitingSlaves => "waiting_slaves",
+        C::Active => "active",
+        C::StopCommandSent => "stop_command_sent",
+        C::Destroying => "destroying",
+        C::Stopped => "stopped",
+        C::ErrorStart => "error_start",
+        C::ErrorStop => "error_stop",
+        C::Error => "error",
+    }
 }
 
 /// The part of a session that lists show.

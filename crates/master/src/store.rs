@@ -102,6 +102,7 @@ fn state_code(state: SessionState) -> u8 {
         SessionState::Failed => 4,
         SessionState::Cancelled => 5,
         SessionState::Interrupted => 6,
+        SessionState::StartingCluster => 7,
     }
 }
 
@@ -270,7 +271,7 @@ impl Store {
     /// The sessions not yet ended (queued, waiting for slaves, running), oldest first.
     pub fn unfinished(&self) -> Result<Vec<SessionSummary>, StoreError> {
         let mut ids = Vec::new();
-        for state in [SessionState::Queued, SessionState::WaitingSlaves, SessionState::Running] {
+        for state in [SessionState::Queued, SessionState::StartingCluster, SessionState::WaitingSlaves, SessionState::Running] {
             for entry in self.state_sessions.scan_prefix([state_code(state)]) {
                 let (key, _) = entry?;
                 ids.extend(id_of_key(&key));
@@ -624,6 +625,7 @@ mod tests {
             ended_ms: None,
             cases: Vec::new(),
             stages: Vec::new(),
+            cluster: None,
         }
     }
 

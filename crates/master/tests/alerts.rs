@@ -251,6 +251,7 @@ fn base(id: u64, state: SessionState) -> SessionRecord {
         ended_ms: Some(1_700_000_010_000),
         cases: Vec::new(),
         stages: Vec::new(),
+        cluster: None,
     }
 }
 

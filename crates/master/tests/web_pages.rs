@@ -289,6 +289,7 @@ fn stored_session(master: &Master, state: SessionState) -> SessionRecord {
                 vec![run("s1", first + 8, RunState::Failed, Some(3)), run("s2", first + 9, RunState::TimedOut, None)],
             ),
         ],
+        cluster: None,
     };
     master.store.put_session(&record).unwrap();
     record
@@ -446,6 +447,7 @@ async fn history_filters_by_suite_state_and_date_and_pages() {
             ended_ms: None,
             cases: Vec::new(),
             stages: Vec::new(),
+            cluster: None,
         };
         m.master.store.put_session(&record).unwrap();
     }

@@ -460,6 +460,7 @@ mod tests {
             ended_ms: Some(1_714_564_863_000),
             cases: Vec::new(),
             stages: Vec::new(),
+            cluster: None,
         }
     }
 

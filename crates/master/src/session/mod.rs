@@ -1,6 +1,8 @@
-//! Sessions: the plan and failure rules ([`rules`]), and the task that drives one session
-//! through its stages across its slaves ([`runner`]).
+//! Sessions: the plan and failure rules ([`rules`]), the task that drives one session
+//! through its stages across its slaves ([`runner`]), and a cluster session's cluster
+//! ([`cluster`]).
 
+pub mod cluster;
 pub mod rules;
 pub mod runner;
 

@@ -81,7 +81,34 @@ pub struct Rules {
     failed_case_inits: BTreeSet<String>,
     failed_cases: BTreeSet<String>,
     suite_finalize_failed: bool,
-    cancelled: Option<String>,
+    cancelled: Option<StopRequest>,
+}
+
+/// Why a session must stop early: a cancel (by a user, or the master stopping) ends it
+/// `cancelled`; an abort (its cluster's hypervisor went away) ends it `failed`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StopRequest {
+    pub reason: String,
+    pub failure: bool,
+}
+
+impl StopRequest {
+    pub fn cancel(reason: impl Into<String>) -> StopRequest {
+        StopRequest { reason: reason.into(), failure: false }
+    }
+
+    pub fn abort(reason: impl Into<String>) -> StopRequest {
+        StopRequest { reason: reason.into(), failure: true }
+    }
+
+    /// The final state a session stopped this way ends in.
+    pub fn final_state(&self) -> SessionState {
+        if self.failure {
+            SessionState::Failed
+        } else {
+            SessionState::Cancelled
+        }
+    }
 }
 
 impl Rules {
@@ -89,8 +116,9 @@ impl Rules {
         if *stage == Stage::SuiteFinalize {
             return Decision::Run;
         }
-        if let Some(reason) = &self.cancelled {
-            return Decision::Skip(format!("session cancelled: {reason}"));
+        if let Some(stop) = &self.cancelled {
+            let how = if stop.failure { "aborted" } else { "cancelled" };
+            return Decision::Skip(format!("session {how}: {}", stop.reason));
         }
         if self.suite_init_failed {
             return Decision::Skip("suite initialization failed".into());
@@ -122,7 +150,12 @@ impl Rules {
     }
 
     pub fn cancel(&mut self, reason: impl Into<String>) {
-        self.cancelled.get_or_insert_with(|| reason.into());
+        self.stop(StopRequest::cancel(reason));
+    }
+
+    /// Records a cancel or an abort; only the first one counts.
+    pub fn stop(&mut self, request: StopRequest) {
+        self.cancelled.get_or_insert(request);
     }
 
     pub fn is_cancelled(&self) -> bool {
@@ -140,8 +173,8 @@ impl Rules {
 
     /// The session's final state and, unless it passed, why.
     pub fn outcome(&self) -> (SessionState, Option<String>) {
-        if let Some(reason) = &self.cancelled {
-            return (SessionState::Cancelled, Some(reason.clone()));
+        if let Some(stop) = &self.cancelled {
+            return (stop.final_state(), Some(stop.reason.clone()));
         }
         let mut reasons = Vec::new();
         if self.suite_init_failed {
@@ -231,6 +264,16 @@ mod tests {
         assert!(matches!(rules.decide(&init("a")), Decision::Skip(r) if r.contains("by alice")));
         assert_eq!(rules.decide(&Stage::SuiteFinalize), Decision::Run);
         assert_eq!(rules.outcome(), (SessionState::Cancelled, Some("by alice".into())));
+    }
+
+    #[test]
+    fn abort_fails_the_session_and_first_stop_wins() {
+        let mut rules = Rules::default();
+        rules.stop(StopRequest::abort("hypervisor hv1 disconnected"));
+        rules.cancel("a later cancel is ignored");
+        assert!(matches!(rules.decide(&init("a")), Decision::Skip(r) if r == "session aborted: hypervisor hv1 disconnected"));
+        assert_eq!(rules.decide(&Stage::SuiteFinalize), Decision::Run);
+        assert_eq!(rules.outcome(), (SessionState::Failed, Some("hypervisor hv1 disconnected".into())));
     }
 
     #[test]

@@ -1,21 +1,22 @@
 //! Drives one session: waits for its slaves, then runs each planned stage on every slave
 //! with a barrier between stages, applying the failure rules, and records everything.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{broadcast, mpsc, watch};
 use tokio::time::{sleep_until, Instant};
 use tracing::{info, info_span, warn, Instrument};
-use xrdtest_defs::Suite;
+use xrdtest_defs::{Cluster, Suite};
 use xrdtest_proto::{FromMaster, StageCommand, StageId, StageOutcome};
 
 use crate::master::Master;
 use crate::model::{now_ms, CaseState, RunState, SessionId, SessionRecord, SessionState};
 use crate::peers::{PeerEvent, StageEvent};
 use crate::session::load_script;
-use crate::session::rules::{plan, Decision, Rules};
+use crate::session::cluster::{bring_up, host_tags, tear_down, ClusterLease};
+use crate::session::rules::{plan, Decision, Rules, StopRequest};
 
 /// Beyond its own timeout (which the slave enforces), how long the master waits for a
 /// connected slave's result before it gives up on it.
@@ -25,12 +26,27 @@ const CANCEL_WAIT: Duration = Duration::from_secs(15);
 /// How often a running stage's record is saved while results come in.
 const SAVE_EVERY: Duration = Duration::from_millis(250);
 
-pub async fn run_session(master: Arc<Master>, id: SessionId, suite: Suite, cancel: watch::Receiver<Option<String>>) {
+/// Tags per slave on top of the session's (a cluster host's `diskmounts`).
+type SlaveTags = HashMap<String, BTreeMap<String, String>>;
+
+pub async fn run_session(
+    master: Arc<Master>,
+    id: SessionId,
+    suite: Suite,
+    cluster: Option<Cluster>,
+    cancel: watch::Receiver<Option<StopRequest>>,
+) {
     let span = info_span!("session", session = id, suite = %suite.name);
-    run(master, id, suite, cancel).instrument(span).await
+    run(master, id, suite, cluster, cancel).instrument(span).await
 }
 
-async fn run(master: Arc<Master>, id: SessionId, suite: Suite, mut cancel: watch::Receiver<Option<String>>) {
+async fn run(
+    master: Arc<Master>,
+    id: SessionId,
+    suite: Suite,
+    cluster: Option<Cluster>,
+    mut cancel: watch::Receiver<Option<StopRequest>>,
+) {
     let mut record = match master.store.session(id) {
         Ok(Some(record)) => record,
         other => {
@@ -38,18 +54,37 @@ async fn run(master: Arc<Master>, id: SessionId, suite: Suite, mut cancel: watch
             return;
         }
     };
-    record.state = SessionState::WaitingSlaves;
-    master.save(&record);
+    let mut lease: Option<ClusterLease> = None;
+    let mut slave_tags = SlaveTags::new();
+    let mut slave_wait = master.config.slave_wait;
+    let mut not_started: Option<(SessionState, String)> = None;
+    if let Some(cluster) = &cluster {
+        record.state = SessionState::StartingCluster;
+        master.save(&record);
+        match bring_up(&master, &mut record, cluster, &mut cancel).await {
+            Ok(held) => lease = Some(held),
+            Err((held, stop)) => {
+                lease = held;
+                not_started = Some((stop.final_state(), stop.reason));
+            }
+        }
+        slave_tags = host_tags(cluster, &record.slaves);
+        slave_wait = master.config.clusters.slave_wait;
+    }
     master.peers.set_session(&record.slaves, Some(id));
-
-    if let Err(end) = wait_for_slaves(&master, &record.slaves, &mut cancel).await {
-        let (state, reason) = match end {
-            WaitEnd::Missing(names) => (
+    if not_started.is_none() {
+        record.state = SessionState::WaitingSlaves;
+        master.save(&record);
+        not_started = match wait_for_slaves(&master, &record.slaves, slave_wait, &mut cancel).await {
+            Ok(()) => None,
+            Err(WaitEnd::Missing(names)) => Some((
                 SessionState::Failed,
                 names.iter().map(|n| format!("slave {n} not connected")).collect::<Vec<_>>().join("; "),
-            ),
-            WaitEnd::Cancelled(reason) => (SessionState::Cancelled, reason),
+            )),
+            Err(WaitEnd::Stopped(stop)) => Some((stop.final_state(), stop.reason)),
         };
+    }
+    if let Some((state, reason)) = not_started {
         info!(%reason, "session could not start");
         for stage in &mut record.stages {
             stage.skipped = Some(reason.clone());
@@ -60,12 +95,8 @@ async fn run(master: Arc<Master>, id: SessionId, suite: Suite, mut cancel: watch
         for case in &mut record.cases {
             case.state = CaseState::NotRun;
         }
-        record.state = state;
         record.reason = Some(reason);
-        record.ended_ms = Some(now_ms());
-        master.save_durably(&record);
-        master.peers.set_session(&record.slaves, None);
-        master.session_ended(&suite, &record);
+        finish(&master, &suite, record, state, lease).await;
         return;
     }
 
@@ -86,8 +117,8 @@ async fn run(master: Arc<Master>, id: SessionId, suite: Suite, mut cancel: watch
     for (index, stage_plan) in planned.iter().enumerate() {
         // Marked as seen: a cancel noticed here must not also kill suite finalize later.
         let requested = cancel.borrow_and_update().clone();
-        if let Some(reason) = requested {
-            rules.cancel(reason);
+        if let Some(stop) = requested {
+            rules.stop(stop);
         }
         let case = stage_plan.stage.case().map(str::to_string);
         match rules.decide(&stage_plan.stage) {
@@ -109,7 +140,10 @@ async fn run(master: Arc<Master>, id: SessionId, suite: Suite, mut cancel: watch
                     }
                 }
                 let passed = match &scripts[index] {
-                    Ok(script) => run_stage(&master, &mut record, index, script, &suite, &mut cancel, &mut rules).await,
+                    Ok(script) => {
+                        let context = StageContext { script, suite: &suite, slave_tags: &slave_tags };
+                        run_stage(&master, &mut record, index, &context, &mut cancel, &mut rules).await
+                    }
                     Err(reason) => {
                         for run in &mut record.stages[index].runs {
                             run.state = RunState::Failed;
@@ -139,33 +173,55 @@ async fn run(master: Arc<Master>, id: SessionId, suite: Suite, mut cancel: watch
     }
 
     let (state, reason) = rules.outcome();
-    record.state = state;
     record.reason = reason;
+    finish(&master, &suite, record, state, lease).await;
+}
+
+/// Ends a session: stops the cluster it started (the record keeps its last live state
+/// meanwhile), then records the final state, stores it durably and tells the alert mailer.
+async fn finish(
+    master: &Arc<Master>,
+    suite: &Suite,
+    mut record: SessionRecord,
+    final_state: SessionState,
+    lease: Option<ClusterLease>,
+) {
+    if let Some(lease) = lease {
+        master.save(&record);
+        if let Some(problem) = tear_down(master, &mut record, lease).await {
+            record.reason = Some(match record.reason.take() {
+                Some(reason) => format!("{reason}; {problem}"),
+                None => problem,
+            });
+        }
+    }
+    record.state = final_state;
     record.ended_ms = Some(now_ms());
     master.save_durably(&record);
     master.peers.set_session(&record.slaves, None);
-    info!(state = state.as_str(), reason = record.reason.as_deref().unwrap_or(""), "session ended");
-    master.session_ended(&suite, &record);
+    info!(state = final_state.as_str(), reason = record.reason.as_deref().unwrap_or(""), "session ended");
+    master.session_ended(suite, &record);
 }
 
 enum WaitEnd {
     Missing(Vec<String>),
-    Cancelled(String),
+    Stopped(StopRequest),
 }
 
-/// Waits until every slave is connected, the configured wait passes, or a cancel.
+/// Waits until every slave is connected, `wait` passes, or a cancel.
 async fn wait_for_slaves(
     master: &Master,
     slaves: &[String],
-    cancel: &mut watch::Receiver<Option<String>>,
+    wait: Duration,
+    cancel: &mut watch::Receiver<Option<StopRequest>>,
 ) -> Result<(), WaitEnd> {
-    let deadline = Instant::now() + master.config.slave_wait;
+    let deadline = Instant::now() + wait;
     let mut events = master.peers.subscribe();
     let mut cancel_open = true;
     loop {
         let requested = cancel.borrow().clone();
-        if let Some(reason) = requested {
-            return Err(WaitEnd::Cancelled(reason));
+        if let Some(stop) = requested {
+            return Err(WaitEnd::Stopped(stop));
         }
         let missing: Vec<String> = slaves.iter().filter(|s| !master.peers.is_connected(s)).cloned().collect();
         if missing.is_empty() {
@@ -186,17 +242,24 @@ struct Pending {
     started: bool,
 }
 
+/// What a stage's commands are made of, besides the record.
+struct StageContext<'a> {
+    script: &'a str,
+    suite: &'a Suite,
+    slave_tags: &'a SlaveTags,
+}
+
 /// Runs stage `index` on every slave and waits for all of them: the barrier. Returns
 /// whether it passed on every slave.
 async fn run_stage(
     master: &Arc<Master>,
     record: &mut SessionRecord,
     index: usize,
-    script: &str,
-    suite: &Suite,
-    cancel: &mut watch::Receiver<Option<String>>,
+    context: &StageContext<'_>,
+    cancel: &mut watch::Receiver<Option<StopRequest>>,
     rules: &mut Rules,
 ) -> bool {
+    let StageContext { script, suite, slave_tags } = *context;
     let (events_tx, mut events) = mpsc::unbounded_channel();
     let mut peer_events = master.peers.subscribe();
     let stage = record.stages[index].stage.clone();
@@ -205,14 +268,18 @@ async fn run_stage(
     tags.extend(master.base_tags());
     let session_id = record.id.to_string();
     let slaves = record.slaves.clone();
-    let command_for = |stage_id: StageId| {
+    let command_for = |stage_id: StageId, slave: &str| {
+        let mut tags = tags.clone();
+        if let Some(own) = slave_tags.get(slave) {
+            tags.extend(own.clone());
+        }
         FromMaster::RunStage(StageCommand {
             stage_id,
             session_id: session_id.clone(),
             suite: suite.name.clone(),
             stage: stage.clone(),
             script: script.to_string(),
-            tags: tags.clone(),
+            tags,
             slaves: slaves.clone(),
             timeout_ms: timeout.as_millis() as u64,
             logs: suite.logs.clone(),
@@ -242,7 +309,7 @@ async fn run_stage(
         run.state = RunState::Running;
         master.peers.add_route(stage_id, &run.slave, events_tx.clone());
         let delivered = match master.peers.handle(&run.slave) {
-            Some(handle) => handle.tx.send(command_for(stage_id)).await.is_ok(),
+            Some(handle) => handle.tx.send(command_for(stage_id, &run.slave)).await.is_ok(),
             None => false,
         };
         if !delivered {
@@ -305,7 +372,7 @@ async fn run_stage(
                     StageEvent::Lost { .. } => {
                         let not_started = pending.get(&slave).is_some_and(|p| !p.started);
                         let resent = match (not_started, master.peers.handle(&slave)) {
-                            (true, Some(handle)) => handle.tx.send(command_for(stage_id)).await.is_ok(),
+                            (true, Some(handle)) => handle.tx.send(command_for(stage_id, &slave)).await.is_ok(),
                             _ => false,
                         };
                         if resent {
@@ -373,8 +440,9 @@ async fn run_stage(
             changed = cancel.changed(), if cancel_open => {
                 cancel_open = changed.is_ok();
                 let requested = cancel.borrow().clone();
-                if let Some(reason) = requested {
-                    rules.cancel(reason.clone());
+                if let Some(stop) = requested {
+                    let reason = stop.reason.clone();
+                    rules.stop(stop);
                     if stage == xrdtest_proto::Stage::SuiteFinalize {
                         // Suite finalize is the cleanup a cancel asks for: let it finish.
                         info!(%reason, "cancel during suite finalize: letting the cleanup finish");

@@ -99,6 +99,7 @@ pub fn run_state(state: RunState) -> (&'static str, &'static str) {
 pub fn session_state(state: SessionState) -> (&'static str, &'static str) {
     match state {
         SessionState::Queued => ("queued", "queued"),
+        SessionState::StartingCluster => ("waiting", "starting cluster"),
         SessionState::WaitingSlaves => ("waiting", "waiting for slaves"),
         SessionState::Running => ("running", "running"),
         SessionState::Passed => ("passed", "passed"),

@@ -210,6 +210,13 @@ pub async fn run_now(
             StatusCode::NOT_FOUND,
             format!("There is no valid suite named `{name}` to run."),
         ),
+        Err(SubmitError::UnknownCluster(name)) => error_page(
+            &state,
+            &viewer,
+            &uri,
+            StatusCode::NOT_FOUND,
+            format!("The suite's cluster `{name}` has no valid definition."),
+        ),
         Err(SubmitError::Store(err)) => store_error(&state, &viewer, &uri, err),
     }
 }

@@ -169,6 +169,7 @@ mod tests {
                 })
                 .collect(),
             stages: Vec::new(),
+            cluster: None,
         }
     }
 

@@ -1,0 +1,500 @@
+//! Clusters on hypervisors: which hypervisor runs which cluster and in what state, which
+//! hypervisor has room for a new one, and the start and stop a session (or an operator)
+//! drives. The hypervisors do the libvirt work; this is the master's bookkeeping.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use serde::Serialize;
+use tokio::sync::broadcast;
+use tokio::time::{sleep_until, Instant};
+use xrdtest_defs::Cluster;
+use xrdtest_proto::{ClusterState, ClusterStatus, FromMaster, HypervisorStatus, StartCluster};
+
+use crate::model::{cluster_state_name, now_ms, ClusterStep, SessionId};
+
+/// Steps kept per cluster for the API and the dashboard.
+const HISTORY_KEPT: usize = 64;
+
+/// Who a running cluster belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClusterOwner {
+    /// Started by a session for itself; stopped when it ends.
+    Session(SessionId),
+    /// Started by hand; stays until stopped by hand.
+    Manual,
+}
+
+/// What the master knows of one cluster it sent to a hypervisor.
+#[derive(Debug, Clone, Serialize)]
+pub struct ClusterEntry {
+    pub name: String,
+    pub hypervisor: String,
+    /// `creating_network`, `active`, `stopped`, `error_start`...
+    pub state: &'static str,
+    #[serde(skip)]
+    pub raw_state: ClusterState,
+    pub detail: String,
+    pub owner: ClusterOwner,
+    /// The session running on it now, if any (a manual cluster may host sessions).
+    pub in_use_by: Option<SessionId>,
+    pub since_ms: u64,
+    pub updated_ms: u64,
+    pub steps: Vec<ClusterStep>,
+}
+
+impl ClusterEntry {
+    /// Whether it is gone or broken: nothing runs there and a new start may replace it.
+    pub fn is_over(&self) -> bool {
+        matches!(self.raw_state, ClusterState::Stopped) || self.raw_state.is_error()
+    }
+}
+
+/// A connected hypervisor and what it last reported.
+#[derive(Debug, Clone, Serialize)]
+pub struct HypervisorEntry {
+    pub name: String,
+    pub connected: bool,
+    /// The master's address on this hypervisor's connection, if it is not a loopback one.
+    pub master_ip: Option<IpAddr>,
+    pub status: Option<HypervisorStatus>,
+    pub updated_ms: u64,
+}
+
+impl HypervisorEntry {
+    fn free_vms(&self) -> u32 {
+        self.status.as_ref().map_or(0, |s| s.vm_limit.saturating_sub(s.vms_running))
+    }
+
+    fn free_memory(&self) -> u64 {
+        self.status.as_ref().map_or(0, |s| s.memory_limit_bytes.saturating_sub(s.memory_used_bytes))
+    }
+}
+
+/// A cluster changed state.
+#[derive(Debug, Clone)]
+pub struct ClusterEvent {
+    pub cluster: String,
+    pub state: ClusterState,
+    pub detail: String,
+}
+
+#[derive(Default)]
+struct Inner {
+    hypervisors: BTreeMap<String, HypervisorEntry>,
+    clusters: BTreeMap<String, ClusterEntry>,
+}
+
+/// The master's view of hypervisors and clusters. Locks are held for map updates only.
+pub struct ClusterBoard {
+    inner: Mutex<Inner>,
+    events: broadcast::Sender<ClusterEvent>,
+}
+
+impl Default for ClusterBoard {
+    fn default() -> Self {
+        ClusterBoard { inner: Mutex::new(Inner::default()), events: broadcast::channel(1024).0 }
+    }
+}
+
+/// Why a cluster cannot be started.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReserveError {
+    #[error("cluster `{cluster}` is already {state} on {hypervisor}")]
+    Busy { cluster: String, state: &'static str, hypervisor: String },
+    #[error("no hypervisor is connected")]
+    NoHypervisor,
+    #[error("no connected hypervisor has room for cluster `{cluster}` ({vms} VMs, {memory_mib} MiB): {details}")]
+    NoRoom { cluster: String, vms: usize, memory_mib: u64, details: String },
+}
+
+impl ClusterBoard {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<ClusterEvent> {
+        self.events.subscribe()
+    }
+
+    pub fn cluster(&self, name: &str) -> Option<ClusterEntry> {
+        self.lock().clusters.get(name).cloned()
+    }
+
+    pub fn clusters(&self) -> Vec<ClusterEntry> {
+        self.lock().clusters.values().cloned().collect()
+    }
+
+    pub fn hypervisors(&self) -> Vec<HypervisorEntry> {
+        self.lock().hypervisors.values().cloned().collect()
+    }
+
+    pub fn hypervisor_connected(&self, name: &str, master_ip: Option<IpAddr>) {
+        let master_ip = master_ip.filter(|ip| !ip.is_loopback() && !ip.is_unspecified());
+        self.lock().hypervisors.insert(
+            name.to_string(),
+            HypervisorEntry { name: name.to_string(), connected: true, master_ip, status: None, updated_ms: now_ms() },
+        );
+    }
+
+    /// Records a hypervisor's report. Returns the clusters it runs that the master does not
+    /// know as running there (left from before a master restart, or stopped meanwhile):
+    /// the caller asks the hypervisor to stop them.
+    pub fn hypervisor_status(&self, name: &str, status: HypervisorStatus) -> Vec<String> {
+        let mut inner = self.lock();
+        let unknown = status
+            .clusters
+            .iter()
+            .filter(|c| c.state != ClusterState::Stopped)
+            .filter(|c| inner.clusters.get(&c.cluster).is_none_or(|e| e.hypervisor != name || e.is_over()))
+            .map(|c| c.cluster.clone())
+            .collect();
+        if let Some(entry) = inner.hypervisors.get_mut(name) {
+            entry.status = Some(status);
+            entry.updated_ms = now_ms();
+        }
+        unknown
+    }
+
+    /// A hypervisor went away: every cluster it ran that is not over is now in error.
+    /// Returns the sessions that were using them.
+    pub fn hypervisor_gone(&self, name: &str) -> Vec<(String, Option<SessionId>)> {
+        let detail = format!("hypervisor {name} disconnected");
+        let mut affected = Vec::new();
+        {
+            let mut inner = self.lock();
+            if let Some(entry) = inner.hypervisors.get_mut(name) {
+                entry.connected = false;
+                entry.updated_ms = now_ms();
+            }
+            for entry in inner.clusters.values_mut().filter(|e| e.hypervisor == name && !e.is_over()) {
+                record_step(entry, ClusterState::Error, &detail);
+                affected.push((entry.name.clone(), entry.in_use_by));
+            }
+        }
+        for (cluster, _) in &affected {
+            let _ = self.events.send(ClusterEvent {
+                cluster: cluster.clone(),
+                state: ClusterState::Error,
+                detail: detail.clone(),
+            });
+        }
+        affected
+    }
+
+    /// A state reported by `hypervisor` for one of its clusters. Reports about a cluster
+    /// the master placed elsewhere are ignored.
+    pub fn cluster_status(&self, hypervisor: &str, status: &ClusterStatus) {
+        {
+            let mut inner = self.lock();
+            let Some(entry) = inner.clusters.get_mut(&status.cluster) else { return };
+            if entry.hypervisor != hypervisor {
+                return;
+            }
+            record_step(entry, status.state, &status.detail);
+        }
+        let _ = self.events.send(ClusterEvent {
+            cluster: status.cluster.clone(),
+            state: status.state,
+            detail: status.detail.clone(),
+        });
+    }
+
+    /// Picks a hypervisor for `cluster` and records the cluster as sent there. Returns the
+    /// hypervisor's name and the master address for the cluster's network.
+    pub fn reserve(&self, cluster: &Cluster, owner: ClusterOwner) -> Result<(String, Option<IpAddr>), ReserveError> {
+        let mut inner = self.lock();
+        if let Some(entry) = inner.clusters.get(&cluster.name).filter(|e| !e.is_over()) {
+            return Err(ReserveError::Busy {
+                cluster: cluster.name.clone(),
+                state: entry.state,
+                hypervisor: entry.hypervisor.clone(),
+            });
+        }
+        let vms = cluster.hosts.len();
+        let memory: u64 = cluster.hosts.iter().map(|h| h.ram_bytes).sum();
+        let connected: Vec<&HypervisorEntry> = inner.hypervisors.values().filter(|h| h.connected).collect();
+        if connected.is_empty() {
+            return Err(ReserveError::NoHypervisor);
+        }
+        let chosen = connected
+            .iter()
+            .filter(|h| h.free_vms() as usize >= vms && h.free_memory() >= memory)
+            .max_by_key(|h| (h.free_memory(), std::cmp::Reverse(h.name.clone())))
+            .map(|h| (h.name.clone(), h.master_ip));
+        let Some((hypervisor, master_ip)) = chosen else {
+            let details = connected
+                .iter()
+                .map(|h| match &h.status {
+                    Some(_) => format!("{} has {} VMs and {} MiB free", h.name, h.free_vms(), h.free_memory() >> 20),
+                    None => format!("{} has not reported its capacity yet", h.name),
+                })
+                .collect::<Vec<_>>()
+                .join("; ");
+            return Err(ReserveError::NoRoom { cluster: cluster.name.clone(), vms, memory_mib: memory >> 20, details });
+        };
+        let now = now_ms();
+        let mut entry = ClusterEntry {
+            name: cluster.name.clone(),
+            hypervisor: hypervisor.clone(),
+            state: cluster_state_name(ClusterState::DefinitionSent),
+            raw_state: ClusterState::DefinitionSent,
+            detail: String::new(),
+            owner,
+            in_use_by: match owner {
+                ClusterOwner::Session(id) => Some(id),
+                ClusterOwner::Manual => None,
+            },
+            since_ms: now,
+            updated_ms: now,
+            steps: Vec::new(),
+        };
+        record_step(&mut entry, ClusterState::DefinitionSent, &format!("sent to {hypervisor}"));
+        // Capacity is counted now, so two clusters reserved at once do not both fit in one gap.
+        if let Some(status) = inner.hypervisors.get_mut(&hypervisor).and_then(|h| h.status.as_mut()) {
+            status.vms_running += vms as u32;
+            status.memory_used_bytes += memory;
+        }
+        inner.clusters.insert(cluster.name.clone(), entry);
+        Ok((hypervisor, master_ip))
+    }
+
+    /// Marks a manual cluster as used by a session (or free again with `None`).
+    pub fn set_in_use(&self, cluster: &str, session: Option<SessionId>) {
+        if let Some(entry) = self.lock().clusters.get_mut(cluster) {
+            entry.in_use_by = session;
+        }
+    }
+
+    /// Records a state the master itself decided (a timeout, a failed send).
+    pub fn mark(&self, cluster: &str, state: ClusterState, detail: &str) {
+        {
+            let mut inner = self.lock();
+            let Some(entry) = inner.clusters.get_mut(cluster) else { return };
+            record_step(entry, state, detail);
+        }
+        let _ = self.events.send(ClusterEvent { cluster: cluster.to_string(), state, detail: detail.to_string() });
+    }
+}
+
+fn record_step(entry: &mut ClusterEntry, state: ClusterState, detail: &str) {
+    let now = now_ms();
+    entry.raw_state = state;
+    entry.state = cluster_state_name(state);
+    entry.detail = detail.to_string();
+    entry.updated_ms = now;
+    if entry.steps.len() >= HISTORY_KEPT {
+        entry.steps.remove(0);
+    }
+    entry.steps.push(ClusterStep { unix_ms: now, state: entry.state.to_string(), detail: detail.to_string() });
+}
+
+/// The `StartCluster` message for `cluster`.
+pub fn start_message(cluster: &Cluster, master_ip: Option<IpAddr>, master_port: u16, requested_by: String) -> FromMaster {
+    FromMaster::StartCluster(StartCluster { cluster: cluster.clone(), master_ip, master_port, requested_by })
+}
+
+/// How waiting for a cluster state ended, when it did not reach the wanted one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WaitFailure {
+    /// The cluster reached an error state (the detail says why).
+    Error(String),
+    TimedOut(String),
+}
+
+impl std::fmt::Display for WaitFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            WaitFailure::Error(text) | WaitFailure::TimedOut(text) => f.write_str(text),
+        }
+    }
+}
+
+/// Waits until `cluster` reaches `wanted` (or an error state, or `timeout`), calling
+/// `on_step` for every state on the way. Subscribe (`events`) before sending the command
+/// that causes the states, so none is missed.
+pub async fn wait_for_state(
+    board: &ClusterBoard,
+    events: &mut broadcast::Receiver<ClusterEvent>,
+    cluster: &str,
+    wanted: ClusterState,
+    timeout: Duration,
+    mut on_step: impl FnMut(&ClusterEvent),
+) -> Result<(), WaitFailure> {
+    let deadline = Instant::now() + timeout;
+    // The state may already be there (a manual cluster, or a report that came first).
+    if let Some(entry) = board.cluster(cluster) {
+        if entry.raw_state == wanted {
+            return Ok(());
+        }
+    }
+    loop {
+        tokio::select! {
+            event = events.recv() => match event {
+                Ok(event) if event.cluster == cluster => {
+                    on_step(&event);
+                    if event.state == wanted {
+                        return Ok(());
+                    }
+                    if event.state.is_error() {
+                        return Err(WaitFailure::Error(event.detail));
+                    }
+                }
+                Ok(_) => {}
+                Err(broadcast::error::RecvError::Lagged(_)) => {
+                    if let Some(entry) = board.cluster(cluster) {
+                        if entry.raw_state == wanted {
+                            return Ok(());
+                        }
+                        if entry.raw_state.is_error() {
+                            return Err(WaitFailure::Error(entry.detail));
+                        }
+                    }
+                }
+                Err(broadcast::error::RecvError::Closed) => {
+                    return Err(WaitFailure::Error("the master is stopping".into()));
+                }
+            },
+            _ = sleep_until(deadline) => {
+                let state = board.cluster(cluster).map(|e| e.state).unwrap_or("unknown");
+                return Err(WaitFailure::TimedOut(format!(
+                    "cluster `{cluster}` did not become {} within {} (last state: {state})",
+                    cluster_state_name(wanted),
+                    xrdtest_defs::units::format_duration(timeout)
+                )));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cluster(name: &str, hosts: usize, ram_mib: u64) -> Cluster {
+        let text = format!(
+            "name = \"{name}\"\n[network]\nbridge = \"br_{name}\"\nip = \"10.1.0.1\"\nnetmask = \"255.255.255.0\"\n\
+             dhcp_range = [\"10.1.0.100\", \"10.1.0.200\"]\n[defaults]\nkernel = \"/k\"\nram = \"{ram_mib}M\"\n{}",
+            (0..hosts).map(|i| format!("[[hosts]]\nname = \"h{i}\"\nip = \"10.1.0.{}\"\n", 10 + i)).collect::<String>()
+        );
+        let dir = tempfile::tempdir().expect("temp dir");
+        let folder = dir.path().join("clusters").join(name);
+        std::fs::create_dir_all(&folder).expect("cluster folder");
+        std::fs::write(folder.join("cluster.toml"), text).expect("cluster file");
+        std::fs::create_dir_all(dir.path().join("suites")).expect("suites folder");
+        let report = xrdtest_defs::load_repository(&dir.path().join("suites"), &dir.path().join("clusters"));
+        assert!(report.errors.is_empty(), "{:?}", report.errors);
+        report.repository.clusters.get(name).cloned().expect("cluster loads")
+    }
+
+    fn status(vm_limit: u32, vms_running: u32, memory_limit_mib: u64, used_mib: u64) -> HypervisorStatus {
+        HypervisorStatus {
+            domain_type: "qemu".into(),
+            memory_limit_bytes: memory_limit_mib << 20,
+            memory_used_bytes: used_mib << 20,
+            vm_limit,
+            vms_running,
+            clusters: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn picks_the_hypervisor_with_room_and_most_free_memory() {
+        let board = ClusterBoard::default();
+        assert_eq!(board.reserve(&cluster("c1", 2, 256), ClusterOwner::Manual), Err(ReserveError::NoHypervisor));
+        board.hypervisor_connected("small", Some("127.0.0.1".parse().unwrap()));
+        board.hypervisor_connected("big", Some("192.0.2.7".parse().unwrap()));
+        board.hypervisor_connected("full", None);
+        board.hypervisor_status("small", status(4, 0, 1024, 0));
+        board.hypervisor_status("big", status(4, 1, 4096, 1024));
+        board.hypervisor_status("full", status(2, 2, 8192, 0));
+        let (name, ip) = board.reserve(&cluster("c1", 2, 256), ClusterOwner::Session(7)).expect("room");
+        assert_eq!(name, "big");
+        assert_eq!(ip, Some("192.0.2.7".parse().unwrap()));
+        // The reservation is counted: `big` now has 1 VM free, so 2 more go to `small`.
+        let (name, ip) = board.reserve(&cluster("c2", 2, 256), ClusterOwner::Manual).expect("room");
+        assert_eq!(name, "small");
+        assert_eq!(ip, None, "a loopback address is no use inside a VM network");
+        match board.reserve(&cluster("c3", 3, 256), ClusterOwner::Manual) {
+            Err(ReserveError::NoRoom { details, .. }) => {
+                assert!(details.contains("big has 1 VMs"), "{details}");
+                assert!(details.contains("full has 0 VMs"), "{details}");
+            }
+            other => panic!("expected NoRoom, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_running_cluster_is_not_started_twice_but_an_ended_one_is() {
+        let board = ClusterBoard::default();
+        board.hypervisor_connected("hv", None);
+        board.hypervisor_status("hv", status(16, 0, 16384, 0));
+        let c = cluster("c1", 1, 128);
+        board.reserve(&c, ClusterOwner::Manual).expect("first start");
+        assert!(matches!(board.reserve(&c, ClusterOwner::Manual), Err(ReserveError::Busy { .. })));
+        board.cluster_status(
+            "hv",
+            &ClusterStatus { cluster: "c1".into(), state: ClusterState::ErrorStart, detail: "no image".into() },
+        );
+        board.reserve(&c, ClusterOwner::Manual).expect("an errored cluster may be started again");
+    }
+
+    #[test]
+    fn reports_from_the_wrong_hypervisor_are_ignored_and_unknown_clusters_are_returned() {
+        let board = ClusterBoard::default();
+        board.hypervisor_connected("hv1", None);
+        board.hypervisor_connected("hv2", None);
+        board.hypervisor_status("hv1", status(16, 0, 16384, 0));
+        board.reserve(&cluster("c1", 1, 128), ClusterOwner::Manual).expect("start");
+        board.cluster_status(
+            "hv2",
+            &ClusterStatus { cluster: "c1".into(), state: ClusterState::Active, detail: String::new() },
+        );
+        assert_eq!(board.cluster("c1").unwrap().state, "definition_sent");
+        let mut report = status(16, 2, 16384, 256);
+        report.clusters = vec![
+            ClusterStatus { cluster: "c1".into(), state: ClusterState::Active, detail: String::new() },
+            ClusterStatus { cluster: "old".into(), state: ClusterState::Active, detail: String::new() },
+        ];
+        assert_eq!(board.hypervisor_status("hv1", report), vec!["old".to_string()]);
+    }
+
+    #[tokio::test]
+    async fn a_hypervisor_that_leaves_fails_its_clusters_and_their_waiters() {
+        let board = ClusterBoard::default();
+        board.hypervisor_connected("hv", None);
+        board.hypervisor_status("hv", status(16, 0, 16384, 0));
+        board.reserve(&cluster("c1", 1, 128), ClusterOwner::Session(3)).expect("start");
+        let mut events = board.subscribe();
+        assert_eq!(board.hypervisor_gone("hv"), vec![("c1".to_string(), Some(3))]);
+        let mut seen = Vec::new();
+        let result = wait_for_state(&board, &mut events, "c1", ClusterState::Active, Duration::from_secs(5), |e| {
+            seen.push(e.state)
+        })
+        .await;
+        assert_eq!(result, Err(WaitFailure::Error("hypervisor hv disconnected".into())));
+        assert_eq!(seen, vec![ClusterState::Error]);
+        assert!(board.hypervisors().iter().all(|h| !h.connected));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn waiting_times_out_with_the_last_state() {
+        let board = ClusterBoard::default();
+        board.hypervisor_connected("hv", None);
+        board.hypervisor_status("hv", status(16, 0, 16384, 0));
+        board.reserve(&cluster("c1", 1, 128), ClusterOwner::Manual).expect("start");
+        let mut events = board.subscribe();
+        let result =
+            wait_for_state(&board, &mut events, "c1", ClusterState::Active, Duration::from_secs(60), |_| {}).await;
+        match result {
+            Err(WaitFailure::TimedOut(text)) => {
+                assert!(text.contains("did not become active within 1m"), "{text}");
+                assert!(text.contains("last state: definition_sent"), "{text}");
+            }
+            other => panic!("expected a timeout, got {other:?}"),
+        }
+    }
+}

@@ -1,0 +1,181 @@
+//! The cluster of a cluster session: started on a hypervisor for the session (or a cluster
+//! started by hand is used as it is), followed into the session record step by step, and
+//! stopped when the session ends — after a failure or a cancel too.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use tokio::sync::watch;
+use tracing::{info, warn};
+use xrdtest_defs::tags::diskmount_commands;
+use xrdtest_defs::Cluster;
+use xrdtest_proto::{ClusterState, FromMaster};
+
+use crate::clusters::{start_message, wait_for_state, ClusterEvent, ClusterOwner};
+use crate::master::Master;
+use crate::model::{cluster_state_name, now_ms, ClusterRun, ClusterStep, SessionRecord};
+use crate::session::rules::StopRequest;
+
+/// A cluster a session holds.
+pub struct ClusterLease {
+    name: String,
+    hypervisor: String,
+    /// This session started it, so it stops it.
+    started_here: bool,
+}
+
+/// Per slave, the tags only a cluster host has: `diskmounts`, the commands that format and
+/// mount its extra disks.
+pub fn host_tags(cluster: &Cluster, slaves: &[String]) -> HashMap<String, BTreeMap<String, String>> {
+    cluster
+        .hosts
+        .iter()
+        .filter(|host| slaves.contains(&host.name))
+        .map(|host| (host.name.clone(), BTreeMap::from([("diskmounts".to_string(), diskmount_commands(&host.disks))])))
+        .collect()
+}
+
+/// A fresh cluster part of a session record.
+pub fn new_run(name: &str) -> ClusterRun {
+    ClusterRun { name: name.to_string(), hypervisor: None, started_here: false, steps: Vec::new() }
+}
+
+fn push_step(record: &mut SessionRecord, state: &str, detail: &str) {
+    if let Some(run) = record.cluster.as_mut() {
+        run.steps.push(ClusterStep { unix_ms: now_ms(), state: state.to_string(), detail: detail.to_string() });
+    }
+}
+
+/// Waits for the first stop request on `cancel` (never returns if none comes).
+async fn stop_requested(cancel: &mut watch::Receiver<Option<StopRequest>>) -> StopRequest {
+    loop {
+        if let Some(stop) = cancel.borrow_and_update().clone() {
+            return stop;
+        }
+        if cancel.changed().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
+/// Starts the session's cluster (or takes the one started by hand) and waits until it is
+/// active. On failure, returns why and the lease to tear down, if a start was sent.
+pub async fn bring_up(
+    master: &Arc<Master>,
+    record: &mut SessionRecord,
+    cluster: &Cluster,
+    cancel: &mut watch::Receiver<Option<StopRequest>>,
+) -> Result<ClusterLease, (Option<ClusterLease>, StopRequest)> {
+    let board = &master.clusters;
+    let mut events = board.subscribe();
+    let lease = match board.cluster(&cluster.name).filter(|e| !e.is_over()) {
+        Some(entry) if entry.owner == ClusterOwner::Manual && entry.in_use_by.is_none() => {
+            board.set_in_use(&cluster.name, Some(record.id));
+            info!(cluster = %cluster.name, hypervisor = %entry.hypervisor, "using the cluster started by hand");
+            push_step(record, entry.state, &format!("started by hand on {}", entry.hypervisor));
+            ClusterLease { name: cluster.name.clone(), hypervisor: entry.hypervisor, started_here: false }
+        }
+        Some(entry) => {
+            let user = entry.in_use_by.map(|id| format!("session {id}")).unwrap_or_else(|| "another session".into());
+            let reason = format!("cluster `{}` is in use by {user}", cluster.name);
+            return Err((None, StopRequest::abort(reason)));
+        }
+        None => {
+            let (hypervisor, hv_ip) = board
+                .reserve(cluster, ClusterOwner::Session(record.id))
+                .map_err(|e| (None, StopRequest::abort(e.to_string())))?;
+            let master_ip = master.config.clusters.master_address.or(hv_ip);
+            let lease = ClusterLease { name: cluster.name.clone(), hypervisor: hypervisor.clone(), started_here: true };
+            let message = start_message(cluster, master_ip, master.config.listen.port(), record.id.to_string());
+            let sent = match master.peers.handle(&hypervisor) {
+                Some(handle) => handle.tx.send(message).await.is_ok(),
+                None => false,
+            };
+            if let Some(run) = record.cluster.as_mut() {
+                run.hypervisor = Some(hypervisor.clone());
+                run.started_here = true;
+            }
+            if !sent {
+                let reason = format!("hypervisor {hypervisor} disconnected before the cluster could be sent");
+                board.mark(&cluster.name, ClusterState::Error, &reason);
+                return Err((Some(lease), StopRequest::abort(reason)));
+            }
+            info!(cluster = %cluster.name, hypervisor = %hypervisor, ?master_ip, "cluster sent to the hypervisor");
+            push_step(record, cluster_state_name(ClusterState::DefinitionSent), &format!("sent to {hypervisor}"));
+            lease
+        }
+    };
+    if let Some(run) = record.cluster.as_mut() {
+        run.hypervisor = Some(lease.hypervisor.clone());
+    }
+    master.save(record);
+
+    let timeout = master.config.clusters.start_timeout;
+    let outcome = {
+        let mut on_step = |event: &ClusterEvent| {
+            info!(cluster = %event.cluster, state = cluster_state_name(event.state), detail = %event.detail, "cluster step");
+            push_step(record, cluster_state_name(event.state), &event.detail);
+            master.save(record);
+        };
+        tokio::select! {
+            result = wait_for_state(board, &mut events, &cluster.name, ClusterState::Active, timeout, &mut on_step) => {
+                result.map_err(|failure| StopRequest::abort(format!("cluster `{}` did not start: {failure}", cluster.name)))
+            }
+            stop = stop_requested(cancel) => Err(stop),
+        }
+    };
+    match outcome {
+        Ok(()) => Ok(lease),
+        Err(stop) => {
+            if stop.failure {
+                board.mark(&cluster.name, ClusterState::ErrorStart, &stop.reason);
+            }
+            Err((Some(lease), stop))
+        }
+    }
+}
+
+/// Stops the cluster if this session started it (a cluster started by hand stays), and
+/// records how that went. Returns a problem worth adding to the session's reason.
+pub async fn tear_down(master: &Arc<Master>, record: &mut SessionRecord, lease: ClusterLease) -> Option<String> {
+    let board = &master.clusters;
+    if !lease.started_here {
+        board.set_in_use(&lease.name, None);
+        push_step(record, "kept", "started by hand: left running");
+        return None;
+    }
+    let mut events = board.subscribe();
+    let sent = match master.peers.handle(&lease.hypervisor) {
+        Some(handle) => handle.tx.send(FromMaster::StopCluster { cluster: lease.name.clone() }).await.is_ok(),
+        None => false,
+    };
+    if !sent {
+        let problem = format!(
+            "cluster `{}` could not be stopped: hypervisor {} is not connected (it removes clusters it \
+             runs unasked when it reconnects)",
+            lease.name, lease.hypervisor
+        );
+        warn!(cluster = %lease.name, hypervisor = %lease.hypervisor, "{problem}");
+        push_step(record, "error_stop", &problem);
+        return Some(problem);
+    }
+    board.mark(&lease.name, ClusterState::StopCommandSent, &format!("stop sent to {}", lease.hypervisor));
+    push_step(record, cluster_state_name(ClusterState::StopCommandSent), "");
+    let timeout = master.config.clusters.stop_timeout;
+    let result = wait_for_state(board, &mut events, &lease.name, ClusterState::Stopped, timeout, |event| {
+        push_step(record, cluster_state_name(event.state), &event.detail);
+    })
+    .await;
+    master.save(record);
+    match result {
+        Ok(()) => {
+            info!(cluster = %lease.name, "cluster stopped");
+            None
+        }
+        Err(failure) => {
+            let problem = format!("cluster `{}` was not cleanly stopped: {failure}", lease.name);
+            warn!(cluster = %lease.name, "{problem}");
+            Some(problem)
+        }
+    }
+}
