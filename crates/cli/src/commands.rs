@@ -66,8 +66,15 @@ fn seconds(start: Option<u64>, end: Option<u64>) -> String {
 pub fn follow(api: &ApiClient, id: u64, print: bool) -> Result<SessionRecord> {
     let mut seen: HashMap<(usize, String), RunState> = HashMap::new();
     let mut last_state = None;
+    let mut cluster_steps_seen = 0;
     loop {
         let record: SessionRecord = api.get(&format!("/api/sessions/{id}"))?;
+        if let (true, Some(cluster)) = (print, &record.cluster) {
+            for step in cluster.steps.iter().skip(cluster_steps_seen) {
+                println!("[{}]   cluster {:<24} {:<20} {}", clock(step.unix_ms), cluster.name, step.state, step.detail);
+            }
+            cluster_steps_seen = cluster.steps.len();
+        }
         for (index, stage) in record.stages.iter().enumerate() {
             for run in &stage.runs {
                 let key = (index, run.slave.clone());

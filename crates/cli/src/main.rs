@@ -1,6 +1,7 @@
 //! `xrdtest`: the command-line client of the xrdtest framework.
 
 mod client;
+mod clusters;
 mod commands;
 mod demo;
 mod validate;
@@ -48,7 +49,7 @@ enum Command {
     Sessions {
         #[arg(long)]
         suite: Option<String>,
-        /// queued, waiting_slaves, running, passed, failed, cancelled, interrupted
+        /// queued, starting_cluster, waiting_slaves, running, passed, failed, cancelled, interrupted
         #[arg(long)]
         state: Option<String>,
         #[arg(long, default_value_t = 20)]
@@ -58,6 +59,15 @@ enum Command {
     Show { id: u64 },
     /// List the slaves (and hypervisors) the master knows.
     Slaves,
+    /// List the defined clusters and, for running ones, their hypervisor and state.
+    Clusters,
+    /// Start or stop a cluster by hand (sessions start and stop their own clusters).
+    Cluster {
+        #[command(subcommand)]
+        action: ClusterAction,
+    },
+    /// List the hypervisors with their capacity and the clusters they run.
+    Hypervisors,
     /// Cancel a session: its current stage is killed, suite finalize runs for cleanup.
     Cancel {
         id: u64,
@@ -73,6 +83,25 @@ enum Command {
     /// Run a master and local slaves on embedded defaults and run a suite with live
     /// progress (default: ts_demo on slave1..slave3, definitions from the current folder).
     Demo(demo::DemoArgs),
+}
+
+#[derive(Subcommand, Debug)]
+enum ClusterAction {
+    /// Create the cluster's network and VMs on a hypervisor with room; it stays up,
+    /// and sessions of its suites use it, until `cluster stop`.
+    Start {
+        name: String,
+        /// Follow its states until it is active (exit 0) or fails (exit 1).
+        #[arg(long)]
+        wait: bool,
+    },
+    /// Remove a cluster started by hand: its VMs, disks and network.
+    Stop {
+        name: String,
+        /// Follow its states until it is stopped.
+        #[arg(long)]
+        wait: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -98,6 +127,10 @@ fn main() -> ExitCode {
         }
         Command::Show { id } => commands::show(&api(), *id, cli.json),
         Command::Slaves => commands::slaves(&api(), cli.json),
+        Command::Clusters => clusters::list(&api(), cli.json),
+        Command::Cluster { action: ClusterAction::Start { name, wait } } => clusters::command(&api(), name, true, *wait),
+        Command::Cluster { action: ClusterAction::Stop { name, wait } } => clusters::command(&api(), name, false, *wait),
+        Command::Hypervisors => clusters::hypervisors(&api(), cli.json),
         Command::Cancel { id, reason } => commands::cancel(&api(), *id, reason.as_deref()),
         Command::Validate(args) => validate::run(args),
         Command::Demo(args) => demo::run(args),
