@@ -11,6 +11,7 @@
 //! - [`tls`] — rustls configurations from PEM files: the master serves with a certificate of
 //!   its own CA, peers trust that CA.
 //! - [`pki`] (feature `ca`): the master's certificate authority, made with rcgen.
+//! - [`systemd`] — readiness, reload and stop notifications to systemd (`sd_notify`).
 //!
 //! The protocol knows nothing of what the messages mean to the daemons; orchestration lives
 //! in the master, script execution in the slave.
@@ -23,6 +24,7 @@ pub mod handshake;
 pub mod message;
 #[cfg(feature = "ca")]
 pub mod pki;
+pub mod systemd;
 pub mod tls;
 
 pub use codec::{decode_message, encode_message, FrameCodec, DEFAULT_MAX_FRAME_LEN, HARD_MAX_FRAME_LEN};
