@@ -265,6 +265,9 @@ pub struct MasterOptions {
     /// `[[repos]]` and other tables, as TOML; when set, the test's definitions folder is not
     /// given as `definitions`.
     pub tables: Option<String>,
+    /// Run the master inside this network namespace (`ip netns exec`), listening for peers
+    /// on all its addresses and serving the API on `web_ip`, an address the test reaches.
+    pub netns: Option<(String, String)>,
 }
 
 impl Default for MasterOptions {
@@ -275,6 +278,7 @@ impl Default for MasterOptions {
             heartbeat_interval: None,
             extra: String::new(),
             tables: None,
+            netns: None,
         }
     }
 }
@@ -314,6 +318,10 @@ impl Master {
     fn launch(&mut self) {
         let n = self.procs.len() + 1;
         let config = self.dir.join("master.toml");
+        if let (Some((_, web_ip)), true) = (&self.options.netns, self.procs.is_empty()) {
+            self.peer = SocketAddr::new("0.0.0.0".parse().expect("an address"), 0);
+            self.web = SocketAddr::new(web_ip.parse().expect("web_ip is an IP address"), 0);
+        }
         let mut text = format!(
             "listen = \"{}\"\nweb_listen = \"{}\"\nstate_dir = {}\nsecret = {}\napi_token = {}\n\
              slave_wait = {}\nreconnect_grace = {}\n",
@@ -337,7 +345,14 @@ impl Master {
             text.push_str(tables);
         }
         fs::write(&config, text).expect("master.toml");
-        let mut command = Command::new(binary("xrdtest-master"));
+        let mut command = match &self.options.netns {
+            Some((netns, _)) => {
+                let mut command = Command::new("ip");
+                command.args(["netns", "exec", netns]).arg(binary("xrdtest-master"));
+                command
+            }
+            None => Command::new(binary("xrdtest-master")),
+        };
         command.arg("--config").arg(&config);
         let mut proc = Proc::spawn(&format!("master (start {n})"), command, &self.dir.join(format!("master-{n}.log")));
         let line = proc.wait_log("master listening", START_TIMEOUT);
