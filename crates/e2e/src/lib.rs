@@ -12,6 +12,8 @@
 //! - [`wait_until`]: polling with a deadline; nothing here sleeps a fixed time to wait for
 //!   something that can be observed.
 
+pub mod vm;
+
 use std::fs::{self, OpenOptions};
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};

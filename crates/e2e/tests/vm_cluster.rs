@@ -6,121 +6,13 @@
 //! take both cores for a while). `scripts/test` installs libvirt and builds the image
 //! first; on CI (`CI` set) a missing prerequisite fails the test instead of skipping it.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 use std::time::Duration;
 
-use xrdtest_e2e::{
-    binary, run_command, run_state, state, summarize, wait_until, Case, Env, MasterOptions, Proc, Suite,
+use xrdtest_e2e::vm::{
+    consoles, libvirt_leftovers, prerequisites, repo_root, start_hypervisor, wait_hypervisor, Namespace, NETNS, NS_IP,
 };
-
-const NETNS: &str = "xrdtest-e2e";
-/// The veth pair through which the test reaches the master's API inside the namespace.
-const VETH_HOST: &str = "xe2e0";
-const VETH_NS: &str = "xe2e1";
-const HOST_IP: &str = "10.254.77.1";
-const NS_IP: &str = "10.254.77.2";
-const POOL: &str = "xrdtest-e2e";
-const IMAGES: &str = "/var/lib/xrdtest/images";
-
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-/// What this test needs from the machine, or why it cannot run.
-fn prerequisites() -> Result<(), String> {
-    if unsafe_geteuid() != 0 {
-        return Err("must run as root (network namespaces, libvirtd)".into());
-    }
-    for tool in ["/usr/sbin/libvirtd", "/usr/bin/virsh", "/usr/bin/qemu-system-x86_64"] {
-        if !Path::new(tool).exists() {
-            return Err(format!("{tool} is missing: run scripts/install-libvirt"));
-        }
-    }
-    for image in ["vmlinuz", "xrdtest-slave-initrd.img"] {
-        if !Path::new(IMAGES).join(image).is_file() {
-            return Err(format!("{IMAGES}/{image} is missing: run packaging/vm-image/build"));
-        }
-    }
-    Ok(())
-}
-
-fn unsafe_geteuid() -> u32 {
-    // The e2e crate has no libc dependency: ask `id`.
-    let output = Command::new("id").arg("-u").output().expect("id -u");
-    String::from_utf8_lossy(&output.stdout).trim().parse().unwrap_or(u32::MAX)
-}
-
-fn sh(command: &str) -> std::process::Output {
-    run_command(
-        {
-            let mut c = Command::new("bash");
-            c.args(["-c", command]);
-            c
-        },
-        Duration::from_secs(120),
-    )
-}
-
-fn sh_ok(command: &str) -> String {
-    let output = sh(command);
-    assert!(
-        output.status.success(),
-        "`{command}` failed: {}\n{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
-/// The namespace with its libvirtd and the veth pair; torn down on drop, pass or fail.
-struct Namespace;
-
-impl Namespace {
-    fn up() -> Namespace {
-        let script = repo_root().join("scripts/libvirt-netns");
-        // A previous run killed halfway may have left it.
-        let _ = sh(&format!("{} down {NETNS}", script.display()));
-        sh_ok(&format!("{} up {NETNS}", script.display()));
-        sh_ok(&format!(
-            "ip link add {VETH_HOST} type veth peer name {VETH_NS} netns {NETNS} && \
-             ip addr add {HOST_IP}/30 dev {VETH_HOST} && ip link set {VETH_HOST} up && \
-             ip netns exec {NETNS} ip addr add {NS_IP}/30 dev {VETH_NS} && \
-             ip netns exec {NETNS} ip link set {VETH_NS} up"
-        ));
-        Namespace
-    }
-}
-
-impl Drop for Namespace {
-    fn drop(&mut self) {
-        let script = repo_root().join("scripts/libvirt-netns");
-        let _ = sh(&format!("ip link del {VETH_HOST} 2>/dev/null; {} down {NETNS}", script.display()));
-    }
-}
-
-/// Domains, networks and pool volumes that libvirt still has, by name.
-fn libvirt_leftovers(pattern: &str) -> Vec<String> {
-    let list = |command: &str| -> Vec<String> {
-        let output = sh(&format!("virsh -c qemu:///system {command}"));
-        String::from_utf8_lossy(&output.stdout)
-            .lines()
-            .map(str::trim)
-            .filter(|l| !l.is_empty())
-            .map(str::to_string)
-            .collect()
-    };
-    let mut found: Vec<String> = list("list --all --name").into_iter().map(|d| format!("domain {d}")).collect();
-    found.extend(list("net-list --all --name").into_iter().map(|n| format!("network {n}")));
-    found.extend(
-        list(&format!("vol-list {POOL}"))
-            .into_iter()
-            .filter_map(|line| line.split_whitespace().next().map(str::to_string))
-            .filter(|name| name != "Name" && !name.starts_with('-'))
-            .map(|v| format!("volume {v}")),
-    );
-    found.into_iter().filter(|item| item.contains(pattern)).collect()
-}
+use xrdtest_e2e::{run_state, state, summarize, wait_until, Case, Env, MasterOptions, Suite};
 
 fn cluster_pair(dir: &Path) {
     let folder = dir.join("cluster_pair");
@@ -173,59 +65,6 @@ fn broken_suite() -> Suite {
     Suite::new("ts_vm_broken", &["lone"]).extra("cluster = \"cluster_broken\"")
 }
 
-fn start_hypervisor(env: &Env, dir: &Path, n: usize) -> Proc {
-    let config = dir.join("hypervisor.toml");
-    let port = env.master.peer_addr().port();
-    std::fs::create_dir_all(dir.join("pool")).expect("pool folder");
-    std::fs::write(
-        &config,
-        format!(
-            "master = \"127.0.0.1:{port}\"\nname = \"hv-e2e\"\nsecret = \"{}\"\nca_file = \"{}\"\n\
-             libvirt_uri = \"qemu:///system\"\npool = \"{POOL}\"\npool_dir = \"{}\"\n\
-             domain_type = \"auto\"\nconsole_dir = \"{}\"\nshutdown_wait = \"3s\"\nmax_backoff = \"1s\"\n",
-            env.master.secret,
-            env.master.ca_file().display(),
-            dir.join("pool").display(),
-            dir.join("consoles").display(),
-        ),
-    )
-    .expect("hypervisor.toml");
-    let mut command = Command::new("ip");
-    command.args(["netns", "exec", NETNS]).arg(binary("xrdtest-hypervisor")).arg("--config").arg(&config);
-    Proc::spawn(&format!("hypervisor (start {n})"), command, &dir.join(format!("hypervisor-{n}.log")))
-}
-
-fn wait_hypervisor(env: &Env) {
-    let api = env.api();
-    wait_until(Duration::from_secs(60), "the hypervisor connected and reported its capacity", || {
-        let answer = api.get("/api/hypervisors");
-        let ready = answer["hypervisors"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .any(|h| h["name"] == "hv-e2e" && h["connected"] == true && !h["status"].is_null());
-        if ready {
-            Ok(())
-        } else {
-            Err(answer.to_string())
-        }
-    });
-}
-
-fn consoles(dir: &Path) -> String {
-    let mut text = String::new();
-    for entry in std::fs::read_dir(dir.join("consoles")).into_iter().flatten().flatten() {
-        let content = std::fs::read_to_string(entry.path()).unwrap_or_default();
-        let tail: Vec<&str> = content.lines().rev().take(40).collect();
-        text.push_str(&format!("--- {}\n", entry.path().display()));
-        for line in tail.into_iter().rev() {
-            text.push_str(line);
-            text.push('\n');
-        }
-    }
-    text
-}
-
 fn cluster_step_names(session: &xrdtest_e2e::Value) -> Vec<String> {
     session["cluster"]["steps"]
         .as_array()
@@ -259,8 +98,8 @@ fn a_cluster_of_vms_runs_a_suite_and_vanishes() {
     });
     let hv_dir = env.path().join("hypervisor");
     std::fs::create_dir_all(&hv_dir).expect("hypervisor folder");
-    let mut hypervisor = start_hypervisor(&env, &hv_dir, 1);
-    wait_hypervisor(&env);
+    let mut hypervisor = start_hypervisor(&env.master, &hv_dir, 1);
+    wait_hypervisor(&env.api());
     let api = env.api();
     let hypervisors = api.get("/api/hypervisors");
     assert_eq!(
@@ -300,9 +139,9 @@ fn a_cluster_of_vms_runs_a_suite_and_vanishes() {
     for wanted in ["creating_network", "copying_images", "attaching_disks", "creating_slaves", "active", "stopped"] {
         assert!(steps.contains(&wanted.to_string()), "cluster steps {steps:?} lack {wanted}");
     }
-    let fetched = api.output(xrdtest_e2e::stage_run(&session, "case_run:fetch", "client.pair.test")["stage_id"]
-        .as_u64()
-        .expect("stage id"));
+    let fetched = api.output(
+        xrdtest_e2e::stage_run(&session, "case_run:fetch", "client.pair.test")["stage_id"].as_u64().expect("stage id"),
+    );
     assert!(fetched.iter().any(|l| l.contains("hello from server.pair.test")), "{fetched:?}");
     assert_eq!(libvirt_leftovers("pair"), Vec::<String>::new());
 
@@ -318,8 +157,8 @@ fn a_cluster_of_vms_runs_a_suite_and_vanishes() {
     let reason = session["reason"].as_str().unwrap_or("");
     assert!(reason.contains("hypervisor hv-e2e disconnected"), "{reason}");
     assert!(!libvirt_leftovers("pair").is_empty(), "the killed hypervisor cannot have cleaned up");
-    let _hypervisor = start_hypervisor(&env, &hv_dir, 2);
-    wait_hypervisor(&env);
+    let _hypervisor = start_hypervisor(&env.master, &hv_dir, 2);
+    wait_hypervisor(&env.api());
     wait_until(Duration::from_secs(120), "the restarted hypervisor removed what it owned", || {
         let left = libvirt_leftovers("pair");
         if left.is_empty() {
@@ -328,5 +167,4 @@ fn a_cluster_of_vms_runs_a_suite_and_vanishes() {
             Err(format!("{left:?}"))
         }
     });
-    sh_ok(&format!("ip netns exec {NETNS} true"));
 }

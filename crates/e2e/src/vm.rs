@@ -1,0 +1,173 @@
+//! Helpers for tests and benchmarks with real VMs: a network namespace with its own
+//! `libvirtd` (through `scripts/libvirt-netns`), a veth pair to reach it, a hypervisor
+//! process inside it, and what libvirt still holds afterwards.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use crate::{binary, run_command, wait_until, Api, Master, Proc};
+
+pub const NETNS: &str = "xrdtest-e2e";
+/// The veth pair through which the test reaches the master's API inside the namespace.
+pub const VETH_HOST: &str = "xe2e0";
+pub const VETH_NS: &str = "xe2e1";
+pub const HOST_IP: &str = "10.254.77.1";
+pub const NS_IP: &str = "10.254.77.2";
+pub const POOL: &str = "xrdtest-e2e";
+pub const IMAGES: &str = "/var/lib/xrdtest/images";
+
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// What this test needs from the machine, or why it cannot run.
+pub fn prerequisites() -> Result<(), String> {
+    if euid() != 0 {
+        return Err("must run as root (network namespaces, libvirtd)".into());
+    }
+    for tool in ["/usr/sbin/libvirtd", "/usr/bin/virsh", "/usr/bin/qemu-system-x86_64"] {
+        if !Path::new(tool).exists() {
+            return Err(format!("{tool} is missing: run scripts/install-libvirt"));
+        }
+    }
+    for image in ["vmlinuz", "xrdtest-slave-initrd.img"] {
+        if !Path::new(IMAGES).join(image).is_file() {
+            return Err(format!("{IMAGES}/{image} is missing: run packaging/vm-image/build"));
+        }
+    }
+    Ok(())
+}
+
+fn euid() -> u32 {
+    // The e2e crate has no libc dependency: ask `id`.
+    let output = Command::new("id").arg("-u").output().expect("id -u");
+    String::from_utf8_lossy(&output.stdout).trim().parse().unwrap_or(u32::MAX)
+}
+
+pub fn sh(command: &str) -> std::process::Output {
+    run_command(
+        {
+            let mut c = Command::new("bash");
+            c.args(["-c", command]);
+            c
+        },
+        Duration::from_secs(120),
+    )
+}
+
+pub fn sh_ok(command: &str) -> String {
+    let output = sh(command);
+    assert!(
+        output.status.success(),
+        "`{command}` failed: {}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// The namespace with its libvirtd and the veth pair; torn down on drop, pass or fail.
+pub struct Namespace;
+
+impl Namespace {
+    pub fn up() -> Namespace {
+        let script = repo_root().join("scripts/libvirt-netns");
+        // A previous run killed halfway may have left it.
+        let _ = sh(&format!("{} down {NETNS}", script.display()));
+        sh_ok(&format!("{} up {NETNS}", script.display()));
+        sh_ok(&format!(
+            "ip link add {VETH_HOST} type veth peer name {VETH_NS} netns {NETNS} && \
+             ip addr add {HOST_IP}/30 dev {VETH_HOST} && ip link set {VETH_HOST} up && \
+             ip netns exec {NETNS} ip addr add {NS_IP}/30 dev {VETH_NS} && \
+             ip netns exec {NETNS} ip link set {VETH_NS} up"
+        ));
+        Namespace
+    }
+}
+
+impl Drop for Namespace {
+    fn drop(&mut self) {
+        let script = repo_root().join("scripts/libvirt-netns");
+        let _ = sh(&format!("ip link del {VETH_HOST} 2>/dev/null; {} down {NETNS}", script.display()));
+    }
+}
+
+/// Domains, networks and pool volumes that libvirt still has, by name.
+pub fn libvirt_leftovers(pattern: &str) -> Vec<String> {
+    let list = |command: &str| -> Vec<String> {
+        let output = sh(&format!("virsh -c qemu:///system {command}"));
+        String::from_utf8_lossy(&output.stdout)
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .map(str::to_string)
+            .collect()
+    };
+    let mut found: Vec<String> = list("list --all --name").into_iter().map(|d| format!("domain {d}")).collect();
+    found.extend(list("net-list --all --name").into_iter().map(|n| format!("network {n}")));
+    found.extend(
+        list(&format!("vol-list {POOL}"))
+            .into_iter()
+            .filter_map(|line| line.split_whitespace().next().map(str::to_string))
+            .filter(|name| name != "Name" && !name.starts_with('-'))
+            .map(|v| format!("volume {v}")),
+    );
+    found.into_iter().filter(|item| item.contains(pattern)).collect()
+}
+
+/// Starts `xrdtest-hypervisor` named `hv-e2e` in the namespace, connected to `master`,
+/// with its pool, consoles and config under `dir`.
+pub fn start_hypervisor(master: &Master, dir: &Path, n: usize) -> Proc {
+    let config = dir.join("hypervisor.toml");
+    let port = master.peer_addr().port();
+    std::fs::create_dir_all(dir.join("pool")).expect("pool folder");
+    std::fs::write(
+        &config,
+        format!(
+            "master = \"127.0.0.1:{port}\"\nname = \"hv-e2e\"\nsecret = \"{}\"\nca_file = \"{}\"\n\
+             libvirt_uri = \"qemu:///system\"\npool = \"{POOL}\"\npool_dir = \"{}\"\n\
+             domain_type = \"auto\"\nconsole_dir = \"{}\"\nshutdown_wait = \"3s\"\nmax_backoff = \"1s\"\n",
+            master.secret,
+            master.ca_file().display(),
+            dir.join("pool").display(),
+            dir.join("consoles").display(),
+        ),
+    )
+    .expect("hypervisor.toml");
+    let mut command = Command::new("ip");
+    command.args(["netns", "exec", NETNS]).arg(binary("xrdtest-hypervisor")).arg("--config").arg(&config);
+    Proc::spawn(&format!("hypervisor (start {n})"), command, &dir.join(format!("hypervisor-{n}.log")))
+}
+
+/// Waits until the hypervisor is connected and has reported its capacity.
+pub fn wait_hypervisor(api: &Api) {
+    wait_until(Duration::from_secs(60), "the hypervisor connected and reported its capacity", || {
+        let answer = api.get("/api/hypervisors");
+        let ready = answer["hypervisors"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|h| h["name"] == "hv-e2e" && h["connected"] == true && !h["status"].is_null());
+        if ready {
+            Ok(())
+        } else {
+            Err(answer.to_string())
+        }
+    });
+}
+
+/// The tail of every VM console log under `dir/consoles`.
+pub fn consoles(dir: &Path) -> String {
+    let mut text = String::new();
+    for entry in std::fs::read_dir(dir.join("consoles")).into_iter().flatten().flatten() {
+        let content = std::fs::read_to_string(entry.path()).unwrap_or_default();
+        let tail: Vec<&str> = content.lines().rev().take(40).collect();
+        text.push_str(&format!("--- {}\n", entry.path().display()));
+        for line in tail.into_iter().rev() {
+            text.push_str(line);
+            text.push('\n');
+        }
+    }
+    text
+}
