@@ -1,0 +1,5 @@
+pub mod config;
+pub mod domain_type;
+pub mod libvirt;
+pub mod marker;
+pub mod xml;
