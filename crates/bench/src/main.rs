@@ -11,12 +11,16 @@
 //!    memory growth. Targets: at least 100 MB/s; growth under 64 MB.
 //! 4. Dashboard: with 10,000 stored sessions, the dashboard, history and suites pages under
 //!    20 concurrent clients (`wrk`, from Debian): p99 under 50 ms.
+//! 5. VMs (root, libvirt and the slave image; `vms`): start-cluster to all slaves connected
+//!    for 2 and 4 VMs, and a host's boot disk from a 1 GiB and a 4 GiB image (overlay
+//!    versus full copy).
 //!
 //! It starts the real `xrdtest-master` and `xrdtest-slave` binaries found next to itself;
 //! build them in the same profile first: `cargo build --release --workspace --bins`.
 
 mod fanout;
 mod harness;
+mod vms;
 mod web;
 
 use std::time::{Duration, Instant};
@@ -29,7 +33,7 @@ use harness::{write_suite, Cluster};
 #[derive(Parser, Debug)]
 #[command(name = "xrdtest-bench", version)]
 struct Args {
-    /// Run only these parts: overhead, fanout, output, web (default: all).
+    /// Run only these parts: overhead, fanout, output, web, vms (default: all).
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// Simulated slave counts for the fan-out part.
@@ -68,6 +72,9 @@ fn main() -> Result<()> {
     }
     if wants(&args, "web") {
         web::run()?;
+    }
+    if wants(&args, "vms") {
+        vms::run()?;
     }
     Ok(())
 }
