@@ -1,5 +1,6 @@
 pub mod config;
 pub mod domain_type;
 pub mod libvirt;
+pub mod lifecycle;
 pub mod marker;
 pub mod xml;
