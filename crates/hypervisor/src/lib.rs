@@ -1,4 +1,5 @@
 pub mod config;
+pub mod daemon;
 pub mod domain_type;
 pub mod libvirt;
 pub mod lifecycle;
