@@ -8,11 +8,12 @@
 //! own names (hypervisor, cluster, network, bridge, hosts, pool) and never looks at more
 //! than its own; the ownership rules are what keeps them apart, which is itself tested.
 
-use std::net::Ipv4Addr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use xrdtest_defs::{Boot, Cluster, Disk, Host, Network};
+mod common;
+
+use xrdtest_defs::{Boot, Cluster, Disk};
 use xrdtest_hypervisor::domain_type::DomainType;
 use xrdtest_hypervisor::libvirt::Libvirt;
 use xrdtest_hypervisor::lifecycle::{cleanup_orphans, start_cluster, stop_cluster, Settings};
@@ -36,8 +37,6 @@ impl Fixture {
     /// overlaps, but a reader should not have to wonder).
     fn new(tag: &str) -> Fixture {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("vmlinuz"), b"kernel").unwrap();
-        std::fs::write(dir.path().join("initrd.img"), b"initrd").unwrap();
         let settings = Settings {
             hypervisor: format!("hv-{tag}"),
             domain_type: DomainType::Qemu,
@@ -52,57 +51,12 @@ impl Fixture {
     }
 
     fn base_image(&self) -> String {
-        format!("base-{}.qcow2", self.tag)
+        common::base_image(&self.tag)
     }
 
     /// Two hosts: `server` boots a kernel and has one disk, `client` boots the pool image.
     fn cluster(&self, subnet: u8) -> Cluster {
-        let tag = &self.tag;
-        let domain = format!("{tag}.test");
-        let ip = |last| Ipv4Addr::new(10, 77, subnet, last);
-        let kernel = self.dir.path().join("vmlinuz").display().to_string();
-        let initrd = self.dir.path().join("initrd.img").display().to_string();
-        Cluster {
-            name: format!("c-{tag}"),
-            network: Network {
-                name: format!("{tag}_net"),
-                bridge: format!("br-{tag}").chars().take(15).collect(),
-                ip: ip(1),
-                netmask: Ipv4Addr::new(255, 255, 255, 0),
-                dhcp_start: ip(100),
-                dhcp_end: ip(200),
-                domain: domain.clone(),
-                lb_alias: Some("lb".into()),
-                lb_hosts: vec![format!("server.{domain}")],
-            },
-            hosts: vec![
-                Host {
-                    name: format!("server.{domain}"),
-                    ip: ip(10),
-                    mac: format!("52:54:00:77:{subnet:02x}:0a"),
-                    boot: Boot::Kernel { kernel, initrd: Some(initrd), cmdline: None },
-                    arch: "x86_64".into(),
-                    ram_bytes: 256 << 20,
-                    vcpus: 1,
-                    disks: vec![Disk {
-                        name: "data".into(),
-                        size_bytes: 1 << 30,
-                        device: "vdb".into(),
-                        mount_point: "/data".into(),
-                    }],
-                },
-                Host {
-                    name: format!("client.{domain}"),
-                    ip: ip(11),
-                    mac: format!("52:54:00:77:{subnet:02x}:0b"),
-                    boot: Boot::Image { volume: self.base_image(), cache: false },
-                    arch: "x86_64".into(),
-                    ram_bytes: 128 << 20,
-                    vcpus: 1,
-                    disks: vec![],
-                },
-            ],
-        }
+        common::cluster(&self.tag, subnet, self.dir.path())
     }
 
     fn request(&self, cluster: Cluster) -> StartCluster {
