@@ -167,7 +167,8 @@ impl HypervisorConfig {
             vm_limit,
             console_dir: resolve(raw.console_dir.unwrap_or_else(|| "/var/log/xrdtest/consoles".into())),
             shutdown_wait: duration(raw.shutdown_wait, Duration::from_secs(10), "shutdown_wait")?,
-            max_backoff: duration(raw.max_backoff, Duration::from_secs(30), "max_backoff")?.max(Duration::from_millis(250)),
+            max_backoff: duration(raw.max_backoff, Duration::from_secs(30), "max_backoff")?
+                .max(Duration::from_millis(250)),
             max_frame_bytes: max_frame_bytes as usize,
         })
     }

@@ -293,7 +293,10 @@ impl Hypervisor {
             // ErrorStop keeps the hold: VMs may be left running until a later stop works.
             _ => {}
         }
-        self.send(&state, ToMaster::ClusterState(ClusterStatus { cluster: cluster.to_string(), state: new_state, detail }));
+        self.send(
+            &state,
+            ToMaster::ClusterState(ClusterStatus { cluster: cluster.to_string(), state: new_state, detail }),
+        );
         let status = status_of(&state, &self.config, self.settings.domain_type.as_str());
         self.send(&state, ToMaster::HypervisorState(status));
     }
@@ -321,7 +324,14 @@ impl Hypervisor {
             if let Some(reason) = refusal {
                 warn!(cluster = %name, %reason, "start refused");
                 // Not recorded: a refused start changes nothing here.
-                self.send(&state, ToMaster::ClusterState(ClusterStatus { cluster: name, state: ClusterState::ErrorStart, detail: reason }));
+                self.send(
+                    &state,
+                    ToMaster::ClusterState(ClusterStatus {
+                        cluster: name,
+                        state: ClusterState::ErrorStart,
+                        detail: reason,
+                    }),
+                );
                 return;
             }
             state.clusters.insert(

@@ -68,7 +68,8 @@ impl Libvirt {
         // libvirt prints every error to stderr by default; ours are returned and logged.
         static QUIET: Once = Once::new();
         QUIET.call_once(virt::error::clear_error_callback);
-        let conn = Connect::open(Some(uri)).map_err(|e| LibvirtError::new(format!("connect to libvirt at {uri}"), e))?;
+        let conn =
+            Connect::open(Some(uri)).map_err(|e| LibvirtError::new(format!("connect to libvirt at {uri}"), e))?;
         Ok(Libvirt { conn, uri: uri.to_string() })
     }
 
@@ -94,7 +95,8 @@ impl Libvirt {
 
     pub fn domain(&self, name: &str) -> Result<Option<DomainHandle>> {
         optional(
-            self.conn.lookup_domain_by_name(name)
+            self.conn
+                .lookup_domain_by_name(name)
                 .map(|inner| DomainHandle { name: name.to_string(), inner })
                 .map_err(|e| LibvirtError::new(format!("look up domain {name}"), e)),
         )
@@ -115,7 +117,8 @@ impl Libvirt {
     }
 
     pub fn define_domain(&self, name: &str, xml: &str) -> Result<DomainHandle> {
-        self.conn.define_domain_xml(xml)
+        self.conn
+            .define_domain_xml(xml)
             .map(|inner| DomainHandle { name: name.to_string(), inner })
             .map_err(|e| LibvirtError::new(format!("define domain {name}"), e))
     }
@@ -124,7 +127,8 @@ impl Libvirt {
 
     pub fn network(&self, name: &str) -> Result<Option<NetworkHandle>> {
         optional(
-            self.conn.lookup_network_by_name(name)
+            self.conn
+                .lookup_network_by_name(name)
                 .map(|inner| NetworkHandle { name: name.to_string(), inner })
                 .map_err(|e| LibvirtError::new(format!("look up network {name}"), e)),
         )
@@ -143,7 +147,8 @@ impl Libvirt {
     }
 
     pub fn define_network(&self, name: &str, xml: &str) -> Result<NetworkHandle> {
-        self.conn.define_network_xml(xml)
+        self.conn
+            .define_network_xml(xml)
             .map(|inner| NetworkHandle { name: name.to_string(), inner })
             .map_err(|e| LibvirtError::new(format!("define network {name}"), e))
     }
@@ -152,7 +157,8 @@ impl Libvirt {
 
     pub fn pool(&self, name: &str) -> Result<Option<PoolHandle>> {
         optional(
-            self.conn.lookup_storage_pool_by_name(name)
+            self.conn
+                .lookup_storage_pool_by_name(name)
                 .map(|inner| PoolHandle { name: name.to_string(), inner })
                 .map_err(|e| LibvirtError::new(format!("look up storage pool {name}"), e)),
         )
@@ -167,7 +173,9 @@ impl Libvirt {
             None => {
                 tracing::info!(pool = name, dir = %dir.display(), "creating the storage pool");
                 let action = format!("create storage pool {name} at {}", dir.display());
-                let inner = self.conn.define_storage_pool_xml(&crate::xml::pool_xml(name, dir), 0)
+                let inner = self
+                    .conn
+                    .define_storage_pool_xml(&crate::xml::pool_xml(name, dir), 0)
                     .map_err(|e| LibvirtError::new(&action, e))?;
                 inner.build(0).map_err(|e| LibvirtError::new(&action, e))?;
                 inner.set_autostart(true).map_err(|e| LibvirtError::new(&action, e))?;
@@ -290,14 +298,17 @@ impl PoolHandle {
 
     pub fn volume(&self, name: &str) -> Result<Option<VolumeHandle>> {
         optional(
-            self.inner.lookup_storage_vol_by_name(name)
+            self.inner
+                .lookup_storage_vol_by_name(name)
                 .map(|inner| VolumeHandle { name: name.to_string(), inner })
                 .map_err(|e| LibvirtError::new(format!("look up volume {name} in storage pool {}", self.name), e)),
         )
     }
 
     pub fn volume_names(&self) -> Result<Vec<String>> {
-        self.inner.list_volumes().map_err(|e| LibvirtError::new(format!("list the volumes of storage pool {}", self.name), e))
+        self.inner
+            .list_volumes()
+            .map_err(|e| LibvirtError::new(format!("list the volumes of storage pool {}", self.name), e))
     }
 
     pub fn create_volume(&self, name: &str, xml: &str) -> Result<VolumeHandle> {

@@ -228,7 +228,11 @@ fn start_steps(
             console_path: console_path(&settings.console_dir, &host.name),
             slave_toml: xml::guest_slave_toml(network, request.master_port, host, &settings.secret),
             ca_pem: &settings.ca_pem,
-            marker: Marker { hypervisor: settings.hypervisor.clone(), cluster: name.to_string(), volumes: plan.volumes() },
+            marker: Marker {
+                hypervisor: settings.hypervisor.clone(),
+                cluster: name.to_string(),
+                volumes: plan.volumes(),
+            },
         };
         let domain = libvirt.define_domain(&host.name, &xml::domain_xml(&spec))?;
         domain.start()?;
@@ -280,7 +284,8 @@ fn check_kernel_files(cluster: &Cluster) -> Result<(), LifecycleError> {
         for (what, path) in [("kernel", Some(kernel)), ("initrd", initrd.as_ref())] {
             if let Some(path) = path {
                 if !Path::new(path).is_file() {
-                    missing.push(format!("{what} `{path}` of host {} does not exist on the hypervisor host", host.name));
+                    missing
+                        .push(format!("{what} `{path}` of host {} does not exist on the hypervisor host", host.name));
                 }
             }
         }
@@ -294,7 +299,12 @@ fn check_kernel_files(cluster: &Cluster) -> Result<(), LifecycleError> {
 
 /// After a failed start: removes every object of the cluster that is ours (all that the
 /// start made, half-made ones included). Returns the failures.
-fn remove_cluster_objects(libvirt: &Libvirt, settings: &Settings, cluster: &Cluster, plans: &[HostPlan]) -> Vec<String> {
+fn remove_cluster_objects(
+    libvirt: &Libvirt,
+    settings: &Settings,
+    cluster: &Cluster,
+    plans: &[HostPlan],
+) -> Vec<String> {
     let pool = match libvirt.pool(&settings.pool) {
         Ok(pool) => pool,
         Err(err) => return vec![err.to_string()],
@@ -374,12 +384,8 @@ pub fn cleanup_orphans(libvirt: &Libvirt, settings: &Settings, keep: &[String]) 
     }
     // Volumes of our prefix that no domain uses and no kept cluster owns.
     if let Some(pool) = &pool {
-        let claimed: BTreeSet<String> = libvirt
-            .domains()?
-            .iter()
-            .filter_map(|d| read_marker_quietly(d))
-            .flat_map(|m| m.volumes)
-            .collect();
+        let claimed: BTreeSet<String> =
+            libvirt.domains()?.iter().filter_map(read_marker_quietly).flat_map(|m| m.volumes).collect();
         let kept_prefixes: Vec<String> = keep.iter().map(|c| marker::cluster_volume_prefix(c)).collect();
         let stray: Vec<String> = pool
             .volume_names()?

@@ -64,11 +64,8 @@ pub fn network_xml(cluster: &Cluster, hypervisor: &str, master_ip: IpAddr) -> St
     // localOnly: names in the cluster's domain are answered here and never forwarded.
     let _ = writeln!(xml, "  <domain name='{}' localOnly='yes'/>", escape(&network.domain));
     let _ = writeln!(xml, "  <dns>");
-    let _ = writeln!(
-        xml,
-        "    <txt name='{TXT_NAME}' value='{}'/>",
-        escape(&network_txt_value(hypervisor, &cluster.name))
-    );
+    let _ =
+        writeln!(xml, "    <txt name='{TXT_NAME}' value='{}'/>", escape(&network_txt_value(hypervisor, &cluster.name)));
     let _ = writeln!(xml, "    <host ip='{master_ip}'>");
     let _ = writeln!(xml, "      <hostname>{}</hostname>", escape(&master_host_name(network)));
     let _ = writeln!(xml, "    </host>");
@@ -471,9 +468,8 @@ MIIB
         let xml = domain_xml(&spec);
         assert!(xml.starts_with("<domain type='kvm'>\n  <name>client.pair.test</name>"), "{xml}");
         assert!(xml.contains("<os>\n    <type arch='x86_64'>hvm</type>\n    <boot dev='hd'/>\n  </os>"), "{xml}");
-        assert!(xml.contains(
-            "<source file='/pool/xrdtest.pair.client.boot.qcow2'/>\n      <target dev='vda' bus='virtio'/>"
-        ));
+        assert!(xml
+            .contains("<source file='/pool/xrdtest.pair.client.boot.qcow2'/>\n      <target dev='vda' bus='virtio'/>"));
         assert!(!xml.contains("<kernel>"));
         assert!(xml.contains("<memory unit='KiB'>1048576</memory>"));
     }

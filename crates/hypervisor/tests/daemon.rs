@@ -31,7 +31,9 @@ const WAIT: Duration = Duration::from_secs(10);
 type MasterSide = Connection<TlsStream<TcpStream>>;
 
 /// A fake master: accepts connections, runs the handshake, hands each to the test.
-async fn fake_master(ca: &CertificateAuthority) -> (std::net::SocketAddr, mpsc::UnboundedReceiver<(Hello, MasterSide)>) {
+async fn fake_master(
+    ca: &CertificateAuthority,
+) -> (std::net::SocketAddr, mpsc::UnboundedReceiver<(Hello, MasterSide)>) {
     let issued = ca.issue_server_certificate(&[]).unwrap();
     let acceptor = TlsAcceptor::from(server_config(issued.chain_pem.as_bytes(), issued.key_pem.as_bytes()).unwrap());
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -271,7 +273,10 @@ async fn clusters_survive_a_lost_link_and_are_reported_after_reconnect() {
     let mut conn = h.accept().await;
     let ToMaster::HypervisorState(status) = next(&mut conn).await else { panic!("HypervisorState first") };
     assert_eq!(status.clusters.len(), 1);
-    assert_eq!((status.clusters[0].cluster.as_str(), status.clusters[0].state), (cluster.name.as_str(), ClusterState::Active));
+    assert_eq!(
+        (status.clusters[0].cluster.as_str(), status.clusters[0].state),
+        (cluster.name.as_str(), ClusterState::Active)
+    );
     assert_eq!(status.vms_running, 2);
     for host in &cluster.hosts {
         assert!(h.libvirt.domain(&host.name).unwrap().unwrap().is_active().unwrap(), "{} still runs", host.name);

@@ -71,7 +71,8 @@ impl Fixture {
 
     fn start(&self, request: &StartCluster) -> (Result<(), String>, Vec<(ClusterState, String)>) {
         let mut states = Vec::new();
-        let result = start_cluster(&self.libvirt, &self.settings, request, |state, detail| states.push((state, detail)));
+        let result =
+            start_cluster(&self.libvirt, &self.settings, request, |state, detail| states.push((state, detail)));
         (result.map_err(|e| e.to_string()), states)
     }
 
