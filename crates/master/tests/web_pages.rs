@@ -10,12 +10,16 @@ use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use xrdtest_master::clusters::ClusterOwner;
 use xrdtest_master::config::MasterConfig;
 use xrdtest_master::master::Master;
 use xrdtest_master::model::{
     CaseRecord, CaseState, RunState, SessionRecord, SessionState, StageRecord, StageRun, Trigger,
 };
-use xrdtest_proto::{LogFile, OutputLine, Stage};
+use xrdtest_master::model::{ClusterRun, ClusterStep};
+use xrdtest_proto::{
+    ClusterState, ClusterStatus, FromMaster, Heartbeat, HypervisorStatus, LogFile, OutputLine, Role, Stage, ToMaster,
+};
 
 const PASSWORD: &str = "web-test-password";
 
@@ -45,12 +49,21 @@ fn definitions(root: &Path) {
     write(&broken.join("tc/tc_a/run.sh"), "echo\n");
     let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../clusters/cluster_example/cluster.toml");
     write(&root.join("clusters/cluster_example/cluster.toml"), &std::fs::read_to_string(example).unwrap());
+    write(
+        &root.join("clusters/pair/cluster.toml"),
+        "name = \"pair\"\n[network]\nbridge = \"br_pair\"\nip = \"10.9.0.1\"\nnetmask = \"255.255.255.0\"\n\
+         dhcp_range = [\"10.9.0.100\", \"10.9.0.200\"]\ndomain = \"pair.test\"\n[defaults]\nkernel = \"/boot/k\"\n\
+         ram = \"256M\"\n[[hosts]]\nname = \"a.pair.test\"\nip = \"10.9.0.10\"\n[[hosts]]\nname = \"b.pair.test\"\n\
+         ip = \"10.9.0.11\"\n",
+    );
 }
 
 struct Running {
     _dir: tempfile::TempDir,
     master: Arc<Master>,
     web: SocketAddr,
+    peer: SocketAddr,
+    ca: std::path::PathBuf,
 }
 
 async fn start(web_section: &str) -> Running {
@@ -67,7 +80,13 @@ async fn start(web_section: &str) -> Running {
     )
     .unwrap();
     let running = xrdtest_master::start(config).await.unwrap();
-    Running { _dir: dir, master: running.master, web: running.web_address }
+    Running {
+        _dir: dir,
+        master: running.master,
+        web: running.web_address,
+        peer: running.peer_address,
+        ca: running.ca_cert_path,
+    }
 }
 
 async fn start_default() -> Running {
@@ -715,9 +734,18 @@ async fn dashboard_events_list_unfinished_sessions() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pages_need_a_login_when_the_configuration_says_so() {
     let m = start(&format!("password = \"{PASSWORD}\"\nrequire_login = true")).await;
-    for path in
-        ["/", "/suites", "/sessions?suite=ts_ok", "/sessions/1", "/trends/ts_ok", "/slaves", "/sessions/1/events"]
-    {
+    for path in [
+        "/",
+        "/suites",
+        "/sessions?suite=ts_ok",
+        "/sessions/1",
+        "/trends/ts_ok",
+        "/slaves",
+        "/sessions/1/events",
+        "/clusters",
+        "/hypervisors",
+        "/clusters/events",
+    ] {
         let reply = get(m.web, path).await;
         assert_eq!(reply.status, 303, "{path}");
         assert!(reply.header("location").unwrap().starts_with("/login?next=/"), "{path}");
@@ -725,6 +753,357 @@ async fn pages_need_a_login_when_the_configuration_says_so() {
     let cookie = login(m.web).await;
     let reply = http(m.web, "GET", "/suites", Some(&cookie), None).await;
     assert_eq!(reply.status, 200);
+}
+
+/// What a hypervisor reports: `vm_limit` VMs and `memory_gib` GiB, of which `vms` and
+/// `used_mib` MiB are in use.
+fn capacity(vm_limit: u32, vms: u32, memory_gib: u64, used_mib: u64) -> HypervisorStatus {
+    HypervisorStatus {
+        domain_type: "qemu".into(),
+        memory_limit_bytes: memory_gib << 30,
+        memory_used_bytes: used_mib << 20,
+        vm_limit,
+        vms_running: vms,
+        clusters: Vec::new(),
+    }
+}
+
+fn defined_cluster(master: &Master, name: &str) -> xrdtest_defs::Cluster {
+    master.definitions().repository.clusters.get(name).cloned().expect("the cluster is defined")
+}
+
+fn cluster_status(cluster: &str, state: ClusterState, detail: &str) -> ClusterStatus {
+    ClusterStatus { cluster: cluster.into(), state, detail: detail.into() }
+}
+
+/// The card of one cluster or hypervisor on its page.
+fn card<'a>(body: &'a str, id: &str) -> &'a str {
+    let start = body.find(&format!("id=\"{id}\"")).unwrap_or_else(|| panic!("no #{id} in {body}"));
+    let end = body[start..].find("</section>").map_or(body.len(), |end| start + end);
+    &body[start..end]
+}
+
+/// Waits until `check` holds (the master handles peer messages on its own tasks).
+async fn until(what: &str, check: impl Fn() -> bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !check() {
+        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A libvirt error as a hypervisor reports it: long, with markup-like text.
+const LIBVIRT_ERROR: &str = "virDomainCreate failed: internal error: process exited while connecting to monitor: \
+    qemu-system-x86_64: -drive file=/var/lib/xrdtest/pool/xrdtest.cluster_example.ds1.boot.qcow2,format=qcow2,\
+    if=none,id=drive-virtio-disk0: Could not open backing file <slc6_testslave_ref.img>: No such file or directory";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clusters_and_hypervisors_pages_show_the_board() {
+    let m = start_default().await;
+    let board = &m.master.clusters;
+    board.hypervisor_connected("hv1", Some("192.0.2.1".parse().unwrap()));
+    board.hypervisor_status("hv1", capacity(16, 0, 32, 0));
+    board.hypervisor_connected("hv2", None);
+    let (hypervisor, _) =
+        board.reserve(&defined_cluster(&m.master, "cluster_example"), ClusterOwner::Session(7)).unwrap();
+    assert_eq!(hypervisor, "hv1");
+    for (state, detail) in [
+        (ClusterState::CreatingNetwork, "network cluster_example_net"),
+        (ClusterState::CopyingImages, ""),
+        (ClusterState::ErrorStart, LIBVIRT_ERROR),
+    ] {
+        board.cluster_status("hv1", &cluster_status("cluster_example", state, detail));
+    }
+    board.reserve(&defined_cluster(&m.master, "pair"), ClusterOwner::Manual).unwrap();
+    board.cluster_status("hv1", &cluster_status("pair", ClusterState::Active, "2 VMs running"));
+    board.set_in_use("pair", Some(9));
+    let mut report = capacity(16, 3, 32, 768);
+    report.clusters = vec![
+        cluster_status("pair", ClusterState::Active, ""),
+        cluster_status("stray", ClusterState::Active, "from before <a restart>"),
+    ];
+    board.hypervisor_status("hv1", report);
+
+    let page = get(m.web, "/clusters").await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    let summary = card(&page.body, "hypervisor-summary");
+    assert!(summary.contains("2 hypervisors connected"), "{summary}");
+    assert!(summary.contains("<a href=\"/hypervisors#hypervisor-hv1\">hv1</a>"), "{summary}");
+    assert!(summary.contains("capacity not reported yet"), "hv2: {summary}");
+    let example = card(&page.body, "cluster-cluster_example");
+    assert!(example.contains("data-state=\"error_start\">start failed</span>"), "{example}");
+    assert!(example.contains(&format!("<pre class=\"detail\">{}</pre>", html(LIBVIRT_ERROR))), "{example}");
+    assert!(!page.body.contains("<slc6_testslave_ref.img>"), "the libvirt text is escaped");
+    assert!(example.contains("for <a href=\"/sessions/7\">session #7</a>"), "{example}");
+    assert!(example.contains("<a href=\"/hypervisors#hypervisor-hv1\">hv1</a>"));
+    assert_eq!(example.matches("class=\"step\"").count(), 4, "sent, network, images, error: {example}");
+    assert!(example.contains("data-state=\"creating_network\""));
+    assert!(example.contains("network cluster_example_net"));
+    assert!(example.contains("8 VMs, 7.5 GiB RAM"), "what it needs");
+    assert!(example.contains("<table class=\"hosts\">"), "the definition is still shown");
+    assert!(example.contains("Log in to start"), "a failed cluster may be started again");
+    let pair = card(&page.body, "cluster-pair");
+    assert!(pair.contains("data-state=\"active\">active</span>"), "{pair}");
+    assert!(pair.contains("by hand"));
+    assert!(pair.contains("in use by <a href=\"/sessions/9\">session #9</a>: cancel it to stop the cluster"), "{pair}");
+    assert!(
+        !pair.contains("cluster-login") && !pair.contains("cluster-stop"),
+        "a used cluster is stopped by its session"
+    );
+    assert!(page.body.contains("data-version=\""));
+
+    let page = get(m.web, "/hypervisors").await;
+    assert_eq!(page.status, 200);
+    assert!(!page.body.contains("id=\"no-hypervisors\""));
+    let hv1 = card(&page.body, "hypervisor-hv1");
+    assert!(hv1.contains("hypervisor-state\">connected</span>"), "{hv1}");
+    assert!(hv1.contains(">qemu</span>"));
+    assert!(hv1.contains("3 / 16 VMs"), "{hv1}");
+    assert!(hv1.contains("768.0 MiB / 32.0 GiB"), "{hv1}");
+    assert!(hv1.contains("style=\"width: 18%\""), "the VM bar: {hv1}");
+    assert!(hv1.contains("192.0.2.1"), "the master's address for its VMs");
+    assert!(hv1.contains("<a href=\"/clusters#cluster-pair\">pair</a>"));
+    assert!(hv1.contains("data-cluster=\"stray\""));
+    assert!(hv1.contains("not started by this master"));
+    assert!(hv1.contains(&html("from before <a restart>")));
+    assert!(!hv1.contains("data-cluster=\"cluster_example\""), "a failed start runs nothing");
+    let hv2 = card(&page.body, "hypervisor-hv2");
+    assert!(hv2.contains("not reported yet"), "{hv2}");
+
+    // Away, and the dashboard's summary.
+    board.hypervisor_gone("hv2");
+    let page = get(m.web, "/hypervisors").await;
+    assert!(card(&page.body, "hypervisor-hv2").contains("hypervisor-state\">away</span>"));
+    let page = get(m.web, "/").await;
+    assert!(page.body.contains("<b id=\"stat-hypervisors\">1/2</b>"), "{}", page.body);
+    assert!(page.body.contains("<td class=\"muted hypervisor-load\">2 clusters · 3/16 VMs</td>"), "{}", page.body);
+
+    // The pages' live stream says when the board changes.
+    let mut events = Events::open(m.web, "/clusters/events", None).await;
+    let first = events.next("board").await;
+    let page = get(m.web, "/clusters").await;
+    assert!(page.body.contains(&format!("data-version=\"{first}\"")), "the page and the stream agree");
+    board.cluster_status("hv1", &cluster_status("pair", ClusterState::Destroying, ""));
+    let second = events.next("board").await;
+    assert_ne!(first, second);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clusters_page_says_how_to_add_a_hypervisor_when_none_is_connected() {
+    let m = start_default().await;
+    let page = get(m.web, "/clusters").await;
+    let notice = card(&page.body, "no-hypervisor");
+    assert!(notice.contains("No hypervisor is connected"), "{notice}");
+    assert!(notice.contains("docs/hypervisor-config.md"));
+    // The test master takes any free port; a configured one is shown as it is.
+    assert!(notice.contains(&format!("master = \"{}\"", html("<this host>:<its peer port>"))), "{notice}");
+    let page = get(m.web, "/hypervisors").await;
+    assert!(card(&page.body, "no-hypervisors").contains("docs/hypervisor-config.md"));
+}
+
+/// A hypervisor connected to the master over real TLS; heartbeats go in the background.
+struct FakeHypervisor {
+    outgoing: tokio::sync::mpsc::UnboundedSender<ToMaster>,
+    incoming: tokio::sync::mpsc::UnboundedReceiver<FromMaster>,
+}
+
+impl FakeHypervisor {
+    async fn connect(m: &Running, name: &str) -> FakeHypervisor {
+        let settings = xrdtest_proto::client::ConnectSettings {
+            master: m.peer.to_string(),
+            role: Role::Hypervisor,
+            name: name.into(),
+            secret: "web-test-secret".into(),
+            ca_file: m.ca.clone(),
+            tls_server_name: xrdtest_proto::tls::MASTER_TLS_NAME.into(),
+            max_frame_bytes: xrdtest_proto::DEFAULT_MAX_FRAME_LEN,
+        };
+        let (mut conn, interval) = xrdtest_proto::client::connect(&settings).await.expect("the master welcomes it");
+        let (outgoing, mut to_send) = tokio::sync::mpsc::unbounded_channel::<ToMaster>();
+        let (received, incoming) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            let mut beat = tokio::time::interval(interval);
+            let mut seq = 0;
+            loop {
+                let message = tokio::select! {
+                    message = to_send.recv() => match message {
+                        Some(message) => message,
+                        None => return,
+                    },
+                    message = conn.recv::<FromMaster>() => match message {
+                        Ok(Some(message)) => {
+                            let _ = received.send(message);
+                            continue;
+                        }
+                        _ => return,
+                    },
+                    _ = beat.tick() => {
+                        seq += 1;
+                        ToMaster::Heartbeat(Heartbeat { seq, sent_unix_ms: master_now() })
+                    }
+                };
+                if conn.send(&message).await.is_err() {
+                    return;
+                }
+            }
+        });
+        FakeHypervisor { outgoing, incoming }
+    }
+
+    fn send(&self, message: ToMaster) {
+        self.outgoing.send(message).expect("the connection is open");
+    }
+
+    /// The master's next command (heartbeats skipped).
+    async fn command(&mut self) -> FromMaster {
+        loop {
+            let message = tokio::time::timeout(Duration::from_secs(10), self.incoming.recv())
+                .await
+                .expect("a command within 10 s")
+                .expect("the connection is open");
+            if !matches!(message, FromMaster::Heartbeat(_)) {
+                return message;
+            }
+        }
+    }
+}
+
+/// Posts a cluster command; the notice the page shows after the redirect, in its card.
+async fn cluster_command(m: &Running, cookie: &str, csrf: &str, path: &str) -> String {
+    let reply = http(m.web, "POST", path, Some(cookie), Some(&format!("csrf={csrf}"))).await;
+    assert_eq!(reply.status, 303, "{path}: {}", reply.body);
+    let location = reply.header("location").expect("a location");
+    let (page_path, fragment) = location.split_once('#').expect("an anchor");
+    assert!(page_path.starts_with("/clusters?notice="), "{location}");
+    let page = http(m.web, "GET", page_path, Some(cookie), None).await;
+    assert_eq!(page.status, 200);
+    let card = card(&page.body, fragment);
+    let at = card.find("action-notice\" role=\"status\">").expect("a notice in the cluster's card");
+    let notice = &card[at..];
+    let kind = if card[..at].ends_with("\"errors ") { "refused" } else { "done" };
+    format!("{kind}: {}", &notice[notice.find('>').unwrap() + 1..notice.find("</div>").unwrap()])
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clusters_start_and_stop_from_the_page_with_login_csrf_and_clear_refusals() {
+    let m = start_default().await;
+    let board = &m.master.clusters;
+    // Without a login, or with a wrong token: refused, nothing sent.
+    let reply = http(m.web, "POST", "/clusters/pair/start", None, Some("csrf=")).await;
+    assert_eq!(reply.status, 403);
+    let page = get(m.web, "/clusters").await;
+    assert!(card(&page.body, "cluster-pair").contains("Log in to start"));
+    let cookie = login(m.web).await;
+    let page = http(m.web, "GET", "/clusters", Some(&cookie), None).await;
+    let csrf = page.csrf();
+    assert!(
+        card(&page.body, "cluster-pair")
+            .contains("data-cluster=\"pair\" disabled title=\"no hypervisor is connected\""),
+        "{}",
+        page.body
+    );
+    let reply = http(m.web, "POST", "/clusters/pair/start", Some(&cookie), Some("csrf=wrong")).await;
+    assert_eq!(reply.status, 403);
+    assert!(board.cluster("pair").is_none());
+
+    // Refusals, each shown in the cluster's card.
+    let no_hypervisor = cluster_command(&m, &cookie, &csrf, "/clusters/pair/start").await;
+    assert_eq!(no_hypervisor, "refused: Not started: no hypervisor is connected.");
+    board.hypervisor_connected("hv-small", None);
+    board.hypervisor_status("hv-small", capacity(2, 0, 1, 0));
+    let no_room = cluster_command(&m, &cookie, &csrf, "/clusters/cluster_example/start").await;
+    assert!(no_room.starts_with("refused: Not started: no connected hypervisor has room"), "{no_room}");
+    assert!(no_room.contains("hv-small has 2 VMs and 1024 MiB free"), "{no_room}");
+    board.hypervisor_gone("hv-small");
+    let reply = http(m.web, "POST", "/clusters/no_such/start", Some(&cookie), Some(&format!("csrf={csrf}"))).await;
+    assert_eq!(reply.status, 404);
+    let page = http(m.web, "GET", "/clusters?notice=forged", Some(&cookie), None).await;
+    assert!(!page.body.contains("action-notice\" role"), "only notices the master made are shown");
+
+    // A hypervisor with room: the start goes to it and its steps show.
+    let mut hv = FakeHypervisor::connect(&m, "hv1").await;
+    hv.send(ToMaster::HypervisorState(capacity(16, 0, 32, 0)));
+    until("hv1's report", || board.hypervisors().iter().any(|h| h.name == "hv1" && h.status.is_some())).await;
+    let started = cluster_command(&m, &cookie, &csrf, "/clusters/pair/start").await;
+    assert_eq!(started, "done: Start sent to hypervisor hv1: the steps below follow its progress.");
+    match hv.command().await {
+        FromMaster::StartCluster(start) => assert_eq!(start.cluster.name, "pair"),
+        other => panic!("expected StartCluster, got {other:?}"),
+    }
+    hv.send(ToMaster::ClusterState(cluster_status("pair", ClusterState::CreatingNetwork, "")));
+    hv.send(ToMaster::ClusterState(cluster_status("pair", ClusterState::Active, "")));
+    until("pair active", || board.cluster("pair").is_some_and(|c| c.state == "active")).await;
+    let busy = cluster_command(&m, &cookie, &csrf, "/clusters/pair/start").await;
+    assert_eq!(busy, "refused: Not started: cluster `pair` is already active on hv1.");
+    let page = http(m.web, "GET", "/clusters", Some(&cookie), None).await;
+    let pair = card(&page.body, "cluster-pair");
+    assert!(pair.contains("class=\"danger cluster-stop\" data-cluster=\"pair\""), "{pair}");
+    assert!(!pair.contains("cluster-start"));
+    assert_eq!(pair.matches("class=\"step\"").count(), 3);
+
+    // In use by a session: its stop is refused, with the way out.
+    board.set_in_use("pair", Some(42));
+    let in_use = cluster_command(&m, &cookie, &csrf, "/clusters/pair/stop").await;
+    assert_eq!(in_use, "refused: Not stopped: cluster `pair` is in use by session 42; cancel the session instead.");
+    board.set_in_use("pair", None);
+    let stopped = cluster_command(&m, &cookie, &csrf, "/clusters/pair/stop").await;
+    assert_eq!(stopped, "done: Stop sent to hypervisor hv1.");
+    assert_eq!(hv.command().await, FromMaster::StopCluster { cluster: "pair".into() });
+    hv.send(ToMaster::ClusterState(cluster_status("pair", ClusterState::Stopped, "")));
+    until("pair stopped", || board.cluster("pair").is_some_and(|c| c.state == "stopped")).await;
+    let again = cluster_command(&m, &cookie, &csrf, "/clusters/pair/stop").await;
+    assert_eq!(again, "refused: Not stopped: cluster `pair` is not running.");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_session_shows_its_cluster_and_starting_state() {
+    let m = start_default().await;
+    let mut record = stored_session(&m.master, SessionState::StartingCluster);
+    record.ended_ms = None;
+    record.reason = None;
+    let step =
+        |state: &str, detail: &str| ClusterStep { unix_ms: master_now(), state: state.into(), detail: detail.into() };
+    record.cluster = Some(ClusterRun {
+        name: "pair".into(),
+        hypervisor: Some("hv1".into()),
+        started_here: true,
+        steps: vec![step("definition_sent", "sent to hv1"), step("creating_network", "<net> pair")],
+    });
+    m.master.save(&record);
+
+    let page = get(m.web, &format!("/sessions/{}", record.id)).await;
+    assert!(page.body.contains("id=\"session-state\" class=\"badge state-waiting\">starting cluster</span>"));
+    let panel = card(&page.body, "cluster-panel");
+    assert!(panel.contains("<a href=\"/clusters#cluster-pair\">pair</a>"), "{panel}");
+    assert!(panel.contains("id=\"cluster-hypervisor\" href=\"/hypervisors#hypervisor-hv1\">hv1</a>"), "{panel}");
+    assert!(panel.contains("for this session: stopped when it ends"));
+    assert_eq!(panel.matches("class=\"step\"").count(), 2);
+    assert!(panel.contains(&html("<net> pair")));
+    assert!(panel.contains("<table class=\"steps\" id=\"cluster-steps\">"));
+
+    // Listed and filtered as starting.
+    let page = get(m.web, "/sessions?state=starting_cluster").await;
+    assert!(page.body.contains(&format!("data-session=\"{}\"", record.id)));
+    assert!(page.body.contains("<option value=\"starting_cluster\" selected>starting cluster</option>"));
+    let page = get(m.web, "/").await;
+    let row = card(&page.body, &format!("active-{}", record.id));
+    assert!(row.contains("cluster: creating network"), "{row}");
+
+    // New steps arrive live.
+    let mut events = Events::open(m.web, &format!("/sessions/{}/events", record.id), None).await;
+    let first: serde_json::Value = serde_json::from_str(&events.next("session").await).unwrap();
+    assert_eq!(first["cluster"]["steps"].as_array().unwrap().len(), 2);
+    record.cluster.as_mut().unwrap().steps.push(step("active", ""));
+    m.master.save(&record);
+    let update: serde_json::Value = serde_json::from_str(&events.next("session").await).unwrap();
+    assert_eq!(update["cluster"]["steps"][2]["label"], "active");
+    assert_eq!(update["cluster"]["steps"][2]["cls"], "passed");
+    assert_eq!(update["cluster"]["hypervisor"], "hv1");
+
+    // A session without a cluster has no panel.
+    let plain = stored_session(&m.master, SessionState::Passed);
+    let page = get(m.web, &format!("/sessions/{}", plain.id)).await;
+    assert!(!page.body.contains("cluster-panel"));
 }
 
 /// The lead's target: with 10,000 stored sessions, the dashboard, history and suites pages

@@ -282,7 +282,8 @@ pub fn require_writer(viewer: &Viewer, form_csrf: &str) -> Result<(), Response> 
         return Err(refusal(
             StatusCode::FORBIDDEN,
             "Login needed",
-            "Starting and cancelling runs needs a login: <a href=\"/login\">log in</a> first. \
+            "Starting and cancelling runs, and starting and stopping clusters, need a login: \
+             <a href=\"/login\">log in</a> first. \
              (If the login page says that logins are disabled, set <code>password</code> in the \
              <code>[web]</code> section of the master's configuration.)",
         ));

@@ -6,10 +6,12 @@
 //!   rate-limited wrong passwords.
 //! - [`pages`] — every page and the server-sent event streams.
 //! - [`files`] — slave-facing downloads: scripts and files of the definitions, the CA.
+//! - [`notices`] — what a form's action said, for the page it redirects to.
 //! - [`svg`] — the trends chart, drawn on the server.
 
 pub mod auth;
 pub mod files;
+pub mod notices;
 pub mod pages;
 pub mod svg;
 
@@ -23,11 +25,12 @@ use crate::master::Master;
 pub struct WebState {
     pub master: Arc<Master>,
     pub auth: auth::AuthState,
+    pub notices: notices::Notices,
 }
 
 /// The dashboard's routes, ready to be merged with the JSON API.
 pub fn router(master: Arc<Master>) -> Router {
     let auth = auth::AuthState::new(&master.config);
-    let state = Arc::new(WebState { master, auth });
+    let state = Arc::new(WebState { master, auth, notices: notices::Notices::default() });
     Router::new().merge(auth::routes()).merge(files::routes()).merge(pages::routes()).with_state(state)
 }

@@ -11,17 +11,23 @@
 //! - `/sessions/{id}/stages/{stage_id}`: one cell's output and logs; live through
 //!   `/stages/{stage_id}/events?from=SEQ&session=ID`.
 //! - `/trends/{suite}`: each case's duration and result across sessions, as an SVG chart.
-//! - `/clusters`, `/hypervisors`, `/slaves`.
+//! - `/clusters`: each cluster's definition and its state on a hypervisor, with its steps;
+//!   `/hypervisors`: each hypervisor's capacity and clusters. Both reload themselves when
+//!   `/clusters/events` says the board changed.
+//! - `/slaves`.
 //!
 //! Write actions are HTML forms with the hidden `csrf` field, checked by [`require_writer`]:
-//! `POST /suites/{name}/run` (303 to the new session) and `POST /sessions/{id}/cancel` (303
-//! back to the session).
+//! `POST /suites/{name}/run` (303 to the new session), `POST /sessions/{id}/cancel` (303
+//! back to the session), `POST /clusters/{name}/start|stop` (303 back to the clusters page
+//! with a notice saying what was done or why not, see `web/notices.rs`).
 //!
 //! No page scans every session: lists come from the store's indexes, newest first, and
 //! stop when they have what they show (see `store.rs`).
 
+mod clusters;
 mod dashboard;
 mod format;
+mod hypervisors;
 mod infra;
 mod live;
 mod sessions;
@@ -54,8 +60,11 @@ pub fn routes() -> Router<Arc<WebState>> {
         .route("/sessions/{id}/stages/{stage_id}", get(sessions::stage_page))
         .route("/stages/{stage_id}/events", get(live::stage_events))
         .route("/trends/{suite}", get(trends::trends_page))
-        .route("/clusters", get(infra::clusters))
-        .route("/hypervisors", get(infra::hypervisors))
+        .route("/clusters", get(clusters::clusters_page))
+        .route("/clusters/events", get(live::infra_events))
+        .route("/clusters/{name}/start", post(clusters::start))
+        .route("/clusters/{name}/stop", post(clusters::stop))
+        .route("/hypervisors", get(hypervisors::hypervisors_page))
         .route("/slaves", get(infra::slaves))
 }
 

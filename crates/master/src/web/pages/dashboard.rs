@@ -8,6 +8,7 @@ use axum::http::Uri;
 use axum::response::Response;
 use serde::Serialize;
 
+use super::hypervisors::{hypervisor_views, summary};
 use super::infra::{peer_rows, PeerRow};
 use super::sessions::{current_stage, progress, summary_row, SummaryRow};
 use super::{check_reader, format, page, store_error, Nav};
@@ -67,12 +68,25 @@ pub fn active_sessions(master: &Master) -> Result<(Vec<ActiveRow>, Vec<ActiveRow
             row.done = done;
             row.total = total;
             row.percent = (done * 100).checked_div(total).unwrap_or(0);
-            row.current = current_stage(&record);
+            row.current = match (summary.state, record.cluster.as_ref().and_then(|c| c.steps.last())) {
+                (SessionState::StartingCluster, Some(step)) => {
+                    format!("cluster: {}", format::cluster_state(&step.state).1)
+                }
+                _ => current_stage(&record),
+            };
             row.since = format::span(record.started_ms.or(Some(record.created_ms)), None, now);
         }
         running.push(row);
     }
     Ok((running, queued, ids.join(",")))
+}
+
+/// A hypervisor's line: connected or away, its clusters and VMs.
+pub struct HypervisorLine {
+    pub name: String,
+    pub connected: bool,
+    pub summary: String,
+    pub address: String,
 }
 
 pub struct NextRun {
@@ -89,7 +103,8 @@ struct DashboardPage {
     nav: Nav,
     slaves: Vec<PeerRow>,
     slaves_connected: usize,
-    hypervisors: Vec<PeerRow>,
+    hypervisors: Vec<HypervisorLine>,
+    hypervisors_connected: usize,
     running: Vec<ActiveRow>,
     queued: Vec<ActiveRow>,
     active_ids: String,
@@ -112,7 +127,16 @@ pub async fn dashboard_page(State(state): State<Arc<WebState>>, viewer: Viewer, 
         Ok(found) => found.iter().map(|s| summary_row(s, now)).collect(),
         Err(err) => return store_error(&state, &viewer, &uri, err),
     };
-    let (slaves, hypervisors) = peer_rows(master, now);
+    let (slaves, _) = peer_rows(master, now);
+    let hypervisors: Vec<HypervisorLine> = hypervisor_views(&state)
+        .iter()
+        .map(|view| HypervisorLine {
+            name: view.name.clone(),
+            connected: view.connected,
+            summary: summary(view),
+            address: view.peer.as_ref().map(|p| p.address.clone()).unwrap_or_default(),
+        })
+        .collect();
     let mut next_runs: Vec<(i64, NextRun)> = master
         .schedules
         .snapshot()
@@ -136,6 +160,7 @@ pub async fn dashboard_page(State(state): State<Arc<WebState>>, viewer: Viewer, 
         nav: Nav::new(&state, &viewer, &uri, "dashboard", "Dashboard"),
         slaves_connected: slaves.iter().filter(|s| s.connected).count(),
         slaves,
+        hypervisors_connected: hypervisors.iter().filter(|h| h.connected).count(),
         hypervisors,
         running,
         queued,

@@ -119,6 +119,33 @@ pub fn case_state(state: CaseState) -> (&'static str, &'static str) {
     }
 }
 
+/// The CSS class suffix and the words of a cluster state as the API names it
+/// (`creating_network`, `error_start`...). Session records also hold steps of the master's
+/// own (`kept`): any other name is shown as it is, in grey.
+pub fn cluster_state(name: &str) -> (&'static str, String) {
+    let cls = match name {
+        "active" => "passed",
+        "error_start" | "error_stop" | "error" => "failed",
+        "stopped" | "defined" | "kept" => "skipped",
+        "definition_sent" | "starting" | "creating_network" | "copying_images" | "attaching_disks"
+        | "creating_slaves" | "waiting_slaves" | "stop_command_sent" | "destroying" => "waiting",
+        _ => "skipped",
+    };
+    let label = match name {
+        "error_start" => "start failed".to_string(),
+        "error_stop" => "stop failed".to_string(),
+        "stop_command_sent" => "stop sent".to_string(),
+        "kept" => "left running".to_string(),
+        other => other.replace('_', " "),
+    };
+    (cls, label)
+}
+
+/// How full something is, in whole percent (0 when the limit is 0), at most 100.
+pub fn percent(used: u64, limit: u64) -> u64 {
+    (used.saturating_mul(100)).checked_div(limit).unwrap_or(0).min(100)
+}
+
 /// The first characters of a commit or hash.
 pub fn short(hash: &str) -> String {
     hash.chars().take(10).collect()
@@ -169,6 +196,16 @@ mod tests {
         assert_eq!(time(start), "2024-06-01 00:00:00");
         assert!(parse_day("2024-13-01").is_err());
         assert!(parse_day("yesterday").unwrap_err().contains("YYYY-MM-DD"));
+    }
+
+    #[test]
+    fn cluster_states_have_colours_and_words() {
+        assert_eq!(cluster_state("active"), ("passed", "active".to_string()));
+        assert_eq!(cluster_state("creating_network"), ("waiting", "creating network".to_string()));
+        assert_eq!(cluster_state("error_start"), ("failed", "start failed".to_string()));
+        assert_eq!(cluster_state("kept"), ("skipped", "left running".to_string()));
+        assert_eq!(cluster_state("something_new"), ("skipped", "something new".to_string()));
+        assert_eq!((percent(3, 16), percent(5, 0), percent(20, 16)), (18, 0, 100));
     }
 
     #[test]

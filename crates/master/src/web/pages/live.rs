@@ -11,6 +11,9 @@
 //! - `/dashboard/events`: event `sessions` (JSON `{ids, rows}`: the unfinished sessions
 //!   with their progress) at once and when sessions change; `peers` when a slave or
 //!   hypervisor connects or leaves.
+//! - `/clusters/events`: event `board` (data: [`infra_version`]) at once and whenever
+//!   that changes: a cluster's state, a hypervisor's report or connection. The clusters and
+//!   hypervisors pages carry the version they show and reload when it differs.
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
@@ -30,6 +33,7 @@ use xrdtest_proto::StageId;
 use super::dashboard::{active_sessions, ActiveRow};
 use super::sessions::{find_run, line_views, log_views, run_view, session_update, RunView};
 use super::{check_reader, error_page, store_error};
+use crate::clusters::ClusterEvent;
 use crate::master::Master;
 use crate::model::{now_ms, SessionId};
 use crate::peers::PeerEvent;
@@ -299,4 +303,78 @@ pub async fn dashboard_events(State(state): State<Arc<WebState>>, viewer: Viewer
         first: true,
     };
     sse(event_stream(watch, dashboard_step))
+}
+
+/// A fingerprint of what the clusters and hypervisors pages show: changes when a cluster
+/// changes state, owner or user, or a hypervisor connects, leaves or reports other figures
+/// (not with the time alone).
+pub fn infra_version(master: &Master) -> String {
+    use std::hash::{DefaultHasher, Hash, Hasher};
+    let mut hasher = DefaultHasher::new();
+    for entry in master.clusters.clusters() {
+        (&entry.name, &entry.hypervisor, entry.state, &entry.detail, entry.in_use_by, entry.steps.len())
+            .hash(&mut hasher);
+        serde_json::to_string(&entry.owner).unwrap_or_default().hash(&mut hasher);
+    }
+    for entry in master.clusters.hypervisors() {
+        (&entry.name, entry.connected).hash(&mut hasher);
+        serde_json::to_string(&entry.status).unwrap_or_default().hash(&mut hasher);
+    }
+    let mut peers: Vec<(String, bool)> =
+        master.peers.list().into_iter().filter(|p| p.role == "hypervisor").map(|p| (p.name, p.connected)).collect();
+    peers.sort();
+    peers.hash(&mut hasher);
+    format!("{:016x}", hasher.finish())
+}
+
+struct InfraWatch {
+    master: Arc<Master>,
+    clusters: broadcast::Receiver<ClusterEvent>,
+    peers: broadcast::Receiver<PeerEvent>,
+    /// The version last sent; `None` before the first event.
+    sent: Option<String>,
+}
+
+impl InfraWatch {
+    /// Waits for a cluster or peer event, or [`REFRESH`] (hypervisor reports come without
+    /// one); `false` when the master is gone.
+    async fn wait(&mut self) -> bool {
+        let open = tokio::select! {
+            event = self.clusters.recv() => !matches!(event, Err(RecvError::Closed)),
+            event = self.peers.recv() => !matches!(event, Err(RecvError::Closed)),
+            _ = tokio::time::sleep(REFRESH) => true,
+        };
+        if open {
+            tokio::time::sleep(COALESCE).await;
+            while let Ok(_) | Err(broadcast::error::TryRecvError::Lagged(_)) = self.clusters.try_recv() {}
+            while let Ok(_) | Err(broadcast::error::TryRecvError::Lagged(_)) = self.peers.try_recv() {}
+        }
+        open
+    }
+}
+
+async fn infra_step(mut watch: InfraWatch) -> Option<(Vec<Event>, Option<InfraWatch>)> {
+    if watch.sent.is_some() && !watch.wait().await {
+        return None;
+    }
+    let version = infra_version(&watch.master);
+    if watch.sent.as_ref() == Some(&version) {
+        return Some((Vec::new(), Some(watch)));
+    }
+    let event = Event::default().event("board").data(&version);
+    watch.sent = Some(version);
+    Some((vec![event], Some(watch)))
+}
+
+pub async fn infra_events(State(state): State<Arc<WebState>>, viewer: Viewer, uri: Uri) -> Response {
+    if let Err(response) = check_reader(&state, &viewer, &uri) {
+        return response;
+    }
+    let watch = InfraWatch {
+        master: state.master.clone(),
+        clusters: state.master.clusters.subscribe(),
+        peers: state.master.peers.subscribe(),
+        sent: None,
+    };
+    sse(event_stream(watch, infra_step))
 }

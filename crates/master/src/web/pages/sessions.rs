@@ -10,10 +10,11 @@ use axum::response::Response;
 use serde::{Deserialize, Serialize};
 use xrdtest_proto::StageId;
 
+use super::clusters::{step_views, StepView};
 use super::format;
 use super::{check_reader, error_page, page, see_other, store_error, CsrfForm, Nav};
 use crate::master::CancelError;
-use crate::model::{now_ms, SessionId, SessionRecord, SessionState, SessionSummary, StageRun, Trigger};
+use crate::model::{now_ms, ClusterRun, SessionId, SessionRecord, SessionState, SessionSummary, StageRun, Trigger};
 use crate::store::HistoryFilter;
 use crate::web::auth::{require_writer, Viewer};
 use crate::web::WebState;
@@ -76,6 +77,32 @@ pub struct SessionUpdate {
     pub total: usize,
     pub cells: Vec<CellView>,
     pub cases: Vec<CaseView>,
+    /// A cluster suite's cluster.
+    pub cluster: Option<ClusterPanel>,
+}
+
+/// The cluster of a cluster session: where it runs and each step it went through.
+#[derive(Debug, Clone, Serialize)]
+pub struct ClusterPanel {
+    pub name: String,
+    /// Empty until one is picked.
+    pub hypervisor: String,
+    /// Who started it, and so whether it stops with the session.
+    pub started: &'static str,
+    pub steps: Vec<StepView>,
+}
+
+fn cluster_panel(run: &ClusterRun) -> ClusterPanel {
+    ClusterPanel {
+        name: run.name.clone(),
+        hypervisor: run.hypervisor.clone().unwrap_or_default(),
+        started: match (&run.hypervisor, run.started_here) {
+            (None, _) => "",
+            (Some(_), true) => "for this session: stopped when it ends",
+            (Some(_), false) => "by hand before the session: left running",
+        },
+        steps: step_views(&run.steps),
+    }
 }
 
 /// The slaves of a session's grid: its own list, then any other a run names.
@@ -195,6 +222,7 @@ pub fn session_update(record: &SessionRecord, now: u64) -> SessionUpdate {
         total,
         cells: rows.into_iter().flat_map(|row| row.cells.into_iter().flatten()).collect(),
         cases: cases(record, now),
+        cluster: record.cluster.as_ref().map(cluster_panel),
     }
 }
 
@@ -507,7 +535,7 @@ impl HistoryQuery {
 }
 
 /// Percent-encodes a query value.
-fn encode_component(text: &str) -> String {
+pub fn encode_component(text: &str) -> String {
     let mut out = String::new();
     for byte in text.bytes() {
         if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'.' | b'~') {
