@@ -5,7 +5,7 @@
 //! While the link is down, state changes are not sent; every (re)connect begins with a
 //! `HypervisorState` holding the latest state of every cluster, so the master catches up.
 //!
-//! Each cluster has a lock: one operation at a time per cluster, in arrival order, so a
+//! Operations on one cluster queue up: one at a time, in arrival order, so a
 //! `StopCluster` that arrives while the cluster is still starting waits for the start to
 //! finish and then stops it. Different clusters start and stop concurrently.
 
@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
 use xrdtest_defs::units::format_size;
@@ -56,8 +56,9 @@ pub struct Hypervisor {
     config: HypervisorConfig,
     settings: Settings,
     state: Mutex<State>,
-    /// One lock per cluster name ever seen (a handful), never removed.
-    cluster_locks: Mutex<BTreeMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// Per cluster, the end of its latest operation: the next one waits for it, so that
+    /// operations on one cluster run one at a time in the order they arrived.
+    last_operation: Mutex<BTreeMap<String, oneshot::Receiver<()>>>,
     /// Cleared at shutdown: new starts are refused from then on.
     accepting: AtomicBool,
 }
@@ -86,7 +87,7 @@ impl Hypervisor {
             config,
             settings,
             state: Mutex::new(State::default()),
-            cluster_locks: Mutex::new(BTreeMap::new()),
+            last_operation: Mutex::new(BTreeMap::new()),
             accepting: AtomicBool::new(true),
         })
     }
@@ -95,9 +96,14 @@ impl Hypervisor {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn cluster_lock(&self, cluster: &str) -> Arc<tokio::sync::Mutex<()>> {
-        let mut locks = self.cluster_locks.lock().unwrap_or_else(|p| p.into_inner());
-        locks.entry(cluster.to_string()).or_default().clone()
+    /// Takes the cluster's next place in line, at once (not when a task first runs, which
+    /// would let a stop overtake the start sent just before it): returns the end of the
+    /// operation before, to wait for, and this operation's own end, to signal (dropping it
+    /// signals too, so a crashed operation never blocks the next).
+    fn enqueue(&self, cluster: &str) -> (Option<oneshot::Receiver<()>>, oneshot::Sender<()>) {
+        let (done, end) = oneshot::channel();
+        let mut last = self.last_operation.lock().unwrap_or_else(|p| p.into_inner());
+        (last.insert(cluster.to_string(), end), done)
     }
 
     /// Capacity, use and clusters, as sent in `HypervisorState`.
@@ -341,9 +347,11 @@ impl Hypervisor {
         }
         self.set_state(&name, ClusterState::Starting, format!("accepted ({} requested it)", request.requested_by));
         let me = self.clone();
-        let lock = self.cluster_lock(&name);
+        let (previous, done) = self.enqueue(&name);
         tokio::spawn(async move {
-            let _guard = lock.lock().await;
+            if let Some(previous) = previous {
+                let _ = previous.await;
+            }
             let worker = me.clone();
             // The lifecycle reports its own failures; only one it never got to run is left.
             let unreported = tokio::task::spawn_blocking(move || match Libvirt::open(&worker.config.libvirt_uri) {
@@ -359,6 +367,7 @@ impl Hypervisor {
             if let Some(message) = unreported {
                 me.set_state(&name, ClusterState::ErrorStart, message);
             }
+            let _ = done.send(());
         });
     }
 
@@ -386,9 +395,11 @@ impl Hypervisor {
     /// Stops a cluster in the background, after any operation on it that is under way.
     fn stop(self: &Arc<Self>, cluster: String) -> JoinHandle<()> {
         let me = self.clone();
-        let lock = self.cluster_lock(&cluster);
+        let (previous, done) = self.enqueue(&cluster);
         tokio::spawn(async move {
-            let _guard = lock.lock().await;
+            if let Some(previous) = previous {
+                let _ = previous.await;
+            }
             let worker = me.clone();
             let name = cluster.clone();
             let unreported = tokio::task::spawn_blocking(move || match Libvirt::open(&worker.config.libvirt_uri) {
@@ -404,6 +415,7 @@ impl Hypervisor {
             if let Some(message) = unreported {
                 me.set_state(&cluster, ClusterState::ErrorStop, message);
             }
+            let _ = done.send(());
         })
     }
 }

@@ -49,8 +49,10 @@ async fn main() -> anyhow::Result<()> {
     if args.check {
         return check(&config, &decision).await;
     }
-    let ca_pem = std::fs::read_to_string(&config.ca_file)
+    let ca_text = std::fs::read_to_string(&config.ca_file)
         .with_context(|| format!("cannot read the master's CA certificate `ca_file` {}", config.ca_file.display()))?;
+    let ca_pem = xrdtest_hypervisor::xml::guest_ca_pem(&ca_text)
+        .with_context(|| format!("`ca_file` {} holds no PEM certificate", config.ca_file.display()))?;
     let settings = Settings {
         hypervisor: config.name.clone(),
         domain_type: decision.domain_type,

@@ -6,7 +6,6 @@ use std::fmt::Write as _;
 use std::net::IpAddr;
 use std::path::Path;
 
-use serde::Serialize;
 use xrdtest_defs::{Boot, Cluster, Disk, Host, Network};
 
 use crate::domain_type::DomainType;
@@ -111,26 +110,66 @@ fn qualified(name: &str, domain: &str) -> String {
     }
 }
 
-/// The slave configuration a guest gets through fw_cfg.
-#[derive(Serialize)]
-struct GuestSlaveConfig<'a> {
-    master: String,
-    name: &'a str,
-    secret: &'a str,
-    ca_file: &'a str,
+/// A guest's `slave.toml`: it connects to `master.<domain>:<port>` under its FQDN.
+///
+/// Written so that it passes unchanged through libvirt 9.0 (Debian 12) on its way to QEMU:
+/// libvirt hands an inline fw_cfg `<entry>` to QEMU's `-fw_cfg string=` XML-escaped (the
+/// guest's boot script undoes that, see `packaging/vm-image`) and without doubling commas,
+/// so a comma would end QEMU's option. Every value is therefore a TOML basic string in
+/// which commas, `&`, `<`, `>` and `'` are written as `\uXXXX` escapes: the only
+/// characters libvirt may change are the strings' own double quotes.
+pub fn guest_slave_toml(network: &Network, master_port: u16, host: &Host, secret: &str) -> String {
+    let master = format!("{}:{master_port}", master_host_name(network));
+    format!(
+        "master = {}\nname = {}\nsecret = {}\nca_file = {}\n",
+        toml_string(&master),
+        toml_string(&host.name),
+        toml_string(secret),
+        toml_string(GUEST_CA_FILE)
+    )
 }
 
-/// A guest's `slave.toml`: it connects to `master.<domain>:<port>` under its FQDN. The toml
-/// serialiser quotes and escapes the strings (a secret may hold any character).
-pub fn guest_slave_toml(network: &Network, master_port: u16, host: &Host, secret: &str) -> String {
-    let config = GuestSlaveConfig {
-        master: format!("{}:{master_port}", master_host_name(network)),
-        name: &host.name,
-        secret,
-        ca_file: GUEST_CA_FILE,
-    };
-    // Serialising a struct of strings cannot fail; fall back to an empty file regardless.
-    toml::to_string(&config).unwrap_or_default()
+/// A TOML basic string holding `text` exactly (see [`guest_slave_toml`] for the escapes).
+fn toml_string(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 2);
+    out.push('"');
+    for c in text.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            ',' | '&' | '<' | '>' | '\'' => {
+                let _ = write!(out, "\\u{:04X}", c as u32);
+            }
+            c if c.is_control() => {
+                let _ = write!(out, "\\u{:04X}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// The certificate blocks of a PEM file, without any text around them (`openssl x509
+/// -text` output, comments): that text is of no use to the guest and could hold commas
+/// (see [`guest_slave_toml`]). `None` when there is no certificate.
+pub fn guest_ca_pem(text: &str) -> Option<String> {
+    let mut out = String::new();
+    let mut inside = false;
+    for line in text.lines() {
+        let line = line.trim_end();
+        if line.starts_with("-----BEGIN ") {
+            inside = true;
+        }
+        if inside {
+            out.push_str(line);
+            out.push('\n');
+        }
+        if line.starts_with("-----END ") {
+            inside = false;
+        }
+    }
+    out.contains("-----END ").then_some(out)
 }
 
 /// Everything a domain's XML is made from, beyond the host's definition.
@@ -392,7 +431,7 @@ mod tests {
   <sysinfo type='fwcfg'>
     <entry name='opt/org.xrdtest/slave.toml'>master = &quot;master.pair.test:20000&quot;
 name = &quot;server.pair.test&quot;
-secret = &apos;s3&quot;cret&apos;
+secret = &quot;s3\&quot;cret&quot;
 ca_file = &quot;/etc/xrdtest/ca.crt&quot;
 </entry>
     <entry name='opt/org.xrdtest/ca.crt'>-----BEGIN CERTIFICATE-----
@@ -440,18 +479,35 @@ MIIB
     }
 
     /// The fw_cfg slave.toml is real TOML that says what the slave needs, whatever the
-    /// secret holds.
+    /// secret holds, and holds no character that libvirt 9.0 or QEMU's option parser would
+    /// change apart from the strings' quotes.
     #[test]
-    fn guest_slave_toml_parses_back() {
+    fn guest_slave_toml_parses_back_and_survives_libvirt() {
         let cluster = cluster();
-        let secret = "a\"b\\c\nd'e";
-        let text = guest_slave_toml(&cluster.network, 20001, &cluster.hosts[1], secret);
-        let value: toml::Table = toml::from_str(&text).unwrap();
-        assert_eq!(value["master"].as_str(), Some("master.pair.test:20001"));
-        assert_eq!(value["name"].as_str(), Some("client.pair.test"));
-        assert_eq!(value["secret"].as_str(), Some(secret));
-        assert_eq!(value["ca_file"].as_str(), Some(GUEST_CA_FILE));
-        assert_eq!(value.len(), 4);
+        for secret in ["plain", "a\"b\\c\nd'e", "with,comma", "x&amp;y<z>", "tab\there", "ünï"] {
+            let text = guest_slave_toml(&cluster.network, 20001, &cluster.hosts[1], secret);
+            let value: toml::Table = toml::from_str(&text).unwrap();
+            assert_eq!(value["master"].as_str(), Some("master.pair.test:20001"));
+            assert_eq!(value["name"].as_str(), Some("client.pair.test"));
+            assert_eq!(value["secret"].as_str(), Some(secret), "{text}");
+            assert_eq!(value["ca_file"].as_str(), Some(GUEST_CA_FILE));
+            assert_eq!(value.len(), 4);
+            for special in [',', '&', '<', '>', '\''] {
+                assert!(!text.contains(special), "`{special}` in {text}");
+            }
+            // What the guest gets from libvirt 9.0, unescaped as the image's boot script does.
+            let through_libvirt = escape(&text).replace("&quot;", "\"");
+            assert_eq!(through_libvirt, text);
+        }
+    }
+
+    #[test]
+    fn only_the_certificates_of_the_ca_file_go_to_the_guest() {
+        let pem = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
+        assert_eq!(guest_ca_pem(pem).as_deref(), Some(pem));
+        let noisy = format!("Certificate:\n    Issuer: O=xrdtest, CN=ca\r\n{}", pem.replace('\n', "\r\n"));
+        assert_eq!(guest_ca_pem(&noisy).as_deref(), Some(pem));
+        assert_eq!(guest_ca_pem("no certificate here"), None);
     }
 
     #[test]
