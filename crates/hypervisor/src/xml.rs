@@ -59,7 +59,9 @@ pub fn network_xml(cluster: &Cluster, hypervisor: &str, master_ip: IpAddr) -> St
     let _ = writeln!(xml, "<network>");
     let _ = writeln!(xml, "  <name>{}</name>", escape(&network.name));
     let _ = writeln!(xml, "  <forward mode='nat'/>");
-    let _ = writeln!(xml, "  <bridge name='{}' stp='on' delay='0'/>", escape(&network.bridge));
+    // No spanning tree: the bridge has no other bridges to loop with, and STP would hold
+    // new guest ports back before forwarding.
+    let _ = writeln!(xml, "  <bridge name='{}' stp='off' delay='0'/>", escape(&network.bridge));
     // localOnly: names in the cluster's domain are answered here and never forwarded.
     let _ = writeln!(xml, "  <domain name='{}' localOnly='yes'/>", escape(&network.domain));
     let _ = writeln!(xml, "  <dns>");
@@ -87,14 +89,11 @@ pub fn network_xml(cluster: &Cluster, hypervisor: &str, master_ip: IpAddr) -> St
     let _ = writeln!(xml, "  <ip address='{}' netmask='{}'>", network.ip, network.netmask);
     let _ = writeln!(xml, "    <dhcp>");
     let _ = writeln!(xml, "      <range start='{}' end='{}'/>", network.dhcp_start, network.dhcp_end);
+    // The FQDN (in the network's domain, as dnsmasq requires): the form checked end to end
+    // with the slave image (docs/vm-image.md).
     for host in &cluster.hosts {
-        let _ = writeln!(
-            xml,
-            "      <host mac='{}' name='{}' ip='{}'/>",
-            escape(&host.mac),
-            escape(host.short_name()),
-            host.ip
-        );
+        let _ =
+            writeln!(xml, "      <host mac='{}' name='{}' ip='{}'/>", escape(&host.mac), escape(&host.name), host.ip);
     }
     let _ = writeln!(xml, "    </dhcp>");
     let _ = writeln!(xml, "  </ip>");
@@ -232,10 +231,10 @@ pub fn domain_xml(spec: &DomainSpec) -> String {
     let _ = writeln!(xml, "  <on_crash>destroy</on_crash>");
     let _ = writeln!(xml, "  <devices>");
     if let Some(path) = &spec.boot_disk {
-        disk_element(&mut xml, path, "vda");
+        disk_element(&mut xml, path, "vda", None);
     }
     for (disk, path) in &spec.disks {
-        disk_element(&mut xml, path, &disk.device);
+        disk_element(&mut xml, path, &disk.device, Some(&disk.name));
     }
     let _ = writeln!(xml, "    <interface type='network'>");
     let _ = writeln!(xml, "      <source network='{}'/>", escape(spec.network));
@@ -252,16 +251,27 @@ pub fn domain_xml(spec: &DomainSpec) -> String {
     let _ = writeln!(xml, "      <source path='{console}' append='off'/>");
     let _ = writeln!(xml, "      <target type='serial' port='0'/>");
     let _ = writeln!(xml, "    </console>");
+    // The slave image has no balloon driver, and the cluster's memory is fixed anyway.
+    let _ = writeln!(xml, "    <memballoon model='none'/>");
     let _ = writeln!(xml, "  </devices>");
     let _ = writeln!(xml, "</domain>");
     xml
 }
 
-fn disk_element(xml: &mut String, path: &str, device: &str) {
+/// Longest serial number a virtio disk carries.
+const MAX_DISK_SERIAL: usize = 20;
+
+fn disk_element(xml: &mut String, path: &str, device: &str, serial: Option<&str>) {
     let _ = writeln!(xml, "    <disk type='file' device='disk'>");
     let _ = writeln!(xml, "      <driver name='qemu' type='qcow2'/>");
     let _ = writeln!(xml, "      <source file='{}'/>", escape(path));
     let _ = writeln!(xml, "      <target dev='{}' bus='virtio'/>", escape(device));
+    // The guest names virtio disks in the order it finds them, not by `target dev` (with a
+    // kernel boot the first extra disk is /dev/vda whatever its target); the disk's name as
+    // serial (/sys/block/vdX/serial) tells them apart for sure.
+    if let Some(serial) = serial.filter(|s| s.len() <= MAX_DISK_SERIAL) {
+        let _ = writeln!(xml, "      <serial>{}</serial>", escape(serial));
+    }
     let _ = writeln!(xml, "    </disk>");
 }
 
@@ -358,7 +368,7 @@ mod tests {
         let expected = "<network>
   <name>pair_net</name>
   <forward mode='nat'/>
-  <bridge name='virbr-pair' stp='on' delay='0'/>
+  <bridge name='virbr-pair' stp='off' delay='0'/>
   <domain name='pair.test' localOnly='yes'/>
   <dns>
     <txt name='xrdtest-owner' value='hypervisor=hv1 cluster=pair'/>
@@ -378,8 +388,8 @@ mod tests {
   <ip address='192.168.100.1' netmask='255.255.255.0'>
     <dhcp>
       <range start='192.168.100.100' end='192.168.100.200'/>
-      <host mac='52:54:00:00:00:0a' name='server' ip='192.168.100.10'/>
-      <host mac='52:54:00:00:00:0b' name='client' ip='192.168.100.11'/>
+      <host mac='52:54:00:00:00:0a' name='server.pair.test' ip='192.168.100.10'/>
+      <host mac='52:54:00:00:00:0b' name='client.pair.test' ip='192.168.100.11'/>
     </dhcp>
   </ip>
 </network>
@@ -458,6 +468,7 @@ MIIB
       <driver name='qemu' type='qcow2'/>
       <source file='/var/lib/xrdtest/pool/xrdtest.pair.server.data.qcow2'/>
       <target dev='vdb' bus='virtio'/>
+      <serial>data</serial>
     </disk>
     <interface type='network'>
       <source network='pair_net'/>
@@ -472,6 +483,7 @@ MIIB
       <source path='/var/log/xrdtest/consoles/server.pair.test.log' append='off'/>
       <target type='serial' port='0'/>
     </console>
+    <memballoon model='none'/>
   </devices>
 </domain>
 "#;

@@ -134,7 +134,7 @@ fn network_xml_is_accepted_and_its_marker_survives() {
         "<domain name='netxml.test' localOnly='yes'/>",
         "<hostname>master.netxml.test</hostname>",
         "<hostname>lb.netxml.test</hostname>",
-        "<host mac='52:54:00:77:01:0a' name='server' ip='10.77.1.10'/>",
+        "<host mac='52:54:00:77:01:0a' name='server.netxml.test' ip='10.77.1.10'/>",
         "<range start='10.77.1.100' end='10.77.1.200'/>",
         "<forward mode='nat'/>",
     ] {
@@ -178,7 +178,15 @@ fn domain_xml_is_accepted_and_its_marker_and_fw_cfg_survive() {
     assert_eq!(entries.len(), 2, "{text}");
     assert_eq!(entries[0], (xml::FWCFG_SLAVE_TOML.to_string(), spec.slave_toml.clone()));
     assert_eq!(entries[1], (xml::FWCFG_CA_CRT.to_string(), f.settings.ca_pem.clone()));
-    for expected in ["<kernel>", "<initrd>", "<cmdline>console=ttyS0</cmdline>", "<target dev='vdb' bus='virtio'/>"] {
+    for expected in [
+        "<kernel>",
+        "<initrd>",
+        "<cmdline>console=ttyS0</cmdline>",
+        "<target dev='vdb' bus='virtio'/>",
+        "<serial>data</serial>",
+        "<memballoon model='none'/>",
+        "<console type='file'>",
+    ] {
         assert!(text.contains(expected), "{expected} missing:\n{text}");
     }
     back.destroy().unwrap();
