@@ -177,7 +177,10 @@ impl Libvirt {
                     .conn
                     .define_storage_pool_xml(&crate::xml::pool_xml(name, dir), 0)
                     .map_err(|e| LibvirtError::new(&action, e))?;
-                inner.build(0).map_err(|e| LibvirtError::new(&action, e))?;
+                // Building makes the directory; one that is already there is used as it is.
+                if !(self.is_local() && dir.is_dir()) {
+                    inner.build(0).map_err(|e| LibvirtError::new(&action, e))?;
+                }
                 inner.set_autostart(true).map_err(|e| LibvirtError::new(&action, e))?;
                 PoolHandle { name: name.to_string(), inner }
             }
