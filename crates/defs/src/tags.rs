@@ -51,13 +51,23 @@ pub fn expand_tags(text: &str, tags: &BTreeMap<String, String>) -> String {
 /// The shell commands `@diskmounts@` expands to on a host: format each extra disk as ext4
 /// and mount it with `user_xattr`, as XrdTest did. Idempotent: a disk that is already
 /// mounted is left alone, so a rerun of suite init does not wipe data mid-suite.
+///
+/// The guest names disks in the order it finds them, which need not be the `device` the
+/// definition gives (a kernel-booted host has no boot disk, so its first extra disk is
+/// `vda`). The hypervisor gives each disk its name as serial number, so the commands look
+/// the disk up by serial in `/sys/block/*/serial` and fall back to `device`.
 pub fn diskmount_commands(disks: &[Disk]) -> String {
     let mut out = String::new();
     for disk in disks {
         let device = format!("/dev/{}", disk.device);
         let mount_point = &disk.mount_point;
+        let serial = &disk.name;
         out.push_str(&format!(
-            "if ! mountpoint -q '{mount_point}'; then mkfs.ext4 -q -F '{device}' && mkdir -p '{mount_point}' && mount -t ext4 -o user_xattr '{device}' '{mount_point}'; fi\n"
+            "if ! mountpoint -q '{mount_point}'; then xrdtest_dev='{device}'; \
+             for xrdtest_s in /sys/block/*/serial; do if [ \"$(cat \"$xrdtest_s\" 2>/dev/null)\" = '{serial}' ]; then \
+             xrdtest_dev=\"/dev/$(basename \"$(dirname \"$xrdtest_s\")\")\"; fi; done; \
+             mkfs.ext4 -q -F \"$xrdtest_dev\" && mkdir -p '{mount_point}' && \
+             mount -t ext4 -o user_xattr \"$xrdtest_dev\" '{mount_point}'; fi\n"
         ));
     }
     out
@@ -99,8 +109,37 @@ mod tests {
         let disks =
             vec![Disk { name: "disk1".into(), size_bytes: 1 << 30, device: "vdb".into(), mount_point: "/data".into() }];
         let cmds = diskmount_commands(&disks);
-        assert!(cmds.contains("mkfs.ext4 -q -F '/dev/vdb'"));
-        assert!(cmds.contains("-o user_xattr '/dev/vdb' '/data'"));
+        assert!(cmds.contains("xrdtest_dev='/dev/vdb'"), "{cmds}");
+        assert!(cmds.contains("= 'disk1' ]"), "{cmds}");
+        assert!(cmds.contains("mkfs.ext4 -q -F \"$xrdtest_dev\""), "{cmds}");
+        assert!(cmds.contains("-o user_xattr \"$xrdtest_dev\" '/data'"), "{cmds}");
         assert_eq!(diskmount_commands(&[]), "");
+    }
+
+    /// The commands run under `bash -e` and find a disk by its serial: with a fake
+    /// `/sys/block` they pick the device whose serial is the disk's name.
+    #[test]
+    fn diskmounts_shell_is_valid_and_survives_set_e() {
+        let disks = vec![Disk { name: "data".into(), size_bytes: 1 << 20, device: "vdb".into(), mount_point: "/x".into() }];
+        let script = diskmount_commands(&disks)
+            .replace("/sys/block", "$FAKE_SYS")
+            .replace("mountpoint -q", "false")
+            .replace("mkfs.ext4 -q -F", "echo mkfs")
+            .replace("mkdir -p", "echo mkdir")
+            .replace("mount -t ext4", "echo mount");
+        let dir = tempfile::tempdir().expect("temp dir");
+        for (device, serial) in [("vda", "data"), ("vdc", "other")] {
+            std::fs::create_dir_all(dir.path().join(device)).expect("fake device");
+            std::fs::write(dir.path().join(device).join("serial"), serial).expect("fake serial");
+        }
+        let output = std::process::Command::new("bash")
+            .args(["-e", "-c", &script])
+            .env("FAKE_SYS", dir.path())
+            .output()
+            .expect("bash runs");
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(output.status.success(), "{stdout}{}", String::from_utf8_lossy(&output.stderr));
+        assert!(stdout.contains("mkfs /dev/vda"), "{stdout}");
+        assert!(stdout.contains("mount -o user_xattr /dev/vda /x"), "{stdout}");
     }
 }
