@@ -11,7 +11,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use xrdtest_e2e::vm::{prerequisites, start_hypervisor, wait_hypervisor, Namespace, NETNS, NS_IP};
+use xrdtest_e2e::vm::{prerequisites, start_hypervisor, wait_hypervisor, Namespace, NETNS, NS_IP, POOL_DIR};
 use xrdtest_e2e::{json, Api, Env, MasterOptions, Value};
 
 /// A cluster of `hosts` kernel-booted hosts on its own network.
@@ -142,7 +142,7 @@ pub fn run() -> Result<()> {
         Vec::new()
     });
     let hv_dir = env.path().join("hypervisor");
-    std::fs::create_dir_all(hv_dir.join("pool"))?;
+    std::fs::create_dir_all(&hv_dir)?;
     let _hypervisor = start_hypervisor(&env.master, &hv_dir, 1);
     let api = env.api();
     wait_hypervisor(&api);
@@ -174,9 +174,9 @@ pub fn run() -> Result<()> {
         stop(&api, name)?;
     }
 
-    let pool = hv_dir.join("pool");
+    let pool = Path::new(POOL_DIR);
     for (name, volume, gib) in [("img1g", "bench-1g.img", 1u64), ("img4g", "bench-4g.img", 4)] {
-        let full_copy = make_image(&pool, volume, gib)?;
+        let full_copy = make_image(pool, volume, gib)?;
         start(&api, name)?;
         let entry = wait_state(&api, name, "active", Duration::from_secs(300))?;
         let overlay = step_ms(&entry, "copying_images").unwrap_or(0);

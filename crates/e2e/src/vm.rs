@@ -15,6 +15,9 @@ pub const VETH_NS: &str = "xe2e1";
 pub const HOST_IP: &str = "10.254.77.1";
 pub const NS_IP: &str = "10.254.77.2";
 pub const POOL: &str = "xrdtest-e2e";
+/// The pool's folder: fixed, because libvirt keeps a pool defined (with its path) across
+/// runs, so a per-run temporary folder would be gone the next time.
+pub const POOL_DIR: &str = "/var/lib/xrdtest/e2e-pool";
 pub const IMAGES: &str = "/var/lib/xrdtest/images";
 
 pub fn repo_root() -> PathBuf {
@@ -117,11 +120,11 @@ pub fn libvirt_leftovers(pattern: &str) -> Vec<String> {
 }
 
 /// Starts `xrdtest-hypervisor` named `hv-e2e` in the namespace, connected to `master`,
-/// with its pool, consoles and config under `dir`.
+/// with its consoles and config under `dir` and its pool in [`POOL_DIR`].
 pub fn start_hypervisor(master: &Master, dir: &Path, n: usize) -> Proc {
     let config = dir.join("hypervisor.toml");
     let port = master.peer_addr().port();
-    std::fs::create_dir_all(dir.join("pool")).expect("pool folder");
+    std::fs::create_dir_all(POOL_DIR).expect("pool folder");
     std::fs::write(
         &config,
         format!(
@@ -130,7 +133,7 @@ pub fn start_hypervisor(master: &Master, dir: &Path, n: usize) -> Proc {
              domain_type = \"auto\"\nconsole_dir = \"{}\"\nshutdown_wait = \"3s\"\nmax_backoff = \"1s\"\n",
             master.secret,
             master.ca_file().display(),
-            dir.join("pool").display(),
+            POOL_DIR,
             dir.join("consoles").display(),
         ),
     )
