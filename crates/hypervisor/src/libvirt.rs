@@ -308,6 +308,15 @@ impl PoolHandle {
         )
     }
 
+    /// Like [`PoolHandle::volume`], but a missing volume is an error carrying libvirt's
+    /// own words for it (`not_found` set).
+    pub fn lookup_volume(&self, name: &str) -> Result<VolumeHandle> {
+        self.inner
+            .lookup_storage_vol_by_name(name)
+            .map(|inner| VolumeHandle { name: name.to_string(), inner })
+            .map_err(|e| LibvirtError::new(format!("look up volume {name} in storage pool {}", self.name), e))
+    }
+
     pub fn volume_names(&self) -> Result<Vec<String>> {
         self.inner
             .list_volumes()

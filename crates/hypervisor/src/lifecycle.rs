@@ -255,17 +255,19 @@ fn find_boot_images(pool: &PoolHandle, cluster: &Cluster) -> Result<BTreeMap<Str
         if images.contains_key(volume) {
             continue;
         }
-        match pool.volume(volume)? {
-            Some(image) => {
+        match pool.lookup_volume(volume) {
+            Ok(image) => {
                 let base =
                     BaseImage { path: image.path()?, capacity_bytes: image.capacity_bytes()?, format: image.format()? };
                 images.insert(volume.clone(), base);
             }
-            None => missing.push(format!(
-                "boot image volume `{volume}` (host {}) is not in storage pool `{}`",
+            Err(err) if err.not_found => missing.push(format!(
+                "boot image volume `{volume}` (host {}) is not in storage pool `{}` (libvirt: {})",
                 host.name,
-                pool.name()
+                pool.name(),
+                err.message
             )),
+            Err(err) => return Err(err.into()),
         }
     }
     if missing.is_empty() {

@@ -148,7 +148,8 @@ impl ClusterBoard {
         let unknown = status
             .clusters
             .iter()
-            .filter(|c| c.state != ClusterState::Stopped)
+            // Stopped and failed-to-start clusters hold nothing: the hypervisor cleaned up.
+            .filter(|c| !matches!(c.state, ClusterState::Stopped | ClusterState::ErrorStart))
             .filter(|c| inner.clusters.get(&c.cluster).is_none_or(|e| e.hypervisor != name || e.is_over()))
             .map(|c| c.cluster.clone())
             .collect();
