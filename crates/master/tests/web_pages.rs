@@ -797,6 +797,17 @@ const LIBVIRT_ERROR: &str = "virDomainCreate failed: internal error: process exi
     qemu-system-x86_64: -drive file=/var/lib/xrdtest/pool/xrdtest.cluster_example.ds1.boot.qcow2,format=qcow2,\
     if=none,id=drive-virtio-disk0: Could not open backing file <slc6_testslave_ref.img>: No such file or directory";
 
+/// 3 of 16 VMs and 768 MiB of 32 GiB in use, by `pair` and by `stray`, which the master
+/// did not start.
+fn report_with_stray() -> HypervisorStatus {
+    let mut report = capacity(16, 3, 32, 768);
+    report.clusters = vec![
+        cluster_status("pair", ClusterState::Active, ""),
+        cluster_status("stray", ClusterState::Active, "from before <a restart>"),
+    ];
+    report
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clusters_and_hypervisors_pages_show_the_board() {
     let m = start_default().await;
@@ -817,12 +828,7 @@ async fn clusters_and_hypervisors_pages_show_the_board() {
     board.reserve(&defined_cluster(&m.master, "pair"), ClusterOwner::Manual).unwrap();
     board.cluster_status("hv1", &cluster_status("pair", ClusterState::Active, "2 VMs running"));
     board.set_in_use("pair", Some(9));
-    let mut report = capacity(16, 3, 32, 768);
-    report.clusters = vec![
-        cluster_status("pair", ClusterState::Active, ""),
-        cluster_status("stray", ClusterState::Active, "from before <a restart>"),
-    ];
-    board.hypervisor_status("hv1", report);
+    board.hypervisor_status("hv1", report_with_stray());
 
     let page = get(m.web, "/clusters").await;
     assert_eq!(page.status, 200, "{}", page.body);
@@ -874,9 +880,16 @@ async fn clusters_and_hypervisors_pages_show_the_board() {
     board.hypervisor_gone("hv2");
     let page = get(m.web, "/hypervisors").await;
     assert!(card(&page.body, "hypervisor-hv2").contains("hypervisor-state\">away</span>"));
+    board.hypervisor_connected("hv3", None);
+    board.hypervisor_status("hv3", report_with_stray());
+    board.hypervisor_gone("hv3");
+    let page = get(m.web, "/hypervisors").await;
+    let hv3 = card(&page.body, "hypervisor-hv3");
+    assert!(hv3.contains("as it last reported, before it left") && hv3.contains("None running."), "{hv3}");
     let page = get(m.web, "/").await;
-    assert!(page.body.contains("<b id=\"stat-hypervisors\">1/2</b>"), "{}", page.body);
+    assert!(page.body.contains("<b id=\"stat-hypervisors\">1/3</b>"), "{}", page.body);
     assert!(page.body.contains("<td class=\"muted hypervisor-load\">2 clusters · 3/16 VMs</td>"), "{}", page.body);
+    assert!(page.body.contains("<td class=\"muted hypervisor-load\">0 clusters</td>"), "away: no stale figures");
 
     // The pages' live stream says when the board changes.
     let mut events = Events::open(m.web, "/clusters/events", None).await;
@@ -981,7 +994,8 @@ async fn cluster_command(m: &Running, cookie: &str, csrf: &str, path: &str) -> S
     let at = card.find("action-notice\" role=\"status\">").expect("a notice in the cluster's card");
     let notice = &card[at..];
     let kind = if card[..at].ends_with("\"errors ") { "refused" } else { "done" };
-    format!("{kind}: {}", &notice[notice.find('>').unwrap() + 1..notice.find("</div>").unwrap()])
+    let text = &notice[notice.find('>').unwrap() + 1..notice.find("</div>").unwrap()];
+    format!("{kind}: {}", text.replace("<b>", "").replace("</b>", ""))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1016,6 +1030,8 @@ async fn clusters_start_and_stop_from_the_page_with_login_csrf_and_clear_refusal
     assert!(no_room.contains("hv-small has 2 VMs and 1024 MiB free"), "{no_room}");
     board.hypervisor_gone("hv-small");
     let reply = http(m.web, "POST", "/clusters/no_such/start", Some(&cookie), Some(&format!("csrf={csrf}"))).await;
+    assert_eq!(reply.status, 404);
+    let reply = http(m.web, "POST", "/clusters/pair/explode", Some(&cookie), Some(&format!("csrf={csrf}"))).await;
     assert_eq!(reply.status, 404);
     let page = http(m.web, "GET", "/clusters?notice=forged", Some(&cookie), None).await;
     assert!(!page.body.contains("action-notice\" role"), "only notices the master made are shown");

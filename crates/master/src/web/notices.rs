@@ -24,6 +24,8 @@ pub struct Notice {
     pub cluster: String,
     /// Whether the action was done (else `text` says why not).
     pub ok: bool,
+    /// What happened, in a few words (`Not started:`), shown in bold before `text`.
+    pub headline: String,
     pub text: String,
 }
 
@@ -74,7 +76,7 @@ mod tests {
     use super::*;
 
     fn notice(text: &str) -> Notice {
-        Notice { cluster: "c1".into(), ok: false, text: text.into() }
+        Notice { cluster: "c1".into(), ok: false, headline: "Not started:".into(), text: text.into() }
     }
 
     #[test]

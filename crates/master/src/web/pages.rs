@@ -62,8 +62,7 @@ pub fn routes() -> Router<Arc<WebState>> {
         .route("/trends/{suite}", get(trends::trends_page))
         .route("/clusters", get(clusters::clusters_page))
         .route("/clusters/events", get(live::infra_events))
-        .route("/clusters/{name}/start", post(clusters::start))
-        .route("/clusters/{name}/stop", post(clusters::stop))
+        .route("/clusters/{name}/{action}", post(clusters::command))
         .route("/hypervisors", get(hypervisors::hypervisors_page))
         .route("/slaves", get(infra::slaves))
 }

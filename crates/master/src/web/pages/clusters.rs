@@ -313,32 +313,26 @@ enum Command {
     Stop,
 }
 
-pub async fn start(
+/// `POST /clusters/{name}/start` and `/clusters/{name}/stop`.
+pub async fn command(
     State(state): State<Arc<WebState>>,
     viewer: Viewer,
     uri: Uri,
-    Path(name): Path<String>,
+    Path((name, action)): Path<(String, String)>,
     Form(form): Form<CsrfForm>,
 ) -> Response {
     if let Err(response) = require_writer(&viewer, &form.csrf) {
         return response;
     }
-    let result = state.master.start_cluster_by_hand(&name).await;
-    answer(&state, &viewer, &uri, &name, Command::Start, result)
-}
-
-pub async fn stop(
-    State(state): State<Arc<WebState>>,
-    viewer: Viewer,
-    uri: Uri,
-    Path(name): Path<String>,
-    Form(form): Form<CsrfForm>,
-) -> Response {
-    if let Err(response) = require_writer(&viewer, &form.csrf) {
-        return response;
-    }
-    let result = state.master.stop_cluster_by_hand(&name).await;
-    answer(&state, &viewer, &uri, &name, Command::Stop, result)
+    let (command, result) = match action.as_str() {
+        "start" => (Command::Start, state.master.start_cluster_by_hand(&name).await),
+        "stop" => (Command::Stop, state.master.stop_cluster_by_hand(&name).await),
+        _ => {
+            let message = format!("A cluster can be started or stopped, not `{action}`.");
+            return error_page(&state, &viewer, &uri, StatusCode::NOT_FOUND, message);
+        }
+    };
+    answer(&state, &viewer, &uri, &name, command, result)
 }
 
 /// Back to the clusters page, at the cluster's card, with what happened.
@@ -350,19 +344,19 @@ fn answer(
     command: Command,
     result: Result<String, ClusterCommandError>,
 ) -> Response {
-    let (ok, text) = match (command, result) {
+    let (ok, headline, text) = match (command, result) {
         (_, Err(ClusterCommandError::Unknown(_))) => {
             let message = format!("There is no valid cluster named `{name}`.");
             return error_page(state, viewer, uri, StatusCode::NOT_FOUND, message);
         }
         (Command::Start, Ok(hypervisor)) => {
-            (true, format!("Start sent to hypervisor {hypervisor}: the steps below follow its progress."))
+            (true, "Start sent", format!("to hypervisor {hypervisor}: the steps below follow its progress."))
         }
-        (Command::Stop, Ok(hypervisor)) => (true, format!("Stop sent to hypervisor {hypervisor}.")),
-        (Command::Start, Err(err)) => (false, format!("Not started: {err}.")),
-        (Command::Stop, Err(err)) => (false, format!("Not stopped: {err}.")),
+        (Command::Stop, Ok(hypervisor)) => (true, "Stop sent", format!("to hypervisor {hypervisor}.")),
+        (Command::Start, Err(err)) => (false, "Not started:", format!("{err}.")),
+        (Command::Stop, Err(err)) => (false, "Not stopped:", format!("{err}.")),
     };
-    let notice = Notice { cluster: name.to_string(), ok, text };
+    let notice = Notice { cluster: name.to_string(), ok, headline: headline.to_string(), text };
     match state.notices.put(notice) {
         Some(id) => see_other(&format!("/clusters?notice={id}#cluster-{}", super::sessions::encode_component(name))),
         None => see_other("/clusters"),

@@ -120,7 +120,8 @@ pub fn hypervisor_views(state: &WebState) -> Vec<HypervisorView> {
         .hypervisors()
         .into_iter()
         .map(|entry: HypervisorEntry| HypervisorView {
-            clusters: hosted_clusters(&entry.name, entry.status.as_ref(), &board),
+            // What an away hypervisor reported last may be gone: only the master's view counts.
+            clusters: hosted_clusters(&entry.name, entry.status.as_ref().filter(|_| entry.connected), &board),
             report: entry.status.as_ref().map(report),
             master_ip: entry.master_ip.map(|ip| ip.to_string()).unwrap_or_default(),
             peer: peers.remove(&entry.name),
@@ -141,13 +142,13 @@ pub fn hypervisor_views(state: &WebState) -> Vec<HypervisorView> {
     views
 }
 
-/// `2 clusters · 3/16 VMs`, for the dashboard.
+/// `2 clusters · 3/16 VMs`, for the dashboard (the VMs of connected hypervisors only).
 pub fn summary(view: &HypervisorView) -> String {
     let clusters = match view.clusters.len() {
         1 => "1 cluster".to_string(),
         n => format!("{n} clusters"),
     };
-    match &view.report {
+    match view.report.as_ref().filter(|_| view.connected) {
         Some(report) => format!("{clusters} · {}/{} VMs", report.vms.used, report.vms.limit),
         None => clusters,
     }
