@@ -246,6 +246,29 @@ pub struct HypervisorBrief {
     pub free: String,
 }
 
+/// The connected hypervisors with the room they have.
+fn connected_hypervisors(master: &Master) -> Vec<HypervisorBrief> {
+    let free = |s: &xrdtest_proto::HypervisorStatus| {
+        format!(
+            "{} of {} VMs, {} of {} free",
+            s.vm_limit.saturating_sub(s.vms_running),
+            s.vm_limit,
+            format::bytes(s.memory_limit_bytes.saturating_sub(s.memory_used_bytes)),
+            format::bytes(s.memory_limit_bytes)
+        )
+    };
+    master
+        .clusters
+        .hypervisors()
+        .into_iter()
+        .filter(|h| h.connected)
+        .map(|h| HypervisorBrief {
+            free: h.status.as_ref().map(free).unwrap_or_else(|| "capacity not reported yet".into()),
+            name: h.name,
+        })
+        .collect()
+}
+
 #[derive(Template)]
 #[template(path = "clusters.html")]
 struct ClustersPage {
@@ -278,29 +301,10 @@ pub async fn clusters_page(
     let notice = state.notices.get(query.notice.trim());
     let clusters = cluster_views(master, notice.as_ref());
     let other_notice = notice.filter(|n| !clusters.iter().any(|c| c.name == n.cluster));
-    let hypervisors = master
-        .clusters
-        .hypervisors()
-        .into_iter()
-        .filter(|h| h.connected)
-        .map(|h| HypervisorBrief {
-            free: match &h.status {
-                Some(s) => format!(
-                    "{} of {} VMs, {} of {} free",
-                    s.vm_limit.saturating_sub(s.vms_running),
-                    s.vm_limit,
-                    format::bytes(s.memory_limit_bytes.saturating_sub(s.memory_used_bytes)),
-                    format::bytes(s.memory_limit_bytes)
-                ),
-                None => "capacity not reported yet".into(),
-            },
-            name: h.name,
-        })
-        .collect();
     page(&ClustersPage {
         nav: Nav::new(&state, &viewer, &uri, "clusters", "Clusters"),
         clusters,
-        hypervisors,
+        hypervisors: connected_hypervisors(master),
         other_notice,
         master_setting: master_setting(master),
         version: infra_version(master),
