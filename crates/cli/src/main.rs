@@ -128,8 +128,12 @@ fn main() -> ExitCode {
         Command::Show { id } => commands::show(&api(), *id, cli.json),
         Command::Slaves => commands::slaves(&api(), cli.json),
         Command::Clusters => clusters::list(&api(), cli.json),
-        Command::Cluster { action: ClusterAction::Start { name, wait } } => clusters::command(&api(), name, true, *wait),
-        Command::Cluster { action: ClusterAction::Stop { name, wait } } => clusters::command(&api(), name, false, *wait),
+        Command::Cluster { action: ClusterAction::Start { name, wait } } => {
+            clusters::command(&api(), name, true, *wait)
+        }
+        Command::Cluster { action: ClusterAction::Stop { name, wait } } => {
+            clusters::command(&api(), name, false, *wait)
+        }
         Command::Hypervisors => clusters::hypervisors(&api(), cli.json),
         Command::Cancel { id, reason } => commands::cancel(&api(), *id, reason.as_deref()),
         Command::Validate(args) => validate::run(args),

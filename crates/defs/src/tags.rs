@@ -120,7 +120,8 @@ mod tests {
     /// `/sys/block` they pick the device whose serial is the disk's name.
     #[test]
     fn diskmounts_shell_is_valid_and_survives_set_e() {
-        let disks = vec![Disk { name: "data".into(), size_bytes: 1 << 20, device: "vdb".into(), mount_point: "/x".into() }];
+        let disks =
+            vec![Disk { name: "data".into(), size_bytes: 1 << 20, device: "vdb".into(), mount_point: "/x".into() }];
         let script = diskmount_commands(&disks)
             .replace("/sys/block", "$FAKE_SYS")
             .replace("mountpoint -q", "false")

@@ -269,9 +269,11 @@ async fn clusters(State(master): State<Arc<Master>>) -> Json<serde_json::Value> 
             })
         })
         .collect();
-    list.extend(running.into_values().map(|entry| {
-        json!({ "name": entry.name, "defined": false, "hosts": [], "network": null, "running": entry })
-    }));
+    list.extend(
+        running.into_values().map(
+            |entry| json!({ "name": entry.name, "defined": false, "hosts": [], "network": null, "running": entry }),
+        ),
+    );
     Json(json!({ "clusters": list }))
 }
 

@@ -294,7 +294,12 @@ fn record_step(entry: &mut ClusterEntry, state: ClusterState, detail: &str) {
 }
 
 /// The `StartCluster` message for `cluster`.
-pub fn start_message(cluster: &Cluster, master_ip: Option<IpAddr>, master_port: u16, requested_by: String) -> FromMaster {
+pub fn start_message(
+    cluster: &Cluster,
+    master_ip: Option<IpAddr>,
+    master_port: u16,
+    requested_by: String,
+) -> FromMaster {
     FromMaster::StartCluster(StartCluster { cluster: cluster.clone(), master_ip, master_port, requested_by })
 }
 

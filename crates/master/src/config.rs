@@ -348,8 +348,7 @@ impl MasterConfig {
             stop_timeout: duration(raw_clusters.stop_timeout, Duration::from_secs(300), "clusters.stop_timeout")?,
             master_address: match raw_clusters.master_address {
                 Some(text) => Some(
-                    text.parse()
-                        .map_err(|_| format!("`clusters.master_address`: `{text}` is not an IP address"))?,
+                    text.parse().map_err(|_| format!("`clusters.master_address`: `{text}` is not an IP address"))?,
                 ),
                 None => None,
             },

@@ -271,7 +271,9 @@ impl Store {
     /// The sessions not yet ended (queued, waiting for slaves, running), oldest first.
     pub fn unfinished(&self) -> Result<Vec<SessionSummary>, StoreError> {
         let mut ids = Vec::new();
-        for state in [SessionState::Queued, SessionState::StartingCluster, SessionState::WaitingSlaves, SessionState::Running] {
+        for state in
+            [SessionState::Queued, SessionState::StartingCluster, SessionState::WaitingSlaves, SessionState::Running]
+        {
             for entry in self.state_sessions.scan_prefix([state_code(state)]) {
                 let (key, _) = entry?;
                 ids.extend(id_of_key(&key));

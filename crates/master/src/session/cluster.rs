@@ -159,8 +159,8 @@ pub async fn tear_down(master: &Arc<Master>, record: &mut SessionRecord, lease: 
         push_step(record, "error_stop", &problem);
         return Some(problem);
     }
+    // The mark comes back through `events` and is recorded by the wait below.
     board.mark(&lease.name, ClusterState::StopCommandSent, &format!("stop sent to {}", lease.hypervisor));
-    push_step(record, cluster_state_name(ClusterState::StopCommandSent), "");
     let timeout = master.config.clusters.stop_timeout;
     let result = wait_for_state(board, &mut events, &lease.name, ClusterState::Stopped, timeout, |event| {
         push_step(record, cluster_state_name(event.state), &event.detail);

@@ -271,7 +271,9 @@ mod tests {
         let mut rules = Rules::default();
         rules.stop(StopRequest::abort("hypervisor hv1 disconnected"));
         rules.cancel("a later cancel is ignored");
-        assert!(matches!(rules.decide(&init("a")), Decision::Skip(r) if r == "session aborted: hypervisor hv1 disconnected"));
+        assert!(
+            matches!(rules.decide(&init("a")), Decision::Skip(r) if r == "session aborted: hypervisor hv1 disconnected")
+        );
         assert_eq!(rules.decide(&Stage::SuiteFinalize), Decision::Run);
         assert_eq!(rules.outcome(), (SessionState::Failed, Some("hypervisor hv1 disconnected".into())));
     }

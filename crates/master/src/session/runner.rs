@@ -14,8 +14,8 @@ use xrdtest_proto::{FromMaster, StageCommand, StageId, StageOutcome};
 use crate::master::Master;
 use crate::model::{now_ms, CaseState, RunState, SessionId, SessionRecord, SessionState};
 use crate::peers::{PeerEvent, StageEvent};
-use crate::session::load_script;
 use crate::session::cluster::{bring_up, host_tags, tear_down, ClusterLease};
+use crate::session::load_script;
 use crate::session::rules::{plan, Decision, Rules, StopRequest};
 
 /// Beyond its own timeout (which the slave enforces), how long the master waits for a
