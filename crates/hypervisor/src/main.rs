@@ -1,5 +1,6 @@
 //! `xrdtest-hypervisor`: the hypervisor daemon.
 
+use std::io::IsTerminal;
 use std::path::PathBuf;
 
 use anyhow::Context;
@@ -12,6 +13,7 @@ use xrdtest_hypervisor::daemon::Hypervisor;
 use xrdtest_hypervisor::domain_type;
 use xrdtest_hypervisor::libvirt::Libvirt;
 use xrdtest_hypervisor::lifecycle::{self, Settings};
+use xrdtest_proto::systemd::Notifier;
 
 /// The xrdtest hypervisor: connects to a master and, when a suite needs its cluster,
 /// creates the cluster's libvirt network and virtual machines (copy-on-write overlays of a
@@ -21,7 +23,8 @@ use xrdtest_hypervisor::lifecycle::{self, Settings};
 /// It only ever touches libvirt objects it marked as its own. At start it removes what an
 /// earlier run left behind; on SIGTERM or SIGINT it stops every cluster it runs and exits.
 /// It reconnects to the master forever (with capped backoff); clusters keep running while
-/// the master is away. Logs go to stderr; set RUST_LOG to change the level.
+/// the master is away. Logs go to stderr; set RUST_LOG to change the level. Under systemd
+/// (Type=notify) it reports ready once libvirt and its pool are prepared; SIGHUP is ignored.
 #[derive(Parser, Debug)]
 #[command(name = "xrdtest-hypervisor", version)]
 struct Args {
@@ -34,13 +37,26 @@ struct Args {
     check: bool,
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
+    // Read (and hide from child processes) systemd's notify socket before any thread starts:
+    // changing the environment is only safe while the process has one thread.
+    let (notifier, notifier_error) = match Notifier::from_env_removing() {
+        Ok(notifier) => (notifier, None),
+        Err(err) => (Notifier::disabled(), Some(err)),
+    };
     tracing_subscriber::fmt()
         .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
+    if let Some(err) = notifier_error {
+        warn!(error = %err, "NOTIFY_SOCKET is set but unusable; systemd will not hear that we are ready");
+    }
     let args = Args::parse();
+    tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(serve(args, notifier))
+}
+
+async fn serve(args: Args, notifier: Notifier) -> anyhow::Result<()> {
     let config = HypervisorConfig::load(&args.config)?;
     // The KVM probe takes up to two seconds of a blocked thread.
     let choice = config.domain_type;
@@ -64,12 +80,23 @@ async fn main() -> anyhow::Result<()> {
         shutdown_wait: config.shutdown_wait,
     };
     prepare(&config, &settings).await?;
+    let ready = format!(
+        "libvirt {}, domain type {}; connecting to the master at {}",
+        config.libvirt_uri,
+        decision.domain_type.as_str(),
+        config.master
+    );
+    if let Err(err) = notifier.ready(&ready) {
+        warn!(error = %err, "cannot tell systemd we are ready");
+    }
 
     let hypervisor = Hypervisor::new(config, settings);
     let (stop_tx, stop_rx) = watch::channel(false);
+    tokio::spawn(ignore_hangups());
     tokio::spawn(async move {
         wait_for_stop_signal().await;
         info!("stop signal received; a second one exits at once, leaving the clusters behind");
+        let _ = notifier.stopping("stopping: removing the clusters");
         let _ = stop_tx.send(true);
         wait_for_stop_signal().await;
         warn!("second stop signal: exiting without stopping the clusters");
@@ -127,6 +154,16 @@ async fn check(config: &HypervisorConfig, decision: &domain_type::Decision) -> a
         Err(err) => println!("CA certificate: {}: {err} (needed to connect)", config.ca_file.display()),
     }
     Ok(())
+}
+
+/// SIGHUP would kill the daemon (and orphan its clusters) by default; there is nothing to
+/// reload, so it is only logged.
+async fn ignore_hangups() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let Ok(mut hangups) = signal(SignalKind::hangup()) else { return };
+    while hangups.recv().await.is_some() {
+        info!("SIGHUP: nothing to reload; restart the hypervisor to apply configuration changes");
+    }
 }
 
 async fn wait_for_stop_signal() {

@@ -81,6 +81,11 @@ pub async fn start(config: MasterConfig) -> anyhow::Result<RunningMaster> {
     let peer_address = peer_listener.local_addr()?;
     let web_address = web_listener.local_addr()?;
     let ca_cert_path = config.state_dir.join(xrdtest_proto::pki::CA_CERT_FILE);
+    // From here on the configuration names the bound addresses, so a port 0 (any free one)
+    // becomes the real port in `@port@` and in what cluster VMs are told to connect to.
+    let mut config = config;
+    config.listen = peer_address;
+    config.web_listen = web_address;
     let master = Master::new(config, store);
     if let Some(smtp) = &master.config.smtp {
         let alerter = alerts::Alerter::start(smtp.clone(), master.store.clone()).context("alert mail")?;
