@@ -145,7 +145,18 @@ fn a_cluster_of_vms_runs_a_suite_and_vanishes() {
     assert!(fetched.iter().any(|l| l.contains("hello from server.pair.test")), "{fetched:?}");
     assert_eq!(libvirt_leftovers("pair"), Vec::<String>::new());
 
-    // 3. The hypervisor dies while the cluster runs: the session fails with that reason;
+    // 3. A cancel while the VMs boot: the session ends cancelled and its cluster is removed.
+    let id = api.run("ts_vm_pair");
+    api.wait_session(id, Duration::from_secs(180), "the cluster active", |s| {
+        cluster_step_names(s).contains(&"active".to_string())
+    });
+    assert_eq!(api.cancel(id).0, 200);
+    let session = api.wait_final(id, Duration::from_secs(180));
+    assert_eq!(state(&session), "Cancelled", "{}", summarize(&session));
+    assert!(cluster_step_names(&session).contains(&"stopped".to_string()), "{}", session["cluster"]);
+    assert_eq!(libvirt_leftovers("pair"), Vec::<String>::new());
+
+    // 4. The hypervisor dies while the cluster runs: the session fails with that reason;
     //    restarted, the hypervisor finds what it owned by its markers and removes it.
     let id = api.run("ts_vm_pair");
     api.wait_session(id, Duration::from_secs(180), "the cluster active", |s| {

@@ -908,8 +908,9 @@ async fn clusters_page_says_how_to_add_a_hypervisor_when_none_is_connected() {
     let notice = card(&page.body, "no-hypervisor");
     assert!(notice.contains("No hypervisor is connected"), "{notice}");
     assert!(notice.contains("docs/hypervisor-config.md"));
-    // The test master takes any free port; a configured one is shown as it is.
-    assert!(notice.contains(&format!("master = \"{}\"", html("<this host>:<its peer port>"))), "{notice}");
+    // The test master takes any free port: the hint shows the one it got.
+    let wanted = format!("master = \"{}\"", html(&format!("<this host>:{}", m.peer.port())));
+    assert!(notice.contains(&wanted), "{notice}");
     let page = get(m.web, "/hypervisors").await;
     assert!(card(&page.body, "no-hypervisors").contains("docs/hypervisor-config.md"));
 }
