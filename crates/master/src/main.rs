@@ -19,7 +19,7 @@ use xrdtest_proto::systemd::Notifier;
 /// Logs go to stderr (the journal, under systemd); set RUST_LOG to change the level.
 /// SIGTERM or SIGINT stops it cleanly: running sessions are cancelled (their suite finalize
 /// still runs, for up to 30 s) and the store is flushed. SIGHUP reloads the definitions of
-/// every local-folder repository (git repositories are fetched every poll_interval); other
+/// every local-folder repository and makes every git repository fetch now; other
 /// configuration changes need a restart. Under systemd (Type=notify) it reports readiness
 /// once both listeners are bound.
 #[derive(Parser, Debug)]
@@ -78,9 +78,9 @@ async fn run(args: Args, notifier: Notifier) -> anyhow::Result<()> {
 }
 
 /// SIGHUP: reloads every local-folder repository from disk now (as the inotify watch
-/// would; useful where inotify misses changes, as on NFS). A git repository is left to its
-/// fetch loop (every `poll_interval`): its checkout may be moving under that loop at this
-/// very moment. The configuration file is not read again. Returns a status line.
+/// would; useful where inotify misses changes, as on NFS), and wakes every git repository's
+/// fetch loop to fetch now (the loop owns its checkout, so it does the work). The
+/// configuration file is not read again. Returns a status line.
 async fn reload_definitions(master: &Arc<Master>) -> String {
     let master = master.clone();
     let reloaded = tokio::task::spawn_blocking(move || {
@@ -99,11 +99,12 @@ async fn reload_definitions(master: &Arc<Master>) -> String {
                     );
                     reloaded += 1;
                 }
-                RepoSource::Git(git) => {
-                    info!(repo = %repo.name, poll_interval = ?git.poll_interval, "SIGHUP: git repository left to its fetch loop");
+                RepoSource::Git(_) => {
+                    info!(repo = %repo.name, "SIGHUP: asking the git repository's loop to fetch now");
                 }
             }
         }
+        master.fetch_git_now();
         reloaded
     })
     .await;

@@ -104,6 +104,8 @@ pub struct Master {
     queue: Mutex<Queue>,
     /// Ids of sessions whose record changed, for live views.
     updates: broadcast::Sender<SessionId>,
+    /// Wakes the git fetch loops before their next poll (SIGHUP).
+    git_fetch_now: tokio::sync::Notify,
 }
 
 impl Master {
@@ -122,6 +124,7 @@ impl Master {
             end_listener: Mutex::new(None),
             queue: Mutex::new(Queue::default()),
             updates: broadcast::channel(4096).0,
+            git_fetch_now: tokio::sync::Notify::new(),
         })
     }
 
@@ -159,6 +162,17 @@ impl Master {
             catalog.definitions()
         };
         *self.definitions.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(definitions);
+    }
+
+    /// Asks every git repository's loop to fetch now instead of at its next poll. A loop
+    /// that is fetching at this moment is not interrupted: it just did.
+    pub fn fetch_git_now(&self) {
+        self.git_fetch_now.notify_waiters();
+    }
+
+    /// Waits until [`Master::fetch_git_now`] is called.
+    pub async fn git_fetch_requested(&self) {
+        self.git_fetch_now.notified().await;
     }
 
     /// Changes whenever the definitions in service may have changed.

@@ -178,6 +178,9 @@ async fn follow_git(master: Arc<Master>, repo: RepoConfig, git: GitSettings) {
                 master.set_repo_error(&repo.name, Some(format!("git task failed: {join}")));
             }
         }
-        tokio::time::sleep(git.poll_interval).await;
+        tokio::select! {
+            _ = tokio::time::sleep(git.poll_interval) => {}
+            _ = master.git_fetch_requested() => info!(repo = %repo.name, "fetching now, as asked (SIGHUP)"),
+        }
     }
 }

@@ -153,3 +153,44 @@ fn pushes_are_followed_broken_pushes_keep_the_last_good_version_and_force_pushes
     assert_eq!(state(&api.wait_final(id, Duration::from_secs(30))), "Passed");
     assert!(env.master.log().contains("git repository moved"));
 }
+
+/// SIGHUP makes a git repository fetch at once instead of at its next poll (an hour away).
+#[test]
+fn sighup_fetches_git_repositories_now() {
+    let scratch = tempfile::Builder::new().prefix("xrdtest-e2e-git-").tempdir().unwrap();
+    let remote = Remote::new(scratch.path());
+    Suite::new("ts_before", &["h1"]).case(Case::new("c")).write(&remote.suites());
+    std::fs::create_dir_all(remote.work.join("defs/clusters")).unwrap();
+    std::fs::write(remote.work.join("defs/clusters/.keep"), "").unwrap();
+    let first = remote.commit_and_push("first suite", false);
+    let tables = format!(
+        "[[repos]]\nname = \"upstream\"\ntype = \"git\"\nurl = \"file://{}\"\nbranch = \"main\"\npoll_interval = \"1h\"\n\
+         suites_path = \"defs/suites\"\nclusters_path = \"defs/clusters\"\n",
+        remote.bare.display()
+    );
+    let mut env = Env::build(MasterOptions { tables: Some(tables), ..MasterOptions::default() }, |_| Vec::new());
+    let api = env.api();
+    wait_until(Duration::from_secs(20), "the first clone", || {
+        let status = repo_status(&api);
+        if status["commit"] == first.as_str() {
+            Ok(())
+        } else {
+            Err(status.to_string())
+        }
+    });
+    Suite::new("ts_after", &["h1"]).case(Case::new("c")).write(&remote.suites());
+    let second = remote.commit_and_push("add ts_after", false);
+    // Not fetched on its own within a few seconds: the poll is an hour away.
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(repo_status(&api)["commit"], first.as_str());
+    send_signal(env.master.proc().pid(), "HUP");
+    wait_until(Duration::from_secs(20), "the fetch SIGHUP asked for", || {
+        let status = repo_status(&api);
+        if status["commit"] == second.as_str() && suite_names(&api).contains(&"ts_after".to_string()) {
+            Ok(())
+        } else {
+            Err(status.to_string())
+        }
+    });
+    assert!(env.master.proc().is_running(), "SIGHUP must not stop the master");
+}
