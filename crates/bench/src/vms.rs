@@ -11,7 +11,9 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use xrdtest_e2e::vm::{prerequisites, start_hypervisor, wait_hypervisor, Namespace, NETNS, NS_IP, POOL_DIR};
+use xrdtest_e2e::vm::{
+    prerequisites, start_hypervisor, wait_hypervisor, HypervisorPlace, Namespace, NETNS, NS_IP, POOL_DIR,
+};
 use xrdtest_e2e::{json, Api, Env, MasterOptions, Value};
 
 /// A cluster of `hosts` kernel-booted hosts on its own network.
@@ -143,7 +145,7 @@ pub fn run() -> Result<()> {
     });
     let hv_dir = env.path().join("hypervisor");
     std::fs::create_dir_all(&hv_dir)?;
-    let _hypervisor = start_hypervisor(&env.master, &hv_dir, 1);
+    let _hypervisor = start_hypervisor(&env.master, &hv_dir, 1, HypervisorPlace::BesideMaster);
     let api = env.api();
     wait_hypervisor(&api);
 

@@ -119,16 +119,32 @@ pub fn libvirt_leftovers(pattern: &str) -> Vec<String> {
     found.into_iter().filter(|item| item.contains(pattern)).collect()
 }
 
-/// Starts `xrdtest-hypervisor` named `hv-e2e` in the namespace, connected to `master`,
-/// with its consoles and config under `dir` and its pool in [`POOL_DIR`].
-pub fn start_hypervisor(master: &Master, dir: &Path, n: usize) -> Proc {
-    let config = dir.join("hypervisor.toml");
+/// Where the hypervisor runs, as seen from the master.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HypervisorPlace {
+    /// In the namespace, beside the master: it connects over loopback, so the VMs are told
+    /// the bridge address.
+    BesideMaster,
+    /// Outside the namespace, as on another host: it connects to the master's veth address
+    /// ([`NS_IP`]), which the master then gives the VMs as `master.<domain>`.
+    Elsewhere,
+}
+
+/// Starts `xrdtest-hypervisor` named `hv-e2e`, connected to `master`, with its consoles and
+/// config under `dir` and its pool in [`POOL_DIR`]. It reaches libvirtd through its socket
+/// wherever it runs.
+pub fn start_hypervisor(master: &Master, dir: &Path, n: usize, place: HypervisorPlace) -> Proc {
+    let config = dir.join(format!("hypervisor-{n}.toml"));
     let port = master.peer_addr().port();
+    let host = match place {
+        HypervisorPlace::BesideMaster => "127.0.0.1",
+        HypervisorPlace::Elsewhere => NS_IP,
+    };
     std::fs::create_dir_all(POOL_DIR).expect("pool folder");
     std::fs::write(
         &config,
         format!(
-            "master = \"127.0.0.1:{port}\"\nname = \"hv-e2e\"\nsecret = \"{}\"\nca_file = \"{}\"\n\
+            "master = \"{host}:{port}\"\nname = \"hv-e2e\"\nsecret = \"{}\"\nca_file = \"{}\"\n\
              libvirt_uri = \"qemu:///system\"\npool = \"{POOL}\"\npool_dir = \"{}\"\n\
              domain_type = \"auto\"\nconsole_dir = \"{}\"\nshutdown_wait = \"3s\"\nmax_backoff = \"1s\"\n",
             master.secret,
@@ -138,8 +154,15 @@ pub fn start_hypervisor(master: &Master, dir: &Path, n: usize) -> Proc {
         ),
     )
     .expect("hypervisor.toml");
-    let mut command = Command::new("ip");
-    command.args(["netns", "exec", NETNS]).arg(binary("xrdtest-hypervisor")).arg("--config").arg(&config);
+    let mut command = match place {
+        HypervisorPlace::BesideMaster => {
+            let mut command = Command::new("ip");
+            command.args(["netns", "exec", NETNS]).arg(binary("xrdtest-hypervisor"));
+            command
+        }
+        HypervisorPlace::Elsewhere => Command::new(binary("xrdtest-hypervisor")),
+    };
+    command.arg("--config").arg(&config);
     Proc::spawn(&format!("hypervisor (start {n})"), command, &dir.join(format!("hypervisor-{n}.log")))
 }
 

@@ -10,7 +10,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use xrdtest_e2e::vm::{
-    consoles, libvirt_leftovers, prerequisites, repo_root, start_hypervisor, wait_hypervisor, Namespace, NETNS, NS_IP,
+    consoles, libvirt_leftovers, prerequisites, repo_root, start_hypervisor, wait_hypervisor, HypervisorPlace,
+    Namespace, NETNS, NS_IP,
 };
 use xrdtest_e2e::{run_state, state, summarize, wait_until, Case, Env, MasterOptions, Suite};
 
@@ -98,7 +99,7 @@ fn a_cluster_of_vms_runs_a_suite_and_vanishes() {
     });
     let hv_dir = env.path().join("hypervisor");
     std::fs::create_dir_all(&hv_dir).expect("hypervisor folder");
-    let mut hypervisor = start_hypervisor(&env.master, &hv_dir, 1);
+    let mut hypervisor = start_hypervisor(&env.master, &hv_dir, 1, HypervisorPlace::BesideMaster);
     wait_hypervisor(&env.api());
     let api = env.api();
     let hypervisors = api.get("/api/hypervisors");
@@ -168,7 +169,8 @@ fn a_cluster_of_vms_runs_a_suite_and_vanishes() {
     let reason = session["reason"].as_str().unwrap_or("");
     assert!(reason.contains("hypervisor hv-e2e disconnected"), "{reason}");
     assert!(!libvirt_leftovers("pair").is_empty(), "the killed hypervisor cannot have cleaned up");
-    let _hypervisor = start_hypervisor(&env.master, &hv_dir, 2);
+    // Restarted outside the namespace, as a hypervisor on another host would be.
+    let _hypervisor = start_hypervisor(&env.master, &hv_dir, 2, HypervisorPlace::Elsewhere);
     wait_hypervisor(&env.api());
     wait_until(Duration::from_secs(120), "the restarted hypervisor removed what it owned", || {
         let left = libvirt_leftovers("pair");
@@ -178,4 +180,20 @@ fn a_cluster_of_vms_runs_a_suite_and_vanishes() {
             Err(format!("{left:?}"))
         }
     });
+
+    // 5. From there, the master's address on the hypervisor's connection is what the VMs
+    //    are told (`master.pair.test` → the veth address, not the bridge): they reach it.
+    let hypervisors = api.get("/api/hypervisors");
+    assert_eq!(hypervisors["hypervisors"][0]["master_ip"], NS_IP, "{hypervisors}");
+    let id = api.run("ts_vm_pair");
+    let session = api.wait_final(id, Duration::from_secs(420));
+    assert_eq!(
+        state(&session),
+        "Passed",
+        "{}\n{}\nconsoles:\n{}",
+        summarize(&session),
+        session["cluster"],
+        consoles(&hv_dir)
+    );
+    assert_eq!(libvirt_leftovers("pair"), Vec::<String>::new());
 }
