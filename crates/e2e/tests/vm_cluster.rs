@@ -13,7 +13,7 @@ use xrdtest_e2e::vm::{
     consoles, libvirt_leftovers, prerequisites, repo_root, start_hypervisor, wait_hypervisor, HypervisorPlace,
     Namespace, NETNS, NS_IP,
 };
-use xrdtest_e2e::{run_state, state, summarize, wait_until, Case, Env, MasterOptions, Suite};
+use xrdtest_e2e::{run_command, run_state, state, summarize, wait_until, Case, Env, MasterOptions, Suite};
 
 fn cluster_pair(dir: &Path) {
     let folder = dir.join("cluster_pair");
@@ -144,6 +144,27 @@ fn a_cluster_of_vms_runs_a_suite_and_vanishes() {
         xrdtest_e2e::stage_run(&session, "case_run:fetch", "client.pair.test")["stage_id"].as_u64().expect("stage id"),
     );
     assert!(fetched.iter().any(|l| l.contains("hello from server.pair.test")), "{fetched:?}");
+    assert_eq!(libvirt_leftovers("pair"), Vec::<String>::new());
+
+    // 2b. By hand, with the CLI: `cluster start --wait` brings the cluster up; a session of
+    //     its suite uses it and leaves it running; `cluster stop --wait` removes it.
+    let output = run_command(env.master.cli(&["cluster", "start", "cluster_pair", "--wait"]), Duration::from_secs(240));
+    let printed = String::from_utf8_lossy(&output.stdout).to_string();
+    assert!(output.status.success(), "{printed}{}", String::from_utf8_lossy(&output.stderr));
+    assert!(printed.contains("active"), "{printed}");
+    let listed = run_command(env.master.cli(&["clusters"]), Duration::from_secs(30));
+    let listed = String::from_utf8_lossy(&listed.stdout).to_string();
+    assert!(
+        listed.lines().any(|l| l.contains("cluster_pair") && l.contains("active") && l.contains("by hand")),
+        "{listed}"
+    );
+    let id = api.run("ts_vm_pair");
+    let session = api.wait_final(id, Duration::from_secs(420));
+    assert_eq!(state(&session), "Passed", "{}\n{}", summarize(&session), session["cluster"]);
+    assert_eq!(session["cluster"]["started_here"], false, "{}", session["cluster"]);
+    assert!(!libvirt_leftovers("pair").is_empty(), "a cluster started by hand stays after the session");
+    let output = run_command(env.master.cli(&["cluster", "stop", "cluster_pair", "--wait"]), Duration::from_secs(240));
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     assert_eq!(libvirt_leftovers("pair"), Vec::<String>::new());
 
     // 3. A cancel while the VMs boot: the session ends cancelled and its cluster is removed.
