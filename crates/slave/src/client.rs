@@ -62,11 +62,16 @@ struct State {
     link: Option<Link>,
 }
 
+/// Told of every change of the connection to the master, as a line for people (the
+/// daemon shows it as its systemd status). Must return at once.
+pub type ConnectionListener = Box<dyn Fn(&str) + Send + Sync>;
+
 /// The slave: its configuration and the stages it holds.
 pub struct Slave {
     config: SlaveConfig,
     functions: std::path::PathBuf,
     state: Mutex<State>,
+    connection_listener: Mutex<Option<ConnectionListener>>,
 }
 
 fn chunk_bytes(chunk: &OutputChunk) -> u64 {
@@ -77,7 +82,23 @@ impl Slave {
     pub fn new(config: SlaveConfig) -> std::io::Result<Arc<Slave>> {
         std::fs::create_dir_all(&config.work_dir)?;
         let functions = crate::functions::install(&config.work_dir)?;
-        Ok(Arc::new(Slave { config, functions, state: Mutex::new(State::default()) }))
+        Ok(Arc::new(Slave {
+            config,
+            functions,
+            state: Mutex::new(State::default()),
+            connection_listener: Mutex::new(None),
+        }))
+    }
+
+    /// Sets who hears about the connection (see [`ConnectionListener`]).
+    pub fn on_connection_change(&self, listener: ConnectionListener) {
+        *self.connection_listener.lock().unwrap_or_else(|p| p.into_inner()) = Some(listener);
+    }
+
+    fn connection_changed(&self, line: String) {
+        if let Some(listener) = self.connection_listener.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
+            listener(&line);
+        }
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
@@ -95,15 +116,19 @@ impl Slave {
                 Ok((conn, heartbeat)) => {
                     backoff = Duration::from_millis(250);
                     info!(master = %self.config.master, name = %self.config.name, "connected to the master");
+                    self.connection_changed(format!("connected to the master at {}", self.config.master));
                     let reason = self.serve(conn, heartbeat, &mut shutdown).await;
                     self.state().link = None;
                     info!(%reason, "connection to the master ended");
+                    self.connection_changed(format!("reconnecting: connection lost ({reason})"));
                 }
                 Err(ConnectError::Refused(reason)) => {
                     warn!(master = %self.config.master, %reason, "the master refused this slave");
+                    self.connection_changed(format!("refused by the master at {}: {reason}", self.config.master));
                 }
                 Err(ConnectError::Other(reason)) => {
                     warn!(master = %self.config.master, %reason, retry_in = ?backoff, "cannot reach the master");
+                    self.connection_changed(format!("waiting for the master at {}: {reason}", self.config.master));
                 }
             }
             if *shutdown.borrow() {

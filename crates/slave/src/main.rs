@@ -8,10 +8,7 @@ use anyhow::Context;
 use clap::Parser;
 use tokio::sync::watch;
 use tracing::{info, warn};
-use tracing_subscriber::layer::SubscriberExt;
-use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::EnvFilter;
-use tracing_subscriber::Layer;
 use xrdtest_proto::systemd::Notifier;
 use xrdtest_slave::client::Slave;
 use xrdtest_slave::config::SlaveConfig;
@@ -42,17 +39,10 @@ fn main() -> anyhow::Result<()> {
         Ok(notifier) => (Arc::new(notifier), None),
         Err(err) => (Arc::new(Notifier::disabled()), Some(err)),
     };
-    // Each layer filters for itself: RUST_LOG chooses what is logged, whatever it says
-    // the status line still sees the connection events.
-    let log_filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    tracing_subscriber::registry()
-        .with(
-            tracing_subscriber::fmt::layer()
-                .with_writer(std::io::stderr)
-                .with_ansi(std::io::stderr().is_terminal())
-                .with_filter(log_filter),
-        )
-        .with(status::ConnectionStatus::new(notifier.clone()).with_filter(status::ConnectionStatus::filter()))
+    tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
     if let Some(err) = notifier_error {
         warn!(error = %err, "cannot use $NOTIFY_SOCKET; systemd will not be told of readiness");
@@ -70,6 +60,11 @@ async fn run(args: Args, notifier: Arc<Notifier>) -> anyhow::Result<()> {
     let config = SlaveConfig::load(&args.config).map_err(anyhow::Error::msg)?;
     let master = config.master.clone();
     let slave = Slave::new(config).context("cannot prepare the work directory")?;
+    // systemd's status line (`systemctl status`) says whether the slave is connected.
+    let status_notifier = notifier.clone();
+    slave.on_connection_change(Box::new(move |line| {
+        let _ = status_notifier.status(line);
+    }));
     let mut terminate = signal(SignalKind::terminate()).context("SIGTERM handler")?;
     let mut interrupt = signal(SignalKind::interrupt()).context("SIGINT handler")?;
     // Without a handler, SIGHUP would end the slave and every running stage with it.
@@ -101,111 +96,5 @@ async fn run(args: Args, notifier: Arc<Notifier>) -> anyhow::Result<()> {
 fn tell_systemd(sent: std::io::Result<()>) {
     if let Err(err) = sent {
         warn!(error = %err, "cannot notify systemd");
-    }
-}
-
-/// Mirrors the connection's state into systemd's status line (`systemctl status`).
-///
-/// The client reports its connection only in its log events, so this layer reads them:
-/// it recognises the four events `xrdtest_slave::client::Slave::run` logs about the
-/// master (by their messages) and turns them into `STATUS=` lines. Should those messages
-/// change, the status line merely stays at its last value.
-mod status {
-    use std::fmt::Write;
-    use std::sync::Arc;
-
-    use tracing::field::{Field, Visit};
-    use tracing::{Event, Level, Subscriber};
-    use tracing_subscriber::filter::Targets;
-    use tracing_subscriber::layer::Context;
-    use tracing_subscriber::Layer;
-    use xrdtest_proto::systemd::Notifier;
-
-    /// The module whose events say how the connection goes.
-    const CLIENT_TARGET: &str = "xrdtest_slave::client";
-
-    pub struct ConnectionStatus {
-        notifier: Arc<Notifier>,
-    }
-
-    impl ConnectionStatus {
-        pub fn new(notifier: Arc<Notifier>) -> ConnectionStatus {
-            ConnectionStatus { notifier }
-        }
-
-        /// The events this layer reads: the client's, at info and above.
-        pub fn filter() -> Targets {
-            Targets::new().with_target(CLIENT_TARGET, Level::INFO)
-        }
-    }
-
-    /// The fields of one event that make a status line.
-    #[derive(Default)]
-    struct Fields {
-        message: String,
-        master: String,
-        reason: String,
-    }
-
-    impl Visit for Fields {
-        fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
-            let slot = match field.name() {
-                "message" => &mut self.message,
-                "master" => &mut self.master,
-                "reason" => &mut self.reason,
-                _ => return,
-            };
-            let _ = write!(slot, "{value:?}");
-        }
-
-        fn record_str(&mut self, field: &Field, value: &str) {
-            self.record_debug(field, &format_args!("{value}"));
-        }
-    }
-
-    /// The status line for a client event, if it is one about the connection.
-    fn status_line(fields: &Fields) -> Option<String> {
-        let Fields { message, master, reason } = fields;
-        match message.as_str() {
-            "connected to the master" => Some(format!("connected to the master at {master}")),
-            "connection to the master ended" => Some(format!("reconnecting: connection lost ({reason})")),
-            "cannot reach the master" => Some(format!("waiting for the master at {master}: {reason}")),
-            "the master refused this slave" => Some(format!("refused by the master at {master}: {reason}")),
-            _ => None,
-        }
-    }
-
-    impl<S: Subscriber> Layer<S> for ConnectionStatus {
-        fn on_event(&self, event: &Event<'_>, _context: Context<'_, S>) {
-            if !self.notifier.is_enabled() {
-                return;
-            }
-            let mut fields = Fields::default();
-            event.record(&mut fields);
-            if let Some(line) = status_line(&fields) {
-                // No logging here: this runs inside the logger.
-                let _ = self.notifier.status(&line);
-            }
-        }
-    }
-
-    #[cfg(test)]
-    mod tests {
-        use super::*;
-
-        #[test]
-        fn connection_events_become_status_lines() {
-            let fields = |message: &str| Fields {
-                message: message.into(),
-                master: "m:20000".into(),
-                reason: "connect: refused".into(),
-            };
-            assert_eq!(status_line(&fields("connected to the master")).unwrap(), "connected to the master at m:20000");
-            assert_eq!(
-                status_line(&fields("cannot reach the master")).unwrap(),
-                "waiting for the master at m:20000: connect: refused"
-            );
-            assert!(status_line(&fields("stage starting")).is_none());
-        }
     }
 }
