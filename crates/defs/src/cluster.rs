@@ -173,8 +173,10 @@ fn check_cluster(check: &mut Checker, raw: &RawCluster, folder: &str) -> Option<
         if name.get_ref() != folder {
             check.at(name, "name", format!("cluster name `{}` must equal its folder name `{folder}`", name.get_ref()));
             None
-        } else if !is_simple_name(name.get_ref()) {
-            check.at(name, "name", "use letters, digits, `_`, `-` and `.` only");
+        } else if !is_word(name.get_ref(), 64) {
+            // No dots: the hypervisor names volumes `xrdtest.<cluster>.<host>.<disk>.qcow2`,
+            // and a dot would let cluster `a` claim the volumes of cluster `a.b`.
+            check.at(name, "name", "use letters, digits, `_` and `-` only (at most 64)");
             None
         } else {
             Some(name.get_ref().clone())
@@ -514,7 +516,7 @@ fn check_disks(
         if let Some(device) = &disk.device {
             let text = device.get_ref();
             let valid = text.len() >= 3
-                && matches!(&text[..2], "vd" | "sd" | "hd" | "xv")
+                && matches!(text.get(..2), Some("vd" | "sd" | "hd" | "xv"))
                 && text[2..].bytes().all(|b| b.is_ascii_lowercase());
             if !valid {
                 check.at(device, &field("device"), format!("`{text}` is not a disk device name like vdb"));
@@ -524,9 +526,22 @@ fn check_disks(
                 fields_ok = false;
             }
         }
+        if let Some(name) = &disk.name {
+            // The name becomes the disk's serial (at most 20 bytes in QEMU), a volume name
+            // and a word in the `@diskmounts@` shell commands.
+            if !is_word(name.get_ref(), 20) {
+                check.at(name, &field("name"), "use letters, digits, `_` and `-` only (at most 20)");
+                fields_ok = false;
+            }
+        }
         if let Some(mount) = &disk.mount_point {
-            if !mount.get_ref().starts_with('/') {
+            let text = mount.get_ref();
+            if !text.starts_with('/') {
                 check.at(mount, &field("mount_point"), "must be an absolute path");
+                fields_ok = false;
+            } else if !text.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'/' | b'_' | b'-' | b'.')) {
+                // It goes into shell commands (`@diskmounts@`): no quotes, spaces or `$`.
+                check.at(mount, &field("mount_point"), "use letters, digits, `/`, `_`, `-` and `.` only");
                 fields_ok = false;
             }
         }
@@ -609,6 +624,11 @@ pub fn qualify(name: &str, domain: &str) -> String {
     } else {
         format!("{lower}.{domain}")
     }
+}
+
+/// Letters, digits, `_` and `-`; at most `max` bytes.
+fn is_word(name: &str, max: usize) -> bool {
+    !name.is_empty() && name.len() <= max && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-'))
 }
 
 fn is_simple_name(name: &str) -> bool {

@@ -1253,3 +1253,28 @@ fn missing_suites_folder_is_an_error() {
     assert!(report.errors[0].message.contains("cannot read definitions folder"));
     assert!(!report.is_valid());
 }
+
+/// Disk names and mount points go into shell commands (`@diskmounts@`), volume names and
+/// QEMU serials; cluster names into volume prefixes. Anything else is refused by name.
+#[test]
+fn disk_names_mount_points_and_cluster_names_are_safe_words() {
+    let repo = Repo::new();
+    let text = valid_cluster_toml("c_disks", 41, "d").replace(
+        "boot_image = \"slave.img\"\n",
+        "boot_image = \"slave.img\"\ndisks = [\n  { name = \"x'; rm -rf /\", size = \"1G\", device = \"vdb\", mount_point = \"/data\" },\n  \
+         { name = \"ok\", size = \"1G\", device = \"vdc\", mount_point = \"/mnt/x'; reboot; '\" },\n  \
+         { name = \"a_name_longer_than_twenty\", size = \"1G\", device = \"vdd\", mount_point = \"/e\" },\n  \
+         { name = \"dev\", size = \"1G\", device = \"€ab\", mount_point = \"/f\" },\n]\n",
+    );
+    let f = write_cluster(&repo.root, "c_disks", &text);
+    write_cluster(&repo.root, "c.dotted", &valid_cluster_toml("c.dotted", 42, "e"));
+    let report = repo.load();
+    let f = f.to_str().unwrap().to_string();
+    let f = f.rsplit("clusters/").next().unwrap();
+    expect_error(&report, f, Some(10), "hosts[0].disks[0].name", "letters, digits, `_` and `-` only (at most 20)");
+    expect_error(&report, f, Some(11), "hosts[0].disks[1].mount_point", "letters, digits, `/`, `_`, `-` and `.` only");
+    expect_error(&report, f, Some(12), "hosts[0].disks[2].name", "at most 20");
+    expect_error(&report, f, Some(13), "hosts[0].disks[3].device", "is not a disk device name");
+    expect_error(&report, "c.dotted/cluster.toml", Some(1), "name", "`_` and `-` only");
+    assert!(report.repository.clusters.is_empty(), "{:?}", report.repository.clusters.keys());
+}
