@@ -278,6 +278,17 @@ impl Hypervisor {
     fn set_state(&self, cluster: &str, new_state: ClusterState, detail: String) {
         info!(cluster, state = ?new_state, %detail, "cluster state");
         let mut state = self.state();
+        let held = state.clusters.contains_key(cluster);
+        if !held && matches!(new_state, ClusterState::Destroying | ClusterState::Stopped | ClusterState::ErrorStop) {
+            // The stop of a cluster this daemon does not hold (an orphan the master asked
+            // about, or one already gone): answered, but not listed as one of ours, so the
+            // master is not asked again and again to stop it.
+            self.send(
+                &state,
+                ToMaster::ClusterState(ClusterStatus { cluster: cluster.to_string(), state: new_state, detail }),
+            );
+            return;
+        }
         let entry = state.clusters.entry(cluster.to_string()).or_insert_with(|| ClusterEntry {
             state: new_state,
             detail: String::new(),
@@ -303,8 +314,13 @@ impl Hypervisor {
             &state,
             ToMaster::ClusterState(ClusterStatus { cluster: cluster.to_string(), state: new_state, detail }),
         );
-        let status = status_of(&state, &self.config, self.settings.domain_type.as_str());
-        self.send(&state, ToMaster::HypervisorState(status));
+        self.send_capacity(&state);
+    }
+
+    /// Sends the capacity and the clusters held (`HypervisorState`).
+    fn send_capacity(&self, state: &State) {
+        let status = status_of(state, &self.config, self.settings.domain_type.as_str());
+        self.send(state, ToMaster::HypervisorState(status));
     }
 
     /// Accepts or refuses a start; an accepted one runs in the background.
@@ -321,6 +337,7 @@ impl Hypervisor {
                 let status = ClusterStatus { cluster: name.clone(), state: entry.state, detail: entry.detail.clone() };
                 info!(cluster = %name, "start of a cluster that is already starting or running; state re-sent");
                 self.send(&state, ToMaster::ClusterState(status));
+                self.send_capacity(&state);
                 return;
             } else if state.clusters.get(&name).is_some_and(|e| e.state == ClusterState::Destroying) {
                 Some("the cluster is being stopped here; start it again once it has stopped".to_string())
@@ -338,6 +355,8 @@ impl Hypervisor {
                         detail: reason,
                     }),
                 );
+                // The master counted this cluster in when it chose us: the real figures.
+                self.send_capacity(&state);
                 return;
             }
             state.clusters.insert(

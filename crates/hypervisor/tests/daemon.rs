@@ -220,11 +220,15 @@ async fn start_and_stop_over_the_protocol_with_capacity_reports() {
     assert!(refused.detail.contains("not enough room"), "{}", refused.detail);
     assert!(refused.detail.contains("needs 2 VMs"), "{}", refused.detail);
     assert!(h.libvirt.network(&big.network.name).unwrap().is_none());
+    // Then the real capacity, which the master had counted the refused cluster into.
+    let ToMaster::HypervisorState(after) = next(&mut conn).await else { panic!("a capacity report") };
+    assert_eq!((after.vms_running, after.clusters.len()), (2, 1));
 
-    // A repeated start of the running cluster is answered with its state.
+    // A repeated start of the running cluster is answered with its state, and the capacity.
     conn.send(&start(&cluster)).await.unwrap();
     let ToMaster::ClusterState(again) = next(&mut conn).await else { panic!("a cluster state") };
     assert_eq!(again.state, ClusterState::Active);
+    let ToMaster::HypervisorState(_) = next(&mut conn).await else { panic!("a capacity report") };
 
     conn.send(&FromMaster::StopCluster { cluster: cluster.name.clone() }).await.unwrap();
     let (states, status) = states_until(&mut conn, &cluster.name, ClusterState::Stopped).await;
@@ -233,6 +237,20 @@ async fn start_and_stop_over_the_protocol_with_capacity_reports() {
     assert_eq!((status.vms_running, status.memory_used_bytes, status.clusters.len()), (0, 0, 0));
     h.assert_nothing_left(&cluster);
     assert_eq!(h.hypervisor.status().vms_running, 0);
+
+    // A stop of a cluster it does not hold (the master asks about orphans) is answered,
+    // but the cluster never shows up as one of its own, so the master does not ask again.
+    conn.send(&FromMaster::StopCluster { cluster: "ghost".into() }).await.unwrap();
+    for wanted in [ClusterState::Destroying, ClusterState::Stopped] {
+        match next(&mut conn).await {
+            ToMaster::ClusterState(s) => assert_eq!((s.cluster.as_str(), s.state), ("ghost", wanted)),
+            other => panic!("expected the ghost's {wanted:?}, got {other:?}"),
+        }
+    }
+    assert!(h.hypervisor.status().clusters.iter().all(|c| c.cluster != "ghost"));
+    // Nothing else follows but heartbeats: no capacity report listing the ghost.
+    let quiet = tokio::time::timeout(Duration::from_millis(500), next(&mut conn)).await;
+    assert!(quiet.is_err(), "unexpected message after the ghost's stop: {quiet:?}");
 
     let _ = h.shutdown.send(true);
     tokio::time::timeout(WAIT, &mut h.run).await.unwrap().unwrap();

@@ -44,6 +44,8 @@ pub struct ClusterEntry {
     pub since_ms: u64,
     pub updated_ms: u64,
     pub steps: Vec<ClusterStep>,
+    /// A stop was sent: later reports of the start going on do not make it usable again.
+    pub stop_requested: bool,
 }
 
 impl ClusterEntry {
@@ -51,6 +53,28 @@ impl ClusterEntry {
     pub fn is_over(&self) -> bool {
         matches!(self.raw_state, ClusterState::Stopped) || self.raw_state.is_error()
     }
+
+    /// Whether a session may run on it now or once it is active: not over, no stop asked.
+    pub fn is_usable(&self) -> bool {
+        !self.is_over() && !self.stop_requested && is_live(self.raw_state)
+    }
+}
+
+/// A state in which the cluster exists or is being made (not stopping, stopped or broken).
+pub fn is_live(state: ClusterState) -> bool {
+    use ClusterState as C;
+    matches!(
+        state,
+        C::Defined
+            | C::DefinitionSent
+            | C::Starting
+            | C::CreatingNetwork
+            | C::CopyingImages
+            | C::AttachingDisks
+            | C::CreatingSlaves
+            | C::WaitingSlaves
+            | C::Active
+    )
 }
 
 /// A connected hypervisor and what it last reported.
@@ -98,6 +122,13 @@ impl Default for ClusterBoard {
     fn default() -> Self {
         ClusterBoard { inner: Mutex::new(Inner::default()), events: broadcast::channel(1024).0 }
     }
+}
+
+/// Why a cluster cannot be stopped by hand.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopRefusal {
+    NotRunning,
+    InUse(SessionId),
 }
 
 /// Why a cluster cannot be started.
@@ -148,8 +179,9 @@ impl ClusterBoard {
         let unknown = status
             .clusters
             .iter()
-            // Stopped and failed-to-start clusters hold nothing: the hypervisor cleaned up.
-            .filter(|c| !matches!(c.state, ClusterState::Stopped | ClusterState::ErrorStart))
+            // Only clusters that exist or are being made: one that is stopping, stopped or
+            // broken is not asked about again (that would answer with more reports).
+            .filter(|c| is_live(c.state))
             .filter(|c| inner.clusters.get(&c.cluster).is_none_or(|e| e.hypervisor != name || e.is_over()))
             .map(|c| c.cluster.clone())
             .collect();
@@ -252,6 +284,7 @@ impl ClusterBoard {
             since_ms: now,
             updated_ms: now,
             steps: Vec::new(),
+            stop_requested: false,
         };
         record_step(&mut entry, ClusterState::DefinitionSent, &format!("sent to {hypervisor}"));
         // Capacity is counted now, so two clusters reserved at once do not both fit in one gap.
@@ -261,6 +294,34 @@ impl ClusterBoard {
         }
         inner.clusters.insert(cluster.name.clone(), entry);
         Ok((hypervisor, master_ip))
+    }
+
+    /// For a stop by hand: refuses a cluster that is not running or that a session uses,
+    /// else marks the stop as asked (so no session takes it any more) and returns its
+    /// hypervisor.
+    pub fn claim_stop(&self, cluster: &str) -> Result<String, StopRefusal> {
+        let mut inner = self.lock();
+        let entry = inner.clusters.get_mut(cluster).ok_or(StopRefusal::NotRunning)?;
+        if let Some(id) = entry.in_use_by {
+            return Err(StopRefusal::InUse(id));
+        }
+        if entry.raw_state == ClusterState::Stopped {
+            return Err(StopRefusal::NotRunning);
+        }
+        entry.stop_requested = true;
+        Ok(entry.hypervisor.clone())
+    }
+
+    /// Takes a cluster started by hand for session `id`, if it is usable and free: checked
+    /// and taken under one lock, so a stop by hand cannot slip in between.
+    pub fn lease_manual(&self, cluster: &str, id: SessionId) -> Option<ClusterEntry> {
+        let mut inner = self.lock();
+        let entry = inner.clusters.get_mut(cluster)?;
+        if entry.owner != ClusterOwner::Manual || entry.in_use_by.is_some() || !entry.is_usable() {
+            return None;
+        }
+        entry.in_use_by = Some(id);
+        Some(entry.clone())
     }
 
     /// Marks a manual cluster as used by a session (or free again with `None`).
@@ -275,6 +336,9 @@ impl ClusterBoard {
         {
             let mut inner = self.lock();
             let Some(entry) = inner.clusters.get_mut(cluster) else { return };
+            if state == ClusterState::StopCommandSent {
+                entry.stop_requested = true;
+            }
             record_step(entry, state, detail);
         }
         let _ = self.events.send(ClusterEvent { cluster: cluster.to_string(), state, detail: detail.to_string() });
@@ -347,6 +411,9 @@ pub async fn wait_for_state(
                     }
                     if event.state.is_error() {
                         return Err(WaitFailure::Error(event.detail));
+                    }
+                    if wanted == ClusterState::Active && !is_live(event.state) {
+                        return Err(WaitFailure::Error(format!("the cluster is being stopped ({})", event.detail)));
                     }
                 }
                 Ok(_) => {}
@@ -466,6 +533,43 @@ mod tests {
             ClusterStatus { cluster: "old".into(), state: ClusterState::Active, detail: String::new() },
         ];
         assert_eq!(board.hypervisor_status("hv1", report), vec!["old".to_string()]);
+    }
+
+    #[test]
+    fn a_cluster_being_stopped_by_hand_is_not_leased_and_a_leased_one_is_not_stopped() {
+        let board = ClusterBoard::default();
+        board.hypervisor_connected("hv", None);
+        board.hypervisor_status("hv", status(16, 0, 16384, 0));
+        board.reserve(&cluster("c1", 1, 128), ClusterOwner::Manual).expect("start");
+        let active = ClusterStatus { cluster: "c1".into(), state: ClusterState::Active, detail: String::new() };
+        board.cluster_status("hv", &active);
+        assert!(board.lease_manual("c1", 5).is_some());
+        assert_eq!(board.lease_manual("c1", 6).map(|e| e.name), None, "one session at a time");
+        assert_eq!(board.claim_stop("c1"), Err(StopRefusal::InUse(5)));
+        board.set_in_use("c1", None);
+        assert_eq!(board.claim_stop("c1"), Ok("hv".to_string()));
+        // The start's late report of `active` does not make it usable again.
+        board.cluster_status("hv", &active);
+        assert!(board.lease_manual("c1", 7).is_none());
+        assert_eq!(board.claim_stop("nope"), Err(StopRefusal::NotRunning));
+    }
+
+    #[test]
+    fn only_live_clusters_of_a_report_are_to_be_stopped() {
+        let board = ClusterBoard::default();
+        board.hypervisor_connected("hv", None);
+        let mut report = status(16, 2, 16384, 256);
+        report.clusters = [
+            ("old_active", ClusterState::Active),
+            ("old_starting", ClusterState::CreatingNetwork),
+            ("stopping", ClusterState::Destroying),
+            ("broken", ClusterState::ErrorStop),
+            ("failed", ClusterState::ErrorStart),
+        ]
+        .into_iter()
+        .map(|(name, state)| ClusterStatus { cluster: name.into(), state, detail: String::new() })
+        .collect();
+        assert_eq!(board.hypervisor_status("hv", report), vec!["old_active".to_string(), "old_starting".to_string()]);
     }
 
     #[tokio::test]

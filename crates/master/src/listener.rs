@@ -91,7 +91,8 @@ async fn handle_connection(
     }
     let result = peer_loop(&master, &mut conn, &hello.name, hello.role, rx).await;
     master.peers.unregister(&hello.name, conn_id);
-    if hello.role == Role::Hypervisor {
+    // Unless a new connection of the same hypervisor registered in the meantime.
+    if hello.role == Role::Hypervisor && !master.peers.is_connected(&hello.name) {
         master.hypervisor_disconnected(&hello.name);
     }
     info!(name = %hello.name, reason = %result.as_ref().err().map(String::as_str).unwrap_or("closed by peer"), "peer disconnected");

@@ -6,13 +6,14 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
 
 use tokio::sync::{broadcast, watch};
 use tracing::{info, warn};
 use xrdtest_defs::{Cluster, Suite};
 
 use crate::catalog::{Catalog, Definitions, ReloadSummary};
-use crate::clusters::{start_message, ClusterBoard, ClusterOwner, ReserveError};
+use crate::clusters::{start_message, ClusterBoard, ClusterOwner, ReserveError, StopRefusal};
 use crate::config::MasterConfig;
 use crate::model::{
     now_ms, CaseRecord, CaseState, RunState, SessionId, SessionRecord, SessionState, StageRecord, StageRun, Trigger,
@@ -400,29 +401,30 @@ impl Master {
 
     /// Stops a cluster by hand. A cluster a session uses is refused: cancel the session.
     pub async fn stop_cluster_by_hand(&self, name: &str) -> Result<String, ClusterCommandError> {
-        let entry = self.clusters.cluster(name).ok_or_else(|| ClusterCommandError::NotRunning(name.to_string()))?;
-        if let Some(id) = entry.in_use_by {
-            return Err(ClusterCommandError::InUse(name.to_string(), id));
-        }
-        if entry.raw_state == xrdtest_proto::ClusterState::Stopped {
-            return Err(ClusterCommandError::NotRunning(name.to_string()));
-        }
-        let sent = match self.peers.handle(&entry.hypervisor) {
+        // Checked and marked under one lock: no session can take the cluster in between.
+        let hypervisor = self.clusters.claim_stop(name).map_err(|refusal| match refusal {
+            StopRefusal::NotRunning => ClusterCommandError::NotRunning(name.to_string()),
+            StopRefusal::InUse(id) => ClusterCommandError::InUse(name.to_string(), id),
+        })?;
+        let sent = match self.peers.handle(&hypervisor) {
             Some(handle) => {
-                handle.tx.send(xrdtest_proto::FromMaster::StopCluster { cluster: name.to_string() }).await.is_ok()
+                let message = xrdtest_proto::FromMaster::StopCluster { cluster: name.to_string() };
+                matches!(tokio::time::timeout(Duration::from_secs(10), handle.tx.send(message)).await, Ok(Ok(())))
             }
             None => false,
         };
         if !sent {
-            return Err(ClusterCommandError::Send(format!("hypervisor {} is not connected", entry.hypervisor)));
+            let reason = format!("hypervisor {hypervisor} is not connected");
+            self.clusters.mark(name, xrdtest_proto::ClusterState::ErrorStop, &reason);
+            return Err(ClusterCommandError::Send(reason));
         }
         self.clusters.mark(
             name,
             xrdtest_proto::ClusterState::StopCommandSent,
-            &format!("stop sent to {} by hand", entry.hypervisor),
+            &format!("stop sent to {hypervisor} by hand"),
         );
-        info!(cluster = name, hypervisor = %entry.hypervisor, "cluster stopped by hand");
-        Ok(entry.hypervisor)
+        info!(cluster = name, hypervisor = %hypervisor, "cluster stopped by hand");
+        Ok(hypervisor)
     }
 
     pub fn running_sessions(&self) -> usize {

@@ -16,6 +16,9 @@ use crate::master::Master;
 use crate::model::{cluster_state_name, now_ms, ClusterRun, ClusterStep, SessionRecord};
 use crate::session::rules::StopRequest;
 
+/// How long a command to a hypervisor may wait for room in its connection's queue.
+const SEND_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// A cluster a session holds.
 pub struct ClusterLease {
     name: String,
@@ -46,6 +49,13 @@ fn push_step(record: &mut SessionRecord, state: &str, detail: &str) {
     }
 }
 
+/// Queues a message for a hypervisor; false if it is not connected or its queue stays full
+/// (a connection stuck writing must not hang the session).
+async fn send_to(master: &Master, hypervisor: &str, message: FromMaster) -> bool {
+    let Some(handle) = master.peers.handle(hypervisor) else { return false };
+    matches!(tokio::time::timeout(SEND_TIMEOUT, handle.tx.send(message)).await, Ok(Ok(())))
+}
+
 /// Waits for the first stop request on `cancel` (never returns if none comes).
 async fn stop_requested(cancel: &mut watch::Receiver<Option<StopRequest>>) -> StopRequest {
     loop {
@@ -68,16 +78,21 @@ pub async fn bring_up(
 ) -> Result<ClusterLease, (Option<ClusterLease>, StopRequest)> {
     let board = &master.clusters;
     let mut events = board.subscribe();
-    let lease = match board.cluster(&cluster.name).filter(|e| !e.is_over()) {
-        Some(entry) if entry.owner == ClusterOwner::Manual && entry.in_use_by.is_none() => {
-            board.set_in_use(&cluster.name, Some(record.id));
+    let leased = board.lease_manual(&cluster.name, record.id);
+    let lease = match leased.or_else(|| board.cluster(&cluster.name).filter(|e| !e.is_over())) {
+        Some(entry) if entry.in_use_by == Some(record.id) => {
             info!(cluster = %cluster.name, hypervisor = %entry.hypervisor, "using the cluster started by hand");
             push_step(record, entry.state, &format!("started by hand on {}", entry.hypervisor));
             ClusterLease { name: cluster.name.clone(), hypervisor: entry.hypervisor, started_here: false }
         }
         Some(entry) => {
-            let user = entry.in_use_by.map(|id| format!("session {id}")).unwrap_or_else(|| "another session".into());
-            let reason = format!("cluster `{}` is in use by {user}", cluster.name);
+            let reason = match entry.in_use_by {
+                Some(id) => format!("cluster `{}` is in use by session {id}", cluster.name),
+                None => format!(
+                    "cluster `{}` is being stopped ({}); try again once it has stopped",
+                    cluster.name, entry.state
+                ),
+            };
             return Err((None, StopRequest::abort(reason)));
         }
         None => {
@@ -87,10 +102,7 @@ pub async fn bring_up(
             let master_ip = master.config.clusters.master_address.or(hv_ip);
             let lease = ClusterLease { name: cluster.name.clone(), hypervisor: hypervisor.clone(), started_here: true };
             let message = start_message(cluster, master_ip, master.config.listen.port(), record.id.to_string());
-            let sent = match master.peers.handle(&hypervisor) {
-                Some(handle) => handle.tx.send(message).await.is_ok(),
-                None => false,
-            };
+            let sent = send_to(master, &hypervisor, message).await;
             if let Some(run) = record.cluster.as_mut() {
                 run.hypervisor = Some(hypervisor.clone());
                 run.started_here = true;
@@ -139,16 +151,15 @@ pub async fn bring_up(
 /// records how that went. Returns a problem worth adding to the session's reason.
 pub async fn tear_down(master: &Arc<Master>, record: &mut SessionRecord, lease: ClusterLease) -> Option<String> {
     let board = &master.clusters;
+    // Whatever happens below, this session no longer uses the cluster: a stop that times
+    // out must not leave it claimed by a session that has ended.
+    board.set_in_use(&lease.name, None);
     if !lease.started_here {
-        board.set_in_use(&lease.name, None);
         push_step(record, "kept", "started by hand: left running");
         return None;
     }
     let mut events = board.subscribe();
-    let sent = match master.peers.handle(&lease.hypervisor) {
-        Some(handle) => handle.tx.send(FromMaster::StopCluster { cluster: lease.name.clone() }).await.is_ok(),
-        None => false,
-    };
+    let sent = send_to(master, &lease.hypervisor, FromMaster::StopCluster { cluster: lease.name.clone() }).await;
     if !sent {
         let problem = format!(
             "cluster `{}` could not be stopped: hypervisor {} is not connected (it removes clusters it \
