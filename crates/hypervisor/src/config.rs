@@ -6,9 +6,9 @@ use std::time::Duration;
 
 use serde::Deserialize;
 use xrdtest_defs::units::{parse_duration, parse_size};
+use xrdtest_proto::peer_config;
 
 /// Port of the master when `master` names none (XrdTest's default).
-const DEFAULT_MASTER_PORT: u16 = 20000;
 /// Share of the host's RAM the cluster VMs may use when `memory_limit` is not set: the rest
 /// is left to the host, libvirt, QEMU's own overhead and the master if it runs here.
 const DEFAULT_MEMORY_SHARE_PERCENT: u64 = 75;
@@ -94,30 +94,12 @@ impl HypervisorConfig {
     pub fn from_toml(text: &str, base: &Path) -> Result<HypervisorConfig, String> {
         let raw: RawConfig = toml::from_str(text).map_err(|e| e.to_string().trim_end().to_string())?;
         let resolve = |p: PathBuf| if p.is_absolute() { p } else { base.join(p) };
-        let master = raw.master.ok_or("`master` is required: host:port of the master (port 20000 by default)")?;
-        let master = if master.contains(':') { master } else { format!("{master}:{DEFAULT_MASTER_PORT}") };
-        let secret = match (raw.secret, raw.secret_file) {
-            (Some(_), Some(_)) => return Err("give `secret` or `secret_file`, not both".into()),
-            (Some(secret), None) => secret,
-            (None, Some(file)) => {
-                let file = resolve(file);
-                std::fs::read_to_string(&file)
-                    .map_err(|e| format!("`secret_file` {}: {e}", file.display()))?
-                    .trim()
-                    .to_string()
-            }
-            (None, None) => return Err("`secret` (or `secret_file`) is required".into()),
-        };
+        let master = peer_config::master_address(raw.master)?;
+        let secret = peer_config::secret(raw.secret, raw.secret_file, base)?;
         if secret.is_empty() {
             return Err("`secret` is empty".into());
         }
-        let name = match raw.name {
-            Some(name) => name,
-            None => host_name().ok_or("`name` is not set and the host name cannot be read")?,
-        };
-        if !xrdtest_proto::handshake::is_valid_peer_name(&name) {
-            return Err(format!("`name`: `{name}` is not a valid hypervisor name (letters, digits, `.`, `-`, `_`)"));
-        }
+        let name = peer_config::peer_name(raw.name, "hypervisor")?;
         let pool = raw.pool.unwrap_or_else(|| "xrdtest".into());
         if pool.is_empty() || pool.contains(['/', '<', '>', '&', '\'', '"']) {
             return Err(format!("`pool`: `{pool}` is not a usable storage pool name"));
@@ -184,43 +166,6 @@ fn parse_mem_total(meminfo: &str) -> Option<u64> {
     let line = meminfo.lines().find(|l| l.starts_with("MemTotal:"))?;
     let kib: u64 = line.trim_start_matches("MemTotal:").trim().trim_end_matches("kB").trim().parse().ok()?;
     kib.checked_mul(1024)
-}
-
-/// The machine's fully qualified name, as the slave finds it: the kernel's host name,
-/// qualified through the resolver when it has no dot and the resolver knows a canonical
-/// name for it; the plain host name otherwise.
-fn host_name() -> Option<String> {
-    let short = std::fs::read_to_string("/proc/sys/kernel/hostname").ok()?.trim().to_string();
-    if short.is_empty() {
-        return None;
-    }
-    if short.contains('.') {
-        return Some(short);
-    }
-    Some(canonical_name(&short).filter(|name| name.contains('.')).unwrap_or(short))
-}
-
-/// The resolver's canonical name for `host` (getaddrinfo with AI_CANONNAME).
-fn canonical_name(host: &str) -> Option<String> {
-    let host = std::ffi::CString::new(host).ok()?;
-    // SAFETY: plain libc calls with a valid C string and zeroed hints; the result list is
-    // freed with freeaddrinfo on every path after a successful call.
-    unsafe {
-        let mut hints: libc::addrinfo = std::mem::zeroed();
-        hints.ai_flags = libc::AI_CANONNAME;
-        hints.ai_family = libc::AF_UNSPEC;
-        let mut result: *mut libc::addrinfo = std::ptr::null_mut();
-        if libc::getaddrinfo(host.as_ptr(), std::ptr::null(), &hints, &mut result) != 0 || result.is_null() {
-            return None;
-        }
-        let name = if (*result).ai_canonname.is_null() {
-            None
-        } else {
-            std::ffi::CStr::from_ptr((*result).ai_canonname).to_str().ok().map(str::to_string)
-        };
-        libc::freeaddrinfo(result);
-        name
-    }
 }
 
 #[cfg(test)]

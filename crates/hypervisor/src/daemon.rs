@@ -18,7 +18,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
 use xrdtest_defs::units::format_size;
-use xrdtest_proto::client::{ConnectError, ConnectSettings, MasterConnection};
+use xrdtest_proto::client::{Backoff, ConnectError, ConnectSettings, MasterConnection};
 use xrdtest_proto::{
     ClusterState, ClusterStatus, Connection, FromMaster, Heartbeat, HypervisorStatus, Role, StartCluster, ToMaster,
 };
@@ -27,8 +27,6 @@ use crate::config::HypervisorConfig;
 use crate::libvirt::Libvirt;
 use crate::lifecycle::{self, Settings};
 
-/// First wait before reconnecting; doubles up to `max_backoff`.
-const FIRST_BACKOFF: Duration = Duration::from_millis(250);
 /// The link is dropped when nothing was heard for this many heartbeat intervals.
 const SILENT_INTERVALS: u32 = 6;
 
@@ -139,14 +137,14 @@ impl Hypervisor {
     }
 
     async fn link_loop(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
-        let mut backoff = FIRST_BACKOFF;
+        let mut backoff = Backoff::new(self.config.max_backoff);
         loop {
             if *stop.borrow() {
                 return;
             }
             match self.connect().await {
                 Ok((conn, heartbeat)) => {
-                    backoff = FIRST_BACKOFF;
+                    backoff.reset();
                     info!(master = %self.config.master, name = %self.config.name, "connected to the master");
                     let reason = self.serve(conn, heartbeat, &mut stop).await;
                     self.state().link = None;
@@ -156,17 +154,12 @@ impl Hypervisor {
                     warn!(master = %self.config.master, %reason, "the master refused this hypervisor");
                 }
                 Err(ConnectError::Other(reason)) => {
-                    warn!(master = %self.config.master, %reason, retry_in = ?backoff, "cannot reach the master");
+                    warn!(master = %self.config.master, %reason, retry_in = ?backoff.current(), "cannot reach the master");
                 }
             }
-            if *stop.borrow() {
+            if !backoff.wait(&mut stop).await {
                 return;
             }
-            tokio::select! {
-                _ = tokio::time::sleep(backoff) => {}
-                _ = stop.changed() => {}
-            }
-            backoff = (backoff * 2).min(self.config.max_backoff);
         }
     }
 

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use tokio::net::TcpStream;
+use tokio::sync::watch;
 use tokio_rustls::TlsConnector;
 
 use crate::{client_handshake, Connection, HandshakeError, Hello, HelloReply, Role};
@@ -77,5 +78,66 @@ pub async fn connect(settings: &ConnectSettings) -> Result<(MasterConnection, Du
             Err(ConnectError::Refused(err.to_string()))
         }
         Err(err) => Err(ConnectError::Other(err.to_string())),
+    }
+}
+
+/// The wait between reconnection attempts: 250 ms, doubling up to a cap, back to 250 ms
+/// after a connection that worked.
+#[derive(Debug, Clone)]
+pub struct Backoff {
+    next: Duration,
+    max: Duration,
+}
+
+impl Backoff {
+    const FIRST: Duration = Duration::from_millis(250);
+
+    pub fn new(max: Duration) -> Backoff {
+        Backoff { next: Backoff::FIRST, max }
+    }
+
+    /// How long the next wait will be.
+    pub fn current(&self) -> Duration {
+        self.next
+    }
+
+    /// A connection worked: the next failure waits the shortest time again.
+    pub fn reset(&mut self) {
+        self.next = Backoff::FIRST;
+    }
+
+    /// Waits the current time (or until `stop` turns true) and doubles it for the next
+    /// time. Returns false, at once, when `stop` is or turns true.
+    pub async fn wait(&mut self, stop: &mut watch::Receiver<bool>) -> bool {
+        if *stop.borrow() {
+            return false;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(self.next) => {}
+            _ = stop.changed() => {}
+        }
+        self.next = (self.next * 2).min(self.max);
+        !*stop.borrow()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn backoff_doubles_to_its_cap_resets_and_ends_on_stop() {
+        let (stop_tx, mut stop) = watch::channel(false);
+        let mut backoff = Backoff::new(Duration::from_secs(1));
+        let mut waits = Vec::new();
+        for _ in 0..4 {
+            waits.push(backoff.current());
+            assert!(backoff.wait(&mut stop).await);
+        }
+        assert_eq!(waits, [250, 500, 1000, 1000].map(Duration::from_millis));
+        backoff.reset();
+        assert_eq!(backoff.current(), Duration::from_millis(250));
+        stop_tx.send(true).unwrap();
+        assert!(!backoff.wait(&mut stop).await);
     }
 }

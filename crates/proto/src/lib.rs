@@ -7,6 +7,7 @@
 //!   payloads, with a maximum frame size.
 //! - [`connection`] — a framed stream with `send` / `recv` of typed messages.
 //! - [`client`] — how a slave or hypervisor connects: TCP, TLS, handshake.
+//! - [`peer_config`] — the master address, secret and name slaves and hypervisors configure.
 //! - [`handshake`] — the first exchange on a connection: version check, secret check.
 //! - [`tls`] — rustls configurations from PEM files: the master serves with a certificate of
 //!   its own CA, peers trust that CA.
@@ -22,6 +23,7 @@ pub mod connection;
 pub mod error;
 pub mod handshake;
 pub mod message;
+pub mod peer_config;
 #[cfg(feature = "ca")]
 pub mod pki;
 pub mod systemd;

@@ -14,7 +14,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, watch, Semaphore};
 use tracing::{debug, info, warn};
 use xrdtest_defs::tags::expand_tags;
-use xrdtest_proto::client::{ConnectError, ConnectSettings, MasterConnection};
+use xrdtest_proto::client::{Backoff, ConnectError, ConnectSettings, MasterConnection};
 use xrdtest_proto::{
     Connection, FromMaster, Heartbeat, HeldStage, OutputChunk, Role, StageCommand, StageId, StageResult, ToMaster,
 };
@@ -107,14 +107,14 @@ impl Slave {
 
     /// Connects, serves, and reconnects with capped backoff until `shutdown` turns true.
     pub async fn run(self: &Arc<Self>, mut shutdown: watch::Receiver<bool>) {
-        let mut backoff = Duration::from_millis(250);
+        let mut backoff = Backoff::new(self.config.max_backoff);
         loop {
             if *shutdown.borrow() {
                 break;
             }
             match self.connect().await {
                 Ok((conn, heartbeat)) => {
-                    backoff = Duration::from_millis(250);
+                    backoff.reset();
                     info!(master = %self.config.master, name = %self.config.name, "connected to the master");
                     self.connection_changed(format!("connected to the master at {}", self.config.master));
                     let reason = self.serve(conn, heartbeat, &mut shutdown).await;
@@ -127,18 +127,13 @@ impl Slave {
                     self.connection_changed(format!("refused by the master at {}: {reason}", self.config.master));
                 }
                 Err(ConnectError::Other(reason)) => {
-                    warn!(master = %self.config.master, %reason, retry_in = ?backoff, "cannot reach the master");
+                    warn!(master = %self.config.master, %reason, retry_in = ?backoff.current(), "cannot reach the master");
                     self.connection_changed(format!("waiting for the master at {}: {reason}", self.config.master));
                 }
             }
-            if *shutdown.borrow() {
+            if !backoff.wait(&mut shutdown).await {
                 break;
             }
-            tokio::select! {
-                _ = tokio::time::sleep(backoff) => {}
-                _ = shutdown.changed() => {}
-            }
-            backoff = (backoff * 2).min(self.config.max_backoff);
         }
         self.stop_all_stages("the slave is shutting down").await;
     }

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 use xrdtest_defs::units::{parse_duration, parse_size};
+use xrdtest_proto::peer_config;
 
 #[derive(Debug, Clone)]
 pub struct SlaveConfig {
@@ -51,27 +52,9 @@ impl SlaveConfig {
     pub fn from_toml(text: &str, base: &Path) -> Result<SlaveConfig, String> {
         let raw: RawConfig = toml::from_str(text).map_err(|e| e.to_string())?;
         let resolve = |p: PathBuf| if p.is_absolute() { p } else { base.join(p) };
-        let master = raw.master.ok_or("`master` is required: host:port of the master (port 20000 by default)")?;
-        let master = if master.contains(':') { master } else { format!("{master}:20000") };
-        let secret = match (raw.secret, raw.secret_file) {
-            (Some(_), Some(_)) => return Err("give `secret` or `secret_file`, not both".into()),
-            (Some(secret), None) => secret,
-            (None, Some(file)) => {
-                let file = resolve(file);
-                std::fs::read_to_string(&file)
-                    .map_err(|e| format!("`secret_file` {}: {e}", file.display()))?
-                    .trim()
-                    .to_string()
-            }
-            (None, None) => return Err("`secret` (or `secret_file`) is required".into()),
-        };
-        let name = match raw.name {
-            Some(name) => name,
-            None => host_name().ok_or("`name` is not set and the host name cannot be read")?,
-        };
-        if !xrdtest_proto::handshake::is_valid_peer_name(&name) {
-            return Err(format!("`name`: `{name}` is not a valid slave name (letters, digits, `.`, `-`, `_`)"));
-        }
+        let master = peer_config::master_address(raw.master)?;
+        let secret = peer_config::secret(raw.secret, raw.secret_file, base)?;
+        let name = peer_config::peer_name(raw.name, "slave")?;
         let max_backoff = match raw.max_backoff {
             Some(text) => parse_duration(&text).map_err(|e| format!("`max_backoff`: {e}"))?,
             None => Duration::from_secs(30),
@@ -91,43 +74,6 @@ impl SlaveConfig {
             replay_buffer_bytes: size(raw.replay_buffer, 16 << 20, "replay_buffer")?,
             max_frame_bytes: size(raw.max_frame, xrdtest_proto::DEFAULT_MAX_FRAME_LEN as u64, "max_frame")? as usize,
         })
-    }
-}
-
-/// The machine's fully qualified name, as XrdTest named slaves: the kernel's host name,
-/// qualified through the resolver when it has no dot and the resolver knows a canonical
-/// name for it; the plain host name otherwise.
-fn host_name() -> Option<String> {
-    let short = std::fs::read_to_string("/proc/sys/kernel/hostname").ok()?.trim().to_string();
-    if short.is_empty() {
-        return None;
-    }
-    if short.contains('.') {
-        return Some(short);
-    }
-    Some(canonical_name(&short).filter(|name| name.contains('.')).unwrap_or(short))
-}
-
-/// The resolver's canonical name for `host` (getaddrinfo with AI_CANONNAME).
-fn canonical_name(host: &str) -> Option<String> {
-    let host = std::ffi::CString::new(host).ok()?;
-    // SAFETY: plain libc calls with a valid C string and zeroed hints; the result list is
-    // freed with freeaddrinfo on every path after a successful call.
-    unsafe {
-        let mut hints: libc::addrinfo = std::mem::zeroed();
-        hints.ai_flags = libc::AI_CANONNAME;
-        hints.ai_family = libc::AF_UNSPEC;
-        let mut result: *mut libc::addrinfo = std::ptr::null_mut();
-        if libc::getaddrinfo(host.as_ptr(), std::ptr::null(), &hints, &mut result) != 0 || result.is_null() {
-            return None;
-        }
-        let name = if (*result).ai_canonname.is_null() {
-            None
-        } else {
-            std::ffi::CStr::from_ptr((*result).ai_canonname).to_str().ok().map(str::to_string)
-        };
-        libc::freeaddrinfo(result);
-        name
     }
 }
 
