@@ -181,8 +181,8 @@ impl Cluster {
         loop {
             let record = self.get(&format!("/api/sessions/{id}"))?;
             let state = record["state"].as_str().unwrap_or("");
-            if matches!(state, "Passed" | "Failed" | "Cancelled" | "Interrupted") {
-                if state != "Passed" {
+            if matches!(state, "passed" | "failed" | "cancelled" | "interrupted") {
+                if state != "passed" {
                     bail!("session {id} ended {state}: {}", record["reason"]);
                 }
                 return Ok(record);

@@ -2,6 +2,7 @@
 
 use anyhow::{anyhow, Context, Result};
 use serde::de::DeserializeOwned;
+use serde::Serialize;
 use serde_json::Value;
 
 pub struct ApiClient {
@@ -43,7 +44,7 @@ impl ApiClient {
         self.answer(path, self.agent.get(&self.url(path)).call())
     }
 
-    pub fn post<T: DeserializeOwned>(&self, path: &str, body: &Value) -> Result<T> {
+    pub fn post<T: DeserializeOwned>(&self, path: &str, body: &impl Serialize) -> Result<T> {
         let mut request = self.agent.post(&self.url(path));
         if let Some(token) = &self.token {
             request = request.header("Authorization", &format!("Bearer {token}"));

@@ -5,10 +5,9 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Result;
-use serde::Deserialize;
 use serde_json::{json, Value};
-use xrdtest_master::model::{RunState, SessionRecord, SessionState, SessionSummary};
-use xrdtest_proto::OutputLine;
+use xrdtest_model::api::{CancelRequest, OutputPage, RunRequest, SessionCreated, SessionPage};
+use xrdtest_model::{now_ms, RunState, SessionRecord, SessionState};
 
 use crate::client::ApiClient;
 
@@ -18,14 +17,10 @@ pub const EXIT_FAILED: u8 = 1;
 pub const EXIT_CANCELLED: u8 = 3;
 pub const EXIT_NOT_STARTED: u8 = 4;
 
-#[derive(Deserialize)]
-struct Created {
-    session: u64,
-}
-
 /// Starts a suite; with `wait`, follows it and returns its exit code.
 pub fn run(api: &ApiClient, suite: &str, wait: bool, json_output: bool) -> Result<ExitCode> {
-    let created: Created = api.post(&format!("/api/suites/{suite}/run"), &json!({ "trigger": "manual" }))?;
+    let request = RunRequest { trigger: Some("manual".into()) };
+    let created: SessionCreated = api.post(&format!("/api/suites/{suite}/run"), &request)?;
     if !wait {
         if json_output {
             println!("{}", json!({ "session": created.session }));
@@ -83,7 +78,7 @@ pub fn follow(api: &ApiClient, id: u64, print: bool) -> Result<SessionRecord> {
                 }
                 seen.insert(key, run.state);
                 if print {
-                    let when = run.ended_ms.or(run.started_ms).unwrap_or_else(xrdtest_master::model::now_ms);
+                    let when = run.ended_ms.or(run.started_ms).unwrap_or_else(now_ms);
                     let detail = match (run.state, &run.reason) {
                         (RunState::Running, _) => String::new(),
                         (_, Some(reason)) => format!(" ({}; {reason})", seconds(run.started_ms, run.ended_ms)),
@@ -100,7 +95,7 @@ pub fn follow(api: &ApiClient, id: u64, print: bool) -> Result<SessionRecord> {
             }
         }
         if print && last_state != Some(record.state) {
-            let now = xrdtest_master::model::now_ms();
+            let now = now_ms();
             println!("[{}] session {id} {}: {}", clock(now), record.suite, record.state.as_str());
             last_state = Some(record.state);
         }
@@ -125,12 +120,6 @@ fn run_state_word(state: RunState) -> &'static str {
         RunState::Skipped => "skipped",
         RunState::Disconnected => "DISCONNECTED",
     }
-}
-
-#[derive(Deserialize)]
-struct OutputPage {
-    lines: Vec<OutputLine>,
-    next: u64,
 }
 
 /// The last `n` lines of a stage's output.
@@ -158,7 +147,7 @@ fn print_summary(api: &ApiClient, record: &SessionRecord) {
         println!("  {reason}");
     }
     for case in &record.cases {
-        println!("  case {:<30} {:?}  {}", case.name, case.state, seconds(case.started_ms, case.ended_ms));
+        println!("  case {:<30} {:<8} {}", case.name, case.state.as_str(), seconds(case.started_ms, case.ended_ms));
     }
     for stage in &record.stages {
         for run in &stage.runs {
@@ -193,26 +182,25 @@ pub fn sessions(
     if let Some(state) = state {
         query.push_str(&format!("&state={state}"));
     }
-    let page: Value = api.get(&query)?;
+    let page: SessionPage = api.get(&query)?;
     if json_output {
         println!("{}", serde_json::to_string_pretty(&page)?);
         return Ok(ExitCode::SUCCESS);
     }
-    let summaries: Vec<SessionSummary> = serde_json::from_value(page["sessions"].clone())?;
     println!("{:>6}  {:<24} {:<15} {:<9} {:>9}  CASES", "ID", "SUITE", "STATE", "TRIGGER", "DURATION");
-    for s in &summaries {
+    for s in &page.sessions {
         println!(
             "{:>6}  {:<24} {:<15} {:<9} {:>9}  {}/{} passed",
             s.id,
             s.suite,
             s.state.as_str(),
-            format!("{:?}", s.trigger).to_lowercase(),
+            s.trigger.as_str(),
             seconds(s.started_ms, s.ended_ms),
             s.cases_passed,
             s.cases_total
         );
     }
-    println!("({} of {} sessions)", summaries.len(), page["total"]);
+    println!("({} of {} sessions)", page.sessions.len(), page.total);
     Ok(ExitCode::SUCCESS)
 }
 
@@ -224,7 +212,7 @@ pub fn show(api: &ApiClient, id: u64, json_output: bool) -> Result<ExitCode> {
     }
     println!("session {} — suite {} — {}", record.id, record.suite, record.state.as_str());
     println!(
-        "trigger {:?}, slaves {}, definition {}",
+        "trigger {}, slaves {}, definition {}",
         record.trigger,
         record.slaves.join(" "),
         &record.definition_hash[..12.min(record.definition_hash.len())]
@@ -271,7 +259,8 @@ pub fn slaves(api: &ApiClient, json_output: bool) -> Result<ExitCode> {
 
 pub fn cancel(api: &ApiClient, id: u64, reason: Option<&str>) -> Result<ExitCode> {
     let reason = reason.unwrap_or("cancelled from the command line");
-    let _: Value = api.post(&format!("/api/sessions/{id}/cancel"), &json!({ "reason": reason }))?;
+    let request = CancelRequest { reason: Some(reason.to_string()) };
+    let _: Value = api.post(&format!("/api/sessions/{id}/cancel"), &request)?;
     println!("session {id}: cancelling");
     Ok(ExitCode::SUCCESS)
 }

@@ -1,15 +1,10 @@
 //! `xrdtest`: the command-line client of the xrdtest framework.
 
-mod client;
-mod clusters;
-mod commands;
-mod demo;
-mod validate;
-
+use std::ffi::OsString;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use tracing_subscriber::EnvFilter;
+use xrdtest_cli::{client, clusters, commands, validate};
 
 /// xrdtest: distributed system tests on clusters of real and virtual machines.
 ///
@@ -82,7 +77,14 @@ enum Command {
     Validate(validate::ValidateArgs),
     /// Run a master and local slaves on embedded defaults and run a suite with live
     /// progress (default: ts_demo on slave1..slave3, definitions from the current folder).
-    Demo(demo::DemoArgs),
+    ///
+    /// Runs the `xrdtest-demo` program (beside this one, or on PATH) with these arguments;
+    /// `xrdtest demo --help` lists them.
+    #[command(disable_help_flag = true)]
+    Demo {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<OsString>,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -106,19 +108,12 @@ enum ClusterAction {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if !matches!(cli.command, Command::Demo(_)) {
-        // Like other Unix tools, end quietly when the reader of our output goes away
-        // (`xrdtest sessions | head`) instead of panicking on the broken pipe. Not for the
-        // demo: it runs a master and slaves whose sockets must see EPIPE, not die of it.
-        // SAFETY: setting a signal's disposition to its default before any thread starts.
-        unsafe {
-            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
-        }
+    // Like other Unix tools, end quietly when the reader of our output goes away
+    // (`xrdtest sessions | head`) instead of panicking on the broken pipe.
+    // SAFETY: setting a signal's disposition to its default before any thread starts.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
-    tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn")))
-        .with_writer(std::io::stderr)
-        .init();
     let api = || client::ApiClient::new(&cli.master, cli.token.clone());
     let result = match &cli.command {
         Command::Run { suite, wait } => commands::run(&api(), suite, *wait, cli.json),
@@ -137,7 +132,9 @@ fn main() -> ExitCode {
         Command::Hypervisors => clusters::hypervisors(&api(), cli.json),
         Command::Cancel { id, reason } => commands::cancel(&api(), *id, reason.as_deref()),
         Command::Validate(args) => validate::run(args),
-        Command::Demo(args) => demo::run(args),
+        // A Rust program ignores SIGPIPE again when it starts, so the demo's sockets still
+        // see EPIPE after the reset above.
+        Command::Demo { args } => return xrdtest_cli::demo::exec(args),
     };
     match result {
         Ok(code) => code,

@@ -858,7 +858,7 @@ impl Api {
     /// Waits until a session has ended; returns its record.
     pub fn wait_final(&self, id: u64, timeout: Duration) -> Value {
         self.wait_session(id, timeout, "to end", |s| {
-            matches!(state(s).as_str(), "Passed" | "Failed" | "Cancelled" | "Interrupted")
+            matches!(state(s).as_str(), "passed" | "failed" | "cancelled" | "interrupted")
         })
     }
 
@@ -867,7 +867,7 @@ impl Api {
         self.wait_session(id, timeout, &format!("{stage} started on {slave}"), |s| {
             find_stage(s, stage)
                 .and_then(|st| st["runs"].as_array()?.iter().find(|r| r["slave"] == slave).cloned())
-                .is_some_and(|run| run["state"] == "Running" && !run["started_ms"].is_null())
+                .is_some_and(|run| run["state"] == "running" && !run["started_ms"].is_null())
         })
     }
 

@@ -113,7 +113,7 @@ fn a_cluster_of_vms_runs_a_suite_and_vanishes() {
     let id = api.run("ts_vm_broken");
     let session = api.wait_final(id, Duration::from_secs(180));
     let reason = session["reason"].as_str().unwrap_or("").to_string();
-    assert_eq!(state(&session), "Failed", "{}", summarize(&session));
+    assert_eq!(state(&session), "failed", "{}", summarize(&session));
     assert!(reason.contains("does-not-exist.qcow2"), "the reason names the missing image: {reason}");
     assert!(cluster_step_names(&session).contains(&"error_start".to_string()), "{}", session["cluster"]);
     assert!(cluster_step_names(&session).contains(&"stopped".to_string()), "{}", session["cluster"]);
@@ -124,7 +124,7 @@ fn a_cluster_of_vms_runs_a_suite_and_vanishes() {
     let session = api.wait_final(id, Duration::from_secs(420));
     assert_eq!(
         state(&session),
-        "Passed",
+        "passed",
         "{}\n{}\nconsoles:\n{}\nhypervisor log:\n{}",
         summarize(&session),
         session["cluster"],
@@ -133,7 +133,7 @@ fn a_cluster_of_vms_runs_a_suite_and_vanishes() {
     );
     for stage in ["suite_init", "case_run:fetch", "suite_finalize"] {
         for slave in ["server.pair.test", "client.pair.test"] {
-            assert_eq!(run_state(&session, stage, slave), "Passed", "{stage} on {slave}");
+            assert_eq!(run_state(&session, stage, slave), "passed", "{stage} on {slave}");
         }
     }
     let steps = cluster_step_names(&session);
@@ -160,7 +160,7 @@ fn a_cluster_of_vms_runs_a_suite_and_vanishes() {
     );
     let id = api.run("ts_vm_pair");
     let session = api.wait_final(id, Duration::from_secs(420));
-    assert_eq!(state(&session), "Passed", "{}\n{}", summarize(&session), session["cluster"]);
+    assert_eq!(state(&session), "passed", "{}\n{}", summarize(&session), session["cluster"]);
     assert_eq!(session["cluster"]["started_here"], false, "{}", session["cluster"]);
     assert!(!libvirt_leftovers("pair").is_empty(), "a cluster started by hand stays after the session");
     let output = run_command(env.master.cli(&["cluster", "stop", "cluster_pair", "--wait"]), Duration::from_secs(240));
@@ -174,7 +174,7 @@ fn a_cluster_of_vms_runs_a_suite_and_vanishes() {
     });
     assert_eq!(api.cancel(id).0, 200);
     let session = api.wait_final(id, Duration::from_secs(180));
-    assert_eq!(state(&session), "Cancelled", "{}", summarize(&session));
+    assert_eq!(state(&session), "cancelled", "{}", summarize(&session));
     assert!(cluster_step_names(&session).contains(&"stopped".to_string()), "{}", session["cluster"]);
     assert_eq!(libvirt_leftovers("pair"), Vec::<String>::new());
 
@@ -186,7 +186,7 @@ fn a_cluster_of_vms_runs_a_suite_and_vanishes() {
     });
     hypervisor.kill();
     let session = api.wait_final(id, Duration::from_secs(120));
-    assert_eq!(state(&session), "Failed", "{}", summarize(&session));
+    assert_eq!(state(&session), "failed", "{}", summarize(&session));
     let reason = session["reason"].as_str().unwrap_or("");
     assert!(reason.contains("hypervisor hv-e2e disconnected"), "{reason}");
     assert!(!libvirt_leftovers("pair").is_empty(), "the killed hypervisor cannot have cleaned up");
@@ -210,7 +210,7 @@ fn a_cluster_of_vms_runs_a_suite_and_vanishes() {
     let session = api.wait_final(id, Duration::from_secs(420));
     assert_eq!(
         state(&session),
-        "Passed",
+        "passed",
         "{}\n{}\nconsoles:\n{}",
         summarize(&session),
         session["cluster"],

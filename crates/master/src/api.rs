@@ -11,9 +11,12 @@ use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use xrdtest_defs::{DefError, Suite};
-use xrdtest_proto::{LogFile, OutputLine, StageId};
+use xrdtest_proto::{LogFile, StageId};
 
 use crate::master::{CancelError, ClusterCommandError, Master, SubmitError};
+use crate::model::api::{
+    ApiErrorBody, CancelAccepted, CancelRequest, LogView, OutputPage, RunRequest, SessionCreated, SessionPage,
+};
 use crate::model::{SessionId, SessionState, Trigger};
 use crate::store::SessionFilter;
 
@@ -41,8 +44,14 @@ struct ApiError(StatusCode, String);
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.0, Json(json!({ "error": self.1 }))).into_response()
+        (self.0, Json(ApiErrorBody { error: self.1 })).into_response()
     }
+}
+
+/// The error for a state filter no session can have, listing the ones it can.
+fn unknown_state(text: &str) -> String {
+    let known: Vec<&str> = SessionState::ALL.iter().map(|s| s.as_str()).collect();
+    format!("unknown state `{text}`: one of {}", known.join(", "))
 }
 
 fn internal(err: impl std::fmt::Display) -> ApiError {
@@ -107,19 +116,12 @@ async fn repos(State(master): State<Arc<Master>>) -> Json<serde_json::Value> {
     Json(json!({ "repos": &master.definitions().repos }))
 }
 
-#[derive(Deserialize, Default)]
-struct RunRequest {
-    /// `manual` when a person asked (the CLI says so), else `api`.
-    #[serde(default)]
-    trigger: Option<String>,
-}
-
 async fn run_suite(
     State(master): State<Arc<Master>>,
     Path(name): Path<String>,
     headers: HeaderMap,
     body: Option<Json<RunRequest>>,
-) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
+) -> Result<(StatusCode, Json<SessionCreated>), ApiError> {
     authorize(&master, &headers)?;
     let trigger = match body.and_then(|b| b.0.trigger).as_deref() {
         Some("manual") => Trigger::Manual,
@@ -129,7 +131,7 @@ async fn run_suite(
         }
     };
     match master.submit(&name, trigger) {
-        Ok(id) => Ok((StatusCode::CREATED, Json(json!({ "session": id })))),
+        Ok(id) => Ok((StatusCode::CREATED, Json(SessionCreated { session: id }))),
         Err(SubmitError::UnknownSuite(name)) => {
             Err(ApiError(StatusCode::NOT_FOUND, format!("no valid suite named `{name}`")))
         }
@@ -149,18 +151,18 @@ struct ListQuery {
 async fn sessions(
     State(master): State<Arc<Master>>,
     Query(query): Query<ListQuery>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<SessionPage>, ApiError> {
     let state = match query.state.as_deref() {
         Some(text) => Some(
             SessionState::parse(text)
-                .ok_or_else(|| ApiError(StatusCode::BAD_REQUEST, format!("unknown state `{text}`")))?,
+                .ok_or_else(|| ApiError(StatusCode::BAD_REQUEST, unknown_state(text)))?,
         ),
         None => None,
     };
     let filter = SessionFilter { suite: query.suite, state };
     let limit = query.limit.unwrap_or(50).min(500);
     let (total, page) = master.store.list(&filter, query.offset, limit).map_err(internal)?;
-    Ok(Json(json!({ "total": total, "offset": query.offset, "sessions": page })))
+    Ok(Json(SessionPage { total, offset: query.offset, sessions: page }))
 }
 
 async fn session(State(master): State<Arc<Master>>, Path(id): Path<SessionId>) -> Result<Response, ApiError> {
@@ -170,21 +172,16 @@ async fn session(State(master): State<Arc<Master>>, Path(id): Path<SessionId>) -
     }
 }
 
-#[derive(Deserialize, Default)]
-struct CancelRequest {
-    reason: Option<String>,
-}
-
 async fn cancel_session(
     State(master): State<Arc<Master>>,
     Path(id): Path<SessionId>,
     headers: HeaderMap,
     body: Option<Json<CancelRequest>>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<CancelAccepted>, ApiError> {
     authorize(&master, &headers)?;
     let reason = body.and_then(|b| b.0.reason).unwrap_or_else(|| "cancelled through the API".into());
     match master.cancel(id, &reason) {
-        Ok(()) => Ok(Json(json!({ "session": id, "cancelling": true }))),
+        Ok(()) => Ok(Json(CancelAccepted { session: id, cancelling: true })),
         Err(CancelError::Unknown(id)) => Err(ApiError(StatusCode::NOT_FOUND, format!("no session {id}"))),
         Err(CancelError::Finished(id)) => {
             Err(ApiError(StatusCode::CONFLICT, format!("session {id} has already ended")))
@@ -200,32 +197,16 @@ struct OutputQuery {
     max_chunks: Option<usize>,
 }
 
-#[derive(Serialize)]
-struct OutputResponse {
-    stage_id: StageId,
-    lines: Vec<OutputLine>,
-    /// Ask again with `from=next` for more.
-    next: u64,
-}
-
 async fn stage_output(
     State(master): State<Arc<Master>>,
     Path(stage_id): Path<StageId>,
     Query(query): Query<OutputQuery>,
-) -> Result<Json<OutputResponse>, ApiError> {
+) -> Result<Json<OutputPage>, ApiError> {
     let chunks =
         master.store.output(stage_id, query.from, query.max_chunks.unwrap_or(64).min(1024)).map_err(internal)?;
     let next = chunks.last().map(|(seq, _)| seq + 1).unwrap_or(query.from);
     let lines = chunks.into_iter().flat_map(|(_, lines)| lines).collect();
-    Ok(Json(OutputResponse { stage_id, lines, next }))
-}
-
-#[derive(Serialize)]
-struct LogView {
-    path: String,
-    content: String,
-    truncated_bytes: u64,
-    error: Option<String>,
+    Ok(Json(OutputPage { stage_id, lines, next }))
 }
 
 async fn stage_logs(

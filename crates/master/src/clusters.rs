@@ -13,7 +13,7 @@ use tokio::time::{sleep_until, Instant};
 use xrdtest_defs::Cluster;
 use xrdtest_proto::{ClusterState, ClusterStatus, FromMaster, HypervisorStatus, StartCluster};
 
-use crate::model::{cluster_state_name, now_ms, ClusterStep, SessionId};
+use crate::model::{now_ms, ClusterStep, SessionId};
 
 /// Steps kept per cluster for the API and the dashboard.
 const HISTORY_KEPT: usize = 64;
@@ -606,5 +606,27 @@ mod tests {
             }
             other => panic!("expected a timeout, got {other:?}"),
         }
+    }
+}
+
+/// The API's name of a cluster state.
+pub fn cluster_state_name(state: ClusterState) -> &'static str {
+    use ClusterState as C;
+    match state {
+        C::Defined => "defined",
+        C::DefinitionSent => "definition_sent",
+        C::Starting => "starting",
+        C::CreatingNetwork => "creating_network",
+        C::CreatingSlaves => "creating_slaves",
+        C::CopyingImages => "copying_images",
+        C::AttachingDisks => "attaching_disks",
+        C::WaitingSlaves => "waiting_slaves",
+        C::Active => "active",
+        C::StopCommandSent => "stop_command_sent",
+        C::Destroying => "destroying",
+        C::Stopped => "stopped",
+        C::ErrorStart => "error_start",
+        C::ErrorStop => "error_stop",
+        C::Error => "error",
     }
 }

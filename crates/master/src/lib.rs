@@ -18,6 +18,9 @@
 //! - [`api`] — the HTTP JSON API.
 //! - [`web`] — the dashboard: pages, logins, the files slaves fetch (HTTP or HTTPS).
 
+/// The data contract (records, states, API bodies), shared with the CLI.
+pub use xrdtest_model as model;
+
 pub mod alerts;
 pub mod api;
 pub mod catalog;
@@ -26,7 +29,6 @@ pub mod config;
 pub mod git_repo;
 pub mod listener;
 pub mod master;
-pub mod model;
 pub mod peers;
 pub mod scheduler;
 pub mod session;

@@ -28,6 +28,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use xrdtest_proto::{LogFile, OutputLine, StageId};
 
+use crate::model::storage::{self, state_code, SCHEMA_VERSION};
 use crate::model::{SessionId, SessionRecord, SessionState, SessionSummary};
 
 #[derive(Debug, thiserror::Error)]
@@ -38,6 +39,11 @@ pub enum StoreError {
     Corrupt { tree: &'static str, message: String },
     #[error("store: cannot encode: {0}")]
     Encode(String),
+    #[error(
+        "store: written by a newer xrdtest (schema version {found}; this build reads up to {known}); \
+         upgrade xrdtest or restore a backup made before the upgrade"
+    )]
+    NewerSchema { found: u32, known: u32 },
     #[error("store: {path}: {source}")]
     Io { path: PathBuf, source: std::io::Error },
 }
@@ -84,26 +90,11 @@ pub struct SessionFilter {
 }
 
 fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, StoreError> {
-    bincode::serde::encode_to_vec(value, bincode::config::standard()).map_err(|e| StoreError::Encode(e.to_string()))
+    storage::encode(value).map_err(|e| StoreError::Encode(e.to_string()))
 }
 
 fn decode<T: DeserializeOwned>(tree: &'static str, bytes: &[u8]) -> Result<T, StoreError> {
-    bincode::serde::decode_from_slice(bytes, bincode::config::standard())
-        .map(|(value, _)| value)
-        .map_err(|e| StoreError::Corrupt { tree, message: e.to_string() })
-}
-
-fn state_code(state: SessionState) -> u8 {
-    match state {
-        SessionState::Queued => 0,
-        SessionState::WaitingSlaves => 1,
-        SessionState::Running => 2,
-        SessionState::Passed => 3,
-        SessionState::Failed => 4,
-        SessionState::Cancelled => 5,
-        SessionState::Interrupted => 6,
-        SessionState::StartingCluster => 7,
-    }
+    storage::decode(bytes).map_err(|e| StoreError::Corrupt { tree, message: e.to_string() })
 }
 
 fn state_key(state: SessionState, id: SessionId) -> [u8; 9] {
@@ -157,8 +148,29 @@ impl Store {
             meta: db.open_tree("meta")?,
             db,
         };
+        store.check_schema()?;
         store.build_indexes()?;
         Ok(store)
+    }
+
+    /// The schema version of the records in this store. A store from before versions were
+    /// kept holds schema 1 (the encoding did not change when the version was introduced).
+    pub fn schema_version(&self) -> Result<u32, StoreError> {
+        let stored = self.meta.get("schema_version")?.and_then(|b| b.as_ref().try_into().ok()).map(u32::from_be_bytes);
+        Ok(stored.unwrap_or(1))
+    }
+
+    /// Refuses a store of a newer schema (its records would be misread) and brings an older
+    /// one up to [`SCHEMA_VERSION`], record by record, before anything reads it.
+    fn check_schema(&self) -> Result<(), StoreError> {
+        let found = self.schema_version()?;
+        if found > SCHEMA_VERSION {
+            return Err(StoreError::NewerSchema { found, known: SCHEMA_VERSION });
+        }
+        // Schema 1 is the first: no migration exists yet. The next schema adds its step
+        // here (decode with the kept old types, encode with the new) before the stamp.
+        self.meta.insert("schema_version", &SCHEMA_VERSION.to_be_bytes())?;
+        Ok(())
     }
 
     /// Builds the suite and state indexes of a store written before they existed.

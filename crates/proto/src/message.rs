@@ -18,15 +18,15 @@ use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
 use xrdtest_defs::Cluster;
+// Shared with the store and the API: one definition, so the wire and the records agree.
+pub use xrdtest_model::{LogFile, OutputLine, Stage, StageId};
 
-/// Raised whenever any message changes shape.
-pub const PROTOCOL_VERSION: u32 = 1;
+/// Raised whenever any message changes shape; `tests/golden.rs` fails until it is, and
+/// `tests/golden/v{N}.txt` pins each version's bytes (docs/protocol.md, "Versioning").
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// First bytes of every handshake frame: tells an xrdtest peer from anything else.
 pub const MAGIC: [u8; 4] = *b"XRDT";
-
-/// Identifies one stage on one slave; unique within a master's lifetime and store.
-pub type StageId = u64;
 
 /// The fixed start of [`Hello`] and [`HelloReply`], decodable whatever follows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -120,46 +120,6 @@ pub enum RefusalReason {
     ShuttingDown,
 }
 
-/// A stage of a session, as XrdTest defined them.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-pub enum Stage {
-    SuiteInit,
-    CaseInit { case: String },
-    CaseRun { case: String },
-    CaseFinalize { case: String },
-    SuiteFinalize,
-}
-
-impl Stage {
-    /// `suite_init`, `case_init`, ...: the value of `XRDTEST_STAGE`.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            Stage::SuiteInit => "suite_init",
-            Stage::CaseInit { .. } => "case_init",
-            Stage::CaseRun { .. } => "case_run",
-            Stage::CaseFinalize { .. } => "case_finalize",
-            Stage::SuiteFinalize => "suite_finalize",
-        }
-    }
-
-    /// The test case this stage belongs to, if any.
-    pub fn case(&self) -> Option<&str> {
-        match self {
-            Stage::CaseInit { case } | Stage::CaseRun { case } | Stage::CaseFinalize { case } => Some(case),
-            Stage::SuiteInit | Stage::SuiteFinalize => None,
-        }
-    }
-}
-
-impl std::fmt::Display for Stage {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self.case() {
-            Some(case) => write!(f, "{}:{case}", self.kind()),
-            None => f.write_str(self.kind()),
-        }
-    }
-}
-
 /// Run one stage's script on a slave.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StageCommand {
@@ -233,14 +193,6 @@ pub enum FromMaster {
     },
 }
 
-/// One line of a script's output (stderr merged into stdout).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct OutputLine {
-    /// When the slave read the line.
-    pub unix_ms: u64,
-    pub text: String,
-}
-
 /// A batch of output lines of one stage, numbered so a resend after a reconnect is exact.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OutputChunk {
@@ -288,20 +240,6 @@ pub struct StageResult {
     pub dropped_bytes: u64,
     /// Number of output chunks sent; the master checks it has them all.
     pub chunks: u64,
-}
-
-/// A log file collected after a stage.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct LogFile {
-    pub stage_id: StageId,
-    /// The path after tag expansion.
-    pub path: String,
-    /// The file's tail, at most the stage's log limit.
-    pub content: Vec<u8>,
-    /// Bytes cut from the front to keep within the limit.
-    pub truncated_bytes: u64,
-    /// Why the file could not be read, if it could not.
-    pub error: Option<String>,
 }
 
 /// A stage a reconnecting slave still holds, running or finished but not acknowledged.

@@ -138,11 +138,50 @@ async fn other_protocol_version_is_refused_naming_both_versions() {
         }
         other => panic!("expected a version refusal, got {other:?}"),
     }
-    match next_seen(&mut seen).await {
-        ServerSaw::Refused(HandshakeError::VersionMismatch { master, peer: 99 }) => {
-            assert_eq!(master, PROTOCOL_VERSION)
+    assert_master_refused_version(next_seen(&mut seen).await, 99);
+}
+
+/// The master's side of a version refusal: the error, and its text, name both versions.
+fn assert_master_refused_version(seen: ServerSaw, peer_version: u32) {
+    match seen {
+        ServerSaw::Refused(error @ HandshakeError::VersionMismatch { master, peer }) => {
+            assert_eq!((master, peer), (PROTOCOL_VERSION, peer_version));
+            let text = error.to_string();
+            assert!(text.contains(&format!("master speaks version {PROTOCOL_VERSION}")), "{text}");
+            assert!(text.contains(&format!("peer speaks version {peer_version}")), "{text}");
         }
         other => panic!("expected VersionMismatch, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_peer_whose_hello_differs_after_the_prefix_is_refused_naming_both_versions() {
+    // Other versions' Hellos share only the prefix: after it, bytes this version cannot
+    // decode (0xFF is no bincode varint), or nothing at all. The master reads the prefix
+    // first, so each is refused by version, not dropped as undecodable.
+    let ca = test_ca();
+    let (addr, mut seen) = start_server(&ca).await;
+    for (version, tail) in [(PROTOCOL_VERSION + 1, vec![0xFF; 16]), (PROTOCOL_VERSION - 1, Vec::new())] {
+        let mut conn = tls_connect(addr, ca.cert_pem()).await.unwrap();
+        let mut hello = encode_message(&VersionPrefix { magic: MAGIC, protocol_version: version }).unwrap();
+        assert!(decode_message::<Hello>(&[&hello[..], &tail[..]].concat()).is_err(), "not a Hello of this version");
+        hello.extend_from_slice(&tail);
+        conn.send(&RawPayload(hello)).await.unwrap();
+
+        // What the peer receives: its own version's code can read the prefix, naming the
+        // master's version; the refusal text names both.
+        let reply = tokio::time::timeout(TIMEOUT, conn.recv_frame()).await.unwrap().unwrap().expect("a reply");
+        let (prefix, _) = codec::decode_prefix::<VersionPrefix>(&reply).unwrap();
+        assert_eq!(prefix, VersionPrefix { magic: MAGIC, protocol_version: PROTOCOL_VERSION });
+        let refusal = decode_message::<HelloReply>(&reply).unwrap().refusal.expect("a refusal");
+        assert_eq!(refusal.reason, RefusalReason::VersionMismatch);
+        assert!(refusal.message.contains(&format!("master speaks version {PROTOCOL_VERSION}")), "{}", refusal.message);
+        assert!(refusal.message.contains(&format!("peer speaks version {version}")), "{}", refusal.message);
+
+        assert_master_refused_version(next_seen(&mut seen).await, version);
+        // The refusal is the last thing the peer hears.
+        let after: Result<Option<FromMaster>, _> = tokio::time::timeout(TIMEOUT, conn.recv()).await.unwrap();
+        assert!(matches!(after, Ok(None) | Err(_)), "got {after:?}");
     }
 }
 
@@ -160,7 +199,12 @@ async fn a_master_of_another_version_is_detected_by_the_peer() {
     });
     let mut peer = Connection::new(b, DEFAULT_MAX_FRAME_LEN);
     match client_handshake(&mut peer, &Hello::new(Role::Slave, "s", SECRET), TIMEOUT).await {
-        Err(HandshakeError::VersionMismatch { master: 7, peer }) => assert_eq!(peer, PROTOCOL_VERSION),
+        Err(error @ HandshakeError::VersionMismatch { master: 7, peer }) => {
+            assert_eq!(peer, PROTOCOL_VERSION);
+            let text = error.to_string();
+            assert!(text.contains("master speaks version 7"), "{text}");
+            assert!(text.contains(&format!("peer speaks version {PROTOCOL_VERSION}")), "{text}");
+        }
         other => panic!("expected VersionMismatch, got {other:?}"),
     }
 }

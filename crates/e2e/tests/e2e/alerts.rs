@@ -101,7 +101,7 @@ fn a_failed_session_mails_the_suite_and_every_case_and_a_session_that_could_not_
     let api = env.api();
 
     let id = api.run("ts_mail");
-    assert_eq!(state(&api.wait_final(id, Duration::from_secs(30))), "Failed");
+    assert_eq!(state(&api.wait_final(id, Duration::from_secs(30))), "failed");
     // CASE policy on failure: the suite mail, then one per case.
     let mails = wait_until(Duration::from_secs(20), "three mails", || {
         let mails = smtp.received();
@@ -132,7 +132,7 @@ fn a_failed_session_mails_the_suite_and_every_case_and_a_session_that_could_not_
     // A session that could not start is a failure and alerts too.
     let orphan = api.run("ts_orphan");
     let record = api.wait_final(orphan, Duration::from_secs(20));
-    assert_eq!(state(&record), "Failed");
+    assert_eq!(state(&record), "failed");
     let mail = wait_until(Duration::from_secs(20), "the could-not-start mail", || {
         smtp.received()
             .into_iter()

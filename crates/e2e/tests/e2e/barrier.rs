@@ -39,7 +39,7 @@ fn no_slave_starts_a_stage_before_every_slave_ended_the_previous_one() {
     let api = env.api();
     let id = api.run("ts_barrier");
     let session = api.wait_final(id, Duration::from_secs(60));
-    assert_eq!(state(&session), "Passed", "{}", summarize(&session));
+    assert_eq!(state(&session), "passed", "{}", summarize(&session));
 
     // stage -> (starts, ends), in nanoseconds.
     let mut times: BTreeMap<String, (Vec<u128>, Vec<u128>)> = BTreeMap::new();

@@ -43,11 +43,11 @@ fn a_second_cancel_does_not_kill_suite_finalize() {
 
     let session = api.wait_final(id, Duration::from_secs(30));
     let view = summarize(&session);
-    assert_eq!(state(&session), "Cancelled", "{view}");
+    assert_eq!(state(&session), "cancelled", "{view}");
     assert_eq!(session["reason"], "first cancel", "{view}");
-    assert_eq!(run_state(&session, "case_run:long", "z1"), "Cancelled", "{view}");
-    assert_eq!(run_state(&session, "case_run:later", "z1"), "Skipped", "{view}");
+    assert_eq!(run_state(&session, "case_run:long", "z1"), "cancelled", "{view}");
+    assert_eq!(run_state(&session, "case_run:later", "z1"), "skipped", "{view}");
     assert!(!marked(&marks, "later_run", "z1"), "a case ran after the cancel");
-    assert_eq!(run_state(&session, "suite_finalize", "z1"), "Passed", "{view}");
+    assert_eq!(run_state(&session, "suite_finalize", "z1"), "passed", "{view}");
     assert!(marked(&marks, "finalize_ended", "z1"), "suite finalize was killed");
 }

@@ -79,10 +79,10 @@ fn run_wait_exit_codes() {
     assert_eq!(status.code(), Some(3), "xrdtest run ts_long --wait:\n{}", long.log());
     let session = api.session(id);
     let view = summarize(&session);
-    assert_eq!(state(&session), "Cancelled", "{view}");
-    assert_eq!(run_state(&session, "case_run:long", "c1"), "Cancelled", "{view}");
-    assert_eq!(run_state(&session, "case_init:later", "c1"), "Skipped", "{view}");
-    assert_eq!(run_state(&session, "suite_finalize", "c1"), "Passed", "{view}");
+    assert_eq!(state(&session), "cancelled", "{view}");
+    assert_eq!(run_state(&session, "case_run:long", "c1"), "cancelled", "{view}");
+    assert_eq!(run_state(&session, "case_init:later", "c1"), "skipped", "{view}");
+    assert_eq!(run_state(&session, "suite_finalize", "c1"), "passed", "{view}");
     let marks = env.marks();
     assert!(!marked(&marks, "later_run", "c1"), "a case ran after the cancel");
     assert!(marked(&marks, "long_suite_finalize", "c1"), "suite finalize did not run after the cancel");

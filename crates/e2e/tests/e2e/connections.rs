@@ -52,22 +52,22 @@ fn a_slave_killed_mid_stage_fails_that_stage_after_the_grace_period() {
     let ended_after = killed_at.elapsed();
     let view = summarize(&session);
     let run = stage_run(&session, "case_run:long", "k2");
-    assert_eq!(run["state"], "Disconnected", "{view}");
+    assert_eq!(run["state"], "disconnected", "{view}");
     assert!(run["reason"].as_str().unwrap_or("").contains("disconnected"), "{run}");
     for slave in ["k1", "k3"] {
-        assert_eq!(run_state(&session, "case_run:long", slave), "Passed", "{view}");
-        assert_eq!(run_state(&session, "suite_finalize", slave), "Passed", "{view}");
+        assert_eq!(run_state(&session, "case_run:long", slave), "passed", "{view}");
+        assert_eq!(run_state(&session, "suite_finalize", slave), "passed", "{view}");
         assert!(marked(&marks, "suite_finalize", slave), "suite finalize did not run on {slave}");
     }
-    assert_eq!(run_state(&session, "suite_finalize", "k2"), "Disconnected", "{view}");
-    assert_eq!(state(&session), "Failed", "{view}");
+    assert_eq!(run_state(&session, "suite_finalize", "k2"), "disconnected", "{view}");
+    assert_eq!(state(&session), "failed", "{view}");
     // Two grace periods (the run, then suite finalize), not the 30 s the script sleeps.
     assert!(ended_after < Duration::from_secs(20), "the session ended {ended_after:?} after the kill");
     // Stored and listed.
     let list = api.get("/api/sessions?suite=ts_killed");
     assert_eq!(list["total"], 1, "{list}");
     assert_eq!(list["sessions"][0]["id"], id, "{list}");
-    assert_eq!(list["sessions"][0]["state"], "Failed", "{list}");
+    assert_eq!(list["sessions"][0]["state"], "failed", "{list}");
 }
 
 #[test]
@@ -95,11 +95,11 @@ fn a_slave_restarted_mid_stage_loses_that_stage_at_once() {
     let view = summarize(&session);
     assert!(killed_at.elapsed() < Duration::from_secs(20), "the master waited for the grace period: {view}");
     let run = stage_run(&session, "case_run:long", "l1");
-    assert_eq!(run["state"], "Failed", "{view}");
+    assert_eq!(run["state"], "failed", "{view}");
     assert!(run["reason"].as_str().unwrap_or("").contains("without this stage"), "{run}");
-    assert_eq!(run_state(&session, "suite_finalize", "l1"), "Passed", "{view}");
+    assert_eq!(run_state(&session, "suite_finalize", "l1"), "passed", "{view}");
     assert!(marked(&env.marks(), "suite_finalize", "l1"), "suite finalize did not run on the restarted slave");
-    assert_eq!(state(&session), "Failed", "{view}");
+    assert_eq!(state(&session), "failed", "{view}");
 }
 
 /// One proxied connection: its relay task, and the switch that silences it.
@@ -242,8 +242,8 @@ fn break_connection_mid_stage(how: Break, options: MasterOptions, lines: usize) 
 
     let session = api.wait_final(id, Duration::from_secs(40));
     let view = summarize(&session);
-    assert_eq!(run_state(&session, "case_run:stream", "p1"), "Passed", "{view}");
-    assert_eq!(state(&session), "Passed", "{view}");
+    assert_eq!(run_state(&session, "case_run:stream", "p1"), "passed", "{view}");
+    assert_eq!(state(&session), "passed", "{view}");
     let expected: Vec<String> = (1..=lines).map(|i| format!("line {i}")).collect();
     assert_eq!(api.output(stage_id), expected, "every line once, in order");
     assert!(proxy.accepted() >= 2, "the slave reconnected through the proxy");
@@ -283,7 +283,7 @@ fn an_idle_slave_stays_connected_with_a_short_heartbeat_interval() {
     let before = connected_ms(&api);
     let id = api.run("ts_idle");
     let session = api.wait_final(id, Duration::from_secs(30));
-    assert_eq!(state(&session), "Passed", "{}", summarize(&session));
+    assert_eq!(state(&session), "passed", "{}", summarize(&session));
     let master_log = env.master.log();
     assert!(!master_log.contains("no heartbeat"), "the master dropped the slave:\n{master_log}");
     assert_eq!(connected_ms(&api), before, "the slave's connection was replaced");

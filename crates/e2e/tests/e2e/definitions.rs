@@ -32,7 +32,7 @@ fn editing_a_local_suite_reloads_it_and_a_broken_one_keeps_serving_its_last_good
     let run_and_read = |api: &Api| {
         let id = api.run("ts_edit");
         let session = api.wait_final(id, Duration::from_secs(30));
-        assert_eq!(state(&session), "Passed", "{}", summarize(&session));
+        assert_eq!(state(&session), "passed", "{}", summarize(&session));
         std::fs::read_to_string(marks.join("version")).unwrap_or_default()
     };
     assert_eq!(run_and_read(&api), "v1\n");
@@ -114,7 +114,7 @@ fn schedules_fire_on_their_seconds_and_overlapping_runs_are_skipped_and_counted(
         }
     });
     for session in &sessions {
-        assert_eq!(session["trigger"], "Schedule");
+        assert_eq!(session["trigger"], "schedule");
         let created = session["created_ms"].as_u64().unwrap();
         // Fired at the even second: in the first half of the 2 s period (loose for loaded CI).
         assert!(

@@ -57,20 +57,20 @@ fn failure_rules_hold() {
     // (a) suite init fails on one slave: no case runs, suite finalize does, session fails.
     let session = api.wait_final(a, Duration::from_secs(60));
     let view = summarize(&session);
-    assert_eq!(state(&session), "Failed", "{view}");
+    assert_eq!(state(&session), "failed", "{view}");
     assert!(session["reason"].as_str().unwrap_or("").contains("suite initialization failed"), "{view}");
-    assert_eq!(run_state(&session, "suite_init", "f1"), "Passed", "{view}");
-    assert_eq!(run_state(&session, "suite_init", "f2"), "Failed", "{view}");
+    assert_eq!(run_state(&session, "suite_init", "f1"), "passed", "{view}");
+    assert_eq!(run_state(&session, "suite_init", "f2"), "failed", "{view}");
     assert_eq!(stage_run(&session, "suite_init", "f2")["exit_code"], 1, "{view}");
     for name in stage_names(&session).iter().filter(|n| n.starts_with("case_")) {
         let skipped = stage(&session, name)["skipped"].as_str().unwrap_or("").to_string();
         assert!(skipped.contains("suite initialization failed"), "{name} skipped: `{skipped}`; {view}");
         for slave in SLAVES {
-            assert_eq!(run_state(&session, name, slave), "Skipped", "{name} on {slave}; {view}");
+            assert_eq!(run_state(&session, name, slave), "skipped", "{name} on {slave}; {view}");
         }
     }
     for case in ["c1", "c2"] {
-        assert_eq!(case_state(&session, case), "NotRun", "{view}");
+        assert_eq!(case_state(&session, case), "not_run", "{view}");
         for stage in ["init", "run", "finalize"] {
             for slave in SLAVES {
                 assert!(!marked(&marks, &format!("a_{case}_{stage}"), slave), "{case} {stage} ran on {slave}");
@@ -78,46 +78,46 @@ fn failure_rules_hold() {
         }
     }
     for slave in SLAVES {
-        assert_eq!(run_state(&session, "suite_finalize", slave), "Passed", "{view}");
+        assert_eq!(run_state(&session, "suite_finalize", slave), "passed", "{view}");
         assert!(marked(&marks, "a_suite_finalize", slave), "suite finalize did not run on {slave}");
     }
 
     let session = api.wait_final(b, Duration::from_secs(60));
     let view = summarize(&session);
-    assert_eq!(state(&session), "Failed", "{view}");
+    assert_eq!(state(&session), "failed", "{view}");
     assert_eq!(session["reason"], "failed cases: bad_init, bad_run", "{view}");
 
     // (b) a case's init fails (on f1): its run is skipped everywhere, its finalize runs.
-    assert_eq!(run_state(&session, "case_init:bad_init", "f1"), "Failed", "{view}");
-    assert_eq!(run_state(&session, "case_init:bad_init", "f2"), "Passed", "{view}");
+    assert_eq!(run_state(&session, "case_init:bad_init", "f1"), "failed", "{view}");
+    assert_eq!(run_state(&session, "case_init:bad_init", "f2"), "passed", "{view}");
     let skipped = stage(&session, "case_run:bad_init")["skipped"].as_str().unwrap_or("").to_string();
     assert!(skipped.contains("initialization of case bad_init failed"), "skipped: `{skipped}`; {view}");
     for slave in SLAVES {
-        assert_eq!(run_state(&session, "case_run:bad_init", slave), "Skipped", "{view}");
+        assert_eq!(run_state(&session, "case_run:bad_init", slave), "skipped", "{view}");
         assert!(!marked(&marks, "b_bad_init_run", slave), "bad_init's run ran on {slave}");
-        assert_eq!(run_state(&session, "case_finalize:bad_init", slave), "Passed", "{view}");
+        assert_eq!(run_state(&session, "case_finalize:bad_init", slave), "passed", "{view}");
         assert!(marked(&marks, "b_bad_init_finalize", slave), "bad_init's finalize did not run on {slave}");
     }
-    assert_eq!(case_state(&session, "bad_init"), "Failed", "{view}");
+    assert_eq!(case_state(&session, "bad_init"), "failed", "{view}");
 
     // (c) a case's run fails (on f2): the case fails, its finalize and the next case run.
-    assert_eq!(run_state(&session, "case_run:bad_run", "f1"), "Passed", "{view}");
-    assert_eq!(run_state(&session, "case_run:bad_run", "f2"), "Failed", "{view}");
+    assert_eq!(run_state(&session, "case_run:bad_run", "f1"), "passed", "{view}");
+    assert_eq!(run_state(&session, "case_run:bad_run", "f2"), "failed", "{view}");
     assert_eq!(stage_run(&session, "case_run:bad_run", "f2")["exit_code"], 2, "{view}");
-    assert_eq!(case_state(&session, "bad_run"), "Failed", "{view}");
+    assert_eq!(case_state(&session, "bad_run"), "failed", "{view}");
     for slave in SLAVES {
         for stage in ["bad_run_finalize", "good_init", "good_run", "good_finalize"] {
             assert!(marked(&marks, &format!("b_{stage}"), slave), "b_{stage} did not run on {slave}");
         }
         for stage in ["case_init:good", "case_run:good", "case_finalize:good"] {
-            assert_eq!(run_state(&session, stage, slave), "Passed", "{view}");
+            assert_eq!(run_state(&session, stage, slave), "passed", "{view}");
         }
     }
-    assert_eq!(case_state(&session, "good"), "Passed", "{view}");
+    assert_eq!(case_state(&session, "good"), "passed", "{view}");
 
     // (d) suite finalize ran after the failures.
     for slave in SLAVES {
-        assert_eq!(run_state(&session, "suite_finalize", slave), "Passed", "{view}");
+        assert_eq!(run_state(&session, "suite_finalize", slave), "passed", "{view}");
         assert!(marked(&marks, "b_suite_finalize", slave), "suite finalize did not run on {slave}");
     }
 }

@@ -108,5 +108,5 @@ fn malformed_and_oversized_frames_close_only_their_connection() {
     assert!(env.master.proc().is_running(), "the master is still running");
     let id = api.run("ts_frames");
     let session = api.wait_final(id, Duration::from_secs(30));
-    assert_eq!(state(&session), "Passed", "{}", summarize(&session));
+    assert_eq!(state(&session), "passed", "{}", summarize(&session));
 }

@@ -103,7 +103,7 @@ fn pushes_are_followed_broken_pushes_keep_the_last_good_version_and_force_pushes
         let list = api.get("/api/sessions?suite=ts_pushed&state=passed&limit=5");
         list["sessions"].as_array().and_then(|s| s.first().cloned()).ok_or_else(|| list.to_string())
     });
-    assert_eq!(session["trigger"], "Schedule");
+    assert_eq!(session["trigger"], "schedule");
     let full = api.session(session["id"].as_u64().unwrap());
     assert_eq!(full["commit"], second.as_str(), "the session records the commit its definitions came from");
 
@@ -150,7 +150,7 @@ fn pushes_are_followed_broken_pushes_keep_the_last_good_version_and_force_pushes
         }
     });
     let id = api.run("ts_forced");
-    assert_eq!(state(&api.wait_final(id, Duration::from_secs(30))), "Passed");
+    assert_eq!(state(&api.wait_final(id, Duration::from_secs(30))), "passed");
     assert!(env.master.log().contains("git repository moved"));
 }
 

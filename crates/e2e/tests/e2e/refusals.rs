@@ -29,7 +29,7 @@ fn a_second_slave_with_a_connected_name_is_refused() {
     // The first one still works.
     let id = api.run("ts_dup");
     let session = api.wait_final(id, Duration::from_secs(30));
-    assert_eq!(state(&session), "Passed", "{}", summarize(&session));
+    assert_eq!(state(&session), "passed", "{}", summarize(&session));
     assert!(!duplicate.log().contains("connected to the master"), "the duplicate got in:\n{}", duplicate.log());
 }
 

@@ -27,7 +27,7 @@ fn a_master_killed_mid_session_marks_it_interrupted_and_keeps_history() {
     let api = env.api();
     let first = api.run("ts_quick");
     let done = api.wait_final(first, Duration::from_secs(30));
-    assert_eq!(state(&done), "Passed", "{}", summarize(&done));
+    assert_eq!(state(&done), "passed", "{}", summarize(&done));
 
     let second = api.run("ts_long");
     api.wait_stage_started(second, "case_run:long", "r1", Duration::from_secs(30));
@@ -39,7 +39,7 @@ fn a_master_killed_mid_session_marks_it_interrupted_and_keeps_history() {
 
     let api = env.api();
     let interrupted = api.session(second);
-    assert_eq!(state(&interrupted), "Interrupted", "{}", summarize(&interrupted));
+    assert_eq!(state(&interrupted), "interrupted", "{}", summarize(&interrupted));
     assert!(interrupted["reason"].as_str().unwrap_or("").contains("master stopped"), "{interrupted}");
     assert!(!interrupted["ended_ms"].is_null());
     let kept = api.session(first);
@@ -61,7 +61,7 @@ fn a_master_killed_mid_session_marks_it_interrupted_and_keeps_history() {
     let third = api.run("ts_quick");
     assert!(third > second, "session ids go on: {third} after {second}");
     let session = api.wait_final(third, Duration::from_secs(30));
-    assert_eq!(state(&session), "Passed", "{}", summarize(&session));
+    assert_eq!(state(&session), "passed", "{}", summarize(&session));
 }
 
 fn stop_suites(dir: &Path) -> Vec<Suite> {
@@ -95,8 +95,8 @@ fn a_master_stopped_with_sigterm_cancels_its_sessions_cleanly() {
     env.master.restart();
     let session = env.api().session(id);
     let view = summarize(&session);
-    assert_eq!(state(&session), "Cancelled", "{view}");
+    assert_eq!(state(&session), "cancelled", "{view}");
     assert!(session["reason"].as_str().unwrap_or("").contains("shutting down"), "{view}");
-    assert_eq!(run_state(&session, "case_run:long", "r2"), "Cancelled", "{view}");
-    assert_eq!(run_state(&session, "suite_finalize", "r2"), "Passed", "{view}");
+    assert_eq!(run_state(&session, "case_run:long", "r2"), "cancelled", "{view}");
+    assert_eq!(run_state(&session, "suite_finalize", "r2"), "passed", "{view}");
 }

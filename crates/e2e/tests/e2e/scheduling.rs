@@ -22,8 +22,8 @@ fn sessions_on_disjoint_slaves_run_at_the_same_time() {
     let right = api.run("ts_right");
     let left = api.wait_final(left, Duration::from_secs(30));
     let right = api.wait_final(right, Duration::from_secs(30));
-    assert_eq!(state(&left), "Passed", "{}", summarize(&left));
-    assert_eq!(state(&right), "Passed", "{}", summarize(&right));
+    assert_eq!(state(&left), "passed", "{}", summarize(&left));
+    assert_eq!(state(&right), "passed", "{}", summarize(&right));
     let l = stage_run(&left, "case_run:work", "x1");
     let r = stage_run(&right, "case_run:work", "x2");
     let (l_start, l_end, r_start, r_end) =
@@ -55,14 +55,14 @@ fn a_session_needing_a_busy_slave_queues_in_fifo_order() {
     let third = api.run("ts_third");
     for (id, name) in [(both, "both"), (second, "second"), (third, "third")] {
         let session = api.session(id);
-        assert_eq!(state(&session), "Queued", "{name} while first runs: {}", summarize(&session));
+        assert_eq!(state(&session), "queued", "{name} while first runs: {}", summarize(&session));
     }
-    assert_eq!(state(&api.session(first)), "Running", "first still runs while the others were seen queued");
+    assert_eq!(state(&api.session(first)), "running", "first still runs while the others were seen queued");
 
     let [first, both, second, third] =
         [first, both, second, third].map(|id| api.wait_final(id, Duration::from_secs(40)));
     for session in [&first, &both, &second, &third] {
-        assert_eq!(state(session), "Passed", "{}", summarize(session));
+        assert_eq!(state(session), "passed", "{}", summarize(session));
     }
     let started = |s: &Value| ms(&s["started_ms"]);
     let ended = |s: &Value| ms(&s["ended_ms"]);

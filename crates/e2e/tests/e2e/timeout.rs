@@ -38,21 +38,21 @@ fn a_stage_past_its_timeout_is_killed_with_its_children() {
     let session = api.wait_final(id, Duration::from_secs(60));
     let view = summarize(&session);
     let run = stage_run(&session, "case_run:hang", "t1");
-    assert_eq!(run["state"], "TimedOut", "{view}");
+    assert_eq!(run["state"], "timed_out", "{view}");
     assert!(run["reason"].as_str().unwrap_or("").contains("timeout"), "{run}");
     let took = run["ended_ms"].as_u64().unwrap_or(0).saturating_sub(run["started_ms"].as_u64().unwrap_or(0));
     assert!((1900..15000).contains(&took), "the run took {took} ms with a 2 s timeout");
     assert_eq!(xrdtest_e2e::stage(&session, "case_run:hang")["timeout_ms"], 2000, "case.toml's stage_timeout applies");
-    assert_eq!(case_state(&session, "hang"), "Failed", "{view}");
+    assert_eq!(case_state(&session, "hang"), "failed", "{view}");
     // The session went on: the case's finalize, the next case, suite finalize.
-    assert_eq!(run_state(&session, "case_finalize:hang", "t1"), "Passed", "{view}");
-    assert_eq!(run_state(&session, "case_run:after", "t1"), "Passed", "{view}");
-    assert_eq!(case_state(&session, "after"), "Passed", "{view}");
+    assert_eq!(run_state(&session, "case_finalize:hang", "t1"), "passed", "{view}");
+    assert_eq!(run_state(&session, "case_run:after", "t1"), "passed", "{view}");
+    assert_eq!(case_state(&session, "after"), "passed", "{view}");
     let marks = env.marks();
     for label in ["hang_finalize", "after_run", "suite_finalize"] {
         assert!(marked(&marks, label, "t1"), "{label} did not run");
     }
-    assert_eq!(state(&session), "Failed", "{view}");
+    assert_eq!(state(&session), "failed", "{view}");
 
     let pids = read_pids(&pids_file);
     assert_eq!(pids.len(), 3, "bash and its two background children recorded their pids: {pids:?}");

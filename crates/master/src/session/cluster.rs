@@ -13,7 +13,8 @@ use xrdtest_proto::{ClusterState, FromMaster};
 
 use crate::clusters::{start_message, wait_for_state, ClusterEvent, ClusterOwner};
 use crate::master::Master;
-use crate::model::{cluster_state_name, now_ms, ClusterRun, ClusterStep, SessionRecord};
+use crate::clusters::cluster_state_name;
+use crate::model::{now_ms, ClusterRun, ClusterStep, SessionRecord};
 use crate::session::rules::StopRequest;
 
 /// How long a command to a hypervisor may wait for room in its connection's queue.

@@ -14,7 +14,8 @@ use super::infra::{peer_rows, PeerRow};
 use super::live::infra_version;
 use super::{check_reader, format, page, Nav};
 use crate::clusters::{ClusterEntry, HypervisorEntry};
-use crate::model::{cluster_state_name, now_ms};
+use crate::clusters::cluster_state_name;
+use crate::model::now_ms;
 use crate::web::auth::Viewer;
 use crate::web::WebState;
 

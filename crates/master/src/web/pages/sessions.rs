@@ -664,7 +664,8 @@ pub async fn history(
         .map(|name| Choice { selected: suite.as_ref() == Some(&name), label: name.clone(), value: name })
         .collect();
     let states = SessionState::ALL
-        .into_iter()
+        .iter()
+        .copied()
         .map(|s| Choice {
             value: s.as_str().to_string(),
             label: format::session_state(s).1.to_string(),

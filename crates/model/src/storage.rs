@@ -1,0 +1,54 @@
+//! How the master's store encodes what it keeps, and the version of that encoding.
+//!
+//! Values are bincode 2 through serde, standard configuration. bincode writes neither
+//! field names nor variant names: a struct is its fields in order, an enum its variant's
+//! position. So a field added, removed or moved, or a variant inserted anywhere but last,
+//! changes what old bytes mean. Such a change needs a new [`SCHEMA_VERSION`], the old types
+//! kept beside the new ones, and a migration in the store that rewrites old records; the
+//! golden tests (`tests/golden.rs`) fail until that is done.
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::SessionState;
+
+/// The schema of stored records this build writes. A store without a version was written
+/// before versions were kept, by the same encoding as version 1.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// A value that could not be encoded or decoded, in bincode's words.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CodecError(pub String);
+
+impl std::fmt::Display for CodecError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for CodecError {}
+
+pub fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, CodecError> {
+    bincode::serde::encode_to_vec(value, bincode::config::standard()).map_err(|e| CodecError(e.to_string()))
+}
+
+pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
+    bincode::serde::decode_from_slice(bytes, bincode::config::standard())
+        .map(|(value, _)| value)
+        .map_err(|e| CodecError(e.to_string()))
+}
+
+/// The first byte of a key of the store's index of sessions by state. Not the variant's
+/// position: `StartingCluster` was added after the index existed, with the next free code.
+pub fn state_code(state: SessionState) -> u8 {
+    match state {
+        SessionState::Queued => 0,
+        SessionState::WaitingSlaves => 1,
+        SessionState::Running => 2,
+        SessionState::Passed => 3,
+        SessionState::Failed => 4,
+        SessionState::Cancelled => 5,
+        SessionState::Interrupted => 6,
+        SessionState::StartingCluster => 7,
+    }
+}

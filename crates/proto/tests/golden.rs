@@ -1,0 +1,551 @@
+//! Golden bytes: one fixed sample of every message and of every enum variant inside one,
+//! encoded exactly as the codec puts it on the wire, pinned per protocol version in
+//! `tests/golden/v{N}.txt` (one `name hex` line per sample).
+//!
+//! The fixture of the current [`PROTOCOL_VERSION`] must match exactly, so a message change
+//! without a version bump fails here. `XRDTEST_BLESS=1` writes the fixture of a version
+//! that has none and never rewrites one. Older fixtures stay as history: only their version
+//! prefix is still checked, since every version must be able to read it.
+//!
+//! Never edit a sample: its bytes are pinned. A new variant gets a new sample.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use bytes::BytesMut;
+use serde::{Serialize, Serializer};
+use tokio_util::codec::Encoder;
+use xrdtest_defs::{Boot, Cluster, Disk, Host, Network};
+use xrdtest_proto::*;
+
+/// A sample of any message that travels in a frame.
+enum Message {
+    Prefix(VersionPrefix),
+    Hello(Hello),
+    HelloReply(HelloReply),
+    FromMaster(FromMaster),
+    ToMaster(ToMaster),
+}
+
+// Serializes as the message itself, so the codec encodes a sample exactly as it would the
+// message.
+impl Serialize for Message {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Message::Prefix(m) => m.serialize(serializer),
+            Message::Hello(m) => m.serialize(serializer),
+            Message::HelloReply(m) => m.serialize(serializer),
+            Message::FromMaster(m) => m.serialize(serializer),
+            Message::ToMaster(m) => m.serialize(serializer),
+        }
+    }
+}
+
+fn hello(role: Role) -> Hello {
+    // Not `Hello::new`: the software version must not leak into the pinned bytes.
+    Hello {
+        magic: MAGIC,
+        protocol_version: PROTOCOL_VERSION,
+        role,
+        name: "slave1.xrd.test".into(),
+        secret: "s3cret".into(),
+        software_version: "0.1.0".into(),
+    }
+}
+
+fn hello_reply(refusal: Option<RefusalReason>) -> HelloReply {
+    HelloReply {
+        magic: MAGIC,
+        protocol_version: PROTOCOL_VERSION,
+        master_version: "0.1.0".into(),
+        refusal: refusal.map(|reason| Refusal { reason, message: "refused".into() }),
+        heartbeat_interval_ms: 5000,
+    }
+}
+
+fn tags() -> BTreeMap<String, String> {
+    [("datadir", "/data"), ("port", "20000")].into_iter().map(|(k, v)| (k.into(), v.into())).collect()
+}
+
+fn run_stage(stage: Stage) -> FromMaster {
+    FromMaster::RunStage(StageCommand {
+        stage_id: 300,
+        session_id: "20261121-0001".into(),
+        suite: "ts_demo".into(),
+        stage,
+        script: "#!/bin/bash\necho @slavename@ ü\n".into(),
+        tags: tags(),
+        slaves: vec!["slave1".into(), "slave2".into()],
+        timeout_ms: 600_000,
+        logs: vec!["/var/log/@slavename@.log".into()],
+        output_limit_bytes: 64 << 20,
+        log_limit_bytes: 1 << 20,
+    })
+}
+
+fn host(name: &str, last_octet: u8, boot: Boot) -> Host {
+    Host {
+        name: name.into(),
+        ip: [10, 77, 0, last_octet].into(),
+        mac: format!("52:54:00:00:00:{last_octet:02x}"),
+        boot,
+        arch: "x86_64".into(),
+        ram_bytes: 256 << 20,
+        vcpus: 1,
+        disks: vec![Disk {
+            name: "data".into(),
+            size_bytes: 64 << 20,
+            device: "vdb".into(),
+            mount_point: "/data".into(),
+        }],
+    }
+}
+
+fn cluster() -> Cluster {
+    Cluster {
+        name: "cluster_pair".into(),
+        network: Network {
+            name: "cluster_pair_net".into(),
+            bridge: "virbr_pair".into(),
+            ip: [10, 77, 0, 1].into(),
+            netmask: [255, 255, 255, 0].into(),
+            dhcp_start: [10, 77, 0, 100].into(),
+            dhcp_end: [10, 77, 0, 200].into(),
+            domain: "pair.test".into(),
+            lb_alias: Some("lb.pair.test".into()),
+            lb_hosts: vec!["server.pair.test".into()],
+        },
+        // One host per way of booting.
+        hosts: vec![
+            host("server.pair.test", 10, Boot::Image { volume: "slc7.qcow2".into(), cache: true }),
+            host(
+                "client.pair.test",
+                11,
+                Boot::Kernel { kernel: "/k".into(), initrd: Some("/i".into()), cmdline: None },
+            ),
+        ],
+    }
+}
+
+fn stage_finished(outcome: StageOutcome) -> ToMaster {
+    ToMaster::StageFinished(StageResult {
+        stage_id: 300,
+        outcome,
+        started_unix_ms: 1_763_000_000_000,
+        ended_unix_ms: 1_763_000_001_000,
+        output_bytes: 1234,
+        dropped_bytes: 0,
+        chunks: 3,
+    })
+}
+
+fn cluster_state(state: ClusterState) -> ToMaster {
+    ToMaster::ClusterState(ClusterStatus { cluster: "cluster_pair".into(), state, detail: "progress".into() })
+}
+
+/// Every sample, by name.
+fn samples() -> Vec<(&'static str, Message)> {
+    use Message::{FromMaster as M, ToMaster as T};
+    vec![
+        ("version_prefix", Message::Prefix(VersionPrefix { magic: MAGIC, protocol_version: PROTOCOL_VERSION })),
+        ("hello_slave", Message::Hello(hello(Role::Slave))),
+        ("hello_hypervisor", Message::Hello(hello(Role::Hypervisor))),
+        ("hello_reply_welcome", Message::HelloReply(hello_reply(None))),
+        ("hello_reply_version_mismatch", Message::HelloReply(hello_reply(Some(RefusalReason::VersionMismatch)))),
+        ("hello_reply_bad_secret", Message::HelloReply(hello_reply(Some(RefusalReason::BadSecret)))),
+        ("hello_reply_duplicate_name", Message::HelloReply(hello_reply(Some(RefusalReason::DuplicateName)))),
+        ("hello_reply_invalid_name", Message::HelloReply(hello_reply(Some(RefusalReason::InvalidName)))),
+        ("hello_reply_shutting_down", Message::HelloReply(hello_reply(Some(RefusalReason::ShuttingDown)))),
+        ("run_stage_suite_init", M(run_stage(Stage::SuiteInit))),
+        ("run_stage_case_init", M(run_stage(Stage::CaseInit { case: "copy_to".into() }))),
+        ("run_stage_case_run", M(run_stage(Stage::CaseRun { case: "copy_to".into() }))),
+        ("run_stage_case_finalize", M(run_stage(Stage::CaseFinalize { case: "copy_to".into() }))),
+        ("run_stage_suite_finalize", M(run_stage(Stage::SuiteFinalize))),
+        ("cancel_stage", M(FromMaster::CancelStage { stage_id: 300, reason: "cancelled by alice".into() })),
+        ("tag_reply", M(FromMaster::TagReply { request_id: 3, tags: tags() })),
+        ("resume_stage_from", M(FromMaster::ResumeStage { stage_id: 300, from_seq: Some(12) })),
+        ("resume_stage_forget", M(FromMaster::ResumeStage { stage_id: 300, from_seq: None })),
+        (
+            "start_cluster",
+            M(FromMaster::StartCluster(StartCluster {
+                cluster: cluster(),
+                master_ip: Some([10, 77, 0, 1].into()),
+                master_port: 20000,
+                requested_by: "manual".into(),
+            })),
+        ),
+        ("stop_cluster", M(FromMaster::StopCluster { cluster: "cluster_pair".into() })),
+        ("from_master_heartbeat", M(FromMaster::Heartbeat(Heartbeat { seq: 7, sent_unix_ms: 1_763_000_000_000 }))),
+        ("from_master_disconnect", M(FromMaster::Disconnect { reason: "master shutting down".into() })),
+        ("stage_started", T(ToMaster::StageStarted { stage_id: 300, started_unix_ms: 1_763_000_000_000 })),
+        (
+            "output",
+            T(ToMaster::Output(OutputChunk {
+                stage_id: 300,
+                seq: 2,
+                lines: vec![
+                    OutputLine { unix_ms: 1_763_000_000_001, text: "hello".into() },
+                    OutputLine { unix_ms: 1_763_000_000_002, text: String::new() },
+                ],
+            })),
+        ),
+        (
+            "log_file",
+            T(ToMaster::LogFile(LogFile {
+                stage_id: 300,
+                path: "/var/log/slave1.log".into(),
+                content: vec![0, 1, 2, 255],
+                truncated_bytes: 10,
+                error: None,
+            })),
+        ),
+        (
+            "log_file_unreadable",
+            T(ToMaster::LogFile(LogFile {
+                stage_id: 300,
+                path: "/nope".into(),
+                content: Vec::new(),
+                truncated_bytes: 0,
+                error: Some("No such file or directory".into()),
+            })),
+        ),
+        ("stage_finished_exited", T(stage_finished(StageOutcome::Exited { code: -1 }))),
+        ("stage_finished_killed_by_signal", T(stage_finished(StageOutcome::KilledBySignal { signal: 9 }))),
+        ("stage_finished_timed_out", T(stage_finished(StageOutcome::TimedOut { after_ms: 600_000 }))),
+        ("stage_finished_cancelled", T(stage_finished(StageOutcome::Cancelled { reason: "cancel".into() }))),
+        ("stage_finished_failed", T(stage_finished(StageOutcome::Failed { reason: "bash not found".into() }))),
+        ("tag_request", T(ToMaster::TagRequest { request_id: 42 })),
+        ("reattach", T(ToMaster::Reattach { stages: vec![HeldStage { stage_id: 300, chunks: 17, finished: true }] })),
+        ("cluster_state_defined", T(cluster_state(ClusterState::Defined))),
+        ("cluster_state_definition_sent", T(cluster_state(ClusterState::DefinitionSent))),
+        ("cluster_state_starting", T(cluster_state(ClusterState::Starting))),
+        ("cluster_state_creating_network", T(cluster_state(ClusterState::CreatingNetwork))),
+        ("cluster_state_creating_slaves", T(cluster_state(ClusterState::CreatingSlaves))),
+        ("cluster_state_copying_images", T(cluster_state(ClusterState::CopyingImages))),
+        ("cluster_state_attaching_disks", T(cluster_state(ClusterState::AttachingDisks))),
+        ("cluster_state_waiting_slaves", T(cluster_state(ClusterState::WaitingSlaves))),
+        ("cluster_state_active", T(cluster_state(ClusterState::Active))),
+        ("cluster_state_stop_command_sent", T(cluster_state(ClusterState::StopCommandSent))),
+        ("cluster_state_destroying", T(cluster_state(ClusterState::Destroying))),
+        ("cluster_state_stopped", T(cluster_state(ClusterState::Stopped))),
+        ("cluster_state_error_start", T(cluster_state(ClusterState::ErrorStart))),
+        ("cluster_state_error_stop", T(cluster_state(ClusterState::ErrorStop))),
+        ("cluster_state_error", T(cluster_state(ClusterState::Error))),
+        (
+            "hypervisor_state",
+            T(ToMaster::HypervisorState(HypervisorStatus {
+                domain_type: "qemu".into(),
+                memory_limit_bytes: 8 << 30,
+                memory_used_bytes: 1 << 30,
+                vm_limit: 8,
+                vms_running: 2,
+                clusters: vec![ClusterStatus {
+                    cluster: "cluster_pair".into(),
+                    state: ClusterState::Active,
+                    detail: String::new(),
+                }],
+            })),
+        ),
+        ("to_master_heartbeat", T(ToMaster::Heartbeat(Heartbeat { seq: 8, sent_unix_ms: 1_763_000_000_500 }))),
+        ("to_master_disconnect", T(ToMaster::Disconnect { reason: "slave shutting down".into() })),
+    ]
+}
+
+// Which sample holds each variant. No wildcard arms: a new variant does not compile until it
+// is listed here, and `every_variant_is_in_the_sample_named_for_it` checks that sample.
+
+fn role_sample(role: Role) -> &'static str {
+    match role {
+        Role::Slave => "hello_slave",
+        Role::Hypervisor => "hello_hypervisor",
+    }
+}
+
+fn refusal_sample(reason: RefusalReason) -> &'static str {
+    match reason {
+        RefusalReason::VersionMismatch => "hello_reply_version_mismatch",
+        RefusalReason::BadSecret => "hello_reply_bad_secret",
+        RefusalReason::DuplicateName => "hello_reply_duplicate_name",
+        RefusalReason::InvalidName => "hello_reply_invalid_name",
+        RefusalReason::ShuttingDown => "hello_reply_shutting_down",
+    }
+}
+
+fn stage_sample(stage: &Stage) -> &'static str {
+    match stage {
+        Stage::SuiteInit => "run_stage_suite_init",
+        Stage::CaseInit { .. } => "run_stage_case_init",
+        Stage::CaseRun { .. } => "run_stage_case_run",
+        Stage::CaseFinalize { .. } => "run_stage_case_finalize",
+        Stage::SuiteFinalize => "run_stage_suite_finalize",
+    }
+}
+
+fn boot_sample(boot: &Boot) -> &'static str {
+    match boot {
+        Boot::Image { .. } | Boot::Kernel { .. } => "start_cluster",
+    }
+}
+
+fn from_master_sample(message: &FromMaster) -> &'static str {
+    match message {
+        FromMaster::RunStage(_) => "run_stage_suite_init",
+        FromMaster::CancelStage { .. } => "cancel_stage",
+        FromMaster::TagReply { .. } => "tag_reply",
+        FromMaster::ResumeStage { .. } => "resume_stage_from",
+        FromMaster::StartCluster(_) => "start_cluster",
+        FromMaster::StopCluster { .. } => "stop_cluster",
+        FromMaster::Heartbeat(_) => "from_master_heartbeat",
+        FromMaster::Disconnect { .. } => "from_master_disconnect",
+    }
+}
+
+fn outcome_sample(outcome: &StageOutcome) -> &'static str {
+    match outcome {
+        StageOutcome::Exited { .. } => "stage_finished_exited",
+        StageOutcome::KilledBySignal { .. } => "stage_finished_killed_by_signal",
+        StageOutcome::TimedOut { .. } => "stage_finished_timed_out",
+        StageOutcome::Cancelled { .. } => "stage_finished_cancelled",
+        StageOutcome::Failed { .. } => "stage_finished_failed",
+    }
+}
+
+fn cluster_state_sample(state: ClusterState) -> &'static str {
+    match state {
+        ClusterState::Defined => "cluster_state_defined",
+        ClusterState::DefinitionSent => "cluster_state_definition_sent",
+        ClusterState::Starting => "cluster_state_starting",
+        ClusterState::CreatingNetwork => "cluster_state_creating_network",
+        ClusterState::CreatingSlaves => "cluster_state_creating_slaves",
+        ClusterState::CopyingImages => "cluster_state_copying_images",
+        ClusterState::AttachingDisks => "cluster_state_attaching_disks",
+        ClusterState::WaitingSlaves => "cluster_state_waiting_slaves",
+        ClusterState::Active => "cluster_state_active",
+        ClusterState::StopCommandSent => "cluster_state_stop_command_sent",
+        ClusterState::Destroying => "cluster_state_destroying",
+        ClusterState::Stopped => "cluster_state_stopped",
+        ClusterState::ErrorStart => "cluster_state_error_start",
+        ClusterState::ErrorStop => "cluster_state_error_stop",
+        ClusterState::Error => "cluster_state_error",
+    }
+}
+
+fn to_master_sample(message: &ToMaster) -> &'static str {
+    match message {
+        ToMaster::StageStarted { .. } => "stage_started",
+        ToMaster::Output(_) => "output",
+        ToMaster::LogFile(_) => "log_file",
+        ToMaster::StageFinished(_) => "stage_finished_exited",
+        ToMaster::TagRequest { .. } => "tag_request",
+        ToMaster::Reattach { .. } => "reattach",
+        ToMaster::ClusterState(_) => "cluster_state_defined",
+        ToMaster::HypervisorState(_) => "hypervisor_state",
+        ToMaster::Heartbeat(_) => "to_master_heartbeat",
+        ToMaster::Disconnect { .. } => "to_master_disconnect",
+    }
+}
+
+/// The samples named as holders of the variants found in `message`.
+fn holders(message: &Message) -> Vec<&'static str> {
+    match message {
+        Message::Prefix(_) => Vec::new(),
+        Message::Hello(hello) => vec![role_sample(hello.role)],
+        Message::HelloReply(reply) => reply.refusal.iter().map(|refusal| refusal_sample(refusal.reason)).collect(),
+        Message::FromMaster(message) => {
+            let mut found = vec![from_master_sample(message)];
+            match message {
+                FromMaster::RunStage(command) => found.push(stage_sample(&command.stage)),
+                FromMaster::StartCluster(start) => {
+                    found.extend(start.cluster.hosts.iter().map(|h| boot_sample(&h.boot)))
+                }
+                _ => {}
+            }
+            found
+        }
+        Message::ToMaster(message) => {
+            let mut found = vec![to_master_sample(message)];
+            match message {
+                ToMaster::StageFinished(result) => found.push(outcome_sample(&result.outcome)),
+                ToMaster::ClusterState(status) => found.push(cluster_state_sample(status.state)),
+                ToMaster::HypervisorState(status) => {
+                    found.extend(status.clusters.iter().map(|c| cluster_state_sample(c.state)))
+                }
+                _ => {}
+            }
+            found
+        }
+    }
+}
+
+/// Name → payload in hex, exactly as `encode_message` (the codec's encoding) makes it.
+fn golden() -> BTreeMap<String, String> {
+    samples().iter().map(|(name, message)| (name.to_string(), hex(&encode_message(message).unwrap()))).collect()
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn unhex(text: &str) -> Vec<u8> {
+    assert!(text.len() % 2 == 0, "odd hex length: {text}");
+    (0..text.len()).step_by(2).map(|i| u8::from_str_radix(&text[i..i + 2], 16).expect("hex digits")).collect()
+}
+
+fn golden_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden")
+}
+
+fn fixture_path(version: u32) -> PathBuf {
+    golden_dir().join(format!("v{version}.txt"))
+}
+
+fn render(version: u32, golden: &BTreeMap<String, String>) -> String {
+    let mut text = format!(
+        "# xrdtest protocol version {version}: each sample of tests/golden.rs as its bincode payload, in hex.\n\
+         # Written by XRDTEST_BLESS=1 cargo test -p xrdtest-proto --test golden. Never edit it.\n"
+    );
+    for (name, hex) in golden {
+        text.push_str(&format!("{name} {hex}\n"));
+    }
+    text
+}
+
+fn parse(path: &Path, text: &str) -> BTreeMap<String, String> {
+    let lines = text.lines().filter(|line| !line.is_empty() && !line.starts_with('#'));
+    lines
+        .map(|line| {
+            let (name, hex) =
+                line.split_once(' ').unwrap_or_else(|| panic!("{}: not `name hex`: {line}", path.display()));
+            (name.to_string(), hex.to_string())
+        })
+        .collect()
+}
+
+fn blessing() -> bool {
+    std::env::var_os("XRDTEST_BLESS").is_some_and(|value| value == "1")
+}
+
+/// How `pinned` and `now` differ, one line per kind of difference.
+fn differences(pinned: &BTreeMap<String, String>, now: &BTreeMap<String, String>) -> String {
+    let all: BTreeSet<&String> = pinned.keys().chain(now.keys()).collect();
+    let list = |differs: fn(Option<&String>, Option<&String>) -> bool| {
+        let names: Vec<&str> =
+            all.iter().filter(|n| differs(pinned.get(**n), now.get(**n))).map(|n| n.as_str()).collect();
+        names.join(", ")
+    };
+    let changed = list(|was, is| matches!((was, is), (Some(was), Some(is)) if was != is));
+    let added = list(|was, _| was.is_none());
+    let removed = list(|_, is| is.is_none());
+    [("changed", changed), ("new samples", added), ("samples gone", removed)]
+        .into_iter()
+        .filter(|(_, names)| !names.is_empty())
+        .map(|(what, names)| format!("  {what}: {names}\n"))
+        .collect()
+}
+
+#[test]
+fn the_messages_match_the_golden_bytes_of_this_protocol_version() {
+    let path = fixture_path(PROTOCOL_VERSION);
+    let now = golden();
+    let pinned = match std::fs::read_to_string(&path) {
+        Ok(text) => parse(&path, &text),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound && blessing() => {
+            assert_prefix_rule("the new fixture", PROTOCOL_VERSION, &now);
+            std::fs::create_dir_all(golden_dir()).unwrap();
+            // Written aside, then renamed: a test reading the folder meanwhile never sees
+            // half a fixture.
+            let partial = golden_dir().join(format!(".v{PROTOCOL_VERSION}.txt.partial"));
+            std::fs::write(&partial, render(PROTOCOL_VERSION, &now)).unwrap();
+            std::fs::rename(&partial, &path).unwrap();
+            eprintln!("wrote {} for protocol version {PROTOCOL_VERSION}", path.display());
+            return;
+        }
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => panic!(
+            "no golden bytes for protocol version {PROTOCOL_VERSION} ({}): write them with\n  \
+             XRDTEST_BLESS=1 cargo test -p xrdtest-proto --test golden",
+            path.display()
+        ),
+        Err(err) => panic!("{}: {err}", path.display()),
+    };
+    if pinned == now {
+        return;
+    }
+    let next = PROTOCOL_VERSION + 1;
+    let refused = if blessing() { "XRDTEST_BLESS never rewrites the fixture of an existing version.\n" } else { "" };
+    panic!(
+        "the messages no longer encode as tests/golden/v{PROTOCOL_VERSION}.txt says, but PROTOCOL_VERSION is \
+         still {PROTOCOL_VERSION}:\n{}\
+         A peer of version {PROTOCOL_VERSION} would misread them. {refused}\
+         Bump PROTOCOL_VERSION in crates/proto/src/message.rs to {next}, then write tests/golden/v{next}.txt with\n  \
+         XRDTEST_BLESS=1 cargo test -p xrdtest-proto --test golden\n\
+         and keep v{PROTOCOL_VERSION}.txt as history. (Only if v{PROTOCOL_VERSION}.txt was written in this same \
+         uncommitted change may you delete it and bless again.)",
+        differences(&pinned, &now)
+    );
+}
+
+#[test]
+fn every_variant_is_in_the_sample_named_for_it() {
+    let samples = samples();
+    let names: BTreeSet<&str> = samples.iter().map(|(name, _)| *name).collect();
+    assert_eq!(names.len(), samples.len(), "sample names are unique");
+    for name in &names {
+        assert!(name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_'), "bad name {name}");
+    }
+    let mut named = BTreeSet::new();
+    let mut confirmed = BTreeSet::new();
+    for (name, message) in &samples {
+        for holder in holders(message) {
+            named.insert(holder);
+            if holder == *name {
+                confirmed.insert(holder);
+            }
+        }
+    }
+    let wrong: Vec<_> = named.difference(&confirmed).collect();
+    assert!(wrong.is_empty(), "named as holding a variant they do not hold (or missing): {wrong:?}");
+}
+
+#[test]
+fn the_golden_bytes_are_the_frames_the_codec_sends() {
+    let mut codec = FrameCodec::new(HARD_MAX_FRAME_LEN);
+    for (name, message) in samples() {
+        let payload = encode_message(&message).unwrap();
+        let mut frame = BytesMut::new();
+        codec.encode(&message, &mut frame).unwrap();
+        assert_eq!(frame[..4], (payload.len() as u32).to_be_bytes(), "{name}: length prefix");
+        assert_eq!(frame[4..], payload[..], "{name}: payload");
+    }
+}
+
+/// The prefix rule across history: the handshake samples of every pinned version still
+/// begin with a version prefix this version decodes, naming that version.
+#[test]
+fn every_pinned_version_starts_its_handshake_with_a_readable_prefix() {
+    for entry in std::fs::read_dir(golden_dir()).unwrap() {
+        let file_name = entry.unwrap().file_name().into_string().unwrap();
+        if file_name.starts_with('.') {
+            continue; // a fixture being blessed
+        }
+        let version = file_name.strip_prefix('v').and_then(|rest| rest.strip_suffix(".txt"));
+        let version: u32 = version.and_then(|v| v.parse().ok()).unwrap_or_else(|| panic!("stray file {file_name}"));
+        assert!(version <= PROTOCOL_VERSION, "{file_name} is newer than PROTOCOL_VERSION {PROTOCOL_VERSION}");
+        let path = golden_dir().join(&file_name);
+        let pinned = parse(&path, &std::fs::read_to_string(&path).unwrap());
+        assert_prefix_rule(&file_name, version, &pinned);
+    }
+}
+
+/// The handshake samples (`hello*`) of `version` begin with its `VersionPrefix`.
+fn assert_prefix_rule(label: &str, version: u32, golden: &BTreeMap<String, String>) {
+    let handshake: Vec<_> = golden.iter().filter(|(name, _)| name.starts_with("hello")).collect();
+    assert!(!handshake.is_empty(), "{label} has no handshake samples");
+    for (name, hex) in handshake {
+        let prefix = codec::decode_prefix::<VersionPrefix>(&unhex(hex)).map(|(prefix, _)| prefix);
+        assert!(
+            matches!(prefix, Ok(p) if p == VersionPrefix { magic: MAGIC, protocol_version: version }),
+            "{label}: {name} does not begin with magic and protocol version {version} (got {prefix:?}): Hello and \
+             HelloReply must, in every version, or peers of other versions cannot be told so"
+        );
+    }
+}
