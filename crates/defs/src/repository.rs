@@ -133,7 +133,8 @@ fn with_lines(file: &Path, errors: &mut [DefError]) {
 }
 
 /// A suite's cluster must exist and be valid, and its machines must be hosts of it
-/// (named in full or by their first label). Machines are rewritten to full host names.
+/// (named in full or by their first label). Machines are rewritten to full host names;
+/// a cluster suite that names none runs on every host of its cluster.
 fn check_suite_cluster(
     mut suite: Suite,
     clusters: &BTreeMap<String, Cluster>,
@@ -169,6 +170,9 @@ fn check_suite_cluster(
     if !errors.is_empty() {
         with_lines(&file, &mut errors);
         return Err(errors);
+    }
+    if suite.machines.is_empty() {
+        resolved = cluster.hosts.iter().map(|host| host.name.clone()).collect();
     }
     suite.machines = resolved;
     Ok(suite)

@@ -16,7 +16,7 @@ use crate::catalog::{Catalog, Definitions, ReloadSummary};
 use crate::clusters::{start_message, ClusterBoard, ClusterOwner, ReserveError, StopRefusal};
 use crate::config::MasterConfig;
 use crate::model::{
-    now_ms, CaseRecord, CaseState, RunState, SessionId, SessionRecord, SessionState, StageRecord, StageRun, Trigger,
+    now_ms, CaseRecord, CaseState, SessionId, SessionRecord, SessionState, StageRecord, StageRun, Trigger,
 };
 use crate::peers::Peers;
 use crate::session::cluster::new_run;
@@ -40,6 +40,29 @@ struct Queue {
     busy: HashSet<String>,
     /// Cancel switches of the sessions that run, and their suites.
     running: HashMap<SessionId, (watch::Sender<Option<StopRequest>>, String)>,
+}
+
+impl Queue {
+    /// Takes, in FIFO order, every waiting session whose resources are free and not wanted
+    /// by an earlier waiting one (a later session never overtakes an earlier one for the
+    /// same slave), and marks their resources busy. One pass: linear in waiting sessions
+    /// times the resources each needs.
+    fn take_runnable(&mut self) -> Vec<Queued> {
+        let mut runnable = Vec::new();
+        let mut wanted: HashSet<String> = HashSet::new();
+        let mut still_waiting = VecDeque::with_capacity(self.waiting.len());
+        for queued in self.waiting.drain(..) {
+            if queued.resources.iter().all(|r| !self.busy.contains(r) && !wanted.contains(r)) {
+                self.busy.extend(queued.resources.iter().cloned());
+                runnable.push(queued);
+            } else {
+                wanted.extend(queued.resources.iter().cloned());
+                still_waiting.push_back(queued);
+            }
+        }
+        self.waiting = still_waiting;
+        runnable
+    }
 }
 
 /// Something that wants to know when a session has ended; it must return at once.
@@ -279,21 +302,10 @@ impl Master {
         let mut to_start = Vec::new();
         {
             let mut queue = self.queue();
-            let mut reserved: HashSet<String> = HashSet::new();
-            let mut index = 0;
-            while index < queue.waiting.len() {
-                let free =
-                    queue.waiting[index].resources.iter().all(|s| !queue.busy.contains(s) && !reserved.contains(s));
-                if free {
-                    let queued = queue.waiting.remove(index).expect("index is in range");
-                    queue.busy.extend(queued.resources.iter().cloned());
-                    let (cancel_tx, cancel_rx) = watch::channel(None);
-                    queue.running.insert(queued.id, (cancel_tx, queued.suite.name.clone()));
-                    to_start.push((queued, cancel_rx));
-                } else {
-                    reserved.extend(queue.waiting[index].resources.iter().cloned());
-                    index += 1;
-                }
+            for queued in queue.take_runnable() {
+                let (cancel_tx, cancel_rx) = watch::channel(None);
+                queue.running.insert(queued.id, (cancel_tx, queued.suite.name.clone()));
+                to_start.push((queued, cancel_rx));
             }
         }
         for (queued, cancel) in to_start {
@@ -452,21 +464,7 @@ fn new_record(id: SessionId, suite: &Suite, trigger: Trigger, slaves: Vec<String
             stage: planned.stage,
             timeout_ms: planned.timeout.as_millis() as u64,
             skipped: None,
-            runs: slaves
-                .iter()
-                .map(|slave| StageRun {
-                    slave: slave.clone(),
-                    stage_id: 0,
-                    state: RunState::Pending,
-                    exit_code: None,
-                    started_ms: None,
-                    ended_ms: None,
-                    output_bytes: 0,
-                    dropped_bytes: 0,
-                    reason: None,
-                    logs: Vec::new(),
-                })
-                .collect(),
+            runs: slaves.iter().map(|slave| StageRun::pending(slave)).collect(),
         })
         .collect();
     SessionRecord {
@@ -493,5 +491,54 @@ fn new_record(id: SessionId, suite: &Suite, trigger: Trigger, slaves: Vec<String
             .collect(),
         stages,
         cluster: suite.cluster.as_deref().map(new_run),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn queued(id: SessionId, resources: &[&str]) -> Queued {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../suites");
+        let report = xrdtest_defs::load_repository(&dir, &dir.join("../clusters"));
+        let suite = report.repository.suites["ts_demo"].clone();
+        Queued { id, suite, cluster: None, resources: resources.iter().map(|r| r.to_string()).collect() }
+    }
+
+    fn ids(sessions: &[Queued]) -> Vec<SessionId> {
+        sessions.iter().map(|q| q.id).collect()
+    }
+
+    #[test]
+    fn sessions_on_disjoint_slaves_run_together_and_an_earlier_one_is_never_overtaken() {
+        let mut queue = Queue::default();
+        queue.waiting.extend([
+            queued(1, &["a", "b"]),
+            queued(2, &["c"]),
+            queued(3, &["b", "d"]),
+            // d is wanted by 3, which waits for b: 4 must not take d before it.
+            queued(4, &["d"]),
+            queued(5, &["e"]),
+        ]);
+        assert_eq!(ids(&queue.take_runnable()), [1, 2, 5]);
+        assert_eq!(queue.waiting.iter().map(|q| q.id).collect::<Vec<_>>(), [3, 4]);
+        assert!(queue.take_runnable().is_empty(), "nothing freed yet");
+        for freed in ["a", "b"] {
+            queue.busy.remove(freed);
+        }
+        assert_eq!(ids(&queue.take_runnable()), [3]);
+        queue.busy.remove("d");
+        queue.busy.remove("b");
+        assert_eq!(ids(&queue.take_runnable()), [4]);
+        assert!(queue.waiting.is_empty());
+    }
+
+    #[test]
+    fn a_cluster_is_a_resource_two_sessions_never_share() {
+        let mut queue = Queue::default();
+        queue.waiting.extend([queued(1, &["h1.x", "cluster:c"]), queued(2, &["cluster:c"])]);
+        assert_eq!(ids(&queue.take_runnable()), [1]);
+        queue.busy.clear();
+        assert_eq!(ids(&queue.take_runnable()), [2]);
     }
 }

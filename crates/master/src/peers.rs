@@ -1,6 +1,6 @@
 //! Connected slaves and hypervisors, and where each stage's messages go.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::Mutex;
 
@@ -81,6 +81,9 @@ struct Inner {
     connected: HashMap<String, PeerHandle>,
     known: BTreeMap<String, PeerInfo>,
     routes: HashMap<StageId, Route>,
+    /// The routed stage ids of each slave, so a reattach costs that slave's stages, not
+    /// every stage of every session.
+    routes_of: HashMap<String, HashSet<StageId>>,
 }
 
 /// The registry of peers and stage routes. Locks are held only for map updates, never
@@ -193,11 +196,20 @@ impl Peers {
 
     /// Routes the messages of `stage_id` from `slave` to a session.
     pub fn add_route(&self, stage_id: StageId, slave: &str, events: mpsc::UnboundedSender<(StageId, StageEvent)>) {
-        self.lock().routes.insert(stage_id, Route { slave: slave.to_string(), events, next_seq: 0 });
+        let mut inner = self.lock();
+        inner.routes_of.entry(slave.to_string()).or_default().insert(stage_id);
+        if let Some(old) = inner.routes.insert(stage_id, Route { slave: slave.to_string(), events, next_seq: 0 }) {
+            if old.slave != slave {
+                remove_from(&mut inner.routes_of, &old.slave, stage_id);
+            }
+        }
     }
 
     pub fn remove_route(&self, stage_id: StageId) {
-        self.lock().routes.remove(&stage_id);
+        let mut inner = self.lock();
+        if let Some(route) = inner.routes.remove(&stage_id) {
+            remove_from(&mut inner.routes_of, &route.slave, stage_id);
+        }
     }
 
     /// Delivers a stage event if `slave` owns `stage_id`; false when nobody waits for it.
@@ -240,11 +252,69 @@ impl Peers {
                 _ => answers.push((stage.stage_id, None)),
             }
         }
-        for (stage_id, route) in &inner.routes {
-            if route.slave == slave && !held.iter().any(|h| h.stage_id == *stage_id) {
+        let held: HashSet<StageId> = held.iter().map(|h| h.stage_id).collect();
+        for stage_id in inner.routes_of.get(slave).into_iter().flatten().filter(|id| !held.contains(id)) {
+            if let Some(route) = inner.routes.get(stage_id) {
                 let _ = route.events.send((*stage_id, StageEvent::Lost { slave: slave.to_string() }));
             }
         }
         answers
+    }
+}
+
+fn remove_from(routes_of: &mut HashMap<String, HashSet<StageId>>, slave: &str, stage_id: StageId) {
+    if let Some(ids) = routes_of.get_mut(slave) {
+        ids.remove(&stage_id);
+        if ids.is_empty() {
+            routes_of.remove(slave);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn held(stage_id: StageId) -> HeldStage {
+        HeldStage { stage_id, chunks: 0, finished: false }
+    }
+
+    fn drain(events: &mut mpsc::UnboundedReceiver<(StageId, StageEvent)>) -> Vec<String> {
+        let mut seen = Vec::new();
+        while let Ok((id, event)) = events.try_recv() {
+            seen.push(format!("{id}:{event:?}"));
+        }
+        seen
+    }
+
+    #[test]
+    fn stage_messages_reach_their_session_only_from_the_slave_that_runs_them() {
+        let peers = Peers::default();
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        peers.add_route(1, "s1", tx);
+        assert!(peers.route(1, "s1", StageEvent::Resumed { slave: "s1".into() }));
+        assert!(!peers.route(1, "s2", StageEvent::Resumed { slave: "s2".into() }), "not s2's stage");
+        assert!(!peers.route(2, "s1", StageEvent::Resumed { slave: "s1".into() }), "no such route");
+        assert_eq!(drain(&mut rx).len(), 1);
+        assert!(peers.accept_chunk(1, "s1", 4) && !peers.accept_chunk(1, "s2", 5));
+        peers.remove_route(1);
+        assert!(!peers.owns(1, "s1"));
+        assert!(peers.lock().routes_of.is_empty(), "no index entry outlives its route");
+    }
+
+    #[test]
+    fn a_reattach_resumes_held_stages_forgets_unknown_ones_and_loses_the_rest() {
+        let peers = Peers::default();
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        peers.add_route(10, "s1", tx.clone());
+        peers.add_route(11, "s1", tx.clone());
+        peers.add_route(12, "s2", tx);
+        assert!(peers.accept_chunk(10, "s1", 6));
+        let answers = peers.reattach("s1", &[held(10), held(99), held(12)]);
+        // 10: resume after the last chunk received; 99 and 12 (not s1's): forget.
+        assert_eq!(answers, [(10, Some(7)), (99, None), (12, None)]);
+        let mut seen = drain(&mut rx);
+        seen.sort();
+        assert_eq!(seen, [r#"10:Resumed { slave: "s1" }"#, r#"11:Lost { slave: "s1" }"#]);
     }
 }

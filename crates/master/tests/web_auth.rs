@@ -518,13 +518,13 @@ fn writes_need_a_login_and_the_forms_csrf_token() {
     assert_eq!(env.post(&cancel, &[], &[("csrf", &token)]).status, 403);
     assert_eq!(env.post(&cancel, &[&session], &[("csrf", "nope")]).status, 403);
     let alive = env.get(&format!("/api/sessions/{id}"), &[]).text();
-    assert!(!alive.contains("\"state\":\"Cancelled\""), "{alive}");
+    assert!(!alive.contains("\"state\":\"cancelled\""), "{alive}");
     let cancelled = env.post(&cancel, &[&session], &[("csrf", &token)]);
     assert_eq!(cancelled.status, 303, "{}", cancelled.text());
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     loop {
         let record = env.get(&format!("/api/sessions/{id}"), &[]).text();
-        if record.contains("\"state\":\"Cancelled\"") {
+        if record.contains("\"state\":\"cancelled\"") {
             break;
         }
         assert!(std::time::Instant::now() < deadline, "not cancelled: {record}");

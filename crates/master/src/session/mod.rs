@@ -1,8 +1,9 @@
-//! Sessions: the plan and failure rules ([`rules`]), the task that drives one session
-//! through its stages across its slaves ([`runner`]), and a cluster session's cluster
-//! ([`cluster`]).
+//! Sessions: the plan and failure rules ([`rules`]), the engine that runs a session's
+//! stages across its slaves as plain data and functions ([`engine`]), the I/O shell that
+//! feeds it ([`runner`]), and a cluster session's cluster ([`cluster`]).
 
 pub mod cluster;
+pub mod engine;
 pub mod rules;
 pub mod runner;
 

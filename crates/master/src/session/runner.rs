@@ -1,7 +1,8 @@
-//! Drives one session: waits for its slaves, then runs each planned stage on every slave
-//! with a barrier between stages, applying the failure rules, and records everything.
+//! Drives one session: has its cluster started (for a cluster suite), waits for its slaves,
+//! then feeds the session engine ([`super::engine`]) until it finishes, and records the
+//! end. Everything here is I/O; every decision is the engine's.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -9,14 +10,15 @@ use tokio::sync::{broadcast, mpsc, watch};
 use tokio::time::{sleep_until, Instant};
 use tracing::{info, info_span, warn, Instrument};
 use xrdtest_defs::{Cluster, Suite};
-use xrdtest_proto::{FromMaster, StageCommand, StageId, StageOutcome};
+use xrdtest_proto::{FromMaster, StageCommand, StageId};
 
 use crate::master::Master;
 use crate::model::{now_ms, CaseState, RunState, SessionId, SessionRecord, SessionState};
 use crate::peers::{PeerEvent, StageEvent};
 use crate::session::cluster::{bring_up, host_tags, tear_down, ClusterLease};
 use crate::session::load_script;
-use crate::session::rules::{plan, Decision, Rules, StopRequest};
+use crate::session::engine::{Action, Engine, Event, Limits, Now, Step};
+use crate::session::rules::{plan, StopRequest};
 
 /// Beyond its own timeout (which the slave enforces), how long the master waits for a
 /// connected slave's result before it gives up on it.
@@ -25,6 +27,8 @@ const RESULT_MARGIN: Duration = Duration::from_secs(30);
 const CANCEL_WAIT: Duration = Duration::from_secs(15);
 /// How often a running stage's record is saved while results come in.
 const SAVE_EVERY: Duration = Duration::from_millis(250);
+/// Longest wait for room in a slave's outgoing queue.
+const SEND_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Tags per slave on top of the session's (a cluster host's `diskmounts`).
 type SlaveTags = HashMap<String, BTreeMap<String, String>>;
@@ -113,66 +117,15 @@ async fn run(
     master.save_durably(&record);
     info!(slaves = ?record.slaves, stages = planned.len(), "session running");
 
-    let mut rules = Rules::default();
-    for (index, stage_plan) in planned.iter().enumerate() {
-        // Marked as seen: a cancel noticed here must not also kill suite finalize later.
-        let requested = cancel.borrow_and_update().clone();
-        if let Some(stop) = requested {
-            rules.stop(stop);
-        }
-        let case = stage_plan.stage.case().map(str::to_string);
-        match rules.decide(&stage_plan.stage) {
-            Decision::Skip(reason) => {
-                let stage = &mut record.stages[index];
-                stage.skipped = Some(reason.clone());
-                for run in &mut stage.runs {
-                    run.state = RunState::Skipped;
-                    run.reason = Some(reason.clone());
-                }
-            }
-            Decision::Run => {
-                if let Some(case) = &case {
-                    if let Some(case_record) = record.cases.iter_mut().find(|c| &c.name == case) {
-                        if case_record.state == CaseState::Pending {
-                            case_record.state = CaseState::Running;
-                            case_record.started_ms = Some(now_ms());
-                        }
-                    }
-                }
-                let passed = match &scripts[index] {
-                    Ok(script) => {
-                        let context = StageContext { script, suite: &suite, slave_tags: &slave_tags };
-                        run_stage(&master, &mut record, index, &context, &mut cancel, &mut rules).await
-                    }
-                    Err(reason) => {
-                        for run in &mut record.stages[index].runs {
-                            run.state = RunState::Failed;
-                            run.reason = Some(reason.clone());
-                        }
-                        false
-                    }
-                };
-                info!(stage = %stage_plan.stage, passed, "stage ended");
-                rules.record(&stage_plan.stage, passed);
-            }
-        }
-        if let Some(case) = &case {
-            let last_of_case = !planned[index + 1..].iter().any(|p| p.stage.case() == Some(case));
-            if last_of_case {
-                if let Some(case_record) = record.cases.iter_mut().find(|c| &c.name == case) {
-                    case_record.state = match (case_record.started_ms, rules.case_failed(case)) {
-                        (None, _) => CaseState::NotRun,
-                        (Some(_), true) => CaseState::Failed,
-                        (Some(_), false) => CaseState::Passed,
-                    };
-                    case_record.ended_ms = Some(now_ms());
-                }
-            }
-        }
-        master.save(&record);
-    }
-
-    let (state, reason) = rules.outcome();
+    let steps = planned
+        .iter()
+        .zip(&scripts)
+        .map(|(p, script)| Step { stage: p.stage.clone(), timeout: p.timeout, script_error: script.clone().err() })
+        .collect();
+    let limits = Limits { reconnect_grace: master.config.reconnect_grace, result_margin: RESULT_MARGIN, cancel_wait: CANCEL_WAIT };
+    let scripts: Vec<String> = scripts.into_iter().map(Result::unwrap_or_default).collect();
+    let context = StageContext { scripts: &scripts, suite: &suite, slave_tags: &slave_tags, base_tags: master.base_tags() };
+    let (mut record, state, reason) = drive(&master, Engine::new(record, steps, limits), &context, &mut cancel).await;
     record.reason = reason;
     finish(&master, &suite, record, state, lease).await;
 }
@@ -235,255 +188,187 @@ async fn wait_for_slaves(
     }
 }
 
-/// One slave's run of the current stage, while it is not finished.
-struct Pending {
-    stage_id: StageId,
-    /// The slave reported the stage started (so it holds it).
-    started: bool,
-}
-
-/// What a stage's commands are made of, besides the record.
+/// What stage commands are made of, besides the record.
 struct StageContext<'a> {
-    script: &'a str,
+    /// The script of each step of the plan (empty where it could not be read: the engine
+    /// fails that stage without sending it).
+    scripts: &'a [String],
     suite: &'a Suite,
     slave_tags: &'a SlaveTags,
+    base_tags: BTreeMap<String, String>,
 }
 
-/// Runs stage `index` on every slave and waits for all of them: the barrier. Returns
-/// whether it passed on every slave.
-async fn run_stage(
-    master: &Arc<Master>,
-    record: &mut SessionRecord,
-    index: usize,
-    context: &StageContext<'_>,
-    cancel: &mut watch::Receiver<Option<StopRequest>>,
-    rules: &mut Rules,
-) -> bool {
-    let StageContext { script, suite, slave_tags } = *context;
-    let (events_tx, mut events) = mpsc::unbounded_channel();
-    let mut peer_events = master.peers.subscribe();
-    let stage = record.stages[index].stage.clone();
-    let timeout = Duration::from_millis(record.stages[index].timeout_ms);
-    let mut tags = suite.tags.clone();
-    tags.extend(master.base_tags());
-    let session_id = record.id.to_string();
-    let slaves = record.slaves.clone();
-    let command_for = |stage_id: StageId, slave: &str| {
-        let mut tags = tags.clone();
-        if let Some(own) = slave_tags.get(slave) {
+impl StageContext<'_> {
+    fn command(&self, record: &SessionRecord, index: usize, stage_id: StageId, slave: &str, master: &Master) -> FromMaster {
+        let stage = &record.stages[index];
+        let mut tags = self.suite.tags.clone();
+        tags.extend(self.base_tags.clone());
+        if let Some(own) = self.slave_tags.get(slave) {
             tags.extend(own.clone());
         }
         FromMaster::RunStage(StageCommand {
             stage_id,
-            session_id: session_id.clone(),
-            suite: suite.name.clone(),
-            stage: stage.clone(),
-            script: script.to_string(),
+            session_id: record.id.to_string(),
+            suite: self.suite.name.clone(),
+            stage: stage.stage.clone(),
+            script: self.scripts[index].clone(),
             tags,
-            slaves: slaves.clone(),
-            timeout_ms: timeout.as_millis() as u64,
-            logs: suite.logs.clone(),
+            slaves: record.slaves.clone(),
+            timeout_ms: stage.timeout_ms,
+            logs: self.suite.logs.clone(),
             output_limit_bytes: master.config.output_limit_bytes,
             log_limit_bytes: master.config.log_limit_bytes,
         })
-    };
-
-    let mut pending: HashMap<String, Pending> = HashMap::new();
-    // Slaves whose connection is down, and since when: usually empty, so the grace timer
-    // costs nothing while everyone is connected.
-    let mut away: HashMap<String, Instant> = HashMap::new();
-    let run_count = record.stages[index].runs.len();
-    let first_id = match master.store.next_stage_ids(run_count as u64) {
-        Ok(id) => id,
-        Err(err) => {
-            for run in record.stages[index].runs.iter_mut() {
-                run.state = RunState::Failed;
-                run.reason = Some(err.to_string());
-            }
-            return false;
-        }
-    };
-    for (offset, run) in record.stages[index].runs.iter_mut().enumerate() {
-        let stage_id = first_id + offset as u64;
-        run.stage_id = stage_id;
-        run.state = RunState::Running;
-        master.peers.add_route(stage_id, &run.slave, events_tx.clone());
-        let delivered = match master.peers.handle(&run.slave) {
-            Some(handle) => handle.tx.send(command_for(stage_id, &run.slave)).await.is_ok(),
-            None => false,
-        };
-        if !delivered {
-            away.insert(run.slave.clone(), Instant::now());
-        }
-        pending.insert(run.slave.clone(), Pending { stage_id, started: false });
     }
-    master.save(record);
+}
 
-    let grace = master.config.reconnect_grace;
-    let mut result_deadline = Instant::now() + timeout + RESULT_MARGIN;
+/// The engine's two clocks, from one start.
+struct Clock(Instant);
+
+impl Clock {
+    fn now(&self) -> Now {
+        Now { mono_ms: self.0.elapsed().as_millis() as u64, unix_ms: now_ms() }
+    }
+
+    fn instant(&self, mono_ms: u64) -> Instant {
+        self.0 + Duration::from_millis(mono_ms)
+    }
+}
+
+/// The I/O shell around the engine: carries out its actions and feeds it what the slaves,
+/// the peer registry, the clock and the cancel switch say, until it finishes. Returns the
+/// record and the session's outcome.
+async fn drive(
+    master: &Arc<Master>,
+    mut engine: Engine,
+    context: &StageContext<'_>,
+    cancel: &mut watch::Receiver<Option<StopRequest>>,
+) -> (SessionRecord, SessionState, Option<String>) {
+    let (events_tx, mut events) = mpsc::unbounded_channel();
+    let mut peer_events = master.peers.subscribe();
+    let clock = Clock(Instant::now());
+    let mut todo: VecDeque<Action> = engine.start(clock.now()).into();
+    // Marked as seen: a stop is handled once, so it never also kills suite finalize.
+    let requested = cancel.borrow_and_update().clone();
+    if let Some(stop) = requested {
+        todo.extend(engine.handle(Event::Stop(stop), clock.now()));
+    }
     let mut save_tick = tokio::time::interval(SAVE_EVERY);
-    let mut dirty = false;
-    let mut cancel_open = true;
-    let positions: HashMap<String, usize> =
-        record.stages[index].runs.iter().enumerate().map(|(i, r)| (r.slave.clone(), i)).collect();
-    let run_of = |_: &mut SessionRecord, slave: &str| -> Option<usize> { positions.get(slave).copied() };
-
-    while !pending.is_empty() {
-        let next_grace_end = away.values().min().map(|since| *since + grace);
+    let (mut cancel_open, mut peers_open) = (true, true);
+    loop {
+        while let Some(action) = todo.pop_front() {
+            let answers = match action {
+                Action::Finish { state, reason } => return (engine.into_record(), state, reason),
+                Action::Save => {
+                    master.save(engine.record());
+                    Vec::new()
+                }
+                Action::Run { index, slaves } => send_stage(master, engine.record(), index, &slaves, context, &events_tx).await,
+                Action::Resend { index, slave, stage_id } => {
+                    let command = context.command(engine.record(), index, stage_id, &slave, master);
+                    if send(master, &slave, command).await {
+                        Vec::new()
+                    } else {
+                        vec![Event::ResendFailed { slave, stage_id }]
+                    }
+                }
+                Action::Cancel { slave, stage_id, reason } => {
+                    send(master, &slave, FromMaster::CancelStage { stage_id, reason }).await;
+                    Vec::new()
+                }
+                Action::Forget { stage_id } => {
+                    master.peers.remove_route(stage_id);
+                    Vec::new()
+                }
+            };
+            for event in answers {
+                todo.extend(engine.handle(event, clock.now()));
+            }
+        }
+        let deadline = engine.next_deadline().map(|ms| clock.instant(ms));
         tokio::select! {
             Some((stage_id, event)) = events.recv() => {
-                dirty = true;
-                let slave = match &event {
-                    StageEvent::Started { slave, .. } | StageEvent::Output { slave, .. } | StageEvent::Log { slave, .. }
-                    | StageEvent::Finished { slave, .. } | StageEvent::Resumed { slave } | StageEvent::Lost { slave } => slave.clone(),
+                todo.extend(engine.handle(stage_event(stage_id, event), clock.now()));
+            }
+            peer_event = peer_events.recv(), if peers_open => {
+                let gone: Vec<String> = match peer_event {
+                    Ok(PeerEvent::Disconnected(name)) => vec![name],
+                    Ok(PeerEvent::Connected(_)) => Vec::new(),
+                    // Missed some: whoever runs a stage and is not connected is away.
+                    Err(broadcast::error::RecvError::Lagged(_)) => engine
+                        .record()
+                        .slaves
+                        .iter()
+                        .filter(|slave| engine.running_stage_id(slave).is_some() && !master.peers.is_connected(slave))
+                        .cloned()
+                        .collect(),
+                    Err(broadcast::error::RecvError::Closed) => {
+                        peers_open = false;
+                        Vec::new()
+                    }
                 };
-                let Some(position) = run_of(record, &slave) else { continue };
-                if pending.get(&slave).is_none_or(|p| p.stage_id != stage_id) {
-                    continue;
-                }
-                let run = &mut record.stages[index].runs[position];
-                match event {
-                    StageEvent::Started { unix_ms, .. } => {
-                        run.started_ms = Some(unix_ms);
-                        if let Some(p) = pending.get_mut(&slave) { p.started = true; }
-                    }
-                    StageEvent::Output { bytes, .. } => run.output_bytes += bytes,
-                    StageEvent::Log { log, .. } => {
-                        if !run.logs.contains(&log.path) {
-                            run.logs.push(log.path);
-                        }
-                    }
-                    StageEvent::Finished { result, .. } => {
-                        run.started_ms = Some(result.started_unix_ms);
-                        run.ended_ms = Some(result.ended_unix_ms);
-                        run.output_bytes = result.output_bytes;
-                        run.dropped_bytes = result.dropped_bytes;
-                        let (state, exit_code, reason) = describe_outcome(&result.outcome);
-                        run.state = state;
-                        run.exit_code = exit_code;
-                        run.reason = reason;
-                        pending.remove(&slave);
-                        master.peers.remove_route(stage_id);
-                    }
-                    StageEvent::Resumed { .. } => {
-                        info!(slave = %slave, stage = %stage, "slave back; stage goes on");
-                        away.remove(&slave);
-                    }
-                    StageEvent::Lost { .. } => {
-                        let not_started = pending.get(&slave).is_some_and(|p| !p.started);
-                        let resent = match (not_started, master.peers.handle(&slave)) {
-                            (true, Some(handle)) => handle.tx.send(command_for(stage_id, &slave)).await.is_ok(),
-                            _ => false,
-                        };
-                        if resent {
-                            away.remove(&slave);
-                        } else {
-                            run.state = RunState::Failed;
-                            run.reason = Some("slave reconnected without this stage (was it restarted?)".into());
-                            run.ended_ms = Some(now_ms());
-                            pending.remove(&slave);
-                            master.peers.remove_route(stage_id);
-                        }
-                    }
+                for slave in gone {
+                    todo.extend(engine.handle(Event::Disconnected { slave }, clock.now()));
                 }
             }
-            peer_event = peer_events.recv() => {
-                match peer_event {
-                    Ok(PeerEvent::Disconnected(name)) => {
-                        if pending.contains_key(&name) {
-                            warn!(slave = %name, stage = %stage, grace = ?grace, "slave disconnected mid-stage; waiting for it");
-                            away.entry(name).or_insert_with(Instant::now);
-                        }
-                    }
-                    Ok(PeerEvent::Connected(_)) => {}
-                    Err(broadcast::error::RecvError::Lagged(_)) => {
-                        for name in pending.keys() {
-                            if !master.peers.is_connected(name) {
-                                away.entry(name.clone()).or_insert_with(Instant::now);
-                            }
-                        }
-                    }
-                    Err(broadcast::error::RecvError::Closed) => {}
-                }
-            }
-            _ = sleep_until(next_grace_end.unwrap_or(result_deadline)), if next_grace_end.is_some() => {
-                let now = Instant::now();
-                let expired: Vec<String> =
-                    away.iter().filter(|(_, since)| **since + grace <= now).map(|(name, _)| name.clone()).collect();
-                for slave in expired {
-                    away.remove(&slave);
-                    if let (Some(p), Some(position)) = (pending.remove(&slave), run_of(record, &slave)) {
-                        let run = &mut record.stages[index].runs[position];
-                        run.state = RunState::Disconnected;
-                        run.reason = Some(format!("slave disconnected (not back within {}s)", grace.as_secs()));
-                        run.ended_ms = Some(now_ms());
-                        master.peers.remove_route(p.stage_id);
-                        warn!(slave = %slave, stage = %stage, "stage failed: slave disconnected");
-                    }
-                }
-                dirty = true;
-            }
-            _ = sleep_until(result_deadline) => {
-                for (slave, p) in pending.drain() {
-                    if let Some(handle) = master.peers.handle(&slave) {
-                        let _ = handle.tx.try_send(FromMaster::CancelStage { stage_id: p.stage_id, reason: "no result in time".into() });
-                    }
-                    if let Some(position) = run_of(record, &slave) {
-                        let run = &mut record.stages[index].runs[position];
-                        run.state = if rules.is_cancelled() { RunState::Cancelled } else { RunState::TimedOut };
-                        run.reason = Some("no result from the slave in time".into());
-                        run.ended_ms = Some(now_ms());
-                    }
-                    master.peers.remove_route(p.stage_id);
-                }
+            _ = sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => {
+                todo.extend(engine.tick(clock.now()));
             }
             changed = cancel.changed(), if cancel_open => {
                 cancel_open = changed.is_ok();
                 let requested = cancel.borrow().clone();
                 if let Some(stop) = requested {
-                    let reason = stop.reason.clone();
-                    rules.stop(stop);
-                    if stage == xrdtest_proto::Stage::SuiteFinalize {
-                        // Suite finalize is the cleanup a cancel asks for: let it finish.
-                        info!(%reason, "cancel during suite finalize: letting the cleanup finish");
-                        continue;
-                    }
-                    info!(%reason, stage = %stage, "cancelling the running stage");
-                    for (slave, p) in &pending {
-                        if let Some(handle) = master.peers.handle(slave) {
-                            let _ = handle.tx.send(FromMaster::CancelStage { stage_id: p.stage_id, reason: reason.clone() }).await;
-                        }
-                    }
-                    result_deadline = result_deadline.min(Instant::now() + CANCEL_WAIT);
+                    todo.extend(engine.handle(Event::Stop(stop), clock.now()));
                 }
             }
             _ = save_tick.tick() => {
-                if dirty {
-                    master.save(record);
-                    dirty = false;
+                if engine.take_dirty() {
+                    master.save(engine.record());
                 }
             }
         }
     }
-    master.save(record);
-    record.stages[index].runs.iter().all(|run| run.state == RunState::Passed)
 }
 
-/// The run state, exit code and reason a stage outcome means.
-fn describe_outcome(outcome: &StageOutcome) -> (RunState, Option<i32>, Option<String>) {
-    match outcome {
-        StageOutcome::Exited { code: 0 } => (RunState::Passed, Some(0), None),
-        StageOutcome::Exited { code } => (RunState::Failed, Some(*code), Some(format!("exit code {code}"))),
-        StageOutcome::KilledBySignal { signal } => (RunState::Failed, None, Some(format!("killed by signal {signal}"))),
-        StageOutcome::TimedOut { after_ms } => (
-            RunState::TimedOut,
-            None,
-            Some(format!(
-                "timeout: killed after {}",
-                xrdtest_defs::units::format_duration(Duration::from_millis(*after_ms))
-            )),
-        ),
-        StageOutcome::Cancelled { reason } => (RunState::Cancelled, None, Some(format!("cancelled: {reason}"))),
-        StageOutcome::Failed { reason } => (RunState::Failed, None, Some(reason.clone())),
+/// Sends stage `index` to each slave under a fresh stage id, with its route set up first
+/// so that no early message is lost; reports each attempt.
+async fn send_stage(
+    master: &Arc<Master>,
+    record: &SessionRecord,
+    index: usize,
+    slaves: &[String],
+    context: &StageContext<'_>,
+    events: &mpsc::UnboundedSender<(StageId, StageEvent)>,
+) -> Vec<Event> {
+    let first_id = match master.store.next_stage_ids(slaves.len() as u64) {
+        Ok(id) => id,
+        Err(err) => return vec![Event::StageNotSent { reason: err.to_string() }],
+    };
+    let mut sent = Vec::with_capacity(slaves.len());
+    for (offset, slave) in slaves.iter().enumerate() {
+        let stage_id = first_id + offset as u64;
+        master.peers.add_route(stage_id, slave, events.clone());
+        let delivered = send(master, slave, context.command(record, index, stage_id, slave, master)).await;
+        sent.push(Event::Sent { slave: slave.clone(), stage_id, delivered });
+    }
+    sent
+}
+
+/// Queues a message for a connected peer; false if it is not connected or its queue stays
+/// full (a connection stuck writing must not hang the session).
+async fn send(master: &Master, peer: &str, message: FromMaster) -> bool {
+    let Some(handle) = master.peers.handle(peer) else { return false };
+    matches!(tokio::time::timeout(SEND_TIMEOUT, handle.tx.send(message)).await, Ok(Ok(())))
+}
+
+/// A routed message of a stage, as an engine event.
+fn stage_event(stage_id: StageId, event: StageEvent) -> Event {
+    match event {
+        StageEvent::Started { slave, unix_ms } => Event::Started { slave, stage_id, unix_ms },
+        StageEvent::Output { slave, bytes } => Event::Output { slave, stage_id, bytes },
+        StageEvent::Log { slave, log } => Event::Log { slave, stage_id, path: log.path },
+        StageEvent::Finished { slave, result } => Event::Finished { slave, result },
+        StageEvent::Resumed { slave } => Event::Resumed { slave, stage_id },
+        StageEvent::Lost { slave } => Event::Lost { slave, stage_id },
     }
 }
