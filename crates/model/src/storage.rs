@@ -4,8 +4,10 @@
 //! field names nor variant names: a struct is its fields in order, an enum its variant's
 //! position. So a field added, removed or moved, or a variant inserted anywhere but last,
 //! changes what old bytes mean. Such a change needs a new [`SCHEMA_VERSION`], the old types
-//! kept beside the new ones, and a migration in the store that rewrites old records; the
-//! golden tests (`tests/golden.rs`) fail until that is done.
+//! kept beside the new ones, and a migration in the store that rewrites old records. The
+//! golden test `crates/model/tests/golden.rs` pins the bytes of every stored type, and the
+//! [`state_code`]s, in `crates/model/tests/golden/schema{N}.txt`, and fails until that is
+//! done; the note at its top says how to bump.
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;

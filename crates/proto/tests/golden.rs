@@ -7,15 +7,17 @@
 //! that has none and never rewrites one. Older fixtures stay as history: only their version
 //! prefix is still checked, since every version must be able to read it.
 //!
-//! Never edit a sample: its bytes are pinned. A new variant gets a new sample.
+//! Never edit a sample: its bytes are pinned. A new variant gets a new sample. The fixture
+//! machinery (reading, blessing, the failure message) is `xrdtest-golden`, shared with the
+//! store's golden test in `crates/model`.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
 
 use bytes::BytesMut;
 use serde::{Serialize, Serializer};
 use tokio_util::codec::Encoder;
 use xrdtest_defs::{Boot, Cluster, Disk, Host, Network};
+use xrdtest_golden::{hex, unhex, Fixtures, Samples};
 use xrdtest_proto::*;
 
 /// A sample of any message that travels in a frame.
@@ -378,110 +380,31 @@ fn holders(message: &Message) -> Vec<&'static str> {
 }
 
 /// Name → payload in hex, exactly as `encode_message` (the codec's encoding) makes it.
-fn golden() -> BTreeMap<String, String> {
+fn golden() -> Samples {
     samples().iter().map(|(name, message)| (name.to_string(), hex(&encode_message(message).unwrap()))).collect()
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn unhex(text: &str) -> Vec<u8> {
-    assert!(text.len() % 2 == 0, "odd hex length: {text}");
-    (0..text.len()).step_by(2).map(|i| u8::from_str_radix(&text[i..i + 2], 16).expect("hex digits")).collect()
-}
-
-fn golden_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden")
-}
-
-fn fixture_path(version: u32) -> PathBuf {
-    golden_dir().join(format!("v{version}.txt"))
-}
-
-fn render(version: u32, golden: &BTreeMap<String, String>) -> String {
-    let mut text = format!(
-        "# xrdtest protocol version {version}: each sample of tests/golden.rs as its bincode payload, in hex.\n\
-         # Written by XRDTEST_BLESS=1 cargo test -p xrdtest-proto --test golden. Never edit it.\n"
-    );
-    for (name, hex) in golden {
-        text.push_str(&format!("{name} {hex}\n"));
-    }
-    text
-}
-
-fn parse(path: &Path, text: &str) -> BTreeMap<String, String> {
-    let lines = text.lines().filter(|line| !line.is_empty() && !line.starts_with('#'));
-    lines
-        .map(|line| {
-            let (name, hex) =
-                line.split_once(' ').unwrap_or_else(|| panic!("{}: not `name hex`: {line}", path.display()));
-            (name.to_string(), hex.to_string())
-        })
-        .collect()
-}
-
-fn blessing() -> bool {
-    std::env::var_os("XRDTEST_BLESS").is_some_and(|value| value == "1")
-}
-
-/// How `pinned` and `now` differ, one line per kind of difference.
-fn differences(pinned: &BTreeMap<String, String>, now: &BTreeMap<String, String>) -> String {
-    let all: BTreeSet<&String> = pinned.keys().chain(now.keys()).collect();
-    let list = |differs: fn(Option<&String>, Option<&String>) -> bool| {
-        let names: Vec<&str> =
-            all.iter().filter(|n| differs(pinned.get(**n), now.get(**n))).map(|n| n.as_str()).collect();
-        names.join(", ")
-    };
-    let changed = list(|was, is| matches!((was, is), (Some(was), Some(is)) if was != is));
-    let added = list(|was, _| was.is_none());
-    let removed = list(|_, is| is.is_none());
-    [("changed", changed), ("new samples", added), ("samples gone", removed)]
-        .into_iter()
-        .filter(|(_, names)| !names.is_empty())
-        .map(|(what, names)| format!("  {what}: {names}\n"))
-        .collect()
-}
+const FIXTURES: Fixtures = Fixtures {
+    crate_dir: env!("CARGO_MANIFEST_DIR"),
+    dir: "tests/golden",
+    prefix: "v",
+    what: "protocol version",
+    hex_of: "bincode payload",
+    constant: "PROTOCOL_VERSION",
+    constant_in: "crates/proto/src/message.rs",
+    test: "cargo test -p xrdtest-proto --test golden",
+    subject: "the messages",
+    harm: "A peer of version {N} would misread them.",
+    also: "",
+};
 
 #[test]
 fn the_messages_match_the_golden_bytes_of_this_protocol_version() {
-    let path = fixture_path(PROTOCOL_VERSION);
     let now = golden();
-    let pinned = match std::fs::read_to_string(&path) {
-        Ok(text) => parse(&path, &text),
-        Err(err) if err.kind() == std::io::ErrorKind::NotFound && blessing() => {
-            assert_prefix_rule("the new fixture", PROTOCOL_VERSION, &now);
-            std::fs::create_dir_all(golden_dir()).unwrap();
-            // Written aside, then renamed: a test reading the folder meanwhile never sees
-            // half a fixture.
-            let partial = golden_dir().join(format!(".v{PROTOCOL_VERSION}.txt.partial"));
-            std::fs::write(&partial, render(PROTOCOL_VERSION, &now)).unwrap();
-            std::fs::rename(&partial, &path).unwrap();
-            eprintln!("wrote {} for protocol version {PROTOCOL_VERSION}", path.display());
-            return;
-        }
-        Err(err) if err.kind() == std::io::ErrorKind::NotFound => panic!(
-            "no golden bytes for protocol version {PROTOCOL_VERSION} ({}): write them with\n  \
-             XRDTEST_BLESS=1 cargo test -p xrdtest-proto --test golden",
-            path.display()
-        ),
-        Err(err) => panic!("{}: {err}", path.display()),
-    };
-    if pinned == now {
-        return;
+    if FIXTURES.read(PROTOCOL_VERSION).is_none() {
+        assert_prefix_rule("the new fixture", PROTOCOL_VERSION, &now);
     }
-    let next = PROTOCOL_VERSION + 1;
-    let refused = if blessing() { "XRDTEST_BLESS never rewrites the fixture of an existing version.\n" } else { "" };
-    panic!(
-        "the messages no longer encode as tests/golden/v{PROTOCOL_VERSION}.txt says, but PROTOCOL_VERSION is \
-         still {PROTOCOL_VERSION}:\n{}\
-         A peer of version {PROTOCOL_VERSION} would misread them. {refused}\
-         Bump PROTOCOL_VERSION in crates/proto/src/message.rs to {next}, then write tests/golden/v{next}.txt with\n  \
-         XRDTEST_BLESS=1 cargo test -p xrdtest-proto --test golden\n\
-         and keep v{PROTOCOL_VERSION}.txt as history. (Only if v{PROTOCOL_VERSION}.txt was written in this same \
-         uncommitted change may you delete it and bless again.)",
-        differences(&pinned, &now)
-    );
+    FIXTURES.check(PROTOCOL_VERSION, &now);
 }
 
 #[test]
@@ -522,22 +445,15 @@ fn the_golden_bytes_are_the_frames_the_codec_sends() {
 /// begin with a version prefix this version decodes, naming that version.
 #[test]
 fn every_pinned_version_starts_its_handshake_with_a_readable_prefix() {
-    for entry in std::fs::read_dir(golden_dir()).unwrap() {
-        let file_name = entry.unwrap().file_name().into_string().unwrap();
-        if file_name.starts_with('.') {
-            continue; // a fixture being blessed
-        }
-        let version = file_name.strip_prefix('v').and_then(|rest| rest.strip_suffix(".txt"));
-        let version: u32 = version.and_then(|v| v.parse().ok()).unwrap_or_else(|| panic!("stray file {file_name}"));
-        assert!(version <= PROTOCOL_VERSION, "{file_name} is newer than PROTOCOL_VERSION {PROTOCOL_VERSION}");
-        let path = golden_dir().join(&file_name);
-        let pinned = parse(&path, &std::fs::read_to_string(&path).unwrap());
-        assert_prefix_rule(&file_name, version, &pinned);
+    for version in FIXTURES.versions() {
+        assert!(version <= PROTOCOL_VERSION, "v{version}.txt is newer than PROTOCOL_VERSION {PROTOCOL_VERSION}");
+        let pinned = FIXTURES.read(version).unwrap();
+        assert_prefix_rule(&format!("v{version}.txt"), version, &pinned);
     }
 }
 
 /// The handshake samples (`hello*`) of `version` begin with its `VersionPrefix`.
-fn assert_prefix_rule(label: &str, version: u32, golden: &BTreeMap<String, String>) {
+fn assert_prefix_rule(label: &str, version: u32, golden: &Samples) {
     let handshake: Vec<_> = golden.iter().filter(|(name, _)| name.starts_with("hello")).collect();
     assert!(!handshake.is_empty(), "{label} has no handshake samples");
     for (name, hex) in handshake {
