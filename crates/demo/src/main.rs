@@ -95,10 +95,10 @@ async fn demo(args: &DemoArgs, repo: &Path) -> Result<ExitCode> {
         )
         .map_err(anyhow::Error::msg)
     };
-    let running = match xrdtest_master::start(config_for(&web_listen)?).await {
+    let running = match xrdtest_master_daemon::start(config_for(&web_listen)?).await {
         Ok(running) => running,
         // The usual port is taken (another demo?): any free one will do.
-        Err(_) if args.web_port != 0 => xrdtest_master::start(config_for("127.0.0.1:0")?).await?,
+        Err(_) if args.web_port != 0 => xrdtest_master_daemon::start(config_for("127.0.0.1:0")?).await?,
         Err(err) => return Err(err),
     };
     let definitions = running.master.definitions();
@@ -155,6 +155,6 @@ async fn demo(args: &DemoArgs, repo: &Path) -> Result<ExitCode> {
     for task in slave_tasks {
         let _ = tokio::time::timeout(Duration::from_secs(15), task).await;
     }
-    xrdtest_master::shutdown(&running.master, Duration::from_secs(10)).await;
+    xrdtest_master_daemon::shutdown(&running.master, Duration::from_secs(10)).await;
     Ok(ExitCode::from(code))
 }

@@ -11,6 +11,9 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
+
+use tokio::sync::{watch, Notify};
 
 use serde::Serialize;
 use tracing::{info, warn};
@@ -18,6 +21,80 @@ use xrdtest_defs::{load_repository, Cluster, DefError, Repository, ScriptSource,
 
 use crate::config::{RepoConfig, RepoSource};
 use crate::model::now_ms;
+
+/// The definitions in service, shared by everything that reads them (sessions, the
+/// scheduler, the web) and the watchers that reload them. Reads take a snapshot (an `Arc`),
+/// never a lock held across work.
+pub struct DefinitionsService {
+    catalog: Mutex<Catalog>,
+    /// The merged definitions in service, rebuilt after every reload.
+    current: RwLock<Arc<Definitions>>,
+    /// Counts reloads that changed something; the scheduler watches it.
+    version: watch::Sender<u64>,
+    /// Wakes the git fetch loops before their next poll (SIGHUP).
+    fetch_now: Notify,
+}
+
+impl DefinitionsService {
+    pub fn new(repos: &[RepoConfig], snapshots_dir: PathBuf) -> DefinitionsService {
+        let catalog = Catalog::new(repos, snapshots_dir);
+        let current = RwLock::new(Arc::new(catalog.definitions()));
+        DefinitionsService {
+            catalog: Mutex::new(catalog),
+            current,
+            version: watch::channel(0).0,
+            fetch_now: Notify::new(),
+        }
+    }
+
+    /// The definitions in service: shared, not copied, so pages and the scheduler can read
+    /// them on every request cheaply.
+    pub fn snapshot(&self) -> Arc<Definitions> {
+        self.current.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    fn catalog(&self) -> std::sync::MutexGuard<'_, Catalog> {
+        self.catalog.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Reloads one repository from disk (at `commit`, for git) and puts the result in service.
+    pub fn reload_repo(&self, repo: &str, commit: Option<String>) -> ReloadSummary {
+        let (summary, definitions) = {
+            let mut catalog = self.catalog();
+            let summary = catalog.reload(repo, commit);
+            (summary, catalog.definitions())
+        };
+        *self.current.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(definitions);
+        self.version.send_modify(|v| *v += 1);
+        summary
+    }
+
+    /// Records (or clears) why a repository could not be fetched or watched.
+    pub fn set_repo_error(&self, repo: &str, error: Option<String>) {
+        let definitions = {
+            let mut catalog = self.catalog();
+            catalog.set_error(repo, error);
+            catalog.definitions()
+        };
+        *self.current.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(definitions);
+    }
+
+    /// Changes whenever the definitions in service may have changed.
+    pub fn watch(&self) -> watch::Receiver<u64> {
+        self.version.subscribe()
+    }
+
+    /// Asks every git repository's loop to fetch now instead of at its next poll. A loop
+    /// that is fetching at this moment is not interrupted: it just did.
+    pub fn fetch_git_now(&self) {
+        self.fetch_now.notify_waiters();
+    }
+
+    /// Waits until [`DefinitionsService::fetch_git_now`] is called.
+    pub async fn git_fetch_requested(&self) {
+        self.fetch_now.notified().await;
+    }
+}
 
 /// Where a served suite came from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

@@ -443,6 +443,28 @@ pub async fn wait_for_state(
     }
 }
 
+/// The API's name of a cluster state.
+pub fn cluster_state_name(state: ClusterState) -> &'static str {
+    use ClusterState as C;
+    match state {
+        C::Defined => "defined",
+        C::DefinitionSent => "definition_sent",
+        C::Starting => "starting",
+        C::CreatingNetwork => "creating_network",
+        C::CreatingSlaves => "creating_slaves",
+        C::CopyingImages => "copying_images",
+        C::AttachingDisks => "attaching_disks",
+        C::WaitingSlaves => "waiting_slaves",
+        C::Active => "active",
+        C::StopCommandSent => "stop_command_sent",
+        C::Destroying => "destroying",
+        C::Stopped => "stopped",
+        C::ErrorStart => "error_start",
+        C::ErrorStop => "error_stop",
+        C::Error => "error",
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -606,27 +628,5 @@ mod tests {
             }
             other => panic!("expected a timeout, got {other:?}"),
         }
-    }
-}
-
-/// The API's name of a cluster state.
-pub fn cluster_state_name(state: ClusterState) -> &'static str {
-    use ClusterState as C;
-    match state {
-        C::Defined => "defined",
-        C::DefinitionSent => "definition_sent",
-        C::Starting => "starting",
-        C::CreatingNetwork => "creating_network",
-        C::CreatingSlaves => "creating_slaves",
-        C::CopyingImages => "copying_images",
-        C::AttachingDisks => "attaching_disks",
-        C::WaitingSlaves => "waiting_slaves",
-        C::Active => "active",
-        C::StopCommandSent => "stop_command_sent",
-        C::Destroying => "destroying",
-        C::Stopped => "stopped",
-        C::ErrorStart => "error_start",
-        C::ErrorStop => "error_stop",
-        C::Error => "error",
     }
 }

@@ -1,5 +1,13 @@
-//! The xrdtest master: loads definitions, accepts slaves, runs sessions, stores them, serves
-//! the API.
+//! The xrdtest master's core: loads definitions, accepts slaves and hypervisors, runs
+//! sessions, stores them. It knows nothing of HTTP: the JSON API and the dashboard are
+//! `crates/web`, which reaches the core only through [`handle::CoreHandle`], and
+//! `crates/master-daemon` (the `xrdtest-master` binary) wires the two together.
+//!
+//! Starting is two steps, so that the HTTP side can check its own settings in between
+//! (before anything listens): [`open`] (state directory, store, CA, the peer listener's TLS
+//! configuration), then [`Opened::listen`] (both listeners bound, definitions loaded,
+//! background tasks and the peer listener running); the web listener comes back bound but
+//! not served.
 //!
 //! Layout:
 //! - [`config`] — `master.toml`.
@@ -15,18 +23,19 @@
 //! - [`scheduler`] — starts sessions at their cron times.
 //! - [`alerts`] — composes and sends alert mail (lettre).
 //! - [`session`] — the plan and failure rules (pure) and the task that drives a session.
-//! - [`api`] — the HTTP JSON API.
-//! - [`web`] — the dashboard: pages, logins, the files slaves fetch (HTTP or HTTPS).
+//! - [`handle`] — the narrow handle the HTTP side uses: the queries and commands of the API
+//!   and the pages, and the types they speak.
 
 /// The data contract (records, states, API bodies), shared with the CLI.
 pub use xrdtest_model as model;
 
 pub mod alerts;
-pub mod api;
 pub mod catalog;
+pub mod cluster_control;
 pub mod clusters;
 pub mod config;
 pub mod git_repo;
+pub mod handle;
 pub mod listener;
 pub mod master;
 pub mod peers;
@@ -34,34 +43,35 @@ pub mod scheduler;
 pub mod session;
 pub mod store;
 pub mod watch;
-pub mod web;
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context;
-use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
+use tokio_rustls::rustls::ServerConfig;
 use tokio_rustls::TlsAcceptor;
 use tracing::{info, warn};
 use xrdtest_proto::pki::CertificateAuthority;
 
-use config::{MasterConfig, WebTls};
+pub use handle::CoreHandle;
+
+use config::MasterConfig;
 use master::Master;
 use model::now_ms;
 use store::Store;
 
-/// A master that is listening: its addresses, and the handle to stop it.
-pub struct RunningMaster {
-    pub master: Arc<Master>,
-    pub peer_address: SocketAddr,
-    pub web_address: SocketAddr,
-    pub ca_cert_path: std::path::PathBuf,
+/// A core whose store, CA and peer certificate are ready; nothing listens yet.
+pub struct Opened {
+    config: MasterConfig,
+    store: Store,
+    peer_tls: Arc<ServerConfig>,
 }
 
-/// Opens the store, creates or loads the CA, loads the definitions and starts listening
-/// for peers and for HTTP. Returns once both listeners are bound.
-pub async fn start(config: MasterConfig) -> anyhow::Result<RunningMaster> {
+/// Creates the state directory, opens the store (sessions unfinished at the last stop are
+/// marked interrupted), creates or loads the CA and issues the peer listener's certificate.
+pub fn open(config: MasterConfig) -> anyhow::Result<Opened> {
     std::fs::create_dir_all(&config.state_dir)
         .with_context(|| format!("cannot create state directory {}", config.state_dir.display()))?;
     let store = Store::open(&config.state_dir.join("store")).context("cannot open the session store")?;
@@ -71,57 +81,74 @@ pub async fn start(config: MasterConfig) -> anyhow::Result<RunningMaster> {
     }
     let ca = CertificateAuthority::load_or_create(&config.state_dir).context("certificate authority")?;
     let issued = ca.issue_server_certificate(&config.tls_names)?;
-    let tls = xrdtest_proto::tls::server_config(issued.chain_pem.as_bytes(), issued.key_pem.as_bytes())?;
-    let web_tls = web_tls_config(&config, &tls)?;
-    web::auth::cookie_key(&config.web.cookie_key_file).context("web cookie key")?;
+    let peer_tls = xrdtest_proto::tls::server_config(issued.chain_pem.as_bytes(), issued.key_pem.as_bytes())?;
+    Ok(Opened { config, store, peer_tls })
+}
 
-    let peer_listener =
-        TcpListener::bind(config.listen).await.with_context(|| format!("cannot listen on {}", config.listen))?;
-    let web_listener = TcpListener::bind(config.web_listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", config.web_listen))?;
-    let peer_address = peer_listener.local_addr()?;
-    let web_address = web_listener.local_addr()?;
-    let ca_cert_path = config.state_dir.join(xrdtest_proto::pki::CA_CERT_FILE);
-    // From here on the configuration names the bound addresses, so a port 0 (any free one)
-    // becomes the real port in `@port@` and in what cluster VMs are told to connect to.
-    let mut config = config;
-    config.listen = peer_address;
-    config.web_listen = web_address;
-    let master = Master::new(config, store);
-    if let Some(smtp) = &master.config.smtp {
-        let alerter = alerts::Alerter::start(smtp.clone(), master.store.clone()).context("alert mail")?;
-        master.set_end_listener(Box::new(alerter));
+impl Opened {
+    pub fn config(&self) -> &MasterConfig {
+        &self.config
     }
-    watch::start(&master);
-    let definitions = master.definitions();
-    info!(
-        suites = definitions.repository.suites.len(),
-        clusters = definitions.repository.clusters.len(),
-        errors = definitions.errors.len(),
-        repos = master.config.repos.len(),
-        "definitions loaded"
-    );
-    tokio::spawn(scheduler::run(master.clone()));
 
-    tokio::spawn(listener::serve(master.clone(), peer_listener, TlsAcceptor::from(tls)));
-    // The client's address is recorded for the login rate limiter (`ConnectInfo<SocketAddr>`).
-    let app = api::router(master.clone())
-        .merge(web::router(master.clone()))
-        .into_make_service_with_connect_info::<SocketAddr>();
-    let scheme = if web_tls.is_some() { "https" } else { "http" };
-    tokio::spawn(async move {
-        let served = match web_tls {
-            None => axum::serve(web_listener, app).await,
-            // `tap_io` only so that axum records the peer address of this listener type too.
-            Some(tls) => axum::serve(https::TlsListener::new(web_listener, tls).tap_io(|_| {}), app).await,
-        };
-        if let Err(err) = served {
-            warn!(error = %err, "HTTP server stopped");
+    /// The peer listener's TLS configuration: a certificate from the master's CA for
+    /// `xrdtest-master` and `tls_names` (`[web] tls = "ca"` reuses it).
+    pub fn peer_tls(&self) -> &Arc<ServerConfig> {
+        &self.peer_tls
+    }
+
+    /// Binds the peer listener and the web listener, loads the definitions, starts the
+    /// alert mailer, the repository watchers, the scheduler and the peer listener. Returns
+    /// once both listeners are bound; the web listener is not served.
+    pub async fn listen(self) -> anyhow::Result<Core> {
+        let Opened { config, store, peer_tls } = self;
+        let peer_listener =
+            TcpListener::bind(config.listen).await.with_context(|| format!("cannot listen on {}", config.listen))?;
+        let web_listener = TcpListener::bind(config.web_listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", config.web_listen))?;
+        let peer_address = peer_listener.local_addr()?;
+        let web_address = web_listener.local_addr()?;
+        let ca_cert_path = config.state_dir.join(xrdtest_proto::pki::CA_CERT_FILE);
+        // From here on the configuration names the bound addresses, so a port 0 (any free one)
+        // becomes the real port in `@port@` and in what cluster VMs are told to connect to.
+        let mut config = config;
+        config.listen = peer_address;
+        config.web_listen = web_address;
+        let master = Master::new(config, store);
+        if let Some(smtp) = &master.config.smtp {
+            let alerter = alerts::Alerter::start(smtp.clone(), master.store.clone()).context("alert mail")?;
+            master.set_end_listener(Box::new(alerter));
         }
-    });
-    info!(peers = %peer_address, web = %format!("{scheme}://{web_address}"), ca = %ca_cert_path.display(), "master listening");
-    Ok(RunningMaster { master, peer_address, web_address, ca_cert_path })
+        master.start_background_tasks();
+        let definitions = master.definitions();
+        info!(
+            suites = definitions.repository.suites.len(),
+            clusters = definitions.repository.clusters.len(),
+            errors = definitions.errors.len(),
+            repos = master.config.repos.len(),
+            "definitions loaded"
+        );
+
+        tokio::spawn(listener::serve(master.clone(), peer_listener, TlsAcceptor::from(peer_tls)));
+        Ok(Core { master, peer_address, web_listener, web_address, ca_cert_path })
+    }
+}
+
+/// A core that runs: peers are served; the web listener waits for the HTTP side.
+pub struct Core {
+    pub master: Arc<Master>,
+    pub peer_address: SocketAddr,
+    /// Bound to `web_listen`, not served yet.
+    pub web_listener: TcpListener,
+    pub web_address: SocketAddr,
+    pub ca_cert_path: PathBuf,
+}
+
+impl Core {
+    /// What the HTTP side gets to reach the core.
+    pub fn handle(&self) -> CoreHandle {
+        CoreHandle::new(self.master.clone())
+    }
 }
 
 /// Stops cleanly: cancels running sessions (their suite finalize still runs) for up to
@@ -134,103 +161,5 @@ pub async fn shutdown(master: &Master, grace: std::time::Duration) {
     }
     if let Err(err) = master.store.flush().await {
         warn!(error = %err, "store flush failed");
-    }
-}
-
-/// The dashboard's TLS configuration from `[web] tls`: `ca` reuses the peer listener's
-/// certificate (issued by the master's CA for `xrdtest-master` and `tls_names`).
-fn web_tls_config(
-    config: &MasterConfig,
-    peer_tls: &Arc<tokio_rustls::rustls::ServerConfig>,
-) -> anyhow::Result<Option<Arc<tokio_rustls::rustls::ServerConfig>>> {
-    let base = match &config.web.tls {
-        WebTls::None => return Ok(None),
-        WebTls::Ca => peer_tls.clone(),
-        WebTls::Files { cert_file, key_file } => {
-            let read = |path: &std::path::Path| {
-                std::fs::read(path).with_context(|| format!("[web] cannot read {}", path.display()))
-            };
-            xrdtest_proto::tls::server_config(&read(cert_file)?, &read(key_file)?)
-                .with_context(|| format!("[web] {} and {}", cert_file.display(), key_file.display()))?
-        }
-    };
-    let mut web = (*base).clone();
-    web.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(Some(Arc::new(web)))
-}
-
-/// HTTPS for the dashboard: TLS handshakes run in their own tasks (a slow or silent client
-/// holds up nobody), and finished connections are handed to axum.
-mod https {
-    use std::net::SocketAddr;
-    use std::sync::Arc;
-    use std::time::Duration;
-
-    use tokio::net::{TcpListener, TcpStream};
-    use tokio::sync::mpsc;
-    use tokio_rustls::server::TlsStream;
-    use tokio_rustls::TlsAcceptor;
-    use tracing::debug;
-
-    const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-
-    pub struct TlsListener {
-        ready: mpsc::Receiver<(TlsStream<TcpStream>, SocketAddr)>,
-        local: std::io::Result<SocketAddr>,
-    }
-
-    impl TlsListener {
-        pub fn new(listener: TcpListener, config: Arc<tokio_rustls::rustls::ServerConfig>) -> TlsListener {
-            let local = listener.local_addr();
-            let acceptor = TlsAcceptor::from(config);
-            let (sender, ready) = mpsc::channel(64);
-            tokio::spawn(async move {
-                loop {
-                    let (stream, address) = match listener.accept().await {
-                        Ok(accepted) => accepted,
-                        Err(err) => {
-                            // Out of file descriptors and the like: wait rather than spin.
-                            debug!(error = %err, "HTTPS accept failed");
-                            tokio::time::sleep(Duration::from_millis(100)).await;
-                            continue;
-                        }
-                    };
-                    let (acceptor, handed) = (acceptor.clone(), sender.clone());
-                    tokio::spawn(async move {
-                        match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-                            Ok(Ok(tls)) => {
-                                let _ = handed.send((tls, address)).await;
-                            }
-                            Ok(Err(err)) => debug!(client = %address, error = %err, "HTTPS handshake failed"),
-                            Err(_) => debug!(client = %address, "HTTPS handshake timed out"),
-                        }
-                    });
-                    if sender.is_closed() {
-                        return;
-                    }
-                }
-            });
-            TlsListener { ready, local }
-        }
-    }
-
-    impl axum::serve::Listener for TlsListener {
-        type Io = TlsStream<TcpStream>;
-        type Addr = SocketAddr;
-
-        async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-            match self.ready.recv().await {
-                Some(connection) => connection,
-                // The accept task never ends while this listener exists.
-                None => std::future::pending().await,
-            }
-        }
-
-        fn local_addr(&self) -> std::io::Result<SocketAddr> {
-            match &self.local {
-                Ok(address) => Ok(*address),
-                Err(err) => Err(std::io::Error::new(err.kind(), err.to_string())),
-            }
-        }
     }
 }

@@ -5,20 +5,22 @@
 //! one for the same slave.
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
-use std::sync::{Arc, Mutex, RwLock};
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
 
 use tokio::sync::{broadcast, watch};
 use tracing::{info, warn};
 use xrdtest_defs::{Cluster, Suite};
 
-use crate::catalog::{Catalog, Definitions, ReloadSummary};
-use crate::clusters::{start_message, ClusterBoard, ClusterOwner, ReserveError, StopRefusal};
+pub use crate::alerts::SessionEndListener;
+use crate::catalog::{Definitions, DefinitionsService, ReloadSummary};
+use crate::cluster_control::{ClusterControl, StartError};
+use crate::clusters::{ClusterBoard, ClusterOwner, ReserveError, StopRefusal};
 use crate::config::MasterConfig;
 use crate::model::{
     now_ms, CaseRecord, CaseState, SessionId, SessionRecord, SessionState, StageRecord, StageRun, Trigger,
 };
 use crate::peers::Peers;
+use crate::scheduler::{ScheduleBoard, Starter};
 use crate::session::cluster::new_run;
 use crate::session::rules::{plan, StopRequest};
 use crate::session::runner::run_session;
@@ -65,15 +67,6 @@ impl Queue {
     }
 }
 
-/// Something that wants to know when a session has ended; it must return at once.
-pub trait SessionEndListener: Send + Sync {
-    fn session_ended(&self, suite: &Suite, record: &SessionRecord);
-    /// Mails sent and given up, for the API, if this listener sends mail.
-    fn delivery_counts(&self) -> Option<(u64, u64)> {
-        None
-    }
-}
-
 /// Why a session could not be created.
 #[derive(Debug, thiserror::Error)]
 pub enum SubmitError {
@@ -116,39 +109,30 @@ pub struct Master {
     pub peers: Peers,
     /// Hypervisors and the clusters they run.
     pub clusters: ClusterBoard,
-    catalog: Mutex<Catalog>,
-    /// The merged definitions in service, rebuilt after every reload.
-    definitions: RwLock<Arc<Definitions>>,
-    /// Counts reloads that changed something; the scheduler watches it.
-    definitions_version: watch::Sender<u64>,
+    /// The definitions in service and their reloads.
+    pub defs: Arc<DefinitionsService>,
     /// Next runs and skip counts of scheduled suites.
-    pub schedules: crate::scheduler::ScheduleBoard,
+    pub schedules: Arc<ScheduleBoard>,
     /// Told when a session ends (the alert mailer, when SMTP is configured).
     end_listener: Mutex<Option<Box<dyn SessionEndListener>>>,
     queue: Mutex<Queue>,
     /// Ids of sessions whose record changed, for live views.
     updates: broadcast::Sender<SessionId>,
-    /// Wakes the git fetch loops before their next poll (SIGHUP).
-    git_fetch_now: tokio::sync::Notify,
 }
 
 impl Master {
     pub fn new(config: MasterConfig, store: Store) -> Arc<Master> {
-        let catalog = Catalog::new(&config.repos, config.state_dir.join("snapshots"));
-        let definitions = catalog.definitions();
+        let defs = Arc::new(DefinitionsService::new(&config.repos, config.state_dir.join("snapshots")));
         Arc::new(Master {
             config,
             store,
             peers: Peers::default(),
             clusters: ClusterBoard::default(),
-            catalog: Mutex::new(catalog),
-            definitions: RwLock::new(Arc::new(definitions)),
-            definitions_version: watch::channel(0).0,
+            defs,
             schedules: Default::default(),
             end_listener: Mutex::new(None),
             queue: Mutex::new(Queue::default()),
             updates: broadcast::channel(4096).0,
-            git_fetch_now: tokio::sync::Notify::new(),
         })
     }
 
@@ -156,52 +140,43 @@ impl Master {
         self.queue.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// The definitions in service: shared, not copied, so pages and the scheduler can read
-    /// them on every request cheaply.
+    /// The definitions in service (a shared snapshot).
     pub fn definitions(&self) -> Arc<Definitions> {
-        self.definitions.read().unwrap_or_else(|p| p.into_inner()).clone()
-    }
-
-    fn catalog(&self) -> std::sync::MutexGuard<'_, Catalog> {
-        self.catalog.lock().unwrap_or_else(|p| p.into_inner())
+        self.defs.snapshot()
     }
 
     /// Reloads one repository from disk (at `commit`, for git) and puts the result in service.
     pub fn reload_repo(&self, repo: &str, commit: Option<String>) -> ReloadSummary {
-        let (summary, definitions) = {
-            let mut catalog = self.catalog();
-            let summary = catalog.reload(repo, commit);
-            (summary, catalog.definitions())
-        };
-        *self.definitions.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(definitions);
-        self.definitions_version.send_modify(|v| *v += 1);
-        summary
+        self.defs.reload_repo(repo, commit)
     }
 
-    /// Records (or clears) why a repository could not be fetched or watched.
-    pub fn set_repo_error(&self, repo: &str, error: Option<String>) {
-        let definitions = {
-            let mut catalog = self.catalog();
-            catalog.set_error(repo, error);
-            catalog.definitions()
-        };
-        *self.definitions.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(definitions);
-    }
-
-    /// Asks every git repository's loop to fetch now instead of at its next poll. A loop
-    /// that is fetching at this moment is not interrupted: it just did.
+    /// Asks every git repository's loop to fetch now (SIGHUP).
     pub fn fetch_git_now(&self) {
-        self.git_fetch_now.notify_waiters();
-    }
-
-    /// Waits until [`Master::fetch_git_now`] is called.
-    pub async fn git_fetch_requested(&self) {
-        self.git_fetch_now.notified().await;
+        self.defs.fetch_git_now();
     }
 
     /// Changes whenever the definitions in service may have changed.
     pub fn watch_definitions(&self) -> watch::Receiver<u64> {
-        self.definitions_version.subscribe()
+        self.defs.watch()
+    }
+
+    /// Starts the watchers of the definitions' repositories (local ones are loaded before
+    /// this returns) and, unless disabled, the scheduler.
+    pub fn start_background_tasks(self: &Arc<Self>) {
+        crate::watch::start(&self.defs, &self.config.repos);
+        if !self.config.scheduler_enabled {
+            info!("scheduler disabled: suites run only when started by hand or through the API");
+            return;
+        }
+        let (submitter, asker) = (Arc::downgrade(self), Arc::downgrade(self));
+        let starter = Starter {
+            unfinished_session_of: Box::new(move |suite| asker.upgrade()?.unfinished_session_of(suite)),
+            submit: Box::new(move |suite| match submitter.upgrade() {
+                Some(master) => master.submit(suite, Trigger::Schedule).map_err(|e| e.to_string()),
+                None => Err("the master is stopping".into()),
+            }),
+        };
+        tokio::spawn(crate::scheduler::run(self.defs.clone(), self.store.clone(), self.schedules.clone(), starter));
     }
 
     pub fn set_end_listener(&self, listener: Box<dyn SessionEndListener>) {
@@ -263,8 +238,9 @@ impl Master {
 
     /// Creates a session of `suite_name` and queues it. Returns at once with its id.
     pub fn submit(self: &Arc<Self>, suite_name: &str, trigger: Trigger) -> Result<SessionId, SubmitError> {
-        let suite = self
-            .definitions()
+        // One snapshot: the suite, its cluster and its commit all of the same reload.
+        let definitions = self.definitions();
+        let suite = definitions
             .repository
             .suites
             .get(suite_name)
@@ -272,7 +248,7 @@ impl Master {
             .ok_or_else(|| SubmitError::UnknownSuite(suite_name.to_string()))?;
         let cluster = match &suite.cluster {
             Some(name) => Some(
-                self.definitions()
+                definitions
                     .repository
                     .clusters
                     .get(name)
@@ -284,7 +260,7 @@ impl Master {
         let id = self.store.next_session_id()?;
         let slaves = suite.machines.clone();
         let mut record = new_record(id, &suite, trigger, slaves.clone());
-        record.commit = self.definitions().origins.get(suite_name).and_then(|o| o.commit.clone());
+        record.commit = definitions.origins.get(suite_name).and_then(|o| o.commit.clone());
         info!(session = id, suite = %suite.name, trigger = ?record.trigger, "session created");
         self.save_durably(&record);
         let mut resources = slaves;
@@ -385,6 +361,16 @@ impl Master {
         }
     }
 
+    /// How clusters are started and stopped, for sessions and by hand alike.
+    pub fn cluster_control(&self) -> ClusterControl<'_> {
+        ClusterControl {
+            board: &self.clusters,
+            peers: &self.peers,
+            master_address: self.config.clusters.master_address,
+            master_port: self.config.listen.port(),
+        }
+    }
+
     /// Starts a cluster by hand (XrdTest's activateCluster); it stays until stopped by hand.
     /// Returns the hypervisor it was sent to; the states follow on the cluster board.
     pub async fn start_cluster_by_hand(&self, name: &str) -> Result<String, ClusterCommandError> {
@@ -395,20 +381,14 @@ impl Master {
             .get(name)
             .cloned()
             .ok_or_else(|| ClusterCommandError::Unknown(name.to_string()))?;
-        let (hypervisor, hv_ip) = self.clusters.reserve(&cluster, ClusterOwner::Manual)?;
-        let master_ip = self.config.clusters.master_address.or(hv_ip);
-        let message = start_message(&cluster, master_ip, self.config.listen.port(), "manual".into());
-        let sent = match self.peers.handle(&hypervisor) {
-            Some(handle) => handle.tx.send(message).await.is_ok(),
-            None => false,
-        };
-        if !sent {
-            let reason = format!("hypervisor {hypervisor} disconnected before the cluster could be sent");
-            self.clusters.mark(name, xrdtest_proto::ClusterState::Error, &reason);
-            return Err(ClusterCommandError::Send(reason));
-        }
-        info!(cluster = name, hypervisor = %hypervisor, "cluster started by hand");
-        Ok(hypervisor)
+        let sent = self.cluster_control().start(&cluster, ClusterOwner::Manual, "manual".into()).await.map_err(
+            |err| match err {
+                StartError::Reserve(reserve) => ClusterCommandError::Reserve(reserve),
+                not_sent @ StartError::NotSent { .. } => ClusterCommandError::Send(not_sent.to_string()),
+            },
+        )?;
+        info!(cluster = name, hypervisor = %sent.hypervisor, "cluster started by hand");
+        Ok(sent.hypervisor)
     }
 
     /// Stops a cluster by hand. A cluster a session uses is refused: cancel the session.
@@ -418,23 +398,11 @@ impl Master {
             StopRefusal::NotRunning => ClusterCommandError::NotRunning(name.to_string()),
             StopRefusal::InUse(id) => ClusterCommandError::InUse(name.to_string(), id),
         })?;
-        let sent = match self.peers.handle(&hypervisor) {
-            Some(handle) => {
-                let message = xrdtest_proto::FromMaster::StopCluster { cluster: name.to_string() };
-                matches!(tokio::time::timeout(Duration::from_secs(10), handle.tx.send(message)).await, Ok(Ok(())))
-            }
-            None => false,
-        };
-        if !sent {
+        if !self.cluster_control().stop(name, &hypervisor, &format!("stop sent to {hypervisor} by hand")).await {
             let reason = format!("hypervisor {hypervisor} is not connected");
             self.clusters.mark(name, xrdtest_proto::ClusterState::ErrorStop, &reason);
             return Err(ClusterCommandError::Send(reason));
         }
-        self.clusters.mark(
-            name,
-            xrdtest_proto::ClusterState::StopCommandSent,
-            &format!("stop sent to {hypervisor} by hand"),
-        );
         info!(cluster = name, hypervisor = %hypervisor, "cluster stopped by hand");
         Ok(hypervisor)
     }

@@ -10,6 +10,9 @@ use xrdtest_proto::{FromMaster, HeldStage, LogFile, Role, StageId, StageResult};
 
 use crate::model::{now_ms, SessionId};
 
+/// Longest wait for room in a peer's outgoing queue.
+pub const SEND_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// How a connection task is reached: its outgoing queue. Bounded so a slow peer slows the
 /// sender instead of growing memory.
 #[derive(Clone)]
@@ -179,6 +182,18 @@ impl Peers {
 
     pub fn handle(&self, name: &str) -> Option<PeerHandle> {
         self.lock().connected.get(name).cloned()
+    }
+
+    /// The id of a peer's current connection, if it is connected.
+    pub fn conn_id(&self, name: &str) -> Option<u64> {
+        self.lock().connected.get(name).map(|handle| handle.conn_id)
+    }
+
+    /// Queues a message for a connected peer; false if it is not connected or its queue
+    /// stays full for [`SEND_TIMEOUT`] (a connection stuck writing never hangs the sender).
+    pub async fn send(&self, name: &str, message: FromMaster) -> bool {
+        let Some(handle) = self.handle(name) else { return false };
+        matches!(tokio::time::timeout(SEND_TIMEOUT, handle.tx.send(message)).await, Ok(Ok(())))
     }
 
     pub fn set_session(&self, names: &[String], session: Option<SessionId>) {

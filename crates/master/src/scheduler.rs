@@ -12,9 +12,9 @@ use chrono::{DateTime, Local, TimeZone};
 use serde::Serialize;
 use tracing::{info, warn};
 
-use crate::master::Master;
-use crate::model::{SessionState, Trigger};
-use crate::store::SessionFilter;
+use crate::catalog::DefinitionsService;
+use crate::model::{SessionId, SessionState, Trigger};
+use crate::store::{SessionFilter, Store};
 
 /// A woken scheduler fires every suite due within this margin, so timer jitter never makes
 /// it sleep again for a run that is already due.
@@ -47,18 +47,26 @@ impl ScheduleBoard {
     }
 }
 
-/// Runs until the master stops. Does nothing but log when the scheduler is disabled.
-pub async fn run(master: Arc<Master>) {
-    let board = &master.schedules;
-    if !master.config.scheduler_enabled {
-        info!("scheduler disabled: suites run only when started by hand or through the API");
-        return;
-    }
-    log_missed_runs(&master);
-    let mut changes = master.watch_definitions();
+/// How the scheduler starts sessions: the session queue's two calls it needs, as plain
+/// functions (so the scheduler knows nothing of the rest of the master).
+pub struct Starter {
+    /// The queued or running session of a suite, if there is one.
+    pub unfinished_session_of: SuiteQuery<Option<SessionId>>,
+    /// Creates and queues a scheduled session of a suite.
+    pub submit: SuiteQuery<Result<SessionId, String>>,
+}
+
+/// A function of a suite's name.
+pub type SuiteQuery<T> = Box<dyn Fn(&str) -> T + Send + Sync>;
+
+/// Runs until the master stops: fires each suite at its times.
+pub async fn run(defs: Arc<DefinitionsService>, store: Store, board: Arc<ScheduleBoard>, starter: Starter) {
+    let board = &*board;
+    log_missed_runs(&defs, &store);
+    let mut changes = defs.watch();
     loop {
         let now = Local::now();
-        let definitions = master.definitions();
+        let definitions = defs.snapshot();
         let mut next: Vec<(DateTime<Local>, String)> = Vec::new();
         let mut statuses = BTreeMap::new();
         for suite in definitions.repository.suites.values() {
@@ -90,7 +98,7 @@ pub async fn run(master: Arc<Master>) {
             _ = tokio::time::sleep(wait) => {
                 let now = Local::now();
                 for (at, suite) in next.iter().filter(|(at, _)| (*at - now).num_milliseconds() <= DUE_MARGIN_MS) {
-                    fire(&master, board, suite, *at);
+                    fire(&starter, board, suite, *at);
                 }
                 // Never compute the next time from before the one just fired.
                 let fired_until = next.iter().map(|(at, _)| *at).filter(|at| (*at - now).num_milliseconds() <= DUE_MARGIN_MS).max();
@@ -108,13 +116,13 @@ pub async fn run(master: Arc<Master>) {
     }
 }
 
-fn fire(master: &Arc<Master>, board: &ScheduleBoard, suite: &str, at: DateTime<Local>) {
+fn fire(starter: &Starter, board: &ScheduleBoard, suite: &str, at: DateTime<Local>) {
     board.update(|suites| {
         if let Some(status) = suites.get_mut(suite) {
             status.last_fired_ms = Some(at.timestamp_millis());
         }
     });
-    if let Some(previous) = master.unfinished_session_of(suite) {
+    if let Some(previous) = (starter.unfinished_session_of)(suite) {
         board.update(|suites| {
             if let Some(status) = suites.get_mut(suite) {
                 status.skipped_runs += 1;
@@ -123,7 +131,7 @@ fn fire(master: &Arc<Master>, board: &ScheduleBoard, suite: &str, at: DateTime<L
         warn!(suite, previous_session = previous, at = %at, "scheduled run skipped: the previous session is still queued or running");
         return;
     }
-    match master.submit(suite, Trigger::Schedule) {
+    match (starter.submit)(suite) {
         Ok(id) => info!(suite, session = id, at = %at, "scheduled session started"),
         Err(err) => warn!(suite, error = %err, "scheduled session could not be created"),
     }
@@ -131,12 +139,12 @@ fn fire(master: &Arc<Master>, board: &ScheduleBoard, suite: &str, at: DateTime<L
 
 /// Logs, per scheduled suite, how many runs fell between its last scheduled session and
 /// now: the master was down then, and they are not replayed.
-fn log_missed_runs(master: &Master) {
+fn log_missed_runs(defs: &DefinitionsService, store: &Store) {
     let now = Local::now();
-    for suite in master.definitions().repository.suites.values() {
+    for suite in defs.snapshot().repository.suites.values() {
         let Some(schedule) = &suite.schedule else { continue };
         let filter = SessionFilter { suite: Some(suite.name.clone()), state: None };
-        let Ok((_, sessions)) = master.store.list(&filter, 0, 50) else { continue };
+        let Ok((_, sessions)) = store.list(&filter, 0, 50) else { continue };
         let Some(last) = sessions.iter().find(|s| s.trigger == Trigger::Schedule && s.state != SessionState::Queued)
         else {
             continue;

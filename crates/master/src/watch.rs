@@ -9,9 +9,9 @@ use notify::{RecursiveMode, Watcher};
 use tokio::sync::mpsc;
 use tracing::{info, warn};
 
+use crate::catalog::DefinitionsService;
 use crate::config::{GitSettings, RepoConfig, RepoSource};
 use crate::git_repo::{GitCheckout, GitCredentials, GitRepoConfig, SyncOutcome};
-use crate::master::Master;
 
 /// Quiet time after the last file event before a reload: editors write in bursts.
 const DEBOUNCE: Duration = Duration::from_millis(500);
@@ -21,15 +21,15 @@ const DEBOUNCE_MAX: Duration = Duration::from_secs(5);
 const RETRY: Duration = Duration::from_secs(10);
 
 /// Loads every local repository now, then watches all repositories in the background.
-pub fn start(master: &Arc<Master>) {
-    for repo in &master.config.repos {
+pub fn start(defs: &Arc<DefinitionsService>, repos: &[RepoConfig]) {
+    for repo in repos {
         match &repo.source {
             RepoSource::Localfs { .. } => {
-                master.reload_repo(&repo.name, None);
-                tokio::spawn(watch_folder(master.clone(), repo.clone()));
+                defs.reload_repo(&repo.name, None);
+                tokio::spawn(watch_folder(defs.clone(), repo.clone()));
             }
             RepoSource::Git(git) => {
-                tokio::spawn(follow_git(master.clone(), repo.clone(), git.clone()));
+                tokio::spawn(follow_git(defs.clone(), repo.clone(), git.clone()));
             }
         }
     }
@@ -38,7 +38,7 @@ pub fn start(master: &Arc<Master>) {
 /// Reloads a local repository whenever files in its suites or clusters folder change.
 /// Only those two folders are watched: a repository root can hold much else (a build
 /// tree, say) whose churn must not cause reloads.
-async fn watch_folder(master: Arc<Master>, repo: RepoConfig) {
+async fn watch_folder(defs: Arc<DefinitionsService>, repo: RepoConfig) {
     loop {
         let (tx, mut events) = mpsc::unbounded_channel::<()>();
         let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
@@ -50,7 +50,7 @@ async fn watch_folder(master: Arc<Master>, repo: RepoConfig) {
             Ok(watcher) => watcher,
             Err(err) => {
                 warn!(repo = %repo.name, error = %err, "cannot create a file watcher");
-                master.set_repo_error(&repo.name, Some(format!("cannot watch: {err}")));
+                defs.set_repo_error(&repo.name, Some(format!("cannot watch: {err}")));
                 tokio::time::sleep(RETRY).await;
                 continue;
             }
@@ -71,15 +71,15 @@ async fn watch_folder(master: Arc<Master>, repo: RepoConfig) {
                 failures.join("; ")
             };
             warn!(repo = %repo.name, %reason, "cannot watch the definitions; retrying");
-            master.set_repo_error(&repo.name, Some(reason));
+            defs.set_repo_error(&repo.name, Some(reason));
             tokio::time::sleep(RETRY).await;
-            master.reload_repo(&repo.name, None);
+            defs.reload_repo(&repo.name, None);
             continue;
         }
-        master.set_repo_error(&repo.name, None);
+        defs.set_repo_error(&repo.name, None);
         info!(repo = %repo.name, folders = ?watched, "watching definitions");
         // The folders may have changed between the first load and the watch.
-        master.reload_repo(&repo.name, None);
+        defs.reload_repo(&repo.name, None);
         while events.recv().await.is_some() {
             let burst_end = tokio::time::Instant::now() + DEBOUNCE_MAX;
             loop {
@@ -88,7 +88,7 @@ async fn watch_folder(master: Arc<Master>, repo: RepoConfig) {
                     _ => break,
                 }
             }
-            master.reload_repo(&repo.name, None);
+            defs.reload_repo(&repo.name, None);
             if watched.iter().any(|folder| !folder.is_dir()) {
                 break; // A watched folder itself went away: watch again once it is back.
             }
@@ -119,7 +119,7 @@ fn git_config(repo: &RepoConfig, git: &GitSettings) -> GitRepoConfig {
 }
 
 /// Clones a git repository, then fetches it every poll interval; reloads when it moved.
-async fn follow_git(master: Arc<Master>, repo: RepoConfig, git: GitSettings) {
+async fn follow_git(defs: Arc<DefinitionsService>, repo: RepoConfig, git: GitSettings) {
     let config = git_config(&repo, &git);
     let mut checkout: Option<GitCheckout> = None;
     loop {
@@ -147,11 +147,11 @@ async fn follow_git(master: Arc<Master>, repo: RepoConfig, git: GitSettings) {
         };
         match step {
             Ok(Ok((opened, outcome))) => {
-                master.set_repo_error(&repo.name, None);
+                defs.set_repo_error(&repo.name, None);
                 match outcome {
                     SyncOutcome::Unchanged { commit } => {
-                        if master.definitions().repos.iter().any(|r| r.name == repo.name && r.last_load_ms.is_none()) {
-                            master.reload_repo(&repo.name, Some(commit));
+                        if defs.snapshot().repos.iter().any(|r| r.name == repo.name && r.last_load_ms.is_none()) {
+                            defs.reload_repo(&repo.name, Some(commit));
                         }
                     }
                     SyncOutcome::Moved { from, to, forced, changed_paths } => {
@@ -163,7 +163,7 @@ async fn follow_git(master: Arc<Master>, repo: RepoConfig, git: GitSettings) {
                             changed = changed_paths.len(),
                             "git repository moved"
                         );
-                        master.reload_repo(&repo.name, Some(to));
+                        defs.reload_repo(&repo.name, Some(to));
                     }
                 }
                 checkout = Some(opened);
@@ -171,16 +171,16 @@ async fn follow_git(master: Arc<Master>, repo: RepoConfig, git: GitSettings) {
             // The definitions loaded before keep serving; the next poll tries again.
             Ok(Err(err)) => {
                 warn!(repo = %repo.name, error = %err, retry_in = ?git.poll_interval, "git repository not updated; the last good version serves");
-                master.set_repo_error(&repo.name, Some(err.to_string()));
+                defs.set_repo_error(&repo.name, Some(err.to_string()));
             }
             Err(join) => {
                 warn!(repo = %repo.name, error = %join, "git task failed");
-                master.set_repo_error(&repo.name, Some(format!("git task failed: {join}")));
+                defs.set_repo_error(&repo.name, Some(format!("git task failed: {join}")));
             }
         }
         tokio::select! {
             _ = tokio::time::sleep(git.poll_interval) => {}
-            _ = master.git_fetch_requested() => info!(repo = %repo.name, "fetching now, as asked (SIGHUP)"),
+            _ = defs.git_fetch_requested() => info!(repo = %repo.name, "fetching now, as asked (SIGHUP)"),
         }
     }
 }

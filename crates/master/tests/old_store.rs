@@ -71,7 +71,8 @@ fn a_store_of_schema_1_opens_and_every_session_reads_in_full() {
         let record = store.session(id).unwrap().unwrap();
         assert_eq!(record.summary(), store.summary(id).unwrap().unwrap(), "summary of {id}");
         for run in record.stages.iter().flat_map(|stage| &stage.runs).filter(|run| run.stage_id != 0) {
-            let lines: Vec<_> = store.output(run.stage_id, 0, usize::MAX).unwrap().into_iter().flat_map(|c| c.1).collect();
+            let lines: Vec<_> =
+                store.output(run.stage_id, 0, usize::MAX).unwrap().into_iter().flat_map(|c| c.1).collect();
             let bytes: u64 = lines.iter().map(|line| line.text.len() as u64 + 1).sum();
             if run.state.is_final() {
                 assert_eq!(bytes, run.output_bytes, "session {id}, stage id {}", run.stage_id);

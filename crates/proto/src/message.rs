@@ -23,7 +23,7 @@ pub use xrdtest_model::{LogFile, OutputLine, Stage, StageId};
 
 /// Raised whenever any message changes shape; `tests/golden.rs` fails until it is, and
 /// `tests/golden/v{N}.txt` pins each version's bytes (docs/protocol.md, "Versioning").
-pub const PROTOCOL_VERSION: u32 = 2;
+pub const PROTOCOL_VERSION: u32 = 3;
 
 /// First bytes of every handshake frame: tells an xrdtest peer from anything else.
 pub const MAGIC: [u8; 4] = *b"XRDT";
@@ -132,7 +132,9 @@ pub struct StageCommand {
     /// Tag values from the master: the suite's `[tags]`, `port`, `proto`. The slave adds
     /// `slavename` and `diskmounts` itself.
     pub tags: BTreeMap<String, String>,
-    /// Every slave of the session, for `XRDTEST_SLAVES`.
+    /// Every slave of the session, for `XRDTEST_SLAVES`: in the first command of a session
+    /// on each connection only, empty after that (the slave keeps the list), so a command's
+    /// size does not grow with the number of slaves.
     pub slaves: Vec<String>,
     pub timeout_ms: u64,
     /// Log files to collect after the stage (tags allowed).

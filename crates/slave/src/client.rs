@@ -60,6 +60,30 @@ struct HeldStageState {
 struct State {
     stages: BTreeMap<StageId, HeldStageState>,
     link: Option<Link>,
+    /// The slaves of recent sessions, newest last: the master sends a session's list once
+    /// per connection, not with every stage (with thousands of slaves it would be most of
+    /// every command).
+    rosters: VecDeque<(String, Arc<Vec<String>>)>,
+}
+
+/// Sessions whose slave lists are kept.
+const ROSTERS_KEPT: usize = 8;
+
+impl State {
+    /// The session's slaves: the command's list when it carries one (kept for later
+    /// stages), else the one kept from an earlier stage of the session.
+    fn roster(&mut self, session_id: &str, sent: &[String]) -> Option<Arc<Vec<String>>> {
+        if !sent.is_empty() {
+            let roster = Arc::new(sent.to_vec());
+            self.rosters.retain(|(id, _)| id != session_id);
+            self.rosters.push_back((session_id.to_string(), roster.clone()));
+            while self.rosters.len() > ROSTERS_KEPT {
+                self.rosters.pop_front();
+            }
+            return Some(roster);
+        }
+        self.rosters.iter().rev().find(|(id, _)| id == session_id).map(|(_, roster)| roster.clone())
+    }
 }
 
 /// Told of every change of the connection to the master, as a line for people (the
@@ -258,7 +282,7 @@ impl Slave {
             }
             return;
         };
-        let State { stages, link } = &mut *state;
+        let State { stages, link, .. } = &mut *state;
         let (Some(stage), Some(link)) = (stages.get_mut(&stage_id), link.as_ref()) else { return };
         let mut resend: Vec<ToMaster> = Vec::new();
         if from_seq == 0 {
@@ -317,13 +341,23 @@ impl Slave {
         tags.insert("slavename".into(), self.config.name.clone());
         tags.entry("diskmounts".into()).or_default();
         let work_dir = self.config.work_dir.join("sessions").join(&command.session_id);
+        let roster = self.state().roster(&command.session_id, &command.slaves);
+        let slaves = match roster {
+            Some(roster) => roster.join(" "),
+            None => {
+                // Only if the list was lost between connections; the master resends it on
+                // every new connection, so this is a bug worth a warning, not a failure.
+                warn!(session = %command.session_id, "no slave list for this session; XRDTEST_SLAVES names this slave only");
+                self.config.name.clone()
+            }
+        };
         let env = vec![
             ("XRDTEST_SESSION".to_string(), command.session_id.clone()),
             ("XRDTEST_SUITE".to_string(), command.suite.clone()),
             ("XRDTEST_CASE".to_string(), command.stage.case().unwrap_or("").to_string()),
             ("XRDTEST_STAGE".to_string(), command.stage.kind().to_string()),
             ("XRDTEST_SLAVE".to_string(), self.config.name.clone()),
-            ("XRDTEST_SLAVES".to_string(), command.slaves.join(" ")),
+            ("XRDTEST_SLAVES".to_string(), slaves),
             ("XRDTEST_WORKDIR".to_string(), work_dir.display().to_string()),
             ("XRDTEST_FUNCTIONS".to_string(), self.functions.display().to_string()),
         ];
@@ -464,5 +498,29 @@ impl Slave {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(list: &[&str]) -> Vec<String> {
+        list.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn a_sessions_slave_list_is_kept_for_its_later_stages() {
+        let mut state = State::default();
+        let roster = state.roster("7", &names(&["a", "b"])).unwrap();
+        assert_eq!(*roster, ["a", "b"]);
+        assert_eq!(*state.roster("7", &[]).unwrap(), ["a", "b"], "a later stage sends none");
+        assert!(state.roster("8", &[]).is_none(), "another session's list is not this one's");
+        assert_eq!(*state.roster("7", &names(&["a"])).unwrap(), ["a"], "a list sent again replaces it");
+        for session in 0..ROSTERS_KEPT {
+            state.roster(&format!("s{session}"), &names(&["x"]));
+        }
+        assert!(state.roster("7", &[]).is_none(), "only the newest sessions are kept");
+        assert_eq!(state.rosters.len(), ROSTERS_KEPT);
     }
 }

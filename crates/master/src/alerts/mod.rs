@@ -28,6 +28,8 @@ use tracing::{debug, error, info, warn};
 
 pub use compose::{applicable_policy, compose, mail_count, AlertSettings, Mail, TAIL_LINES};
 
+use xrdtest_defs::Suite;
+
 use crate::model::SessionRecord;
 use crate::store::Store;
 
@@ -52,6 +54,17 @@ pub enum SmtpTls {
     StartTls,
     /// TLS from the first byte, "SMTPS" (usually port 465).
     Tls,
+}
+
+/// Something that wants to know when a session has ended (the alert mailer is one); it
+/// must return at once. Defined here, beside its one implementation, so that the mailer
+/// needs nothing of the master that calls it.
+pub trait SessionEndListener: Send + Sync {
+    fn session_ended(&self, suite: &Suite, record: &SessionRecord);
+    /// Mails sent and given up, for the API, if this listener sends mail.
+    fn delivery_counts(&self) -> Option<(u64, u64)> {
+        None
+    }
 }
 
 /// Where and how alert mails are sent. Its `Debug` hides the password.
@@ -337,7 +350,7 @@ impl Sender {
 }
 
 /// Alerts go out when the master reports a session's end.
-impl crate::master::SessionEndListener for Alerter {
+impl SessionEndListener for Alerter {
     fn session_ended(&self, suite: &xrdtest_defs::Suite, record: &SessionRecord) {
         Alerter::session_ended(self, AlertSettings::from(suite), record);
     }

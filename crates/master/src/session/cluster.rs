@@ -9,16 +9,14 @@ use tokio::sync::watch;
 use tracing::{info, warn};
 use xrdtest_defs::tags::diskmount_commands;
 use xrdtest_defs::Cluster;
-use xrdtest_proto::{ClusterState, FromMaster};
+use xrdtest_proto::ClusterState;
 
-use crate::clusters::{start_message, wait_for_state, ClusterEvent, ClusterOwner};
-use crate::master::Master;
+use crate::cluster_control::StartError;
 use crate::clusters::cluster_state_name;
+use crate::clusters::{wait_for_state, ClusterEvent, ClusterOwner};
+use crate::master::Master;
 use crate::model::{now_ms, ClusterRun, ClusterStep, SessionRecord};
 use crate::session::rules::StopRequest;
-
-/// How long a command to a hypervisor may wait for room in its connection's queue.
-const SEND_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// A cluster a session holds.
 pub struct ClusterLease {
@@ -48,13 +46,6 @@ fn push_step(record: &mut SessionRecord, state: &str, detail: &str) {
     if let Some(run) = record.cluster.as_mut() {
         run.steps.push(ClusterStep { unix_ms: now_ms(), state: state.to_string(), detail: detail.to_string() });
     }
-}
-
-/// Queues a message for a hypervisor; false if it is not connected or its queue stays full
-/// (a connection stuck writing must not hang the session).
-async fn send_to(master: &Master, hypervisor: &str, message: FromMaster) -> bool {
-    let Some(handle) = master.peers.handle(hypervisor) else { return false };
-    matches!(tokio::time::timeout(SEND_TIMEOUT, handle.tx.send(message)).await, Ok(Ok(())))
 }
 
 /// Waits for the first stop request on `cancel` (never returns if none comes).
@@ -97,23 +88,21 @@ pub async fn bring_up(
             return Err((None, StopRequest::abort(reason)));
         }
         None => {
-            let (hypervisor, hv_ip) = board
-                .reserve(cluster, ClusterOwner::Session(record.id))
-                .map_err(|e| (None, StopRequest::abort(e.to_string())))?;
-            let master_ip = master.config.clusters.master_address.or(hv_ip);
-            let lease = ClusterLease { name: cluster.name.clone(), hypervisor: hypervisor.clone(), started_here: true };
-            let message = start_message(cluster, master_ip, master.config.listen.port(), record.id.to_string());
-            let sent = send_to(master, &hypervisor, message).await;
+            let started =
+                master.cluster_control().start(cluster, ClusterOwner::Session(record.id), record.id.to_string()).await;
+            let hypervisor = match &started {
+                Ok(sent) => sent.hypervisor.clone(),
+                Err(StartError::NotSent { hypervisor }) => hypervisor.clone(),
+                Err(err @ StartError::Reserve(_)) => return Err((None, StopRequest::abort(err.to_string()))),
+            };
             if let Some(run) = record.cluster.as_mut() {
                 run.hypervisor = Some(hypervisor.clone());
                 run.started_here = true;
             }
-            if !sent {
-                let reason = format!("hypervisor {hypervisor} disconnected before the cluster could be sent");
-                board.mark(&cluster.name, ClusterState::Error, &reason);
-                return Err((Some(lease), StopRequest::abort(reason)));
+            let lease = ClusterLease { name: cluster.name.clone(), hypervisor: hypervisor.clone(), started_here: true };
+            if let Err(err) = started {
+                return Err((Some(lease), StopRequest::abort(err.to_string())));
             }
-            info!(cluster = %cluster.name, hypervisor = %hypervisor, ?master_ip, "cluster sent to the hypervisor");
             push_step(record, cluster_state_name(ClusterState::DefinitionSent), &format!("sent to {hypervisor}"));
             lease
         }
@@ -160,8 +149,9 @@ pub async fn tear_down(master: &Arc<Master>, record: &mut SessionRecord, lease: 
         return None;
     }
     let mut events = board.subscribe();
-    let sent = send_to(master, &lease.hypervisor, FromMaster::StopCluster { cluster: lease.name.clone() }).await;
-    if !sent {
+    // The mark comes back through `events` and is recorded by the wait below.
+    let note = format!("stop sent to {}", lease.hypervisor);
+    if !master.cluster_control().stop(&lease.name, &lease.hypervisor, &note).await {
         let problem = format!(
             "cluster `{}` could not be stopped: hypervisor {} is not connected (it removes clusters it \
              runs unasked when it reconnects)",
@@ -171,8 +161,6 @@ pub async fn tear_down(master: &Arc<Master>, record: &mut SessionRecord, lease: 
         push_step(record, "error_stop", &problem);
         return Some(problem);
     }
-    // The mark comes back through `events` and is recorded by the wait below.
-    board.mark(&lease.name, ClusterState::StopCommandSent, &format!("stop sent to {}", lease.hypervisor));
     let timeout = master.config.clusters.stop_timeout;
     let result = wait_for_state(board, &mut events, &lease.name, ClusterState::Stopped, timeout, |event| {
         push_step(record, cluster_state_name(event.state), &event.detail);

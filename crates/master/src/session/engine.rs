@@ -17,7 +17,7 @@
 //! - a cancel or abort kills the running stage (never suite finalize: it is the cleanup)
 //!   and gives the slaves a short while to report before their runs are ended.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
 
 use tracing::{info, warn};
@@ -58,21 +58,53 @@ pub struct Now {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
     /// The runner tried to send the current stage to `slave` under `stage_id`.
-    Sent { slave: String, stage_id: StageId, delivered: bool },
+    Sent {
+        slave: String,
+        stage_id: StageId,
+        delivered: bool,
+    },
     /// The current stage could not be sent to anyone (no stage ids): it fails everywhere.
-    StageNotSent { reason: String },
-    Started { slave: String, stage_id: StageId, unix_ms: u64 },
-    Output { slave: String, stage_id: StageId, bytes: u64 },
-    Log { slave: String, stage_id: StageId, path: String },
-    Finished { slave: String, result: StageResult },
+    StageNotSent {
+        reason: String,
+    },
+    Started {
+        slave: String,
+        stage_id: StageId,
+        unix_ms: u64,
+    },
+    Output {
+        slave: String,
+        stage_id: StageId,
+        bytes: u64,
+    },
+    Log {
+        slave: String,
+        stage_id: StageId,
+        path: String,
+    },
+    Finished {
+        slave: String,
+        result: StageResult,
+    },
     /// The slave's connection dropped.
-    Disconnected { slave: String },
+    Disconnected {
+        slave: String,
+    },
     /// The slave reconnected and still holds the stage.
-    Resumed { slave: String, stage_id: StageId },
+    Resumed {
+        slave: String,
+        stage_id: StageId,
+    },
     /// The slave reconnected without the stage (it restarted).
-    Lost { slave: String, stage_id: StageId },
+    Lost {
+        slave: String,
+        stage_id: StageId,
+    },
     /// A resend asked for by [`Action::Resend`] could not be delivered.
-    ResendFailed { slave: String, stage_id: StageId },
+    ResendFailed {
+        slave: String,
+        stage_id: StageId,
+    },
     /// A cancel (ends `cancelled`) or an abort (ends `failed`); only the first counts.
     Stop(StopRequest),
 }
@@ -112,9 +144,42 @@ struct Pending {
 struct Current {
     index: usize,
     pending: HashMap<String, Pending>,
-    /// Slaves away (connection down, or never reached), and since when (mono ms).
-    away: BTreeMap<String, u64>,
+    /// Slaves away (connection down, or never reached), and since when.
+    away: Away,
     result_deadline: u64,
+}
+
+/// Slaves away, by name and by the time they left, so that the earliest and the expired
+/// are found without looking at every one (a whole rack can drop at once).
+#[derive(Debug, Clone, Default)]
+struct Away {
+    since: HashMap<String, u64>,
+    by_time: BTreeSet<(u64, String)>,
+}
+
+impl Away {
+    /// Notes `slave` away from `mono_ms`, unless it is away already (the first time counts).
+    fn insert(&mut self, slave: &str, mono_ms: u64) {
+        if !self.since.contains_key(slave) {
+            self.since.insert(slave.to_string(), mono_ms);
+            self.by_time.insert((mono_ms, slave.to_string()));
+        }
+    }
+
+    fn remove(&mut self, slave: &str) {
+        if let Some(since) = self.since.remove(slave) {
+            self.by_time.remove(&(since, slave.to_string()));
+        }
+    }
+
+    fn earliest(&self) -> Option<u64> {
+        self.by_time.first().map(|(since, _)| *since)
+    }
+
+    /// The slaves away since `mono_ms` or before.
+    fn until(&self, mono_ms: u64) -> Vec<String> {
+        self.by_time.range(..(mono_ms.saturating_add(1), String::new())).map(|(_, slave)| slave.clone()).collect()
+    }
 }
 
 pub struct Engine {
@@ -134,7 +199,16 @@ impl Engine {
     /// An engine for `record` (its stages are `plan`, one record stage per step, with a run
     /// per slave of the session).
     pub fn new(record: SessionRecord, plan: Vec<Step>, limits: Limits) -> Engine {
-        Engine { record, plan, limits, rules: Rules::default(), cursor: 0, current: None, finished: false, dirty: false }
+        Engine {
+            record,
+            plan,
+            limits,
+            rules: Rules::default(),
+            cursor: 0,
+            current: None,
+            finished: false,
+            dirty: false,
+        }
     }
 
     pub fn record(&self) -> &SessionRecord {
@@ -163,7 +237,7 @@ impl Engine {
     pub fn next_deadline(&self) -> Option<u64> {
         let current = self.current.as_ref()?;
         let grace = self.limits.reconnect_grace.as_millis() as u64;
-        let grace_end = current.away.values().min().map(|since| since + grace);
+        let grace_end = current.away.earliest().map(|since| since + grace);
         Some(grace_end.map_or(current.result_deadline, |end| end.min(current.result_deadline)))
     }
 
@@ -199,7 +273,7 @@ impl Engine {
                 run.stage_id = stage_id;
                 run.state = RunState::Running;
                 if !delivered {
-                    current.away.entry(slave).or_insert(now.mono_ms);
+                    current.away.insert(&slave, now.mono_ms);
                 }
             }
             Event::Disconnected { slave } => {
@@ -207,7 +281,7 @@ impl Engine {
                     if current.pending.contains_key(&slave) {
                         let grace = self.limits.reconnect_grace;
                         warn!(slave = %slave, stage = %self.record.stages[current.index].stage, ?grace, "slave disconnected mid-stage; waiting for it");
-                        current.away.entry(slave).or_insert(now.mono_ms);
+                        current.away.insert(&slave, now.mono_ms);
                     }
                 }
             }
@@ -283,12 +357,11 @@ impl Engine {
         let mut actions = Vec::new();
         let Some(current) = self.current.as_mut() else { return actions };
         let grace = self.limits.reconnect_grace;
-        let expired: Vec<String> = current
-            .away
-            .iter()
-            .filter(|(_, since)| **since + grace.as_millis() as u64 <= now.mono_ms)
-            .map(|(slave, _)| slave.clone())
-            .collect();
+        // Away since `cutoff` or before: away for the whole grace period.
+        let expired = match now.mono_ms.checked_sub(grace.as_millis() as u64) {
+            Some(cutoff) => current.away.until(cutoff),
+            None => Vec::new(),
+        };
         for slave in expired {
             if let Some(current) = self.current.as_mut() {
                 current.away.remove(&slave);
@@ -457,7 +530,7 @@ impl Engine {
             .collect();
         let slaves = runs.iter().map(|run| run.slave.clone()).collect();
         let deadline = now.mono_ms + (step.timeout + self.limits.result_margin).as_millis() as u64;
-        self.current = Some(Current { index, pending, away: BTreeMap::new(), result_deadline: deadline });
+        self.current = Some(Current { index, pending, away: Away::default(), result_deadline: deadline });
         actions.push(Action::Run { index, slaves });
         actions.push(Action::Save);
     }
@@ -513,6 +586,8 @@ pub fn describe_outcome(outcome: &StageOutcome) -> (RunState, Option<i32>, Optio
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::BTreeMap;
+
     use crate::model::{CaseRecord, StageRecord, StageRun, Trigger};
 
     const GRACE: u64 = 10_000;
@@ -741,7 +816,9 @@ mod tests {
     #[test]
     fn the_failure_rules_decide_what_runs() {
         use SessionState::{Failed, Passed};
-        let table: [(&str, &[(&str, &str)], &[&str], SessionState, Option<&str>); 6] = [
+        // What happens, the runs that fail, the stages that run, the end.
+        type Row<'a> = (&'a str, &'a [(&'a str, &'a str)], &'a [&'a str], SessionState, Option<&'a str>);
+        let table: [Row; 6] = [
             ("all pass", &[], &CASES, Passed, None),
             (
                 "suite init fails on one slave: no case runs, suite finalize does",
@@ -758,13 +835,7 @@ mod tests {
                 Some("failed cases: a"),
             ),
             ("a case run fails: the next case goes on", &[("run:a", "s1")], &CASES, Failed, Some("failed cases: a")),
-            (
-                "a case finalize fails: the case fails",
-                &[("fin:b", "s2")],
-                &CASES,
-                Failed,
-                Some("failed cases: b"),
-            ),
+            ("a case finalize fails: the case fails", &[("fin:b", "s2")], &CASES, Failed, Some("failed cases: b")),
             ("suite finalize fails", &[("sf", "s1")], &CASES, Failed, Some("suite finalization failed")),
         ];
         for (what, fails, ran, state, reason) in table {

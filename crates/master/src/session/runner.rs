@@ -16,8 +16,8 @@ use crate::master::Master;
 use crate::model::{now_ms, CaseState, RunState, SessionId, SessionRecord, SessionState};
 use crate::peers::{PeerEvent, StageEvent};
 use crate::session::cluster::{bring_up, host_tags, tear_down, ClusterLease};
-use crate::session::load_script;
 use crate::session::engine::{Action, Engine, Event, Limits, Now, Step};
+use crate::session::load_script;
 use crate::session::rules::{plan, StopRequest};
 
 /// Beyond its own timeout (which the slave enforces), how long the master waits for a
@@ -27,8 +27,6 @@ const RESULT_MARGIN: Duration = Duration::from_secs(30);
 const CANCEL_WAIT: Duration = Duration::from_secs(15);
 /// How often a running stage's record is saved while results come in.
 const SAVE_EVERY: Duration = Duration::from_millis(250);
-/// Longest wait for room in a slave's outgoing queue.
-const SEND_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Tags per slave on top of the session's (a cluster host's `diskmounts`).
 type SlaveTags = HashMap<String, BTreeMap<String, String>>;
@@ -122,9 +120,14 @@ async fn run(
         .zip(&scripts)
         .map(|(p, script)| Step { stage: p.stage.clone(), timeout: p.timeout, script_error: script.clone().err() })
         .collect();
-    let limits = Limits { reconnect_grace: master.config.reconnect_grace, result_margin: RESULT_MARGIN, cancel_wait: CANCEL_WAIT };
+    let limits = Limits {
+        reconnect_grace: master.config.reconnect_grace,
+        result_margin: RESULT_MARGIN,
+        cancel_wait: CANCEL_WAIT,
+    };
     let scripts: Vec<String> = scripts.into_iter().map(Result::unwrap_or_default).collect();
-    let context = StageContext { scripts: &scripts, suite: &suite, slave_tags: &slave_tags, base_tags: master.base_tags() };
+    let context =
+        StageContext { scripts: &scripts, suite: &suite, slave_tags: &slave_tags, base_tags: master.base_tags() };
     let (mut record, state, reason) = drive(&master, Engine::new(record, steps, limits), &context, &mut cancel).await;
     record.reason = reason;
     finish(&master, &suite, record, state, lease).await;
@@ -199,7 +202,17 @@ struct StageContext<'a> {
 }
 
 impl StageContext<'_> {
-    fn command(&self, record: &SessionRecord, index: usize, stage_id: StageId, slave: &str, master: &Master) -> FromMaster {
+    /// The command of stage `index` for `slave`; `with_roster`: with the list of the
+    /// session's slaves, which each connection gets once (the slave keeps it).
+    fn command(
+        &self,
+        record: &SessionRecord,
+        index: usize,
+        stage_id: StageId,
+        slave: &str,
+        with_roster: bool,
+        master: &Master,
+    ) -> FromMaster {
         let stage = &record.stages[index];
         let mut tags = self.suite.tags.clone();
         tags.extend(self.base_tags.clone());
@@ -213,7 +226,7 @@ impl StageContext<'_> {
             stage: stage.stage.clone(),
             script: self.scripts[index].clone(),
             tags,
-            slaves: record.slaves.clone(),
+            slaves: if with_roster { record.slaves.clone() } else { Vec::new() },
             timeout_ms: stage.timeout_ms,
             logs: self.suite.logs.clone(),
             output_limit_bytes: master.config.output_limit_bytes,
@@ -255,6 +268,7 @@ async fn drive(
     }
     let mut save_tick = tokio::time::interval(SAVE_EVERY);
     let (mut cancel_open, mut peers_open) = (true, true);
+    let mut rosters = Rosters::default();
     loop {
         while let Some(action) = todo.pop_front() {
             let answers = match action {
@@ -263,17 +277,19 @@ async fn drive(
                     master.save(engine.record());
                     Vec::new()
                 }
-                Action::Run { index, slaves } => send_stage(master, engine.record(), index, &slaves, context, &events_tx).await,
+                Action::Run { index, slaves } => {
+                    send_stage(master, engine.record(), index, &slaves, context, &mut rosters, &events_tx).await
+                }
                 Action::Resend { index, slave, stage_id } => {
-                    let command = context.command(engine.record(), index, stage_id, &slave, master);
-                    if send(master, &slave, command).await {
+                    let command = context.command(engine.record(), index, stage_id, &slave, true, master);
+                    if master.peers.send(&slave, command).await {
                         Vec::new()
                     } else {
                         vec![Event::ResendFailed { slave, stage_id }]
                     }
                 }
                 Action::Cancel { slave, stage_id, reason } => {
-                    send(master, &slave, FromMaster::CancelStage { stage_id, reason }).await;
+                    master.peers.send(&slave, FromMaster::CancelStage { stage_id, reason }).await;
                     Vec::new()
                 }
                 Action::Forget { stage_id } => {
@@ -338,6 +354,7 @@ async fn send_stage(
     index: usize,
     slaves: &[String],
     context: &StageContext<'_>,
+    rosters: &mut Rosters,
     events: &mpsc::UnboundedSender<(StageId, StageEvent)>,
 ) -> Vec<Event> {
     let first_id = match master.store.next_stage_ids(slaves.len() as u64) {
@@ -348,17 +365,26 @@ async fn send_stage(
     for (offset, slave) in slaves.iter().enumerate() {
         let stage_id = first_id + offset as u64;
         master.peers.add_route(stage_id, slave, events.clone());
-        let delivered = send(master, slave, context.command(record, index, stage_id, slave, master)).await;
+        let with_roster = rosters.needs(slave, master.peers.conn_id(slave));
+        let delivered =
+            master.peers.send(slave, context.command(record, index, stage_id, slave, with_roster, master)).await;
         sent.push(Event::Sent { slave: slave.clone(), stage_id, delivered });
     }
     sent
 }
 
-/// Queues a message for a connected peer; false if it is not connected or its queue stays
-/// full (a connection stuck writing must not hang the session).
-async fn send(master: &Master, peer: &str, message: FromMaster) -> bool {
-    let Some(handle) = master.peers.handle(peer) else { return false };
-    matches!(tokio::time::timeout(SEND_TIMEOUT, handle.tx.send(message)).await, Ok(Ok(())))
+/// Which connection of each slave has the session's slave list: sent once per connection,
+/// so a stage command stays the same size however many slaves the session has.
+#[derive(Default)]
+struct Rosters(HashMap<String, u64>);
+
+impl Rosters {
+    /// Whether a command to `slave` on connection `conn_id` must carry the list; notes
+    /// that it will.
+    fn needs(&mut self, slave: &str, conn_id: Option<u64>) -> bool {
+        let Some(conn_id) = conn_id else { return true };
+        self.0.insert(slave.to_string(), conn_id) != Some(conn_id)
+    }
 }
 
 /// A routed message of a stage, as an engine event.

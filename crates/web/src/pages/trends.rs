@@ -7,12 +7,12 @@ use askama::Template;
 use axum::extract::{Path, State};
 use axum::http::{StatusCode, Uri};
 use axum::response::Response;
+use xrdtest_model::{CaseState, SessionRecord};
 
 use super::{check_reader, error_page, format, page, store_error, Nav};
-use crate::model::{CaseState, SessionRecord};
-use crate::web::auth::Viewer;
-use crate::web::svg::{series_colour, trends_svg, CaseSeries, TrendPoint, TrendResult};
-use crate::web::WebState;
+use crate::auth::Viewer;
+use crate::svg::{series_colour, trends_svg, CaseSeries, TrendPoint, TrendResult};
+use crate::WebState;
 
 /// The chart covers at most this many of the latest sessions.
 pub const TREND_SESSIONS: usize = 200;
@@ -115,11 +115,11 @@ pub async fn trends_page(
     if let Err(response) = check_reader(&state, &viewer, &uri) {
         return response;
     }
-    let records = match state.master.store.suite_records(&suite, TREND_SESSIONS) {
+    let records = match state.core.suite_records(&suite, TREND_SESSIONS) {
         Ok(records) => records,
         Err(err) => return store_error(&state, &viewer, &uri, err),
     };
-    let definitions = state.master.definitions();
+    let definitions = state.core.definitions();
     let definition = definitions.repository.suites.get(&suite);
     if records.is_empty() && definition.is_none() {
         return error_page(&state, &viewer, &uri, StatusCode::NOT_FOUND, format!("There is no suite `{suite}`."));
@@ -142,7 +142,7 @@ pub async fn trends_page(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{CaseRecord, SessionState, Trigger};
+    use xrdtest_model::{CaseRecord, SessionState, Trigger};
 
     type CaseSpec<'a> = (&'a str, CaseState, Option<(u64, u64)>);
 

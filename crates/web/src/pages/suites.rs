@@ -9,14 +9,13 @@ use axum::extract::{Form, Path, State};
 use axum::http::{StatusCode, Uri};
 use axum::response::Response;
 use xrdtest_defs::DefError;
+use xrdtest_master::handle::{RepoConfig, SubmitError};
+use xrdtest_model::{now_ms, SessionId, Trigger};
 
 use super::format;
 use super::{check_reader, error_page, page, see_other, store_error, CsrfForm, Nav};
-use crate::config::RepoConfig;
-use crate::master::SubmitError;
-use crate::model::{now_ms, SessionId, Trigger};
-use crate::web::auth::{require_writer, Viewer};
-use crate::web::WebState;
+use crate::auth::{require_writer, Viewer};
+use crate::WebState;
 
 /// How many of each suite's latest sessions the strip shows.
 pub const STRIP_LENGTH: usize = 20;
@@ -114,15 +113,15 @@ pub async fn suites_page(State(state): State<Arc<WebState>>, viewer: Viewer, uri
     if let Err(response) = check_reader(&state, &viewer, &uri) {
         return response;
     }
-    let master = &state.master;
-    let definitions = master.definitions();
-    let schedules = master.schedules.snapshot();
+    let core = &state.core;
+    let definitions = core.definitions();
+    let schedules = core.schedules();
     let now = now_ms();
 
     let mut errors: BTreeMap<String, Vec<ErrorRow>> = BTreeMap::new();
     let mut other_errors = Vec::new();
     for error in &definitions.errors {
-        match locate_error(&master.config.repos, error) {
+        match locate_error(core.repos(), error) {
             (Owner::Suite(name), row) => errors.entry(name).or_default().push(row),
             (Owner::Cluster(_), _) => {} // on the clusters page
             (Owner::Other, row) => other_errors.push(row),
@@ -135,7 +134,7 @@ pub async fn suites_page(State(state): State<Arc<WebState>>, viewer: Viewer, uri
     let mut suites = Vec::new();
     for name in names {
         let suite = definitions.repository.suites.get(&name);
-        let recent = match master.store.suite_recent(&name, STRIP_LENGTH) {
+        let recent = match core.suite_recent(&name, STRIP_LENGTH) {
             Ok(recent) => recent,
             Err(err) => return store_error(&state, &viewer, &uri, err),
         };
@@ -173,7 +172,7 @@ pub async fn suites_page(State(state): State<Arc<WebState>>, viewer: Viewer, uri
             next_run_relative: next_run_ms.map(|ms| format::relative(ms, now)).unwrap_or_default(),
             skipped_runs: schedule.map(|s| s.skipped_runs).unwrap_or(0),
             results,
-            unfinished: master.unfinished_session_of(&name),
+            unfinished: core.unfinished_session_of(&name),
             name,
         });
     }
@@ -187,7 +186,7 @@ pub async fn suites_page(State(state): State<Arc<WebState>>, viewer: Viewer, uri
         suites,
         other_errors,
         repo_problems,
-        scheduler_enabled: master.config.scheduler_enabled,
+        scheduler_enabled: core.scheduler_enabled(),
     })
 }
 
@@ -201,7 +200,7 @@ pub async fn run_now(
     if let Err(response) = require_writer(&viewer, &form.csrf) {
         return response;
     }
-    match state.master.submit(&name, Trigger::Manual) {
+    match state.core.submit(&name, Trigger::Manual) {
         Ok(id) => see_other(&format!("/sessions/{id}")),
         Err(SubmitError::UnknownSuite(name)) => error_page(
             &state,
@@ -224,8 +223,8 @@ pub async fn run_now(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::RepoSource;
     use std::path::PathBuf;
+    use xrdtest_master::handle::RepoSource;
 
     #[test]
     fn errors_are_attributed_to_their_suite_or_cluster() {

@@ -7,16 +7,15 @@ use axum::extract::State;
 use axum::http::Uri;
 use axum::response::Response;
 use serde::Serialize;
+use xrdtest_master::handle::{CoreHandle, StoreError};
+use xrdtest_model::{now_ms, SessionId, SessionState};
 
 use super::hypervisors::{hypervisor_views, summary};
 use super::infra::{peer_rows, PeerRow};
 use super::sessions::{current_stage, progress, summary_row, SummaryRow};
 use super::{check_reader, format, page, store_error, Nav};
-use crate::master::Master;
-use crate::model::{now_ms, SessionId, SessionState};
-use crate::store::StoreError;
-use crate::web::auth::Viewer;
-use crate::web::WebState;
+use crate::auth::Viewer;
+use crate::WebState;
 
 /// How many failures and next runs the dashboard lists.
 const LATEST: usize = 10;
@@ -39,12 +38,12 @@ pub struct ActiveRow {
 /// The unfinished sessions, oldest first: those under way (running or waiting for their
 /// slaves) and those queued; and every id in one string, so the live page can tell when
 /// the set changed.
-pub fn active_sessions(master: &Master) -> Result<(Vec<ActiveRow>, Vec<ActiveRow>, String), StoreError> {
+pub fn active_sessions(core: &CoreHandle) -> Result<(Vec<ActiveRow>, Vec<ActiveRow>, String), StoreError> {
     let now = now_ms();
     let mut running = Vec::new();
     let mut queued = Vec::new();
     let mut ids = Vec::new();
-    for summary in master.store.unfinished()? {
+    for summary in core.unfinished_sessions()? {
         let (cls, label) = format::session_state(summary.state);
         ids.push(summary.id.to_string());
         let mut row = ActiveRow {
@@ -63,7 +62,7 @@ pub fn active_sessions(master: &Master) -> Result<(Vec<ActiveRow>, Vec<ActiveRow
             queued.push(row);
             continue;
         }
-        if let Some(record) = master.store.session(summary.id)? {
+        if let Some(record) = core.session(summary.id)? {
             let (done, total) = progress(&record);
             row.done = done;
             row.total = total;
@@ -117,17 +116,17 @@ pub async fn dashboard_page(State(state): State<Arc<WebState>>, viewer: Viewer, 
     if let Err(response) = check_reader(&state, &viewer, &uri) {
         return response;
     }
-    let master = &state.master;
+    let core = &state.core;
     let now = now_ms();
-    let (running, queued, active_ids) = match active_sessions(master) {
+    let (running, queued, active_ids) = match active_sessions(core) {
         Ok(found) => found,
         Err(err) => return store_error(&state, &viewer, &uri, err),
     };
-    let failures = match master.store.in_state(SessionState::Failed, LATEST) {
+    let failures = match core.sessions_in_state(SessionState::Failed, LATEST) {
         Ok(found) => found.iter().map(|s| summary_row(s, now)).collect(),
         Err(err) => return store_error(&state, &viewer, &uri, err),
     };
-    let (slaves, _) = peer_rows(master, now);
+    let (slaves, _) = peer_rows(core, now);
     let hypervisors: Vec<HypervisorLine> = hypervisor_views(&state)
         .iter()
         .map(|view| HypervisorLine {
@@ -137,9 +136,8 @@ pub async fn dashboard_page(State(state): State<Arc<WebState>>, viewer: Viewer, 
             address: view.peer.as_ref().map(|p| p.address.clone()).unwrap_or_default(),
         })
         .collect();
-    let mut next_runs: Vec<(i64, NextRun)> = master
-        .schedules
-        .snapshot()
+    let mut next_runs: Vec<(i64, NextRun)> = core
+        .schedules()
         .into_iter()
         .filter_map(|(suite, status)| {
             let at = status.next_run_ms?;
@@ -166,7 +164,7 @@ pub async fn dashboard_page(State(state): State<Arc<WebState>>, viewer: Viewer, 
         queued,
         active_ids,
         next_runs: next_runs.into_iter().take(LATEST).map(|(_, run)| run).collect(),
-        scheduler_enabled: master.config.scheduler_enabled,
+        scheduler_enabled: core.scheduler_enabled(),
         failures,
     })
 }

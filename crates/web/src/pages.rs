@@ -1,4 +1,4 @@
-//! Every page of the dashboard, server-rendered with askama (`crates/master/templates/`), and
+//! Every page of the dashboard, server-rendered with askama (`crates/web/templates/`), and
 //! the server-sent event streams that keep the live ones current.
 //!
 //! Pages (all call [`require_reader`] first):
@@ -19,7 +19,7 @@
 //! Write actions are HTML forms with the hidden `csrf` field, checked by [`require_writer`]:
 //! `POST /suites/{name}/run` (303 to the new session), `POST /sessions/{id}/cancel` (303
 //! back to the session), `POST /clusters/{name}/start|stop` (303 back to the clusters page
-//! with a notice saying what was done or why not, see `web/notices.rs`).
+//! with a notice saying what was done or why not, see `notices.rs`).
 //!
 //! No page scans every session: lists come from the store's indexes, newest first, and
 //! stop when they have what they show (see `store.rs`).
@@ -44,8 +44,8 @@ use axum::routing::{get, post};
 use axum::Router;
 use tracing::warn;
 
-use super::auth::{login_url, require_reader, Viewer};
-use super::WebState;
+use crate::auth::{login_url, require_reader, Viewer};
+use crate::WebState;
 
 pub fn routes() -> Router<Arc<WebState>> {
     Router::new()

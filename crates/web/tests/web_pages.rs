@@ -79,7 +79,7 @@ async fn start(web_section: &str) -> Running {
         Path::new("/"),
     )
     .unwrap();
-    let running = xrdtest_master::start(config).await.unwrap();
+    let running = xrdtest_master_daemon::start(config).await.unwrap();
     Running {
         _dir: dir,
         master: running.master,

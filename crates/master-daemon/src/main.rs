@@ -57,7 +57,7 @@ async fn run(args: Args, notifier: Notifier) -> anyhow::Result<()> {
     let mut terminate = signal(SignalKind::terminate()).context("SIGTERM handler")?;
     let mut interrupt = signal(SignalKind::interrupt()).context("SIGINT handler")?;
     let mut hangup = signal(SignalKind::hangup()).context("SIGHUP handler")?;
-    let running = xrdtest_master::start(config).await.context("master failed to start")?;
+    let running = xrdtest_master_daemon::start(config).await.context("master failed to start")?;
     let serving = format!("serving: peers on {}, API on {}", running.peer_address, running.web_address);
     tell_systemd(notifier.ready(&serving));
     loop {
@@ -73,7 +73,7 @@ async fn run(args: Args, notifier: Notifier) -> anyhow::Result<()> {
     }
     info!("stopping: cancelling running sessions");
     tell_systemd(notifier.stopping("stopping: cancelling running sessions, flushing the store"));
-    xrdtest_master::shutdown(&running.master, Duration::from_secs(30)).await;
+    xrdtest_master_daemon::shutdown(&running.master, Duration::from_secs(30)).await;
     Ok(())
 }
 

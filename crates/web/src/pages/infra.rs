@@ -8,12 +8,12 @@ use askama::Template;
 use axum::extract::State;
 use axum::http::Uri;
 use axum::response::Response;
+use xrdtest_master::handle::CoreHandle;
+use xrdtest_model::{now_ms, SessionId};
 
 use super::{check_reader, format, page, Nav};
-use crate::master::Master;
-use crate::model::{now_ms, SessionId};
-use crate::web::auth::Viewer;
-use crate::web::WebState;
+use crate::auth::Viewer;
+use crate::WebState;
 
 /// A slave or hypervisor, connected or known from before.
 pub struct PeerRow {
@@ -31,10 +31,10 @@ pub struct PeerRow {
 }
 
 /// The known slaves and hypervisors, connected ones first, each sorted by name.
-pub fn peer_rows(master: &Master, now: u64) -> (Vec<PeerRow>, Vec<PeerRow>) {
+pub fn peer_rows(core: &CoreHandle, now: u64) -> (Vec<PeerRow>, Vec<PeerRow>) {
     let mut slaves = Vec::new();
     let mut hypervisors = Vec::new();
-    for peer in master.peers.list() {
+    for peer in core.peers() {
         let (cls, label) = match (peer.connected, peer.session) {
             (true, Some(id)) => ("busy", format!("busy: session {id}")),
             (true, None) => ("idle", "connected, idle".to_string()),
@@ -86,9 +86,9 @@ pub async fn slaves(State(state): State<Arc<WebState>>, viewer: Viewer, uri: Uri
     if let Err(response) = check_reader(&state, &viewer, &uri) {
         return response;
     }
-    let (slaves, _) = peer_rows(&state.master, now_ms());
+    let (slaves, _) = peer_rows(&state.core, now_ms());
     let mut expected: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for suite in state.master.definitions().repository.suites.values() {
+    for suite in state.core.definitions().repository.suites.values() {
         if suite.cluster.is_some() {
             continue; // their slaves are the cluster's VMs
         }

@@ -28,17 +28,15 @@ use axum::response::{IntoResponse, Response};
 use futures_util::Stream;
 use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast::{self, error::RecvError};
+use xrdtest_master::handle::{ClusterEvent, CoreHandle, PeerEvent};
+use xrdtest_model::{now_ms, SessionId};
 use xrdtest_proto::StageId;
 
 use super::dashboard::{active_sessions, ActiveRow};
 use super::sessions::{find_run, line_views, log_views, run_view, session_update, RunView};
 use super::{check_reader, error_page, store_error};
-use crate::clusters::ClusterEvent;
-use crate::master::Master;
-use crate::model::{now_ms, SessionId};
-use crate::peers::PeerEvent;
-use crate::web::auth::Viewer;
-use crate::web::WebState;
+use crate::auth::Viewer;
+use crate::WebState;
 
 /// Output chunks read per event.
 const CHUNKS_PER_EVENT: usize = 64;
@@ -110,7 +108,7 @@ async fn coalesce(updates: &mut broadcast::Receiver<SessionId>) {
 }
 
 struct SessionWatch {
-    master: Arc<Master>,
+    core: CoreHandle,
     id: SessionId,
     updates: broadcast::Receiver<SessionId>,
     first: bool,
@@ -124,7 +122,7 @@ async fn session_step(mut watch: SessionWatch) -> Option<(Vec<Event>, Option<Ses
         coalesce(&mut watch.updates).await;
     }
     watch.first = false;
-    let record = watch.master.store.session(watch.id).ok()??;
+    let record = watch.core.session(watch.id).ok()??;
     let event = json_event("session", &session_update(&record, now_ms()))?;
     if record.state.is_final() {
         Some((vec![event, end_event()], None))
@@ -143,13 +141,13 @@ pub async fn session_events(
         return response;
     }
     // Subscribe before reading, so no change between the two is missed.
-    let updates = state.master.subscribe_updates();
-    let id = match id.parse::<SessionId>().ok().map(|id| (id, state.master.store.session(id))) {
+    let updates = state.core.subscribe_updates();
+    let id = match id.parse::<SessionId>().ok().map(|id| (id, state.core.session(id))) {
         Some((id, Ok(Some(_)))) => id,
         Some((_, Err(err))) => return store_error(&state, &viewer, &uri, err),
         _ => return error_page(&state, &viewer, &uri, StatusCode::NOT_FOUND, format!("There is no session `{id}`.")),
     };
-    let watch = SessionWatch { master: state.master.clone(), id, updates, first: true };
+    let watch = SessionWatch { core: state.core.clone(), id, updates, first: true };
     sse(event_stream(watch, session_step))
 }
 
@@ -161,7 +159,7 @@ pub struct StageQuery {
 }
 
 struct StageWatch {
-    master: Arc<Master>,
+    core: CoreHandle,
     stage_id: StageId,
     session: Option<SessionId>,
     next_seq: u64,
@@ -173,7 +171,7 @@ struct StageWatch {
 impl StageWatch {
     /// The next batch of output as a `lines` event, if there is any.
     fn read_lines(&mut self) -> Option<Option<Event>> {
-        let chunks = self.master.store.output(self.stage_id, self.next_seq, CHUNKS_PER_EVENT).ok()?;
+        let chunks = self.core.output(self.stage_id, self.next_seq, CHUNKS_PER_EVENT).ok()?;
         self.hurry = chunks.len() == CHUNKS_PER_EVENT;
         let Some((last, _)) = chunks.last() else { return Some(None) };
         self.next_seq = last + 1;
@@ -192,7 +190,7 @@ async fn stage_step(mut watch: StageWatch) -> Option<(Vec<Event>, Option<StageWa
     }
     let run = match watch.session {
         Some(id) => {
-            let record = watch.master.store.session(id).ok()??;
+            let record = watch.core.session(id).ok()??;
             find_run(&record, watch.stage_id).map(|(_, run)| (run_view(run, now_ms()), run.state.is_final()))
         }
         None => None,
@@ -219,7 +217,7 @@ async fn stage_step(mut watch: StageWatch) -> Option<(Vec<Event>, Option<StageWa
             break;
         }
     }
-    let logs = log_views(watch.master.store.logs(watch.stage_id).ok()?);
+    let logs = log_views(watch.core.logs(watch.stage_id).ok()?);
     events.extend(json_event("logs", &logs));
     events.push(end_event());
     Some((events, None))
@@ -242,7 +240,7 @@ pub async fn stage_events(
     // A reconnecting browser says which chunk comes next.
     let resume = headers.get("last-event-id").and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse().ok());
     let watch = StageWatch {
-        master: state.master.clone(),
+        core: state.core.clone(),
         stage_id,
         session: query.session,
         next_seq: resume.or(query.from).unwrap_or(0),
@@ -259,7 +257,7 @@ struct DashboardUpdate {
 }
 
 struct DashboardWatch {
-    master: Arc<Master>,
+    core: CoreHandle,
     updates: broadcast::Receiver<SessionId>,
     peers: broadcast::Receiver<PeerEvent>,
     first: bool,
@@ -286,7 +284,7 @@ async fn dashboard_step(mut watch: DashboardWatch) -> Option<(Vec<Event>, Option
         }
     }
     watch.first = false;
-    let (mut running, queued, ids) = active_sessions(&watch.master).ok()?;
+    let (mut running, queued, ids) = active_sessions(&watch.core).ok()?;
     running.extend(queued);
     let event = json_event("sessions", &DashboardUpdate { ids, rows: running })?;
     Some((vec![event], Some(watch)))
@@ -297,9 +295,9 @@ pub async fn dashboard_events(State(state): State<Arc<WebState>>, viewer: Viewer
         return response;
     }
     let watch = DashboardWatch {
-        master: state.master.clone(),
-        updates: state.master.subscribe_updates(),
-        peers: state.master.peers.subscribe(),
+        core: state.core.clone(),
+        updates: state.core.subscribe_updates(),
+        peers: state.core.subscribe_peers(),
         first: true,
     };
     sse(event_stream(watch, dashboard_step))
@@ -308,27 +306,27 @@ pub async fn dashboard_events(State(state): State<Arc<WebState>>, viewer: Viewer
 /// A fingerprint of what the clusters and hypervisors pages show: changes when a cluster
 /// changes state, owner or user, or a hypervisor connects, leaves or reports other figures
 /// (not with the time alone).
-pub fn infra_version(master: &Master) -> String {
+pub fn infra_version(core: &CoreHandle) -> String {
     use std::hash::{DefaultHasher, Hash, Hasher};
     let mut hasher = DefaultHasher::new();
-    for entry in master.clusters.clusters() {
+    for entry in core.clusters() {
         (&entry.name, &entry.hypervisor, entry.state, &entry.detail, entry.in_use_by, entry.steps.len())
             .hash(&mut hasher);
         serde_json::to_string(&entry.owner).unwrap_or_default().hash(&mut hasher);
     }
-    for entry in master.clusters.hypervisors() {
+    for entry in core.hypervisors() {
         (&entry.name, entry.connected).hash(&mut hasher);
         serde_json::to_string(&entry.status).unwrap_or_default().hash(&mut hasher);
     }
     let mut peers: Vec<(String, bool)> =
-        master.peers.list().into_iter().filter(|p| p.role == "hypervisor").map(|p| (p.name, p.connected)).collect();
+        core.peers().into_iter().filter(|p| p.role == "hypervisor").map(|p| (p.name, p.connected)).collect();
     peers.sort();
     peers.hash(&mut hasher);
     format!("{:016x}", hasher.finish())
 }
 
 struct InfraWatch {
-    master: Arc<Master>,
+    core: CoreHandle,
     clusters: broadcast::Receiver<ClusterEvent>,
     peers: broadcast::Receiver<PeerEvent>,
     /// The version last sent; `None` before the first event.
@@ -357,7 +355,7 @@ async fn infra_step(mut watch: InfraWatch) -> Option<(Vec<Event>, Option<InfraWa
     if watch.sent.is_some() && !watch.wait().await {
         return None;
     }
-    let version = infra_version(&watch.master);
+    let version = infra_version(&watch.core);
     if watch.sent.as_ref() == Some(&version) {
         return Some((Vec::new(), Some(watch)));
     }
@@ -371,9 +369,9 @@ pub async fn infra_events(State(state): State<Arc<WebState>>, viewer: Viewer, ur
         return response;
     }
     let watch = InfraWatch {
-        master: state.master.clone(),
-        clusters: state.master.clusters.subscribe(),
-        peers: state.master.peers.subscribe(),
+        core: state.core.clone(),
+        clusters: state.core.subscribe_clusters(),
+        peers: state.core.subscribe_peers(),
         sent: None,
     };
     sse(event_stream(watch, infra_step))

@@ -8,16 +8,15 @@ use axum::extract::{Form, Path, Query, State};
 use axum::http::{StatusCode, Uri};
 use axum::response::Response;
 use serde::{Deserialize, Serialize};
+use xrdtest_master::handle::{CancelError, HistoryFilter};
+use xrdtest_model::{now_ms, ClusterRun, SessionId, SessionRecord, SessionState, SessionSummary, StageRun, Trigger};
 use xrdtest_proto::StageId;
 
 use super::clusters::{step_views, StepView};
 use super::format;
 use super::{check_reader, error_page, page, see_other, store_error, CsrfForm, Nav};
-use crate::master::CancelError;
-use crate::model::{now_ms, ClusterRun, SessionId, SessionRecord, SessionState, SessionSummary, StageRun, Trigger};
-use crate::store::HistoryFilter;
-use crate::web::auth::{require_writer, Viewer};
-use crate::web::WebState;
+use crate::auth::{require_writer, Viewer};
+use crate::WebState;
 
 /// Sessions per history page.
 pub const PAGE_SIZE: usize = 50;
@@ -183,7 +182,7 @@ pub fn current_stage(record: &SessionRecord) -> String {
     record
         .stages
         .iter()
-        .find(|s| s.runs.iter().any(|r| r.state == crate::model::RunState::Running))
+        .find(|s| s.runs.iter().any(|r| r.state == xrdtest_model::RunState::Running))
         .map(|s| s.stage.to_string())
         .unwrap_or_default()
 }
@@ -268,7 +267,7 @@ pub async fn session_page(
     let Some(id) = parse_id(&id) else {
         return error_page(&state, &viewer, &uri, StatusCode::NOT_FOUND, format!("There is no session `{id}`."));
     };
-    let record = match state.master.store.session(id) {
+    let record = match state.core.session(id) {
         Ok(Some(record)) => record,
         Ok(None) => {
             return error_page(&state, &viewer, &uri, StatusCode::NOT_FOUND, format!("There is no session {id}."))
@@ -308,7 +307,7 @@ pub async fn cancel(
     let Some(id) = parse_id(&id) else {
         return error_page(&state, &viewer, &uri, StatusCode::NOT_FOUND, format!("There is no session `{id}`."));
     };
-    match state.master.cancel(id, "cancelled from the dashboard") {
+    match state.core.cancel(id, "cancelled from the dashboard") {
         // Already over: the session page shows how it ended.
         Ok(()) | Err(CancelError::Finished(_)) => see_other(&format!("/sessions/{id}")),
         Err(CancelError::Unknown(_)) => {
@@ -429,7 +428,7 @@ pub async fn stage_page(
     let (Some(id), Some(stage_id)) = (parse_id(&id), parse_id(&stage_id).filter(|s| *s != 0)) else {
         return not_found(format!("There is no stage `{stage_id}` in session `{id}`."));
     };
-    let record = match state.master.store.session(id) {
+    let record = match state.core.session(id) {
         Ok(Some(record)) => record,
         Ok(None) => return not_found(format!("There is no session {id}.")),
         Err(err) => return store_error(&state, &viewer, &uri, err),
@@ -437,12 +436,12 @@ pub async fn stage_page(
     let Some((index, run)) = find_run(&record, stage_id) else {
         return not_found(format!("Session {id} has no stage {stage_id}."));
     };
-    let (chunks, earlier) = match state.master.store.output_tail_chunks(stage_id, TAIL_LINES) {
+    let (chunks, earlier) = match state.core.output_tail_chunks(stage_id, TAIL_LINES) {
         Ok(found) => found,
         Err(err) => return store_error(&state, &viewer, &uri, err),
     };
     let next_seq = chunks.last().map(|(seq, _)| seq + 1).unwrap_or(0);
-    let logs = match state.master.store.logs(stage_id) {
+    let logs = match state.core.logs(stage_id) {
         Ok(logs) => log_views(logs),
         Err(err) => return store_error(&state, &viewer, &uri, err),
     };
@@ -631,10 +630,10 @@ pub async fn history(
     // Links carry the edge of the page they come from, so following them never skips
     // through the sessions before: every page costs the same however deep it is.
     let found = if after_id.is_some() {
-        state.master.store.history_newer(&filter, PAGE_SIZE).map(|(rows, newer)| (rows, newer, true))
+        state.core.history_newer(&filter, PAGE_SIZE).map(|(rows, newer)| (rows, newer, true))
     } else {
         let skip = if before_id.is_some() { 0 } else { offset };
-        state.master.store.history(&filter, skip, PAGE_SIZE).map(|(rows, older)| (rows, page_number > 1, older))
+        state.core.history(&filter, skip, PAGE_SIZE).map(|(rows, older)| (rows, page_number > 1, older))
     };
     let (summaries, has_newer, has_older) = match found {
         Ok(found) => found,
@@ -653,7 +652,7 @@ pub async fn history(
         _ => String::new(),
     };
     let now = now_ms();
-    let mut suite_names: Vec<String> = state.master.definitions().repository.suites.keys().cloned().collect();
+    let mut suite_names: Vec<String> = state.core.definitions().repository.suites.keys().cloned().collect();
     if let Some(suite) = &suite {
         if !suite_names.contains(suite) {
             suite_names.push(suite.clone());

@@ -8,16 +8,15 @@ use askama::Template;
 use axum::extract::State;
 use axum::http::Uri;
 use axum::response::Response;
+use xrdtest_master::handle::{cluster_state_name, ClusterEntry, HypervisorEntry};
+use xrdtest_model::now_ms;
 use xrdtest_proto::{ClusterState, HypervisorStatus};
 
 use super::infra::{peer_rows, PeerRow};
 use super::live::infra_version;
 use super::{check_reader, format, page, Nav};
-use crate::clusters::{ClusterEntry, HypervisorEntry};
-use crate::clusters::cluster_state_name;
-use crate::model::now_ms;
-use crate::web::auth::Viewer;
-use crate::web::WebState;
+use crate::auth::Viewer;
+use crate::WebState;
 
 /// A bar of used against limit.
 pub struct Gauge {
@@ -112,12 +111,11 @@ fn report(status: &HypervisorStatus) -> Report {
 
 /// Every hypervisor the cluster board or the peer list knows, connected ones first.
 pub fn hypervisor_views(state: &WebState) -> Vec<HypervisorView> {
-    let master = &state.master;
-    let board = master.clusters.clusters();
-    let (_, peers) = peer_rows(master, now_ms());
+    let core = &state.core;
+    let board = core.clusters();
+    let (_, peers) = peer_rows(core, now_ms());
     let mut peers: BTreeMap<String, PeerRow> = peers.into_iter().map(|p| (p.name.clone(), p)).collect();
-    let mut views: Vec<HypervisorView> = master
-        .clusters
+    let mut views: Vec<HypervisorView> = core
         .hypervisors()
         .into_iter()
         .map(|entry: HypervisorEntry| HypervisorView {
@@ -173,9 +171,9 @@ pub async fn hypervisors_page(State(state): State<Arc<WebState>>, viewer: Viewer
     page(&HypervisorsPage {
         nav: Nav::new(&state, &viewer, &uri, "hypervisors", "Hypervisors"),
         hypervisors: hypervisor_views(&state),
-        clusters: state.master.definitions().repository.clusters.len(),
-        master_setting: super::clusters::master_setting(&state.master),
-        version: infra_version(&state.master),
+        clusters: state.core.definitions().repository.clusters.len(),
+        master_setting: super::clusters::master_setting(&state.core),
+        version: infra_version(&state.core),
     })
 }
 

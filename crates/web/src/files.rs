@@ -32,8 +32,8 @@ use axum::routing::get;
 use axum::Router;
 use tracing::warn;
 
-use super::auth::escape_html;
-use super::WebState;
+use crate::auth::escape_html;
+use crate::WebState;
 
 /// The show page displays at most this much of a file.
 pub const SHOW_LIMIT: u64 = 2 << 20;
@@ -152,7 +152,7 @@ async fn repo_file(
     Path((repo, path)): Path<(String, String)>,
     RawQuery(query): RawQuery,
 ) -> Response {
-    let Some(root) = state.master.config.repos.iter().find(|r| r.name == repo).map(|r| r.root().to_path_buf()) else {
+    let Some(root) = state.core.repos().iter().find(|r| r.name == repo).map(|r| r.root().to_path_buf()) else {
         return Refusal::NotFound.into_response();
     };
     let show = query.as_deref().is_some_and(|q| q.split('&').any(|p| p == "show" || p.starts_with("show=")));
@@ -248,7 +248,7 @@ fn url_path_escape(segment: &str) -> String {
 }
 
 async fn ca_certificate(State(state): State<Arc<WebState>>) -> Response {
-    let path = state.master.config.state_dir.join(xrdtest_proto::pki::CA_CERT_FILE);
+    let path = state.core.ca_cert_path();
     match tokio::fs::read(&path).await {
         Ok(pem) => {
             let mut response = pem.into_response();

@@ -2,7 +2,7 @@
 
 use chrono::{Local, NaiveDate, TimeZone};
 
-use crate::model::{CaseState, RunState, SessionState};
+use xrdtest_model::{CaseState, RunState, SessionState};
 
 /// `850 ms`, `12.3 s`, `4 min 05 s`, `2 h 03 min`.
 pub fn duration(ms: u64) -> String {

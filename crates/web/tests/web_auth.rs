@@ -70,7 +70,7 @@ impl Env {
         .unwrap();
         let https = config.web.tls != xrdtest_master::config::WebTls::None;
         let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-        let running = runtime.block_on(xrdtest_master::start(config)).unwrap();
+        let running = runtime.block_on(xrdtest_master_daemon::start(config)).unwrap();
         let tls = https.then(|| {
             let ca = std::fs::read(&running.ca_cert_path).unwrap();
             xrdtest_proto::tls::client_config(&ca).unwrap()

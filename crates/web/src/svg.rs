@@ -9,7 +9,7 @@
 
 use std::fmt::Write;
 
-use crate::model::SessionId;
+use xrdtest_model::SessionId;
 
 /// How a case ended in one session.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -11,16 +11,15 @@ use axum::http::{StatusCode, Uri};
 use axum::response::Response;
 use serde::{Deserialize, Serialize};
 use xrdtest_defs::{Boot, Cluster};
+use xrdtest_master::handle::{ClusterCommandError, ClusterEntry, ClusterOwner, CoreHandle};
+use xrdtest_model::{now_ms, ClusterStep, SessionId};
 
 use super::live::infra_version;
 use super::suites::{locate_error, ErrorRow, Owner};
 use super::{check_reader, error_page, format, page, see_other, CsrfForm, Nav};
-use crate::clusters::{ClusterEntry, ClusterOwner};
-use crate::master::{ClusterCommandError, Master};
-use crate::model::{now_ms, ClusterStep, SessionId};
-use crate::web::auth::{require_writer, Viewer};
-use crate::web::notices::Notice;
-use crate::web::WebState;
+use crate::auth::{require_writer, Viewer};
+use crate::notices::Notice;
+use crate::WebState;
 
 /// Steps a cluster's card lists: the newest ones.
 pub const STEPS_SHOWN: usize = 12;
@@ -187,16 +186,16 @@ pub fn live_view(entry: &ClusterEntry, now: u64) -> LiveView {
 }
 
 /// Every cluster the page lists, by name: defined, invalid, or still on a hypervisor.
-fn cluster_views(master: &Master, notice: Option<&Notice>) -> Vec<ClusterView> {
-    let definitions = master.definitions();
+fn cluster_views(core: &CoreHandle, notice: Option<&Notice>) -> Vec<ClusterView> {
+    let definitions = core.definitions();
     let mut errors: BTreeMap<String, Vec<ErrorRow>> = BTreeMap::new();
     for error in &definitions.errors {
-        if let (Owner::Cluster(name), row) = locate_error(&master.config.repos, error) {
+        if let (Owner::Cluster(name), row) = locate_error(core.repos(), error) {
             errors.entry(name).or_default().push(row);
         }
     }
     let mut live: BTreeMap<String, ClusterEntry> =
-        master.clusters.clusters().into_iter().map(|entry| (entry.name.clone(), entry)).collect();
+        core.clusters().into_iter().map(|entry| (entry.name.clone(), entry)).collect();
     let mut names: Vec<String> = definitions.repository.clusters.keys().cloned().collect();
     names.extend(errors.keys().cloned());
     names.extend(live.keys().cloned());
@@ -233,8 +232,8 @@ fn cluster_views(master: &Master, notice: Option<&Notice>) -> Vec<ClusterView> {
 /// What a hypervisor's `master` setting should say, for the "how to add one" hint. The peer
 /// port is the configured one (`0`, any free port, is shown as a placeholder: the port bound
 /// is in the master's start-up log).
-pub fn master_setting(master: &Master) -> String {
-    match master.config.listen.port() {
+pub fn master_setting(core: &CoreHandle) -> String {
+    match core.peer_port() {
         0 => "<this host>:<its peer port>".into(),
         port => format!("<this host>:{port}"),
     }
@@ -247,7 +246,7 @@ pub struct HypervisorBrief {
 }
 
 /// The connected hypervisors with the room they have.
-fn connected_hypervisors(master: &Master) -> Vec<HypervisorBrief> {
+fn connected_hypervisors(core: &CoreHandle) -> Vec<HypervisorBrief> {
     let free = |s: &xrdtest_proto::HypervisorStatus| {
         format!(
             "{} of {} VMs, {} of {} free",
@@ -257,9 +256,7 @@ fn connected_hypervisors(master: &Master) -> Vec<HypervisorBrief> {
             format::bytes(s.memory_limit_bytes)
         )
     };
-    master
-        .clusters
-        .hypervisors()
+    core.hypervisors()
         .into_iter()
         .filter(|h| h.connected)
         .map(|h| HypervisorBrief {
@@ -297,17 +294,17 @@ pub async fn clusters_page(
     if let Err(response) = check_reader(&state, &viewer, &uri) {
         return response;
     }
-    let master = &state.master;
+    let core = &state.core;
     let notice = state.notices.get(query.notice.trim());
-    let clusters = cluster_views(master, notice.as_ref());
+    let clusters = cluster_views(core, notice.as_ref());
     let other_notice = notice.filter(|n| !clusters.iter().any(|c| c.name == n.cluster));
     page(&ClustersPage {
         nav: Nav::new(&state, &viewer, &uri, "clusters", "Clusters"),
         clusters,
-        hypervisors: connected_hypervisors(master),
+        hypervisors: connected_hypervisors(core),
         other_notice,
-        master_setting: master_setting(master),
-        version: infra_version(master),
+        master_setting: master_setting(core),
+        version: infra_version(core),
     })
 }
 
@@ -329,8 +326,8 @@ pub async fn command(
         return response;
     }
     let (command, result) = match action.as_str() {
-        "start" => (Command::Start, state.master.start_cluster_by_hand(&name).await),
-        "stop" => (Command::Stop, state.master.stop_cluster_by_hand(&name).await),
+        "start" => (Command::Start, state.core.start_cluster_by_hand(&name).await),
+        "stop" => (Command::Stop, state.core.stop_cluster_by_hand(&name).await),
         _ => {
             let message = format!("A cluster can be started or stopped, not `{action}`.");
             return error_page(&state, &viewer, &uri, StatusCode::NOT_FOUND, message);

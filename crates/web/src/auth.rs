@@ -65,10 +65,10 @@ use ring::hmac;
 use ring::rand::{SecureRandom, SystemRandom};
 use serde::Deserialize;
 use tracing::{error, info, warn};
+use xrdtest_master::handle::{WebConfig, WebTls};
 use xrdtest_proto::handshake::secrets_match;
 
-use super::WebState;
-use crate::config::{MasterConfig, WebTls};
+use crate::WebState;
 
 /// The session cookie's name.
 pub const SESSION_COOKIE: &str = "xrdtest_session";
@@ -136,8 +136,7 @@ pub struct AuthState {
 impl AuthState {
     /// From `[web]`. An unusable cookie key file is logged and replaced by a key kept in
     /// memory only (logins then end with a restart); [`cookie_key`] at start catches it first.
-    pub fn new(config: &MasterConfig) -> AuthState {
-        let web = &config.web;
+    pub fn new(web: &WebConfig) -> AuthState {
         let file_key = match cookie_key(&web.cookie_key_file) {
             Ok(key) => key,
             Err(err) => {

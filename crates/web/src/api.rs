@@ -1,8 +1,6 @@
 //! The HTTP JSON API (`docs/api.md`). Reads are open; writes (run, cancel) need the API token
 //! as `Authorization: Bearer <token>`.
 
-use std::sync::Arc;
-
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -11,16 +9,17 @@ use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use xrdtest_defs::{DefError, Suite};
-use xrdtest_proto::{LogFile, StageId};
-
-use crate::master::{CancelError, ClusterCommandError, Master, SubmitError};
-use crate::model::api::{
+use xrdtest_master::handle::{
+    CancelError, ClusterCommandError, CoreHandle, Origin, RepoStatus, ReserveError, ScheduleStatus, SessionFilter,
+    SubmitError,
+};
+use xrdtest_model::api::{
     ApiErrorBody, CancelAccepted, CancelRequest, LogView, OutputPage, RunRequest, SessionCreated, SessionPage,
 };
-use crate::model::{SessionId, SessionState, Trigger};
-use crate::store::SessionFilter;
+use xrdtest_model::{SessionId, SessionState, Trigger};
+use xrdtest_proto::{LogFile, StageId};
 
-pub fn router(master: Arc<Master>) -> Router {
+pub fn router(core: CoreHandle) -> Router {
     Router::new()
         .route("/api/health", get(health))
         .route("/api/suites", get(suites))
@@ -36,7 +35,7 @@ pub fn router(master: Arc<Master>) -> Router {
         .route("/api/clusters/{name}/start", post(start_cluster))
         .route("/api/clusters/{name}/stop", post(stop_cluster))
         .route("/api/hypervisors", get(hypervisors))
-        .with_state(master)
+        .with_state(core)
 }
 
 /// An API error: a status and a sentence.
@@ -59,8 +58,8 @@ fn internal(err: impl std::fmt::Display) -> ApiError {
 }
 
 /// Checks the bearer token of a write call.
-fn authorize(master: &Master, headers: &HeaderMap) -> Result<(), ApiError> {
-    let Some(expected) = &master.config.api_token else {
+fn authorize(core: &CoreHandle, headers: &HeaderMap) -> Result<(), ApiError> {
+    let Some(expected) = core.api_token() else {
         return Err(ApiError(
             StatusCode::FORBIDDEN,
             "write calls are disabled: the master has no api_token configured".into(),
@@ -78,12 +77,12 @@ fn authorize(master: &Master, headers: &HeaderMap) -> Result<(), ApiError> {
     }
 }
 
-async fn health(State(master): State<Arc<Master>>) -> Json<serde_json::Value> {
+async fn health(State(core): State<CoreHandle>) -> Json<serde_json::Value> {
     Json(json!({
         "status": "ok",
         "version": env!("CARGO_PKG_VERSION"),
-        "running_sessions": master.running_sessions(),
-        "alerts": master.alert_counts().map(|(sent, failed)| json!({ "sent": sent, "failed": failed })),
+        "running_sessions": core.running_sessions(),
+        "alerts": core.alert_counts().map(|(sent, failed)| json!({ "sent": sent, "failed": failed })),
     }))
 }
 
@@ -94,35 +93,35 @@ struct SuitesResponse<'a> {
     /// Every definition error, with file, line and field.
     errors: &'a [DefError],
     /// Per suite: the repository and commit it came from.
-    origins: &'a std::collections::BTreeMap<String, crate::catalog::Origin>,
+    origins: &'a std::collections::BTreeMap<String, Origin>,
     /// Per scheduled suite: expression, next run, skipped runs.
-    schedules: std::collections::BTreeMap<String, crate::scheduler::ScheduleStatus>,
-    repos: &'a [crate::catalog::RepoStatus],
+    schedules: std::collections::BTreeMap<String, ScheduleStatus>,
+    repos: &'a [RepoStatus],
 }
 
-async fn suites(State(master): State<Arc<Master>>) -> Response {
-    let definitions = master.definitions();
+async fn suites(State(core): State<CoreHandle>) -> Response {
+    let definitions = core.definitions();
     Json(SuitesResponse {
         suites: definitions.repository.suites.values().collect(),
         errors: &definitions.errors,
         origins: &definitions.origins,
-        schedules: master.schedules.snapshot(),
+        schedules: core.schedules(),
         repos: &definitions.repos,
     })
     .into_response()
 }
 
-async fn repos(State(master): State<Arc<Master>>) -> Json<serde_json::Value> {
-    Json(json!({ "repos": &master.definitions().repos }))
+async fn repos(State(core): State<CoreHandle>) -> Json<serde_json::Value> {
+    Json(json!({ "repos": &core.definitions().repos }))
 }
 
 async fn run_suite(
-    State(master): State<Arc<Master>>,
+    State(core): State<CoreHandle>,
     Path(name): Path<String>,
     headers: HeaderMap,
     body: Option<Json<RunRequest>>,
 ) -> Result<(StatusCode, Json<SessionCreated>), ApiError> {
-    authorize(&master, &headers)?;
+    authorize(&core, &headers)?;
     let trigger = match body.and_then(|b| b.0.trigger).as_deref() {
         Some("manual") => Trigger::Manual,
         Some("api") | None => Trigger::Api,
@@ -130,7 +129,7 @@ async fn run_suite(
             return Err(ApiError(StatusCode::BAD_REQUEST, format!("unknown trigger `{other}`: manual or api")))
         }
     };
-    match master.submit(&name, trigger) {
+    match core.submit(&name, trigger) {
         Ok(id) => Ok((StatusCode::CREATED, Json(SessionCreated { session: id }))),
         Err(SubmitError::UnknownSuite(name)) => {
             Err(ApiError(StatusCode::NOT_FOUND, format!("no valid suite named `{name}`")))
@@ -149,38 +148,37 @@ struct ListQuery {
 }
 
 async fn sessions(
-    State(master): State<Arc<Master>>,
+    State(core): State<CoreHandle>,
     Query(query): Query<ListQuery>,
 ) -> Result<Json<SessionPage>, ApiError> {
     let state = match query.state.as_deref() {
-        Some(text) => Some(
-            SessionState::parse(text)
-                .ok_or_else(|| ApiError(StatusCode::BAD_REQUEST, unknown_state(text)))?,
-        ),
+        Some(text) => {
+            Some(SessionState::parse(text).ok_or_else(|| ApiError(StatusCode::BAD_REQUEST, unknown_state(text)))?)
+        }
         None => None,
     };
     let filter = SessionFilter { suite: query.suite, state };
     let limit = query.limit.unwrap_or(50).min(500);
-    let (total, page) = master.store.list(&filter, query.offset, limit).map_err(internal)?;
+    let (total, page) = core.sessions(&filter, query.offset, limit).map_err(internal)?;
     Ok(Json(SessionPage { total, offset: query.offset, sessions: page }))
 }
 
-async fn session(State(master): State<Arc<Master>>, Path(id): Path<SessionId>) -> Result<Response, ApiError> {
-    match master.store.session(id).map_err(internal)? {
+async fn session(State(core): State<CoreHandle>, Path(id): Path<SessionId>) -> Result<Response, ApiError> {
+    match core.session(id).map_err(internal)? {
         Some(record) => Ok(Json(record).into_response()),
         None => Err(ApiError(StatusCode::NOT_FOUND, format!("no session {id}"))),
     }
 }
 
 async fn cancel_session(
-    State(master): State<Arc<Master>>,
+    State(core): State<CoreHandle>,
     Path(id): Path<SessionId>,
     headers: HeaderMap,
     body: Option<Json<CancelRequest>>,
 ) -> Result<Json<CancelAccepted>, ApiError> {
-    authorize(&master, &headers)?;
+    authorize(&core, &headers)?;
     let reason = body.and_then(|b| b.0.reason).unwrap_or_else(|| "cancelled through the API".into());
-    match master.cancel(id, &reason) {
+    match core.cancel(id, &reason) {
         Ok(()) => Ok(Json(CancelAccepted { session: id, cancelling: true })),
         Err(CancelError::Unknown(id)) => Err(ApiError(StatusCode::NOT_FOUND, format!("no session {id}"))),
         Err(CancelError::Finished(id)) => {
@@ -198,22 +196,21 @@ struct OutputQuery {
 }
 
 async fn stage_output(
-    State(master): State<Arc<Master>>,
+    State(core): State<CoreHandle>,
     Path(stage_id): Path<StageId>,
     Query(query): Query<OutputQuery>,
 ) -> Result<Json<OutputPage>, ApiError> {
-    let chunks =
-        master.store.output(stage_id, query.from, query.max_chunks.unwrap_or(64).min(1024)).map_err(internal)?;
+    let chunks = core.output(stage_id, query.from, query.max_chunks.unwrap_or(64).min(1024)).map_err(internal)?;
     let next = chunks.last().map(|(seq, _)| seq + 1).unwrap_or(query.from);
     let lines = chunks.into_iter().flat_map(|(_, lines)| lines).collect();
     Ok(Json(OutputPage { stage_id, lines, next }))
 }
 
 async fn stage_logs(
-    State(master): State<Arc<Master>>,
+    State(core): State<CoreHandle>,
     Path(stage_id): Path<StageId>,
 ) -> Result<Json<Vec<LogView>>, ApiError> {
-    let logs: Vec<LogFile> = master.store.logs(stage_id).map_err(internal)?;
+    let logs: Vec<LogFile> = core.logs(stage_id).map_err(internal)?;
     Ok(Json(
         logs.into_iter()
             .map(|log| LogView {
@@ -226,16 +223,16 @@ async fn stage_logs(
     ))
 }
 
-async fn slaves(State(master): State<Arc<Master>>) -> Json<serde_json::Value> {
-    Json(json!({ "slaves": master.peers.list() }))
+async fn slaves(State(core): State<CoreHandle>) -> Json<serde_json::Value> {
+    Json(json!({ "slaves": core.peers() }))
 }
 
 /// Every defined cluster with what the master knows of it (`running: null` when no
 /// hypervisor runs it), and clusters still running that are no longer defined.
-async fn clusters(State(master): State<Arc<Master>>) -> Json<serde_json::Value> {
-    let definitions = master.definitions();
+async fn clusters(State(core): State<CoreHandle>) -> Json<serde_json::Value> {
+    let definitions = core.definitions();
     let mut running: std::collections::BTreeMap<String, _> =
-        master.clusters.clusters().into_iter().map(|entry| (entry.name.clone(), entry)).collect();
+        core.clusters().into_iter().map(|entry| (entry.name.clone(), entry)).collect();
     let mut list: Vec<serde_json::Value> = definitions
         .repository
         .clusters
@@ -258,15 +255,15 @@ async fn clusters(State(master): State<Arc<Master>>) -> Json<serde_json::Value> 
     Json(json!({ "clusters": list }))
 }
 
-async fn hypervisors(State(master): State<Arc<Master>>) -> Json<serde_json::Value> {
-    Json(json!({ "hypervisors": master.clusters.hypervisors() }))
+async fn hypervisors(State(core): State<CoreHandle>) -> Json<serde_json::Value> {
+    Json(json!({ "hypervisors": core.hypervisors() }))
 }
 
 fn cluster_command_error(err: ClusterCommandError) -> ApiError {
     let status = match &err {
         ClusterCommandError::Unknown(_) | ClusterCommandError::NotRunning(_) => StatusCode::NOT_FOUND,
         ClusterCommandError::InUse(..) => StatusCode::CONFLICT,
-        ClusterCommandError::Reserve(crate::clusters::ReserveError::Busy { .. }) => StatusCode::CONFLICT,
+        ClusterCommandError::Reserve(ReserveError::Busy { .. }) => StatusCode::CONFLICT,
         ClusterCommandError::Reserve(_) | ClusterCommandError::Send(_) => StatusCode::SERVICE_UNAVAILABLE,
     };
     ApiError(status, err.to_string())
@@ -274,21 +271,21 @@ fn cluster_command_error(err: ClusterCommandError) -> ApiError {
 
 /// Starts a cluster by hand; its states follow on `GET /api/clusters`.
 async fn start_cluster(
-    State(master): State<Arc<Master>>,
+    State(core): State<CoreHandle>,
     headers: HeaderMap,
     Path(name): Path<String>,
 ) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
-    authorize(&master, &headers)?;
-    let hypervisor = master.start_cluster_by_hand(&name).await.map_err(cluster_command_error)?;
+    authorize(&core, &headers)?;
+    let hypervisor = core.start_cluster_by_hand(&name).await.map_err(cluster_command_error)?;
     Ok((StatusCode::ACCEPTED, Json(json!({ "cluster": name, "hypervisor": hypervisor }))))
 }
 
 async fn stop_cluster(
-    State(master): State<Arc<Master>>,
+    State(core): State<CoreHandle>,
     headers: HeaderMap,
     Path(name): Path<String>,
 ) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
-    authorize(&master, &headers)?;
-    let hypervisor = master.stop_cluster_by_hand(&name).await.map_err(cluster_command_error)?;
+    authorize(&core, &headers)?;
+    let hypervisor = core.stop_cluster_by_hand(&name).await.map_err(cluster_command_error)?;
     Ok((StatusCode::ACCEPTED, Json(json!({ "cluster": name, "hypervisor": hypervisor }))))
 }

@@ -1,0 +1,237 @@
+//! The narrow way in for the HTTP side (`crates/web`): the queries its API and pages make
+//! and the commands they give, over the shared [`Master`], and the vocabulary they speak
+//! (re-exported here, so the web names the core only through this module).
+//!
+//! Everything is a thin call to the master's own methods or to its store, peers, cluster
+//! board and schedules: no state of its own, cheap to clone (one `Arc`).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use tokio::sync::broadcast;
+use xrdtest_proto::{LogFile, StageId};
+
+use crate::master::Master;
+use crate::model::{SessionId, SessionRecord, SessionState, SessionSummary, Trigger};
+
+pub use crate::catalog::{Definitions, Origin, RepoStatus};
+pub use crate::clusters::{
+    cluster_state_name, ClusterEntry, ClusterEvent, ClusterOwner, HypervisorEntry, ReserveError,
+};
+pub use crate::config::{RepoConfig, RepoSource, WebConfig, WebTls};
+pub use crate::master::{CancelError, ClusterCommandError, SubmitError};
+pub use crate::peers::{PeerEvent, PeerInfo};
+pub use crate::scheduler::ScheduleStatus;
+pub use crate::store::{HistoryFilter, OutputChunkLines, SessionFilter, StoreError};
+
+/// The core as the API and the dashboard see it.
+#[derive(Clone)]
+pub struct CoreHandle {
+    master: Arc<Master>,
+}
+
+impl CoreHandle {
+    pub fn new(master: Arc<Master>) -> CoreHandle {
+        CoreHandle { master }
+    }
+
+    // --- Settings from `master.toml` -------------------------------------------------------
+
+    /// The token write calls of the API need; `None`: API writes are refused.
+    pub fn api_token(&self) -> Option<&str> {
+        self.master.config.api_token.as_deref()
+    }
+
+    /// The `[web]` section: password, logins, cookie key, TLS.
+    pub fn web_settings(&self) -> &WebConfig {
+        &self.master.config.web
+    }
+
+    /// The definitions repositories, as configured.
+    pub fn repos(&self) -> &[RepoConfig] {
+        &self.master.config.repos
+    }
+
+    /// The master's CA certificate (`state_dir/ca.crt`), which slaves fetch.
+    pub fn ca_cert_path(&self) -> PathBuf {
+        self.master.config.state_dir.join(xrdtest_proto::pki::CA_CERT_FILE)
+    }
+
+    /// The port slaves and hypervisors connect to (the bound one once the core started).
+    pub fn peer_port(&self) -> u16 {
+        self.master.config.listen.port()
+    }
+
+    /// Whether suites' schedules start sessions.
+    pub fn scheduler_enabled(&self) -> bool {
+        self.master.config.scheduler_enabled
+    }
+
+    // --- Sessions ----------------------------------------------------------------------------
+
+    pub fn session(&self, id: SessionId) -> Result<Option<SessionRecord>, StoreError> {
+        self.master.store.session(id)
+    }
+
+    /// Sessions matching `filter`, newest first: the total count and one page.
+    pub fn sessions(
+        &self,
+        filter: &SessionFilter,
+        offset: usize,
+        limit: usize,
+    ) -> Result<(usize, Vec<SessionSummary>), StoreError> {
+        self.master.store.list(filter, offset, limit)
+    }
+
+    /// One history page, newest first, and whether older sessions follow.
+    pub fn history(
+        &self,
+        filter: &HistoryFilter,
+        offset: usize,
+        limit: usize,
+    ) -> Result<(Vec<SessionSummary>, bool), StoreError> {
+        self.master.store.history(filter, offset, limit)
+    }
+
+    /// The history page just newer than `filter.after_id`, and whether newer ones follow.
+    pub fn history_newer(
+        &self,
+        filter: &HistoryFilter,
+        limit: usize,
+    ) -> Result<(Vec<SessionSummary>, bool), StoreError> {
+        self.master.store.history_newer(filter, limit)
+    }
+
+    /// Queued and running sessions, oldest first.
+    pub fn unfinished_sessions(&self) -> Result<Vec<SessionSummary>, StoreError> {
+        self.master.store.unfinished()
+    }
+
+    /// The latest sessions in `state`, newest first.
+    pub fn sessions_in_state(&self, state: SessionState, limit: usize) -> Result<Vec<SessionSummary>, StoreError> {
+        self.master.store.in_state(state, limit)
+    }
+
+    /// A suite's latest sessions, newest first.
+    pub fn suite_recent(&self, suite: &str, limit: usize) -> Result<Vec<SessionSummary>, StoreError> {
+        self.master.store.suite_recent(suite, limit)
+    }
+
+    /// A suite's latest session records, oldest first (for trends).
+    pub fn suite_records(&self, suite: &str, limit: usize) -> Result<Vec<SessionRecord>, StoreError> {
+        self.master.store.suite_records(suite, limit)
+    }
+
+    /// The suite's session that is queued or running now.
+    pub fn unfinished_session_of(&self, suite: &str) -> Option<SessionId> {
+        self.master.unfinished_session_of(suite)
+    }
+
+    // --- Output and logs ---------------------------------------------------------------------
+
+    /// A stage's output chunks from chunk `from_seq` on, at most `max_chunks`.
+    pub fn output(
+        &self,
+        stage_id: StageId,
+        from_seq: u64,
+        max_chunks: usize,
+    ) -> Result<Vec<OutputChunkLines>, StoreError> {
+        self.master.store.output(stage_id, from_seq, max_chunks)
+    }
+
+    /// A stage's last chunks holding at least `min_lines` lines, and whether earlier ones
+    /// were left out.
+    pub fn output_tail_chunks(
+        &self,
+        stage_id: StageId,
+        min_lines: usize,
+    ) -> Result<(Vec<OutputChunkLines>, bool), StoreError> {
+        self.master.store.output_tail_chunks(stage_id, min_lines)
+    }
+
+    /// The log files collected for a stage.
+    pub fn logs(&self, stage_id: StageId) -> Result<Vec<LogFile>, StoreError> {
+        self.master.store.logs(stage_id)
+    }
+
+    // --- Definitions and schedules -----------------------------------------------------------
+
+    /// The definitions in service (a shared snapshot).
+    pub fn definitions(&self) -> Arc<Definitions> {
+        self.master.definitions()
+    }
+
+    /// Per scheduled suite: expression, next run, skipped runs.
+    pub fn schedules(&self) -> BTreeMap<String, ScheduleStatus> {
+        self.master.schedules.snapshot()
+    }
+
+    // --- Peers, clusters, hypervisors --------------------------------------------------------
+
+    /// Known slaves and hypervisors (as connections), connected or not.
+    pub fn peers(&self) -> Vec<PeerInfo> {
+        self.master.peers.list()
+    }
+
+    /// The cluster board: every cluster sent to a hypervisor, with its state and steps.
+    pub fn clusters(&self) -> Vec<ClusterEntry> {
+        self.master.clusters.clusters()
+    }
+
+    /// Hypervisors with what they last reported.
+    pub fn hypervisors(&self) -> Vec<HypervisorEntry> {
+        self.master.clusters.hypervisors()
+    }
+
+    // --- Health ------------------------------------------------------------------------------
+
+    /// Sessions running now.
+    pub fn running_sessions(&self) -> usize {
+        self.master.running_sessions()
+    }
+
+    /// Alert mails sent and given up, when SMTP is configured.
+    pub fn alert_counts(&self) -> Option<(u64, u64)> {
+        self.master.alert_counts()
+    }
+
+    // --- Live updates ------------------------------------------------------------------------
+
+    /// Ids of sessions whose record changed.
+    pub fn subscribe_updates(&self) -> broadcast::Receiver<SessionId> {
+        self.master.subscribe_updates()
+    }
+
+    /// Slaves and hypervisors connecting and leaving.
+    pub fn subscribe_peers(&self) -> broadcast::Receiver<PeerEvent> {
+        self.master.peers.subscribe()
+    }
+
+    /// Clusters changing state.
+    pub fn subscribe_clusters(&self) -> broadcast::Receiver<ClusterEvent> {
+        self.master.clusters.subscribe()
+    }
+
+    // --- Commands ----------------------------------------------------------------------------
+
+    /// Creates a session of `suite` and queues it.
+    pub fn submit(&self, suite: &str, trigger: Trigger) -> Result<SessionId, SubmitError> {
+        self.master.submit(suite, trigger)
+    }
+
+    /// Cancels a queued or running session.
+    pub fn cancel(&self, id: SessionId, reason: &str) -> Result<(), CancelError> {
+        self.master.cancel(id, reason)
+    }
+
+    /// Starts a cluster by hand; returns the hypervisor it was sent to.
+    pub async fn start_cluster_by_hand(&self, name: &str) -> Result<String, ClusterCommandError> {
+        self.master.start_cluster_by_hand(name).await
+    }
+
+    /// Stops a cluster started by hand; returns the hypervisor the stop was sent to.
+    pub async fn stop_cluster_by_hand(&self, name: &str) -> Result<String, ClusterCommandError> {
+        self.master.stop_cluster_by_hand(name).await
+    }
+}

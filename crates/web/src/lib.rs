@@ -1,0 +1,73 @@
+//! The master's HTTP side: the JSON API and the web dashboard (server-rendered pages with
+//! askama, live updates by server-sent events, logins for the pages that start and cancel
+//! runs, and the files slaves fetch), on `web_listen`, over HTTP or HTTPS.
+//!
+//! It reaches the core only through [`CoreHandle`] (queries and commands) and names the
+//! core's types only through `xrdtest_master::handle`.
+//!
+//! Layout:
+//! - [`api`] — the HTTP JSON API (`docs/api.md`); writes need the API token.
+//! - [`auth`] — login with the configured password, signed session cookie, CSRF tokens,
+//!   rate-limited wrong passwords.
+//! - [`pages`] — every page and the server-sent event streams.
+//! - [`files`] — slave-facing downloads: scripts and files of the definitions, the CA.
+//! - [`notices`] — what a form's action said, for the page it redirects to.
+//! - [`svg`] — the trends chart, drawn on the server.
+//! - [`https`] — the dashboard's TLS configuration and the listener that serves it.
+
+pub mod api;
+pub mod auth;
+pub mod files;
+pub mod https;
+pub mod notices;
+pub mod pages;
+pub mod svg;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::serve::ListenerExt;
+use axum::Router;
+use tokio::net::TcpListener;
+use xrdtest_master::handle::CoreHandle;
+
+pub use https::tls_config;
+
+/// What every web handler can reach.
+pub struct WebState {
+    pub core: CoreHandle,
+    pub auth: auth::AuthState,
+    pub notices: notices::Notices,
+}
+
+/// The JSON API and the dashboard on one router.
+pub fn router(handle: CoreHandle) -> Router {
+    api::router(handle.clone()).merge(dashboard(handle))
+}
+
+/// The dashboard's routes, ready to be merged with the JSON API.
+pub fn dashboard(handle: CoreHandle) -> Router {
+    let auth = auth::AuthState::new(handle.web_settings());
+    let state = Arc::new(WebState { core: handle, auth, notices: notices::Notices::default() });
+    Router::new().merge(auth::routes()).merge(files::routes()).merge(pages::routes()).with_state(state)
+}
+
+/// Serves [`router`] on `listener` (bound to `web_listen`), over HTTPS when `tls` is given
+/// (see [`tls_config`]). The router is built at once; the future runs until the server
+/// fails.
+pub fn serve(
+    handle: CoreHandle,
+    listener: TcpListener,
+    tls: Option<Arc<tokio_rustls::rustls::ServerConfig>>,
+) -> impl Future<Output = std::io::Result<()>> + Send + 'static {
+    // The client's address is recorded for the login rate limiter (`ConnectInfo<SocketAddr>`).
+    let app = router(handle).into_make_service_with_connect_info::<SocketAddr>();
+    async move {
+        match tls {
+            None => axum::serve(listener, app).await,
+            // `tap_io` only so that axum records the peer address of this listener type too.
+            Some(tls) => axum::serve(https::TlsListener::new(listener, tls).tap_io(|_| {}), app).await,
+        }
+    }
+}
