@@ -24,6 +24,7 @@ use crate::scheduler::{ScheduleBoard, Starter};
 use crate::session::cluster::new_run;
 use crate::session::rules::{plan, StopRequest};
 use crate::session::runner::run_session;
+use crate::session::SessionHost;
 use crate::store::Store;
 
 struct Queued {
@@ -409,6 +410,44 @@ impl Master {
 
     pub fn running_sessions(&self) -> usize {
         self.queue().running.len()
+    }
+}
+
+impl SessionHost for Master {
+    fn config(&self) -> &MasterConfig {
+        &self.config
+    }
+
+    fn store(&self) -> &Store {
+        &self.store
+    }
+
+    fn peers(&self) -> &Peers {
+        &self.peers
+    }
+
+    fn clusters(&self) -> &ClusterBoard {
+        &self.clusters
+    }
+
+    fn cluster_control(&self) -> ClusterControl<'_> {
+        Master::cluster_control(self)
+    }
+
+    fn base_tags(&self) -> BTreeMap<String, String> {
+        Master::base_tags(self)
+    }
+
+    fn save(&self, record: &SessionRecord) {
+        Master::save(self, record)
+    }
+
+    fn save_durably(&self, record: &SessionRecord) {
+        Master::save_durably(self, record)
+    }
+
+    fn session_ended(&self, suite: &Suite, record: &SessionRecord) {
+        Master::session_ended(self, suite, record)
     }
 }
 

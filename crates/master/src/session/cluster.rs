@@ -3,7 +3,6 @@
 //! stopped when the session ends — after a failure or a cancel too.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
 
 use tokio::sync::watch;
 use tracing::{info, warn};
@@ -14,9 +13,9 @@ use xrdtest_proto::ClusterState;
 use crate::cluster_control::StartError;
 use crate::clusters::cluster_state_name;
 use crate::clusters::{wait_for_state, ClusterEvent, ClusterOwner};
-use crate::master::Master;
 use crate::model::{now_ms, ClusterRun, ClusterStep, SessionRecord};
 use crate::session::rules::StopRequest;
+use crate::session::SessionHost;
 
 /// A cluster a session holds.
 pub struct ClusterLease {
@@ -63,12 +62,12 @@ async fn stop_requested(cancel: &mut watch::Receiver<Option<StopRequest>>) -> St
 /// Starts the session's cluster (or takes the one started by hand) and waits until it is
 /// active. On failure, returns why and the lease to tear down, if a start was sent.
 pub async fn bring_up(
-    master: &Arc<Master>,
+    master: &dyn SessionHost,
     record: &mut SessionRecord,
     cluster: &Cluster,
     cancel: &mut watch::Receiver<Option<StopRequest>>,
 ) -> Result<ClusterLease, (Option<ClusterLease>, StopRequest)> {
-    let board = &master.clusters;
+    let board = &master.clusters();
     let mut events = board.subscribe();
     let leased = board.lease_manual(&cluster.name, record.id);
     let lease = match leased.or_else(|| board.cluster(&cluster.name).filter(|e| !e.is_over())) {
@@ -112,7 +111,7 @@ pub async fn bring_up(
     }
     master.save(record);
 
-    let timeout = master.config.clusters.start_timeout;
+    let timeout = master.config().clusters.start_timeout;
     let outcome = {
         let mut on_step = |event: &ClusterEvent| {
             info!(cluster = %event.cluster, state = cluster_state_name(event.state), detail = %event.detail, "cluster step");
@@ -139,8 +138,8 @@ pub async fn bring_up(
 
 /// Stops the cluster if this session started it (a cluster started by hand stays), and
 /// records how that went. Returns a problem worth adding to the session's reason.
-pub async fn tear_down(master: &Arc<Master>, record: &mut SessionRecord, lease: ClusterLease) -> Option<String> {
-    let board = &master.clusters;
+pub async fn tear_down(master: &dyn SessionHost, record: &mut SessionRecord, lease: ClusterLease) -> Option<String> {
+    let board = &master.clusters();
     // Whatever happens below, this session no longer uses the cluster: a stop that times
     // out must not leave it claimed by a session that has ended.
     board.set_in_use(&lease.name, None);
@@ -161,7 +160,7 @@ pub async fn tear_down(master: &Arc<Master>, record: &mut SessionRecord, lease: 
         push_step(record, "error_stop", &problem);
         return Some(problem);
     }
-    let timeout = master.config.clusters.stop_timeout;
+    let timeout = master.config().clusters.stop_timeout;
     let result = wait_for_state(board, &mut events, &lease.name, ClusterState::Stopped, timeout, |event| {
         push_step(record, cluster_state_name(event.state), &event.detail);
     })

@@ -7,9 +7,35 @@ pub mod engine;
 pub mod rules;
 pub mod runner;
 
+use std::collections::BTreeMap;
+
 use xrdtest_defs::{ScriptSource, Suite};
 
+use crate::cluster_control::ClusterControl;
+use crate::clusters::ClusterBoard;
+use crate::config::MasterConfig;
+use crate::model::SessionRecord;
+use crate::peers::Peers;
+use crate::store::Store;
 use rules::{plan, ScriptRef};
+
+/// What a session needs of the master while it runs: the master implements it, and the
+/// session code knows nothing else of the master (no import cycle between the two).
+pub trait SessionHost: Send + Sync {
+    fn config(&self) -> &MasterConfig;
+    fn store(&self) -> &Store;
+    fn peers(&self) -> &Peers;
+    fn clusters(&self) -> &ClusterBoard;
+    fn cluster_control(&self) -> ClusterControl<'_>;
+    /// Tags every stage gets from the master: `@port@`, `@proto@`.
+    fn base_tags(&self) -> BTreeMap<String, String>;
+    /// Stores a session record and tells live views it changed.
+    fn save(&self, record: &SessionRecord);
+    /// The same, waiting until it is on disk (a session created, started, ended).
+    fn save_durably(&self, record: &SessionRecord);
+    /// Called once when a session reaches its final state (alerts go out from here).
+    fn session_ended(&self, suite: &Suite, record: &SessionRecord);
+}
 
 /// Longest a script download may take.
 const FETCH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);

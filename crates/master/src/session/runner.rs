@@ -12,13 +12,13 @@ use tracing::{info, info_span, warn, Instrument};
 use xrdtest_defs::{Cluster, Suite};
 use xrdtest_proto::{FromMaster, StageCommand, StageId};
 
-use crate::master::Master;
 use crate::model::{now_ms, CaseState, RunState, SessionId, SessionRecord, SessionState};
 use crate::peers::{PeerEvent, StageEvent};
 use crate::session::cluster::{bring_up, host_tags, tear_down, ClusterLease};
 use crate::session::engine::{Action, Engine, Event, Limits, Now, Step};
 use crate::session::load_script;
 use crate::session::rules::{plan, StopRequest};
+use crate::session::SessionHost;
 
 /// Beyond its own timeout (which the slave enforces), how long the master waits for a
 /// connected slave's result before it gives up on it.
@@ -32,7 +32,7 @@ const SAVE_EVERY: Duration = Duration::from_millis(250);
 type SlaveTags = HashMap<String, BTreeMap<String, String>>;
 
 pub async fn run_session(
-    master: Arc<Master>,
+    master: Arc<dyn SessionHost>,
     id: SessionId,
     suite: Suite,
     cluster: Option<Cluster>,
@@ -43,13 +43,14 @@ pub async fn run_session(
 }
 
 async fn run(
-    master: Arc<Master>,
+    master: Arc<dyn SessionHost>,
     id: SessionId,
     suite: Suite,
     cluster: Option<Cluster>,
     mut cancel: watch::Receiver<Option<StopRequest>>,
 ) {
-    let mut record = match master.store.session(id) {
+    let master: &dyn SessionHost = &*master;
+    let mut record = match master.store().session(id) {
         Ok(Some(record)) => record,
         other => {
             warn!(error = ?other.err(), "session record missing; not running it");
@@ -58,12 +59,12 @@ async fn run(
     };
     let mut lease: Option<ClusterLease> = None;
     let mut slave_tags = SlaveTags::new();
-    let mut slave_wait = master.config.slave_wait;
+    let mut slave_wait = master.config().slave_wait;
     let mut not_started: Option<(SessionState, String)> = None;
     if let Some(cluster) = &cluster {
         record.state = SessionState::StartingCluster;
         master.save(&record);
-        match bring_up(&master, &mut record, cluster, &mut cancel).await {
+        match bring_up(master, &mut record, cluster, &mut cancel).await {
             Ok(held) => lease = Some(held),
             Err((held, stop)) => {
                 lease = held;
@@ -71,13 +72,13 @@ async fn run(
             }
         }
         slave_tags = host_tags(cluster, &record.slaves);
-        slave_wait = master.config.clusters.slave_wait;
+        slave_wait = master.config().clusters.slave_wait;
     }
-    master.peers.set_session(&record.slaves, Some(id));
+    master.peers().set_session(&record.slaves, Some(id));
     if not_started.is_none() {
         record.state = SessionState::WaitingSlaves;
         master.save(&record);
-        not_started = match wait_for_slaves(&master, &record.slaves, slave_wait, &mut cancel).await {
+        not_started = match wait_for_slaves(master, &record.slaves, slave_wait, &mut cancel).await {
             Ok(()) => None,
             Err(WaitEnd::Missing(names)) => Some((
                 SessionState::Failed,
@@ -98,7 +99,7 @@ async fn run(
             case.state = CaseState::NotRun;
         }
         record.reason = Some(reason);
-        finish(&master, &suite, record, state, lease).await;
+        finish(master, &suite, record, state, lease).await;
         return;
     }
 
@@ -121,22 +122,22 @@ async fn run(
         .map(|(p, script)| Step { stage: p.stage.clone(), timeout: p.timeout, script_error: script.clone().err() })
         .collect();
     let limits = Limits {
-        reconnect_grace: master.config.reconnect_grace,
+        reconnect_grace: master.config().reconnect_grace,
         result_margin: RESULT_MARGIN,
         cancel_wait: CANCEL_WAIT,
     };
     let scripts: Vec<String> = scripts.into_iter().map(Result::unwrap_or_default).collect();
     let context =
         StageContext { scripts: &scripts, suite: &suite, slave_tags: &slave_tags, base_tags: master.base_tags() };
-    let (mut record, state, reason) = drive(&master, Engine::new(record, steps, limits), &context, &mut cancel).await;
+    let (mut record, state, reason) = drive(master, Engine::new(record, steps, limits), &context, &mut cancel).await;
     record.reason = reason;
-    finish(&master, &suite, record, state, lease).await;
+    finish(master, &suite, record, state, lease).await;
 }
 
 /// Ends a session: stops the cluster it started (the record keeps its last live state
 /// meanwhile), then records the final state, stores it durably and tells the alert mailer.
 async fn finish(
-    master: &Arc<Master>,
+    master: &dyn SessionHost,
     suite: &Suite,
     mut record: SessionRecord,
     final_state: SessionState,
@@ -154,7 +155,7 @@ async fn finish(
     record.state = final_state;
     record.ended_ms = Some(now_ms());
     master.save_durably(&record);
-    master.peers.set_session(&record.slaves, None);
+    master.peers().set_session(&record.slaves, None);
     info!(state = final_state.as_str(), reason = record.reason.as_deref().unwrap_or(""), "session ended");
     master.session_ended(suite, &record);
 }
@@ -166,20 +167,20 @@ enum WaitEnd {
 
 /// Waits until every slave is connected, `wait` passes, or a cancel.
 async fn wait_for_slaves(
-    master: &Master,
+    master: &dyn SessionHost,
     slaves: &[String],
     wait: Duration,
     cancel: &mut watch::Receiver<Option<StopRequest>>,
 ) -> Result<(), WaitEnd> {
     let deadline = Instant::now() + wait;
-    let mut events = master.peers.subscribe();
+    let mut events = master.peers().subscribe();
     let mut cancel_open = true;
     loop {
         let requested = cancel.borrow().clone();
         if let Some(stop) = requested {
             return Err(WaitEnd::Stopped(stop));
         }
-        let missing: Vec<String> = slaves.iter().filter(|s| !master.peers.is_connected(s)).cloned().collect();
+        let missing: Vec<String> = slaves.iter().filter(|s| !master.peers().is_connected(s)).cloned().collect();
         if missing.is_empty() {
             return Ok(());
         }
@@ -211,7 +212,7 @@ impl StageContext<'_> {
         stage_id: StageId,
         slave: &str,
         with_roster: bool,
-        master: &Master,
+        master: &dyn SessionHost,
     ) -> FromMaster {
         let stage = &record.stages[index];
         let mut tags = self.suite.tags.clone();
@@ -229,8 +230,8 @@ impl StageContext<'_> {
             slaves: if with_roster { record.slaves.clone() } else { Vec::new() },
             timeout_ms: stage.timeout_ms,
             logs: self.suite.logs.clone(),
-            output_limit_bytes: master.config.output_limit_bytes,
-            log_limit_bytes: master.config.log_limit_bytes,
+            output_limit_bytes: master.config().output_limit_bytes,
+            log_limit_bytes: master.config().log_limit_bytes,
         })
     }
 }
@@ -252,13 +253,13 @@ impl Clock {
 /// the peer registry, the clock and the cancel switch say, until it finishes. Returns the
 /// record and the session's outcome.
 async fn drive(
-    master: &Arc<Master>,
+    master: &dyn SessionHost,
     mut engine: Engine,
     context: &StageContext<'_>,
     cancel: &mut watch::Receiver<Option<StopRequest>>,
 ) -> (SessionRecord, SessionState, Option<String>) {
     let (events_tx, mut events) = mpsc::unbounded_channel();
-    let mut peer_events = master.peers.subscribe();
+    let mut peer_events = master.peers().subscribe();
     let clock = Clock(Instant::now());
     let mut todo: VecDeque<Action> = engine.start(clock.now()).into();
     // Marked as seen: a stop is handled once, so it never also kills suite finalize.
@@ -282,18 +283,18 @@ async fn drive(
                 }
                 Action::Resend { index, slave, stage_id } => {
                     let command = context.command(engine.record(), index, stage_id, &slave, true, master);
-                    if master.peers.send(&slave, command).await {
+                    if master.peers().send(&slave, command).await {
                         Vec::new()
                     } else {
                         vec![Event::ResendFailed { slave, stage_id }]
                     }
                 }
                 Action::Cancel { slave, stage_id, reason } => {
-                    master.peers.send(&slave, FromMaster::CancelStage { stage_id, reason }).await;
+                    master.peers().send(&slave, FromMaster::CancelStage { stage_id, reason }).await;
                     Vec::new()
                 }
                 Action::Forget { stage_id } => {
-                    master.peers.remove_route(stage_id);
+                    master.peers().remove_route(stage_id);
                     Vec::new()
                 }
             };
@@ -315,7 +316,7 @@ async fn drive(
                         .record()
                         .slaves
                         .iter()
-                        .filter(|slave| engine.running_stage_id(slave).is_some() && !master.peers.is_connected(slave))
+                        .filter(|slave| engine.running_stage_id(slave).is_some() && !master.peers().is_connected(slave))
                         .cloned()
                         .collect(),
                     Err(broadcast::error::RecvError::Closed) => {
@@ -349,7 +350,7 @@ async fn drive(
 /// Sends stage `index` to each slave under a fresh stage id, with its route set up first
 /// so that no early message is lost; reports each attempt.
 async fn send_stage(
-    master: &Arc<Master>,
+    master: &dyn SessionHost,
     record: &SessionRecord,
     index: usize,
     slaves: &[String],
@@ -357,17 +358,17 @@ async fn send_stage(
     rosters: &mut Rosters,
     events: &mpsc::UnboundedSender<(StageId, StageEvent)>,
 ) -> Vec<Event> {
-    let first_id = match master.store.next_stage_ids(slaves.len() as u64) {
+    let first_id = match master.store().next_stage_ids(slaves.len() as u64) {
         Ok(id) => id,
         Err(err) => return vec![Event::StageNotSent { reason: err.to_string() }],
     };
     let mut sent = Vec::with_capacity(slaves.len());
     for (offset, slave) in slaves.iter().enumerate() {
         let stage_id = first_id + offset as u64;
-        master.peers.add_route(stage_id, slave, events.clone());
-        let with_roster = rosters.needs(slave, master.peers.conn_id(slave));
+        master.peers().add_route(stage_id, slave, events.clone());
+        let with_roster = rosters.needs(slave, master.peers().conn_id(slave));
         let delivered =
-            master.peers.send(slave, context.command(record, index, stage_id, slave, with_roster, master)).await;
+            master.peers().send(slave, context.command(record, index, stage_id, slave, with_roster, master)).await;
         sent.push(Event::Sent { slave: slave.clone(), stage_id, delivered });
     }
     sent
