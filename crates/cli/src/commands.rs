@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Result;
+use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
 use serde_json::{json, Value};
 use xrdtest_model::api::{CancelRequest, OutputPage, RunRequest, SessionCreated, SessionPage};
 use xrdtest_model::{now_ms, RunState, SessionRecord, SessionState};
@@ -168,6 +169,17 @@ fn print_summary(api: &ApiClient, record: &SessionRecord) {
     }
 }
 
+/// `/api/sessions` with the filters given, each value percent-encoded.
+fn sessions_path(suite: Option<&str>, state: Option<&str>, limit: usize) -> String {
+    let mut path = format!("/api/sessions?limit={limit}");
+    for (name, value) in [("suite", suite), ("state", state)] {
+        if let Some(value) = value {
+            path.push_str(&format!("&{name}={}", utf8_percent_encode(value, NON_ALPHANUMERIC)));
+        }
+    }
+    path
+}
+
 pub fn sessions(
     api: &ApiClient,
     suite: Option<&str>,
@@ -175,14 +187,7 @@ pub fn sessions(
     limit: usize,
     json_output: bool,
 ) -> Result<ExitCode> {
-    let mut query = format!("/api/sessions?limit={limit}");
-    if let Some(suite) = suite {
-        query.push_str(&format!("&suite={suite}"));
-    }
-    if let Some(state) = state {
-        query.push_str(&format!("&state={state}"));
-    }
-    let page: SessionPage = api.get(&query)?;
+    let page: SessionPage = api.get(&sessions_path(suite, state, limit))?;
     if json_output {
         println!("{}", serde_json::to_string_pretty(&page)?);
         return Ok(ExitCode::SUCCESS);
@@ -263,4 +268,19 @@ pub fn cancel(api: &ApiClient, id: u64, reason: Option<&str>) -> Result<ExitCode
     let _: Value = api.post(&format!("/api/sessions/{id}/cancel"), &request)?;
     println!("session {id}: cancelling");
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn session_filters_are_percent_encoded() {
+        assert_eq!(sessions_path(None, None, 20), "/api/sessions?limit=20");
+        assert_eq!(sessions_path(Some("ts_ok"), Some("failed"), 5), "/api/sessions?limit=5&suite=ts%5Fok&state=failed");
+        assert_eq!(
+            sessions_path(Some("a&state=passed"), Some("x y#z"), 1),
+            "/api/sessions?limit=1&suite=a%26state%3Dpassed&state=x%20y%23z"
+        );
+    }
 }

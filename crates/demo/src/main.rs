@@ -43,7 +43,7 @@ fn random_hex(bytes: usize) -> Result<String> {
     let mut buffer = vec![0u8; bytes];
     use std::io::Read;
     std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut buffer)).context("reading /dev/urandom")?;
-    Ok(buffer.iter().map(|b| format!("{b:02x}")).collect())
+    Ok(hex::encode(buffer))
 }
 
 fn repository(args: &DemoArgs) -> Result<PathBuf> {

@@ -7,7 +7,7 @@
 //!   its log's tail printed when the test panics.
 //! - [`Env`]: one test's world: a temporary directory with definitions, a [`Master`] and
 //!   its [`Slave`]s. The directory is kept (and its path printed) when the test fails.
-//! - [`Api`]: a tiny blocking HTTP/1.1 client of the master's JSON API.
+//! - [`Api`]: a blocking client of the master's JSON API.
 //! - [`Suite`], [`Case`]: suite definitions written to the definitions folder.
 //! - [`wait_until`]: polling with a deadline; nothing here sleeps a fixed time to wait for
 //!   something that can be observed.
@@ -15,13 +15,15 @@
 pub mod vm;
 
 use std::fs::{self, OpenOptions};
-use std::io::{self, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::io::{self, Read};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine;
 pub use serde_json::{json, Value};
 
 /// How long a daemon may take to start listening or connecting.
@@ -414,7 +416,7 @@ impl Master {
     }
 
     pub fn api(&self) -> Api {
-        Api { addr: self.web, token: self.token.clone() }
+        Api::new(self.web, self.token.clone())
     }
 
     /// `xrdtest --master URL --token TOKEN ARGS...`, ready to run.
@@ -718,94 +720,45 @@ impl Suite {
     }
 }
 
-/// A blocking client of the master's JSON API: one HTTP/1.1 request per connection.
+/// A blocking client of the master's JSON API (ureq), and of chromedriver's, which is JSON
+/// over HTTP too.
 #[derive(Debug, Clone)]
 pub struct Api {
     pub addr: SocketAddr,
     pub token: String,
-}
-
-/// Reads one HTTP/1.1 response: up to its `Content-Length`, or to the end of its chunks,
-/// or to the end of the connection (some servers, chromedriver among them, keep the
-/// connection open whatever `Connection: close` says).
-fn read_response(stream: &mut TcpStream) -> io::Result<Vec<u8>> {
-    let mut raw = Vec::new();
-    let mut buf = [0u8; 16 * 1024];
-    loop {
-        let n = stream.read(&mut buf)?;
-        if n == 0 {
-            return Ok(raw);
-        }
-        raw.extend_from_slice(&buf[..n]);
-        let Some(split) = raw.windows(4).position(|w| w == b"\r\n\r\n") else { continue };
-        let head = String::from_utf8_lossy(&raw[..split]).to_ascii_lowercase();
-        let body = raw.len() - split - 4;
-        let length =
-            head.lines().find_map(|l| l.strip_prefix("content-length:")).and_then(|v| v.trim().parse::<usize>().ok());
-        match length {
-            Some(length) if body >= length => return Ok(raw),
-            None if head.contains("transfer-encoding: chunked") && raw.ends_with(b"0\r\n\r\n") => return Ok(raw),
-            _ => {}
-        }
-    }
-}
-
-/// Reads an HTTP/1.1 response (`Connection: close`): status and body.
-fn parse_response(raw: &[u8]) -> io::Result<(u16, Vec<u8>)> {
-    let invalid = |what: &str| io::Error::new(io::ErrorKind::InvalidData, what.to_string());
-    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").ok_or_else(|| invalid("no end of headers"))?;
-    let head = String::from_utf8_lossy(&raw[..split]);
-    let mut body = raw[split + 4..].to_vec();
-    let mut lines = head.split("\r\n");
-    let status = lines
-        .next()
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| invalid("no status"))?;
-    let chunked = lines.any(|l| {
-        let l = l.to_ascii_lowercase();
-        l.starts_with("transfer-encoding:") && l.contains("chunked")
-    });
-    if chunked {
-        let mut decoded = Vec::new();
-        let mut rest = &body[..];
-        loop {
-            let end = rest.windows(2).position(|w| w == b"\r\n").ok_or_else(|| invalid("bad chunk"))?;
-            let size_text = String::from_utf8_lossy(&rest[..end]);
-            let size = usize::from_str_radix(size_text.split(';').next().unwrap_or("").trim(), 16)
-                .map_err(|_| invalid("bad chunk size"))?;
-            rest = &rest[end + 2..];
-            if size == 0 {
-                break;
-            }
-            if rest.len() < size + 2 {
-                return Err(invalid("short chunk"));
-            }
-            decoded.extend_from_slice(&rest[..size]);
-            rest = &rest[size + 2..];
-        }
-        body = decoded;
-    }
-    Ok((status, body))
+    agent: ureq::Agent,
 }
 
 impl Api {
+    /// A client of `http://addr`, sending `token` as its bearer token.
+    pub fn new(addr: SocketAddr, token: impl Into<String>) -> Api {
+        let agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .max_redirects(0)
+            .timeout_connect(Some(Duration::from_secs(5)))
+            .timeout_per_write(Some(Duration::from_secs(5)))
+            .timeout_per_read(Some(Duration::from_secs(15)))
+            .build()
+            .into();
+        Api { addr, token: token.into(), agent }
+    }
+
     /// One request; the body, when there is one, is JSON. Errors only for transport problems.
     pub fn request(&self, method: &str, path: &str, body: Option<&Value>) -> io::Result<(u16, Value)> {
-        let mut stream = TcpStream::connect_timeout(&self.addr, Duration::from_secs(5))?;
-        stream.set_read_timeout(Some(Duration::from_secs(15)))?;
-        stream.set_write_timeout(Some(Duration::from_secs(5)))?;
-        let body = body.map(Value::to_string).unwrap_or_default();
-        let request = format!(
-            "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nAccept: application/json\r\n\
-             Authorization: Bearer {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-            self.addr,
-            self.token,
-            body.len()
-        );
-        stream.write_all(request.as_bytes())?;
-        let raw = read_response(&mut stream)?;
-        let (status, body) = parse_response(&raw)?;
+        let request = ureq::http::Request::builder()
+            .method(method)
+            .uri(format!("http://{}{path}", self.addr))
+            .header("Accept", "application/json")
+            .header("Authorization", format!("Bearer {}", self.token));
+        let sent = match body {
+            Some(body) => {
+                request.header("Content-Type", "application/json").body(body.to_string()).map(|r| self.agent.run(r))
+            }
+            None => request.body(()).map(|r| self.agent.run(r)),
+        };
+        let mut response = sent.map_err(io::Error::other)?.map_err(io::Error::other)?;
+        let status = response.status().as_u16();
+        let body = response.body_mut().with_config().limit(1 << 30).read_to_vec().map_err(io::Error::other)?;
         let value = if body.iter().all(u8::is_ascii_whitespace) {
             Value::Null
         } else {
@@ -1032,27 +985,6 @@ pub fn run_command(mut command: Command, timeout: Duration) -> std::process::Out
     std::process::Output { status, stdout: out.join().unwrap_or_default(), stderr: err.join().unwrap_or_default() }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn parses_plain_and_chunked_responses() {
-        let (status, body) = parse_response(b"HTTP/1.1 201 Created\r\ncontent-length: 2\r\n\r\n{}").unwrap();
-        assert_eq!((status, body.as_slice()), (201, &b"{}"[..]));
-        let raw = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\n{\"a\r\n4\r\n\":1}\r\n0\r\n\r\n";
-        let (status, body) = parse_response(raw).unwrap();
-        assert_eq!((status, body.as_slice()), (200, &b"{\"a\":1}"[..]));
-    }
-
-    #[test]
-    fn names_stages_as_the_daemons_do() {
-        assert_eq!(stage_name(&json!("SuiteInit")), "suite_init");
-        assert_eq!(stage_name(&json!({"CaseFinalize": {"case": "c1"}})), "case_finalize:c1");
-        assert_eq!(strip_ansi("\u{1b}[3mpeers\u{1b}[0m=1"), "peers=1");
-    }
-}
-
 /// A headless Chromium driven through chromedriver's WebDriver protocol (HTTP + JSON), for
 /// tests that look at pages the way a person does. Killed (with its browser) on drop.
 pub struct Browser {
@@ -1077,7 +1009,7 @@ impl Browser {
         let mut command = Command::new("/usr/bin/chromedriver");
         command.arg(format!("--port={port}"));
         let driver = Proc::spawn("chromedriver", command, &dir.join("chromedriver.log"));
-        let api = Api { addr: SocketAddr::from(([127, 0, 0, 1], port)), token: String::new() };
+        let api = Api::new(SocketAddr::from(([127, 0, 0, 1], port)), "");
         wait_until(Duration::from_secs(20), "chromedriver to listen", || {
             api.request("GET", "/status", None).map_err(|e| e.to_string())
         });
@@ -1176,7 +1108,7 @@ impl Browser {
     /// Saves a PNG screenshot of the window.
     pub fn screenshot(&self, path: &Path) {
         let encoded = self.call("GET", "/screenshot", None);
-        let bytes = decode_base64(encoded.as_str().unwrap_or_default());
+        let bytes = BASE64.decode(encoded.as_str().unwrap_or_default()).expect("a screenshot in base64");
         if let Some(parent) = path.parent() {
             fs::create_dir_all(parent).expect("screenshot folder");
         }
@@ -1191,34 +1123,14 @@ impl Drop for Browser {
     }
 }
 
-/// Standard base64 (with padding), as WebDriver sends screenshots.
-pub fn decode_base64(text: &str) -> Vec<u8> {
-    let value = |c: u8| -> Option<u32> {
-        match c {
-            b'A'..=b'Z' => Some((c - b'A') as u32),
-            b'a'..=b'z' => Some((c - b'a' + 26) as u32),
-            b'0'..=b'9' => Some((c - b'0' + 52) as u32),
-            b'+' => Some(62),
-            b'/' => Some(63),
-            _ => None,
-        }
-    };
-    let digits: Vec<u32> = text.bytes().filter_map(value).collect();
-    let mut out = Vec::with_capacity(digits.len() * 3 / 4);
-    for group in digits.chunks(4) {
-        let n = group.iter().enumerate().fold(0u32, |acc, (i, d)| acc | (d << (18 - 6 * i)));
-        let bytes = [(n >> 16) as u8, (n >> 8) as u8, n as u8];
-        out.extend_from_slice(&bytes[..group.len().saturating_sub(1)]);
-    }
-    out
-}
-
 #[cfg(test)]
-mod base64_tests {
+mod tests {
+    use super::*;
+
     #[test]
-    fn base64_decodes() {
-        assert_eq!(super::decode_base64("aGVsbG8="), b"hello");
-        assert_eq!(super::decode_base64("aGVsbG8hIQ=="), b"hello!!");
-        assert_eq!(super::decode_base64("YWJj"), b"abc");
+    fn names_stages_as_the_daemons_do() {
+        assert_eq!(stage_name(&json!("SuiteInit")), "suite_init");
+        assert_eq!(stage_name(&json!({"CaseFinalize": {"case": "c1"}})), "case_finalize:c1");
+        assert_eq!(strip_ansi("\u{1b}[3mpeers\u{1b}[0m=1"), "peers=1");
     }
 }

@@ -209,17 +209,10 @@ pub fn differences(pinned: &Samples, now: &Samples) -> String {
 
 /// Lowercase hex, two digits a byte.
 pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    hex::encode(bytes)
 }
 
 /// The bytes of [`hex`] text. Panics on anything but pairs of hex digits.
 pub fn unhex(text: &str) -> Vec<u8> {
-    assert!(text.len() % 2 == 0, "odd hex length: {text}");
-    (0..text.len())
-        .step_by(2)
-        .map(|i| {
-            let pair = text.get(i..i + 2).filter(|pair| pair.bytes().all(|b| b.is_ascii_hexdigit()));
-            pair.and_then(|pair| u8::from_str_radix(pair, 16).ok()).unwrap_or_else(|| panic!("not hex: {text}"))
-        })
-        .collect()
+    hex::decode(text).unwrap_or_else(|err| panic!("not hex ({err}): {text}"))
 }

@@ -21,7 +21,11 @@ pub const GUEST_CA_FILE: &str = "/etc/xrdtest/ca.crt";
 /// console is what lands in the console log, so without it a boot failure leaves no trace.
 pub const DEFAULT_CMDLINE: &str = "console=ttyS0";
 
-/// Escapes text for XML element content and for attribute values in either quote style.
+/// Escapes text for XML element content and for attribute values in either quote style,
+/// with XML's five predefined entities (`'` as `&apos;`): the form libvirt itself writes,
+/// and so the one the guest's boot script undoes in the fw_cfg entries (see
+/// [`guest_slave_toml`]). The web's HTML and SVG use askama's escaper instead; this crate
+/// links no template engine.
 pub fn escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {

@@ -376,7 +376,7 @@ fn hash_folder(dir: &Path) -> Result<String, String> {
         context.update(&(bytes.len() as u64).to_be_bytes());
         context.update(&bytes);
     }
-    Ok(context.finish().as_ref().iter().map(|b| format!("{b:02x}")).collect())
+    Ok(hex::encode(context.finish()))
 }
 
 fn collect_files(root: &Path, dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {

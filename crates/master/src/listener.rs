@@ -24,6 +24,13 @@ const OUTGOING_QUEUE: usize = 256;
 
 static NEXT_CONN_ID: AtomicU64 = AtomicU64::new(1);
 
+/// Connections that may be sending a command with a session's slave list at one time.
+static LARGE_SENDS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(64);
+
+fn carries_roster(message: &FromMaster) -> bool {
+    matches!(message, FromMaster::RunStage(command) if command.slaves.len() > 64)
+}
+
 /// Accepts connections until the listener fails; each connection lives in its own task, so a
 /// bad peer ends only its own connection.
 pub async fn serve(master: Arc<Master>, listener: TcpListener, acceptor: TlsAcceptor) {
@@ -128,7 +135,16 @@ where
             }
             message = outgoing.recv() => {
                 match message {
-                    Some(message) => conn.send(&message).await.map_err(|e| format!("send: {e}"))?,
+                    Some(message) => {
+                        // A command carrying the session's slave list is large with many
+                        // slaves; a few at a time, so thousands of them do not all sit in
+                        // encode and TLS buffers at once.
+                        let _permit = match carries_roster(&message) {
+                            true => Some(LARGE_SENDS.acquire().await.map_err(|e| format!("send: {e}"))?),
+                            false => None,
+                        };
+                        conn.send(&message).await.map_err(|e| format!("send: {e}"))?
+                    }
                     None => return Err("dropped by the master".into()),
                 }
             }

@@ -11,6 +11,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine;
 use tempfile::TempDir;
 use xrdtest_master::git_repo::{GitCheckout, GitCredentials, GitError, GitOperation, GitRepoConfig, SyncOutcome};
 
@@ -461,7 +463,7 @@ impl HttpGitServer {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         let rejected = Arc::new(AtomicUsize::new(0));
-        let expected = format!("Basic {}", base64(format!("{user}:{token}").as_bytes()));
+        let expected = format!("Basic {}", BASE64.encode(format!("{user}:{token}")));
         let counter = rejected.clone();
         std::thread::spawn(move || {
             for stream in listener.incoming() {
@@ -563,26 +565,8 @@ fn serve(stream: TcpStream, root: &Path, expected: &str, rejected: &AtomicUsize)
     stream.write_all(cgi_body)
 }
 
-fn base64(input: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::new();
-    for chunk in input.chunks(3) {
-        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(ALPHABET[(n >> (18 - 6 * i)) as usize & 63] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
-}
-
 #[test]
 fn https_token_credentials_authenticate_and_a_wrong_token_gives_up() {
-    assert_eq!(base64(b"bot:tok"), "Ym90OnRvaw==");
     let fx = Fixture::new();
     let server = HttpGitServer::start(fx.dir.path().to_path_buf(), "bot", "right-token");
     let url = format!("http://127.0.0.1:{}/remote.git", server.port);

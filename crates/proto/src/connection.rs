@@ -10,6 +10,10 @@ use tokio_util::codec::Framed;
 use crate::codec::{decode_message, FrameCodec};
 use crate::error::ProtoError;
 
+/// Buffers grown past this are given back once empty: a rare large frame (a session's
+/// slave list, a log file) must not stay allocated on each of thousands of connections.
+const KEPT_BUFFER: usize = 64 * 1024;
+
 /// One peer connection: owns the stream and its buffers, offers only whole messages.
 ///
 /// [`Connection::recv`] is cancel-safe, so it can sit in a `tokio::select!` beside an
@@ -25,7 +29,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
 
     /// Sends one message and flushes it.
     pub async fn send<T: Serialize>(&mut self, message: &T) -> Result<(), ProtoError> {
-        self.framed.send(message).await
+        self.framed.send(message).await?;
+        self.release_write_buffer();
+        Ok(())
     }
 
     /// Queues one message without flushing; follow with [`Connection::flush`]. For bursts.
@@ -34,12 +40,26 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
     }
 
     pub async fn flush(&mut self) -> Result<(), ProtoError> {
-        SinkExt::<&()>::flush(&mut self.framed).await
+        SinkExt::<&()>::flush(&mut self.framed).await?;
+        self.release_write_buffer();
+        Ok(())
     }
 
     /// The next raw frame; `None` when the peer closed the connection cleanly.
     pub async fn recv_frame(&mut self) -> Result<Option<BytesMut>, ProtoError> {
-        self.framed.next().await.transpose()
+        let frame = self.framed.next().await.transpose()?;
+        let read = self.framed.read_buffer_mut();
+        if read.is_empty() && read.capacity() > KEPT_BUFFER {
+            *read = BytesMut::new();
+        }
+        Ok(frame)
+    }
+
+    fn release_write_buffer(&mut self) {
+        let write = self.framed.write_buffer_mut();
+        if write.is_empty() && write.capacity() > KEPT_BUFFER {
+            *write = BytesMut::new();
+        }
     }
 
     /// The next message; `None` when the peer closed the connection cleanly.

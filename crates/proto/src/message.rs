@@ -134,8 +134,9 @@ pub struct StageCommand {
     pub tags: BTreeMap<String, String>,
     /// Every slave of the session, for `XRDTEST_SLAVES`: in the first command of a session
     /// on each connection only, empty after that (the slave keeps the list), so a command's
-    /// size does not grow with the number of slaves.
-    pub slaves: Vec<String>,
+    /// size does not grow with the number of slaves. Shared, not copied, between the
+    /// commands queued for many slaves (it encodes as a plain list).
+    pub slaves: std::sync::Arc<Vec<String>>,
     pub timeout_ms: u64,
     /// Log files to collect after the stage (tags allowed).
     pub logs: Vec<String>,

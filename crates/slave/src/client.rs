@@ -72,9 +72,9 @@ const ROSTERS_KEPT: usize = 8;
 impl State {
     /// The session's slaves: the command's list when it carries one (kept for later
     /// stages), else the one kept from an earlier stage of the session.
-    fn roster(&mut self, session_id: &str, sent: &[String]) -> Option<Arc<Vec<String>>> {
+    fn roster(&mut self, session_id: &str, sent: &Arc<Vec<String>>) -> Option<Arc<Vec<String>>> {
         if !sent.is_empty() {
-            let roster = Arc::new(sent.to_vec());
+            let roster = sent.clone();
             self.rosters.retain(|(id, _)| id != session_id);
             self.rosters.push_back((session_id.to_string(), roster.clone()));
             while self.rosters.len() > ROSTERS_KEPT {
@@ -505,8 +505,8 @@ impl Slave {
 mod tests {
     use super::*;
 
-    fn names(list: &[&str]) -> Vec<String> {
-        list.iter().map(|s| s.to_string()).collect()
+    fn names(list: &[&str]) -> Arc<Vec<String>> {
+        Arc::new(list.iter().map(|s| s.to_string()).collect())
     }
 
     #[test]
@@ -514,13 +514,13 @@ mod tests {
         let mut state = State::default();
         let roster = state.roster("7", &names(&["a", "b"])).unwrap();
         assert_eq!(*roster, ["a", "b"]);
-        assert_eq!(*state.roster("7", &[]).unwrap(), ["a", "b"], "a later stage sends none");
-        assert!(state.roster("8", &[]).is_none(), "another session's list is not this one's");
+        assert_eq!(*state.roster("7", &Arc::default()).unwrap(), ["a", "b"], "a later stage sends none");
+        assert!(state.roster("8", &Arc::default()).is_none(), "another session's list is not this one's");
         assert_eq!(*state.roster("7", &names(&["a"])).unwrap(), ["a"], "a list sent again replaces it");
         for session in 0..ROSTERS_KEPT {
             state.roster(&format!("s{session}"), &names(&["x"]));
         }
-        assert!(state.roster("7", &[]).is_none(), "only the newest sessions are kept");
+        assert!(state.roster("7", &Arc::default()).is_none(), "only the newest sessions are kept");
         assert_eq!(state.rosters.len(), ROSTERS_KEPT);
     }
 }

@@ -16,7 +16,7 @@
 //!   cancels: `Err` is a 403 page (not logged in, or a missing or wrong CSRF token).
 //! - [`AuthState::logins_enabled`] (a password is configured: show the login link and write
 //!   buttons) and [`AuthState::require_login`].
-//! - [`login_url`]`(next)` is `/login?next=...`; [`escape_html`] escapes text for HTML.
+//! - [`login_url`]`(next)` is `/login?next=...`.
 //! - Logging out is a form: `<form method="post" action="/logout">` with the `csrf` field.
 //!
 //! # Routes
@@ -52,10 +52,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use axum::extract::{ConnectInfo, FromRequestParts, Query, State};
-use axum::http::header::{
-    CACHE_CONTROL, CONTENT_SECURITY_POLICY, CONTENT_TYPE, COOKIE, LOCATION, RETRY_AFTER, SET_COOKIE,
-    X_CONTENT_TYPE_OPTIONS, X_FRAME_OPTIONS,
-};
+use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE, COOKIE, LOCATION, RETRY_AFTER, SET_COOKIE};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -68,6 +65,8 @@ use tracing::{error, info, warn};
 use xrdtest_master::handle::{WebConfig, WebTls};
 use xrdtest_proto::handshake::secrets_match;
 
+use crate::escape;
+use crate::security::{mark, Kind};
 use crate::WebState;
 
 /// The session cookie's name.
@@ -191,13 +190,13 @@ impl AuthState {
     }
 
     fn mac(&self, purpose: &str, value: &str) -> String {
-        hex(hmac::sign(&self.key, format!("{purpose}|{value}").as_bytes()).as_ref())
+        hex::encode(hmac::sign(&self.key, format!("{purpose}|{value}").as_bytes()))
     }
 
     fn random_hex(&self) -> String {
         let mut bytes = [0u8; 16];
         self.rng.fill(&mut bytes).expect("system random numbers");
-        hex(&bytes)
+        hex::encode(bytes)
     }
 
     fn new_session(&self) -> (String, u64) {
@@ -210,7 +209,7 @@ impl AuthState {
     fn check_session(&self, value: &str) -> Option<String> {
         let (payload, mac) = value.rsplit_once('.')?;
         let (expiry, id) = payload.split_once('.')?;
-        let mac = unhex(mac)?;
+        let mac = hex::decode(mac).ok()?;
         hmac::verify(&self.key, format!("session|{payload}").as_bytes(), &mac).ok()?;
         let expiry: u64 = expiry.parse().ok()?;
         let now = unix_now();
@@ -300,31 +299,7 @@ pub fn require_writer(viewer: &Viewer, form_csrf: &str) -> Result<(), Response> 
 
 /// `/login?next=<next>`.
 pub fn login_url(next: &str) -> String {
-    let mut url = String::from("/login?next=");
-    for byte in next.bytes() {
-        if byte.is_ascii_alphanumeric() || matches!(byte, b'/' | b'-' | b'_' | b'.' | b'~') {
-            url.push(byte as char);
-        } else {
-            url.push_str(&format!("%{byte:02X}"));
-        }
-    }
-    url
-}
-
-/// Text made safe for HTML (content and quoted attribute values).
-pub fn escape_html(text: &str) -> String {
-    let mut escaped = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => escaped.push_str("&amp;"),
-            '<' => escaped.push_str("&lt;"),
-            '>' => escaped.push_str("&gt;"),
-            '"' => escaped.push_str("&quot;"),
-            '\'' => escaped.push_str("&#39;"),
-            c => escaped.push(c),
-        }
-    }
-    escaped
+    format!("/login?next={}", escape::url_path(next))
 }
 
 /// `next` if it is a path on this site (not `//host` or `/\host`, which browsers take for
@@ -378,8 +353,8 @@ async fn login_page(
             "<p>You are logged in.</p><p><a href=\"{next}\">Continue</a></p>\
              <form method=\"post\" action=\"/logout\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
              <button type=\"submit\">Log out</button></form>",
-            next = escape_html(next),
-            csrf = escape_html(&viewer.csrf)
+            next = escape::html(next),
+            csrf = escape::html(&viewer.csrf)
         );
         return html(StatusCode::OK, "Logged in", &body);
     }
@@ -406,15 +381,15 @@ fn login_form(
         Some(nonce) => (nonce.to_string(), false),
         None => (auth.random_hex(), true),
     };
-    let problem = problem.map(|p| format!("<p class=\"problem\">{}</p>", escape_html(p))).unwrap_or_default();
+    let problem = problem.map(|p| format!("<p class=\"problem\">{}</p>", escape::html(p))).unwrap_or_default();
     let body = format!(
         "{problem}<form method=\"post\" action=\"/login\">\
          <input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
          <input type=\"hidden\" name=\"next\" value=\"{next}\">\
          <label>Password <input type=\"password\" name=\"password\" autocomplete=\"current-password\" autofocus required></label> \
          <button type=\"submit\">Log in</button></form>",
-        csrf = escape_html(&auth.mac("login-csrf", &nonce)),
-        next = escape_html(next),
+        csrf = escape::html(&auth.mac("login-csrf", &nonce)),
+        next = escape::html(next),
     );
     let mut response = html(status, "Log in", &body);
     if new_cookie {
@@ -515,21 +490,13 @@ fn html(status: StatusCode, title: &str, body: &str) -> Response {
          <title>{title} — xrdtest</title><style>body{{font-family:sans-serif;max-width:40em;margin:3em auto;padding:0 1em}}\
          .problem{{color:#b00}}</style></head><body><h1>{title}</h1>{body}\
          <p><a href=\"/\">xrdtest dashboard</a></p></body></html>\n",
-        title = escape_html(title)
+        title = escape::html(title)
     );
     let mut response = (status, page).into_response();
     let headers = response.headers_mut();
     headers.insert(CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
     headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    headers.insert(X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    headers.insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
-    headers.insert(
-        CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(
-            "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'",
-        ),
-    );
-    response
+    mark(response, Kind::LoginPage)
 }
 
 /// The values of the cookies named `name`.
@@ -547,17 +514,6 @@ fn cookies<'a>(headers: &'a HeaderMap, name: &'a str) -> impl Iterator<Item = &'
 
 fn unix_now() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn unhex(text: &str) -> Option<Vec<u8>> {
-    if text.len() % 2 != 0 || !text.is_ascii() {
-        return None;
-    }
-    (0..text.len()).step_by(2).map(|i| u8::from_str_radix(&text[i..i + 2], 16).ok()).collect()
 }
 
 /// Wrong passwords of one client, or of all.
@@ -705,7 +661,6 @@ mod tests {
             assert_eq!(local_path(bad), "/", "{bad:?}");
         }
         assert_eq!(login_url("/sessions?suite=a&x=é"), "/login?next=/sessions%3Fsuite%3Da%26x%3D%C3%A9");
-        assert_eq!(escape_html("<a href=\"x\">'&'</a>"), "&lt;a href=&quot;x&quot;&gt;&#39;&amp;&#39;&lt;/a&gt;");
     }
 
     #[test]

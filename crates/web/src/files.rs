@@ -23,16 +23,15 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::{Path, RawQuery, State};
-use axum::http::header::{
-    CACHE_CONTROL, CONTENT_LENGTH, CONTENT_SECURITY_POLICY, CONTENT_TYPE, X_CONTENT_TYPE_OPTIONS,
-};
+use axum::http::header::{CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE};
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use tracing::warn;
 
-use crate::auth::escape_html;
+use crate::escape;
+use crate::security::{mark, Kind};
 use crate::WebState;
 
 /// The show page displays at most this much of a file.
@@ -188,18 +187,16 @@ async fn repo_file(
     let headers = response.headers_mut();
     headers.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
     headers.insert(CONTENT_LENGTH, HeaderValue::from(size));
-    headers.insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-    headers.insert(CONTENT_SECURITY_POLICY, HeaderValue::from_static("default-src 'none'; sandbox"));
-    response
+    mark(response, Kind::Download)
 }
 
 fn show_page(repo: &str, path: &str, size: u64, text: bool, head: &[u8]) -> Response {
     let name = format!("{repo}/{path}");
     let download = format!(
         "/files/{}/{}",
-        url_path_escape(repo),
-        path.split('/').map(url_path_escape).collect::<Vec<_>>().join("/")
+        escape::url_component(repo),
+        path.split('/').map(escape::url_component).collect::<Vec<_>>().join("/")
     );
     let content = if !text {
         format!("<p>A binary file of {size} bytes.</p>")
@@ -210,7 +207,7 @@ fn show_page(repo: &str, path: &str, size: u64, text: bool, head: &[u8]) -> Resp
         } else {
             String::new()
         };
-        format!("<pre>{}</pre>{cut}", escape_html(&shown))
+        format!("<pre>{}</pre>{cut}", escape::html(&shown))
     };
     let page = format!(
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
@@ -219,32 +216,14 @@ fn show_page(repo: &str, path: &str, size: u64, text: bool, head: &[u8]) -> Resp
          pre{{background:#f4f4f4;padding:1em;overflow:auto}}.cut{{color:#a60}}</style></head>\
          <body><h1>{title}</h1><p><a href=\"{download}\">Download</a> ({size} bytes)</p>{content}\
          <p><a href=\"/\">xrdtest dashboard</a></p></body></html>\n",
-        title = escape_html(&name),
-        download = escape_html(&download),
+        title = escape::html(&name),
+        download = escape::html(&download),
     );
     let mut response = page.into_response();
     let headers = response.headers_mut();
     headers.insert(CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
-    headers.insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-    headers.insert(
-        CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static("default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'"),
-    );
-    response
-}
-
-/// Percent-escapes one path segment for a URL.
-fn url_path_escape(segment: &str) -> String {
-    let mut escaped = String::new();
-    for byte in segment.bytes() {
-        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'.' | b'~') {
-            escaped.push(byte as char);
-        } else {
-            escaped.push_str(&format!("%{byte:02X}"));
-        }
-    }
-    escaped
+    mark(response, Kind::FilePage)
 }
 
 async fn ca_certificate(State(state): State<Arc<WebState>>) -> Response {
@@ -254,9 +233,8 @@ async fn ca_certificate(State(state): State<Arc<WebState>>) -> Response {
             let mut response = pem.into_response();
             let headers = response.headers_mut();
             headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/x-pem-file"));
-            headers.insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
             headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-            response
+            mark(response, Kind::Certificate)
         }
         Err(err) => {
             warn!(path = %path.display(), error = %err, "cannot read the CA certificate");

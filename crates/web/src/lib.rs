@@ -12,15 +12,19 @@
 //! - [`pages`] — every page and the server-sent event streams.
 //! - [`files`] — slave-facing downloads: scripts and files of the definitions, the CA.
 //! - [`notices`] — what a form's action said, for the page it redirects to.
+//! - [`security`] — the security headers of each kind of response, set by one middleware.
+//! - [`escape`] — HTML escaping and percent-encoding for what is built outside templates.
 //! - [`svg`] — the trends chart, drawn on the server.
 //! - [`https`] — the dashboard's TLS configuration and the listener that serves it.
 
 pub mod api;
 pub mod auth;
+pub mod escape;
 pub mod files;
 pub mod https;
 pub mod notices;
 pub mod pages;
+pub mod security;
 pub mod svg;
 
 use std::future::Future;
@@ -50,7 +54,12 @@ pub fn router(handle: CoreHandle) -> Router {
 pub fn dashboard(handle: CoreHandle) -> Router {
     let auth = auth::AuthState::new(handle.web_settings());
     let state = Arc::new(WebState { core: handle, auth, notices: notices::Notices::default() });
-    Router::new().merge(auth::routes()).merge(files::routes()).merge(pages::routes()).with_state(state)
+    Router::new()
+        .merge(auth::routes())
+        .merge(files::routes())
+        .merge(pages::routes())
+        .with_state(state)
+        .layer(axum::middleware::map_response(security::write_headers))
 }
 
 /// Serves [`router`] on `listener` (bound to `web_listen`), over HTTPS when `tls` is given

@@ -45,7 +45,7 @@ impl Notices {
     pub fn put(&self, mut notice: Notice) -> Option<String> {
         let mut bytes = [0u8; 16];
         self.rng.fill(&mut bytes).ok()?;
-        let id: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        let id = hex::encode(bytes);
         if notice.text.len() > MAX_TEXT {
             let mut end = MAX_TEXT;
             while !notice.text.is_char_boundary(end) {

@@ -37,7 +37,7 @@ mod trends;
 use std::sync::Arc;
 
 use askama::Template;
-use axum::http::header::{CACHE_CONTROL, X_CONTENT_TYPE_OPTIONS, X_FRAME_OPTIONS};
+use axum::http::header::CACHE_CONTROL;
 use axum::http::{HeaderValue, StatusCode, Uri};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
@@ -45,6 +45,7 @@ use axum::Router;
 use tracing::warn;
 
 use crate::auth::{login_url, require_reader, Viewer};
+use crate::security::{mark, Kind};
 use crate::WebState;
 
 pub fn routes() -> Router<Arc<WebState>> {
@@ -112,12 +113,9 @@ pub fn render(status: StatusCode, template: &impl Template) -> Response {
     match template.render() {
         Ok(html) => {
             let mut response = (status, Html(html)).into_response();
-            let headers = response.headers_mut();
             // Pages show live state: never from a cache.
-            headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-            headers.insert(X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-            headers.insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
-            response
+            response.headers_mut().insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+            mark(response, Kind::Page)
         }
         Err(err) => {
             warn!(error = %err, "cannot render a page");

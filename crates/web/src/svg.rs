@@ -11,6 +11,8 @@ use std::fmt::Write;
 
 use xrdtest_model::SessionId;
 
+use crate::escape;
+
 /// How a case ended in one session.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TrendResult {
@@ -72,22 +74,6 @@ const LEFT: f64 = 70.0;
 const RIGHT: f64 = 16.0;
 const TOP: f64 = 16.0;
 const BOTTOM: f64 = 52.0;
-
-/// Escapes text for SVG/XML content and attribute values.
-pub fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            _ => out.push(c),
-        }
-    }
-    out
-}
 
 /// A short duration for axis labels: `0`, `500 ms`, `30 s`, `2 min`, `1.5 h`.
 fn axis_duration(ms: u64) -> String {
@@ -176,7 +162,7 @@ pub fn trends_svg(series: &[CaseSeries]) -> String {
             LEFT + plot_w,
             LEFT - 6.0,
             at + 4.0,
-            escape(&axis_duration(value))
+            escape::html(&axis_duration(value))
         );
         value += step;
     }
@@ -211,7 +197,7 @@ pub fn trends_svg(series: &[CaseSeries]) -> String {
 
     for (index, case) in series.iter().enumerate() {
         let colour = series_colour(index);
-        let name = escape(&case.name);
+        let name = escape::html(&case.name);
         let _ = write!(svg, r#"<g class="series" data-case="{name}">"#);
         // The line, broken where the case has no duration.
         let mut segment: Vec<String> = Vec::new();
@@ -259,7 +245,7 @@ pub fn trends_svg(series: &[CaseSeries]) -> String {
                 r#"<a href="/sessions/{}" class="point result-{}">{mark}<title>{}</title></circle></a>"#,
                 point.session,
                 point.result.label().replace(' ', "-"),
-                escape(&tooltip)
+                escape::html(&tooltip)
             );
         }
         svg.push_str("</g>");
@@ -344,7 +330,7 @@ mod tests {
         }]);
         assert_well_formed(&svg);
         assert!(!svg.contains("<script"));
-        assert!(svg.contains("&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;&amp;"));
+        assert!(svg.contains("&#60;script&#62;alert(&#39;x&#39;)&#60;/script&#62;&#38;"), "{svg}");
         assert!(svg.contains(TrendResult::Passed.colour()) && svg.contains(TrendResult::Failed.colour()));
         assert!(svg.contains(r#"class="no-duration""#));
         assert!(svg.contains("class=\"point result-not-run\""));

@@ -4,12 +4,13 @@
 //! `require_login`, refused writes, file downloads and path traversal attempts, `/ca.crt`,
 //! and HTTPS with the master's CA or given files.
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+mod common;
+
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Duration;
 
+use common::{Client, Reply, LOGIN_PAGE, NONE, PAGE};
 use xrdtest_master::config::MasterConfig;
 
 const PASSWORD: &str = "correct horse battery";
@@ -22,7 +23,7 @@ struct Env {
     web: SocketAddr,
     state_dir: PathBuf,
     defs: PathBuf,
-    tls: Option<Arc<tokio_rustls::rustls::ClientConfig>>,
+    client: Client,
     _dir: tempfile::TempDir,
 }
 
@@ -61,7 +62,7 @@ impl Env {
         let config = MasterConfig::from_toml(
             &format!(
                 "listen = \"127.0.0.1:0\"\nweb_listen = \"127.0.0.1:0\"\nstate_dir = \"{}\"\nsecret = \"s\"\n\
-                 definitions = \"{}\"\n[scheduler]\nenabled = false\n[web]\n{web}\n",
+                 tls_names = [\"127.0.0.1\"]\ndefinitions = \"{}\"\n[scheduler]\nenabled = false\n[web]\n{web}\n",
                 state_dir.display(),
                 defs.display()
             ),
@@ -71,24 +72,17 @@ impl Env {
         let https = config.web.tls != xrdtest_master::config::WebTls::None;
         let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
         let running = runtime.block_on(xrdtest_master_daemon::start(config)).unwrap();
-        let tls = https.then(|| {
-            let ca = std::fs::read(&running.ca_cert_path).unwrap();
-            xrdtest_proto::tls::client_config(&ca).unwrap()
-        });
-        Env { runtime: Some(runtime), web: running.web_address, state_dir, defs, tls, _dir: dir }
+        let web = running.web_address;
+        // Over HTTPS, trusting the master's CA only.
+        let client = match https {
+            false => Client::http(web),
+            true => Client::https(web, &std::fs::read(&running.ca_cert_path).unwrap()),
+        };
+        Env { runtime: Some(runtime), web, state_dir, defs, client, _dir: dir }
     }
 
     fn request(&self, method: &str, target: &str, cookies: &[&str], form: Option<&[(&str, &str)]>) -> Reply {
-        let tcp = TcpStream::connect(self.web).unwrap();
-        tcp.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-        match &self.tls {
-            None => exchange(tcp, method, target, cookies, form),
-            Some(config) => {
-                let name = xrdtest_proto::tls::server_name("xrdtest-master").unwrap();
-                let client = tokio_rustls::rustls::ClientConnection::new(config.clone(), name).unwrap();
-                exchange(tokio_rustls::rustls::StreamOwned::new(client, tcp), method, target, cookies, form)
-            }
-        }
+        self.client.request(method, target, cookies, form)
     }
 
     fn get(&self, target: &str, cookies: &[&str]) -> Reply {
@@ -103,6 +97,7 @@ impl Env {
     fn login_form(&self) -> (String, String) {
         let page = self.get("/login", &[]);
         assert_eq!(page.status, 200, "{}", page.text());
+        assert_eq!(page.security(), LOGIN_PAGE);
         let cookie = page.cookie("xrdtest_csrf").expect("the login page sets its CSRF cookie");
         let set = page.set_cookie("xrdtest_csrf").unwrap();
         assert!(set.contains("HttpOnly") && set.contains("SameSite=Strict"), "{set}");
@@ -127,126 +122,11 @@ impl Drop for Env {
     }
 }
 
-/// An HTTP answer.
-struct Reply {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
-}
-
-impl Reply {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
-    }
-
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.body).into_owned()
-    }
-
-    /// The whole `Set-Cookie` value for cookie `name`.
-    fn set_cookie(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .filter(|(n, _)| n.eq_ignore_ascii_case("set-cookie"))
-            .map(|(_, v)| v.as_str())
-            .find(|v| v.starts_with(&format!("{name}=")))
-    }
-
-    /// `name=value` of a cookie this reply sets.
-    fn cookie(&self, name: &str) -> Option<String> {
-        self.set_cookie(name).map(|v| v.split(';').next().unwrap().to_string())
-    }
-
-    /// The value of the hidden form field `name`.
-    fn hidden(&self, name: &str) -> Option<String> {
-        let text = self.text();
-        let marker = format!("name=\"{name}\" value=\"");
-        let start = text.find(&marker)? + marker.len();
-        Some(text[start..start + text[start..].find('"')?].to_string())
-    }
-
-    /// Never the content of anything outside the repository.
-    fn assert_no_leak(&self, what: &str) {
-        let text = self.text();
-        assert!(!text.contains(SECRET_OUTSIDE) && !text.contains("root:x:0:0"), "{what} leaked: {text}");
-        assert!(matches!(self.status, 400 | 404), "{what}: status {} ({text})", self.status);
-    }
-}
-
-fn form_encode(fields: &[(&str, &str)]) -> String {
-    let encode = |text: &str| {
-        text.bytes()
-            .map(|b| match b {
-                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
-                b' ' => "+".to_string(),
-                b => format!("%{b:02X}"),
-            })
-            .collect::<String>()
-    };
-    fields.iter().map(|(k, v)| format!("{}={}", encode(k), encode(v))).collect::<Vec<_>>().join("&")
-}
-
-/// One HTTP/1.1 request on its own connection, the target sent exactly as given.
-fn exchange(
-    mut stream: impl Read + Write,
-    method: &str,
-    target: &str,
-    cookies: &[&str],
-    form: Option<&[(&str, &str)]>,
-) -> Reply {
-    let mut request = format!("{method} {target} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n");
-    if !cookies.is_empty() {
-        request.push_str(&format!("Cookie: {}\r\n", cookies.join("; ")));
-    }
-    let body = form.map(form_encode).unwrap_or_default();
-    if form.is_some() {
-        request.push_str(&format!(
-            "Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n",
-            body.len()
-        ));
-    }
-    request.push_str("\r\n");
-    request.push_str(&body);
-    stream.write_all(request.as_bytes()).unwrap();
-    stream.flush().unwrap();
-    let mut raw = Vec::new();
-    let mut buffer = [0u8; 16384];
-    loop {
-        match stream.read(&mut buffer) {
-            Ok(0) => break,
-            Ok(n) => raw.extend_from_slice(&buffer[..n]),
-            // A TLS peer that closes without close_notify: what came is all there is.
-            Err(err) if err.kind() == std::io::ErrorKind::UnexpectedEof => break,
-            Err(err) => panic!("reading the reply to {method} {target}: {err}"),
-        }
-    }
-    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").expect("a complete reply head");
-    let head = String::from_utf8(raw[..split].to_vec()).unwrap();
-    let mut lines = head.split("\r\n");
-    let status = lines.next().unwrap().split(' ').nth(1).unwrap().parse().unwrap();
-    let headers: Vec<(String, String)> = lines
-        .filter_map(|line| line.split_once(':'))
-        .map(|(n, v)| (n.trim().to_string(), v.trim().to_string()))
-        .collect();
-    let mut body = raw[split + 4..].to_vec();
-    let chunked = headers.iter().any(|(n, v)| n.eq_ignore_ascii_case("transfer-encoding") && v.contains("chunked"));
-    if chunked {
-        let mut decoded = Vec::new();
-        let mut rest = &body[..];
-        loop {
-            let line_end = rest.windows(2).position(|w| w == b"\r\n").expect("a chunk size line");
-            let size_text = std::str::from_utf8(&rest[..line_end]).unwrap();
-            let size = usize::from_str_radix(size_text.split(';').next().unwrap().trim(), 16).unwrap();
-            rest = &rest[line_end + 2..];
-            if size == 0 {
-                break;
-            }
-            decoded.extend_from_slice(&rest[..size]);
-            rest = &rest[size + 2..];
-        }
-        body = decoded;
-    }
-    Reply { status, headers, body }
+/// Never the content of anything outside the repository.
+fn assert_no_leak(reply: &Reply, what: &str) {
+    let text = reply.text();
+    assert!(!text.contains(SECRET_OUTSIDE) && !text.contains("root:x:0:0"), "{what} leaked: {text}");
+    assert!(matches!(reply.status, 400 | 404), "{what}: status {} ({text})", reply.status);
 }
 
 fn web_config(extra: &str) -> String {
@@ -264,6 +144,7 @@ fn login_needs_the_password_and_the_forms_csrf_token() {
     let no_token = env.post("/login", &[&csrf_cookie], &[("password", PASSWORD), ("next", "/")]);
     assert_eq!(no_token.status, 403, "{}", no_token.text());
     assert!(no_token.text().contains("CSRF"), "{}", no_token.text());
+    assert_eq!(no_token.security(), LOGIN_PAGE);
     assert!(no_token.cookie("xrdtest_session").is_none());
     let wrong_token =
         env.post("/login", &[&csrf_cookie], &[("password", PASSWORD), ("csrf", "0123abcd"), ("next", "/")]);
@@ -283,6 +164,7 @@ fn login_needs_the_password_and_the_forms_csrf_token() {
     let reply = env.post("/login", &[&csrf_cookie], &good);
     assert_eq!(reply.status, 303, "{}", reply.text());
     assert_eq!(reply.header("location"), Some("/sessions?suite=ts_web"));
+    assert_eq!(reply.security(), NONE);
     let set = reply.set_cookie("xrdtest_session").unwrap();
     for attribute in ["HttpOnly", "SameSite=Strict", "Path=/", "Max-Age=43200"] {
         assert!(set.split("; ").any(|a| a == attribute), "{attribute} missing in {set}");
@@ -355,6 +237,7 @@ fn wrong_passwords_are_rate_limited() {
         assert!((1..=2).contains(&retry), "Retry-After {retry}");
         assert!(reply.cookie("xrdtest_session").is_none());
         assert!(reply.text().contains("Too many wrong passwords"));
+        assert_eq!(reply.security(), LOGIN_PAGE);
     }
 }
 
@@ -400,7 +283,7 @@ fn files_are_served_from_the_repository_only() {
     assert_eq!(script.status, 200, "{}", script.text());
     assert_eq!(script.text(), SCRIPT);
     assert_eq!(script.header("content-type"), Some("text/plain; charset=utf-8"));
-    assert_eq!(script.header("x-content-type-options"), Some("nosniff"));
+    assert_eq!(script.security(), [None, Some("nosniff"), Some("default-src 'none'; sandbox")]);
     let binary = env.get("/files/default/suites/ts_web/data.bin", &[]);
     assert_eq!(binary.status, 200);
     assert_eq!(binary.body, b"\x00\x01\x02binary\xff");
@@ -415,8 +298,10 @@ fn files_are_served_from_the_repository_only() {
     let shown = env.get("/files/default/suites/ts_web/suite_init.sh?show", &[]);
     assert_eq!(shown.status, 200);
     assert_eq!(shown.header("content-type"), Some("text/html; charset=utf-8"));
+    let show_policy = "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'";
+    assert_eq!(shown.security(), [None, Some("nosniff"), Some(show_policy)]);
     let html = shown.text();
-    assert!(html.contains("&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt; &amp; more"), "{html}");
+    assert!(html.contains("&#60;script&#62;alert(&#39;x&#39;)&#60;/script&#62; &#38; more"), "{html}");
     assert!(!html.contains("<script>"), "{html}");
     assert!(html.contains("href=\"/files/default/suites/ts_web/suite_init.sh\""), "{html}");
     assert!(env.get("/files/default/suites/ts_web/data.bin?show", &[]).text().contains("binary file"));
@@ -426,9 +311,11 @@ fn files_are_served_from_the_repository_only() {
     assert_eq!(ca.status, 200);
     assert_eq!(ca.body, std::fs::read(env.state_dir.join("ca.crt")).unwrap());
     assert!(ca.text().starts_with("-----BEGIN CERTIFICATE-----"));
+    assert_eq!(ca.security(), [None, Some("nosniff"), None]);
 
     // Missing things.
-    assert_eq!(env.get("/files/default/suites/ts_web/missing.sh", &[]).status, 404);
+    let missing = env.get("/files/default/suites/ts_web/missing.sh", &[]);
+    assert_eq!((missing.status, missing.security()), (404, NONE));
     assert_eq!(env.get("/files/nosuchrepo/suites/ts_web/suite_init.sh", &[]).status, 404);
     assert_eq!(env.get("/files/default/suites", &[]).status, 404, "folders are not listed");
 
@@ -461,7 +348,7 @@ fn files_are_served_from_the_repository_only() {
         "/files/default/link-out?show".to_string(),
     ];
     for attempt in &attempts {
-        env.get(attempt, &[]).assert_no_leak(attempt);
+        assert_no_leak(&env.get(attempt, &[]), attempt);
     }
     assert_eq!(env.get("/files/default/../outside.txt", &[]).status, 400);
     assert_eq!(env.get("/files/default/%2e%2e/outside.txt", &[]).status, 400);
@@ -473,6 +360,7 @@ fn require_login_sends_readers_to_the_login_page_but_not_slaves() {
     let page = env.get("/", &[]);
     assert_eq!(page.status, 303, "{}", page.text());
     assert_eq!(page.header("location"), Some("/login?next=/"));
+    assert_eq!(page.security(), NONE);
     let login = env.get("/login?next=/", &[]);
     assert_eq!(login.status, 200);
     assert_eq!(login.hidden("next").as_deref(), Some("/"));
@@ -483,6 +371,11 @@ fn require_login_sends_readers_to_the_login_page_but_not_slaves() {
     let session = env.log_in();
     let page = env.get("/", &[&session]);
     assert_eq!(page.status, 200, "{}", page.text());
+    assert_eq!(page.security(), PAGE);
+    let missing = env.get("/sessions/999999", &[&session]);
+    assert_eq!((missing.status, missing.security()), (404, PAGE), "error pages too");
+    let api = env.get("/api/health", &[]);
+    assert_eq!((api.status, api.security()), (200, NONE));
 }
 
 #[test]
@@ -492,6 +385,7 @@ fn writes_need_a_login_and_the_forms_csrf_token() {
     let anonymous = env.post("/suites/ts_web/run", &[], &[("csrf", "")]);
     assert_eq!(anonymous.status, 403, "{}", anonymous.text());
     assert!(anonymous.text().contains("log in"), "{}", anonymous.text());
+    assert_eq!(anonymous.security(), LOGIN_PAGE, "a refused write is a login-style page");
     let (csrf_cookie, login_csrf) = env.login_form();
     let with_login_token = env.post("/suites/ts_web/run", &[&csrf_cookie], &[("csrf", &login_csrf)]);
     assert_eq!(with_login_token.status, 403, "the login form's token is no session");
@@ -504,12 +398,13 @@ fn writes_need_a_login_and_the_forms_csrf_token() {
         assert_eq!(reply.status, 403, "{form:?}: {}", reply.text());
         assert!(reply.text().contains("CSRF"), "{}", reply.text());
     }
-    let sessions = env.get("/api/sessions", &[]).text();
+    let sessions = env.get("/api/sessions", &[]).text().to_string();
     assert!(sessions.contains("\"total\":0"), "nothing was started: {sessions}");
 
     // Logged in with the token: started.
     let started = env.post("/suites/ts_web/run", &[&session], &[("csrf", &token)]);
     assert_eq!(started.status, 303, "{}", started.text());
+    assert_eq!(started.security(), NONE);
     let location = started.header("location").unwrap().to_string();
     let id = location.strip_prefix("/sessions/").expect("a redirect to the new session");
 
@@ -517,13 +412,13 @@ fn writes_need_a_login_and_the_forms_csrf_token() {
     let cancel = format!("/sessions/{id}/cancel");
     assert_eq!(env.post(&cancel, &[], &[("csrf", &token)]).status, 403);
     assert_eq!(env.post(&cancel, &[&session], &[("csrf", "nope")]).status, 403);
-    let alive = env.get(&format!("/api/sessions/{id}"), &[]).text();
+    let alive = env.get(&format!("/api/sessions/{id}"), &[]).text().to_string();
     assert!(!alive.contains("\"state\":\"cancelled\""), "{alive}");
     let cancelled = env.post(&cancel, &[&session], &[("csrf", &token)]);
     assert_eq!(cancelled.status, 303, "{}", cancelled.text());
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     loop {
-        let record = env.get(&format!("/api/sessions/{id}"), &[]).text();
+        let record = env.get(&format!("/api/sessions/{id}"), &[]).text().to_string();
         if record.contains("\"state\":\"cancelled\"") {
             break;
         }
@@ -548,12 +443,9 @@ fn https_with_a_certificate_from_the_masters_ca() {
     assert_eq!(env.get("/ca.crt", &[]).body, std::fs::read(env.state_dir.join("ca.crt")).unwrap());
     assert_eq!(env.get("/api/health", &[]).status, 200, "the JSON API is served over HTTPS too");
     // Plain HTTP gets nothing useful from the HTTPS port.
-    let mut plain = TcpStream::connect(env.web).unwrap();
-    plain.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    plain.write_all(b"GET /ca.crt HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
-    let mut answer = Vec::new();
-    let _ = plain.read_to_end(&mut answer);
-    assert!(!String::from_utf8_lossy(&answer).contains("BEGIN CERTIFICATE"));
+    if let Ok(answer) = Client::http(env.web).try_request("GET", "/ca.crt", &[], None) {
+        assert!(!answer.text().contains("BEGIN CERTIFICATE"), "{}", answer.text());
+    }
 }
 
 #[test]
@@ -561,14 +453,14 @@ fn https_with_given_certificate_files() {
     let env = Env::start_with(&web_config("tls = \"files\"\ncert_file = \"web.crt\"\nkey_file = \"web.key\""), |dir| {
         // Another CA than the master's: the client below trusts only this one.
         let ca = xrdtest_proto::pki::CertificateAuthority::generate().unwrap();
-        let issued = ca.issue_server_certificate(&[]).unwrap();
+        let issued = ca.issue_server_certificate(&["127.0.0.1".to_string()]).unwrap();
         std::fs::write(dir.join("web.crt"), &issued.chain_pem).unwrap();
         std::fs::write(dir.join("web.key"), &issued.key_pem).unwrap();
         std::fs::write(dir.join("web-ca.crt"), ca.cert_pem()).unwrap();
     });
     let mut env = env;
     let web_ca = std::fs::read(env.defs.parent().unwrap().join("web-ca.crt")).unwrap();
-    env.tls = Some(xrdtest_proto::tls::client_config(&web_ca).unwrap());
+    env.client = Client::https(env.web, &web_ca);
     let script = env.get("/files/default/suites/ts_web/suite_init.sh", &[]);
     assert_eq!(script.status, 200);
     assert_eq!(script.text(), SCRIPT);

@@ -3,13 +3,14 @@
 //! what does not exist, refuses writes without a login and CSRF token, and streams live
 //! changes as server-sent events.
 
+mod common;
+
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use common::{Client, Reply};
 use xrdtest_master::clusters::ClusterOwner;
 use xrdtest_master::config::MasterConfig;
 use xrdtest_master::master::Master;
@@ -93,148 +94,72 @@ async fn start_default() -> Running {
     start(&format!("password = \"{PASSWORD}\"")).await
 }
 
-struct Reply {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: String,
-}
-
-impl Reply {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
-    }
-
-    fn cookie(&self, name: &str) -> Option<String> {
-        self.headers
-            .iter()
-            .filter(|(n, _)| n.eq_ignore_ascii_case("set-cookie"))
-            .filter_map(|(_, v)| v.split(';').next())
-            .find_map(|pair| pair.strip_prefix(&format!("{name}=")).map(str::to_string))
-    }
-
-    /// The value of the first hidden `csrf` field.
-    fn csrf(&self) -> String {
-        let at = self.body.find("name=\"csrf\" value=\"").expect("a csrf field") + "name=\"csrf\" value=\"".len();
-        self.body[at..].split('"').next().unwrap().to_string()
-    }
-}
-
-fn decode_chunked(mut body: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    loop {
-        let line_end = body.windows(2).position(|w| w == b"\r\n").unwrap();
-        let size = usize::from_str_radix(std::str::from_utf8(&body[..line_end]).unwrap().trim(), 16).unwrap();
-        if size == 0 {
-            return out;
-        }
-        out.extend_from_slice(&body[line_end + 2..line_end + 2 + size]);
-        body = &body[line_end + 2 + size + 2..];
-    }
-}
-
-fn request_text(method: &str, path: &str, cookie: Option<&str>, form: Option<&str>) -> String {
-    let mut request = format!("{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n");
-    if let Some(cookie) = cookie {
-        request.push_str(&format!("Cookie: {cookie}\r\n"));
-    }
-    if let Some(form) = form {
-        request.push_str(&format!(
-            "Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{form}",
-            form.len()
-        ));
-    } else {
-        request.push_str("\r\n");
-    }
-    request
-}
-
-async fn http(addr: SocketAddr, method: &str, path: &str, cookie: Option<&str>, form: Option<&str>) -> Reply {
-    let exchange = async {
-        let mut stream = TcpStream::connect(addr).await.unwrap();
-        stream.write_all(request_text(method, path, cookie, form).as_bytes()).await.unwrap();
-        let mut raw = Vec::new();
-        stream.read_to_end(&mut raw).await.unwrap();
-        raw
-    };
-    let raw = tokio::time::timeout(Duration::from_secs(20), exchange).await.expect("an answer within 20 s");
-    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").expect("a header end");
-    let head = String::from_utf8(raw[..split].to_vec()).unwrap();
-    let mut lines = head.split("\r\n");
-    let status = lines.next().unwrap().split(' ').nth(1).unwrap().parse().unwrap();
-    let headers: Vec<(String, String)> =
-        lines.filter_map(|l| l.split_once(':')).map(|(n, v)| (n.trim().to_string(), v.trim().to_string())).collect();
-    let mut body = raw[split + 4..].to_vec();
-    if headers.iter().any(|(n, v)| n.eq_ignore_ascii_case("transfer-encoding") && v.contains("chunked")) {
-        body = decode_chunked(&body);
-    }
-    Reply { status, headers, body: String::from_utf8(body).unwrap() }
+/// One request (see `common::Client`); the runtime's other tasks go on meanwhile.
+async fn http(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    cookie: Option<&str>,
+    form: Option<&[(&str, &str)]>,
+) -> Reply {
+    let cookies: Vec<&str> = cookie.into_iter().collect();
+    tokio::task::block_in_place(|| Client::http(addr).request(method, path, &cookies, form))
 }
 
 async fn get(addr: SocketAddr, path: &str) -> Reply {
     http(addr, "GET", path, None, None).await
 }
 
-/// An open server-sent event stream.
+/// An open server-sent event stream, read line by line by a thread of its own.
 struct Events {
-    stream: TcpStream,
-    head: String,
-    buffer: String,
+    status: u16,
+    headers: Vec<(String, String)>,
+    lines: tokio::sync::mpsc::UnboundedReceiver<String>,
 }
 
 impl Events {
     async fn open(addr: SocketAddr, path: &str, cookie: Option<&str>) -> Events {
-        let mut stream = TcpStream::connect(addr).await.unwrap();
-        stream.write_all(request_text("GET", path, cookie, None).as_bytes()).await.unwrap();
-        let mut events = Events { stream, head: String::new(), buffer: String::new() };
-        while !events.buffer.contains("\r\n\r\n") {
-            events.fill().await;
-        }
-        let at = events.buffer.find("\r\n\r\n").unwrap();
-        events.head = events.buffer[..at].to_string();
-        events.buffer = events.buffer[at + 4..].to_string();
-        events
+        let cookies: Vec<&str> = cookie.into_iter().collect();
+        let response = tokio::task::block_in_place(|| Client::http(addr).open(path, &cookies));
+        let (status, headers) = (response.status().as_u16(), common::headers(&response));
+        let (sender, lines) = tokio::sync::mpsc::unbounded_channel();
+        let reader = std::io::BufReader::new(response.into_body().into_reader());
+        // Until the stream or the test ends.
+        std::thread::spawn(move || {
+            for line in std::io::BufRead::lines(reader).map_while(Result::ok) {
+                if sender.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Events { status, headers, lines }
     }
 
-    async fn fill(&mut self) {
-        let mut chunk = [0u8; 8192];
-        let n = tokio::time::timeout(Duration::from_secs(15), self.stream.read(&mut chunk))
+    async fn line(&mut self) -> String {
+        tokio::time::timeout(Duration::from_secs(15), self.lines.recv())
             .await
             .expect("the stream said something within 15 s")
-            .unwrap();
-        assert!(n > 0, "the stream ended; so far: {}", self.buffer);
-        self.buffer.push_str(&String::from_utf8_lossy(&chunk[..n]));
+            .expect("the stream is still open")
     }
 
     /// The data of the next event named `name` (others are skipped; keep-alives too).
     async fn next(&mut self, name: &str) -> String {
         loop {
-            // The body is chunked: event text may be split by chunk sizes, so look for
-            // whole `event:`/`data:` lines only.
-            let mut cleaned = String::new();
-            for line in self.buffer.split("\r\n") {
-                if line.starts_with("event:") || line.starts_with("data:") || line.starts_with("id:") || line.is_empty()
-                {
-                    cleaned.push_str(line);
-                    cleaned.push('\n');
-                }
-            }
-            let mut consumed = None;
-            for (index, block) in cleaned.split("\n\n").enumerate() {
-                if block.lines().any(|l| l == format!("event: {name}") || l == format!("event:{name}")) {
-                    let data: Vec<&str> =
-                        block.lines().filter_map(|l| l.strip_prefix("data:")).map(|d| d.trim_start()).collect();
-                    consumed = Some((index, data.join("\n")));
+            let (mut event, mut data) = (None, Vec::new());
+            loop {
+                let line = self.line().await;
+                if line.is_empty() {
                     break;
                 }
+                if let Some(value) = line.strip_prefix("event:") {
+                    event = Some(value.trim_start().to_string());
+                } else if let Some(value) = line.strip_prefix("data:") {
+                    data.push(value.trim_start().to_string());
+                }
             }
-            if let Some((index, data)) = consumed {
-                // Drop everything up to and including that event from the raw buffer.
-                let blocks: Vec<&str> = cleaned.split("\n\n").collect();
-                let rest = blocks[index + 1..].join("\n\n");
-                self.buffer = rest.replace('\n', "\r\n");
-                return data;
+            if event.as_deref() == Some(name) {
+                return data.join("\n");
             }
-            self.fill().await;
         }
     }
 }
@@ -349,77 +274,77 @@ async fn every_page_renders_stored_sessions_and_escapes_what_it_shows() {
 
     // Dashboard: the failure is listed, with its escaped reason.
     let page = get(m.web, "/").await;
-    assert_eq!(page.status, 200, "{}", page.body);
+    assert_eq!(page.status, 200, "{}", page.text());
     assert!(page.header("content-type").unwrap().starts_with("text/html"));
-    assert!(page.body.contains(&format!("href=\"/sessions/{}\"", record.id)), "{}", page.body);
-    assert!(page.body.contains(&html("case tc_b failed <because>")), "{}", page.body);
-    assert!(page.body.contains("Nothing is running."));
-    assert!(page.body.contains("No hypervisor is connected"));
-    assert!(page.body.contains("id=\"version\""));
+    assert!(page.text().contains(&format!("href=\"/sessions/{}\"", record.id)), "{}", page.text());
+    assert!(page.text().contains(&html("case tc_b failed <because>")), "{}", page.text());
+    assert!(page.text().contains("Nothing is running."));
+    assert!(page.text().contains("No hypervisor is connected"));
+    assert!(page.text().contains("id=\"version\""));
 
     // Suites: the valid suite with its strip and schedule; the broken one with file and field.
     let page = get(m.web, "/suites").await;
     assert_eq!(page.status, 200);
-    assert!(page.body.contains("id=\"suite-ts_ok\""));
-    assert!(page.body.contains(&html("Checks <b>bold</b> & more")), "descriptions are escaped");
-    assert!(page.body.contains("0 0 3 * * *"));
-    assert!(page.body.contains(&format!("class=\"result state-failed\" href=\"/sessions/{}\"", record.id)));
-    assert!(page.body.contains("id=\"suite-ts_broken\""));
-    assert!(page.body.contains("invalid — not in service"));
-    assert!(page.body.contains("suites/ts_broken/suite.toml"), "{}", page.body);
-    assert!(page.body.contains("alert_sucess"));
-    assert!(page.body.contains("Log in to run"), "not logged in: no run button");
-    assert!(!page.body.contains("class=\"run-now\""));
+    assert!(page.text().contains("id=\"suite-ts_ok\""));
+    assert!(page.text().contains(&html("Checks <b>bold</b> & more")), "descriptions are escaped");
+    assert!(page.text().contains("0 0 3 * * *"));
+    assert!(page.text().contains(&format!("class=\"result state-failed\" href=\"/sessions/{}\"", record.id)));
+    assert!(page.text().contains("id=\"suite-ts_broken\""));
+    assert!(page.text().contains("invalid — not in service"));
+    assert!(page.text().contains("suites/ts_broken/suite.toml"), "{}", page.text());
+    assert!(page.text().contains("alert_sucess"));
+    assert!(page.text().contains("Log in to run"), "not logged in: no run button");
+    assert!(!page.text().contains("class=\"run-now\""));
 
     // The session grid: stages × slaves with states, exit codes and links to each cell.
     let page = get(m.web, &format!("/sessions/{}", record.id)).await;
     assert_eq!(page.status, 200);
-    assert!(page.body.contains("<table id=\"grid\">"));
+    assert!(page.text().contains("<table id=\"grid\">"));
     assert!(page
-        .body
+        .text()
         .contains("id=\"cell-4-0\" class=\"cell state-failed\" data-stage=\"case_run:tc_b\" data-slave=\"s1\""));
-    assert!(page.body.contains("id=\"cell-4-1\" class=\"cell state-timedout\""));
-    assert!(page.body.contains("id=\"cell-0-0\" class=\"cell state-passed\" data-stage=\"suite_init\""));
-    assert!(page.body.contains(&format!("href=\"/sessions/{}/stages/{failed_stage}\"", record.id)));
-    assert!(page.body.contains("exit 3"));
-    assert!(page.body.contains("data-final=\"true\""));
-    assert!(page.body.contains(&html("case tc_b failed <because>")));
-    assert!(!page.body.contains("id=\"cancel\""), "an ended session has no cancel button");
+    assert!(page.text().contains("id=\"cell-4-1\" class=\"cell state-timedout\""));
+    assert!(page.text().contains("id=\"cell-0-0\" class=\"cell state-passed\" data-stage=\"suite_init\""));
+    assert!(page.text().contains(&format!("href=\"/sessions/{}/stages/{failed_stage}\"", record.id)));
+    assert!(page.text().contains("exit 3"));
+    assert!(page.text().contains("data-final=\"true\""));
+    assert!(page.text().contains(&html("case tc_b failed <because>")));
+    assert!(!page.text().contains("id=\"cancel\""), "an ended session has no cancel button");
 
     // The cell: output and logs, escaped.
     let page = get(m.web, &format!("/sessions/{}/stages/{failed_stage}", record.id)).await;
     assert_eq!(page.status, 200);
-    assert!(page.body.contains("<pre id=\"output\">"));
-    assert!(page.body.contains("starting tc_b"));
-    assert!(page.body.contains(&html("<script>alert('out')</script>")), "{}", page.body);
-    assert!(!page.body.contains("<script>alert"), "output lines are escaped");
-    assert!(page.body.contains(&html("/var/log/<x>.log")));
-    assert!(page.body.contains(&html("log line <img src=x onerror=alert(1)>")));
-    assert!(!page.body.contains("<img src=x"));
-    assert!(page.body.contains("id=\"run-state\" class=\"badge state-failed\""));
+    assert!(page.text().contains("<pre id=\"output\">"));
+    assert!(page.text().contains("starting tc_b"));
+    assert!(page.text().contains(&html("<script>alert('out')</script>")), "{}", page.text());
+    assert!(!page.text().contains("<script>alert"), "output lines are escaped");
+    assert!(page.text().contains(&html("/var/log/<x>.log")));
+    assert!(page.text().contains(&html("log line <img src=x onerror=alert(1)>")));
+    assert!(!page.text().contains("<img src=x"));
+    assert!(page.text().contains("id=\"run-state\" class=\"badge state-failed\""));
 
     // History, trends, clusters, hypervisors, slaves.
     let page = get(m.web, "/sessions").await;
     assert_eq!(page.status, 200);
-    assert!(page.body.contains(&format!("data-session=\"{}\"", record.id)));
+    assert!(page.text().contains(&format!("data-session=\"{}\"", record.id)));
     let page = get(m.web, "/trends/ts_ok").await;
     assert_eq!(page.status, 200);
-    assert!(page.body.contains("<svg xmlns=\"http://www.w3.org/2000/svg\" class=\"trends\""));
-    assert!(page.body.contains("tc_b — session #"), "tooltips name the case and session");
-    assert!(page.body.contains("data-case=\"tc_a\""));
+    assert!(page.text().contains("<svg xmlns=\"http://www.w3.org/2000/svg\" class=\"trends\""));
+    assert!(page.text().contains("tc_b — session #"), "tooltips name the case and session");
+    assert!(page.text().contains("data-case=\"tc_a\""));
     let page = get(m.web, "/clusters").await;
     assert_eq!(page.status, 200);
-    assert!(page.body.contains("id=\"cluster-cluster_example\""));
-    assert!(page.body.contains("not started"));
-    assert!(page.body.contains("<table class=\"hosts\">"));
+    assert!(page.text().contains("id=\"cluster-cluster_example\""));
+    assert!(page.text().contains("not started"));
+    assert!(page.text().contains("<table class=\"hosts\">"));
     let page = get(m.web, "/hypervisors").await;
     assert_eq!(page.status, 200);
-    assert!(page.body.contains("id=\"no-hypervisors\""));
+    assert!(page.text().contains("id=\"no-hypervisors\""));
     let page = get(m.web, "/slaves").await;
     assert_eq!(page.status, 200);
-    assert!(page.body.contains("id=\"no-slaves\""));
-    assert!(page.body.contains("Named by suites, never connected"));
-    assert!(page.body.contains("data-peer=\"s2\""));
+    assert!(page.text().contains("id=\"no-slaves\""));
+    assert!(page.text().contains("Named by suites, never connected"));
+    assert!(page.text().contains("data-peer=\"s2\""));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -436,7 +361,7 @@ async fn unknown_sessions_stages_and_suites_are_404() {
     ] {
         let page = get(m.web, &path).await;
         assert_eq!(page.status, 404, "{path}");
-        assert!(page.body.contains("id=\"error-message\""), "{path}: an error page in the dashboard's look");
+        assert!(page.text().contains("id=\"error-message\""), "{path}: an error page in the dashboard's look");
     }
     // A suite that never ran still has a trends page, with an empty chart.
     let page = get(m.web, "/trends/ts_ok").await;
@@ -472,10 +397,12 @@ async fn history_filters_by_suite_state_and_date_and_pages() {
     }
     let rows = |body: &str| body.matches("class=\"session-row\"").count();
     let page = get(m.web, "/sessions").await;
-    assert_eq!(rows(&page.body), 50);
-    assert!(page.body.contains("data-session=\"120\""), "newest first");
-    assert!(page.body.contains(&format!("id=\"older\" rel=\"next\" href=\"{}\"", html("/sessions?page=2&before=71"))));
-    assert!(!page.body.contains("id=\"newer\""));
+    assert_eq!(rows(page.text()), 50);
+    assert!(page.text().contains("data-session=\"120\""), "newest first");
+    assert!(page
+        .text()
+        .contains(&format!("id=\"older\" rel=\"next\" href=\"{}\"", html("/sessions?page=2&before=71"))));
+    assert!(!page.text().contains("id=\"newer\""));
     // Following the links: every session once, newest first, and back again.
     let link = |body: &str, id: &str| -> Option<String> {
         let at = body.find(&format!("id=\"{id}\""))?;
@@ -488,10 +415,10 @@ async fn history_filters_by_suite_state_and_date_and_pages() {
     while let Some(path) = next {
         let page = get(m.web, &path).await;
         assert_eq!(page.status, 200, "{path}");
-        for row in page.body.split("class=\"session-row\" data-session=\"").skip(1) {
+        for row in page.text().split("class=\"session-row\" data-session=\"").skip(1) {
             seen.push(row.split('"').next().unwrap().parse::<u64>().unwrap());
         }
-        next = link(&page.body, "older");
+        next = link(page.text(), "older");
         if let Some(next) = &next {
             pages.push(next.clone());
         }
@@ -499,52 +426,52 @@ async fn history_filters_by_suite_state_and_date_and_pages() {
     assert_eq!(seen, (1..=120).rev().collect::<Vec<u64>>());
     assert_eq!(pages.len(), 3);
     let last = get(m.web, &pages[2]).await;
-    assert!(last.body.contains("Page 3"));
-    let back = link(&last.body, "newer").expect("a link back");
+    assert!(last.text().contains("Page 3"));
+    let back = link(last.text(), "newer").expect("a link back");
     assert!(back.contains("page=2&after=20"), "{back}");
     let middle = get(m.web, &back).await;
-    assert_eq!(rows(&middle.body), 50);
-    assert!(middle.body.contains("data-session=\"70\"") && middle.body.contains("data-session=\"21\""));
-    assert_eq!(link(&middle.body, "newer").as_deref(), Some("/sessions"), "page 1 is the newest");
-    assert_eq!(link(&middle.body, "older"), Some("/sessions?page=3&before=21".to_string()));
+    assert_eq!(rows(middle.text()), 50);
+    assert!(middle.text().contains("data-session=\"70\"") && middle.text().contains("data-session=\"21\""));
+    assert_eq!(link(middle.text(), "newer").as_deref(), Some("/sessions"), "page 1 is the newest");
+    assert_eq!(link(middle.text(), "older"), Some("/sessions?page=3&before=21".to_string()));
     // A page number alone counts from the newest.
     let page = get(m.web, "/sessions?page=3").await;
-    assert_eq!(rows(&page.body), 20);
-    assert!(page.body.contains("data-session=\"1\""));
-    assert!(!page.body.contains("id=\"older\""));
-    assert!(page.body.contains(&html("href=\"/sessions?page=2&after=20\"").replace("&#34;", "\"")));
+    assert_eq!(rows(page.text()), 20);
+    assert!(page.text().contains("data-session=\"1\""));
+    assert!(!page.text().contains("id=\"older\""));
+    assert!(page.text().contains(&html("href=\"/sessions?page=2&after=20\"").replace("&#34;", "\"")));
     let page = get(m.web, "/sessions?page=4").await;
     assert_eq!(page.status, 200);
-    assert!(page.body.contains("No more sessions."));
+    assert!(page.text().contains("No more sessions."));
 
     let page = get(m.web, "/sessions?suite=ts_other&state=&from=&to=").await;
-    assert_eq!(rows(&page.body), 40);
-    assert!(!page.body.contains("<a href=\"/sessions?suite=ts_ok\">ts_ok</a>"));
+    assert_eq!(rows(page.text()), 40);
+    assert!(!page.text().contains("<a href=\"/sessions?suite=ts_ok\">ts_ok</a>"));
     let page = get(m.web, "/sessions?state=failed").await;
-    assert_eq!(rows(&page.body), 24);
+    assert_eq!(rows(page.text()), 24);
     let page = get(m.web, "/sessions?suite=ts_other&state=failed").await;
-    assert_eq!(rows(&page.body), 8, "n divisible by 15");
-    assert!(page.body.contains("<option value=\"failed\" selected>"));
+    assert_eq!(rows(page.text()), 8, "n divisible by 15");
+    assert!(page.text().contains("<option value=\"failed\" selected>"));
 
     // Dates are local; the sessions are at noon UTC, so a day filter finds one whatever the
     // zone within ±11 h.
     let page = get(m.web, "/sessions?from=2024-01-10&to=2024-01-12").await;
-    assert_eq!(rows(&page.body), 3, "{}", page.body);
+    assert_eq!(rows(page.text()), 3, "{}", page.text());
     for id in [10, 11, 12] {
-        assert!(page.body.contains(&format!("data-session=\"{id}\"")));
+        assert!(page.text().contains(&format!("data-session=\"{id}\"")));
     }
     let page = get(m.web, "/sessions?from=2024-04-01&suite=ts_ok").await;
-    assert!(page.body.contains("data-session=\"120\""));
-    assert!(page.body.contains("value=\"2024-04-01\""), "the filter stays filled in");
+    assert!(page.text().contains("data-session=\"120\""));
+    assert!(page.text().contains("value=\"2024-04-01\""), "the filter stays filled in");
     let page = get(m.web, "/sessions?suite=ts_ok&page=2").await;
-    assert_eq!(rows(&page.body), 30, "80 sessions of ts_ok");
-    assert!(page.body.contains("id=\"newer\" rel=\"prev\" href=\"/sessions?suite=ts_ok\""));
-    assert!(!page.body.contains("id=\"older\""));
+    assert_eq!(rows(page.text()), 30, "80 sessions of ts_ok");
+    assert!(page.text().contains("id=\"newer\" rel=\"prev\" href=\"/sessions?suite=ts_ok\""));
+    assert!(!page.text().contains("id=\"older\""));
     let page = get(m.web, "/sessions?state=passed").await;
     assert!(
-        page.body.contains(&html("href=\"/sessions?state=passed&page=2&before=").replace("&#34;", "\"")),
+        page.text().contains(&html("href=\"/sessions?state=passed&page=2&before=").replace("&#34;", "\"")),
         "{}",
-        page.body
+        page.text()
     );
 
     for bad in ["/sessions?from=yesterday", "/sessions?state=exploded", "/sessions?page=zero", "/sessions?before=x"] {
@@ -557,53 +484,46 @@ async fn history_filters_by_suite_state_and_date_and_pages() {
 async fn login(addr: SocketAddr) -> String {
     let form = get(addr, "/login").await;
     let nonce = form.cookie("xrdtest_csrf").expect("a login csrf cookie");
-    let csrf = form.csrf();
-    let reply = http(
-        addr,
-        "POST",
-        "/login",
-        Some(&format!("xrdtest_csrf={nonce}")),
-        Some(&format!("password={PASSWORD}&csrf={csrf}&next=/suites")),
-    )
-    .await;
-    assert_eq!(reply.status, 303, "{}", reply.body);
-    format!("xrdtest_session={}", reply.cookie("xrdtest_session").expect("a session cookie"))
+    let csrf = form.hidden("csrf").expect("a csrf field");
+    let form = [("password", PASSWORD), ("csrf", &csrf), ("next", "/suites")];
+    let reply = http(addr, "POST", "/login", Some(&nonce), Some(&form)).await;
+    assert_eq!(reply.status, 303, "{}", reply.text());
+    reply.cookie("xrdtest_session").expect("a session cookie")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn run_now_and_cancel_need_a_login_and_the_csrf_token() {
     let m = start_default().await;
     // Without a login.
-    let reply = http(m.web, "POST", "/suites/ts_ok/run", None, Some("csrf=")).await;
+    let reply = http(m.web, "POST", "/suites/ts_ok/run", None, Some(&[("csrf", "")])).await;
     assert_eq!(reply.status, 403);
-    let reply = http(m.web, "POST", "/sessions/1/cancel", None, Some("csrf=x")).await;
+    let reply = http(m.web, "POST", "/sessions/1/cancel", None, Some(&[("csrf", "x")])).await;
     assert_eq!(reply.status, 403);
     assert!(m.master.store.session(1).unwrap().is_none(), "nothing was started");
 
     let cookie = login(m.web).await;
     let page = http(m.web, "GET", "/suites", Some(&cookie), None).await;
-    assert!(page.body.contains("<button type=\"submit\" class=\"run-now\" data-suite=\"ts_ok\">"), "{}", page.body);
-    assert!(page.body.contains("id=\"logout\""));
-    let csrf = page.csrf();
+    assert!(page.text().contains("<button type=\"submit\" class=\"run-now\" data-suite=\"ts_ok\">"), "{}", page.text());
+    assert!(page.text().contains("id=\"logout\""));
+    let csrf = page.hidden("csrf").expect("a csrf field");
     // Logged in, but without the right token.
-    let reply = http(m.web, "POST", "/suites/ts_ok/run", Some(&cookie), Some("csrf=wrong")).await;
+    let reply = http(m.web, "POST", "/suites/ts_ok/run", Some(&cookie), Some(&[("csrf", "wrong")])).await;
     assert_eq!(reply.status, 403);
     // Right token: a new session, and its page.
-    let reply = http(m.web, "POST", "/suites/ts_ok/run", Some(&cookie), Some(&format!("csrf={csrf}"))).await;
-    assert_eq!(reply.status, 303, "{}", reply.body);
+    let reply = http(m.web, "POST", "/suites/ts_ok/run", Some(&cookie), Some(&[("csrf", &csrf)])).await;
+    assert_eq!(reply.status, 303, "{}", reply.text());
     let location = reply.header("location").unwrap().to_string();
     let id: u64 = location.strip_prefix("/sessions/").unwrap().parse().unwrap();
     assert_eq!(m.master.store.session(id).unwrap().unwrap().trigger, Trigger::Manual);
     let page = http(m.web, "GET", &location, Some(&cookie), None).await;
     assert_eq!(page.status, 200);
-    assert!(page.body.contains("id=\"cancel\""), "an unfinished session can be cancelled");
-    assert!(page.body.contains("data-final=\"false\""));
+    assert!(page.text().contains("id=\"cancel\""), "an unfinished session can be cancelled");
+    assert!(page.text().contains("data-final=\"false\""));
     // A broken or unknown suite cannot run.
-    let reply = http(m.web, "POST", "/suites/ts_broken/run", Some(&cookie), Some(&format!("csrf={csrf}"))).await;
+    let reply = http(m.web, "POST", "/suites/ts_broken/run", Some(&cookie), Some(&[("csrf", &csrf)])).await;
     assert_eq!(reply.status, 404);
     // Cancel: back to the session, which ends cancelled (its slaves never connected).
-    let reply =
-        http(m.web, "POST", &format!("/sessions/{id}/cancel"), Some(&cookie), Some(&format!("csrf={csrf}"))).await;
+    let reply = http(m.web, "POST", &format!("/sessions/{id}/cancel"), Some(&cookie), Some(&[("csrf", &csrf)])).await;
     assert_eq!(reply.status, 303);
     assert_eq!(reply.header("location"), Some(location.as_str()));
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
@@ -616,10 +536,9 @@ async fn run_now_and_cancel_need_a_login_and_the_csrf_token() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     // Cancelling again is harmless; an unknown session is 404.
-    let reply =
-        http(m.web, "POST", &format!("/sessions/{id}/cancel"), Some(&cookie), Some(&format!("csrf={csrf}"))).await;
+    let reply = http(m.web, "POST", &format!("/sessions/{id}/cancel"), Some(&cookie), Some(&[("csrf", &csrf)])).await;
     assert_eq!(reply.status, 303);
-    let reply = http(m.web, "POST", "/sessions/999999/cancel", Some(&cookie), Some(&format!("csrf={csrf}"))).await;
+    let reply = http(m.web, "POST", "/sessions/999999/cancel", Some(&cookie), Some(&[("csrf", &csrf)])).await;
     assert_eq!(reply.status, 404);
 }
 
@@ -633,8 +552,9 @@ async fn session_events_follow_the_record_until_it_ends() {
     m.master.save(&record);
 
     let mut events = Events::open(m.web, &format!("/sessions/{}/events", record.id), None).await;
-    assert!(events.head.starts_with("HTTP/1.1 200"), "{}", events.head);
-    assert!(events.head.to_ascii_lowercase().contains("content-type: text/event-stream"), "{}", events.head);
+    assert_eq!(events.status, 200);
+    assert!(common::header(&events.headers, "content-type").is_some_and(|t| t.starts_with("text/event-stream")));
+    assert_eq!(common::security(&events.headers), common::NONE, "an event stream is no page");
     let first = events.next("session").await;
     let first: serde_json::Value = serde_json::from_str(&first).unwrap();
     assert_eq!(first["state_cls"], "running");
@@ -671,13 +591,15 @@ async fn stage_events_stream_new_output_then_logs_and_end() {
 
     // The page shows what is stored and asks for the rest from the next chunk on.
     let page = get(m.web, &format!("/sessions/{}/stages/{stage_id}", record.id)).await;
-    assert!(page.body.contains("first line"));
-    assert!(page.body.contains(&format!("data-events=\"/stages/{stage_id}/events?from=1&amp;session={}\"", record.id)));
-    assert!(page.body.contains("data-final=\"false\""));
+    assert!(page.text().contains("first line"));
+    assert!(page
+        .text()
+        .contains(&format!("data-events=\"/stages/{stage_id}/events?from=1&amp;session={}\"", record.id)));
+    assert!(page.text().contains("data-final=\"false\""));
 
     let mut events =
         Events::open(m.web, &format!("/stages/{stage_id}/events?from=1&session={}", record.id), None).await;
-    assert!(events.head.to_ascii_lowercase().contains("content-type: text/event-stream"));
+    assert!(common::header(&events.headers, "content-type").is_some_and(|t| t.starts_with("text/event-stream")));
     let state: serde_json::Value = serde_json::from_str(&events.next("state").await).unwrap();
     assert_eq!(state["cls"], "running");
     m.master.store.put_output(stage_id, 1, &[line("second <line>"), line("third")]).unwrap();
@@ -716,9 +638,9 @@ async fn dashboard_events_list_unfinished_sessions() {
     record.stages[4].runs[0] = run("s1", record.stages[4].runs[0].stage_id, RunState::Running, None);
     m.master.save(&record);
     let page = get(m.web, "/").await;
-    assert!(page.body.contains(&format!("data-active=\"{}\"", record.id)));
-    assert!(page.body.contains(&format!("id=\"active-{}\"", record.id)));
-    assert!(page.body.contains("case_run:tc_b"), "the current stage");
+    assert!(page.text().contains(&format!("data-active=\"{}\"", record.id)));
+    assert!(page.text().contains(&format!("id=\"active-{}\"", record.id)));
+    assert!(page.text().contains("case_run:tc_b"), "the current stage");
 
     let mut events = Events::open(m.web, "/dashboard/events", None).await;
     let update: serde_json::Value = serde_json::from_str(&events.next("sessions").await).unwrap();
@@ -831,15 +753,15 @@ async fn clusters_and_hypervisors_pages_show_the_board() {
     board.hypervisor_status("hv1", report_with_stray());
 
     let page = get(m.web, "/clusters").await;
-    assert_eq!(page.status, 200, "{}", page.body);
-    let summary = card(&page.body, "hypervisor-summary");
+    assert_eq!(page.status, 200, "{}", page.text());
+    let summary = card(page.text(), "hypervisor-summary");
     assert!(summary.contains("2 hypervisors connected"), "{summary}");
     assert!(summary.contains("<a href=\"/hypervisors#hypervisor-hv1\">hv1</a>"), "{summary}");
     assert!(summary.contains("capacity not reported yet"), "hv2: {summary}");
-    let example = card(&page.body, "cluster-cluster_example");
+    let example = card(page.text(), "cluster-cluster_example");
     assert!(example.contains("data-state=\"error_start\">start failed</span>"), "{example}");
     assert!(example.contains(&format!("<pre class=\"detail\">{}</pre>", html(LIBVIRT_ERROR))), "{example}");
-    assert!(!page.body.contains("<slc6_testslave_ref.img>"), "the libvirt text is escaped");
+    assert!(!page.text().contains("<slc6_testslave_ref.img>"), "the libvirt text is escaped");
     assert!(example.contains("for <a href=\"/sessions/7\">session #7</a>"), "{example}");
     assert!(example.contains("<a href=\"/hypervisors#hypervisor-hv1\">hv1</a>"));
     assert_eq!(example.matches("class=\"step\"").count(), 4, "sent, network, images, error: {example}");
@@ -848,7 +770,7 @@ async fn clusters_and_hypervisors_pages_show_the_board() {
     assert!(example.contains("8 VMs, 7.5 GiB RAM"), "what it needs");
     assert!(example.contains("<table class=\"hosts\">"), "the definition is still shown");
     assert!(example.contains("Log in to start"), "a failed cluster may be started again");
-    let pair = card(&page.body, "cluster-pair");
+    let pair = card(page.text(), "cluster-pair");
     assert!(pair.contains("data-state=\"active\">active</span>"), "{pair}");
     assert!(pair.contains("by hand"));
     assert!(pair.contains("in use by <a href=\"/sessions/9\">session #9</a>: cancel it to stop the cluster"), "{pair}");
@@ -856,12 +778,12 @@ async fn clusters_and_hypervisors_pages_show_the_board() {
         !pair.contains("cluster-login") && !pair.contains("cluster-stop"),
         "a used cluster is stopped by its session"
     );
-    assert!(page.body.contains("data-version=\""));
+    assert!(page.text().contains("data-version=\""));
 
     let page = get(m.web, "/hypervisors").await;
     assert_eq!(page.status, 200);
-    assert!(!page.body.contains("id=\"no-hypervisors\""));
-    let hv1 = card(&page.body, "hypervisor-hv1");
+    assert!(!page.text().contains("id=\"no-hypervisors\""));
+    let hv1 = card(page.text(), "hypervisor-hv1");
     assert!(hv1.contains("hypervisor-state\">connected</span>"), "{hv1}");
     assert!(hv1.contains(">qemu</span>"));
     assert!(hv1.contains("3 / 16 VMs"), "{hv1}");
@@ -873,29 +795,29 @@ async fn clusters_and_hypervisors_pages_show_the_board() {
     assert!(hv1.contains("not started by this master"));
     assert!(hv1.contains(&html("from before <a restart>")));
     assert!(!hv1.contains("data-cluster=\"cluster_example\""), "a failed start runs nothing");
-    let hv2 = card(&page.body, "hypervisor-hv2");
+    let hv2 = card(page.text(), "hypervisor-hv2");
     assert!(hv2.contains("not reported yet"), "{hv2}");
 
     // Away, and the dashboard's summary.
     board.hypervisor_gone("hv2");
     let page = get(m.web, "/hypervisors").await;
-    assert!(card(&page.body, "hypervisor-hv2").contains("hypervisor-state\">away</span>"));
+    assert!(card(page.text(), "hypervisor-hv2").contains("hypervisor-state\">away</span>"));
     board.hypervisor_connected("hv3", None);
     board.hypervisor_status("hv3", report_with_stray());
     board.hypervisor_gone("hv3");
     let page = get(m.web, "/hypervisors").await;
-    let hv3 = card(&page.body, "hypervisor-hv3");
+    let hv3 = card(page.text(), "hypervisor-hv3");
     assert!(hv3.contains("as it last reported, before it left") && hv3.contains("None running."), "{hv3}");
     let page = get(m.web, "/").await;
-    assert!(page.body.contains("<b id=\"stat-hypervisors\">1/3</b>"), "{}", page.body);
-    assert!(page.body.contains("<td class=\"muted hypervisor-load\">2 clusters · 3/16 VMs</td>"), "{}", page.body);
-    assert!(page.body.contains("<td class=\"muted hypervisor-load\">0 clusters</td>"), "away: no stale figures");
+    assert!(page.text().contains("<b id=\"stat-hypervisors\">1/3</b>"), "{}", page.text());
+    assert!(page.text().contains("<td class=\"muted hypervisor-load\">2 clusters · 3/16 VMs</td>"), "{}", page.text());
+    assert!(page.text().contains("<td class=\"muted hypervisor-load\">0 clusters</td>"), "away: no stale figures");
 
     // The pages' live stream says when the board changes.
     let mut events = Events::open(m.web, "/clusters/events", None).await;
     let first = events.next("board").await;
     let page = get(m.web, "/clusters").await;
-    assert!(page.body.contains(&format!("data-version=\"{first}\"")), "the page and the stream agree");
+    assert!(page.text().contains(&format!("data-version=\"{first}\"")), "the page and the stream agree");
     board.cluster_status("hv1", &cluster_status("pair", ClusterState::Destroying, ""));
     let second = events.next("board").await;
     assert_ne!(first, second);
@@ -905,14 +827,14 @@ async fn clusters_and_hypervisors_pages_show_the_board() {
 async fn clusters_page_says_how_to_add_a_hypervisor_when_none_is_connected() {
     let m = start_default().await;
     let page = get(m.web, "/clusters").await;
-    let notice = card(&page.body, "no-hypervisor");
+    let notice = card(page.text(), "no-hypervisor");
     assert!(notice.contains("No hypervisor is connected"), "{notice}");
     assert!(notice.contains("docs/hypervisor-config.md"));
     // The test master takes any free port: the hint shows the one it got.
     let wanted = format!("master = \"{}\"", html(&format!("<this host>:{}", m.peer.port())));
     assert!(notice.contains(&wanted), "{notice}");
     let page = get(m.web, "/hypervisors").await;
-    assert!(card(&page.body, "no-hypervisors").contains("docs/hypervisor-config.md"));
+    assert!(card(page.text(), "no-hypervisors").contains("docs/hypervisor-config.md"));
 }
 
 /// A hypervisor connected to the master over real TLS; heartbeats go in the background.
@@ -984,14 +906,14 @@ impl FakeHypervisor {
 
 /// Posts a cluster command; the notice the page shows after the redirect, in its card.
 async fn cluster_command(m: &Running, cookie: &str, csrf: &str, path: &str) -> String {
-    let reply = http(m.web, "POST", path, Some(cookie), Some(&format!("csrf={csrf}"))).await;
-    assert_eq!(reply.status, 303, "{path}: {}", reply.body);
+    let reply = http(m.web, "POST", path, Some(cookie), Some(&[("csrf", csrf)])).await;
+    assert_eq!(reply.status, 303, "{path}: {}", reply.text());
     let location = reply.header("location").expect("a location");
     let (page_path, fragment) = location.split_once('#').expect("an anchor");
     assert!(page_path.starts_with("/clusters?notice="), "{location}");
     let page = http(m.web, "GET", page_path, Some(cookie), None).await;
     assert_eq!(page.status, 200);
-    let card = card(&page.body, fragment);
+    let card = card(page.text(), fragment);
     let at = card.find("action-notice\" role=\"status\">").expect("a notice in the cluster's card");
     let notice = &card[at..];
     let kind = if card[..at].ends_with("\"errors ") { "refused" } else { "done" };
@@ -1004,20 +926,20 @@ async fn clusters_start_and_stop_from_the_page_with_login_csrf_and_clear_refusal
     let m = start_default().await;
     let board = &m.master.clusters;
     // Without a login, or with a wrong token: refused, nothing sent.
-    let reply = http(m.web, "POST", "/clusters/pair/start", None, Some("csrf=")).await;
+    let reply = http(m.web, "POST", "/clusters/pair/start", None, Some(&[("csrf", "")])).await;
     assert_eq!(reply.status, 403);
     let page = get(m.web, "/clusters").await;
-    assert!(card(&page.body, "cluster-pair").contains("Log in to start"));
+    assert!(card(page.text(), "cluster-pair").contains("Log in to start"));
     let cookie = login(m.web).await;
     let page = http(m.web, "GET", "/clusters", Some(&cookie), None).await;
-    let csrf = page.csrf();
+    let csrf = page.hidden("csrf").expect("a csrf field");
     assert!(
-        card(&page.body, "cluster-pair")
+        card(page.text(), "cluster-pair")
             .contains("data-cluster=\"pair\" disabled title=\"no hypervisor is connected\""),
         "{}",
-        page.body
+        page.text()
     );
-    let reply = http(m.web, "POST", "/clusters/pair/start", Some(&cookie), Some("csrf=wrong")).await;
+    let reply = http(m.web, "POST", "/clusters/pair/start", Some(&cookie), Some(&[("csrf", "wrong")])).await;
     assert_eq!(reply.status, 403);
     assert!(board.cluster("pair").is_none());
 
@@ -1030,12 +952,12 @@ async fn clusters_start_and_stop_from_the_page_with_login_csrf_and_clear_refusal
     assert!(no_room.starts_with("refused: Not started: no connected hypervisor has room"), "{no_room}");
     assert!(no_room.contains("hv-small has 2 VMs and 1024 MiB free"), "{no_room}");
     board.hypervisor_gone("hv-small");
-    let reply = http(m.web, "POST", "/clusters/no_such/start", Some(&cookie), Some(&format!("csrf={csrf}"))).await;
+    let reply = http(m.web, "POST", "/clusters/no_such/start", Some(&cookie), Some(&[("csrf", &csrf)])).await;
     assert_eq!(reply.status, 404);
-    let reply = http(m.web, "POST", "/clusters/pair/explode", Some(&cookie), Some(&format!("csrf={csrf}"))).await;
+    let reply = http(m.web, "POST", "/clusters/pair/explode", Some(&cookie), Some(&[("csrf", &csrf)])).await;
     assert_eq!(reply.status, 404);
     let page = http(m.web, "GET", "/clusters?notice=forged", Some(&cookie), None).await;
-    assert!(!page.body.contains("action-notice\" role"), "only notices the master made are shown");
+    assert!(!page.text().contains("action-notice\" role"), "only notices the master made are shown");
 
     // A hypervisor with room: the start goes to it and its steps show.
     let mut hv = FakeHypervisor::connect(&m, "hv1").await;
@@ -1053,7 +975,7 @@ async fn clusters_start_and_stop_from_the_page_with_login_csrf_and_clear_refusal
     let busy = cluster_command(&m, &cookie, &csrf, "/clusters/pair/start").await;
     assert_eq!(busy, "refused: Not started: cluster `pair` is already active on hv1.");
     let page = http(m.web, "GET", "/clusters", Some(&cookie), None).await;
-    let pair = card(&page.body, "cluster-pair");
+    let pair = card(page.text(), "cluster-pair");
     assert!(pair.contains("class=\"danger cluster-stop\" data-cluster=\"pair\""), "{pair}");
     assert!(!pair.contains("cluster-start"));
     assert_eq!(pair.matches("class=\"step\"").count(), 3);
@@ -1089,8 +1011,8 @@ async fn a_cluster_session_shows_its_cluster_and_starting_state() {
     m.master.save(&record);
 
     let page = get(m.web, &format!("/sessions/{}", record.id)).await;
-    assert!(page.body.contains("id=\"session-state\" class=\"badge state-waiting\">starting cluster</span>"));
-    let panel = card(&page.body, "cluster-panel");
+    assert!(page.text().contains("id=\"session-state\" class=\"badge state-waiting\">starting cluster</span>"));
+    let panel = card(page.text(), "cluster-panel");
     assert!(panel.contains("<a href=\"/clusters#cluster-pair\">pair</a>"), "{panel}");
     assert!(panel.contains("id=\"cluster-hypervisor\" href=\"/hypervisors#hypervisor-hv1\">hv1</a>"), "{panel}");
     assert!(panel.contains("for this session: stopped when it ends"));
@@ -1100,10 +1022,10 @@ async fn a_cluster_session_shows_its_cluster_and_starting_state() {
 
     // Listed and filtered as starting.
     let page = get(m.web, "/sessions?state=starting_cluster").await;
-    assert!(page.body.contains(&format!("data-session=\"{}\"", record.id)));
-    assert!(page.body.contains("<option value=\"starting_cluster\" selected>starting cluster</option>"));
+    assert!(page.text().contains(&format!("data-session=\"{}\"", record.id)));
+    assert!(page.text().contains("<option value=\"starting_cluster\" selected>starting cluster</option>"));
     let page = get(m.web, "/").await;
-    let row = card(&page.body, &format!("active-{}", record.id));
+    let row = card(page.text(), &format!("active-{}", record.id));
     assert!(row.contains("cluster: creating network"), "{row}");
 
     // New steps arrive live.
@@ -1120,7 +1042,7 @@ async fn a_cluster_session_shows_its_cluster_and_starting_state() {
     // A session without a cluster has no panel.
     let plain = stored_session(&m.master, SessionState::Passed);
     let page = get(m.web, &format!("/sessions/{}", plain.id)).await;
-    assert!(!page.body.contains("cluster-panel"));
+    assert!(!page.text().contains("cluster-panel"));
 }
 
 /// The lead's target: with 10,000 stored sessions, the dashboard, history and suites pages

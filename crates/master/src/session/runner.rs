@@ -127,8 +127,13 @@ async fn run(
         cancel_wait: CANCEL_WAIT,
     };
     let scripts: Vec<String> = scripts.into_iter().map(Result::unwrap_or_default).collect();
-    let context =
-        StageContext { scripts: &scripts, suite: &suite, slave_tags: &slave_tags, base_tags: master.base_tags() };
+    let context = StageContext {
+        scripts: &scripts,
+        suite: &suite,
+        slave_tags: &slave_tags,
+        base_tags: master.base_tags(),
+        roster: Arc::new(record.slaves.clone()),
+    };
     let (mut record, state, reason) = drive(master, Engine::new(record, steps, limits), &context, &mut cancel).await;
     record.reason = reason;
     finish(master, &suite, record, state, lease).await;
@@ -200,6 +205,8 @@ struct StageContext<'a> {
     suite: &'a Suite,
     slave_tags: &'a SlaveTags,
     base_tags: BTreeMap<String, String>,
+    /// The session's slaves, shared by every command that carries them.
+    roster: Arc<Vec<String>>,
 }
 
 impl StageContext<'_> {
@@ -227,7 +234,7 @@ impl StageContext<'_> {
             stage: stage.stage.clone(),
             script: self.scripts[index].clone(),
             tags,
-            slaves: if with_roster { record.slaves.clone() } else { Vec::new() },
+            slaves: if with_roster { self.roster.clone() } else { Arc::default() },
             timeout_ms: stage.timeout_ms,
             logs: self.suite.logs.clone(),
             output_limit_bytes: master.config().output_limit_bytes,

@@ -359,7 +359,7 @@ fn answer(
     };
     let notice = Notice { cluster: name.to_string(), ok, headline: headline.to_string(), text };
     match state.notices.put(notice) {
-        Some(id) => see_other(&format!("/clusters?notice={id}#cluster-{}", super::sessions::encode_component(name))),
+        Some(id) => see_other(&format!("/clusters?notice={id}#cluster-{}", crate::escape::url_component(name))),
         None => see_other("/clusters"),
     }
 }

@@ -16,6 +16,7 @@ use super::clusters::{step_views, StepView};
 use super::format;
 use super::{check_reader, error_page, page, see_other, store_error, CsrfForm, Nav};
 use crate::auth::{require_writer, Viewer};
+use crate::escape;
 use crate::WebState;
 
 /// Sessions per history page.
@@ -516,7 +517,7 @@ impl HistoryQuery {
         let mut pairs = Vec::new();
         for (name, value) in [("suite", &self.suite), ("state", &self.state), ("from", &self.from), ("to", &self.to)] {
             if !value.trim().is_empty() {
-                pairs.push(format!("{name}={}", encode_component(value.trim())));
+                pairs.push(format!("{name}={}", escape::url_component(value.trim())));
             }
         }
         if page > 1 {
@@ -531,19 +532,6 @@ impl HistoryQuery {
             format!("/sessions?{}", pairs.join("&"))
         }
     }
-}
-
-/// Percent-encodes a query value.
-pub fn encode_component(text: &str) -> String {
-    let mut out = String::new();
-    for byte in text.bytes() {
-        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'.' | b'~') {
-            out.push(byte as char);
-        } else {
-            out.push_str(&format!("%{byte:02X}"));
-        }
-    }
-    out
 }
 
 pub struct Choice {
