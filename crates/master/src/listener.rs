@@ -28,7 +28,7 @@ static NEXT_CONN_ID: AtomicU64 = AtomicU64::new(1);
 static LARGE_SENDS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(64);
 
 fn carries_roster(message: &FromMaster) -> bool {
-    matches!(message, FromMaster::RunStage(command) if command.slaves.len() > 64)
+    matches!(message, FromMaster::RunStage(command) if command.slaves.len() > 4096)
 }
 
 /// Accepts connections until the listener fails; each connection lives in its own task, so a

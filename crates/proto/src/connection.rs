@@ -20,46 +20,46 @@ const KEPT_BUFFER: usize = 64 * 1024;
 /// outgoing queue: a frame half-read when the other branch wins stays buffered.
 pub struct Connection<S> {
     framed: Framed<S, FrameCodec>,
+    /// A frame queued since the last flush was large: give the buffer back after it.
+    large_queued: bool,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
     pub fn new(stream: S, max_frame_len: usize) -> Connection<S> {
-        Connection { framed: Framed::new(stream, FrameCodec::new(max_frame_len)) }
+        Connection { framed: Framed::new(stream, FrameCodec::new(max_frame_len)), large_queued: false }
     }
 
     /// Sends one message and flushes it.
     pub async fn send<T: Serialize>(&mut self, message: &T) -> Result<(), ProtoError> {
-        self.framed.send(message).await?;
-        self.release_write_buffer();
-        Ok(())
+        self.feed(message).await?;
+        self.flush().await
     }
 
     /// Queues one message without flushing; follow with [`Connection::flush`]. For bursts.
     pub async fn feed<T: Serialize>(&mut self, message: &T) -> Result<(), ProtoError> {
-        self.framed.feed(message).await
+        self.framed.feed(message).await?;
+        self.large_queued |= self.framed.write_buffer().len() > KEPT_BUFFER;
+        Ok(())
     }
 
     pub async fn flush(&mut self) -> Result<(), ProtoError> {
         SinkExt::<&()>::flush(&mut self.framed).await?;
-        self.release_write_buffer();
+        // Written out, the buffer still holds its allocation (a consumed `BytesMut` reports
+        // only what is left of it as capacity), so the size is known from before.
+        if std::mem::take(&mut self.large_queued) && self.framed.write_buffer().is_empty() {
+            *self.framed.write_buffer_mut() = BytesMut::new();
+        }
         Ok(())
     }
 
     /// The next raw frame; `None` when the peer closed the connection cleanly.
     pub async fn recv_frame(&mut self) -> Result<Option<BytesMut>, ProtoError> {
         let frame = self.framed.next().await.transpose()?;
-        let read = self.framed.read_buffer_mut();
-        if read.is_empty() && read.capacity() > KEPT_BUFFER {
-            *read = BytesMut::new();
+        let large = frame.as_ref().is_some_and(|f| f.len() > KEPT_BUFFER);
+        if large && self.framed.read_buffer().is_empty() {
+            *self.framed.read_buffer_mut() = BytesMut::new();
         }
         Ok(frame)
-    }
-
-    fn release_write_buffer(&mut self) {
-        let write = self.framed.write_buffer_mut();
-        if write.is_empty() && write.capacity() > KEPT_BUFFER {
-            *write = BytesMut::new();
-        }
     }
 
     /// The next message; `None` when the peer closed the connection cleanly.

@@ -132,11 +132,11 @@ pub struct StageCommand {
     /// Tag values from the master: the suite's `[tags]`, `port`, `proto`. The slave adds
     /// `slavename` and `diskmounts` itself.
     pub tags: BTreeMap<String, String>,
-    /// Every slave of the session, for `XRDTEST_SLAVES`: in the first command of a session
-    /// on each connection only, empty after that (the slave keeps the list), so a command's
-    /// size does not grow with the number of slaves. Shared, not copied, between the
-    /// commands queued for many slaves (it encodes as a plain list).
-    pub slaves: std::sync::Arc<Vec<String>>,
+    /// The session's slaves, space-separated, as `XRDTEST_SLAVES` gives them: in the first
+    /// command of a session on each connection only, empty after that (the slave keeps
+    /// it), so a command's size does not grow with the number of slaves. One string,
+    /// shared by the commands queued for many slaves, encodes as a copy of its bytes.
+    pub slaves: std::sync::Arc<String>,
     pub timeout_ms: u64,
     /// Log files to collect after the stage (tags allowed).
     pub logs: Vec<String>,

@@ -77,7 +77,7 @@ fn run_stage(stage: Stage) -> FromMaster {
         stage,
         script: "#!/bin/bash\necho @slavename@ ü\n".into(),
         tags: tags(),
-        slaves: std::sync::Arc::new(vec!["slave1".into(), "slave2".into()]),
+        slaves: std::sync::Arc::new("slave1 slave2".into()),
         timeout_ms: 600_000,
         logs: vec!["/var/log/@slavename@.log".into()],
         output_limit_bytes: 64 << 20,

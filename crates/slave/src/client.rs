@@ -63,7 +63,7 @@ struct State {
     /// The slaves of recent sessions, newest last: the master sends a session's list once
     /// per connection, not with every stage (with thousands of slaves it would be most of
     /// every command).
-    rosters: VecDeque<(String, Arc<Vec<String>>)>,
+    rosters: VecDeque<(String, Arc<String>)>,
 }
 
 /// Sessions whose slave lists are kept.
@@ -72,7 +72,7 @@ const ROSTERS_KEPT: usize = 8;
 impl State {
     /// The session's slaves: the command's list when it carries one (kept for later
     /// stages), else the one kept from an earlier stage of the session.
-    fn roster(&mut self, session_id: &str, sent: &Arc<Vec<String>>) -> Option<Arc<Vec<String>>> {
+    fn roster(&mut self, session_id: &str, sent: &Arc<String>) -> Option<Arc<String>> {
         if !sent.is_empty() {
             let roster = sent.clone();
             self.rosters.retain(|(id, _)| id != session_id);
@@ -343,7 +343,7 @@ impl Slave {
         let work_dir = self.config.work_dir.join("sessions").join(&command.session_id);
         let roster = self.state().roster(&command.session_id, &command.slaves);
         let slaves = match roster {
-            Some(roster) => roster.join(" "),
+            Some(roster) => roster.to_string(),
             None => {
                 // Only if the list was lost between connections; the master resends it on
                 // every new connection, so this is a bug worth a warning, not a failure.
@@ -505,20 +505,20 @@ impl Slave {
 mod tests {
     use super::*;
 
-    fn names(list: &[&str]) -> Arc<Vec<String>> {
-        Arc::new(list.iter().map(|s| s.to_string()).collect())
+    fn names(list: &str) -> Arc<String> {
+        Arc::new(list.to_string())
     }
 
     #[test]
     fn a_sessions_slave_list_is_kept_for_its_later_stages() {
         let mut state = State::default();
-        let roster = state.roster("7", &names(&["a", "b"])).unwrap();
-        assert_eq!(*roster, ["a", "b"]);
-        assert_eq!(*state.roster("7", &Arc::default()).unwrap(), ["a", "b"], "a later stage sends none");
+        let roster = state.roster("7", &names("a b")).unwrap();
+        assert_eq!(*roster, "a b");
+        assert_eq!(*state.roster("7", &Arc::default()).unwrap(), "a b", "a later stage sends none");
         assert!(state.roster("8", &Arc::default()).is_none(), "another session's list is not this one's");
-        assert_eq!(*state.roster("7", &names(&["a"])).unwrap(), ["a"], "a list sent again replaces it");
+        assert_eq!(*state.roster("7", &names("a")).unwrap(), "a", "a list sent again replaces it");
         for session in 0..ROSTERS_KEPT {
-            state.roster(&format!("s{session}"), &names(&["x"]));
+            state.roster(&format!("s{session}"), &names("x"));
         }
         assert!(state.roster("7", &Arc::default()).is_none(), "only the newest sessions are kept");
         assert_eq!(state.rosters.len(), ROSTERS_KEPT);

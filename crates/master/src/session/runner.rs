@@ -132,7 +132,7 @@ async fn run(
         suite: &suite,
         slave_tags: &slave_tags,
         base_tags: master.base_tags(),
-        roster: Arc::new(record.slaves.clone()),
+        roster: Arc::new(record.slaves.join(" ")),
     };
     let (mut record, state, reason) = drive(master, Engine::new(record, steps, limits), &context, &mut cancel).await;
     record.reason = reason;
@@ -206,7 +206,7 @@ struct StageContext<'a> {
     slave_tags: &'a SlaveTags,
     base_tags: BTreeMap<String, String>,
     /// The session's slaves, shared by every command that carries them.
-    roster: Arc<Vec<String>>,
+    roster: Arc<String>,
 }
 
 impl StageContext<'_> {
