@@ -121,7 +121,9 @@ pub enum Action {
     Cancel { slave: String, stage_id: StageId, reason: String },
     /// Nobody waits for this stage id's messages any more.
     Forget { stage_id: StageId },
-    /// Store the record now (a stage began or ended).
+    /// Store the record now (before the end). Between, the runner stores it at its own
+    /// pace when [`Engine::take_dirty`] says it changed: rewriting the whole record at every
+    /// stage boundary cost more than anything else the master does per stage.
     Save,
     /// The session is over (the record holds the final stages and cases; the runner sets
     /// the final state once the cluster, if any, is stopped).
@@ -461,7 +463,7 @@ impl Engine {
         let stage = stage.stage.clone();
         self.rules.record(&stage, passed);
         self.close_case_if_last(index, now);
-        actions.push(Action::Save);
+        self.dirty = true;
         self.cursor = index + 1;
         self.advance(now, actions);
     }
@@ -532,7 +534,7 @@ impl Engine {
         let deadline = now.mono_ms + (step.timeout + self.limits.result_margin).as_millis() as u64;
         self.current = Some(Current { index, pending, away: Away::default(), result_deadline: deadline });
         actions.push(Action::Run { index, slaves });
-        actions.push(Action::Save);
+        self.dirty = true;
     }
 
     /// A case's first stage that runs marks the case running.
