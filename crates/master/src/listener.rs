@@ -139,11 +139,17 @@ where
                         // A command carrying the session's slave list is large with many
                         // slaves; a few at a time, so thousands of them do not all sit in
                         // encode and TLS buffers at once.
-                        let _permit = match carries_roster(&message) {
-                            true => Some(LARGE_SENDS.acquire().await.map_err(|e| format!("send: {e}"))?),
-                            false => None,
-                        };
-                        conn.send(&message).await.map_err(|e| format!("send: {e}"))?
+                        if carries_roster(&message) {
+                            let _permit = LARGE_SENDS.acquire().await.map_err(|e| format!("send: {e}"))?;
+                            // Bounded: a peer that stopped reading must not hold a permit
+                            // (and so every other slave's list) for as long as TCP takes.
+                            match tokio::time::timeout(interval * 3, conn.send(&message)).await {
+                                Ok(sent) => sent.map_err(|e| format!("send: {e}"))?,
+                                Err(_) => return Err(format!("send: the peer read nothing for {:?}", interval * 3)),
+                            }
+                        } else {
+                            conn.send(&message).await.map_err(|e| format!("send: {e}"))?
+                        }
                     }
                     None => return Err("dropped by the master".into()),
                 }

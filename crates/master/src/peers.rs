@@ -189,6 +189,11 @@ impl Peers {
         self.lock().connected.get(name).map(|handle| handle.conn_id)
     }
 
+    /// Queues a message for a connected peer if its queue has room now; false otherwise.
+    pub fn try_send(&self, name: &str, message: FromMaster) -> bool {
+        self.handle(name).is_some_and(|handle| handle.tx.try_send(message).is_ok())
+    }
+
     /// Queues a message for a connected peer; false if it is not connected or its queue
     /// stays full for [`SEND_TIMEOUT`] (a connection stuck writing never hangs the sender).
     pub async fn send(&self, name: &str, message: FromMaster) -> bool {

@@ -156,19 +156,25 @@ impl Store {
     /// The schema version of the records in this store. A store from before versions were
     /// kept holds schema 1 (the encoding did not change when the version was introduced).
     pub fn schema_version(&self) -> Result<u32, StoreError> {
-        let stored = self.meta.get("schema_version")?.and_then(|b| b.as_ref().try_into().ok()).map(u32::from_be_bytes);
-        Ok(stored.unwrap_or(1))
+        let Some(bytes) = self.meta.get("schema_version")? else { return Ok(1) };
+        let bytes: [u8; 4] = bytes.as_ref().try_into().map_err(|_| StoreError::Corrupt {
+            tree: "meta",
+            message: format!("schema_version is {} bytes, not 4", bytes.len()),
+        })?;
+        Ok(u32::from_be_bytes(bytes))
     }
 
     /// Refuses a store of a newer schema (its records would be misread) and brings an older
     /// one up to [`SCHEMA_VERSION`], record by record, before anything reads it.
     fn check_schema(&self) -> Result<(), StoreError> {
         let found = self.schema_version()?;
-        if found > SCHEMA_VERSION {
-            return Err(StoreError::NewerSchema { found, known: SCHEMA_VERSION });
+        // One arm per schema this build reads: a new schema must say here how the one
+        // before it becomes it (decode with the kept old types, encode with the new).
+        match found {
+            // Schema 1 is the first; stores from before versions were kept are schema 1.
+            1 => {}
+            _ => return Err(StoreError::NewerSchema { found, known: SCHEMA_VERSION }),
         }
-        // Schema 1 is the first: no migration exists yet. The next schema adds its step
-        // here (decode with the kept old types, encode with the new) before the stamp.
         self.meta.insert("schema_version", &SCHEMA_VERSION.to_be_bytes())?;
         Ok(())
     }

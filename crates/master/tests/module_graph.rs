@@ -11,18 +11,50 @@ fn module_of(relative: &Path) -> Option<String> {
     (name != "lib").then(|| name.to_string())
 }
 
-/// `crate::name` paths in `text`, up to the first test module.
+fn leading_name(text: &str) -> String {
+    text.trim_start().chars().take_while(|c| c.is_ascii_lowercase() || *c == '_').collect()
+}
+
+/// The modules `crate::name` paths in `text` name, up to the first test module; a group
+/// `crate::{a::X, b}` names each of its members.
 fn imports(text: &str) -> BTreeSet<String> {
     let code = text.split("#[cfg(test)]").next().unwrap_or("");
     let mut found = BTreeSet::new();
     for (at, _) in code.match_indices("crate::") {
         let rest = &code[at + "crate::".len()..];
-        let name: String = rest.chars().take_while(|c| c.is_ascii_lowercase() || *c == '_').collect();
-        if !name.is_empty() {
-            found.insert(name);
+        let Some(group) = rest.strip_prefix('{') else {
+            found.insert(leading_name(rest));
+            continue;
+        };
+        // The members at the group's own level: after `{` and after each `,` at depth 0.
+        let mut depth = 0;
+        let mut start = 0;
+        for (i, c) in group.char_indices() {
+            match c {
+                '{' => depth += 1,
+                '}' if depth == 0 => {
+                    found.insert(leading_name(&group[start..i]));
+                    break;
+                }
+                '}' => depth -= 1,
+                ',' if depth == 0 => {
+                    found.insert(leading_name(&group[start..i]));
+                    start = i + 1;
+                }
+                _ => {}
+            }
         }
     }
+    found.remove("");
     found
+}
+
+#[test]
+fn imports_are_read_from_paths_and_groups() {
+    let text =
+        "use crate::a::X;\nuse crate::{b::{Y, Z}, c, d::W};\nfn f() { crate::e::g(); }\n#[cfg(test)]\nuse crate::t;";
+    let names: Vec<String> = imports(text).into_iter().collect();
+    assert_eq!(names, ["a", "b", "c", "d", "e"]);
 }
 
 fn graph() -> BTreeMap<String, BTreeSet<String>> {

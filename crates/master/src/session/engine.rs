@@ -149,6 +149,8 @@ struct Current {
     /// Slaves away (connection down, or never reached), and since when.
     away: Away,
     result_deadline: u64,
+    /// The stage's timeout and the result margin, in ms.
+    result_wait: u64,
 }
 
 /// Slaves away, by name and by the time they left, so that the earliest and the expired
@@ -276,6 +278,11 @@ impl Engine {
                 run.state = RunState::Running;
                 if !delivered {
                     current.away.insert(&slave, now.mono_ms);
+                }
+                // The clock for results starts once the stage went to every slave: slow
+                // sends to some must not eat into the others' margin.
+                if current.pending.values().all(|p| p.stage_id != 0) {
+                    current.result_deadline = current.result_deadline.max(now.mono_ms + current.result_wait);
                 }
             }
             Event::Disconnected { slave } => {
@@ -442,7 +449,8 @@ impl Engine {
             return;
         }
         info!(%reason, stage = %self.record.stages[current.index].stage, "cancelling the running stage");
-        for (slave, pending) in &current.pending {
+        // Runs not sent yet (stage id 0) have nothing to kill.
+        for (slave, pending) in current.pending.iter().filter(|(_, p)| p.stage_id != 0) {
             actions.push(Action::Cancel { slave: slave.clone(), stage_id: pending.stage_id, reason: reason.clone() });
         }
         let wait = now.mono_ms + self.limits.cancel_wait.as_millis() as u64;
@@ -531,8 +539,14 @@ impl Engine {
             .map(|(position, run)| (run.slave.clone(), Pending { stage_id: 0, started: false, position }))
             .collect();
         let slaves = runs.iter().map(|run| run.slave.clone()).collect();
-        let deadline = now.mono_ms + (step.timeout + self.limits.result_margin).as_millis() as u64;
-        self.current = Some(Current { index, pending, away: Away::default(), result_deadline: deadline });
+        let result_wait = (step.timeout + self.limits.result_margin).as_millis() as u64;
+        self.current = Some(Current {
+            index,
+            pending,
+            away: Away::default(),
+            result_deadline: now.mono_ms + result_wait,
+            result_wait,
+        });
         actions.push(Action::Run { index, slaves });
         self.dirty = true;
     }
@@ -1002,6 +1016,33 @@ mod tests {
         paper.finish_all(&[("s1", 0)], 30);
         assert_eq!(paper.run_state("sf", "s1"), RunState::Passed);
         assert_eq!(paper.state(), Some(SessionState::Cancelled));
+    }
+
+    #[test]
+    fn a_stop_before_the_first_stage_skips_straight_to_suite_finalize() {
+        let mut paper = Paper::new(engine(&["si", "init:a", "run:a", "sf"], &["s1"]));
+        let early = paper.engine.handle(Event::Stop(StopRequest::cancel("while scripts loaded")), at(0));
+        assert!(early.is_empty(), "nothing runs yet, so nothing is cancelled: {early:?}");
+        let actions = paper.engine.start(at(1));
+        paper.carry_out(actions, 1, &[]);
+        assert_eq!(paper.ran(), ["sf"]);
+        assert_eq!(paper.run_state("si", "s1"), RunState::Skipped);
+        paper.finish_all(&[("s1", 0)], 2);
+        assert_eq!(paper.finish, Some((SessionState::Cancelled, Some("while scripts loaded".into()))));
+        assert!(paper.engine.record().cases.iter().all(|c| c.state == CaseState::NotRun));
+    }
+
+    #[test]
+    fn the_result_clock_starts_once_the_stage_went_to_every_slave() {
+        let mut paper = Paper::new(engine(&["si", "sf"], &["s1", "s2"]));
+        let actions = paper.engine.start(at(0));
+        // The runner reports each send when it is done: s2's took 8 s.
+        let mut todo = actions;
+        todo.retain(|a| !matches!(a, Action::Run { .. }));
+        paper.carry_out(todo, 0, &[]);
+        paper.send(Event::Sent { slave: "s1".into(), stage_id: 1, delivered: true }, 0);
+        paper.send(Event::Sent { slave: "s2".into(), stage_id: 2, delivered: true }, 8_000);
+        assert_eq!(paper.engine.next_deadline(), Some(8_000 + TIMEOUT + MARGIN));
     }
 
     #[test]

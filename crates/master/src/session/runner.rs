@@ -268,12 +268,14 @@ async fn drive(
     let (events_tx, mut events) = mpsc::unbounded_channel();
     let mut peer_events = master.peers().subscribe();
     let clock = Clock(Instant::now());
-    let mut todo: VecDeque<Action> = engine.start(clock.now()).into();
-    // Marked as seen: a stop is handled once, so it never also kills suite finalize.
+    // A stop that came while the scripts loaded counts before the first stage is chosen
+    // (suite init is skipped). Marked as seen: a stop is handled once, so it never also
+    // kills suite finalize.
     let requested = cancel.borrow_and_update().clone();
     if let Some(stop) = requested {
-        todo.extend(engine.handle(Event::Stop(stop), clock.now()));
+        engine.handle(Event::Stop(stop), clock.now());
     }
+    let mut todo: VecDeque<Action> = engine.start(clock.now()).into();
     let mut save_tick = tokio::time::interval(SAVE_EVERY);
     let (mut cancel_open, mut peers_open) = (true, true);
     let mut rosters = Rosters::default();
@@ -297,7 +299,8 @@ async fn drive(
                     }
                 }
                 Action::Cancel { slave, stage_id, reason } => {
-                    master.peers().send(&slave, FromMaster::CancelStage { stage_id, reason }).await;
+                    // Never waits: the slaves that need cancelling are often the stuck ones.
+                    master.peers().try_send(&slave, FromMaster::CancelStage { stage_id, reason });
                     Vec::new()
                 }
                 Action::Forget { stage_id } => {
@@ -373,9 +376,13 @@ async fn send_stage(
     for (offset, slave) in slaves.iter().enumerate() {
         let stage_id = first_id + offset as u64;
         master.peers().add_route(stage_id, slave, events.clone());
-        let with_roster = rosters.needs(slave, master.peers().conn_id(slave));
-        let delivered =
-            master.peers().send(slave, context.command(record, index, stage_id, slave, with_roster, master)).await;
+        let connection = master.peers().conn_id(slave);
+        let with_roster = rosters.needs(slave, connection);
+        let command = context.command(record, index, stage_id, slave, with_roster, master);
+        let delivered = master.peers().send(slave, command).await;
+        if delivered {
+            rosters.delivered(slave, connection);
+        }
         sent.push(Event::Sent { slave: slave.clone(), stage_id, delivered });
     }
     sent
@@ -387,11 +394,16 @@ async fn send_stage(
 struct Rosters(HashMap<String, u64>);
 
 impl Rosters {
-    /// Whether a command to `slave` on connection `conn_id` must carry the list; notes
-    /// that it will.
-    fn needs(&mut self, slave: &str, conn_id: Option<u64>) -> bool {
-        let Some(conn_id) = conn_id else { return true };
-        self.0.insert(slave.to_string(), conn_id) != Some(conn_id)
+    /// Whether a command to `slave` on connection `conn_id` must carry the list.
+    fn needs(&self, slave: &str, conn_id: Option<u64>) -> bool {
+        conn_id.is_none() || self.0.get(slave) != conn_id.as_ref()
+    }
+
+    /// A command with the list reached `slave`'s queue on `conn_id`.
+    fn delivered(&mut self, slave: &str, conn_id: Option<u64>) {
+        if let Some(conn_id) = conn_id {
+            self.0.insert(slave.to_string(), conn_id);
+        }
     }
 }
 
