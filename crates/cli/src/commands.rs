@@ -19,8 +19,15 @@ pub const EXIT_CANCELLED: u8 = 3;
 pub const EXIT_NOT_STARTED: u8 = 4;
 
 /// Starts a suite; with `wait`, follows it and returns its exit code.
-pub fn run(api: &ApiClient, suite: &str, wait: bool, json_output: bool) -> Result<ExitCode> {
-    let request = RunRequest { trigger: Some("manual".into()) };
+pub fn run(
+    api: &ApiClient,
+    suite: &str,
+    cases: &[String],
+    skip: &[String],
+    wait: bool,
+    json_output: bool,
+) -> Result<ExitCode> {
+    let request = RunRequest { trigger: Some("manual".into()), cases: cases.to_vec(), skip: skip.to_vec() };
     let created: SessionCreated = api.post(&format!("/api/suites/{suite}/run"), &request)?;
     if !wait {
         if json_output {

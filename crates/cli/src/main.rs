@@ -34,11 +34,20 @@ enum Command {
     /// With --wait, print each stage's progress per slave as it happens and exit 0 only if
     /// the session passed: 1 failed, 3 cancelled or interrupted, 4 could not start,
     /// 2 an error of this command (master unreachable, unknown suite...).
+    ///
+    /// --case and --skip choose the cases (suite init and finalize always run); an unknown
+    /// name is an error that lists the suite's cases, and no session is created.
     Run {
         suite: String,
         /// Follow the session to its end.
         #[arg(long)]
         wait: bool,
+        /// Run only this case (repeatable); the cases keep the suite's order.
+        #[arg(long = "case", value_name = "NAME")]
+        cases: Vec<String>,
+        /// Leave this case out (repeatable).
+        #[arg(long, value_name = "NAME")]
+        skip: Vec<String>,
     },
     /// List sessions, newest first.
     Sessions {
@@ -116,7 +125,7 @@ fn main() -> ExitCode {
     }
     let api = || client::ApiClient::new(&cli.master, cli.token.clone());
     let result = match &cli.command {
-        Command::Run { suite, wait } => commands::run(&api(), suite, *wait, cli.json),
+        Command::Run { suite, wait, cases, skip } => commands::run(&api(), suite, cases, skip, *wait, cli.json),
         Command::Sessions { suite, state, limit } => {
             commands::sessions(&api(), suite.as_deref(), state.as_deref(), *limit, cli.json)
         }

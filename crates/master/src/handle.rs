@@ -23,6 +23,7 @@ pub use crate::config::{RepoConfig, RepoSource, WebConfig, WebTls};
 pub use crate::master::{CancelError, ClusterCommandError, SubmitError};
 pub use crate::peers::{PeerEvent, PeerInfo};
 pub use crate::scheduler::ScheduleStatus;
+pub use crate::session::selection::Selection;
 pub use crate::store::{HistoryFilter, OutputChunkLines, SessionFilter, StoreError};
 
 /// The core as the API and the dashboard see it.
@@ -218,6 +219,16 @@ impl CoreHandle {
     /// Creates a session of `suite` and queues it.
     pub fn submit(&self, suite: &str, trigger: Trigger) -> Result<SessionId, SubmitError> {
         self.master.submit(suite, trigger)
+    }
+
+    /// Creates a session of the selected cases of a suite (`--case`, `--skip`).
+    pub fn submit_selected(
+        &self,
+        suite: &str,
+        trigger: Trigger,
+        selection: &Selection,
+    ) -> Result<SessionId, SubmitError> {
+        self.master.submit_selected(suite, trigger, selection)
     }
 
     /// Cancels a queued or running session.

@@ -24,6 +24,7 @@ use crate::scheduler::{ScheduleBoard, Starter};
 use crate::session::cluster::new_run;
 use crate::session::rules::{plan, StopRequest};
 use crate::session::runner::run_session;
+use crate::session::selection::{Selection, UnknownCase};
 use crate::session::SessionHost;
 use crate::store::Store;
 
@@ -75,6 +76,8 @@ pub enum SubmitError {
     UnknownSuite(String),
     #[error("no valid cluster named `{0}`")]
     UnknownCluster(String),
+    #[error(transparent)]
+    UnknownCase(#[from] UnknownCase),
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),
 }
@@ -239,14 +242,26 @@ impl Master {
 
     /// Creates a session of `suite_name` and queues it. Returns at once with its id.
     pub fn submit(self: &Arc<Self>, suite_name: &str, trigger: Trigger) -> Result<SessionId, SubmitError> {
+        self.submit_selected(suite_name, trigger, &Selection::default())
+    }
+
+    /// Creates a session of the cases `selection` picks of `suite_name` and queues it. An
+    /// unknown case name creates nothing.
+    pub fn submit_selected(
+        self: &Arc<Self>,
+        suite_name: &str,
+        trigger: Trigger,
+        selection: &Selection,
+    ) -> Result<SessionId, SubmitError> {
         // One snapshot: the suite, its cluster and its commit all of the same reload.
         let definitions = self.definitions();
-        let suite = definitions
+        let mut suite = definitions
             .repository
             .suites
             .get(suite_name)
             .cloned()
             .ok_or_else(|| SubmitError::UnknownSuite(suite_name.to_string()))?;
+        selection.apply(&mut suite)?;
         let cluster = match &suite.cluster {
             Some(name) => Some(
                 definitions

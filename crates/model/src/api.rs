@@ -11,6 +11,12 @@ pub struct RunRequest {
     /// `manual` when a person asked (the CLI says so), else `api`.
     #[serde(default)]
     pub trigger: Option<String>,
+    /// Run only these cases (in the suite's order); none: every case.
+    #[serde(default)]
+    pub cases: Vec<String>,
+    /// Leave these cases out.
+    #[serde(default)]
+    pub skip: Vec<String>,
 }
 
 /// The answer to a run request, and to a cancel: the session concerned.

@@ -10,8 +10,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use xrdtest_defs::{DefError, Suite};
 use xrdtest_master::handle::{
-    CancelError, ClusterCommandError, CoreHandle, Origin, RepoStatus, ReserveError, ScheduleStatus, SessionFilter,
-    SubmitError,
+    CancelError, ClusterCommandError, CoreHandle, Origin, RepoStatus, ReserveError, ScheduleStatus, Selection,
+    SessionFilter, SubmitError,
 };
 use xrdtest_model::api::{
     ApiErrorBody, CancelAccepted, CancelRequest, LogView, OutputPage, RunRequest, SessionCreated, SessionPage,
@@ -122,18 +122,21 @@ async fn run_suite(
     body: Option<Json<RunRequest>>,
 ) -> Result<(StatusCode, Json<SessionCreated>), ApiError> {
     authorize(&core, &headers)?;
-    let trigger = match body.and_then(|b| b.0.trigger).as_deref() {
+    let request = body.map(|b| b.0).unwrap_or_default();
+    let trigger = match request.trigger.as_deref() {
         Some("manual") => Trigger::Manual,
         Some("api") | None => Trigger::Api,
         Some(other) => {
             return Err(ApiError(StatusCode::BAD_REQUEST, format!("unknown trigger `{other}`: manual or api")))
         }
     };
-    match core.submit(&name, trigger) {
+    let selection = Selection { cases: request.cases, skip: request.skip };
+    match core.submit_selected(&name, trigger, &selection) {
         Ok(id) => Ok((StatusCode::CREATED, Json(SessionCreated { session: id }))),
         Err(SubmitError::UnknownSuite(name)) => {
             Err(ApiError(StatusCode::NOT_FOUND, format!("no valid suite named `{name}`")))
         }
+        Err(err @ SubmitError::UnknownCase(_)) => Err(ApiError(StatusCode::BAD_REQUEST, err.to_string())),
         Err(err) => Err(internal(err)),
     }
 }

@@ -87,3 +87,53 @@ fn run_wait_exit_codes() {
     assert!(!marked(&marks, "later_run", "c1"), "a case ran after the cancel");
     assert!(marked(&marks, "long_suite_finalize", "c1"), "suite finalize did not run after the cancel");
 }
+
+/// `xrdtest run SUITE --case NAME --skip NAME`: only the chosen cases run, suite init and
+/// finalize always; an unknown name is refused with the suite's cases and makes no session.
+#[test]
+fn run_selects_cases() {
+    let select_suites = |dir: &Path| {
+        let marks = dir.join("marks");
+        vec![Suite::new("ts_pick", &["p1"])
+            .init(mark(&marks, "pick_suite_init"))
+            .finalize(mark(&marks, "pick_suite_finalize"))
+            .case(Case::new("first").run(mark(&marks, "first_run")))
+            .case(Case::new("second").run(mark(&marks, "second_run")))
+            .case(Case::new("third").run(mark(&marks, "third_run")))]
+    };
+    let mut env = Env::build(MasterOptions::default(), select_suites);
+    env.start_slaves(&["p1"]);
+    let master = &env.master;
+    let limit = Duration::from_secs(40);
+    let api = env.api();
+
+    let unknown = run_command(master.cli(&["run", "ts_pick", "--case", "first", "--skip", "fourth", "--wait"]), limit);
+    assert_eq!(code(&unknown), Some(2), "{}", describe(&unknown));
+    let stderr = String::from_utf8_lossy(&unknown.stderr);
+    assert!(
+        stderr.contains("no case `fourth` in suite `ts_pick`") && stderr.contains("first, second, third"),
+        "{stderr}"
+    );
+    assert_eq!(api.get("/api/sessions")["total"], 0, "a refused selection creates no session");
+
+    let picked = run_command(master.cli(&["run", "ts_pick", "--case", "third", "--case", "first", "--wait"]), limit);
+    assert_eq!(code(&picked), Some(0), "{}", describe(&picked));
+    let id = api.get("/api/sessions?suite=ts_pick")["sessions"][0]["id"].as_u64().expect("the session");
+    let session = api.session(id);
+    let cases: Vec<&str> = session["cases"].as_array().unwrap().iter().filter_map(|c| c["name"].as_str()).collect();
+    assert_eq!(cases, ["first", "third"], "{}", summarize(&session));
+    let marks = env.marks();
+    for (name, ran) in [
+        ("pick_suite_init", true),
+        ("first_run", true),
+        ("second_run", false),
+        ("third_run", true),
+        ("pick_suite_finalize", true),
+    ] {
+        assert_eq!(marked(&marks, name, "p1"), ran, "{name}");
+    }
+
+    let skipped = run_command(master.cli(&["run", "ts_pick", "--skip", "first", "--skip", "third", "--wait"]), limit);
+    assert_eq!(code(&skipped), Some(0), "{}", describe(&skipped));
+    assert!(marked(&env.marks(), "second_run", "p1"), "--skip leaves the other cases in");
+}

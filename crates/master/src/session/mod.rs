@@ -6,6 +6,7 @@ pub mod cluster;
 pub mod engine;
 pub mod rules;
 pub mod runner;
+pub mod selection;
 
 use std::collections::BTreeMap;
 

@@ -216,6 +216,9 @@ pub async fn run_now(
             StatusCode::NOT_FOUND,
             format!("The suite's cluster `{name}` has no valid definition."),
         ),
+        Err(SubmitError::UnknownCase(err)) => {
+            error_page(&state, &viewer, &uri, StatusCode::BAD_REQUEST, format!("{err}."))
+        }
         Err(SubmitError::Store(err)) => store_error(&state, &viewer, &uri, err),
     }
 }
