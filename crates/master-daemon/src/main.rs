@@ -88,7 +88,7 @@ async fn reload_definitions(master: &Arc<Master>) -> String {
         for repo in &master.config.repos {
             match &repo.source {
                 RepoSource::Localfs { .. } => {
-                    let summary = master.reload_repo(&repo.name, None);
+                    let summary = master.defs.reload_repo(&repo.name, None);
                     info!(
                         repo = %repo.name,
                         added = summary.added.len(),
@@ -104,7 +104,7 @@ async fn reload_definitions(master: &Arc<Master>) -> String {
                 }
             }
         }
-        master.fetch_git_now();
+        master.defs.fetch_git_now();
         reloaded
     })
     .await;

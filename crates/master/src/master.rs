@@ -12,7 +12,7 @@ use tracing::{info, warn};
 use xrdtest_defs::{Cluster, Suite};
 
 pub use crate::alerts::SessionEndListener;
-use crate::catalog::{Definitions, DefinitionsService, ReloadSummary};
+use crate::catalog::{Definitions, DefinitionsService};
 use crate::cluster_control::{ClusterControl, StartError};
 use crate::clusters::{ClusterBoard, ClusterOwner, ReserveError, StopRefusal};
 use crate::config::MasterConfig;
@@ -147,21 +147,6 @@ impl Master {
     /// The definitions in service (a shared snapshot).
     pub fn definitions(&self) -> Arc<Definitions> {
         self.defs.snapshot()
-    }
-
-    /// Reloads one repository from disk (at `commit`, for git) and puts the result in service.
-    pub fn reload_repo(&self, repo: &str, commit: Option<String>) -> ReloadSummary {
-        self.defs.reload_repo(repo, commit)
-    }
-
-    /// Asks every git repository's loop to fetch now (SIGHUP).
-    pub fn fetch_git_now(&self) {
-        self.defs.fetch_git_now();
-    }
-
-    /// Changes whenever the definitions in service may have changed.
-    pub fn watch_definitions(&self) -> watch::Receiver<u64> {
-        self.defs.watch()
     }
 
     /// Starts the watchers of the definitions' repositories (local ones are loaded before

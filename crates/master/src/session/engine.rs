@@ -223,10 +223,6 @@ impl Engine {
         self.record
     }
 
-    pub fn is_finished(&self) -> bool {
-        self.finished
-    }
-
     /// Whether the record changed since the last call (for the runner's periodic save).
     pub fn take_dirty(&mut self) -> bool {
         std::mem::take(&mut self.dirty)

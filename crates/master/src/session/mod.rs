@@ -91,7 +91,7 @@ pub fn definition_hash(suite: &Suite) -> String {
         context.update(planned.stage.to_string().as_bytes());
         context.update(local_text(&planned.script).unwrap_or_default().as_bytes());
     }
-    context.finish().as_ref().iter().map(|b| format!("{b:02x}")).collect()
+    hex::encode(context.finish())
 }
 
 #[cfg(test)]

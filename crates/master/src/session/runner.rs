@@ -127,11 +127,13 @@ async fn run(
         cancel_wait: CANCEL_WAIT,
     };
     let scripts: Vec<String> = scripts.into_iter().map(Result::unwrap_or_default).collect();
+    let mut tags = suite.tags.clone();
+    tags.extend(master.base_tags());
     let context = StageContext {
         scripts: &scripts,
         suite: &suite,
         slave_tags: &slave_tags,
-        base_tags: master.base_tags(),
+        tags,
         roster: Arc::new(record.slaves.join(" ")),
     };
     let (mut record, state, reason) = drive(master, Engine::new(record, steps, limits), &context, &mut cancel).await;
@@ -204,7 +206,8 @@ struct StageContext<'a> {
     scripts: &'a [String],
     suite: &'a Suite,
     slave_tags: &'a SlaveTags,
-    base_tags: BTreeMap<String, String>,
+    /// The suite's tags with the master's (`@port@`, `@proto@`) over them, merged once.
+    tags: BTreeMap<String, String>,
     /// The session's slaves, shared by every command that carries them.
     roster: Arc<String>,
 }
@@ -222,8 +225,7 @@ impl StageContext<'_> {
         master: &dyn SessionHost,
     ) -> FromMaster {
         let stage = &record.stages[index];
-        let mut tags = self.suite.tags.clone();
-        tags.extend(self.base_tags.clone());
+        let mut tags = self.tags.clone();
         if let Some(own) = self.slave_tags.get(slave) {
             tags.extend(own.clone());
         }
