@@ -6,7 +6,7 @@ use std::process::Command;
 
 use anyhow::{bail, Context, Result};
 use xrdtest_master::model::{
-    CaseRecord, CaseState, RunState, SessionRecord, SessionState, StageRecord, StageRun, Trigger,
+    CaseRecord, CaseState, RunOptions, RunState, SessionRecord, SessionState, StageRecord, StageRun, Trigger,
 };
 use xrdtest_master::store::Store;
 use xrdtest_proto::Stage;
@@ -34,6 +34,8 @@ fn session(id: u64) -> SessionRecord {
         .into_iter()
         .enumerate()
         .map(|(i, stage)| StageRecord {
+            repetition: u32::from(stage.case().is_some()),
+            attempt: u32::from(stage.case().is_some()),
             stage,
             timeout_ms: 600_000,
             skipped: None,
@@ -71,14 +73,16 @@ fn session(id: u64) -> SessionRecord {
             .iter()
             .enumerate()
             .map(|(c, name)| CaseRecord {
-                name: name.clone(),
                 state: if failed && c == 1 { CaseState::Failed } else { CaseState::Passed },
                 started_ms: Some(start + 1000 + c as u64 * 3000),
                 ended_ms: Some(start + 3800 + c as u64 * 3000),
+                attempts: 1,
+                ..CaseRecord::pending(name, name, Vec::new(), 1)
             })
             .collect(),
         stages,
         cluster: None,
+        options: RunOptions { repeat: 1, ..RunOptions::default() },
     }
 }
 

@@ -7,8 +7,10 @@ use std::time::Duration;
 use anyhow::Result;
 use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
 use serde_json::{json, Value};
-use xrdtest_model::api::{CancelRequest, OutputPage, RunRequest, SessionCreated, SessionPage};
-use xrdtest_model::{now_ms, RunState, SessionRecord, SessionState};
+use std::fmt::Write as _;
+
+use xrdtest_model::api::{CancelRequest, OutputPage, PlanView, RunRequest, SessionCreated, SessionPage};
+use xrdtest_model::{now_ms, CaseState, RunState, SessionRecord, SessionState};
 
 use crate::client::ApiClient;
 
@@ -18,16 +20,68 @@ pub const EXIT_FAILED: u8 = 1;
 pub const EXIT_CANCELLED: u8 = 3;
 pub const EXIT_NOT_STARTED: u8 = 4;
 
+/// The options of `xrdtest run` and `xrdtest plan`: what a session runs and how.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct RunArgs {
+    /// Run only this case (repeatable): a case name runs every instance of it, an
+    /// instance name (`copy[size=64,mode=sync]`) that one. Cases keep the suite's order.
+    #[arg(long = "case", value_name = "NAME")]
+    pub cases: Vec<String>,
+    /// Leave this case or instance out (repeatable).
+    #[arg(long, value_name = "NAME")]
+    pub skip: Vec<String>,
+    /// Override a tag for this session only (repeatable); the key must be one of the
+    /// suite's or its cases' tags or matrix keys.
+    #[arg(long = "param", value_name = "KEY=VALUE", value_parser = parse_param)]
+    pub params: Vec<(String, String)>,
+    /// Run the selected cases N times over, in order (default: the suite's `repeat`).
+    #[arg(long, value_name = "N")]
+    pub repeat: Option<u32>,
+    /// Repeat the case list until DURATION (`90s`, `2h`) has passed, finishing the case
+    /// in progress: a soak.
+    #[arg(long = "for", value_name = "DURATION", conflicts_with = "repeat")]
+    pub for_duration: Option<String>,
+    /// Run a failed case instance again, init to finalize, up to N more times (default:
+    /// the case's or suite's `retries`). One that passes later is flaky.
+    #[arg(long, value_name = "N")]
+    pub retries: Option<u32>,
+    /// Run no more cases after the first failed one (suite finalize still runs).
+    #[arg(long)]
+    pub exit_first: bool,
+    /// A cluster suite: after a failed session keep its cluster up for DURATION (held),
+    /// so a person can log in and look; `xrdtest cluster stop` ends it sooner.
+    #[arg(long, value_name = "DURATION")]
+    pub keep_on_failure: Option<String>,
+}
+
+/// `KEY=VALUE`.
+fn parse_param(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((key, value)) if !key.trim().is_empty() => Ok((key.trim().to_string(), value.to_string())),
+        _ => Err(format!("`{text}` is not KEY=VALUE")),
+    }
+}
+
+impl RunArgs {
+    /// The API's run request for these options.
+    pub fn request(&self, trigger: Option<&str>) -> RunRequest {
+        RunRequest {
+            trigger: trigger.map(str::to_string),
+            cases: self.cases.clone(),
+            skip: self.skip.clone(),
+            params: self.params.iter().cloned().collect(),
+            repeat: self.repeat,
+            for_duration: self.for_duration.clone(),
+            retries: self.retries,
+            exit_first: self.exit_first.then_some(true),
+            keep_on_failure: self.keep_on_failure.clone(),
+        }
+    }
+}
+
 /// Starts a suite; with `wait`, follows it and returns its exit code.
-pub fn run(
-    api: &ApiClient,
-    suite: &str,
-    cases: &[String],
-    skip: &[String],
-    wait: bool,
-    json_output: bool,
-) -> Result<ExitCode> {
-    let request = RunRequest { trigger: Some("manual".into()), cases: cases.to_vec(), skip: skip.to_vec() };
+pub fn run(api: &ApiClient, suite: &str, options: &RunArgs, wait: bool, json_output: bool) -> Result<ExitCode> {
+    let request = options.request(Some("manual"));
     let created: SessionCreated = api.post(&format!("/api/suites/{suite}/run"), &request)?;
     if !wait {
         if json_output {
@@ -42,6 +96,61 @@ pub fn run(
         println!("{}", serde_json::to_string_pretty(&record)?);
     }
     Ok(ExitCode::from(exit_code_of(&record)))
+}
+
+/// Prints the plan of a run with `options`.
+pub fn plan(api: &ApiClient, suite: &str, options: &RunArgs, json_output: bool) -> Result<ExitCode> {
+    let plan: PlanView = api.post(&format!("/api/suites/{suite}/plan"), &options.request(None))?;
+    if json_output {
+        println!("{}", serde_json::to_string_pretty(&plan)?);
+    } else {
+        print!("{}", format_plan(&plan));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A plan as text: its options, the slaves and tags every stage has, then each stage.
+pub fn format_plan(plan: &PlanView) -> String {
+    let mut out = String::new();
+    let options = &plan.options;
+    let mut how = vec![if plan.repeats_until_time {
+        format!("repeat until {} has passed", human(options.for_ms.unwrap_or(0)))
+    } else {
+        format!("{} pass{}", options.repeat, if options.repeat == 1 { "" } else { "es" })
+    }];
+    if let Some(retries) = options.retries {
+        how.push(format!("retries {retries}"));
+    }
+    if options.exit_first {
+        how.push("exit-first".into());
+    }
+    if let Some(ms) = options.keep_on_failure_ms {
+        how.push(format!("keep the cluster {} after a failure", human(ms)));
+    }
+    let _ = writeln!(out, "suite {}: {}", plan.suite, how.join(", "));
+    let _ = writeln!(out, "slaves: {}", if plan.slaves.is_empty() { "(none)".into() } else { plan.slaves.join(" ") });
+    if !options.params.is_empty() {
+        let params: Vec<String> = options.params.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let _ = writeln!(out, "parameters: {}", params.join(" "));
+    }
+    let tags: Vec<String> = plan.tags.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    let _ = writeln!(out, "tags of every stage: {}  (and per slave: slavename)", tags.join(" "));
+    let _ = writeln!(out);
+    let _ = writeln!(out, "{:>4}  {:<48} {:>5} {:>8}  TAGS", "#", "STAGE", "PASS", "ATTEMPTS");
+    for (index, stage) in plan.stages.iter().enumerate() {
+        let pass = if stage.case.is_some() { stage.repetition.to_string() } else { "-".into() };
+        let attempts = if stage.case.is_some() { format!("≤{}", stage.max_attempts) } else { "-".into() };
+        let tags: Vec<String> = stage.tags.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let _ = writeln!(out, "{:>4}  {:<48} {:>5} {:>8}  {}", index + 1, stage.stage, pass, attempts, tags.join(" "));
+    }
+    if plan.repeats_until_time {
+        let _ = writeln!(out, "      (the case stages repeat, a pass at a time, until the time is up)");
+    }
+    out
+}
+
+fn human(ms: u64) -> String {
+    xrdtest_defs::units::format_duration(Duration::from_millis(ms))
 }
 
 pub fn exit_code_of(record: &SessionRecord) -> u8 {
@@ -95,7 +204,7 @@ pub fn follow(api: &ApiClient, id: u64, print: bool) -> Result<SessionRecord> {
                     println!(
                         "[{}]   {:<32} {:<20} {}{detail}",
                         clock(when),
-                        stage.stage.to_string(),
+                        stage.label(),
                         run.slave,
                         run_state_word(run.state)
                     );
@@ -104,7 +213,7 @@ pub fn follow(api: &ApiClient, id: u64, print: bool) -> Result<SessionRecord> {
         }
         if print && last_state != Some(record.state) {
             let now = now_ms();
-            println!("[{}] session {id} {}: {}", clock(now), record.suite, record.state.as_str());
+            println!("[{}] session {id} {}: {}", clock(now), record.suite, record.verdict());
             last_state = Some(record.state);
         }
         if record.state.is_final() {
@@ -150,12 +259,30 @@ fn output_tail(api: &ApiClient, stage_id: u64, n: usize) -> Vec<String> {
 
 fn print_summary(api: &ApiClient, record: &SessionRecord) {
     println!();
-    println!("session {} of {}: {}", record.id, record.suite, record.state.as_str().to_uppercase());
+    println!("session {} of {}: {}", record.id, record.suite, record.verdict().to_uppercase());
     if let Some(reason) = &record.reason {
         println!("  {reason}");
     }
+    if !record.options.params.is_empty() {
+        let params: Vec<String> = record.options.params.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        println!("  parameters: {}", params.join(" "));
+    }
+    let passes = record.cases.iter().map(|case| case.repetition).max().unwrap_or(1);
+    let label = |case: &xrdtest_model::CaseRecord| {
+        if passes > 1 {
+            format!("{} (pass {})", case.name, case.repetition)
+        } else {
+            case.name.clone()
+        }
+    };
+    let width = record.cases.iter().map(|case| label(case).chars().count()).max().unwrap_or(0).max(30);
     for case in &record.cases {
-        println!("  case {:<30} {:<8} {}", case.name, case.state.as_str(), seconds(case.started_ms, case.ended_ms));
+        let attempts = if case.attempts > 1 { format!(", {} attempts", case.attempts) } else { String::new() };
+        let state = match case.state {
+            CaseState::Flaky => "FLAKY",
+            state => state.as_str(),
+        };
+        println!("  case {:<width$} {:<8} {}{attempts}", label(case), state, seconds(case.started_ms, case.ended_ms));
     }
     for stage in &record.stages {
         for run in &stage.runs {
@@ -164,7 +291,7 @@ fn print_summary(api: &ApiClient, record: &SessionRecord) {
                 println!();
                 println!(
                     "  {} on {}: {} — last output:",
-                    stage.stage,
+                    stage.label(),
                     run.slave,
                     run.reason.as_deref().unwrap_or("failed")
                 );
@@ -202,14 +329,15 @@ pub fn sessions(
     println!("{:>6}  {:<24} {:<15} {:<9} {:>9}  CASES", "ID", "SUITE", "STATE", "TRIGGER", "DURATION");
     for s in &page.sessions {
         println!(
-            "{:>6}  {:<24} {:<15} {:<9} {:>9}  {}/{} passed",
+            "{:>6}  {:<24} {:<15} {:<9} {:>9}  {}/{} passed{}",
             s.id,
             s.suite,
-            s.state.as_str(),
+            if s.state == SessionState::Passed && s.cases_flaky > 0 { "flaky" } else { s.state.as_str() },
             s.trigger.as_str(),
             seconds(s.started_ms, s.ended_ms),
             s.cases_passed,
-            s.cases_total
+            s.cases_total,
+            if s.cases_flaky > 0 { format!(", {} flaky", s.cases_flaky) } else { String::new() }
         );
     }
     println!("({} of {} sessions)", page.sessions.len(), page.total);
@@ -222,7 +350,7 @@ pub fn show(api: &ApiClient, id: u64, json_output: bool) -> Result<ExitCode> {
         println!("{}", serde_json::to_string_pretty(&record)?);
         return Ok(ExitCode::SUCCESS);
     }
-    println!("session {} — suite {} — {}", record.id, record.suite, record.state.as_str());
+    println!("session {} — suite {} — {}", record.id, record.suite, record.verdict());
     println!(
         "trigger {}, slaves {}, definition {}",
         record.trigger,
@@ -233,7 +361,7 @@ pub fn show(api: &ApiClient, id: u64, json_output: bool) -> Result<ExitCode> {
         println!("reason: {reason}");
     }
     for stage in &record.stages {
-        println!("{}", stage.stage);
+        println!("{}", stage.label());
         for run in &stage.runs {
             println!(
                 "    {:<20} {:<12} exit {:<5} {:>8}  {}",

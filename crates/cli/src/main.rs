@@ -4,6 +4,7 @@ use std::ffi::OsString;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use xrdtest_cli::commands::RunArgs;
 use xrdtest_cli::{client, clusters, commands, validate};
 
 /// xrdtest: distributed system tests on clusters of real and virtual machines.
@@ -35,19 +36,26 @@ enum Command {
     /// the session passed: 1 failed, 3 cancelled or interrupted, 4 could not start,
     /// 2 an error of this command (master unreachable, unknown suite...).
     ///
+    /// A passed session with flaky cases (failed, then passed when run again) exits 0
+    /// and is printed FLAKY.
+    ///
     /// --case and --skip choose the cases (suite init and finalize always run); an unknown
-    /// name is an error that lists the suite's cases, and no session is created.
+    /// name, parameter or bad option is an error that says what the suite has, and no
+    /// session is created.
     Run {
         suite: String,
         /// Follow the session to its end.
         #[arg(long)]
         wait: bool,
-        /// Run only this case (repeatable); the cases keep the suite's order.
-        #[arg(long = "case", value_name = "NAME")]
-        cases: Vec<String>,
-        /// Leave this case out (repeatable).
-        #[arg(long, value_name = "NAME")]
-        skip: Vec<String>,
+        #[command(flatten)]
+        options: RunArgs,
+    },
+    /// Print what `run` with the same options would run, without running it: every stage
+    /// in order with its case instance, its slaves and its tags (--json for all of it).
+    Plan {
+        suite: String,
+        #[command(flatten)]
+        options: RunArgs,
     },
     /// List sessions, newest first.
     Sessions {
@@ -125,7 +133,8 @@ fn main() -> ExitCode {
     }
     let api = || client::ApiClient::new(&cli.master, cli.token.clone());
     let result = match &cli.command {
-        Command::Run { suite, wait, cases, skip } => commands::run(&api(), suite, cases, skip, *wait, cli.json),
+        Command::Run { suite, wait, options } => commands::run(&api(), suite, options, *wait, cli.json),
+        Command::Plan { suite, options } => commands::plan(&api(), suite, options, cli.json),
         Command::Sessions { suite, state, limit } => {
             commands::sessions(&api(), suite.as_deref(), state.as_deref(), *limit, cli.json)
         }

@@ -7,6 +7,7 @@
 //! - [`schedule`] — cron schedules, in string or XrdTest's table form.
 //! - [`script`] — where a script comes from (`file://`, `http(s)://` or inline text).
 //! - [`tags`] — `@tag@` expansion and the `@diskmounts@` commands.
+//! - [`matrix`] — case instances of a `[matrix]` or `[[parametrize]]`.
 //! - [`suite`] — `suites/<name>/suite.toml` and its `tc/<case>/` folders.
 //! - [`cluster`] — `clusters/<name>/cluster.toml`: network, hosts, disks.
 //! - [`repository`] — loading a whole definitions repository, with checks across files.
@@ -17,6 +18,7 @@
 
 pub mod cluster;
 pub mod error;
+pub mod matrix;
 pub mod repository;
 pub mod schedule;
 pub mod script;
@@ -27,6 +29,7 @@ pub mod units;
 
 pub use cluster::{Boot, Cluster, Disk, Host, Network};
 pub use error::DefError;
+pub use matrix::CaseInstance;
 pub use repository::{load_repository, LoadReport, Repository};
 pub use schedule::Schedule;
 pub use script::ScriptSource;

@@ -8,10 +8,10 @@ use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
 use crate::error::DefError;
+use crate::matrix::{case_instances, check_tags, scalar_text, CaseInstance, Node};
 use crate::schedule::Schedule;
 use crate::script::ScriptSource;
 use crate::source::{Checker, SourceFile};
-use crate::tags::{is_tag_name, BUILTIN_TAGS};
 use crate::units::parse_duration;
 
 /// Stage timeout when neither the suite nor the case gives one.
@@ -41,6 +41,12 @@ pub struct Suite {
     pub stage_timeout: Duration,
     /// User-defined `@tags@`.
     pub tags: BTreeMap<String, String>,
+    /// Passes over the case list a session makes (at least 1).
+    pub repeat: u32,
+    /// How many more times a failed case instance is run (its case's `retries` wins).
+    pub retries: u32,
+    /// After the first failed case, run no more cases (suite finalize still runs).
+    pub exit_first: bool,
 }
 
 /// One test case: `tc/<name>/` with `init.sh`, `run.sh` and optional `finalize.sh`.
@@ -53,12 +59,24 @@ pub struct TestCase {
     pub finalize: Option<PathBuf>,
     /// Overrides the suite's stage timeout for this case's stages.
     pub stage_timeout: Option<Duration>,
+    /// `[tags]` of `case.toml`: over the suite's tags in this case's stages.
+    pub tags: BTreeMap<String, String>,
+    /// Overrides the suite's `retries` for this case.
+    pub retries: Option<u32>,
+    /// Its instances, in order: one per `[matrix]` combination or `[[parametrize]]` entry,
+    /// or the case itself alone.
+    pub instances: Vec<CaseInstance>,
 }
 
 impl TestCase {
     /// The timeout that applies to this case's stages in `suite`.
     pub fn effective_timeout(&self, suite: &Suite) -> Duration {
         self.stage_timeout.unwrap_or(suite.stage_timeout)
+    }
+
+    /// How many more times a failed instance of this case runs in `suite`.
+    pub fn effective_retries(&self, suite: &Suite) -> u32 {
+        self.retries.unwrap_or(suite.retries)
     }
 }
 
@@ -109,6 +127,9 @@ struct RawSuite {
     alert_failure: Option<Spanned<String>>,
     stage_timeout: Option<Spanned<toml::Value>>,
     tags: Option<BTreeMap<String, Spanned<toml::Value>>>,
+    repeat: Option<Spanned<toml::Value>>,
+    retries: Option<Spanned<toml::Value>>,
+    exit_first: Option<Spanned<toml::Value>>,
 }
 
 #[derive(Deserialize)]
@@ -116,6 +137,10 @@ struct RawSuite {
 struct RawCase {
     description: Option<String>,
     stage_timeout: Option<Spanned<toml::Value>>,
+    retries: Option<Spanned<toml::Value>>,
+    tags: Option<BTreeMap<String, Spanned<toml::Value>>>,
+    matrix: Option<Spanned<Node>>,
+    parametrize: Option<Spanned<Node>>,
 }
 
 /// Loads and checks `suite.toml` in `dir` and the test cases it names. Checks against
@@ -288,19 +313,21 @@ fn check_suite(check: &mut Checker, raw: &RawSuite, dir: &Path, folder: &str) ->
         Some(value) => timeout_value(value).map_err(|message| check.at(value, "stage_timeout", message)).ok(),
         None => Some(DEFAULT_STAGE_TIMEOUT),
     };
-    let mut tags = BTreeMap::new();
-    for (key, value) in raw.tags.iter().flatten() {
-        let field = format!("tags.{key}");
-        if !is_tag_name(key) {
-            check.at(value, &field, format!("`{key}` is not a tag name (letters, digits and `_`)"));
-        } else if BUILTIN_TAGS.contains(&key.as_str()) {
-            check.at(value, &field, format!("`@{key}@` is built in and cannot be redefined"));
-        } else if let Some(text) = scalar_text(value.get_ref()) {
-            tags.insert(key.clone(), text);
-        } else {
-            check.at(value, &field, "a tag's value must be a string, number or boolean");
-        }
-    }
+    let tags = check_tags(check, raw.tags.as_ref());
+    let repeat = match &raw.repeat {
+        Some(value) => count_value(value, 1)
+            .map_err(|message| check.at(value, "repeat", format!("{message}: a session makes at least one pass")))
+            .ok(),
+        None => Some(1),
+    };
+    let retries = match &raw.retries {
+        Some(value) => count_value(value, 0).map_err(|message| check.at(value, "retries", message)).ok(),
+        None => Some(0),
+    };
+    let exit_first = match &raw.exit_first {
+        Some(value) => bool_value(value).map_err(|message| check.at(value, "exit_first", message)).ok(),
+        None => Some(false),
+    };
 
     Some(Suite {
         name: name?,
@@ -324,6 +351,9 @@ fn check_suite(check: &mut Checker, raw: &RawSuite, dir: &Path, folder: &str) ->
         alert_failure: alert_failure?,
         stage_timeout: stage_timeout?,
         tags,
+        repeat: repeat?,
+        retries: retries?,
+        exit_first: exit_first?,
     })
 }
 
@@ -348,21 +378,25 @@ fn load_case(suite_dir: &Path, name: &str) -> Result<TestCase, Vec<CaseProblem>>
     let case_file = dir.join("case.toml");
     let mut description = None;
     let mut stage_timeout = None;
+    let mut tags = BTreeMap::new();
+    let mut retries = None;
+    let mut instances = Some(vec![CaseInstance::plain(name)]);
     if case_file.exists() {
         let parsed = SourceFile::read(&case_file).and_then(|src| Ok((src.parse::<RawCase>()?, src)));
         match parsed {
             Ok((raw, src)) => {
+                let mut check = Checker::new(&src);
                 description = raw.description;
                 if let Some(value) = &raw.stage_timeout {
-                    match timeout_value(value) {
-                        Ok(timeout) => stage_timeout = Some(timeout),
-                        Err(message) => problems.push(CaseProblem::InCaseFile(src.error_at(
-                            &value.span(),
-                            "stage_timeout",
-                            message,
-                        ))),
-                    }
+                    stage_timeout =
+                        timeout_value(value).map_err(|message| check.at(value, "stage_timeout", message)).ok();
                 }
+                if let Some(value) = &raw.retries {
+                    retries = count_value(value, 0).map_err(|message| check.at(value, "retries", message)).ok();
+                }
+                tags = check_tags(&mut check, raw.tags.as_ref());
+                instances = case_instances(&mut check, name, raw.matrix.as_ref(), raw.parametrize.as_ref());
+                problems.extend(check.errors.into_iter().map(CaseProblem::InCaseFile));
             }
             Err(error) => problems.push(CaseProblem::InCaseFile(error)),
         }
@@ -378,6 +412,9 @@ fn load_case(suite_dir: &Path, name: &str) -> Result<TestCase, Vec<CaseProblem>>
         run: dir.join("run.sh"),
         finalize: finalize.is_file().then_some(finalize),
         stage_timeout,
+        tags,
+        retries,
+        instances: instances.unwrap_or_default(),
     })
 }
 
@@ -395,13 +432,20 @@ fn timeout_value(value: &Spanned<toml::Value>) -> Result<Duration, String> {
     Ok(duration)
 }
 
-fn scalar_text(value: &toml::Value) -> Option<String> {
-    match value {
-        toml::Value::String(s) => Some(s.clone()),
-        toml::Value::Integer(n) => Some(n.to_string()),
-        toml::Value::Float(f) => Some(f.to_string()),
-        toml::Value::Boolean(b) => Some(b.to_string()),
-        _ => None,
+/// A count such as `repeat` or `retries`: a whole number, at least `min`.
+fn count_value(value: &Spanned<toml::Value>, min: u32) -> Result<u32, String> {
+    match value.get_ref() {
+        toml::Value::Integer(n) if *n < 0 => Err(format!("{n} is negative")),
+        toml::Value::Integer(n) if *n < i64::from(min) => Err(format!("{n} is less than {min}")),
+        toml::Value::Integer(n) => u32::try_from(*n).map_err(|_| format!("{n} is too large (at most {})", u32::MAX)),
+        other => Err(format!("expected a whole number, found {}", other.type_str())),
+    }
+}
+
+fn bool_value(value: &Spanned<toml::Value>) -> Result<bool, String> {
+    match value.get_ref() {
+        toml::Value::Boolean(b) => Ok(*b),
+        other => Err(format!("expected true or false, found {}", other.type_str())),
     }
 }
 

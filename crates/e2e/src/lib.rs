@@ -600,12 +600,26 @@ pub struct Case {
     pub run: String,
     pub finalize: Option<String>,
     pub stage_timeout: Option<String>,
+    /// More `case.toml` lines (`retries`, `[tags]`, `[matrix]`...).
+    pub extra: String,
 }
 
 impl Case {
     /// A case whose init and run do nothing and succeed, without finalize.
     pub fn new(name: &str) -> Case {
-        Case { name: name.into(), init: "true\n".into(), run: "true\n".into(), finalize: None, stage_timeout: None }
+        Case {
+            name: name.into(),
+            init: "true\n".into(),
+            run: "true\n".into(),
+            finalize: None,
+            stage_timeout: None,
+            extra: String::new(),
+        }
+    }
+    pub fn extra(mut self, lines: &str) -> Case {
+        self.extra.push_str(lines);
+        self.extra.push('\n');
+        self
     }
     pub fn init(mut self, script: impl Into<String>) -> Case {
         self.init = script.into();
@@ -712,9 +726,13 @@ impl Suite {
             if let Some(finalize) = &case.finalize {
                 fs::write(case_dir.join("finalize.sh"), finalize).expect("finalize.sh");
             }
+            let mut case_toml = String::new();
             if let Some(timeout) = &case.stage_timeout {
-                fs::write(case_dir.join("case.toml"), format!("stage_timeout = {}\n", toml_string(timeout)))
-                    .expect("case.toml");
+                case_toml.push_str(&format!("stage_timeout = {}\n", toml_string(timeout)));
+            }
+            case_toml.push_str(&case.extra);
+            if !case_toml.is_empty() {
+                fs::write(case_dir.join("case.toml"), case_toml).expect("case.toml");
             }
         }
     }

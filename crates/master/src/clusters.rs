@@ -46,6 +46,11 @@ pub struct ClusterEntry {
     pub steps: Vec<ClusterStep>,
     /// A stop was sent: later reports of the start going on do not make it usable again.
     pub stop_requested: bool,
+    /// Kept up after this session failed (`keep_on_failure`), so a person can look: no
+    /// session uses it and `state` reads `held` until the hold ends.
+    pub held_for: Option<SessionId>,
+    /// When the hold ends (Unix ms) and the master stops the cluster.
+    pub held_until_ms: Option<u64>,
 }
 
 impl ClusterEntry {
@@ -56,9 +61,27 @@ impl ClusterEntry {
 
     /// Whether a session may run on it now or once it is active: not over, no stop asked.
     pub fn is_usable(&self) -> bool {
-        !self.is_over() && !self.stop_requested && is_live(self.raw_state)
+        !self.is_over() && !self.stop_requested && is_live(self.raw_state) && self.held_for.is_none()
+    }
+
+    /// How long the hold has left at `now_ms` (0 once it is due); `None`: not held.
+    pub fn held_left_ms(&self, now_ms: u64) -> Option<u64> {
+        self.held_for.and(self.held_until_ms).map(|until| until.saturating_sub(now_ms))
     }
 }
+
+/// What the board says of a cluster's state: `held` while a hold lasts and the cluster is
+/// up (or coming up), else the hypervisor's state.
+fn shown_state(raw: ClusterState, held: bool) -> &'static str {
+    if held && is_live(raw) {
+        HELD
+    } else {
+        cluster_state_name(raw)
+    }
+}
+
+/// The state name of a cluster kept up after its session failed.
+pub const HELD: &str = "held";
 
 /// A state in which the cluster exists or is being made (not stopping, stopped or broken).
 pub fn is_live(state: ClusterState) -> bool {
@@ -129,6 +152,25 @@ impl Default for ClusterBoard {
 pub enum StopRefusal {
     NotRunning,
     InUse(SessionId),
+}
+
+/// A stop by hand that may go ahead.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StopClaim {
+    pub hypervisor: String,
+    /// It was held after this session failed: the stop ends the hold early.
+    pub ended_hold_of: Option<SessionId>,
+}
+
+/// Why a cluster cannot be held after its session.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HoldRefusal {
+    #[error("the cluster is no longer on the board")]
+    Gone,
+    #[error("the cluster was not started by this session")]
+    NotOwn,
+    #[error("the cluster is {0}, not up")]
+    NotUp(&'static str),
 }
 
 /// Why a cluster cannot be started.
@@ -240,7 +282,8 @@ impl ClusterBoard {
     /// hypervisor's name and the master address for the cluster's network.
     pub fn reserve(&self, cluster: &Cluster, owner: ClusterOwner) -> Result<(String, Option<IpAddr>), ReserveError> {
         let mut inner = self.lock();
-        if let Some(entry) = inner.clusters.get(&cluster.name).filter(|e| !e.is_over()) {
+        // A held cluster stays until its hold ends, even broken: the master stops it then.
+        if let Some(entry) = inner.clusters.get(&cluster.name).filter(|e| !e.is_over() || e.held_for.is_some()) {
             return Err(ReserveError::Busy {
                 cluster: cluster.name.clone(),
                 state: entry.state,
@@ -285,6 +328,8 @@ impl ClusterBoard {
             updated_ms: now,
             steps: Vec::new(),
             stop_requested: false,
+            held_for: None,
+            held_until_ms: None,
         };
         record_step(&mut entry, ClusterState::DefinitionSent, &format!("sent to {hypervisor}"));
         // Capacity is counted now, so two clusters reserved at once do not both fit in one gap.
@@ -297,9 +342,9 @@ impl ClusterBoard {
     }
 
     /// For a stop by hand: refuses a cluster that is not running or that a session uses,
-    /// else marks the stop as asked (so no session takes it any more) and returns its
-    /// hypervisor.
-    pub fn claim_stop(&self, cluster: &str) -> Result<String, StopRefusal> {
+    /// else marks the stop as asked (so no session takes it any more), ends its hold if it
+    /// is held, and returns its hypervisor.
+    pub fn claim_stop(&self, cluster: &str) -> Result<StopClaim, StopRefusal> {
         let mut inner = self.lock();
         let entry = inner.clusters.get_mut(cluster).ok_or(StopRefusal::NotRunning)?;
         if let Some(id) = entry.in_use_by {
@@ -309,7 +354,47 @@ impl ClusterBoard {
             return Err(StopRefusal::NotRunning);
         }
         entry.stop_requested = true;
-        Ok(entry.hypervisor.clone())
+        let ended_hold_of = take_hold(entry);
+        Ok(StopClaim { hypervisor: entry.hypervisor.clone(), ended_hold_of })
+    }
+
+    /// Keeps the cluster session `id` started up after the session, until `until_ms`: no
+    /// session uses it meanwhile and it shows as `held`. Refused unless the cluster is the
+    /// session's own and up or coming up (a broken one is stopped as usual).
+    pub fn hold(&self, cluster: &str, id: SessionId, until_ms: u64, detail: &str) -> Result<(), HoldRefusal> {
+        let raw_state = {
+            let mut inner = self.lock();
+            let entry = inner.clusters.get_mut(cluster).ok_or(HoldRefusal::Gone)?;
+            if entry.owner != ClusterOwner::Session(id) {
+                return Err(HoldRefusal::NotOwn);
+            }
+            if !entry.is_usable() {
+                return Err(HoldRefusal::NotUp(entry.state));
+            }
+            entry.in_use_by = None;
+            entry.held_for = Some(id);
+            entry.held_until_ms = Some(until_ms);
+            push_named_step(entry, HELD, detail);
+            entry.raw_state
+        };
+        // Live views redraw; the state itself has not changed on the hypervisor.
+        let _ =
+            self.events.send(ClusterEvent { cluster: cluster.to_string(), state: raw_state, detail: detail.into() });
+        Ok(())
+    }
+
+    /// Ends the hold of session `id` on `cluster` (its time is up, or the cluster broke)
+    /// and marks the stop as asked; returns the hypervisor to send the stop to. `None`: the
+    /// hold had already ended (a stop by hand took it).
+    pub fn end_hold(&self, cluster: &str, id: SessionId) -> Option<String> {
+        let mut inner = self.lock();
+        let entry = inner.clusters.get_mut(cluster)?;
+        if entry.held_for != Some(id) {
+            return None;
+        }
+        take_hold(entry);
+        entry.stop_requested = true;
+        Some(entry.hypervisor.clone())
     }
 
     /// Takes a cluster started by hand for session `id`, if it is usable and free: checked
@@ -346,15 +431,29 @@ impl ClusterBoard {
 }
 
 fn record_step(entry: &mut ClusterEntry, state: ClusterState, detail: &str) {
-    let now = now_ms();
     entry.raw_state = state;
-    entry.state = cluster_state_name(state);
+    push_named_step(entry, cluster_state_name(state), detail);
+    entry.state = shown_state(state, entry.held_for.is_some());
+}
+
+/// Adds a step named `name` to the history and makes it the entry's current detail.
+fn push_named_step(entry: &mut ClusterEntry, name: &'static str, detail: &str) {
+    let now = now_ms();
+    entry.state = name;
     entry.detail = detail.to_string();
     entry.updated_ms = now;
     if entry.steps.len() >= HISTORY_KEPT {
         entry.steps.remove(0);
     }
-    entry.steps.push(ClusterStep { unix_ms: now, state: entry.state.to_string(), detail: detail.to_string() });
+    entry.steps.push(ClusterStep { unix_ms: now, state: name.to_string(), detail: detail.to_string() });
+}
+
+/// Clears a hold (the state shows the hypervisor's again); returns whose it was.
+fn take_hold(entry: &mut ClusterEntry) -> Option<SessionId> {
+    let held_for = entry.held_for.take();
+    entry.held_until_ms = None;
+    entry.state = shown_state(entry.raw_state, false);
+    held_for
 }
 
 /// The `StartCluster` message for `cluster`.
@@ -569,11 +668,79 @@ mod tests {
         assert_eq!(board.lease_manual("c1", 6).map(|e| e.name), None, "one session at a time");
         assert_eq!(board.claim_stop("c1"), Err(StopRefusal::InUse(5)));
         board.set_in_use("c1", None);
-        assert_eq!(board.claim_stop("c1"), Ok("hv".to_string()));
+        assert_eq!(board.claim_stop("c1"), Ok(StopClaim { hypervisor: "hv".into(), ended_hold_of: None }));
         // The start's late report of `active` does not make it usable again.
         board.cluster_status("hv", &active);
         assert!(board.lease_manual("c1", 7).is_none());
         assert_eq!(board.claim_stop("nope"), Err(StopRefusal::NotRunning));
+    }
+
+    fn active(board: &ClusterBoard, name: &str) {
+        board.cluster_status(
+            "hv",
+            &ClusterStatus { cluster: name.into(), state: ClusterState::Active, detail: String::new() },
+        );
+    }
+
+    #[test]
+    fn a_held_cluster_shows_held_stays_taken_and_a_stop_by_hand_ends_the_hold() {
+        let board = ClusterBoard::default();
+        board.hypervisor_connected("hv", None);
+        board.hypervisor_status("hv", status(16, 0, 16384, 0));
+        let c = cluster("c1", 1, 128);
+        board.reserve(&c, ClusterOwner::Session(4)).expect("start");
+        active(&board, "c1");
+        assert_eq!(board.hold("c1", 5, 1_000, "kept"), Err(HoldRefusal::NotOwn));
+        assert_eq!(board.hold("nope", 4, 1_000, "kept"), Err(HoldRefusal::Gone));
+        board.hold("c1", 4, 90_000, "kept until later").expect("held");
+        let entry = board.cluster("c1").unwrap();
+        assert_eq!((entry.state, entry.raw_state, entry.in_use_by), (HELD, ClusterState::Active, None));
+        assert_eq!(
+            (entry.held_for, entry.held_until_ms, entry.held_left_ms(60_000)),
+            (Some(4), Some(90_000), Some(30_000))
+        );
+        assert_eq!(entry.held_left_ms(100_000), Some(0));
+        assert_eq!(entry.steps.last().map(|s| (s.state.as_str(), s.detail.as_str())), Some((HELD, "kept until later")));
+        assert!(!entry.is_usable());
+        // Nobody starts it again meanwhile, and a repeated report keeps it held.
+        assert!(matches!(board.reserve(&c, ClusterOwner::Manual), Err(ReserveError::Busy { state: HELD, .. })));
+        active(&board, "c1");
+        assert_eq!(board.cluster("c1").unwrap().state, HELD);
+        // A stop by hand is allowed and ends the hold.
+        assert_eq!(board.claim_stop("c1"), Ok(StopClaim { hypervisor: "hv".into(), ended_hold_of: Some(4) }));
+        let entry = board.cluster("c1").unwrap();
+        assert_eq!((entry.state, entry.held_for, entry.held_until_ms), ("active", None, None));
+        assert_eq!(board.end_hold("c1", 4), None, "the stop by hand took the hold first");
+    }
+
+    #[test]
+    fn a_hold_ends_once_and_a_broken_cluster_is_not_held_but_stays_taken_while_held() {
+        let board = ClusterBoard::default();
+        board.hypervisor_connected("hv", None);
+        board.hypervisor_status("hv", status(16, 0, 16384, 0));
+        let c = cluster("c1", 1, 128);
+        board.reserve(&c, ClusterOwner::Session(4)).expect("start");
+        active(&board, "c1");
+        board.hold("c1", 4, 90_000, "kept").expect("held");
+        // The hypervisor leaves: the cluster is in error, still held (the hold's watcher
+        // ends it) and not started again in between.
+        assert_eq!(board.hypervisor_gone("hv"), vec![("c1".to_string(), None)]);
+        assert_eq!(board.cluster("c1").unwrap().state, "error");
+        assert!(matches!(board.reserve(&c, ClusterOwner::Manual), Err(ReserveError::Busy { .. })));
+        assert_eq!(board.end_hold("c1", 5), None, "another session's hold");
+        assert_eq!(board.end_hold("c1", 4), Some("hv".to_string()));
+        assert_eq!(board.end_hold("c1", 4), None, "ended once");
+        let entry = board.cluster("c1").unwrap();
+        assert!(entry.stop_requested && entry.held_for.is_none());
+        // A cluster in error is not held.
+        board.hypervisor_connected("hv", None);
+        board.hypervisor_status("hv", status(16, 0, 16384, 0));
+        board.reserve(&c, ClusterOwner::Session(6)).expect("started again once over and no longer held");
+        board.cluster_status(
+            "hv",
+            &ClusterStatus { cluster: "c1".into(), state: ClusterState::ErrorStart, detail: "no image".into() },
+        );
+        assert_eq!(board.hold("c1", 6, 90_000, "kept"), Err(HoldRefusal::NotUp("error_start")));
     }
 
     #[test]

@@ -13,6 +13,7 @@ use tokio::sync::broadcast;
 use xrdtest_proto::{LogFile, StageId};
 
 use crate::master::Master;
+use crate::model::api::{PlanView, RunRequest};
 use crate::model::{SessionId, SessionRecord, SessionState, SessionSummary, Trigger};
 
 pub use crate::catalog::{Definitions, Origin, RepoStatus};
@@ -23,7 +24,7 @@ pub use crate::config::{RepoConfig, RepoSource, WebConfig, WebTls};
 pub use crate::master::{CancelError, ClusterCommandError, SubmitError};
 pub use crate::peers::{PeerEvent, PeerInfo};
 pub use crate::scheduler::ScheduleStatus;
-pub use crate::session::selection::Selection;
+pub use crate::session::plan::PlanError;
 pub use crate::store::{HistoryFilter, OutputChunkLines, SessionFilter, StoreError};
 
 /// The core as the API and the dashboard see it.
@@ -221,14 +222,21 @@ impl CoreHandle {
         self.master.submit(suite, trigger)
     }
 
-    /// Creates a session of the selected cases of a suite (`--case`, `--skip`).
-    pub fn submit_selected(
+    /// Creates a session of a suite as a run request asks (`--case`, `--param`,
+    /// `--repeat`...). A request that does not fit the suite creates nothing.
+    pub fn submit_request(
         &self,
         suite: &str,
         trigger: Trigger,
-        selection: &Selection,
+        request: &RunRequest,
     ) -> Result<SessionId, SubmitError> {
-        self.master.submit_selected(suite, trigger, selection)
+        self.master.submit_request(suite, trigger, request)
+    }
+
+    /// What a session of a suite with this request would run (`xrdtest plan`).
+    pub fn plan(&self, suite: &str, request: &RunRequest) -> Result<PlanView, SubmitError> {
+        let planned = self.master.plan_request(suite, request)?;
+        Ok(planned.plan.view(&planned.suite))
     }
 
     /// Cancels a queued or running session.

@@ -16,21 +16,31 @@ use crate::catalog::{Definitions, DefinitionsService};
 use crate::cluster_control::{ClusterControl, StartError};
 use crate::clusters::{ClusterBoard, ClusterOwner, ReserveError, StopRefusal};
 use crate::config::MasterConfig;
-use crate::model::{
-    now_ms, CaseRecord, CaseState, SessionId, SessionRecord, SessionState, StageRecord, StageRun, Trigger,
-};
+use crate::model::api::RunRequest;
+use crate::model::{now_ms, CaseState, RunOptions, SessionId, SessionRecord, SessionState, Trigger};
 use crate::peers::Peers;
 use crate::scheduler::{ScheduleBoard, Starter};
-use crate::session::cluster::new_run;
-use crate::session::rules::{plan, StopRequest};
+use crate::session::cluster::{new_run, watch_hold};
+use crate::session::plan::{default_options, options_from_request, Plan, PlanError};
+use crate::session::rules::StopRequest;
 use crate::session::runner::run_session;
-use crate::session::selection::{Selection, UnknownCase};
 use crate::session::SessionHost;
 use crate::store::Store;
+
+/// A session ready to be created: what a run request resolved to.
+pub struct Planned {
+    pub suite: Suite,
+    pub plan: Plan,
+    /// The suite's cluster as defined now.
+    pub cluster: Option<Cluster>,
+    /// The commit of the definitions, from a git repository.
+    pub commit: Option<String>,
+}
 
 struct Queued {
     id: SessionId,
     suite: Suite,
+    plan: Plan,
     /// The suite's cluster as defined when the session was created.
     cluster: Option<Cluster>,
     /// What the session holds while it runs: its slaves, and `cluster:<name>` for a
@@ -67,6 +77,25 @@ impl Queue {
         self.waiting = still_waiting;
         runnable
     }
+
+    /// A session ended: its resources are free again, but for `kept` (the cluster it left
+    /// held), which stays taken until [`Queue::free`].
+    fn release(&mut self, id: SessionId, resources: &[String], kept: Option<&str>) {
+        self.running.remove(&id);
+        for resource in resources.iter().filter(|r| Some(r.as_str()) != kept) {
+            self.busy.remove(resource);
+        }
+    }
+
+    /// A resource kept after its session (a held cluster) is free again.
+    fn free(&mut self, resource: &str) {
+        self.busy.remove(resource);
+    }
+}
+
+/// The queue's name of a cluster: a resource two sessions never share.
+fn cluster_resource(cluster: &str) -> String {
+    format!("cluster:{cluster}")
 }
 
 /// Why a session could not be created.
@@ -76,8 +105,10 @@ pub enum SubmitError {
     UnknownSuite(String),
     #[error("no valid cluster named `{0}`")]
     UnknownCluster(String),
+    /// The run request does not fit the suite (an unknown case or parameter, a bad
+    /// option): nothing was created.
     #[error(transparent)]
-    UnknownCase(#[from] UnknownCase),
+    Plan(#[from] PlanError),
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),
 }
@@ -225,28 +256,45 @@ impl Master {
         ])
     }
 
-    /// Creates a session of `suite_name` and queues it. Returns at once with its id.
+    /// Creates a session of `suite_name` with the suite's own options (as a schedule
+    /// does) and queues it. Returns at once with its id.
     pub fn submit(self: &Arc<Self>, suite_name: &str, trigger: Trigger) -> Result<SessionId, SubmitError> {
-        self.submit_selected(suite_name, trigger, &Selection::default())
+        let planned = self.plan_with(suite_name, |suite| Ok(default_options(suite)))?;
+        self.enqueue(planned, trigger)
     }
 
-    /// Creates a session of the cases `selection` picks of `suite_name` and queues it. An
-    /// unknown case name creates nothing.
-    pub fn submit_selected(
+    /// Creates a session of `suite_name` as `request` asks (cases, parameters, repeats...)
+    /// and queues it. A request that does not fit the suite creates nothing.
+    pub fn submit_request(
         self: &Arc<Self>,
         suite_name: &str,
         trigger: Trigger,
-        selection: &Selection,
+        request: &RunRequest,
     ) -> Result<SessionId, SubmitError> {
-        // One snapshot: the suite, its cluster and its commit all of the same reload.
+        let planned = self.plan_request(suite_name, request)?;
+        self.enqueue(planned, trigger)
+    }
+
+    /// What a session of `suite_name` with `request` would run, without creating it.
+    pub fn plan_request(&self, suite_name: &str, request: &RunRequest) -> Result<Planned, SubmitError> {
+        self.plan_with(suite_name, |suite| options_from_request(request, suite))
+    }
+
+    /// The suite, its cluster and the plan, all of one snapshot of the definitions.
+    fn plan_with(
+        &self,
+        suite_name: &str,
+        options: impl FnOnce(&Suite) -> Result<RunOptions, PlanError>,
+    ) -> Result<Planned, SubmitError> {
         let definitions = self.definitions();
-        let mut suite = definitions
+        let suite = definitions
             .repository
             .suites
             .get(suite_name)
             .cloned()
             .ok_or_else(|| SubmitError::UnknownSuite(suite_name.to_string()))?;
-        selection.apply(&mut suite)?;
+        let options = options(&suite)?;
+        let plan = Plan::new(&suite, &options, &self.base_tags())?;
         let cluster = match &suite.cluster {
             Some(name) => Some(
                 definitions
@@ -258,17 +306,23 @@ impl Master {
             ),
             None => None,
         };
+        let commit = definitions.origins.get(suite_name).and_then(|o| o.commit.clone());
+        Ok(Planned { suite, plan, cluster, commit })
+    }
+
+    fn enqueue(self: &Arc<Self>, planned: Planned, trigger: Trigger) -> Result<SessionId, SubmitError> {
+        let Planned { suite, plan, cluster, commit } = planned;
         let id = self.store.next_session_id()?;
         let slaves = suite.machines.clone();
-        let mut record = new_record(id, &suite, trigger, slaves.clone());
-        record.commit = definitions.origins.get(suite_name).and_then(|o| o.commit.clone());
+        let mut record = new_record(id, &suite, &plan, trigger, slaves.clone());
+        record.commit = commit;
         info!(session = id, suite = %suite.name, trigger = ?record.trigger, "session created");
         self.save_durably(&record);
         let mut resources = slaves;
         if let Some(cluster) = &cluster {
             resources.push(format!("cluster:{}", cluster.name));
         }
-        self.queue().waiting.push_back(Queued { id, suite, cluster, resources });
+        self.queue().waiting.push_back(Queued { id, suite, plan, cluster, resources });
         self.start_what_can_run();
         Ok(id)
     }
@@ -288,20 +342,22 @@ impl Master {
         for (queued, cancel) in to_start {
             let master = self.clone();
             tokio::spawn(async move {
-                run_session(master.clone(), queued.id, queued.suite, queued.cluster, cancel).await;
-                master.release_slaves(queued.id, &queued.resources);
+                let held =
+                    run_session(master.clone(), queued.id, queued.suite, queued.plan, queued.cluster, cancel).await;
+                let kept = held.as_ref().map(|held| cluster_resource(&held.name));
+                master.release(queued.id, &queued.resources, kept.as_deref());
+                if let (Some(held), Some(kept)) = (held, kept) {
+                    // Sessions that need the cluster wait in the queue until it has stopped.
+                    watch_hold(&*master, held).await;
+                    master.queue().free(&kept);
+                    master.start_what_can_run();
+                }
             });
         }
     }
 
-    fn release_slaves(self: &Arc<Self>, id: SessionId, slaves: &[String]) {
-        {
-            let mut queue = self.queue();
-            queue.running.remove(&id);
-            for slave in slaves {
-                queue.busy.remove(slave);
-            }
-        }
+    fn release(self: &Arc<Self>, id: SessionId, resources: &[String], kept: Option<&str>) {
+        self.queue().release(id, resources, kept);
         self.start_what_can_run();
     }
 
@@ -392,19 +448,25 @@ impl Master {
         Ok(sent.hypervisor)
     }
 
-    /// Stops a cluster by hand. A cluster a session uses is refused: cancel the session.
+    /// Stops a cluster by hand: one started by hand, or one held after its session failed
+    /// (the hold ends now). A cluster a session uses is refused: cancel the session.
     pub async fn stop_cluster_by_hand(&self, name: &str) -> Result<String, ClusterCommandError> {
         // Checked and marked under one lock: no session can take the cluster in between.
-        let hypervisor = self.clusters.claim_stop(name).map_err(|refusal| match refusal {
+        let claim = self.clusters.claim_stop(name).map_err(|refusal| match refusal {
             StopRefusal::NotRunning => ClusterCommandError::NotRunning(name.to_string()),
             StopRefusal::InUse(id) => ClusterCommandError::InUse(name.to_string(), id),
         })?;
-        if !self.cluster_control().stop(name, &hypervisor, &format!("stop sent to {hypervisor} by hand")).await {
+        let hypervisor = claim.hypervisor;
+        let note = match claim.ended_hold_of {
+            Some(id) => format!("stop sent to {hypervisor} by hand, ending the hold after session {id}"),
+            None => format!("stop sent to {hypervisor} by hand"),
+        };
+        if !self.cluster_control().stop(name, &hypervisor, &note).await {
             let reason = format!("hypervisor {hypervisor} is not connected");
             self.clusters.mark(name, xrdtest_proto::ClusterState::ErrorStop, &reason);
             return Err(ClusterCommandError::Send(reason));
         }
-        info!(cluster = name, hypervisor = %hypervisor, "cluster stopped by hand");
+        info!(cluster = name, hypervisor = %hypervisor, session = ?claim.ended_hold_of, "cluster stopped by hand");
         Ok(hypervisor)
     }
 
@@ -463,41 +525,25 @@ fn request_stop(cancel: &watch::Sender<Option<StopRequest>>, request: StopReques
     });
 }
 
-/// A new session record with every planned stage pending.
-fn new_record(id: SessionId, suite: &Suite, trigger: Trigger, slaves: Vec<String>) -> SessionRecord {
-    let stages = plan(suite)
-        .into_iter()
-        .map(|planned| StageRecord {
-            stage: planned.stage,
-            timeout_ms: planned.timeout.as_millis() as u64,
-            skipped: None,
-            runs: slaves.iter().map(|slave| StageRun::pending(slave)).collect(),
-        })
-        .collect();
+/// A new session record with the plan's first stages and cases pending.
+fn new_record(id: SessionId, suite: &Suite, plan: &Plan, trigger: Trigger, slaves: Vec<String>) -> SessionRecord {
+    let (steps, cases) = plan.initial();
     SessionRecord {
         id,
         suite: suite.name.clone(),
         trigger,
-        definition_hash: crate::session::definition_hash(suite),
+        definition_hash: crate::session::definition_hash(suite, plan),
         commit: None,
-        slaves,
         state: SessionState::Queued,
         reason: None,
         created_ms: now_ms(),
         started_ms: None,
         ended_ms: None,
-        cases: suite
-            .tests
-            .iter()
-            .map(|case| CaseRecord {
-                name: case.name.clone(),
-                state: CaseState::Pending,
-                started_ms: None,
-                ended_ms: None,
-            })
-            .collect(),
-        stages,
+        cases,
+        stages: steps.iter().map(|step| plan.stage_record(step, &slaves)).collect(),
         cluster: suite.cluster.as_deref().map(new_run),
+        options: plan.options.clone(),
+        slaves,
     }
 }
 
@@ -509,7 +555,8 @@ mod tests {
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../suites");
         let report = xrdtest_defs::load_repository(&dir, &dir.join("../clusters"));
         let suite = report.repository.suites["ts_demo"].clone();
-        Queued { id, suite, cluster: None, resources: resources.iter().map(|r| r.to_string()).collect() }
+        let plan = Plan::new(&suite, &default_options(&suite), &BTreeMap::new()).unwrap();
+        Queued { id, suite, plan, cluster: None, resources: resources.iter().map(|r| r.to_string()).collect() }
     }
 
     fn ids(sessions: &[Queued]) -> Vec<SessionId> {
@@ -538,6 +585,24 @@ mod tests {
         queue.busy.remove("b");
         assert_eq!(ids(&queue.take_runnable()), [4]);
         assert!(queue.waiting.is_empty());
+    }
+
+    #[test]
+    fn a_held_cluster_stays_taken_after_its_session_and_its_slaves_are_free() {
+        let mut queue = Queue::default();
+        let pair = cluster_resource("pair");
+        queue.waiting.extend([queued(1, &["h1", &pair])]);
+        assert_eq!(ids(&queue.take_runnable()), [1]);
+        queue.waiting.extend([queued(2, &["h1", &pair]), queued(3, &["h1"])]);
+        queue.release(1, &["h1".to_string(), pair.clone()], Some(&pair));
+        // 2 waits for the held cluster; 3 may not overtake it for h1 either.
+        assert!(queue.take_runnable().is_empty());
+        assert!(queue.busy.contains(&pair) && !queue.busy.contains("h1"));
+        queue.free(&pair);
+        assert_eq!(ids(&queue.take_runnable()), [2]);
+        queue.release(2, &["h1".to_string(), pair.clone()], None);
+        assert!(queue.busy.is_empty());
+        assert_eq!(ids(&queue.take_runnable()), [3]);
     }
 
     #[test]

@@ -10,7 +10,8 @@
 //!   dashboard's result strips, history by suite and trends, without scanning them all);
 //! - `state_sessions`: state code ++ session id → () (the sessions in each state: running
 //!   and queued ones for the dashboard, failures, history by state);
-//! - `meta`: counters, and the version of the indexes (built at open when missing).
+//! - `meta`: counters, the schema version of the records, and the version of the indexes
+//!   (built at open when missing); while a schema migration is under way, where it is.
 //!
 //! Output bytes live in append-only files, `output/<stage id>.out`, beside the sled
 //! database: sled 0.34 keeps every value written in memory until its cache evicts it, and
@@ -19,17 +20,27 @@
 //! entry replaced, so resends never duplicate output.
 //!
 //! Values are bincode 2 (serde). Keys are big-endian so trees iterate in id order.
+//!
+//! A store of an older schema is migrated when it is opened, before anything reads it: every
+//! record of the trees whose types changed is decoded with the types the model kept for that
+//! schema and written again with today's (`check_schema`). A migration is cut in
+//! steps that each commit atomically with a note of how far it got, so one stopped by a
+//! crash or an unreadable record goes on where it stopped at the next open, and a build of
+//! the old schema refuses the half-migrated store instead of misreading it.
 
+use std::convert::Infallible;
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
+use std::ops::Bound;
 use std::path::{Path, PathBuf};
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+use sled::transaction::{ConflictableTransactionResult, TransactionError, Transactional};
 use xrdtest_proto::{LogFile, OutputLine, StageId};
 
 use crate::model::storage::{self, state_code, SCHEMA_VERSION};
-use crate::model::{SessionId, SessionRecord, SessionState, SessionSummary};
+use crate::model::{v1, SessionId, SessionRecord, SessionState, SessionSummary};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -81,6 +92,37 @@ pub type OutputChunkLines = (u64, Vec<OutputLine>);
 /// Version of the `suite_sessions` and `state_sessions` indexes; a store without it (made
 /// before they existed) has them built from its summaries when opened.
 const INDEX_VERSION: u64 = 1;
+
+/// `meta` key present while a schema migration is under way: the schema it migrates from
+/// (`schema_version` then already holds the one it migrates to, so that a build of the old
+/// schema refuses the store).
+const MIGRATING_FROM: &str = "migrating_from";
+
+/// `meta` key of the last key of `tree` the migration under way has rewritten.
+fn migrated_until_key(tree: &str) -> String {
+    format!("migrated_until/{tree}")
+}
+
+/// At most this many records, and about this many bytes of them, are rewritten in one
+/// transaction of a migration: what it holds in memory at once.
+const MIGRATION_CHUNK_RECORDS: usize = 256;
+const MIGRATION_CHUNK_BYTES: usize = 8 << 20;
+
+/// How a migration rewrites one record: the old bytes in, the new bytes out.
+type Rewrite = fn(&[u8]) -> Result<Vec<u8>, StoreError>;
+
+/// Schema 1 to 2, `sessions`: a record gained the fields of repeats, retries and matrix
+/// instances, and its run options.
+fn session_1_to_2(bytes: &[u8]) -> Result<Vec<u8>, StoreError> {
+    let old: v1::SessionRecord = decode("sessions", bytes)?;
+    encode(&SessionRecord::from(old))
+}
+
+/// Schema 1 to 2, `summaries`: a summary gained the count of flaky cases.
+fn summary_1_to_2(bytes: &[u8]) -> Result<Vec<u8>, StoreError> {
+    let old: v1::SessionSummary = decode("summaries", bytes)?;
+    encode(&SessionSummary::from(old))
+}
 
 /// Filters for listing sessions.
 #[derive(Debug, Clone, Default)]
@@ -156,27 +198,127 @@ impl Store {
     /// The schema version of the records in this store. A store from before versions were
     /// kept holds schema 1 (the encoding did not change when the version was introduced).
     pub fn schema_version(&self) -> Result<u32, StoreError> {
-        let Some(bytes) = self.meta.get("schema_version")? else { return Ok(1) };
+        Ok(self.meta_u32("schema_version")?.unwrap_or(1))
+    }
+
+    /// A `u32` kept in `meta`, if there is one.
+    fn meta_u32(&self, key: &str) -> Result<Option<u32>, StoreError> {
+        let Some(bytes) = self.meta.get(key)? else { return Ok(None) };
         let bytes: [u8; 4] = bytes.as_ref().try_into().map_err(|_| StoreError::Corrupt {
             tree: "meta",
-            message: format!("schema_version is {} bytes, not 4", bytes.len()),
+            message: format!("{key} is {} bytes, not 4", bytes.len()),
         })?;
-        Ok(u32::from_be_bytes(bytes))
+        Ok(Some(u32::from_be_bytes(bytes)))
     }
 
     /// Refuses a store of a newer schema (its records would be misread) and brings an older
-    /// one up to [`SCHEMA_VERSION`], record by record, before anything reads it.
+    /// one up to [`SCHEMA_VERSION`], schema by schema, before anything reads it. A migration
+    /// that stopped half-way (a crash, an unreadable record) goes on where it stopped.
     fn check_schema(&self) -> Result<(), StoreError> {
         let found = self.schema_version()?;
-        // One arm per schema this build reads: a new schema must say here how the one
-        // before it becomes it (decode with the kept old types, encode with the new).
-        match found {
-            // Schema 1 is the first; stores from before versions were kept are schema 1.
-            1 => {}
-            _ => return Err(StoreError::NewerSchema { found, known: SCHEMA_VERSION }),
+        if found > SCHEMA_VERSION {
+            return Err(StoreError::NewerSchema { found, known: SCHEMA_VERSION });
+        }
+        let mut schema = self.meta_u32(MIGRATING_FROM)?.unwrap_or(found);
+        while schema < SCHEMA_VERSION {
+            // One arm per older schema this build reads: how it becomes the next one
+            // (decode with the types the model kept for it, encode with the next ones).
+            match schema {
+                // Stores from before versions were kept are schema 1.
+                1 => self.migrate(
+                    1,
+                    &[("sessions", &self.sessions, session_1_to_2), ("summaries", &self.summaries, summary_1_to_2)],
+                )?,
+                _ => {
+                    return Err(StoreError::Corrupt {
+                        tree: "meta",
+                        message: format!("schema version {schema} was never written by xrdtest"),
+                    })
+                }
+            }
+            schema += 1;
         }
         self.meta.insert("schema_version", &SCHEMA_VERSION.to_be_bytes())?;
         Ok(())
+    }
+
+    /// Rewrites every record of `trees` from schema `from` to `from + 1`, and flushes.
+    ///
+    /// Crash-safe by steps that each commit atomically (sled recovers a prefix of them):
+    /// first `schema_version` becomes `from + 1` with [`MIGRATING_FROM`] set (older builds
+    /// refuse the store from then on); then each tree is rewritten in chunks, each chunk in
+    /// one transaction with the note of the last key it rewrote; last, the notes and
+    /// [`MIGRATING_FROM`] go. Started again after any step, it skips what was rewritten, so
+    /// no record is decoded twice, with the wrong types.
+    fn migrate(&self, from: u32, trees: &[(&'static str, &sled::Tree, Rewrite)]) -> Result<(), StoreError> {
+        let to = from + 1;
+        let resumed = self.meta.get(MIGRATING_FROM)?.is_some();
+        if !resumed {
+            let mut begin = sled::Batch::default();
+            begin.insert("schema_version", &to.to_be_bytes());
+            begin.insert(MIGRATING_FROM, &from.to_be_bytes());
+            self.meta.apply_batch(begin)?;
+        }
+        let mut counts = Vec::new();
+        for &(name, tree, rewrite) in trees {
+            counts.push(format!("{} {name}", self.rewrite_tree(name, tree, rewrite)?));
+        }
+        let mut end = sled::Batch::default();
+        for &(name, _, _) in trees {
+            end.remove(migrated_until_key(name).as_bytes());
+        }
+        end.remove(MIGRATING_FROM);
+        self.meta.apply_batch(end)?;
+        self.db.flush()?;
+        let what = if resumed { "went on migrating" } else { "migrated" };
+        tracing::info!("store: {what} from schema {from} to {to}: rewrote {}", counts.join(", "));
+        Ok(())
+    }
+
+    /// Rewrites the records of `tree` after the last one a migration already rewrote, chunk
+    /// by chunk; returns how many it rewrote.
+    fn rewrite_tree(&self, name: &'static str, tree: &sled::Tree, rewrite: Rewrite) -> Result<usize, StoreError> {
+        let note = migrated_until_key(name);
+        let mut after = self.meta.get(&note)?;
+        let mut rewritten = 0;
+        loop {
+            let entries = match &after {
+                Some(key) => tree.range::<sled::IVec, _>((Bound::Excluded(key.clone()), Bound::Unbounded)),
+                None => tree.iter(),
+            };
+            let mut chunk: Vec<(sled::IVec, Vec<u8>)> = Vec::new();
+            let mut bytes = 0;
+            for entry in entries {
+                let (key, value) = entry?;
+                let value = rewrite(&value).map_err(|err| match err {
+                    StoreError::Corrupt { tree, message } => {
+                        let key = id_of_key(&key).map_or_else(|| format!("{:?}", key.as_ref()), |id| id.to_string());
+                        StoreError::Corrupt { tree, message: format!("key {key}, migrating: {message}") }
+                    }
+                    other => other,
+                })?;
+                bytes += value.len();
+                chunk.push((key, value));
+                if chunk.len() == MIGRATION_CHUNK_RECORDS || bytes >= MIGRATION_CHUNK_BYTES {
+                    break;
+                }
+            }
+            let Some(last) = chunk.last().map(|(key, _)| key.clone()) else { return Ok(rewritten) };
+            (tree, &self.meta)
+                .transaction(|(tree, meta)| -> ConflictableTransactionResult<(), Infallible> {
+                    for (key, value) in &chunk {
+                        tree.insert(key.clone(), value.as_slice())?;
+                    }
+                    meta.insert(note.as_bytes(), last.clone())?;
+                    Ok(())
+                })
+                .map_err(|err| match err {
+                    TransactionError::Storage(err) => StoreError::Sled(err),
+                    TransactionError::Abort(never) => match never {},
+                })?;
+            rewritten += chunk.len();
+            after = Some(last);
+        }
     }
 
     /// Builds the suite and state indexes of a store written before they existed.
@@ -646,6 +788,7 @@ mod tests {
             cases: Vec::new(),
             stages: Vec::new(),
             cluster: None,
+            options: crate::model::RunOptions::default(),
         }
     }
 
@@ -854,5 +997,213 @@ mod tests {
         assert_eq!(chunks.len(), 3);
         assert!(!earlier);
         assert_eq!(store.output_tail_chunks(6, 10).unwrap(), (Vec::new(), false));
+    }
+
+    /// A schema-1 record of `ts_old` with two cases, one run, and three stages.
+    fn v1_record(id: SessionId) -> v1::SessionRecord {
+        use crate::model::{Stage, StageRun};
+        let stage = |stage: Stage| v1::StageRecord {
+            stage,
+            timeout_ms: 1_000,
+            skipped: None,
+            runs: vec![StageRun { stage_id: id * 10, ..StageRun::pending("s1") }],
+        };
+        v1::SessionRecord {
+            id,
+            suite: "ts_old".into(),
+            trigger: Trigger::Manual,
+            definition_hash: format!("sha256:{id}"),
+            commit: None,
+            slaves: vec!["s1".into()],
+            state: SessionState::Failed,
+            reason: Some(format!("failed cases: b{id}")),
+            created_ms: id,
+            started_ms: Some(id),
+            ended_ms: Some(id + 1),
+            cases: vec![
+                v1::CaseRecord {
+                    name: format!("b{id}"),
+                    state: v1::CaseState::Failed,
+                    started_ms: Some(id),
+                    ended_ms: Some(id + 1),
+                },
+                v1::CaseRecord { name: "c".into(), state: v1::CaseState::NotRun, started_ms: None, ended_ms: None },
+            ],
+            stages: vec![
+                stage(Stage::SuiteInit),
+                stage(Stage::CaseRun { case: format!("b{id}") }),
+                stage(Stage::SuiteFinalize),
+            ],
+            cluster: None,
+        }
+    }
+
+    fn v1_summary(record: &v1::SessionRecord) -> v1::SessionSummary {
+        v1::SessionSummary {
+            id: record.id,
+            suite: record.suite.clone(),
+            trigger: record.trigger,
+            state: record.state,
+            reason: record.reason.clone(),
+            created_ms: record.created_ms,
+            started_ms: record.started_ms,
+            ended_ms: record.ended_ms,
+            cases_passed: 0,
+            cases_failed: 2,
+            cases_total: 2,
+        }
+    }
+
+    /// [`Store::open`], retried while sled's lock is still held by a handle just dropped
+    /// (its background threads let go of it a moment later).
+    fn open_retrying(path: &Path) -> Result<Store, StoreError> {
+        let mut tries = 0;
+        loop {
+            match Store::open(path) {
+                Err(err) if tries < 100 && err.to_string().contains("could not acquire lock") => {
+                    tries += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// sled opened directly, as the tests write raw bytes. Without a flusher thread, so the
+    /// file lock is gone as soon as it is dropped; retried while a just-dropped store's
+    /// flusher still holds the lock.
+    fn raw_db(path: &Path) -> sled::Db {
+        let mut tries = 0;
+        loop {
+            match sled::Config::new().path(path).flush_every_ms(None).open() {
+                Ok(db) => return db,
+                Err(_) if tries < 100 => {
+                    tries += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                }
+                Err(err) => panic!("cannot open {}: {err}", path.display()),
+            }
+        }
+    }
+
+    /// A store as a schema-1 build left it (no schema version kept): `count` sessions.
+    fn write_schema_1_store(path: &Path, count: u64) {
+        let db = raw_db(path);
+        let (sessions, summaries) = (db.open_tree("sessions").unwrap(), db.open_tree("summaries").unwrap());
+        for id in 1..=count {
+            let record = v1_record(id);
+            sessions.insert(id.to_be_bytes(), storage::encode(&record).unwrap()).unwrap();
+            summaries.insert(id.to_be_bytes(), storage::encode(&v1_summary(&record)).unwrap()).unwrap();
+        }
+        db.flush().unwrap();
+    }
+
+    /// Every session of a migrated store of [`write_schema_1_store`] reads as its schema-1
+    /// record converted, with its summary, and no note of the migration is left.
+    fn assert_migrated(store: &Store, count: u64) {
+        assert_eq!(store.schema_version().unwrap(), SCHEMA_VERSION);
+        for id in 1..=count {
+            let record = store.session(id).unwrap().unwrap();
+            assert_eq!(record, SessionRecord::from(v1_record(id)), "session {id}");
+            assert_eq!(store.summary(id).unwrap().unwrap(), record.summary(), "summary of {id}");
+        }
+        assert_eq!(store.sessions.len(), count as usize);
+        let notes: Vec<String> = store
+            .meta
+            .iter()
+            .keys()
+            .map(|key| String::from_utf8_lossy(&key.unwrap()).into_owned())
+            .filter(|key| key.starts_with("migrat"))
+            .collect();
+        assert!(notes.is_empty(), "left in meta: {notes:?}");
+    }
+
+    fn meta_u32(path: &Path, key: &str) -> Option<u32> {
+        let db = raw_db(path);
+        let value = db.open_tree("meta").unwrap().get(key).unwrap();
+        value.map(|bytes| u32::from_be_bytes(bytes.as_ref().try_into().unwrap()))
+    }
+
+    #[test]
+    fn a_store_of_schema_1_is_migrated_in_chunks_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let count = 2 * MIGRATION_CHUNK_RECORDS as u64 + 7;
+        write_schema_1_store(dir.path(), count);
+        {
+            let store = open_retrying(dir.path()).unwrap();
+            assert_migrated(&store, count);
+            let record = store.session(3).unwrap().unwrap();
+            let cases: Vec<(&str, &str, u32, u32)> =
+                record.cases.iter().map(|c| (c.name.as_str(), c.case.as_str(), c.repetition, c.attempts)).collect();
+            assert_eq!(cases, [("b3", "b3", 1, 1), ("c", "c", 1, 0)]);
+            let stages: Vec<(u32, u32)> = record.stages.iter().map(|s| (s.repetition, s.attempt)).collect();
+            assert_eq!(stages, [(0, 0), (1, 1), (0, 0)]);
+            assert_eq!(record.options.repeat, 1);
+            assert_eq!(ids(&store.suite_recent("ts_old", 2).unwrap()), [count, count - 1]);
+        }
+        // Opened again, nothing is rewritten: the records are today's.
+        let store = open_retrying(dir.path()).unwrap();
+        assert_migrated(&store, count);
+    }
+
+    #[test]
+    fn a_migration_stopped_half_way_is_refused_by_older_builds_and_goes_on_where_it_stopped() {
+        let dir = tempfile::tempdir().unwrap();
+        let count = 2 * MIGRATION_CHUNK_RECORDS as u64 + 7;
+        write_schema_1_store(dir.path(), count);
+        // An unreadable record past the first chunk of sessions, and one summary.
+        let (bad_session, bad_summary) = (MIGRATION_CHUNK_RECORDS as u64 + 10, 5u64);
+        let raw = |tree: &str, id: u64, bytes: Vec<u8>| {
+            let db = raw_db(dir.path());
+            db.open_tree(tree).unwrap().insert(id.to_be_bytes(), bytes).unwrap();
+            db.flush().unwrap();
+        };
+        raw("sessions", bad_session, vec![0xff; 3]);
+        raw("summaries", bad_summary, vec![0xff; 3]);
+
+        let err = open_retrying(dir.path()).err().expect("an unreadable record stops the migration").to_string();
+        assert!(err.contains("`sessions`") && err.contains(&format!("key {bad_session}")), "{err}");
+        // Stopped after the first chunk: marked so that a schema-1 build refuses the store.
+        assert_eq!(meta_u32(dir.path(), "schema_version"), Some(2));
+        assert_eq!(meta_u32(dir.path(), MIGRATING_FROM), Some(1));
+        {
+            let db = raw_db(dir.path());
+            let until = db.open_tree("meta").unwrap().get(migrated_until_key("sessions")).unwrap().unwrap();
+            assert_eq!(until.as_ref(), (MIGRATION_CHUNK_RECORDS as u64).to_be_bytes());
+        }
+
+        // Mended, it goes on, and stops at the summary.
+        raw("sessions", bad_session, storage::encode(&v1_record(bad_session)).unwrap());
+        let err = open_retrying(dir.path()).err().expect("the summary stops it again").to_string();
+        assert!(err.contains("`summaries`") && err.contains(&format!("key {bad_summary}")), "{err}");
+        assert_eq!(meta_u32(dir.path(), MIGRATING_FROM), Some(1));
+
+        // Mended too, it ends; the records rewritten before each stop were not rewritten again.
+        raw("summaries", bad_summary, storage::encode(&v1_summary(&v1_record(bad_summary))).unwrap());
+        let store = open_retrying(dir.path()).unwrap();
+        assert_migrated(&store, count);
+        drop(store);
+        let store = open_retrying(dir.path()).unwrap();
+        assert_migrated(&store, count);
+    }
+
+    #[test]
+    fn a_store_of_schema_1_with_no_sessions_is_migrated_and_an_unknown_old_schema_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let db = raw_db(dir.path());
+            db.open_tree("meta").unwrap().insert("schema_version", &1u32.to_be_bytes()).unwrap();
+            db.flush().unwrap();
+        }
+        assert_migrated(&open_retrying(dir.path()).unwrap(), 0);
+
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let db = raw_db(dir.path());
+            db.open_tree("meta").unwrap().insert("schema_version", &0u32.to_be_bytes()).unwrap();
+            db.flush().unwrap();
+        }
+        let err = open_retrying(dir.path()).err().expect("schema 0 never existed").to_string();
+        assert!(err.contains("schema version 0"), "{err}");
     }
 }

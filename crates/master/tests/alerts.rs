@@ -225,15 +225,16 @@ fn run(slave: &str, stage_id: StageId, state: RunState, exit_code: Option<i32>) 
 fn case(name: &str, state: CaseState) -> CaseRecord {
     let ran = matches!(state, CaseState::Passed | CaseState::Failed);
     CaseRecord {
-        name: name.into(),
         state,
         started_ms: ran.then_some(1_700_000_001_000),
         ended_ms: ran.then_some(1_700_000_003_000),
+        attempts: u32::from(ran),
+        ..CaseRecord::pending(name, name, Vec::new(), 1)
     }
 }
 
 fn stage(stage: Stage, runs: Vec<StageRun>) -> StageRecord {
-    StageRecord { stage, timeout_ms: 60_000, skipped: None, runs }
+    StageRecord { stage, timeout_ms: 60_000, skipped: None, runs, repetition: 1, attempt: 1 }
 }
 
 fn base(id: u64, state: SessionState) -> SessionRecord {
@@ -252,6 +253,7 @@ fn base(id: u64, state: SessionState) -> SessionRecord {
         cases: Vec::new(),
         stages: Vec::new(),
         cluster: None,
+        options: Default::default(),
     }
 }
 

@@ -6,6 +6,7 @@
 //! - [`session`]: session records, their states, list summaries.
 //! - [`api`]: the JSON API's request and response bodies.
 //! - [`storage`]: how stored values are encoded, and the store's schema version.
+//! - [`v1`]: the stored types of store schema 1, to read and migrate older stores.
 //!
 //! Compatibility rules, guarded by tests:
 //! - stored values are bincode 2 (serde): enum variants are numbered by position and
@@ -18,6 +19,7 @@ pub mod output;
 pub mod session;
 pub mod stage;
 pub mod storage;
+pub mod v1;
 
 pub use output::{LogFile, OutputLine};
 pub use session::*;

@@ -106,8 +106,10 @@ named_states! {
         Running = "running",
         Passed = "passed",
         Failed = "failed",
-        /// Not run: suite init failed or the session was cancelled first.
+        /// Not run: suite init failed, the session was cancelled first, or exit-first.
         NotRun = "not_run",
+        /// Failed, then passed when run again (`retries`): neither passed nor failed.
+        Flaky = "flaky",
     }
 }
 
@@ -153,14 +155,66 @@ pub struct StageRecord {
     /// Why the whole stage was skipped, if it was.
     pub skipped: Option<String>,
     pub runs: Vec<StageRun>,
+    /// For a case's stage: which pass over the case list (1 unless `repeat` or `for`).
+    pub repetition: u32,
+    /// For a case's stage: which attempt of its case instance (1 unless `retries`).
+    pub attempt: u32,
 }
 
+/// One case instance in one pass over the case list, with all its attempts.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CaseRecord {
+    /// The instance's name: the case's, or `case[size=64,mode=sync]` for a matrix instance.
     pub name: String,
     pub state: CaseState,
     pub started_ms: Option<u64>,
     pub ended_ms: Option<u64>,
+    /// The test case (folder) it is an instance of.
+    pub case: String,
+    /// Its matrix values, in declared order (empty for a plain case).
+    pub params: Vec<(String, String)>,
+    /// Which pass over the case list (from 1).
+    pub repetition: u32,
+    /// Attempts made so far (more than one only with `retries`).
+    pub attempts: u32,
+}
+
+impl CaseRecord {
+    /// A case instance not run yet.
+    pub fn pending(name: &str, case: &str, params: Vec<(String, String)>, repetition: u32) -> CaseRecord {
+        CaseRecord {
+            name: name.to_string(),
+            state: CaseState::Pending,
+            started_ms: None,
+            ended_ms: None,
+            case: case.to_string(),
+            params,
+            repetition,
+            attempts: 0,
+        }
+    }
+}
+
+/// How a session was asked to run its suite: the options of `xrdtest run`, the API's run
+/// request or the suite's own fields, as they applied.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunOptions {
+    /// `--case`: only these cases or instances (none: all).
+    pub cases: Vec<String>,
+    /// `--skip`: without these.
+    pub skip: Vec<String>,
+    /// `--param KEY=VALUE`: tags overridden for this session, in the order given.
+    pub params: Vec<(String, String)>,
+    /// Passes over the case list (at least 1).
+    pub repeat: u32,
+    /// `--for`: the case list repeats until this long has passed since the first case.
+    pub for_ms: Option<u64>,
+    /// `--retries`: for every case, overriding the suite's and cases' own `retries`.
+    pub retries: Option<u32>,
+    /// After the first failed case, run no more cases.
+    pub exit_first: bool,
+    /// After a failed session, keep its cluster up this long.
+    pub keep_on_failure_ms: Option<u64>,
 }
 
 /// A session, complete but for output and log contents (stored beside it, by stage id).
@@ -184,6 +238,8 @@ pub struct SessionRecord {
     pub stages: Vec<StageRecord>,
     /// For a suite with a cluster: where it ran and each step of its life.
     pub cluster: Option<ClusterRun>,
+    /// What the session was asked to run.
+    pub options: RunOptions,
 }
 
 /// The cluster of a cluster session.
@@ -220,9 +276,44 @@ pub struct SessionSummary {
     pub cases_passed: usize,
     pub cases_failed: usize,
     pub cases_total: usize,
+    /// Case instances that failed, then passed when run again.
+    pub cases_flaky: usize,
+}
+
+impl StageRecord {
+    /// The stage as people read it: `case_run:copy[size=64]`, with `, attempt 2` and
+    /// `, pass 3` when it is not the first.
+    pub fn label(&self) -> String {
+        let mut text = self.stage.to_string();
+        let mut extra = Vec::new();
+        if self.repetition > 1 {
+            extra.push(format!("pass {}", self.repetition));
+        }
+        if self.attempt > 1 {
+            extra.push(format!("attempt {}", self.attempt));
+        }
+        if !extra.is_empty() {
+            text.push_str(&format!(" ({})", extra.join(", ")));
+        }
+        text
+    }
 }
 
 impl SessionRecord {
+    /// Passed, but some case instances passed only when run again.
+    pub fn is_flaky(&self) -> bool {
+        self.state == SessionState::Passed && self.cases.iter().any(|case| case.state == CaseState::Flaky)
+    }
+
+    /// The outcome in one word: the state, or `flaky` for a passed session with flaky cases.
+    pub fn verdict(&self) -> &'static str {
+        if self.is_flaky() {
+            "flaky"
+        } else {
+            self.state.as_str()
+        }
+    }
+
     pub fn summary(&self) -> SessionSummary {
         SessionSummary {
             id: self.id,
@@ -240,6 +331,7 @@ impl SessionRecord {
                 .filter(|c| matches!(c.state, CaseState::Failed | CaseState::NotRun))
                 .count(),
             cases_total: self.cases.len(),
+            cases_flaky: self.cases.iter().filter(|c| c.state == CaseState::Flaky).count(),
         }
     }
 }

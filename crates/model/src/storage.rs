@@ -16,7 +16,12 @@ use crate::SessionState;
 
 /// The schema of stored records this build writes. A store without a version was written
 /// before versions were kept, by the same encoding as version 1.
-pub const SCHEMA_VERSION: u32 = 1;
+///
+/// - 1: the first ([`crate::v1`] keeps its types);
+/// - 2: case instances with their test case, matrix values, pass and attempts; stages with
+///   their pass and attempt; the run options of a session; `CaseState::Flaky`; flaky
+///   cases counted in summaries.
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// A value that could not be encoded or decoded, in bincode's words.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -11,7 +11,8 @@
 //! `crates/master/src/store.rs` that rewrites old records (decode with `v{N}`, encode with
 //! today's types), then write `schema{N+1}.txt` with
 //! `XRDTEST_BLESS=1 cargo test -p xrdtest-model --test golden` and keep `schema{N}.txt`,
-//! with a test that its samples decode with the kept types. A variant added last leaves old
+//! with a test that its samples decode with the kept types (N goes into `OLDER_SCHEMAS`;
+//! the test of schema 1 shows how). A variant added last leaves old
 //! bytes readable but still needs the bump, so that an older build refuses the store instead
 //! of meeting a variant it does not know; its migration step is empty. A changed state code
 //! needs a step that rebuilds the `state_sessions` index.
@@ -24,13 +25,15 @@
 //! Never edit a sample: its bytes are pinned. A new variant gets a new sample. The fixture
 //! machinery is `xrdtest-golden`, shared with the protocol's golden test.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use xrdtest_golden::{hex, unhex, Fixtures, Samples};
 use xrdtest_model::storage::{self, state_code, SCHEMA_VERSION};
 use xrdtest_model::*;
 
-/// A sample of any value the store writes.
+/// A sample of any value the store writes. A few dozen of them, built once per test: the size
+/// of a record beside a state code does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 enum Sample {
     Record(SessionRecord),
@@ -73,8 +76,25 @@ impl Sample {
 
 const T0: u64 = 1_763_000_000_000;
 
+/// A plain case run in the first pass, once if it started: what schema 1 recorded (a
+/// schema-1 sample migrates to the sample of its name made with these helpers).
 fn case(name: &str, state: CaseState, started_ms: Option<u64>, ended_ms: Option<u64>) -> CaseRecord {
-    CaseRecord { name: name.into(), state, started_ms, ended_ms }
+    CaseRecord {
+        name: name.into(),
+        state,
+        started_ms,
+        ended_ms,
+        case: name.into(),
+        params: Vec::new(),
+        repetition: 1,
+        attempts: u32::from(started_ms.is_some()),
+    }
+}
+
+/// A stage of the first pass and the first attempt (suite stages: 0 and 0).
+fn first_pass(stage: Stage, skipped: Option<String>, runs: Vec<StageRun>) -> StageRecord {
+    let (repetition, attempt) = if stage.case().is_some() { (1, 1) } else { (0, 0) };
+    StageRecord { stage, timeout_ms: 600_000, skipped, runs, repetition, attempt }
 }
 
 /// A run not sent yet.
@@ -110,19 +130,20 @@ fn ended(slave: &str, stage_id: StageId, state: RunState, exit_code: Option<i32>
 }
 
 fn stage(stage: Stage, runs: Vec<StageRun>) -> StageRecord {
-    StageRecord { stage, timeout_ms: 600_000, skipped: None, runs }
+    first_pass(stage, None, runs)
 }
 
 fn skipped(stage: Stage, why: &str, slaves: &[&str]) -> StageRecord {
     let runs = slaves.iter().map(|slave| StageRun { state: RunState::Skipped, ..pending(slave) }).collect();
-    StageRecord { stage, timeout_ms: 600_000, skipped: Some(why.into()), runs }
+    first_pass(stage, Some(why.into()), runs)
 }
 
 fn case_run(case: &str) -> Stage {
     Stage::CaseRun { case: case.into() }
 }
 
-/// A session of `ts_demo` on two slaves, created at `T0`, not started, with no cases yet.
+/// A session of `ts_demo` on two slaves, created at `T0`, not started, with no cases yet,
+/// run with no options (one pass over every case).
 fn session(id: SessionId, state: SessionState, trigger: Trigger) -> SessionRecord {
     SessionRecord {
         id,
@@ -139,6 +160,7 @@ fn session(id: SessionId, state: SessionState, trigger: Trigger) -> SessionRecor
         cases: Vec::new(),
         stages: Vec::new(),
         cluster: None,
+        options: RunOptions { repeat: 1, ..Default::default() },
     }
 }
 
@@ -319,7 +341,64 @@ fn session_samples() -> Vec<(&'static str, SessionRecord)> {
                 ..session(8, S::Interrupted, Trigger::Manual)
             },
         ),
+        (
+            "session_flaky",
+            SessionRecord {
+                suite: "ts_matrix".into(),
+                slaves: vec!["slave1".into()],
+                started_ms: Some(T0 + 500),
+                ended_ms: Some(T0 + 20_000),
+                // One matrix instance, run twice over (`repeat`); in the first pass it failed,
+                // then passed when run again (`retries`).
+                cases: vec![
+                    instance(1, 2, CaseState::Flaky, T0 + 1_000, T0 + 9_000),
+                    instance(2, 1, CaseState::Passed, T0 + 9_000, T0 + 19_000),
+                ],
+                stages: vec![
+                    stage(Stage::SuiteInit, vec![ended("slave1", 700, RunState::Passed, Some(0), None)]),
+                    stage(
+                        case_run(INSTANCE),
+                        vec![ended("slave1", 701, RunState::Failed, Some(1), Some("exit code 1"))],
+                    ),
+                    StageRecord {
+                        attempt: 2,
+                        ..stage(case_run(INSTANCE), vec![ended("slave1", 702, RunState::Passed, Some(0), None)])
+                    },
+                    StageRecord {
+                        repetition: 2,
+                        ..stage(case_run(INSTANCE), vec![ended("slave1", 703, RunState::Passed, Some(0), None)])
+                    },
+                    stage(Stage::SuiteFinalize, vec![ended("slave1", 704, RunState::Passed, Some(0), None)]),
+                ],
+                // Every option given.
+                options: RunOptions {
+                    cases: vec!["copy".into()],
+                    skip: vec!["checksum".into(), "copy[size=1,mode=async]".into()],
+                    params: vec![("XRD_LOGLEVEL".into(), "Dump".into()), ("size".into(), "64".into())],
+                    repeat: 2,
+                    for_ms: Some(7_200_000),
+                    retries: Some(1),
+                    exit_first: true,
+                    keep_on_failure_ms: Some(1_800_000),
+                },
+                ..session(9, S::Passed, Trigger::Api)
+            },
+        ),
     ]
+}
+
+/// The matrix instance of the sample `session_flaky`.
+const INSTANCE: &str = "copy[size=64,mode=sync]";
+
+/// The instance [`INSTANCE`] of case `copy` in pass `repetition`, after `attempts`.
+fn instance(repetition: u32, attempts: u32, state: CaseState, started_ms: u64, ended_ms: u64) -> CaseRecord {
+    CaseRecord {
+        case: "copy".into(),
+        params: vec![("size".into(), "64".into()), ("mode".into(), "sync".into())],
+        repetition,
+        attempts,
+        ..case(INSTANCE, state, Some(started_ms), Some(ended_ms))
+    }
 }
 
 /// Every sample, by name.
@@ -341,6 +420,7 @@ fn samples() -> Vec<(&'static str, Sample)> {
                 cases_passed: 0,
                 cases_failed: 0,
                 cases_total: 1,
+                cases_flaky: 0,
             }),
         ),
         (
@@ -357,6 +437,24 @@ fn samples() -> Vec<(&'static str, Sample)> {
                 cases_passed: 260,
                 cases_failed: 1,
                 cases_total: 261,
+                cases_flaky: 0,
+            }),
+        ),
+        (
+            "summary_flaky",
+            Sample::Summary(SessionSummary {
+                id: 9,
+                suite: "ts_matrix".into(),
+                trigger: Trigger::Api,
+                state: SessionState::Passed,
+                reason: None,
+                created_ms: T0,
+                started_ms: Some(T0 + 500),
+                ended_ms: Some(T0 + 20_000),
+                cases_passed: 1,
+                cases_failed: 0,
+                cases_total: 2,
+                cases_flaky: 1,
             }),
         ),
         (
@@ -448,6 +546,7 @@ fn case_state_sample(state: CaseState) -> &'static str {
         CaseState::Passed => "session_passed",
         CaseState::Failed => "session_failed",
         CaseState::NotRun => "session_cancelled",
+        CaseState::Flaky => "session_flaky",
     }
 }
 
@@ -482,8 +581,24 @@ fn some<T>(option: &Option<T>) -> &'static str {
     }
 }
 
-/// What `sample` holds: each enum value as `Type::Variant`, each `Option` field as
-/// `Type.field Some` or `Type.field None`.
+/// `Some` for a list with items, `None` for an empty one, for [`held`].
+fn filled<T>(list: &[T]) -> &'static str {
+    if list.is_empty() {
+        "None"
+    } else {
+        "Some"
+    }
+}
+
+/// `Type.field beyond default` when `beyond` holds, for [`held`]: a field whose value in old
+/// records (0, 1, false, another field's) is not all a sample should pin.
+fn beyond(field: &str, beyond: bool) -> Option<String> {
+    beyond.then(|| format!("{field} beyond default"))
+}
+
+/// What `sample` holds: each enum value as `Type::Variant`, each `Option` field (and some
+/// lists) as `Type.field Some` or `Type.field None`, each field of [`BEYOND_DEFAULT`] as
+/// `Type.field beyond default` when it is.
 fn held(sample: &Sample) -> BTreeSet<String> {
     let mut held = BTreeSet::new();
     match sample {
@@ -495,14 +610,29 @@ fn held(sample: &Sample) -> BTreeSet<String> {
             held.insert(format!("SessionRecord.started_ms {}", some(&r.started_ms)));
             held.insert(format!("SessionRecord.ended_ms {}", some(&r.ended_ms)));
             held.insert(format!("SessionRecord.cluster {}", some(&r.cluster)));
+            let options = &r.options;
+            held.insert(format!("RunOptions.cases {}", filled(&options.cases)));
+            held.insert(format!("RunOptions.skip {}", filled(&options.skip)));
+            held.insert(format!("RunOptions.params {}", filled(&options.params)));
+            held.insert(format!("RunOptions.for_ms {}", some(&options.for_ms)));
+            held.insert(format!("RunOptions.retries {}", some(&options.retries)));
+            held.insert(format!("RunOptions.keep_on_failure_ms {}", some(&options.keep_on_failure_ms)));
+            held.extend(beyond("RunOptions.repeat", options.repeat > 1));
+            held.extend(beyond("RunOptions.exit_first", options.exit_first));
             for c in &r.cases {
                 held.insert(format!("CaseState::{:?}", c.state));
                 held.insert(format!("CaseRecord.started_ms {}", some(&c.started_ms)));
                 held.insert(format!("CaseRecord.ended_ms {}", some(&c.ended_ms)));
+                held.insert(format!("CaseRecord.params {}", filled(&c.params)));
+                held.extend(beyond("CaseRecord.case", c.case != c.name));
+                held.extend(beyond("CaseRecord.repetition", c.repetition > 1));
+                held.extend(beyond("CaseRecord.attempts", c.attempts > 1));
             }
             for s in &r.stages {
                 held.insert(format!("Stage::{}", s.stage.kind()));
                 held.insert(format!("StageRecord.skipped {}", some(&s.skipped)));
+                held.extend(beyond("StageRecord.repetition", s.repetition > 1));
+                held.extend(beyond("StageRecord.attempt", s.attempt > 1));
                 for run in &s.runs {
                     held.insert(format!("RunState::{:?}", run.state));
                     held.insert(format!("StageRun.exit_code {}", some(&run.exit_code)));
@@ -522,6 +652,7 @@ fn held(sample: &Sample) -> BTreeSet<String> {
             held.insert(format!("SessionSummary.reason {}", some(&s.reason)));
             held.insert(format!("SessionSummary.started_ms {}", some(&s.started_ms)));
             held.insert(format!("SessionSummary.ended_ms {}", some(&s.ended_ms)));
+            held.extend(beyond("SessionSummary.cases_flaky", s.cases_flaky > 0));
         }
         Sample::Log(log) => {
             held.insert(format!("LogFile.error {}", some(&log.error)));
@@ -606,7 +737,40 @@ fn every_variant_is_in_the_sample_named_for_it() {
     assert!(missing.is_empty(), "not in the sample named as holding them: {missing:?}");
 }
 
-/// Both ways of every `Option` field (and of cluster steps) are pinned: `None` and `Some`.
+/// Fields that old records fill with one value (0, 1, false, another field's), pinned by a
+/// sample where they are not: the first pass and attempt alone would not show a field order.
+const BEYOND_DEFAULT: &[&str] = &[
+    "RunOptions.repeat",
+    "RunOptions.exit_first",
+    "CaseRecord.case",
+    "CaseRecord.repetition",
+    "CaseRecord.attempts",
+    "StageRecord.repetition",
+    "StageRecord.attempt",
+    "SessionSummary.cases_flaky",
+];
+
+#[test]
+fn the_flaky_summary_is_the_summary_of_the_flaky_session() {
+    let samples: BTreeMap<&str, Sample> = samples().into_iter().collect();
+    let (Some(Sample::Record(record)), Some(Sample::Summary(summary))) =
+        (samples.get("session_flaky"), samples.get("summary_flaky"))
+    else {
+        panic!("session_flaky is a record and summary_flaky a summary")
+    };
+    assert_eq!(record.summary(), *summary);
+}
+
+#[test]
+fn every_field_old_records_fill_alike_is_pinned_beyond_that() {
+    let held: BTreeSet<String> = samples().iter().flat_map(|(_, sample)| held(sample)).collect();
+    let missing: Vec<&str> =
+        BEYOND_DEFAULT.iter().copied().filter(|field| !held.contains(&format!("{field} beyond default"))).collect();
+    assert!(missing.is_empty(), "no sample pins these beyond their default: {missing:?}");
+}
+
+/// Both ways of every `Option` field (and of cluster steps, matrix values and the lists of
+/// run options) are pinned: `None` and `Some`.
 #[test]
 fn every_option_field_is_pinned_set_and_unset() {
     let held: BTreeSet<String> = samples().iter().flat_map(|(_, sample)| held(sample)).collect();
@@ -623,4 +787,62 @@ fn every_option_field_is_pinned_set_and_unset() {
     }
     assert!(lonely.is_empty(), "only one way pinned: {lonely:?}");
     assert!(held.contains("ClusterRun.steps Some") && held.contains("SessionRecord.cluster None"));
+}
+
+// Older schemas: their fixtures are kept, and read with the types this crate kept for them,
+// as the store reads an older store when it migrates it.
+
+/// The schemas before [`SCHEMA_VERSION`], each with a fixture and a test reading it below.
+const OLDER_SCHEMAS: &[u32] = &[1];
+
+#[test]
+fn the_fixture_of_every_older_schema_is_kept_and_read() {
+    let older: Vec<u32> = FIXTURES.versions().into_iter().filter(|&version| version < SCHEMA_VERSION).collect();
+    assert_eq!(older, (1..SCHEMA_VERSION).collect::<Vec<_>>(), "the fixture of an older schema is gone");
+    assert_eq!(older, OLDER_SCHEMAS, "an older schema without a test reading its fixture with its kept types");
+}
+
+/// Each sample of schema 1 decodes with the types of [`v1`] (or, for the types schema 2 left
+/// alone, today's), is written so again, and migrates to today's sample of its name: the
+/// samples of schema 1, migrated, are those of today with the same names (the helpers above
+/// make the values a schema-1 record migrates to; later samples pin what schema 1 lacked).
+#[test]
+fn the_pinned_samples_of_schema_1_decode_with_the_v1_types_and_migrate_to_todays() {
+    let pinned = FIXTURES.read(1).expect("tests/golden/schema1.txt is kept");
+    let today: BTreeMap<&str, Sample> = samples().into_iter().collect();
+    let mut case_states = BTreeSet::new();
+    for (name, hex) in &pinned {
+        let bytes = unhex(hex);
+        let sample = today.get(name.as_str()).unwrap_or_else(|| panic!("{name}: no sample of this name today"));
+        match sample {
+            Sample::Record(now) => {
+                let old: v1::SessionRecord = storage::decode(&bytes)
+                    .unwrap_or_else(|err| panic!("{name}: does not decode with the v1 types: {err}"));
+                assert_eq!(
+                    storage::encode(&old).unwrap(),
+                    bytes,
+                    "{name}: reads with the v1 types, but is not written so"
+                );
+                case_states.extend(old.cases.iter().map(|case| format!("{:?}", case.state)));
+                assert_eq!(SessionRecord::from(old), *now, "{name}: migrates to another value than today's sample");
+            }
+            Sample::Summary(now) => {
+                let old: v1::SessionSummary = storage::decode(&bytes)
+                    .unwrap_or_else(|err| panic!("{name}: does not decode with the v1 types: {err}"));
+                assert_eq!(
+                    storage::encode(&old).unwrap(),
+                    bytes,
+                    "{name}: reads with the v1 types, but is not written so"
+                );
+                assert_eq!(SessionSummary::from(old), *now, "{name}: migrates to another value than today's sample");
+            }
+            // Unchanged by schema 2: today's types read them as they are.
+            Sample::Log(_) | Sample::Output(_) | Sample::StateCode(_) => {
+                assert_eq!(sample.decode_like(&bytes).as_ref(), Ok(sample), "{name}: reads as another value");
+                assert_eq!(sample.encode(), bytes, "{name}: reads back, but is not written so");
+            }
+        }
+    }
+    let every: BTreeSet<String> = v1::CaseState::ALL.iter().map(|state| format!("{state:?}")).collect();
+    assert_eq!(case_states, every, "every case state of schema 1 is pinned");
 }

@@ -10,11 +10,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use xrdtest_defs::{DefError, Suite};
 use xrdtest_master::handle::{
-    CancelError, ClusterCommandError, CoreHandle, Origin, RepoStatus, ReserveError, ScheduleStatus, Selection,
-    SessionFilter, SubmitError,
+    CancelError, ClusterCommandError, CoreHandle, Origin, RepoStatus, ReserveError, ScheduleStatus, SessionFilter,
+    SubmitError,
 };
 use xrdtest_model::api::{
-    ApiErrorBody, CancelAccepted, CancelRequest, LogView, OutputPage, RunRequest, SessionCreated, SessionPage,
+    ApiErrorBody, CancelAccepted, CancelRequest, LogView, OutputPage, PlanView, RunRequest, SessionCreated, SessionPage,
 };
 use xrdtest_model::{SessionId, SessionState, Trigger};
 use xrdtest_proto::{LogFile, StageId};
@@ -25,6 +25,7 @@ pub fn router(core: CoreHandle) -> Router {
         .route("/api/suites", get(suites))
         .route("/api/repos", get(repos))
         .route("/api/suites/{name}/run", post(run_suite))
+        .route("/api/suites/{name}/plan", post(plan_suite))
         .route("/api/sessions", get(sessions))
         .route("/api/sessions/{id}", get(session))
         .route("/api/sessions/{id}/cancel", post(cancel_session))
@@ -130,14 +131,28 @@ async fn run_suite(
             return Err(ApiError(StatusCode::BAD_REQUEST, format!("unknown trigger `{other}`: manual or api")))
         }
     };
-    let selection = Selection { cases: request.cases, skip: request.skip };
-    match core.submit_selected(&name, trigger, &selection) {
+    match core.submit_request(&name, trigger, &request) {
         Ok(id) => Ok((StatusCode::CREATED, Json(SessionCreated { session: id }))),
-        Err(SubmitError::UnknownSuite(name)) => {
-            Err(ApiError(StatusCode::NOT_FOUND, format!("no valid suite named `{name}`")))
-        }
-        Err(err @ SubmitError::UnknownCase(_)) => Err(ApiError(StatusCode::BAD_REQUEST, err.to_string())),
-        Err(err) => Err(internal(err)),
+        Err(err) => Err(submit_error(err)),
+    }
+}
+
+/// What a run with this body would do, created nowhere: a read, so no token is needed.
+async fn plan_suite(
+    State(core): State<CoreHandle>,
+    Path(name): Path<String>,
+    body: Option<Json<RunRequest>>,
+) -> Result<Json<PlanView>, ApiError> {
+    let request = body.map(|b| b.0).unwrap_or_default();
+    core.plan(&name, &request).map(Json).map_err(submit_error)
+}
+
+/// A refused run request: 404 for an unknown suite, 400 for a request that does not fit it.
+fn submit_error(err: SubmitError) -> ApiError {
+    match err {
+        SubmitError::UnknownSuite(name) => ApiError(StatusCode::NOT_FOUND, format!("no valid suite named `{name}`")),
+        err @ SubmitError::Plan(_) => ApiError(StatusCode::BAD_REQUEST, err.to_string()),
+        err => internal(err),
     }
 }
 
@@ -230,12 +245,24 @@ async fn slaves(State(core): State<CoreHandle>) -> Json<serde_json::Value> {
     Json(json!({ "slaves": core.peers() }))
 }
 
+/// What the board knows of a cluster, with the time its hold has left (`held_left_ms`,
+/// `null` unless it is held).
+fn running_view(entry: xrdtest_master::handle::ClusterEntry, now: u64) -> serde_json::Value {
+    let left = entry.held_left_ms(now);
+    let mut value = serde_json::to_value(&entry).unwrap_or(serde_json::Value::Null);
+    if let Some(object) = value.as_object_mut() {
+        object.insert("held_left_ms".into(), json!(left));
+    }
+    value
+}
+
 /// Every defined cluster with what the master knows of it (`running: null` when no
 /// hypervisor runs it), and clusters still running that are no longer defined.
 async fn clusters(State(core): State<CoreHandle>) -> Json<serde_json::Value> {
     let definitions = core.definitions();
+    let now = xrdtest_model::now_ms();
     let mut running: std::collections::BTreeMap<String, _> =
-        core.clusters().into_iter().map(|entry| (entry.name.clone(), entry)).collect();
+        core.clusters().into_iter().map(|entry| (entry.name.clone(), running_view(entry, now))).collect();
     let mut list: Vec<serde_json::Value> = definitions
         .repository
         .clusters
@@ -250,11 +277,9 @@ async fn clusters(State(core): State<CoreHandle>) -> Json<serde_json::Value> {
             })
         })
         .collect();
-    list.extend(
-        running.into_values().map(
-            |entry| json!({ "name": entry.name, "defined": false, "hosts": [], "network": null, "running": entry }),
-        ),
-    );
+    list.extend(running.into_iter().map(
+        |(name, entry)| json!({ "name": name, "defined": false, "hosts": [], "network": null, "running": entry }),
+    ));
     Json(json!({ "clusters": list }))
 }
 

@@ -2,8 +2,9 @@
 //! as an SVG image on the server (no chart library in the browser).
 //!
 //! x: the sessions in order (one band each, oldest left); y: the case's duration. One line
-//! per case (its colour from [`series_colour`]), one point per session, filled by the
-//! case's result; a case that has no duration in a session (not run, still running) gets
+//! per case instance (its colour from [`series_colour`]), one point per session and pass
+//! (the passes of a repeated session side by side in its band), filled by the case's
+//! result (flaky: amber); a case that has no duration in a session (not run, still running) gets
 //! a hollow mark on the x axis and breaks its line. Every point links to its session and
 //! has a tooltip. A pure function of its input, so it is unit-tested as text.
 
@@ -18,6 +19,8 @@ use crate::escape;
 pub enum TrendResult {
     Passed,
     Failed,
+    /// Failed, then passed when run again.
+    Flaky,
     NotRun,
     /// Pending or running: no result yet.
     Unfinished,
@@ -28,6 +31,7 @@ impl TrendResult {
         match self {
             TrendResult::Passed => "passed",
             TrendResult::Failed => "failed",
+            TrendResult::Flaky => "flaky",
             TrendResult::NotRun => "not run",
             TrendResult::Unfinished => "unfinished",
         }
@@ -37,6 +41,7 @@ impl TrendResult {
         match self {
             TrendResult::Passed => "#2e9d4f",
             TrendResult::Failed => "#d64545",
+            TrendResult::Flaky => "#e0a800",
             TrendResult::NotRun => "#9aa0a6",
             TrendResult::Unfinished => "#2f6fd6",
         }
@@ -47,6 +52,8 @@ impl TrendResult {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TrendPoint {
     pub session: SessionId,
+    /// Which pass over the case list (1 unless the session repeated its cases).
+    pub pass: u32,
     /// From the case's start to its end; `None` when it did not run or has not ended.
     pub duration_ms: Option<u64>,
     pub result: TrendResult,
@@ -147,6 +154,18 @@ pub fn trends_svg(series: &[CaseSeries]) -> String {
     let top_value = (max.div_ceil(step).max(1)) * step;
     let y = |ms: u64| bottom - (ms as f64 / top_value as f64) * plot_h;
     let band = plot_w / sessions.len() as f64;
+    // The passes of each session (at least 1), which share its band.
+    let mut passes = vec![1u32; sessions.len()];
+    for point in series.iter().flat_map(|s| &s.points) {
+        if let Ok(index) = sessions.binary_search(&point.session) {
+            passes[index] = passes[index].max(point.pass);
+        }
+    }
+    let at = |session: SessionId, pass: u32| {
+        let index = sessions.binary_search(&session).unwrap_or(0);
+        let within = (f64::from(pass.clamp(1, passes[index])) - 0.5) / f64::from(passes[index]);
+        LEFT + band * (index as f64 + within)
+    };
     let x = |session: SessionId| {
         let index = sessions.binary_search(&session).unwrap_or(0);
         LEFT + band * (index as f64 + 0.5)
@@ -204,7 +223,7 @@ pub fn trends_svg(series: &[CaseSeries]) -> String {
         let mut segments = Vec::new();
         for point in &case.points {
             match point.duration_ms {
-                Some(ms) => segment.push(format!("{:.1},{:.1}", x(point.session), y(ms))),
+                Some(ms) => segment.push(format!("{:.1},{:.1}", at(point.session, point.pass), y(ms))),
                 None => segments.push(std::mem::take(&mut segment)),
             }
         }
@@ -217,26 +236,27 @@ pub fn trends_svg(series: &[CaseSeries]) -> String {
             );
         }
         for point in &case.points {
+            let pass = if point.pass > 1 { format!(" pass {}", point.pass) } else { String::new() };
             let tooltip = match point.duration_ms {
                 Some(ms) => format!(
-                    "{} — session #{}: {}, {}",
+                    "{} — session #{}{pass}: {}, {}",
                     case.name,
                     point.session,
                     point.result.label(),
                     tooltip_duration(ms)
                 ),
-                None => format!("{} — session #{}: {}", case.name, point.session, point.result.label()),
+                None => format!("{} — session #{}{pass}: {}", case.name, point.session, point.result.label()),
             };
             let mark = match point.duration_ms {
                 Some(ms) => format!(
                     r#"<circle cx="{:.1}" cy="{:.1}" r="4" fill="{}" stroke="{colour}" stroke-width="1.5">"#,
-                    x(point.session),
+                    at(point.session, point.pass),
                     y(ms),
                     point.result.colour()
                 ),
                 None => format!(
                     r#"<circle class="no-duration" cx="{:.1}" cy="{bottom:.1}" r="3.5" fill="white" stroke="{}" stroke-width="1.5">"#,
-                    x(point.session),
+                    at(point.session, point.pass),
                     point.result.colour()
                 ),
             };
@@ -259,7 +279,7 @@ mod tests {
     use super::*;
 
     fn point(session: SessionId, duration_ms: Option<u64>, result: TrendResult) -> TrendPoint {
-        TrendPoint { session, duration_ms, result }
+        TrendPoint { session, pass: 1, duration_ms, result }
     }
 
     /// Checks that every element is closed in order and every attribute value is quoted:
@@ -366,6 +386,29 @@ mod tests {
         let labels = svg.matches(">#").count();
         assert!((5..=12).contains(&labels), "{labels} x labels");
         assert!(svg.contains(">#200<"), "the newest session is labelled");
+    }
+
+    #[test]
+    fn flaky_points_have_their_colour_and_passes_share_their_sessions_band() {
+        let pass = |session, pass, result| TrendPoint { session, pass, duration_ms: Some(1000), result };
+        let svg = trends_svg(&[CaseSeries {
+            name: "warm_up".into(),
+            points: vec![
+                pass(1, 1, TrendResult::Flaky),
+                pass(2, 1, TrendResult::Passed),
+                pass(2, 2, TrendResult::Flaky),
+            ],
+        }]);
+        assert_well_formed(&svg);
+        assert!(svg.contains(TrendResult::Flaky.colour()));
+        assert_eq!(svg.matches("class=\"point result-flaky\"").count(), 2);
+        assert!(svg.contains("warm_up — session #2 pass 2: flaky, 1.00 s"), "{svg}");
+        // Session 2's band holds its two passes at a quarter and three quarters.
+        let band = (WIDTH - LEFT - RIGHT) / 2.0;
+        for within in [1.25, 1.75] {
+            assert!(svg.contains(&format!(r#"cx="{:.1}""#, LEFT + band * within)), "{svg}");
+        }
+        assert!(svg.contains(&format!(r#"cx="{:.1}""#, LEFT + band * 0.5)), "a session of one pass is centred");
     }
 
     #[test]

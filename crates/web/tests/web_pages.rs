@@ -29,7 +29,8 @@ fn write(path: &Path, text: &str) {
     std::fs::write(path, text).unwrap();
 }
 
-/// Definitions: `ts_ok` (valid, scheduled), `ts_broken` (an unknown field), and a cluster.
+/// Definitions: `ts_ok` (valid, scheduled), `ts_broken` (an unknown field), `ts_plans` (a
+/// tag, a plain case `warm_up` and a matrix case `transfer` of two sizes), and a cluster.
 fn definitions(root: &Path) {
     let suite = root.join("suites/ts_ok");
     write(
@@ -48,6 +49,17 @@ fn definitions(root: &Path) {
     );
     write(&broken.join("tc/tc_a/init.sh"), "echo\n");
     write(&broken.join("tc/tc_a/run.sh"), "echo\n");
+    let plans = root.join("suites/ts_plans");
+    write(
+        &plans.join("suite.toml"),
+        "name = \"ts_plans\"\nmachines = [\"s1\"]\ntests = [\"warm_up\", \"transfer\"]\ninitialize = \"echo init\"\n\
+         [tags]\nfiles = 2\n",
+    );
+    for case in ["warm_up", "transfer"] {
+        write(&plans.join(format!("tc/{case}/init.sh")), "echo init\n");
+        write(&plans.join(format!("tc/{case}/run.sh")), "echo run\n");
+    }
+    write(&plans.join("tc/transfer/case.toml"), "[matrix]\nsize = [1, 64]\n");
     let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../clusters/cluster_example/cluster.toml");
     write(&root.join("clusters/cluster_example/cluster.toml"), &std::fs::read_to_string(example).unwrap());
     write(
@@ -184,7 +196,14 @@ fn run(slave: &str, stage_id: u64, state: RunState, exit: Option<i32>) -> StageR
 fn stored_session(master: &Master, state: SessionState) -> SessionRecord {
     let id = master.store.next_session_id().unwrap();
     let first = master.store.next_stage_ids(10).unwrap();
-    let stage = |stage: Stage, runs: Vec<StageRun>| StageRecord { stage, timeout_ms: 60_000, skipped: None, runs };
+    let stage = |stage: Stage, runs: Vec<StageRun>| StageRecord {
+        repetition: u32::from(stage.case().is_some()),
+        attempt: u32::from(stage.case().is_some()),
+        stage,
+        timeout_ms: 60_000,
+        skipped: None,
+        runs,
+    };
     let record = SessionRecord {
         id,
         suite: "ts_ok".into(),
@@ -199,16 +218,18 @@ fn stored_session(master: &Master, state: SessionState) -> SessionRecord {
         ended_ms: Some(1_700_000_060_000),
         cases: vec![
             CaseRecord {
-                name: "tc_a".into(),
                 state: CaseState::Passed,
                 started_ms: Some(1_700_000_000_000),
                 ended_ms: Some(1_700_000_002_000),
+                attempts: 1,
+                ..CaseRecord::pending("tc_a", "tc_a", Vec::new(), 1)
             },
             CaseRecord {
-                name: "tc_b".into(),
                 state: CaseState::Failed,
                 started_ms: Some(1_700_000_002_000),
                 ended_ms: Some(1_700_000_009_000),
+                attempts: 1,
+                ..CaseRecord::pending("tc_b", "tc_b", Vec::new(), 1)
             },
         ],
         stages: vec![
@@ -234,6 +255,7 @@ fn stored_session(master: &Master, state: SessionState) -> SessionRecord {
             ),
         ],
         cluster: None,
+        options: Default::default(),
     };
     master.store.put_session(&record).unwrap();
     record
@@ -392,6 +414,7 @@ async fn history_filters_by_suite_state_and_date_and_pages() {
             cases: Vec::new(),
             stages: Vec::new(),
             cluster: None,
+            options: Default::default(),
         };
         m.master.store.put_session(&record).unwrap();
     }
@@ -1097,4 +1120,298 @@ async fn pages_stay_fast_with_ten_thousand_sessions() {
         let p99 = times[times.len() * 99 / 100];
         println!("{path:40} p50 {p50:>10.2?} p99 {p99:>10.2?} ({} requests in {:.2?})", times.len(), started.elapsed());
     }
+}
+
+/// A finished `ts_plans` session that passed with a flaky case: two passes (`repeat = 2`)
+/// over `warm_up` and `transfer[size=64]`, a parameter, one retry. In pass 1, `warm_up`
+/// failed, then passed on its second attempt; everything else passed at once.
+fn flaky_session(master: &Master) -> SessionRecord {
+    let id = master.store.next_session_id().unwrap();
+    let first = master.store.next_stage_ids(8).unwrap();
+    let stage = |stage: Stage, repetition: u32, attempt: u32, n: u64, state: RunState| StageRecord {
+        stage,
+        timeout_ms: 60_000,
+        skipped: None,
+        runs: vec![run("s1", first + n, state, Some(if state == RunState::Passed { 0 } else { 1 }))],
+        repetition,
+        attempt,
+    };
+    let case = |name: &str, case: &str, params: &[(&str, &str)], repetition, state, attempts| CaseRecord {
+        state,
+        started_ms: Some(1_700_000_000_000),
+        ended_ms: Some(1_700_000_004_000),
+        attempts,
+        ..CaseRecord::pending(
+            name,
+            case,
+            params.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            repetition,
+        )
+    };
+    let warm = || Stage::CaseRun { case: "warm_up".into() };
+    let transfer = || Stage::CaseRun { case: "transfer[size=64]".into() };
+    let record = SessionRecord {
+        id,
+        suite: "ts_plans".into(),
+        trigger: Trigger::Manual,
+        definition_hash: "0123456789abcdef".into(),
+        commit: None,
+        slaves: vec!["s1".into()],
+        state: SessionState::Passed,
+        reason: Some("passed; flaky: warm_up".into()),
+        created_ms: master_now(),
+        started_ms: Some(1_700_000_000_000),
+        ended_ms: Some(1_700_000_020_000),
+        cases: vec![
+            case("warm_up", "warm_up", &[], 1, CaseState::Flaky, 2),
+            case("transfer[size=64]", "transfer", &[("size", "64")], 1, CaseState::Passed, 1),
+            case("warm_up", "warm_up", &[], 2, CaseState::Passed, 1),
+            case("transfer[size=64]", "transfer", &[("size", "64")], 2, CaseState::Passed, 1),
+        ],
+        stages: vec![
+            stage(Stage::SuiteInit, 0, 0, 0, RunState::Passed),
+            stage(warm(), 1, 1, 1, RunState::Failed),
+            stage(warm(), 1, 2, 2, RunState::Passed),
+            stage(transfer(), 1, 1, 3, RunState::Passed),
+            stage(warm(), 2, 1, 4, RunState::Passed),
+            stage(transfer(), 2, 1, 5, RunState::Passed),
+        ],
+        cluster: None,
+        options: xrdtest_master::model::RunOptions {
+            cases: vec!["warm_up".into(), "transfer[size=64]".into()],
+            params: vec![("files".into(), "5".into())],
+            repeat: 2,
+            retries: Some(1),
+            ..Default::default()
+        },
+    };
+    master.store.put_session(&record).unwrap();
+    record
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flaky_session_says_so_in_lists_on_its_page_and_in_the_suites_rates() {
+    let m = start_default().await;
+    let record = flaky_session(&m.master);
+    assert!(record.is_flaky());
+    let first_attempt = record.stages[1].runs[0].stage_id;
+    let second_attempt = record.stages[2].runs[0].stage_id;
+    m.master.store.put_output(first_attempt, 0, &[line("cache cold: failing this attempt")]).unwrap();
+    m.master.store.put_output(second_attempt, 0, &[line("cache warm")]).unwrap();
+
+    // The history: passed, with a flaky badge and the count.
+    let page = get(m.web, "/sessions").await;
+    assert_eq!(page.status, 200);
+    let row = page.text().split(&format!("data-session=\"{}\"", record.id)).nth(1).unwrap();
+    let row = &row[..row.find("</tr>").unwrap()];
+    assert!(row.contains("class=\"badge state-passed\""), "{row}");
+    assert!(row.contains("class=\"badge state-flaky flaky-badge\""), "{row}");
+    assert!(row.contains(">flaky 1</span>") && row.contains("3/4 passed, 1 flaky"), "{row}");
+
+    // The dashboard lists it among the passed sessions with flaky cases.
+    let page = get(m.web, "/").await;
+    assert!(
+        page.text().contains(&format!("class=\"flaky-session\" data-session=\"{}\"", record.id)),
+        "{}",
+        page.text()
+    );
+
+    // Its page: the verdict, the parameter and options, each case's pass and attempts.
+    let page = get(m.web, &format!("/sessions/{}", record.id)).await;
+    assert_eq!(page.status, 200);
+    let text = page.text();
+    assert!(text.contains("id=\"session-state\" class=\"badge state-passed\">passed</span>"), "{text}");
+    assert!(text.contains("id=\"session-flaky\" class=\"badge state-flaky\""), "{text}");
+    assert!(text.contains(">1 flaky case</span>"), "{text}");
+    assert!(text.contains("id=\"session-reason\" class=\"problem flaky-reason\""), "an amber reason: {text}");
+    assert!(text.contains("id=\"session-verdict\" data-verdict=\"flaky\">flaky</span>"), "{text}");
+    assert!(text.contains("<code class=\"param\" data-key=\"files\">files=5</code>"), "{text}");
+    assert!(text.contains("data-option=\"repeat\">2 passes over the cases"), "{text}");
+    assert!(text.contains("data-option=\"retries\">1 for every case"), "{text}");
+    assert!(text.contains(&format!("data-option=\"cases\">warm_up, {}", html("transfer[size=64]"))), "{text}");
+    assert!(!text.contains("data-option=\"exit_first\""), "defaults are not listed");
+    let case_row = |index: usize| {
+        let row = text.split(&format!("id=\"case-{index}\"")).nth(1).unwrap();
+        row[..row.find("</tr>").unwrap()].to_string()
+    };
+    let warm = case_row(0);
+    assert!(warm.contains("data-pass=\"1\"") && warm.contains("<td class=\"num attempts\">2</td>"), "{warm}");
+    assert!(warm.contains("class=\"badge state-flaky\">flaky</span>"), "{warm}");
+    assert!(case_row(2).contains("<td class=\"num pass\">2</td>"), "pass 2 has its own line");
+
+    // The grid: every attempt and pass a row of its own, labelled, each cell opening its run.
+    assert!(text.contains("data-label=\"case_run:warm_up\" data-pass=\"1\" data-attempt=\"1\""), "{text}");
+    assert!(text.contains("class=\"stage-row retry-stage\" data-stage=\"case_run:warm_up\" data-label=\"case_run:warm_up (attempt 2)\""), "{text}");
+    assert!(text.contains("<span class=\"attempt\">attempt 2</span>"));
+    assert!(text.contains("<span class=\"attempt\">pass 2</span>"));
+    assert!(text.contains("data-rows=\"6\" data-case-rows=\"4\""), "the live page knows its shape");
+    for (stage_id, label, output) in [
+        (first_attempt, "case_run:warm_up</span>", "cache cold"),
+        (second_attempt, "case_run:warm_up (attempt 2)</span>", "cache warm"),
+    ] {
+        let href = format!("/sessions/{}/stages/{stage_id}", record.id);
+        assert!(text.contains(&format!("href=\"{href}\"")), "{href}");
+        let stage = get(m.web, &href).await;
+        assert_eq!(stage.status, 200);
+        assert!(stage.text().contains(&format!("<span class=\"mono\">{label}")), "{}", stage.text());
+        assert!(stage.text().contains(output));
+    }
+
+    // The suites page: the strip cell is flaky, and so is warm_up's rate.
+    let page = get(m.web, "/suites").await;
+    let text = page.text();
+    assert!(text.contains(&format!("class=\"result state-flaky\" href=\"/sessions/{}\"", record.id)), "{text}");
+    let rate = |case: &str| {
+        let row = text.split(&format!("class=\"case-rate\" data-case=\"{}\"", html(case))).nth(1).unwrap();
+        row[..row.find("</tr>").unwrap()].to_string()
+    };
+    assert!(rate("warm_up").contains("class=\"badge state-flaky flaky-rate\""), "{}", rate("warm_up"));
+    assert!(rate("warm_up").contains(">flaky 1/2</span>"), "{}", rate("warm_up"));
+    assert!(rate("transfer[size=64]").contains(">flaky 0/2</span>"));
+    assert!(rate("transfer[size=1]").contains(">not run</span>"), "an instance it did not run");
+    assert!(text.contains("Cases: flaky in the last finished session"), "{text}");
+    assert!(text.contains("<span class=\"badge state-flaky\">1 flaky case</span></summary>"), "{text}");
+
+    // Trends: flaky points of their own.
+    let page = get(m.web, "/trends/ts_plans").await;
+    assert_eq!(page.status, 200);
+    assert!(page.text().contains("class=\"point result-flaky\""), "{}", page.text());
+    assert!(page.text().contains("warm_up — session #"), "series by instance");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_flaky_rate_counts_the_last_30_finished_sessions_only() {
+    let m = start_default().await;
+    // 31 flaky sessions, then 30 without a flaky case, then one still running.
+    for n in 0..62 {
+        let mut record = flaky_session(&m.master);
+        if n >= 31 {
+            record.cases.iter_mut().for_each(|case| case.state = CaseState::Passed);
+        }
+        if n == 61 {
+            record.state = SessionState::Running;
+            record.cases[0].state = CaseState::Flaky;
+        }
+        m.master.store.put_session(&record).unwrap();
+    }
+    let page = get(m.web, "/suites").await;
+    let text = page.text();
+    let row = text.split("class=\"case-rate\" data-case=\"warm_up\"").nth(1).unwrap();
+    let row = &row[..row.find("</tr>").unwrap()];
+    assert!(row.contains(">flaky 0/60</span>"), "30 sessions of two passes each: {row}");
+    assert!(text.contains("Cases: flaky in the last 30 finished sessions"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_run_form_lists_the_cases_and_runs_those_ticked_with_its_options() {
+    let m = start_default().await;
+    let cookie = login(m.web).await;
+    let page = http(m.web, "GET", "/suites", Some(&cookie), None).await;
+    let text = page.text();
+    let csrf = page.hidden("csrf").expect("a csrf field");
+    // Not logged in: no form.
+    assert!(!get(m.web, "/suites").await.text().contains("class=\"run-form run-custom\""));
+    // A box per plain case and per matrix instance, all ticked.
+    let form = text.split("action=\"/suites/ts_plans/run\" data-suite=\"ts_plans\"").nth(1).expect("the run form");
+    let form = &form[..form.find("</form>").unwrap()];
+    assert!(form.contains("<input type=\"hidden\" name=\"form\" value=\"options\">"), "{form}");
+    for value in ["warm_up", "transfer[size=1]", "transfer[size=64]"] {
+        let input = format!("<input type=\"checkbox\" name=\"case\" value=\"{}\" checked>", html(value));
+        assert!(form.contains(&input), "{input} in {form}");
+    }
+    assert!(form.contains("<span class=\"mono\">size=64</span>"), "an instance by its values");
+    assert!(
+        form.contains("name=\"params\"") && form.contains("Tags: <span class=\"mono\">files, size</span>"),
+        "{form}"
+    );
+    for field in ["name=\"repeat\"", "name=\"retries\"", "name=\"for\"", "name=\"exit_first\""] {
+        assert!(form.contains(field), "{field}");
+    }
+    assert!(text.contains("<button type=\"submit\" class=\"run-now\" data-suite=\"ts_plans\">"), "run now stays");
+
+    let post = |fields: Vec<(&'static str, String)>| {
+        let cookie = cookie.clone();
+        let csrf = csrf.clone();
+        async move {
+            let mut form: Vec<(&str, &str)> = vec![("csrf", csrf.as_str())];
+            form.extend(fields.iter().map(|(k, v)| (*k, v.as_str())));
+            http(m.web, "POST", "/suites/ts_plans/run", Some(&cookie), Some(&form)).await
+        }
+    };
+    let session_of = |reply: &Reply| -> SessionRecord {
+        assert_eq!(reply.status, 303, "{}", reply.text());
+        let id: u64 = reply.header("location").unwrap().strip_prefix("/sessions/").unwrap().parse().unwrap();
+        m.master.store.session(id).unwrap().unwrap()
+    };
+    let options = || vec![("form", "options".to_string())];
+
+    // A subset with options.
+    let mut fields = options();
+    fields.extend([
+        ("case", "warm_up".to_string()),
+        ("case", "transfer[size=64]".to_string()),
+        ("params", "files = 5\r\n".to_string()),
+        ("repeat", "2".to_string()),
+        ("retries", "1".to_string()),
+        ("for", String::new()),
+        ("exit_first", "on".to_string()),
+    ]);
+    let record = session_of(&post(fields).await);
+    assert_eq!(record.trigger, Trigger::Manual);
+    assert_eq!(record.options.cases, ["warm_up", "transfer[size=64]"]);
+    assert_eq!(record.options.params, [("files".to_string(), "5".to_string())]);
+    assert_eq!((record.options.repeat, record.options.retries, record.options.exit_first), (2, Some(1), true));
+    let cases: Vec<(&str, u32)> = record.cases.iter().map(|c| (c.name.as_str(), c.repetition)).collect();
+    assert_eq!(cases, [("warm_up", 1), ("transfer[size=64]", 1), ("warm_up", 2), ("transfer[size=64]", 2)]);
+
+    // Every box ticked: every case, with the suite's settings.
+    let mut fields = options();
+    for case in ["warm_up", "transfer[size=1]", "transfer[size=64]"] {
+        fields.push(("case", case.to_string()));
+    }
+    let record = session_of(&post(fields).await);
+    assert!(record.options.cases.is_empty() && record.options.params.is_empty());
+    assert_eq!((record.options.repeat, record.options.retries), (1, None));
+    assert_eq!(record.cases.len(), 3);
+    // Both instances of the matrix case: the case by its name.
+    let mut fields = options();
+    fields.extend([("case", "transfer[size=64]".to_string()), ("case", "transfer[size=1]".to_string())]);
+    assert_eq!(session_of(&post(fields).await).options.cases, ["transfer"]);
+    // An old form (run now): only the CSRF token.
+    let record = session_of(&post(Vec::new()).await);
+    assert!(record.options.cases.is_empty());
+    assert_eq!(record.cases.len(), 3);
+
+    // Bad forms: 400 with what is wrong, and no session.
+    let before = m.master.store.next_session_id().unwrap();
+    for (fields, message) in [
+        (
+            vec![("case", "warm_up"), ("params", "nosuch=1")],
+            "unknown parameter `nosuch` for suite `ts_plans`; its tags are: files, size",
+        ),
+        (vec![("case", "warm_up"), ("params", "files")], "Parameters, line 1: `files` is not KEY=VALUE."),
+        (vec![("case", "warm_up"), ("params", "port=1")], "is built in and cannot be overridden"),
+        (vec![("case", "warm_up"), ("repeat", "0")], "repeat: at least 1"),
+        (vec![("case", "warm_up"), ("repeat", "many")], "Repeat: `many` is not a whole number."),
+        (vec![("case", "warm_up"), ("repeat", "2"), ("for", "1h")], "give repeat or for, not both"),
+        (vec![("case", "transfer[size=2]")], "no instance `transfer[size=2]` of case `transfer`"),
+        (vec![], "Tick at least one case to run."),
+    ] {
+        let mut all = options();
+        all.extend(fields.iter().map(|(k, v)| (*k, v.to_string())));
+        let reply = post(all).await;
+        assert_eq!(reply.status, 400, "{fields:?}: {}", reply.text());
+        assert!(reply.text().contains(&html(message)), "{message} in {}", reply.text());
+    }
+    assert_eq!(m.master.store.next_session_id().unwrap(), before + 1, "no session was created");
+    // Still the CSRF check first.
+    let reply = http(
+        m.web,
+        "POST",
+        "/suites/ts_plans/run",
+        Some(&cookie),
+        Some(&[("csrf", "wrong"), ("form", "options"), ("case", "warm_up")]),
+    )
+    .await;
+    assert_eq!(reply.status, 403);
 }

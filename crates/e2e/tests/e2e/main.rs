@@ -13,6 +13,8 @@ mod definitions;
 mod failure_rules;
 mod frames;
 mod git;
+mod held;
+mod plans;
 mod refusals;
 mod restart;
 mod scheduling;

@@ -113,7 +113,7 @@ pub fn compose(
 
 /// A case that ran to an outcome of its own (not skipped, not cut short before it began).
 fn case_ran(case: &CaseRecord) -> bool {
-    matches!(case.state, CaseState::Passed | CaseState::Failed)
+    matches!(case.state, CaseState::Passed | CaseState::Failed | CaseState::Flaky)
 }
 
 /// The session never started running its stages (for example a slave was not connected).
@@ -121,8 +121,14 @@ fn could_not_start(record: &SessionRecord) -> bool {
     record.started_ms.is_none()
 }
 
+/// `PASSED`, `FAILED`...; a passed session with flaky cases is `PASSED (FLAKY)`.
 fn session_state_word(record: &SessionRecord) -> String {
-    record.state.as_str().to_uppercase()
+    let word = record.state.as_str().to_uppercase();
+    if record.is_flaky() {
+        format!("{word} (FLAKY)")
+    } else {
+        word
+    }
 }
 
 fn case_state_word(state: CaseState) -> &'static str {
@@ -132,6 +138,7 @@ fn case_state_word(state: CaseState) -> &'static str {
         CaseState::Passed => "passed",
         CaseState::Failed => "failed",
         CaseState::NotRun => "not run",
+        CaseState::Flaky => "flaky",
     }
 }
 
@@ -163,7 +170,10 @@ fn suite_subject(record: &SessionRecord) -> String {
     let failed = record.cases.iter().filter(|c| c.state == CaseState::Failed).count();
     let not_run = record.cases.iter().filter(|c| !case_ran(c)).count();
     let reason = record.reason.as_deref().map(|r| shorten(r, MAX_SUBJECT_REASON_CHARS));
-    let detail = if record.state == SessionState::Passed {
+    let flaky = record.cases.iter().filter(|c| c.state == CaseState::Flaky).count();
+    let detail = if record.state == SessionState::Passed && flaky > 0 {
+        format!("{total} of {total} cases passed, {flaky} of them flaky")
+    } else if record.state == SessionState::Passed {
         format!("{total} of {total} cases passed")
     } else if could_not_start(record) {
         format!("could not start: {}", reason.unwrap_or_else(|| "no reason recorded".into()))
@@ -236,6 +246,10 @@ fn header(body: &mut String, record: &SessionRecord, link: Option<&str>) {
     if let Some(reason) = &record.reason {
         field(body, "Reason", reason);
     }
+    if !record.options.params.is_empty() {
+        let params: Vec<String> = record.options.params.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        field(body, "Params", &params.join(" "));
+    }
     field(body, "Trigger", &format!("{:?}", record.trigger).to_lowercase());
     field(body, "Commit", record.commit.as_deref().unwrap_or("none"));
     field(body, "Slaves", &if record.slaves.is_empty() { "none".into() } else { record.slaves.join(", ") });
@@ -272,19 +286,29 @@ fn case_table(body: &mut String, record: &SessionRecord) {
     }
     let failed = record.cases.iter().filter(|c| c.state == CaseState::Failed).count();
     let passed = record.cases.iter().filter(|c| c.state == CaseState::Passed).count();
-    let other = record.cases.len() - failed - passed;
+    let flaky = record.cases.iter().filter(|c| c.state == CaseState::Flaky).count();
+    let other = record.cases.len() - failed - passed - flaky;
     let mut counts = format!("{passed} passed, {failed} failed");
+    if flaky > 0 {
+        let _ = write!(counts, ", {flaky} flaky");
+    }
     if other > 0 {
         let _ = write!(counts, ", {other} not run");
     }
     let _ = writeln!(body, "Cases ({counts}):");
     let mut rows = vec![vec!["CASE".to_string(), "STATE".into(), "DURATION".into()]];
     for case in &record.cases {
-        let state = match case.state {
+        let mut state = match case.state {
             CaseState::Failed => "FAILED".to_string(),
+            CaseState::Flaky => "FLAKY".to_string(),
             state => case_state_word(state).to_string(),
         };
-        rows.push(vec![case.name.clone(), state, span(case.started_ms, case.ended_ms)]);
+        if case.attempts > 1 {
+            let _ = write!(state, " ({} attempts)", case.attempts);
+        }
+        let name =
+            if case.repetition > 1 { format!("{} (pass {})", case.name, case.repetition) } else { case.name.clone() };
+        rows.push(vec![name, state, span(case.started_ms, case.ended_ms)]);
     }
     table(body, &rows);
 }
@@ -344,7 +368,7 @@ fn failures(
     }
     let _ = writeln!(body, "\nFailures ({}):", failed.len());
     for (stage, run, what) in failed {
-        let _ = writeln!(body, "\n* {} on {}: {what}", stage.stage, run.slave);
+        let _ = writeln!(body, "\n* {} on {}: {what}", stage.label(), run.slave);
         if run.dropped_bytes > 0 {
             let _ = writeln!(body, "  ({} bytes of output were dropped over the output limit)", run.dropped_bytes);
         }
@@ -392,13 +416,15 @@ fn case_body(
     if let Some(link) = link {
         field(&mut body, "Link", link);
     }
-    let of_case = |stage: &StageRecord| stage.stage.case() == Some(case.name.as_str());
+    let of_case =
+        |stage: &StageRecord| stage.stage.case() == Some(case.name.as_str()) && stage.repetition == case.repetition;
     body.push_str("\nStages:\n");
     let mut rows = vec![vec!["STAGE".to_string(), "SLAVE".into(), "STATE".into(), "EXIT".into(), "DURATION".into()]];
     for stage in record.stages.iter().filter(|s| of_case(s)) {
         for run in &stage.runs {
+            let kind = stage.stage.kind();
             rows.push(vec![
-                stage.stage.kind().to_string(),
+                if stage.attempt > 1 { format!("{kind} (attempt {})", stage.attempt) } else { kind.to_string() },
                 run.slave.clone(),
                 run_state_word(run.state).to_string(),
                 run.exit_code.map(|c| c.to_string()).unwrap_or_else(|| "-".into()),
@@ -414,7 +440,7 @@ fn case_body(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::Trigger;
+    use crate::model::{RunOptions, Trigger};
     use xrdtest_proto::Stage;
 
     fn settings(on_success: AlertPolicy, on_failure: AlertPolicy) -> AlertSettings {
@@ -437,12 +463,18 @@ mod tests {
     }
 
     fn stage(stage: Stage, runs: Vec<StageRun>) -> StageRecord {
-        StageRecord { stage, timeout_ms: 90_000, skipped: None, runs }
+        StageRecord { stage, timeout_ms: 90_000, skipped: None, runs, repetition: 1, attempt: 1 }
     }
 
     fn case(name: &str, state: CaseState) -> CaseRecord {
         let ran = matches!(state, CaseState::Passed | CaseState::Failed);
-        CaseRecord { name: name.into(), state, started_ms: ran.then_some(1_000), ended_ms: ran.then_some(2_500) }
+        CaseRecord {
+            state,
+            started_ms: ran.then_some(1_000),
+            ended_ms: ran.then_some(2_500),
+            attempts: u32::from(ran),
+            ..CaseRecord::pending(name, name, Vec::new(), 1)
+        }
     }
 
     fn session(state: SessionState) -> SessionRecord {
@@ -461,6 +493,7 @@ mod tests {
             cases: Vec::new(),
             stages: Vec::new(),
             cluster: None,
+            options: RunOptions::default(),
         }
     }
 
@@ -563,6 +596,26 @@ mod tests {
                 assert!(mail.body.contains("Link:     https://dash.example.org/sessions/12\n"), "{}", mail.body);
             }
         }
+    }
+
+    #[test]
+    fn a_passed_session_with_a_flaky_case_says_so() {
+        let mut record = passed_session();
+        record.cases[1].state = CaseState::Flaky;
+        record.cases[1].attempts = 2;
+        record.options.params = vec![("size".into(), "64".into())];
+        let mails = compose(&settings(AlertPolicy::Case, AlertPolicy::None), &record, None, &tails);
+        assert_eq!(
+            subjects(&mails),
+            [
+                "[xrdtest] ts_demo #12 PASSED (FLAKY) (2 of 2 cases passed, 1 of them flaky)",
+                "[xrdtest] ts_demo #12 case first PASSED",
+                "[xrdtest] ts_demo #12 case second FLAKY",
+            ]
+        );
+        assert!(mails[0].body.contains("FLAKY (2 attempts)"), "{}", mails[0].body);
+        assert!(mails[0].body.contains("1 passed, 0 failed, 1 flaky"), "{}", mails[0].body);
+        assert!(mails[0].body.contains("Params:   size=64\n"), "{}", mails[0].body);
     }
 
     #[test]

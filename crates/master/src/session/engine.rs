@@ -15,7 +15,12 @@
 //! - a connected slave has the stage's timeout plus a margin to report; then the run is
 //!   `timed_out` (or `cancelled` when the session is stopping);
 //! - a cancel or abort kills the running stage (never suite finalize: it is the cleanup)
-//!   and gives the slaves a short while to report before their runs are ended.
+//!   and gives the slaves a short while to report before their runs are ended;
+//! - a case attempt that failed is run again, init to finalize, while its instance has
+//!   attempts left; one that passes after a failed one makes the instance `flaky`;
+//! - a soak (`for`): before suite finalize, another pass over the instances is added while
+//!   time is left; once it is up, instances not begun are dropped (the one in progress
+//!   finishes).
 
 use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
@@ -24,16 +29,8 @@ use tracing::{info, warn};
 use xrdtest_proto::{Stage, StageId, StageOutcome, StageResult};
 
 use crate::model::{CaseState, RunState, SessionRecord, SessionState};
-use crate::session::rules::{Decision, Rules, StopRequest};
-
-/// One stage of the plan as the engine needs it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Step {
-    pub stage: Stage,
-    pub timeout: Duration,
-    /// Why its script could not be read: the stage fails on every slave without running.
-    pub script_error: Option<String>,
-}
+use crate::session::plan::{Plan, Step};
+use crate::session::rules::{AttemptKey, Decision, Rules, StopRequest};
 
 /// Times the engine enforces besides each stage's own timeout.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -188,7 +185,16 @@ impl Away {
 
 pub struct Engine {
     record: SessionRecord,
-    plan: Vec<Step>,
+    plan: Plan,
+    /// One per stage record, in the same order.
+    steps: Vec<Step>,
+    /// Per template: why its script could not be read (the stage fails without running).
+    script_errors: Vec<Option<String>>,
+    /// A soak's end (mono ms), fixed when the session starts.
+    soak_end: Option<u64>,
+    /// A stage was sent in the soak's current pass (a pass that sends none ends the soak:
+    /// passes whose stages all fail without running would follow each other at once).
+    soak_pass_sent: bool,
     limits: Limits,
     rules: Rules,
     /// The next stage to consider once the current one ends.
@@ -200,14 +206,21 @@ pub struct Engine {
 }
 
 impl Engine {
-    /// An engine for `record` (its stages are `plan`, one record stage per step, with a run
-    /// per slave of the session).
-    pub fn new(record: SessionRecord, plan: Vec<Step>, limits: Limits) -> Engine {
+    /// An engine for `record`, made from `plan` (its stages and cases are the plan's
+    /// [`Plan::initial`] ones, with a run per slave of the session). `script_errors` has
+    /// one entry per template of the plan.
+    pub fn new(record: SessionRecord, plan: Plan, script_errors: Vec<Option<String>>, limits: Limits) -> Engine {
+        let (steps, _) = plan.initial();
+        debug_assert_eq!(steps.len(), record.stages.len(), "the record was made from this plan");
         Engine {
             record,
+            rules: Rules::new(plan.exit_first),
             plan,
+            steps,
+            script_errors,
+            soak_end: None,
+            soak_pass_sent: false,
             limits,
-            rules: Rules::default(),
             cursor: 0,
             current: None,
             finished: false,
@@ -228,6 +241,11 @@ impl Engine {
         std::mem::take(&mut self.dirty)
     }
 
+    /// The template of stage record `index` (its script and tags).
+    pub fn template_of(&self, index: usize) -> usize {
+        self.steps[index].template
+    }
+
     /// The stage id of `slave`'s run of the current stage, if it still runs.
     pub fn running_stage_id(&self, slave: &str) -> Option<StageId> {
         self.current.as_ref()?.pending.get(slave).map(|p| p.stage_id).filter(|id| *id != 0)
@@ -244,6 +262,7 @@ impl Engine {
     /// Begins the session: the first stage that runs.
     pub fn start(&mut self, now: Now) -> Vec<Action> {
         let mut actions = Vec::new();
+        self.soak_end = self.plan.run_for.map(|d| now.mono_ms + d.as_millis() as u64);
         self.advance(now, &mut actions);
         actions
     }
@@ -465,7 +484,7 @@ impl Engine {
         let passed = !stage.runs.is_empty() && stage.runs.iter().all(|run| run.state == RunState::Passed);
         info!(stage = %stage.stage, passed, "stage ended");
         let stage = stage.stage.clone();
-        self.rules.record(&stage, passed);
+        self.rules.record(&stage, self.attempt_key(index), passed);
         self.close_case_if_last(index, now);
         self.dirty = true;
         self.cursor = index + 1;
@@ -475,10 +494,17 @@ impl Engine {
     /// Moves on to the next stage that runs, skipping (and recording) those the rules
     /// skip; finishes the session after the last.
     fn advance(&mut self, now: Now, actions: &mut Vec<Action>) {
-        while self.cursor < self.plan.len() {
+        loop {
+            self.follow_soak(now);
+            if self.cursor >= self.steps.len() {
+                break;
+            }
             let index = self.cursor;
-            let step = self.plan[index].clone();
-            match self.rules.decide(&step.stage) {
+            let step = self.steps[index];
+            let template = &self.plan.templates[step.template];
+            let stage = template.stage.clone();
+            let timeout = template.timeout;
+            match self.rules.decide(&stage, self.attempt_key(index)) {
                 Decision::Skip(reason) => {
                     let stage = &mut self.record.stages[index];
                     stage.skipped = Some(reason.clone());
@@ -488,8 +514,9 @@ impl Engine {
                     }
                 }
                 Decision::Run => {
-                    self.open_case(&step.stage, now);
-                    let failure = match (&step.script_error, self.record.stages[index].runs.is_empty()) {
+                    self.open_case(index, now);
+                    let failure = match (&self.script_errors[step.template], self.record.stages[index].runs.is_empty())
+                    {
                         (Some(error), _) => Some(error.clone()),
                         // The invariant: a stage with nobody to run it fails, never passes.
                         (None, true) => Some("no slave to run this stage on".to_string()),
@@ -497,20 +524,20 @@ impl Engine {
                     };
                     match failure {
                         None => {
-                            self.begin(index, &step, now, actions);
+                            self.begin(index, timeout, now, actions);
                             return;
                         }
                         Some(reason) => {
-                            let stage = &mut self.record.stages[index];
-                            if stage.runs.is_empty() {
-                                stage.skipped = Some(reason.clone());
+                            let record = &mut self.record.stages[index];
+                            if record.runs.is_empty() {
+                                record.skipped = Some(reason.clone());
                             }
-                            for run in &mut stage.runs {
+                            for run in &mut record.runs {
                                 run.state = RunState::Failed;
                                 run.reason = Some(reason.clone());
                             }
-                            warn!(stage = %step.stage, %reason, "stage failed without running");
-                            self.rules.record(&step.stage, false);
+                            warn!(stage = %stage, %reason, "stage failed without running");
+                            self.rules.record(&stage, self.attempt_key(index), false);
                         }
                     }
                 }
@@ -526,8 +553,59 @@ impl Engine {
         }
     }
 
+    /// A soak at the cursor: at the end of a pass, the next one is added while time is
+    /// left; at the start of an instance once time is up, the rest of the pass is dropped.
+    fn follow_soak(&mut self, now: Now) {
+        let Some(end) = self.soak_end else { return };
+        let next = self.steps.get(self.cursor);
+        let at_case = next.and_then(|step| step.case.map(|case| (case, step.attempt)));
+        let end_of_pass = self.cursor > 0 && next.is_none_or(|step| Some(step.template) == self.plan.suite_finalize());
+        match at_case {
+            Some((case, 1)) if now.mono_ms >= end && !self.case_begun(case) => {
+                let rest = self.steps[self.cursor..].iter().take_while(|step| step.case.is_some()).count();
+                self.steps.drain(self.cursor..self.cursor + rest);
+                self.record.stages.drain(self.cursor..self.cursor + rest);
+                self.record.cases.truncate(case);
+                info!(cases = self.record.cases.len(), "soak time is up: no more cases");
+                self.soak_end = None;
+            }
+            Some(_) => {}
+            None if end_of_pass && !self.soak_pass_sent => {
+                warn!("soak stopped: its last pass sent no stage to any slave");
+                self.soak_end = None;
+            }
+            None if end_of_pass
+                && now.mono_ms < end
+                && !self.rules.cases_stopped()
+                && !self.plan.instances.is_empty() =>
+            {
+                self.soak_pass_sent = false;
+                let repetition = self.record.cases.last().map_or(1, |case| case.repetition + 1);
+                let (steps, cases) = self.plan.pass(repetition, self.record.cases.len());
+                let stages: Vec<_> =
+                    steps.iter().map(|step| self.plan.stage_record(step, &self.record.slaves)).collect();
+                info!(repetition, "soak: another pass over the cases");
+                self.steps.splice(self.cursor..self.cursor, steps);
+                self.record.stages.splice(self.cursor..self.cursor, stages);
+                self.record.cases.extend(cases);
+            }
+            None => {}
+        }
+    }
+
+    /// Whether case record `case` has had a stage run (a retry of it is not a new start).
+    fn case_begun(&self, case: usize) -> bool {
+        self.record.cases.get(case).is_some_and(|c| c.started_ms.is_some())
+    }
+
+    /// The case attempt stage record `index` belongs to, for a case's stage.
+    fn attempt_key(&self, index: usize) -> Option<AttemptKey> {
+        let step = &self.steps[index];
+        step.case.map(|case| (case, step.attempt))
+    }
+
     /// Starts stage `index` on every slave of its record.
-    fn begin(&mut self, index: usize, step: &Step, now: Now, actions: &mut Vec<Action>) {
+    fn begin(&mut self, index: usize, timeout: Duration, now: Now, actions: &mut Vec<Action>) {
         let runs = &self.record.stages[index].runs;
         let pending = runs
             .iter()
@@ -535,7 +613,7 @@ impl Engine {
             .map(|(position, run)| (run.slave.clone(), Pending { stage_id: 0, started: false, position }))
             .collect();
         let slaves = runs.iter().map(|run| run.slave.clone()).collect();
-        let result_wait = (step.timeout + self.limits.result_margin).as_millis() as u64;
+        let result_wait = (timeout + self.limits.result_margin).as_millis() as u64;
         self.current = Some(Current {
             index,
             pending,
@@ -544,35 +622,52 @@ impl Engine {
             result_wait,
         });
         actions.push(Action::Run { index, slaves });
+        self.soak_pass_sent = true;
         self.dirty = true;
     }
 
-    /// A case's first stage that runs marks the case running.
-    fn open_case(&mut self, stage: &Stage, now: Now) {
-        let Some(name) = stage.case() else { return };
-        if let Some(case) = self.record.cases.iter_mut().find(|c| c.name == name) {
-            if case.state == CaseState::Pending {
-                case.state = CaseState::Running;
-                case.started_ms = Some(now.unix_ms);
-            }
+    /// A case's first stage that runs marks the case running; each attempt is counted.
+    fn open_case(&mut self, index: usize, now: Now) {
+        let step = self.steps[index];
+        let Some(case) = step.case.and_then(|case| self.record.cases.get_mut(case)) else { return };
+        if case.state == CaseState::Pending {
+            case.state = CaseState::Running;
+            case.started_ms = Some(now.unix_ms);
         }
+        case.attempts = case.attempts.max(step.attempt);
     }
 
-    /// After a case's last stage (run or skipped): its final state.
+    /// After the last stage of a case attempt (run or skipped): another attempt if it
+    /// failed and may be retried, else the case's final state.
     fn close_case_if_last(&mut self, index: usize, now: Now) {
-        let Some(name) = self.plan[index].stage.case().map(str::to_string) else { return };
-        if self.plan[index + 1..].iter().any(|step| step.stage.case() == Some(name.as_str())) {
+        let step = self.steps[index];
+        let Some((case, attempt)) = self.attempt_key(index) else { return };
+        if self.steps.get(index + 1).is_some_and(|next| next.case == step.case && next.attempt == attempt) {
             return;
         }
-        let failed = self.rules.case_failed(&name);
-        if let Some(case) = self.record.cases.iter_mut().find(|c| c.name == name) {
-            case.state = match (case.started_ms, failed) {
-                (None, _) => CaseState::NotRun,
-                (Some(_), true) => CaseState::Failed,
-                (Some(_), false) => CaseState::Passed,
-            };
-            case.ended_ms = Some(now.unix_ms);
+        let failed = self.rules.attempt_failed((case, attempt));
+        let Some(instance) = self.plan.templates[step.template].instance.map(|i| &self.plan.instances[i]) else {
+            return;
+        };
+        if failed && attempt < instance.max_attempts && !self.rules.cases_stopped() {
+            let retry = self.plan.attempt(instance, case, step.repetition, attempt + 1);
+            let stages: Vec<_> = retry.iter().map(|step| self.plan.stage_record(step, &self.record.slaves)).collect();
+            info!(case = %instance.name, attempt = attempt + 1, of = instance.max_attempts, "case failed: running it again");
+            self.steps.splice(index + 1..index + 1, retry);
+            self.record.stages.splice(index + 1..index + 1, stages);
+            return;
         }
+        let name = instance.name.clone();
+        let Some(record) = self.record.cases.get_mut(case) else { return };
+        record.state = match (record.started_ms, failed) {
+            (None, _) => CaseState::NotRun,
+            (Some(_), true) => CaseState::Failed,
+            (Some(_), false) if attempt > 1 => CaseState::Flaky,
+            (Some(_), false) => CaseState::Passed,
+        };
+        record.ended_ms = Some(now.unix_ms);
+        let state = record.state;
+        self.rules.case_ended(&name, state == CaseState::Failed, state == CaseState::Flaky);
     }
 }
 
@@ -600,7 +695,12 @@ mod tests {
     use super::*;
     use std::collections::BTreeMap;
 
-    use crate::model::{CaseRecord, StageRecord, StageRun, Trigger};
+    use std::sync::Arc;
+
+    use xrdtest_defs::ScriptSource;
+
+    use crate::model::{RunOptions, Trigger};
+    use crate::session::plan::{Instance, ScriptRef, Template};
 
     const GRACE: u64 = 10_000;
     const MARGIN: u64 = 30_000;
@@ -640,47 +740,74 @@ mod tests {
         }
     }
 
-    fn engine(stages: &[&str], slaves: &[&str]) -> Engine {
-        let plan: Vec<Step> = stages
-            .iter()
-            .map(|s| Step { stage: stage(s), timeout: Duration::from_millis(TIMEOUT), script_error: None })
-            .collect();
-        let mut cases: Vec<String> = Vec::new();
-        for step in &plan {
-            if let Some(case) = step.stage.case() {
-                if !cases.iter().any(|c| c == case) {
-                    cases.push(case.to_string());
+    /// A plan of `stages` (each case's stages in a row; `si` first, `sf` last), with
+    /// `retries` for every case.
+    fn plan_of(stages: &[&str], retries: u32) -> Plan {
+        let mut templates = Vec::new();
+        let mut instances: Vec<Instance> = Vec::new();
+        for text in stages {
+            let stage = stage(text);
+            let instance = stage.case().map(|case| match instances.iter().position(|i| i.name == case) {
+                Some(index) => index,
+                None => {
+                    instances.push(Instance {
+                        name: case.to_string(),
+                        case: case.to_string(),
+                        params: Vec::new(),
+                        tags: Arc::default(),
+                        templates: Vec::new(),
+                        max_attempts: 1 + retries,
+                    });
+                    instances.len() - 1
                 }
+            });
+            if let Some(index) = instance {
+                instances[index].templates.push(templates.len());
             }
+            templates.push(Template {
+                stage,
+                timeout: Duration::from_millis(TIMEOUT),
+                script: ScriptRef::Suite(ScriptSource::Inline(String::new())),
+                instance,
+            });
         }
+        Plan {
+            templates,
+            instances,
+            session_tags: Arc::default(),
+            repeat: 1,
+            run_for: None,
+            exit_first: false,
+            options: RunOptions::default(),
+        }
+    }
+
+    fn engine_of(plan: Plan, slaves: &[&str]) -> Engine {
+        let slaves: Vec<String> = slaves.iter().map(|s| s.to_string()).collect();
+        let (steps, cases) = plan.initial();
         let record = SessionRecord {
             id: 7,
             suite: "ts".into(),
             trigger: Trigger::Api,
             definition_hash: String::new(),
             commit: None,
-            slaves: slaves.iter().map(|s| s.to_string()).collect(),
             state: SessionState::Running,
             reason: None,
             created_ms: 0,
             started_ms: Some(0),
             ended_ms: None,
-            cases: cases
-                .into_iter()
-                .map(|name| CaseRecord { name, state: CaseState::Pending, started_ms: None, ended_ms: None })
-                .collect(),
-            stages: plan
-                .iter()
-                .map(|step| StageRecord {
-                    stage: step.stage.clone(),
-                    timeout_ms: TIMEOUT,
-                    skipped: None,
-                    runs: slaves.iter().map(|s| StageRun::pending(s)).collect(),
-                })
-                .collect(),
+            cases,
+            stages: steps.iter().map(|step| plan.stage_record(step, &slaves)).collect(),
             cluster: None,
+            options: plan.options.clone(),
+            slaves,
         };
-        Engine::new(record, plan, limits())
+        let errors = vec![None; plan.templates.len()];
+        Engine::new(record, plan, errors, limits())
+    }
+
+    fn engine(stages: &[&str], slaves: &[&str]) -> Engine {
+        engine_of(plan_of(stages, 0), slaves)
     }
 
     fn result(stage_id: StageId, outcome: StageOutcome) -> StageResult {
@@ -729,7 +856,11 @@ mod tests {
         }
 
         fn start(stages: &[&str], slaves: &[&str]) -> Paper {
-            let mut paper = Paper::new(engine(stages, slaves));
+            Paper::begin(engine(stages, slaves))
+        }
+
+        fn begin(engine: Engine) -> Paper {
+            let mut paper = Paper::new(engine);
             let actions = paper.engine.start(at(0));
             paper.carry_out(actions, 0, &[]);
             paper
@@ -901,7 +1032,7 @@ mod tests {
     #[test]
     fn a_script_that_could_not_be_read_fails_its_stage_without_sending_it() {
         let mut engine = engine(&["si", "init:a", "run:a", "sf"], &["s1"]);
-        engine.plan[2].script_error = Some("cannot read script run.sh".into());
+        engine.script_errors[2] = Some("cannot read script run.sh".into());
         let mut paper = Paper::new(engine);
         let actions = paper.engine.start(at(0));
         paper.carry_out(actions, 0, &[]);
@@ -1060,6 +1191,130 @@ mod tests {
         paper.finish("s1", StageOutcome::Cancelled { reason: "x".into() }, 7);
         paper.finish_all(&[("s1", 0)], 8);
         assert_eq!(paper.finish, Some((SessionState::Failed, Some("hypervisor hv1 disconnected".into()))));
+    }
+
+    /// Drives a whole session, each stage taking `step_ms`; `fails(stage, slave, attempt)`
+    /// says which runs exit 1. Returns the paper and the attempt of each stage that ran.
+    fn drive_all(engine: Engine, step_ms: u64, fails: impl Fn(&str, &str, u32) -> bool) -> (Paper, Vec<String>) {
+        let mut paper = Paper::begin(engine);
+        let mut now = 0;
+        let mut ran = Vec::new();
+        while paper.finish.is_none() {
+            now += step_ms;
+            let index = paper.engine.current.as_ref().map(|c| c.index).expect("a stage runs");
+            let record = &paper.engine.record().stages[index];
+            let (label, attempt) = (name(&record.stage), record.attempt);
+            ran.push(if attempt > 1 { format!("{label}#{attempt}") } else { label.clone() });
+            let slaves = paper.ran.last().cloned().unwrap().1;
+            for slave in &slaves {
+                let code = i32::from(fails(&label, slave, attempt));
+                paper.finish(slave, exited(code), now);
+            }
+            assert!(ran.len() < 1000, "the session never ends");
+        }
+        (paper, ran)
+    }
+
+    fn case_states(paper: &Paper) -> Vec<(String, CaseState, u32)> {
+        paper.engine.record().cases.iter().map(|c| (c.name.clone(), c.state, c.attempts)).collect()
+    }
+
+    #[test]
+    fn a_case_that_fails_then_passes_on_a_retry_is_flaky_and_both_attempts_are_kept() {
+        let engine = engine_of(plan_of(&CASES, 2), &["s1", "s2"]);
+        let (paper, ran) =
+            drive_all(engine, 100, |stage, slave, attempt| stage == "run:a" && slave == "s2" && attempt == 1);
+        assert_eq!(
+            ran,
+            ["si", "init:a", "run:a", "fin:a", "init:a#2", "run:a#2", "fin:a#2", "init:b", "run:b", "fin:b", "sf"]
+        );
+        assert_eq!(paper.finish, Some((SessionState::Passed, Some("flaky cases: a".into()))));
+        assert_eq!(case_states(&paper), [("a".into(), CaseState::Flaky, 2), ("b".into(), CaseState::Passed, 1)]);
+        let record = paper.engine.record();
+        let runs: Vec<(String, u32)> = record.stages.iter().map(|s| (name(&s.stage), s.attempt)).collect();
+        assert_eq!(
+            runs[2..8],
+            [
+                ("run:a".into(), 1),
+                ("fin:a".into(), 1),
+                ("init:a".into(), 2),
+                ("run:a".into(), 2),
+                ("fin:a".into(), 2),
+                ("init:b".into(), 1)
+            ]
+        );
+        assert_eq!(record.stages[2].runs[1].state, RunState::Failed, "the failed attempt is kept");
+        assert!(record.stages.iter().all(|s| s.runs.iter().all(|r| r.state.is_final())));
+        assert_eq!(record.summary().cases_flaky, 1);
+    }
+
+    #[test]
+    fn a_case_that_fails_every_attempt_fails_after_its_retries() {
+        let engine = engine_of(plan_of(&["si", "init:a", "run:a", "sf"], 2), &["s1"]);
+        let (paper, ran) = drive_all(engine, 100, |stage, _, _| stage == "init:a");
+        assert_eq!(ran, ["si", "init:a", "init:a#2", "init:a#3", "sf"], "a failed init skips its run each time");
+        assert_eq!(case_states(&paper), [("a".into(), CaseState::Failed, 3)]);
+        assert_eq!(paper.finish, Some((SessionState::Failed, Some("failed cases: a".into()))));
+    }
+
+    #[test]
+    fn exit_first_runs_no_case_after_the_first_failed_one_and_no_retry_follows_a_stop() {
+        let mut plan = plan_of(&CASES, 0);
+        plan.exit_first = true;
+        let (paper, ran) = drive_all(engine_of(plan, &["s1"]), 100, |stage, _, _| stage == "run:a");
+        assert_eq!(ran, ["si", "init:a", "run:a", "fin:a", "sf"]);
+        assert_eq!(case_states(&paper), [("a".into(), CaseState::Failed, 1), ("b".into(), CaseState::NotRun, 0)]);
+        assert_eq!(paper.engine.record().stages[4].skipped.as_deref(), Some("exit-first: case a failed"));
+        // Cancelled during a failing attempt: no retry.
+        let mut paper = Paper::begin(engine_of(plan_of(&["si", "init:a", "run:a", "sf"], 3), &["s1"]));
+        paper.finish_all(&[("s1", 0)], 1);
+        paper.send(Event::Stop(StopRequest::cancel("by bob")), 2);
+        paper.finish("s1", StageOutcome::Cancelled { reason: "by bob".into() }, 3);
+        paper.finish_all(&[("s1", 0)], 4);
+        assert_eq!(paper.ran(), ["si", "init:a", "sf"]);
+        assert_eq!(paper.state(), Some(SessionState::Cancelled));
+    }
+
+    #[test]
+    fn repeats_run_the_case_list_over_with_a_case_record_per_pass() {
+        let mut plan = plan_of(&["si", "init:a", "run:a", "init:b", "run:b", "sf"], 0);
+        plan.repeat = 3;
+        let (paper, ran) = drive_all(engine_of(plan, &["s1"]), 100, |stage, _, _| stage == "run:b");
+        assert_eq!(ran.len(), 1 + 3 * 4 + 1);
+        let cases = &paper.engine.record().cases;
+        assert_eq!(
+            cases.iter().map(|c| (c.name.as_str(), c.repetition)).collect::<Vec<_>>(),
+            [("a", 1), ("b", 1), ("a", 2), ("b", 2), ("a", 3), ("b", 3)]
+        );
+        assert_eq!(paper.finish, Some((SessionState::Failed, Some("failed cases: b".into()))));
+        assert_eq!(paper.engine.record().stages[5].label(), "case_init:a (pass 2)");
+    }
+
+    #[test]
+    fn a_soak_adds_passes_until_its_time_is_up_and_finishes_the_case_in_progress() {
+        let mut plan = plan_of(&["si", "init:a", "run:a", "init:b", "run:b", "sf"], 0);
+        plan.run_for = Some(Duration::from_millis(1_000));
+        // Each stage takes 150 ms: pass 1 ends at 750, time is left, so pass 2 is added; its
+        // `a` runs 750..1050 (the time is up meanwhile, and `a` finishes); `b` of pass 2 would
+        // begin after the time is up, so it is dropped.
+        let (paper, ran) = drive_all(engine_of(plan, &["s1"]), 150, |_, _, _| false);
+        assert_eq!(ran, ["si", "init:a", "run:a", "init:b", "run:b", "init:a", "run:a", "sf"]);
+        let record = paper.engine.record();
+        assert_eq!(
+            record.cases.iter().map(|c| (c.name.as_str(), c.repetition)).collect::<Vec<_>>(),
+            [("a", 1), ("b", 1), ("a", 2)]
+        );
+        assert!(record.cases.iter().all(|c| c.state == CaseState::Passed));
+        assert_eq!(record.stages.len(), ran.len(), "no pending stage is left in the record");
+        assert_eq!(paper.state(), Some(SessionState::Passed));
+        // A soak whose stages cannot run stops instead of spinning.
+        let mut plan = plan_of(&["si", "init:a", "sf"], 0);
+        plan.run_for = Some(Duration::from_secs(3600));
+        let mut engine = engine_of(plan, &["s1"]);
+        engine.script_errors[1] = Some("cannot read script init.sh".into());
+        let (paper, ran) = drive_all(engine, 100, |_, _, _| false);
+        assert_eq!(ran, ["si", "sf"]);
+        assert!(paper.engine.record().cases.len() <= 3);
     }
 
     #[test]

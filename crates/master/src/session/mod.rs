@@ -1,12 +1,13 @@
-//! Sessions: the plan and failure rules ([`rules`]), the engine that runs a session's
-//! stages across its slaves as plain data and functions ([`engine`]), the I/O shell that
-//! feeds it ([`runner`]), and a cluster session's cluster ([`cluster`]).
+//! Sessions: the plan made from a suite and a run request ([`plan`]), the failure rules
+//! ([`rules`]), the engine that runs a session's stages across its slaves as plain data and
+//! functions ([`engine`]), the I/O shell that feeds it ([`runner`]), and a cluster
+//! session's cluster ([`cluster`]).
 
 pub mod cluster;
 pub mod engine;
+pub mod plan;
 pub mod rules;
 pub mod runner;
-pub mod selection;
 
 use std::collections::BTreeMap;
 
@@ -18,7 +19,7 @@ use crate::config::MasterConfig;
 use crate::model::SessionRecord;
 use crate::peers::Peers;
 use crate::store::Store;
-use rules::{plan, ScriptRef};
+use plan::{Plan, ScriptRef};
 
 /// What a session needs of the master while it runs: the master implements it, and the
 /// session code knows nothing else of the master (no import cycle between the two).
@@ -82,14 +83,15 @@ fn fetch(url: &str) -> Result<String, String> {
         .map_err(|e| format!("cannot fetch script {url}: {e}"))
 }
 
-/// SHA-256 over the suite definition and the text of every script it runs: two sessions
-/// with the same hash ran the same thing.
-pub fn definition_hash(suite: &Suite) -> String {
+/// SHA-256 over the suite definition, the run's options, the plan's stages and the text
+/// of every script it runs: two sessions with the same hash ran the same thing.
+pub fn definition_hash(suite: &Suite, plan: &Plan) -> String {
     let mut context = ring::digest::Context::new(&ring::digest::SHA256);
     context.update(serde_json::to_string(suite).unwrap_or_default().as_bytes());
-    for planned in plan(suite) {
-        context.update(planned.stage.to_string().as_bytes());
-        context.update(local_text(&planned.script).unwrap_or_default().as_bytes());
+    context.update(serde_json::to_string(&plan.options).unwrap_or_default().as_bytes());
+    for template in &plan.templates {
+        context.update(template.stage.to_string().as_bytes());
+        context.update(local_text(&template.script).unwrap_or_default().as_bytes());
     }
     hex::encode(context.finish())
 }

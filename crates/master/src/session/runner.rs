@@ -14,10 +14,11 @@ use xrdtest_proto::{FromMaster, StageCommand, StageId};
 
 use crate::model::{now_ms, CaseState, RunState, SessionId, SessionRecord, SessionState};
 use crate::peers::{PeerEvent, StageEvent};
-use crate::session::cluster::{bring_up, host_tags, tear_down, ClusterLease};
-use crate::session::engine::{Action, Engine, Event, Limits, Now, Step};
+use crate::session::cluster::{bring_up, hold, host_tags, tear_down, ClusterLease, HeldCluster};
+use crate::session::engine::{Action, Engine, Event, Limits, Now};
 use crate::session::load_script;
-use crate::session::rules::{plan, StopRequest};
+use crate::session::plan::Plan;
+use crate::session::rules::StopRequest;
 use crate::session::SessionHost;
 
 /// Beyond its own timeout (which the slave enforces), how long the master waits for a
@@ -31,30 +32,35 @@ const SAVE_EVERY: Duration = Duration::from_millis(250);
 /// Tags per slave on top of the session's (a cluster host's `diskmounts`).
 type SlaveTags = HashMap<String, BTreeMap<String, String>>;
 
+/// Runs a session to its end. Returns the cluster it left held (a failed session run with
+/// `keep_on_failure`), which the caller keeps taken until [`super::cluster::watch_hold`]
+/// returns.
 pub async fn run_session(
     master: Arc<dyn SessionHost>,
     id: SessionId,
     suite: Suite,
+    plan: Plan,
     cluster: Option<Cluster>,
     cancel: watch::Receiver<Option<StopRequest>>,
-) {
+) -> Option<HeldCluster> {
     let span = info_span!("session", session = id, suite = %suite.name);
-    run(master, id, suite, cluster, cancel).instrument(span).await
+    run(master, id, suite, plan, cluster, cancel).instrument(span).await
 }
 
 async fn run(
     master: Arc<dyn SessionHost>,
     id: SessionId,
     suite: Suite,
+    plan: Plan,
     cluster: Option<Cluster>,
     mut cancel: watch::Receiver<Option<StopRequest>>,
-) {
+) -> Option<HeldCluster> {
     let master: &dyn SessionHost = &*master;
     let mut record = match master.store().session(id) {
         Ok(Some(record)) => record,
         other => {
             warn!(error = ?other.err(), "session record missing; not running it");
-            return;
+            return None;
         }
     };
     let mut lease: Option<ClusterLease> = None;
@@ -99,72 +105,89 @@ async fn run(
             case.state = CaseState::NotRun;
         }
         record.reason = Some(reason);
-        finish(master, &suite, record, state, lease).await;
-        return;
+        return finish(master, &suite, record, state, lease).await;
     }
 
-    let planned = plan(&suite);
-    // Scripts are read (and URLs downloaded) once, now, off the async threads.
-    let sources: Vec<_> = planned.iter().map(|p| p.script.clone()).collect();
+    // Scripts are read (and URLs downloaded) once per template, now, off the async threads.
+    let sources: Vec<_> = plan.templates.iter().map(|t| t.script.clone()).collect();
+    let count = sources.len();
     let scripts: Vec<Result<String, String>> =
         match tokio::task::spawn_blocking(move || sources.iter().map(load_script).collect()).await {
             Ok(scripts) => scripts,
-            Err(err) => planned.iter().map(|_| Err(format!("loading scripts failed: {err}"))).collect(),
+            Err(err) => (0..count).map(|_| Err(format!("loading scripts failed: {err}"))).collect(),
         };
     record.state = SessionState::Running;
     record.started_ms = Some(now_ms());
     master.save_durably(&record);
-    info!(slaves = ?record.slaves, stages = planned.len(), "session running");
+    info!(slaves = ?record.slaves, stages = record.stages.len(), instances = plan.instances.len(), "session running");
 
-    let steps = planned
-        .iter()
-        .zip(&scripts)
-        .map(|(p, script)| Step { stage: p.stage.clone(), timeout: p.timeout, script_error: script.clone().err() })
-        .collect();
     let limits = Limits {
         reconnect_grace: master.config().reconnect_grace,
         result_margin: RESULT_MARGIN,
         cancel_wait: CANCEL_WAIT,
     };
+    let script_errors = scripts.iter().map(|script| script.clone().err()).collect();
     let scripts: Vec<String> = scripts.into_iter().map(Result::unwrap_or_default).collect();
-    let mut tags = suite.tags.clone();
-    tags.extend(master.base_tags());
+    let tags: Vec<_> = (0..plan.templates.len()).map(|template| plan.tags_of(template).clone()).collect();
     let context = StageContext {
         scripts: &scripts,
+        tags: &tags,
         suite: &suite,
         slave_tags: &slave_tags,
-        tags,
         roster: Arc::new(record.slaves.join(" ")),
     };
-    let (mut record, state, reason) = drive(master, Engine::new(record, steps, limits), &context, &mut cancel).await;
+    let engine = Engine::new(record, plan, script_errors, limits);
+    let (mut record, state, reason) = drive(master, engine, &context, &mut cancel).await;
     record.reason = reason;
-    finish(master, &suite, record, state, lease).await;
+    finish(master, &suite, record, state, lease).await
 }
 
 /// Ends a session: stops the cluster it started (the record keeps its last live state
 /// meanwhile), then records the final state, stores it durably and tells the alert mailer.
+/// A failed session run with `keep_on_failure` does not stop its cluster: it leaves it
+/// held, and returns it (the session ends at once, as any other).
 async fn finish(
     master: &dyn SessionHost,
     suite: &Suite,
     mut record: SessionRecord,
     final_state: SessionState,
     lease: Option<ClusterLease>,
-) {
+) -> Option<HeldCluster> {
+    let mut held = None;
     if let Some(lease) = lease {
         master.save(&record);
-        if let Some(problem) = tear_down(master, &mut record, lease).await {
-            record.reason = Some(match record.reason.take() {
-                Some(reason) => format!("{reason}; {problem}"),
-                None => problem,
-            });
+        let keep_ms = record.options.keep_on_failure_ms.filter(|_| final_state == SessionState::Failed);
+        let to_stop = match keep_ms {
+            Some(keep_ms) => match hold(master, &mut record, lease, keep_ms) {
+                Ok(cluster) => {
+                    held = Some(cluster);
+                    None
+                }
+                Err(lease) => Some(lease),
+            },
+            None => Some(lease),
+        };
+        if let Some(lease) = to_stop {
+            if let Some(problem) = tear_down(master, &mut record, lease).await {
+                record.reason = Some(match record.reason.take() {
+                    Some(reason) => format!("{reason}; {problem}"),
+                    None => problem,
+                });
+            }
         }
     }
     record.state = final_state;
     record.ended_ms = Some(now_ms());
     master.save_durably(&record);
     master.peers().set_session(&record.slaves, None);
-    info!(state = final_state.as_str(), reason = record.reason.as_deref().unwrap_or(""), "session ended");
+    info!(
+        state = final_state.as_str(),
+        reason = record.reason.as_deref().unwrap_or(""),
+        cluster_held = held.is_some(),
+        "session ended"
+    );
     master.session_ended(suite, &record);
+    held
 }
 
 enum WaitEnd {
@@ -201,31 +224,31 @@ async fn wait_for_slaves(
 
 /// What stage commands are made of, besides the record.
 struct StageContext<'a> {
-    /// The script of each step of the plan (empty where it could not be read: the engine
-    /// fails that stage without sending it).
+    /// The script of each template of the plan (empty where it could not be read: the
+    /// engine fails that stage without sending it).
     scripts: &'a [String],
+    /// The tags of each template, merged once per session ([`Plan::tags_of`]).
+    tags: &'a [Arc<BTreeMap<String, String>>],
     suite: &'a Suite,
     slave_tags: &'a SlaveTags,
-    /// The suite's tags with the master's (`@port@`, `@proto@`) over them, merged once.
-    tags: BTreeMap<String, String>,
     /// The session's slaves, shared by every command that carries them.
     roster: Arc<String>,
 }
 
 impl StageContext<'_> {
-    /// The command of stage `index` for `slave`; `with_roster`: with the list of the
-    /// session's slaves, which each connection gets once (the slave keeps it).
+    /// The command of stage record `index` (of template `template`) for `slave`;
+    /// `with_roster`: with the list of the session's slaves, which each connection gets
+    /// once (the slave keeps it).
     fn command(
         &self,
-        record: &SessionRecord,
-        index: usize,
+        &Sending { record, index, template }: &Sending<'_>,
         stage_id: StageId,
         slave: &str,
         with_roster: bool,
         master: &dyn SessionHost,
     ) -> FromMaster {
         let stage = &record.stages[index];
-        let mut tags = self.tags.clone();
+        let mut tags = (*self.tags[template]).clone();
         if let Some(own) = self.slave_tags.get(slave) {
             tags.extend(own.clone());
         }
@@ -234,7 +257,7 @@ impl StageContext<'_> {
             session_id: record.id.to_string(),
             suite: self.suite.name.clone(),
             stage: stage.stage.clone(),
-            script: self.scripts[index].clone(),
+            script: self.scripts[template].clone(),
             tags,
             slaves: if with_roster { self.roster.clone() } else { Arc::default() },
             timeout_ms: stage.timeout_ms,
@@ -290,10 +313,12 @@ async fn drive(
                     Vec::new()
                 }
                 Action::Run { index, slaves } => {
-                    send_stage(master, engine.record(), index, &slaves, context, &mut rosters, &events_tx).await
+                    let stage = Sending { record: engine.record(), index, template: engine.template_of(index) };
+                    send_stage(master, stage, &slaves, context, &mut rosters, &events_tx).await
                 }
                 Action::Resend { index, slave, stage_id } => {
-                    let command = context.command(engine.record(), index, stage_id, &slave, true, master);
+                    let stage = Sending { record: engine.record(), index, template: engine.template_of(index) };
+                    let command = context.command(&stage, stage_id, &slave, true, master);
                     if master.peers().send(&slave, command).await {
                         Vec::new()
                     } else {
@@ -359,12 +384,18 @@ async fn drive(
     }
 }
 
+/// The stage to send: record `index`, made from plan template `template`.
+struct Sending<'a> {
+    record: &'a SessionRecord,
+    index: usize,
+    template: usize,
+}
+
 /// Sends stage `index` to each slave under a fresh stage id, with its route set up first
 /// so that no early message is lost; reports each attempt.
 async fn send_stage(
     master: &dyn SessionHost,
-    record: &SessionRecord,
-    index: usize,
+    stage: Sending<'_>,
     slaves: &[String],
     context: &StageContext<'_>,
     rosters: &mut Rosters,
@@ -380,7 +411,7 @@ async fn send_stage(
         master.peers().add_route(stage_id, slave, events.clone());
         let connection = master.peers().conn_id(slave);
         let with_roster = rosters.needs(slave, connection);
-        let command = context.command(record, index, stage_id, slave, with_roster, master);
+        let command = context.command(&stage, stage_id, slave, with_roster, master);
         let delivered = master.peers().send(slave, command).await;
         if delivered {
             rosters.delivered(slave, connection);

@@ -38,11 +38,20 @@ pub struct StepView {
     pub detail: String,
 }
 
+/// The colour class and words of a cluster state, `held` included.
+fn state_look(state: &str) -> (&'static str, String) {
+    match state {
+        "held" => ("waiting", "held".to_string()),
+        "not_held" => ("skipped", "not held".to_string()),
+        other => format::cluster_state(other),
+    }
+}
+
 pub fn step_views(steps: &[ClusterStep]) -> Vec<StepView> {
     steps
         .iter()
         .map(|step| {
-            let (cls, label) = format::cluster_state(&step.state);
+            let (cls, label) = state_look(&step.state);
             let at = format::time(step.unix_ms);
             StepView {
                 time: at.split(' ').nth(1).unwrap_or_default().to_string(),
@@ -99,6 +108,18 @@ pub struct LiveView {
     pub updated_relative: String,
     pub steps: Vec<StepView>,
     pub earlier_steps: usize,
+    /// Kept up after its session failed (`keep_on_failure`), until a time.
+    pub held: Option<HeldView>,
+}
+
+/// A hold: whose, and until when.
+pub struct HeldView {
+    pub session: SessionId,
+    pub until_ms: u64,
+    /// Local date and time it ends.
+    pub until: String,
+    /// `in 4 min`.
+    pub left: String,
 }
 
 pub struct ClusterView {
@@ -119,6 +140,11 @@ impl ClusterView {
     /// Neither defined nor invalid: a cluster still running after its definition went away.
     pub fn retired(&self) -> bool {
         self.definition.is_none() && self.errors.is_empty()
+    }
+
+    /// Kept up after its session failed: Stop ends the hold.
+    pub fn held(&self) -> bool {
+        self.live.as_ref().is_some_and(|l| l.held.is_some())
     }
 }
 
@@ -162,7 +188,7 @@ fn definition_view(cluster: &Cluster) -> DefinitionView {
 }
 
 pub fn live_view(entry: &ClusterEntry, now: u64) -> LiveView {
-    let (cls, label) = format::cluster_state(entry.state);
+    let (cls, label) = state_look(entry.state);
     let earlier_steps = entry.steps.len().saturating_sub(STEPS_SHOWN);
     LiveView {
         state: entry.state,
@@ -182,6 +208,12 @@ pub fn live_view(entry: &ClusterEntry, now: u64) -> LiveView {
         updated_relative: format::relative(entry.updated_ms as i64, now),
         steps: step_views(&entry.steps[earlier_steps..]),
         earlier_steps,
+        held: entry.held_for.zip(entry.held_until_ms).map(|(session, until_ms)| HeldView {
+            session,
+            until_ms,
+            until: format::time(until_ms),
+            left: format::relative(until_ms.max(now) as i64, now),
+        }),
     }
 }
 

@@ -12,13 +12,15 @@ use xrdtest_model::{now_ms, SessionId, SessionState};
 
 use super::hypervisors::{hypervisor_views, summary};
 use super::infra::{peer_rows, PeerRow};
-use super::sessions::{current_stage, progress, summary_row, SummaryRow};
+use super::sessions::{current_stage, flaky_count, progress, summary_row, SummaryRow};
 use super::{check_reader, format, page, store_error, Nav};
 use crate::auth::Viewer;
 use crate::WebState;
 
-/// How many failures and next runs the dashboard lists.
+/// How many failures, flaky sessions and next runs the dashboard lists.
 const LATEST: usize = 10;
+/// Flaky sessions are looked for among this many of the latest passed ones.
+const FLAKY_LOOKBACK: usize = 50;
 
 /// A session not yet ended; also sent live.
 #[derive(Debug, Clone, Serialize)]
@@ -33,6 +35,8 @@ pub struct ActiveRow {
     pub current: String,
     /// Running for, or waiting for.
     pub since: String,
+    /// Case instances that passed only when run again, so far.
+    pub flaky: usize,
 }
 
 /// The unfinished sessions, oldest first: those under way (running or waiting for their
@@ -56,6 +60,7 @@ pub fn active_sessions(core: &CoreHandle) -> Result<(Vec<ActiveRow>, Vec<ActiveR
             percent: 0,
             current: String::new(),
             since: String::new(),
+            flaky: summary.cases_flaky,
         };
         if summary.state == SessionState::Queued {
             row.since = format::duration(now.saturating_sub(summary.created_ms));
@@ -74,6 +79,7 @@ pub fn active_sessions(core: &CoreHandle) -> Result<(Vec<ActiveRow>, Vec<ActiveR
                 _ => current_stage(&record),
             };
             row.since = format::span(record.started_ms.or(Some(record.created_ms)), None, now);
+            row.flaky = flaky_count(&record);
         }
         running.push(row);
     }
@@ -110,6 +116,9 @@ struct DashboardPage {
     next_runs: Vec<NextRun>,
     scheduler_enabled: bool,
     failures: Vec<SummaryRow>,
+    /// Passed sessions with flaky cases, newest first.
+    flaky: Vec<SummaryRow>,
+    flaky_lookback: usize,
 }
 
 pub async fn dashboard_page(State(state): State<Arc<WebState>>, viewer: Viewer, uri: Uri) -> Response {
@@ -124,6 +133,10 @@ pub async fn dashboard_page(State(state): State<Arc<WebState>>, viewer: Viewer, 
     };
     let failures = match core.sessions_in_state(SessionState::Failed, LATEST) {
         Ok(found) => found.iter().map(|s| summary_row(s, now)).collect(),
+        Err(err) => return store_error(&state, &viewer, &uri, err),
+    };
+    let flaky = match core.sessions_in_state(SessionState::Passed, FLAKY_LOOKBACK) {
+        Ok(found) => found.iter().filter(|s| s.cases_flaky > 0).take(LATEST).map(|s| summary_row(s, now)).collect(),
         Err(err) => return store_error(&state, &viewer, &uri, err),
     };
     let (slaves, _) = peer_rows(core, now);
@@ -166,5 +179,7 @@ pub async fn dashboard_page(State(state): State<Arc<WebState>>, viewer: Viewer, 
         next_runs: next_runs.into_iter().take(LATEST).map(|(_, run)| run).collect(),
         scheduler_enabled: core.scheduler_enabled(),
         failures,
+        flaky,
+        flaky_lookback: FLAKY_LOOKBACK,
     })
 }

@@ -116,6 +116,26 @@ pub fn case_state(state: CaseState) -> (&'static str, &'static str) {
         CaseState::Passed => ("passed", "passed"),
         CaseState::Failed => ("failed", "failed"),
         CaseState::NotRun => ("skipped", "not run"),
+        CaseState::Flaky => ("flaky", "flaky"),
+    }
+}
+
+/// `1 flaky case`, `3 flaky cases`.
+pub fn flaky_cases(count: usize) -> String {
+    if count == 1 {
+        "1 flaky case".to_string()
+    } else {
+        format!("{count} flaky cases")
+    }
+}
+
+/// The CSS class suffix (`state-...`) of a session in a results strip: `flaky` for a
+/// passed session with flaky cases, else its state's.
+pub fn session_cls(state: SessionState, cases_flaky: usize) -> &'static str {
+    if state == SessionState::Passed && cases_flaky > 0 {
+        "flaky"
+    } else {
+        session_state(state).0
     }
 }
 
@@ -214,5 +234,15 @@ mod tests {
         assert_eq!(bytes(1536), "1.5 KiB");
         assert_eq!(bytes(3 << 30), "3.0 GiB");
         assert_eq!(short("0123456789abcdef"), "0123456789");
+    }
+
+    #[test]
+    fn flaky_sessions_have_their_own_look() {
+        assert_eq!(flaky_cases(1), "1 flaky case");
+        assert_eq!(flaky_cases(3), "3 flaky cases");
+        assert_eq!(session_cls(SessionState::Passed, 2), "flaky");
+        assert_eq!(session_cls(SessionState::Passed, 0), "passed");
+        assert_eq!(session_cls(SessionState::Failed, 2), "failed", "a failed session stays failed");
+        assert_eq!(case_state(CaseState::Flaky), ("flaky", "flaky"));
     }
 }

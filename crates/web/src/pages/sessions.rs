@@ -9,7 +9,10 @@ use axum::http::{StatusCode, Uri};
 use axum::response::Response;
 use serde::{Deserialize, Serialize};
 use xrdtest_master::handle::{CancelError, HistoryFilter};
-use xrdtest_model::{now_ms, ClusterRun, SessionId, SessionRecord, SessionState, SessionSummary, StageRun, Trigger};
+use xrdtest_model::{
+    now_ms, CaseState, ClusterRun, RunOptions, SessionId, SessionRecord, SessionState, SessionSummary, StageRecord,
+    StageRun, Trigger,
+};
 use xrdtest_proto::StageId;
 
 use super::clusters::{step_views, StepView};
@@ -43,20 +46,32 @@ pub struct CellView {
 }
 
 pub struct GridRow {
-    /// `case_run:name`: the stage as the API names it.
+    /// `case_run:name`: the stage as the API names it (the same for every pass and attempt).
     pub key: String,
+    /// The stage as people read it: [`StageRecord::label`](xrdtest_model::StageRecord::label).
+    pub label: String,
     pub kind: &'static str,
     pub case: String,
+    /// `pass 2, attempt 2`: what the label adds to the stage's name (empty for the first).
+    pub extra: String,
+    /// Its pass and attempt (0 for suite init and finalize).
+    pub repetition: u32,
+    pub attempt: u32,
     pub timeout: String,
     pub skipped: String,
     pub cells: Vec<Option<CellView>>,
 }
 
-/// A test case's line: also sent live.
+/// A test case's line (one case instance in one pass): also sent live.
 #[derive(Debug, Clone, Serialize)]
 pub struct CaseView {
     pub id: String,
+    /// The instance: `case` or `case[size=64,mode=sync]`.
     pub name: String,
+    /// Which pass over the case list.
+    pub pass: u32,
+    /// Attempts made so far.
+    pub attempts: u32,
     pub cls: &'static str,
     pub label: &'static str,
     pub duration: String,
@@ -67,6 +82,16 @@ pub struct CaseView {
 pub struct SessionUpdate {
     pub state_cls: &'static str,
     pub state_label: &'static str,
+    /// The outcome in one word (`flaky` for a passed session with flaky cases).
+    pub verdict: &'static str,
+    /// Case instances that passed only when run again, so far.
+    pub flaky: usize,
+    /// `2 flaky cases`, or empty.
+    pub flaky_text: String,
+    /// Stage rows and case rows: the page reloads when the engine adds or drops some (a
+    /// retry, a soak's next pass), since its rows are numbered.
+    pub rows: usize,
+    pub case_rows: usize,
     pub reason: String,
     #[serde(rename = "final")]
     pub is_final: bool,
@@ -152,8 +177,12 @@ pub fn grid(record: &SessionRecord, now: u64) -> (Vec<String>, Vec<GridRow>) {
         .enumerate()
         .map(|(row, stage)| GridRow {
             key: stage.stage.to_string(),
+            label: stage.label(),
             kind: stage.stage.kind(),
             case: stage.stage.case().unwrap_or_default().to_string(),
+            extra: label_extra(stage),
+            repetition: stage.repetition,
+            attempt: stage.attempt,
             timeout: format::duration(stage.timeout_ms),
             skipped: stage.skipped.clone().unwrap_or_default(),
             cells: slaves
@@ -168,6 +197,16 @@ pub fn grid(record: &SessionRecord, now: u64) -> (Vec<String>, Vec<GridRow>) {
     (slaves, rows)
 }
 
+/// What a stage's label adds to its name: `pass 2, attempt 3`, or empty.
+fn label_extra(stage: &StageRecord) -> String {
+    let label = stage.label();
+    let name = stage.stage.to_string();
+    label
+        .strip_prefix(name.as_str())
+        .map(|rest| rest.trim().trim_start_matches('(').trim_end_matches(')').to_string())
+        .unwrap_or_default()
+}
+
 /// Stages done (every run final, or skipped) and in all.
 pub fn progress(record: &SessionRecord) -> (usize, usize) {
     let done = record
@@ -178,14 +217,19 @@ pub fn progress(record: &SessionRecord) -> (usize, usize) {
     (done, record.stages.len())
 }
 
-/// The stage that runs now, in words (`case_run:name`), if one does.
+/// The stage that runs now, in words (`case_run:name (attempt 2)`), if one does.
 pub fn current_stage(record: &SessionRecord) -> String {
     record
         .stages
         .iter()
         .find(|s| s.runs.iter().any(|r| r.state == xrdtest_model::RunState::Running))
-        .map(|s| s.stage.to_string())
+        .map(StageRecord::label)
         .unwrap_or_default()
+}
+
+/// Case records that ended flaky.
+pub fn flaky_count(record: &SessionRecord) -> usize {
+    record.cases.iter().filter(|case| case.state == CaseState::Flaky).count()
 }
 
 pub fn cases(record: &SessionRecord, now: u64) -> Vec<CaseView> {
@@ -198,6 +242,8 @@ pub fn cases(record: &SessionRecord, now: u64) -> Vec<CaseView> {
             CaseView {
                 id: format!("case-{index}"),
                 name: case.name.clone(),
+                pass: case.repetition,
+                attempts: case.attempts,
                 cls,
                 label,
                 duration: format::span(case.started_ms, case.ended_ms, now),
@@ -210,9 +256,15 @@ pub fn session_update(record: &SessionRecord, now: u64) -> SessionUpdate {
     let (state_cls, state_label) = format::session_state(record.state);
     let (_, rows) = grid(record, now);
     let (done, total) = progress(record);
+    let flaky = flaky_count(record);
     SessionUpdate {
         state_cls,
         state_label,
+        verdict: record.verdict(),
+        flaky,
+        flaky_text: if flaky == 0 { String::new() } else { format::flaky_cases(flaky) },
+        rows: record.stages.len(),
+        case_rows: record.cases.len(),
         reason: record.reason.clone().unwrap_or_default(),
         is_final: record.state.is_final(),
         started: format::time_opt(record.started_ms),
@@ -232,6 +284,47 @@ pub fn trigger_label(trigger: &Trigger) -> &'static str {
         Trigger::Api => "API",
         Trigger::Schedule => "schedule",
     }
+}
+
+/// One of the options a session was asked to run with, beyond the defaults.
+pub struct OptionRow {
+    /// A stable name for the page's tests and scripts: `cases`, `repeat`...
+    pub key: &'static str,
+    pub label: &'static str,
+    pub value: String,
+}
+
+/// The options of `options` that are not the defaults of a plain run (every case once,
+/// no retries beyond the definition's), in words. The parameters are shown apart.
+pub fn option_rows(options: &RunOptions) -> Vec<OptionRow> {
+    let mut rows = Vec::new();
+    let mut push = |key, label, value: String| rows.push(OptionRow { key, label, value });
+    if !options.cases.is_empty() {
+        push("cases", "Only", options.cases.join(", "));
+    }
+    if !options.skip.is_empty() {
+        push("skip", "Skipped", options.skip.join(", "));
+    }
+    if options.repeat > 1 {
+        push("repeat", "Repeat", format!("{} passes over the cases", options.repeat));
+    }
+    if let Some(ms) = options.for_ms {
+        push("for", "Repeat for", format!("{} (passes follow one another until then)", format::duration(ms)));
+    }
+    if let Some(retries) = options.retries {
+        push("retries", "Retries", format!("{retries} for every case (over the definition's)"));
+    }
+    if options.exit_first {
+        push("exit_first", "Exit first", "no more cases after the first failed one".to_string());
+    }
+    if let Some(ms) = options.keep_on_failure_ms {
+        push(
+            "keep_on_failure",
+            "Keep on failure",
+            format!("the cluster stays up {} after a failure", format::duration(ms)),
+        );
+    }
+    rows
 }
 
 /// Parses a session id from the path; `None` for anything but a number.
@@ -254,6 +347,9 @@ struct SessionPage {
     rows: Vec<GridRow>,
     cases: Vec<CaseView>,
     percent: usize,
+    /// `--param`s, in the order given.
+    params: Vec<(String, String)>,
+    options: Vec<OptionRow>,
 }
 
 pub async fn session_page(
@@ -292,6 +388,8 @@ pub async fn session_page(
         slaves,
         rows,
         percent,
+        params: record.options.params.clone(),
+        options: option_rows(&record.options),
     })
 }
 
@@ -447,7 +545,7 @@ pub async fn stage_page(
         Err(err) => return store_error(&state, &viewer, &uri, err),
     };
     let (session_cls, session_label) = format::session_state(record.state);
-    let stage = record.stages[index].stage.to_string();
+    let stage = record.stages[index].label();
     page(&StagePage {
         nav: Nav::new(&state, &viewer, &uri, "sessions", format!("{stage} on {} · session {id}", run.slave)),
         session: id,
@@ -476,10 +574,15 @@ pub struct SummaryRow {
     pub duration: String,
     pub cases: String,
     pub reason: String,
+    /// Case instances that passed only when run again.
+    pub flaky: usize,
+    /// `2 flaky cases`, or empty.
+    pub flaky_text: String,
 }
 
 pub fn summary_row(summary: &SessionSummary, now: u64) -> SummaryRow {
     let (cls, label) = format::session_state(summary.state);
+    let flaky = summary.cases_flaky;
     SummaryRow {
         id: summary.id,
         suite: summary.suite.clone(),
@@ -488,12 +591,14 @@ pub fn summary_row(summary: &SessionSummary, now: u64) -> SummaryRow {
         trigger: trigger_label(&summary.trigger),
         created: format::time(summary.created_ms),
         duration: format::span(summary.started_ms, summary.ended_ms, now),
-        cases: if summary.cases_total == 0 {
-            String::new()
-        } else {
-            format!("{}/{} passed", summary.cases_passed, summary.cases_total)
+        cases: match (summary.cases_total, flaky) {
+            (0, _) => String::new(),
+            (total, 0) => format!("{}/{total} passed", summary.cases_passed),
+            (total, flaky) => format!("{}/{total} passed, {flaky} flaky", summary.cases_passed),
         },
         reason: summary.reason.clone().unwrap_or_default(),
+        flaky,
+        flaky_text: if flaky == 0 { String::new() } else { format::flaky_cases(flaky) },
     }
 }
 
@@ -674,4 +779,47 @@ pub async fn history(
         older,
         filtered: filter.suite.is_some() || filter.state.is_some() || from_ms.is_some() || to_ms.is_some(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use xrdtest_proto::Stage;
+
+    #[test]
+    fn grid_rows_say_which_pass_and_attempt() {
+        let record = |repetition, attempt| StageRecord {
+            stage: Stage::CaseRun { case: "copy[size=64]".into() },
+            timeout_ms: 1000,
+            skipped: None,
+            runs: Vec::new(),
+            repetition,
+            attempt,
+        };
+        assert_eq!(label_extra(&record(1, 1)), "");
+        assert_eq!(label_extra(&record(2, 1)), "pass 2");
+        assert_eq!(label_extra(&record(2, 3)), "pass 2, attempt 3");
+        let suite_init = StageRecord { stage: Stage::SuiteInit, ..record(0, 0) };
+        assert_eq!(label_extra(&suite_init), "");
+    }
+
+    #[test]
+    fn only_options_beyond_the_defaults_are_listed() {
+        assert!(option_rows(&RunOptions { repeat: 1, ..RunOptions::default() }).is_empty());
+        let options = RunOptions {
+            cases: vec!["a".into(), "b[x=1]".into()],
+            skip: vec!["c".into()],
+            params: vec![("files".into(), "5".into())],
+            repeat: 3,
+            for_ms: Some(7_200_000),
+            retries: Some(2),
+            exit_first: true,
+            keep_on_failure_ms: Some(600_000),
+        };
+        let rows: Vec<(&str, String)> = option_rows(&options).into_iter().map(|r| (r.key, r.value)).collect();
+        let keys: Vec<&str> = rows.iter().map(|(k, _)| *k).collect();
+        assert_eq!(keys, ["cases", "skip", "repeat", "for", "retries", "exit_first", "keep_on_failure"]);
+        assert_eq!(rows[0].1, "a, b[x=1]");
+        assert!(rows[3].1.starts_with("2 h 00 min"), "{}", rows[3].1);
+    }
 }

@@ -1,4 +1,5 @@
-//! A suite's trends: each case's duration and result across its latest sessions.
+//! A suite's trends: each case instance's duration and result across its latest sessions
+//! (one point per pass of a repeated session).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -17,8 +18,8 @@ use crate::WebState;
 /// The chart covers at most this many of the latest sessions.
 pub const TREND_SESSIONS: usize = 200;
 
-/// One series per case, in the order `preferred` gives (the current definition's), then
-/// any other case in the order it first appears.
+/// One series per case instance (by its recorded name), in the order `preferred` gives (the
+/// current definition's instances), then any other in the order it first appears.
 pub fn case_series(records: &[SessionRecord], preferred: &[String]) -> Vec<CaseSeries> {
     let mut order: Vec<String> = preferred.to_vec();
     for record in records {
@@ -36,15 +37,18 @@ pub fn case_series(records: &[SessionRecord], preferred: &[String]) -> Vec<CaseS
             let Some(&at) = index.get(case.name.as_str()) else { continue };
             let result = match case.state {
                 CaseState::Passed => TrendResult::Passed,
+                CaseState::Flaky => TrendResult::Flaky,
                 CaseState::Failed => TrendResult::Failed,
                 CaseState::NotRun => TrendResult::NotRun,
                 CaseState::Pending | CaseState::Running => TrendResult::Unfinished,
             };
             let duration_ms = match (case.started_ms, case.ended_ms, result) {
-                (Some(start), Some(end), TrendResult::Passed | TrendResult::Failed) => Some(end.saturating_sub(start)),
+                (Some(start), Some(end), TrendResult::Passed | TrendResult::Failed | TrendResult::Flaky) => {
+                    Some(end.saturating_sub(start))
+                }
                 _ => None,
             };
-            series[at].points.push(TrendPoint { session: record.id, duration_ms, result });
+            series[at].points.push(TrendPoint { session: record.id, pass: case.repetition, duration_ms, result });
         }
     }
     series.retain(|s| !s.points.is_empty());
@@ -57,6 +61,8 @@ pub struct LegendRow {
     pub runs: usize,
     pub passed: usize,
     pub failed: usize,
+    pub flaky: usize,
+    /// Passed out of passed, failed and flaky (a flaky run is not a pass).
     pub rate: String,
     pub median: String,
     pub last: String,
@@ -70,6 +76,7 @@ fn legend(series: &[CaseSeries]) -> Vec<LegendRow> {
         .map(|(index, case)| {
             let passed = case.points.iter().filter(|p| p.result == TrendResult::Passed).count();
             let failed = case.points.iter().filter(|p| p.result == TrendResult::Failed).count();
+            let flaky = case.points.iter().filter(|p| p.result == TrendResult::Flaky).count();
             let mut durations: Vec<u64> = case.points.iter().filter_map(|p| p.duration_ms).collect();
             durations.sort_unstable();
             let last = case.points.last();
@@ -79,12 +86,17 @@ fn legend(series: &[CaseSeries]) -> Vec<LegendRow> {
                 runs: case.points.len(),
                 passed,
                 failed,
-                rate: (passed * 100).checked_div(passed + failed).map(|rate| format!("{rate}%")).unwrap_or_default(),
+                flaky,
+                rate: (passed * 100)
+                    .checked_div(passed + failed + flaky)
+                    .map(|rate| format!("{rate}%"))
+                    .unwrap_or_default(),
                 median: durations.get(durations.len() / 2).map(|ms| format::duration(*ms)).unwrap_or_default(),
                 last: last.map(|p| p.result.label()).unwrap_or_default().to_string(),
                 last_cls: match last.map(|p| p.result) {
                     Some(TrendResult::Passed) => "passed",
                     Some(TrendResult::Failed) => "failed",
+                    Some(TrendResult::Flaky) => "flaky",
                     Some(TrendResult::Unfinished) => "running",
                     _ => "skipped",
                 },
@@ -124,8 +136,9 @@ pub async fn trends_page(
     if records.is_empty() && definition.is_none() {
         return error_page(&state, &viewer, &uri, StatusCode::NOT_FOUND, format!("There is no suite `{suite}`."));
     }
-    let preferred: Vec<String> =
-        definition.map(|s| s.tests.iter().map(|t| t.name.clone()).collect()).unwrap_or_default();
+    let preferred: Vec<String> = definition
+        .map(|s| s.tests.iter().flat_map(|t| t.instances.iter().map(|i| i.name.clone())).collect())
+        .unwrap_or_default();
     let series = case_series(&records, &preferred);
     page(&TrendsPage {
         nav: Nav::new(&state, &viewer, &uri, "suites", format!("Trends · {suite}")),
@@ -162,14 +175,15 @@ mod tests {
             cases: cases
                 .iter()
                 .map(|(name, state, times)| CaseRecord {
-                    name: name.to_string(),
                     state: *state,
                     started_ms: times.map(|t| t.0),
                     ended_ms: times.map(|t| t.1),
+                    ..CaseRecord::pending(name, name, Vec::new(), 1)
                 })
                 .collect(),
             stages: Vec::new(),
             cluster: None,
+            options: Default::default(),
         }
     }
 
@@ -186,13 +200,30 @@ mod tests {
         assert_eq!(
             series[1].points,
             [
-                TrendPoint { session: 1, duration_ms: Some(30), result: TrendResult::Failed },
-                TrendPoint { session: 2, duration_ms: Some(20), result: TrendResult::Passed },
-                TrendPoint { session: 3, duration_ms: None, result: TrendResult::Unfinished },
+                TrendPoint { session: 1, pass: 1, duration_ms: Some(30), result: TrendResult::Failed },
+                TrendPoint { session: 2, pass: 1, duration_ms: Some(20), result: TrendResult::Passed },
+                TrendPoint { session: 3, pass: 1, duration_ms: None, result: TrendResult::Unfinished },
             ]
         );
         let rows = legend(&series);
         assert_eq!((rows[1].runs, rows[1].passed, rows[1].failed, rows[1].rate.as_str()), (3, 1, 1, "50%"));
         assert_eq!(rows[0].rate, "", "never ran");
+    }
+
+    #[test]
+    fn flaky_cases_are_their_own_result_with_a_duration() {
+        let records = [
+            record(1, &[("a", CaseState::Flaky, Some((0, 40)))]),
+            record(2, &[("a", CaseState::Passed, Some((0, 10)))]),
+        ];
+        let series = case_series(&records, &[]);
+        assert_eq!(
+            series[0].points[0],
+            TrendPoint { session: 1, pass: 1, duration_ms: Some(40), result: TrendResult::Flaky }
+        );
+        let rows = legend(&series);
+        assert_eq!((rows[0].passed, rows[0].flaky, rows[0].failed, rows[0].rate.as_str()), (1, 1, 0, "50%"));
+        let records = [record(3, &[("a", CaseState::Flaky, Some((0, 40)))])];
+        assert_eq!(legend(&case_series(&records, &[]))[0].last_cls, "flaky");
     }
 }

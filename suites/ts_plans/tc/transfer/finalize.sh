@@ -1,0 +1,2 @@
+#!/bin/bash
+rm -rf "@workdir@/@slavename@/@mode@-@block_kib@"

@@ -1,0 +1,3 @@
+#!/bin/bash
+set -e
+mkdir -p "@workdir@/@slavename@/@mode@-@block_kib@"
