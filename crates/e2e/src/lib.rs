@@ -582,6 +582,21 @@ impl Drop for Env {
     }
 }
 
+/// The exit code of a finished command.
+pub fn code(output: &std::process::Output) -> Option<i32> {
+    output.status.code()
+}
+
+/// A finished command's status, stdout and stderr, for assertion messages.
+pub fn describe(output: &std::process::Output) -> String {
+    format!(
+        "status {:?}\nstdout:\n{}\nstderr:\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
 /// A shell line that records `label` for the slave running it: creates `<dir>/<label>.<slave>`.
 pub fn mark(dir: &Path, label: &str) -> String {
     format!("echo \"$XRDTEST_STAGE $XRDTEST_CASE\" >> '{}/{label}.'\"$XRDTEST_SLAVE\"\n", dir.display())

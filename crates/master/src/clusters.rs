@@ -682,14 +682,20 @@ mod tests {
         );
     }
 
-    #[test]
-    fn a_held_cluster_shows_held_stays_taken_and_a_stop_by_hand_ends_the_hold() {
+    /// A board whose hypervisor `hv` runs cluster `c1`, active, for session 4.
+    fn active_for_session_4() -> (ClusterBoard, Cluster) {
         let board = ClusterBoard::default();
         board.hypervisor_connected("hv", None);
         board.hypervisor_status("hv", status(16, 0, 16384, 0));
         let c = cluster("c1", 1, 128);
         board.reserve(&c, ClusterOwner::Session(4)).expect("start");
         active(&board, "c1");
+        (board, c)
+    }
+
+    #[test]
+    fn a_held_cluster_shows_held_stays_taken_and_a_stop_by_hand_ends_the_hold() {
+        let (board, c) = active_for_session_4();
         assert_eq!(board.hold("c1", 5, 1_000, "kept"), Err(HoldRefusal::NotOwn));
         assert_eq!(board.hold("nope", 4, 1_000, "kept"), Err(HoldRefusal::Gone));
         board.hold("c1", 4, 90_000, "kept until later").expect("held");
@@ -715,12 +721,7 @@ mod tests {
 
     #[test]
     fn a_hold_ends_once_and_a_broken_cluster_is_not_held_but_stays_taken_while_held() {
-        let board = ClusterBoard::default();
-        board.hypervisor_connected("hv", None);
-        board.hypervisor_status("hv", status(16, 0, 16384, 0));
-        let c = cluster("c1", 1, 128);
-        board.reserve(&c, ClusterOwner::Session(4)).expect("start");
-        active(&board, "c1");
+        let (board, c) = active_for_session_4();
         board.hold("c1", 4, 90_000, "kept").expect("held");
         // The hypervisor leaves: the cluster is in error, still held (the hold's watcher
         // ends it) and not started again in between.

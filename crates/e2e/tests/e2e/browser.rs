@@ -13,7 +13,7 @@ use xrdtest_e2e::*;
 use xrdtest_proto::client::{connect, ConnectSettings, MasterConnection};
 use xrdtest_proto::{ClusterState, ClusterStatus, FromMaster, Heartbeat, HypervisorStatus, Role, ToMaster};
 
-const PASSWORD: &str = "lab-password";
+pub(crate) const PASSWORD: &str = "lab-password";
 
 fn screenshots() -> PathBuf {
     // target/debug/deps/e2e-… → target/screenshots
@@ -49,7 +49,7 @@ fn browser_env(suites: impl FnOnce(&std::path::Path) -> Vec<Suite>) -> Option<En
 }
 
 /// Logs in with [`PASSWORD`] (screenshotting the form when asked).
-fn log_in(browser: &Browser, base: &str, shot: Option<&std::path::Path>) {
+pub(crate) fn log_in(browser: &Browser, base: &str, shot: Option<&std::path::Path>) {
     browser.goto(&format!("{base}/login"));
     let password = browser.wait_for("input[name=password]", Duration::from_secs(10));
     browser.type_into(&password, PASSWORD);

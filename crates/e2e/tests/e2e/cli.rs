@@ -5,8 +5,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use xrdtest_e2e::{
-    mark, marked, run_command, run_state, state, summarize, wait_until, Case, Env, MasterOptions, Proc, ScriptReaper,
-    Suite,
+    code, describe, mark, marked, run_command, run_state, state, summarize, wait_until, Case, Env, MasterOptions, Proc,
+    ScriptReaper, Suite,
 };
 
 fn suites(dir: &Path) -> Vec<Suite> {
@@ -21,19 +21,6 @@ fn suites(dir: &Path) -> Vec<Suite> {
             .case(Case::new("later").run(mark(&marks, "later_run"))),
         Suite::new("ts_ghost", &["ghost"]).case(Case::new("never")),
     ]
-}
-
-fn code(output: &std::process::Output) -> Option<i32> {
-    output.status.code()
-}
-
-fn describe(output: &std::process::Output) -> String {
-    format!(
-        "status {:?}\nstdout:\n{}\nstderr:\n{}",
-        output.status,
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
 }
 
 #[test]

@@ -15,7 +15,7 @@ use xrdtest_proto::{ClusterState, ClusterStatus, FromMaster, Heartbeat, Hypervis
 
 const CLUSTER: &str = "cluster_pair";
 const HOSTS: [&str; 2] = ["server.pair.test", "client.pair.test"];
-const PASSWORD: &str = "lab-password";
+use crate::browser::PASSWORD;
 
 /// What the simulated hypervisor was told, and when (Unix ms).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -367,23 +367,6 @@ fn a_held_cluster_is_stopped_early_by_hand() {
     assert_eq!(hypervisor.stops().len(), 1, "{:?}", hypervisor.told());
 }
 
-/// Logs in with [`PASSWORD`].
-fn log_in(browser: &Browser, base: &str) {
-    browser.goto(&format!("{base}/login"));
-    let password = browser.wait_for("input[name=password]", Duration::from_secs(10));
-    browser.type_into(&password, PASSWORD);
-    let submit = browser.wait_for("form button[type=submit], form input[type=submit]", Duration::from_secs(5));
-    browser.click(&submit);
-    wait_until(Duration::from_secs(10), "the login to land", || {
-        let url = browser.url();
-        if url.contains("/login") {
-            Err(url)
-        } else {
-            Ok(())
-        }
-    });
-}
-
 #[test]
 fn a_held_cluster_is_stopped_from_the_dashboard() {
     if !Browser::available() {
@@ -399,7 +382,7 @@ fn a_held_cluster_is_stopped_from_the_dashboard() {
     wait_cluster(&api, "held", Duration::from_secs(5));
     let base = env.master.url();
     let browser = Browser::start(env.path(), 1366, 900);
-    log_in(&browser, &base);
+    crate::browser::log_in(&browser, &base, None);
     browser.goto(&format!("{base}/clusters#cluster-{CLUSTER}"));
     browser.wait_for(&format!("#cluster-{CLUSTER} .cluster-state[data-state=held]"), Duration::from_secs(10));
     let left = browser.wait_for(&format!("#cluster-{CLUSTER} .held-left"), Duration::from_secs(5));

@@ -7,20 +7,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use xrdtest_e2e::{mark, marked, run_command, summarize, Case, Env, MasterOptions, Suite};
-
-fn code(output: &std::process::Output) -> Option<i32> {
-    output.status.code()
-}
-
-fn describe(output: &std::process::Output) -> String {
-    format!(
-        "status {:?}\nstdout:\n{}\nstderr:\n{}",
-        output.status,
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
-}
+use xrdtest_e2e::{code, describe, mark, marked, run_command, summarize, Case, Env, MasterOptions, Suite};
 
 /// A line a script appends to `<dir>/<file>`: the case instance and the tags named.
 fn record_line(dir: &Path, file: &str, tags: &[&str]) -> String {
