@@ -14,6 +14,11 @@ use crate::script::ScriptSource;
 use crate::source::{Checker, SourceFile};
 use crate::units::parse_duration;
 
+/// Most passes a session may make over its case list (`repeat`).
+pub const MAX_REPEAT: u32 = 10_000;
+/// Most retries of a failed case instance (`retries`).
+pub const MAX_RETRIES: u32 = 100;
+
 /// Stage timeout when neither the suite nor the case gives one.
 pub const DEFAULT_STAGE_TIMEOUT: Duration = Duration::from_secs(30 * 60);
 
@@ -315,13 +320,13 @@ fn check_suite(check: &mut Checker, raw: &RawSuite, dir: &Path, folder: &str) ->
     };
     let tags = check_tags(check, raw.tags.as_ref());
     let repeat = match &raw.repeat {
-        Some(value) => count_value(value, 1)
+        Some(value) => count_value(value, 1, MAX_REPEAT)
             .map_err(|message| check.at(value, "repeat", format!("{message}: a session makes at least one pass")))
             .ok(),
         None => Some(1),
     };
     let retries = match &raw.retries {
-        Some(value) => count_value(value, 0).map_err(|message| check.at(value, "retries", message)).ok(),
+        Some(value) => count_value(value, 0, MAX_RETRIES).map_err(|message| check.at(value, "retries", message)).ok(),
         None => Some(0),
     };
     let exit_first = match &raw.exit_first {
@@ -392,7 +397,8 @@ fn load_case(suite_dir: &Path, name: &str) -> Result<TestCase, Vec<CaseProblem>>
                         timeout_value(value).map_err(|message| check.at(value, "stage_timeout", message)).ok();
                 }
                 if let Some(value) = &raw.retries {
-                    retries = count_value(value, 0).map_err(|message| check.at(value, "retries", message)).ok();
+                    retries =
+                        count_value(value, 0, MAX_RETRIES).map_err(|message| check.at(value, "retries", message)).ok();
                 }
                 tags = check_tags(&mut check, raw.tags.as_ref());
                 instances = case_instances(&mut check, name, raw.matrix.as_ref(), raw.parametrize.as_ref());
@@ -433,11 +439,12 @@ fn timeout_value(value: &Spanned<toml::Value>) -> Result<Duration, String> {
 }
 
 /// A count such as `repeat` or `retries`: a whole number, at least `min`.
-fn count_value(value: &Spanned<toml::Value>, min: u32) -> Result<u32, String> {
+fn count_value(value: &Spanned<toml::Value>, min: u32, max: u32) -> Result<u32, String> {
     match value.get_ref() {
         toml::Value::Integer(n) if *n < 0 => Err(format!("{n} is negative")),
         toml::Value::Integer(n) if *n < i64::from(min) => Err(format!("{n} is less than {min}")),
-        toml::Value::Integer(n) => u32::try_from(*n).map_err(|_| format!("{n} is too large (at most {})", u32::MAX)),
+        toml::Value::Integer(n) if *n > i64::from(max) => Err(format!("{n} is too large (at most {max})")),
+        toml::Value::Integer(n) => u32::try_from(*n).map_err(|_| format!("{n} is too large (at most {max})")),
         other => Err(format!("expected a whole number, found {}", other.type_str())),
     }
 }

@@ -140,8 +140,9 @@ fn suite_repeat_retries_and_exit_first_are_checked() {
     expect_error(&report, "ts_b/suite.toml", 6, "repeat", "expected a whole number, found string");
     expect_error(&report, "ts_b/suite.toml", 7, "retries", "expected a whole number, found float");
     expect_error(&report, "ts_b/suite.toml", 8, "exit_first", "expected true or false, found integer");
-    expect_error(&report, "ts_c/suite.toml", 5, "repeat", "too large (at most 4294967295)");
-    expect_count(&report, 7);
+    expect_error(&report, "ts_c/suite.toml", 5, "repeat", "too large (at most 10000)");
+    expect_error(&report, "ts_c/suite.toml", 6, "retries", "too large (at most 100)");
+    expect_count(&report, 8);
     assert!(report.repository.suites.is_empty());
     let shown = report.errors[0].to_string();
     assert!(

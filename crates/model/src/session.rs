@@ -203,7 +203,7 @@ pub struct RunOptions {
     pub cases: Vec<String>,
     /// `--skip`: without these.
     pub skip: Vec<String>,
-    /// `--param KEY=VALUE`: tags overridden for this session, in the order given.
+    /// `--param KEY=VALUE`: tags overridden for this session, sorted by key.
     pub params: Vec<(String, String)>,
     /// Passes over the case list (at least 1).
     pub repeat: u32,

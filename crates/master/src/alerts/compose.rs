@@ -21,6 +21,9 @@ use crate::model::{CaseRecord, CaseState, RunState, SessionRecord, SessionState,
 pub const TAIL_LINES: usize = 50;
 /// Output lines longer than this are cut in mails (mail lines should stay short).
 const MAX_LINE_CHARS: usize = 500;
+/// Most per-case mails one session sends (policy `CASE`): a long soak or a large repeat
+/// would otherwise send one per case run; the suite's mail lists every case.
+pub const MAX_CASE_MAILS: usize = 20;
 /// Reasons longer than this are cut in subjects.
 const MAX_SUBJECT_REASON_CHARS: usize = 80;
 
@@ -70,7 +73,7 @@ pub fn mail_count(settings: &AlertSettings, record: &SessionRecord) -> usize {
     match applicable_policy(settings, record) {
         AlertPolicy::None => 0,
         AlertPolicy::Suite => 1,
-        AlertPolicy::Case => 1 + record.cases.iter().filter(|c| case_ran(c)).count(),
+        AlertPolicy::Case => 1 + record.cases.iter().filter(|c| case_ran(c)).count().min(MAX_CASE_MAILS),
     }
 }
 
@@ -94,14 +97,14 @@ pub fn compose(
         body: suite_body(record, link.as_deref(), tail),
     }];
     if policy == AlertPolicy::Case {
-        for case in record.cases.iter().filter(|c| case_ran(c)) {
+        for case in record.cases.iter().filter(|c| case_ran(c)).take(MAX_CASE_MAILS) {
             mails.push(Mail {
                 to: settings.emails.clone(),
                 subject: format!(
                     "[xrdtest] {} #{} case {} {}",
                     record.suite,
                     record.id,
-                    case.name,
+                    case_label(case),
                     case_state_word(case.state).to_uppercase()
                 ),
                 body: case_body(record, case, link.as_deref(), tail),
@@ -109,6 +112,15 @@ pub fn compose(
         }
     }
     mails
+}
+
+/// A case instance's name, with its pass when the session made more than one.
+fn case_label(case: &CaseRecord) -> String {
+    if case.repetition > 1 {
+        format!("{} (pass {})", case.name, case.repetition)
+    } else {
+        case.name.clone()
+    }
 }
 
 /// A case that ran to an outcome of its own (not skipped, not cut short before it began).
@@ -408,7 +420,7 @@ fn case_body(
     let mut body = String::new();
     field(&mut body, "Suite", &record.suite);
     field(&mut body, "Session", &format!("#{} ({})", record.id, record.state.as_str()));
-    field(&mut body, "Case", &case.name);
+    field(&mut body, "Case", &case_label(case));
     field(&mut body, "State", &case_state_word(case.state).to_uppercase());
     field(&mut body, "Duration", &span(case.started_ms, case.ended_ms));
     field(&mut body, "Trigger", &format!("{:?}", record.trigger).to_lowercase());

@@ -20,6 +20,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use xrdtest_defs::matrix::case_of;
+use xrdtest_defs::suite::{MAX_REPEAT, MAX_RETRIES};
 use xrdtest_defs::tags::BUILTIN_TAGS;
 use xrdtest_defs::units::parse_duration;
 use xrdtest_defs::{ScriptSource, Suite};
@@ -104,6 +105,12 @@ impl PlanError {
     }
 }
 
+/// Longest a soak (`for`) or a hold (`keep_on_failure`) may be.
+pub const MAX_DURATION: Duration = Duration::from_secs(30 * 24 * 3600);
+/// Most stage runs (stages × slaves) a plan may make up front: beyond, `repeat` or the
+/// matrix is too large to keep in a session record.
+pub const MAX_PLANNED_RUNS: u64 = 200_000;
+
 /// The options of a run request, checked, with the suite's own fields (`repeat`,
 /// `exit_first`) where the request gives none. Scheduled runs use these defaults.
 pub fn options_from_request(request: &RunRequest, suite: &Suite) -> Result<RunOptions, PlanError> {
@@ -111,6 +118,10 @@ pub fn options_from_request(request: &RunRequest, suite: &Suite) -> Result<RunOp
         match text {
             None => Ok(None),
             Some(text) => match parse_duration(text) {
+                Ok(d) if d > MAX_DURATION => Err(PlanError::bad(format!(
+                    "{field}: {text} is longer than {}",
+                    xrdtest_defs::units::format_duration(MAX_DURATION)
+                ))),
                 Ok(d) if !d.is_zero() => Ok(Some(d.as_millis() as u64)),
                 Ok(_) => Err(PlanError::bad(format!("{field}: a duration of zero"))),
                 Err(message) => Err(PlanError::bad(format!("{field}: {message}"))),
@@ -118,8 +129,13 @@ pub fn options_from_request(request: &RunRequest, suite: &Suite) -> Result<RunOp
         }
     };
     let for_ms = duration("for", &request.for_duration)?;
-    if request.repeat == Some(0) {
-        return Err(PlanError::bad("repeat: at least 1"));
+    match request.repeat {
+        Some(0) => return Err(PlanError::bad("repeat: at least 1")),
+        Some(n) if n > MAX_REPEAT => return Err(PlanError::bad(format!("repeat: {n} is more than {MAX_REPEAT}"))),
+        _ => {}
+    }
+    if let Some(n) = request.retries.filter(|n| *n > MAX_RETRIES) {
+        return Err(PlanError::bad(format!("retries: {n} is more than {MAX_RETRIES}")));
     }
     if for_ms.is_some() && request.repeat.is_some() {
         return Err(PlanError::bad("give repeat or for, not both"));
@@ -199,7 +215,7 @@ impl Plan {
                     params: instance.params.clone(),
                     tags: Arc::new(tags),
                     templates: own,
-                    max_attempts: 1 + options.retries.unwrap_or_else(|| case.effective_retries(suite)),
+                    max_attempts: 1 + options.retries.unwrap_or_else(|| case.effective_retries(suite)).min(MAX_RETRIES),
                 });
             }
         }
@@ -210,6 +226,16 @@ impl Plan {
                 script: ScriptRef::Suite(finalize.clone()),
                 instance: None,
             });
+        }
+        let passes = if options.for_ms.is_some() { 1 } else { u64::from(options.repeat.max(1)) };
+        let case_stages: u64 = instances.iter().map(|i: &Instance| i.templates.len() as u64).sum();
+        let runs = (2 + passes * case_stages) * suite.machines.len().max(1) as u64;
+        if runs > MAX_PLANNED_RUNS {
+            return Err(PlanError::bad(format!(
+                "this plan makes {runs} stage runs ({passes} passes of {case_stages} case stages on {} slaves); \
+                 at most {MAX_PLANNED_RUNS}: repeat less, or select fewer cases",
+                suite.machines.len()
+            )));
         }
         Ok(Plan {
             templates,
@@ -549,5 +575,17 @@ mod tests {
         assert!(options_from_request(&keep, &suite).unwrap_err().to_string().contains("no cluster"));
         let zero = RunRequest { repeat: Some(0), ..RunRequest::default() };
         assert!(options_from_request(&zero, &suite).is_err());
+        for huge in [
+            RunRequest { repeat: Some(4_000_000_000), ..RunRequest::default() },
+            RunRequest { retries: Some(u32::MAX), ..RunRequest::default() },
+            RunRequest { for_duration: Some("18446744073709551615ms".into()), ..RunRequest::default() },
+        ] {
+            assert!(options_from_request(&huge, &suite).is_err(), "{huge:?}");
+        }
+        // Within each limit, but too many stage runs in all: refused before anything is built.
+        let opts =
+            options_from_request(&RunRequest { repeat: Some(MAX_REPEAT), ..RunRequest::default() }, &suite).unwrap();
+        let err = Plan::new(&suite, &opts, &BTreeMap::new()).unwrap_err().to_string();
+        assert!(err.contains("stage runs") && err.contains("at most 200000"), "{err}");
     }
 }
