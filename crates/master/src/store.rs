@@ -173,12 +173,32 @@ fn output_key(stage_id: StageId, seq: u64) -> [u8; 16] {
     key
 }
 
+/// How long [`Store::open`] waits for sled's lock held by another handle.
+pub const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// sled's database in `path`, retried while its lock is held elsewhere.
+fn open_db(path: &Path) -> Result<sled::Db, sled::Error> {
+    let config = sled::Config::new().path(path).cache_capacity(8 << 20).flush_every_ms(Some(200));
+    let deadline = std::time::Instant::now() + LOCK_WAIT;
+    loop {
+        match config.open() {
+            Err(err) if err.to_string().contains("could not acquire lock") && std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            other => return other,
+        }
+    }
+}
+
 impl Store {
+    /// Opens (or creates) the store in `path`. If another handle still holds sled's lock
+    /// (a master that is just exiting, a store just dropped whose background threads have
+    /// not let go yet), it waits up to [`LOCK_WAIT`] before failing.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
         let output_dir = path.join("output");
         std::fs::create_dir_all(&output_dir).map_err(|e| StoreError::Io { path: output_dir.clone(), source: e })?;
         // sled's default page cache is 1 GiB; sessions are written once and read rarely.
-        let db = sled::Config::new().path(path).cache_capacity(8 << 20).flush_every_ms(Some(200)).open()?;
+        let db = open_db(path)?;
         let store = Store {
             output_dir,
             sessions: db.open_tree("sessions")?,
@@ -1054,21 +1074,6 @@ mod tests {
         }
     }
 
-    /// [`Store::open`], retried while sled's lock is still held by a handle just dropped
-    /// (its background threads let go of it a moment later).
-    fn open_retrying(path: &Path) -> Result<Store, StoreError> {
-        let mut tries = 0;
-        loop {
-            match Store::open(path) {
-                Err(err) if tries < 100 && err.to_string().contains("could not acquire lock") => {
-                    tries += 1;
-                    std::thread::sleep(std::time::Duration::from_millis(50));
-                }
-                other => return other,
-            }
-        }
-    }
-
     /// sled opened directly, as the tests write raw bytes. Without a flusher thread, so the
     /// file lock is gone as soon as it is dropped; retried while a just-dropped store's
     /// flusher still holds the lock.
@@ -1130,7 +1135,7 @@ mod tests {
         let count = 2 * MIGRATION_CHUNK_RECORDS as u64 + 7;
         write_schema_1_store(dir.path(), count);
         {
-            let store = open_retrying(dir.path()).unwrap();
+            let store = Store::open(dir.path()).unwrap();
             assert_migrated(&store, count);
             let record = store.session(3).unwrap().unwrap();
             let cases: Vec<(&str, &str, u32, u32)> =
@@ -1142,7 +1147,7 @@ mod tests {
             assert_eq!(ids(&store.suite_recent("ts_old", 2).unwrap()), [count, count - 1]);
         }
         // Opened again, nothing is rewritten: the records are today's.
-        let store = open_retrying(dir.path()).unwrap();
+        let store = Store::open(dir.path()).unwrap();
         assert_migrated(&store, count);
     }
 
@@ -1161,7 +1166,7 @@ mod tests {
         raw("sessions", bad_session, vec![0xff; 3]);
         raw("summaries", bad_summary, vec![0xff; 3]);
 
-        let err = open_retrying(dir.path()).err().expect("an unreadable record stops the migration").to_string();
+        let err = Store::open(dir.path()).err().expect("an unreadable record stops the migration").to_string();
         assert!(err.contains("`sessions`") && err.contains(&format!("key {bad_session}")), "{err}");
         // Stopped after the first chunk: marked so that a schema-1 build refuses the store.
         assert_eq!(meta_u32(dir.path(), "schema_version"), Some(2));
@@ -1174,16 +1179,16 @@ mod tests {
 
         // Mended, it goes on, and stops at the summary.
         raw("sessions", bad_session, storage::encode(&v1_record(bad_session)).unwrap());
-        let err = open_retrying(dir.path()).err().expect("the summary stops it again").to_string();
+        let err = Store::open(dir.path()).err().expect("the summary stops it again").to_string();
         assert!(err.contains("`summaries`") && err.contains(&format!("key {bad_summary}")), "{err}");
         assert_eq!(meta_u32(dir.path(), MIGRATING_FROM), Some(1));
 
         // Mended too, it ends; the records rewritten before each stop were not rewritten again.
         raw("summaries", bad_summary, storage::encode(&v1_summary(&v1_record(bad_summary))).unwrap());
-        let store = open_retrying(dir.path()).unwrap();
+        let store = Store::open(dir.path()).unwrap();
         assert_migrated(&store, count);
         drop(store);
-        let store = open_retrying(dir.path()).unwrap();
+        let store = Store::open(dir.path()).unwrap();
         assert_migrated(&store, count);
     }
 
@@ -1195,7 +1200,7 @@ mod tests {
             db.open_tree("meta").unwrap().insert("schema_version", &1u32.to_be_bytes()).unwrap();
             db.flush().unwrap();
         }
-        assert_migrated(&open_retrying(dir.path()).unwrap(), 0);
+        assert_migrated(&Store::open(dir.path()).unwrap(), 0);
 
         let dir = tempfile::tempdir().unwrap();
         {
@@ -1203,7 +1208,7 @@ mod tests {
             db.open_tree("meta").unwrap().insert("schema_version", &0u32.to_be_bytes()).unwrap();
             db.flush().unwrap();
         }
-        let err = open_retrying(dir.path()).err().expect("schema 0 never existed").to_string();
+        let err = Store::open(dir.path()).err().expect("schema 0 never existed").to_string();
         assert!(err.contains("schema version 0"), "{err}");
     }
 }
