@@ -528,22 +528,14 @@ fn request_stop(cancel: &watch::Sender<Option<StopRequest>>, request: StopReques
 /// A new session record with the plan's first stages and cases pending.
 fn new_record(id: SessionId, suite: &Suite, plan: &Plan, trigger: Trigger, slaves: Vec<String>) -> SessionRecord {
     let (steps, cases) = plan.initial();
+    let stages = steps.iter().map(|step| plan.stage_record(step, &slaves)).collect();
     SessionRecord {
-        id,
-        suite: suite.name.clone(),
-        trigger,
         definition_hash: crate::session::definition_hash(suite, plan),
-        commit: None,
-        state: SessionState::Queued,
-        reason: None,
-        created_ms: now_ms(),
-        started_ms: None,
-        ended_ms: None,
         cases,
-        stages: steps.iter().map(|step| plan.stage_record(step, &slaves)).collect(),
+        stages,
         cluster: suite.cluster.as_deref().map(new_run),
         options: plan.options.clone(),
-        slaves,
+        ..SessionRecord::queued(id, &suite.name, trigger, slaves, now_ms())
     }
 }
 

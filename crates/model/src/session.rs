@@ -300,6 +300,27 @@ impl StageRecord {
 }
 
 impl SessionRecord {
+    /// A queued session with no cases or stages yet, made now by `trigger`.
+    pub fn queued(id: SessionId, suite: &str, trigger: Trigger, slaves: Vec<String>, created_ms: u64) -> SessionRecord {
+        SessionRecord {
+            id,
+            suite: suite.to_string(),
+            trigger,
+            definition_hash: String::new(),
+            commit: None,
+            slaves,
+            state: SessionState::Queued,
+            reason: None,
+            created_ms,
+            started_ms: None,
+            ended_ms: None,
+            cases: Vec::new(),
+            stages: Vec::new(),
+            cluster: None,
+            options: RunOptions::default(),
+        }
+    }
+
     /// Passed, but some case instances passed only when run again.
     pub fn is_flaky(&self) -> bool {
         self.state == SessionState::Passed && self.cases.iter().any(|case| case.state == CaseState::Flaky)

@@ -607,24 +607,12 @@ mod tests {
     #[test]
     fn flaky_rates_count_case_records_of_each_instance() {
         let record = |states: &[(&str, CaseState)]| SessionRecord {
-            id: 1,
-            suite: "s".into(),
-            trigger: Trigger::Api,
-            definition_hash: String::new(),
-            commit: None,
-            slaves: Vec::new(),
             state: SessionState::Passed,
-            reason: None,
-            created_ms: 0,
-            started_ms: None,
-            ended_ms: None,
             cases: states
                 .iter()
                 .map(|(name, state)| CaseRecord { state: *state, ..CaseRecord::pending(name, name, Vec::new(), 1) })
                 .collect(),
-            stages: Vec::new(),
-            cluster: None,
-            options: Default::default(),
+            ..SessionRecord::queued(1, "s", Trigger::Api, Vec::new(), 0)
         };
         let records = [
             record(&[("a", CaseState::Flaky), ("old", CaseState::Passed)]),

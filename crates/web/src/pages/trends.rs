@@ -161,17 +161,7 @@ mod tests {
 
     fn record(id: u64, cases: &[CaseSpec]) -> SessionRecord {
         SessionRecord {
-            id,
-            suite: "s".into(),
-            trigger: Trigger::Api,
-            definition_hash: String::new(),
-            commit: None,
-            slaves: Vec::new(),
             state: SessionState::Passed,
-            reason: None,
-            created_ms: id,
-            started_ms: None,
-            ended_ms: None,
             cases: cases
                 .iter()
                 .map(|(name, state, times)| CaseRecord {
@@ -181,9 +171,7 @@ mod tests {
                     ..CaseRecord::pending(name, name, Vec::new(), 1)
                 })
                 .collect(),
-            stages: Vec::new(),
-            cluster: None,
-            options: Default::default(),
+            ..SessionRecord::queued(id, "s", Trigger::Api, Vec::new(), id)
         }
     }
 
