@@ -157,6 +157,7 @@ async fn serve(mut conn: Connection<Stream>, arrivals: Arrivals) -> Result<()> {
                     output_bytes: 0,
                     dropped_bytes: 0,
                     chunks: 0,
+                    values: Default::default(),
                 }))
                 .await?;
                 conn.flush().await?;

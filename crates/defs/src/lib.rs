@@ -25,6 +25,7 @@ pub mod script;
 pub mod source;
 pub mod suite;
 pub mod tags;
+pub mod thresholds;
 pub mod units;
 
 pub use cluster::{Boot, Cluster, Disk, Host, Network};
@@ -34,3 +35,4 @@ pub use repository::{load_repository, LoadReport, Repository};
 pub use schedule::Schedule;
 pub use script::ScriptSource;
 pub use suite::{AlertPolicy, Suite, TestCase};
+pub use thresholds::{Better, Threshold};

@@ -12,6 +12,7 @@ use crate::matrix::{case_instances, check_tags, scalar_text, CaseInstance, Node}
 use crate::schedule::Schedule;
 use crate::script::ScriptSource;
 use crate::source::{Checker, SourceFile};
+use crate::thresholds::{check_results, RawResults, Threshold};
 use crate::units::parse_duration;
 
 /// Most passes a session may make over its case list (`repeat`).
@@ -71,6 +72,8 @@ pub struct TestCase {
     /// Its instances, in order: one per `[matrix]` combination or `[[parametrize]]` entry,
     /// or the case itself alone.
     pub instances: Vec<CaseInstance>,
+    /// `[results.NAME]` of `case.toml`: bounds on the values its stages report.
+    pub results: BTreeMap<String, Threshold>,
 }
 
 impl TestCase {
@@ -146,6 +149,7 @@ struct RawCase {
     tags: Option<BTreeMap<String, Spanned<toml::Value>>>,
     matrix: Option<Spanned<Node>>,
     parametrize: Option<Spanned<Node>>,
+    results: Option<RawResults>,
 }
 
 /// Loads and checks `suite.toml` in `dir` and the test cases it names. Checks against
@@ -385,6 +389,7 @@ fn load_case(suite_dir: &Path, name: &str) -> Result<TestCase, Vec<CaseProblem>>
     let mut stage_timeout = None;
     let mut tags = BTreeMap::new();
     let mut retries = None;
+    let mut results = BTreeMap::new();
     let mut instances = Some(vec![CaseInstance::plain(name)]);
     if case_file.exists() {
         let parsed = SourceFile::read(&case_file).and_then(|src| Ok((src.parse::<RawCase>()?, src)));
@@ -401,6 +406,7 @@ fn load_case(suite_dir: &Path, name: &str) -> Result<TestCase, Vec<CaseProblem>>
                         count_value(value, 0, MAX_RETRIES).map_err(|message| check.at(value, "retries", message)).ok();
                 }
                 tags = check_tags(&mut check, raw.tags.as_ref());
+                results = check_results(&mut check, raw.results.as_ref());
                 instances = case_instances(&mut check, name, raw.matrix.as_ref(), raw.parametrize.as_ref());
                 problems.extend(check.errors.into_iter().map(CaseProblem::InCaseFile));
             }
@@ -421,6 +427,7 @@ fn load_case(suite_dir: &Path, name: &str) -> Result<TestCase, Vec<CaseProblem>>
         tags,
         retries,
         instances: instances.unwrap_or_default(),
+        results,
     })
 }
 

@@ -196,6 +196,55 @@ fn case_retries_and_tags_are_checked() {
 }
 
 // ---------------------------------------------------------------------------------------
+// [results.NAME]
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn result_thresholds_are_loaded_with_their_direction() {
+    use xrdtest_defs::Better;
+    let report = Repo::one_case(
+        "[results.latency_ms]\nmax = 100\nregress_pct = 10\n\
+         [results.throughput]\nmin = 5.5\nregress_pct = 20\nbaseline = 3\n\
+         [results.rtt]\nregress_pct = 15\n\
+         [results.both]\nmin = 1\nmax = 2\nbetter = \"higher\"\n",
+    )
+    .load();
+    let suite = valid_suite(&report, "ts");
+    let results = &suite.tests[0].results;
+    let latency = &results["latency_ms"];
+    assert_eq!((latency.max, latency.min, latency.regress_pct), (Some(100.0), None, Some(10.0)));
+    assert_eq!((latency.better, latency.baseline), (Better::Lower, 5));
+    let throughput = &results["throughput"];
+    assert_eq!((throughput.min, throughput.better, throughput.baseline), (Some(5.5), Better::Higher, 3));
+    assert_eq!(results["rtt"].better, Better::Either);
+    assert_eq!(results["both"].better, Better::Higher);
+}
+
+#[test]
+fn result_thresholds_are_checked_field_by_field() {
+    let report = Repo::one_case(
+        "[results.a]\nmax = \"fast\"\n\
+         [results.b]\nregress_pct = -5\n\
+         [results.c]\nmin = 3\nmax = 1\n\
+         [results.d]\nbaseline = 0\nmax = 1\n\
+         [results.e]\nbetter = \"up\"\nmax = 1\n\
+         [results.f]\nmaximum = 1\n\
+         [results.g]\n\
+         [results.\"bad name\"]\nmax = 1\n",
+    )
+    .load();
+    expect_error(&report, CASE, 2, "results.a.max", "expected a number, found string");
+    expect_error(&report, CASE, 4, "results.b.regress_pct", "not a positive percentage");
+    expect_error(&report, CASE, 5, "results.c", "no value could pass");
+    expect_error(&report, CASE, 9, "results.d.baseline", "give 1 to 100");
+    expect_error(&report, CASE, 12, "results.e.better", "\"lower\", \"higher\" or \"either\"");
+    expect_error(&report, CASE, 15, "results.f.maximum", "unknown field `maximum`");
+    expect_error(&report, CASE, 16, "results.g", "sets no bound");
+    expect_error(&report, CASE, 17, "results.bad name", "not a result name");
+    expect_count(&report, 8);
+}
+
+// ---------------------------------------------------------------------------------------
 // [matrix]
 // ---------------------------------------------------------------------------------------
 

@@ -28,6 +28,7 @@
 //! crash or an unreadable record goes on where it stopped at the next open, and a build of
 //! the old schema refuses the half-migrated store instead of misreading it.
 
+use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
@@ -40,7 +41,7 @@ use sled::transaction::{ConflictableTransactionResult, TransactionError, Transac
 use xrdtest_proto::{LogFile, OutputLine, StageId};
 
 use crate::model::storage::{self, state_code, SCHEMA_VERSION};
-use crate::model::{v1, SessionId, SessionRecord, SessionState, SessionSummary};
+use crate::model::{v1, SessionId, SessionRecord, SessionState, SessionSummary, StageValues};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -67,6 +68,8 @@ pub struct Store {
     summaries: sled::Tree,
     output_index: sled::Tree,
     logs: sled::Tree,
+    /// What each stage run reported (results and checks), by stage id.
+    values: sled::Tree,
     suite_sessions: sled::Tree,
     state_sessions: sled::Tree,
     meta: sled::Tree,
@@ -205,6 +208,7 @@ impl Store {
             summaries: db.open_tree("summaries")?,
             output_index: db.open_tree("output_index")?,
             logs: db.open_tree("logs")?,
+            values: db.open_tree("values")?,
             suite_sessions: db.open_tree("suite_sessions")?,
             state_sessions: db.open_tree("state_sessions")?,
             meta: db.open_tree("meta")?,
@@ -249,6 +253,8 @@ impl Store {
                     1,
                     &[("sessions", &self.sessions, session_1_to_2), ("summaries", &self.summaries, summary_1_to_2)],
                 )?,
+                // Schema 3 added the `values` tree; no record of schema 2 changed.
+                2 => self.migrate(2, &[])?,
                 _ => {
                     return Err(StoreError::Corrupt {
                         tree: "meta",
@@ -769,6 +775,40 @@ impl Store {
                 decode("logs", &bytes)
             })
             .collect()
+    }
+
+    /// Keeps what a stage run reported; an empty report is not stored.
+    pub fn put_values(&self, stage_id: StageId, values: &StageValues) -> Result<(), StoreError> {
+        if values.is_empty() {
+            self.values.remove(stage_id.to_be_bytes())?;
+        } else {
+            self.values.insert(stage_id.to_be_bytes(), encode(values)?)?;
+        }
+        Ok(())
+    }
+
+    /// What a stage run reported (empty if nothing).
+    pub fn values(&self, stage_id: StageId) -> Result<StageValues, StoreError> {
+        match self.values.get(stage_id.to_be_bytes())? {
+            Some(bytes) => decode("values", &bytes),
+            None => Ok(StageValues::default()),
+        }
+    }
+
+    /// What every run of a session reported, by stage id (runs that reported nothing are
+    /// left out).
+    pub fn session_values(&self, record: &SessionRecord) -> Result<BTreeMap<StageId, StageValues>, StoreError> {
+        let mut all = BTreeMap::new();
+        for run in record.stages.iter().flat_map(|stage| &stage.runs) {
+            if run.stage_id == 0 {
+                continue;
+            }
+            let values = self.values(run.stage_id)?;
+            if !values.is_empty() {
+                all.insert(run.stage_id, values);
+            }
+        }
+        Ok(all)
     }
 
     /// Writes everything to disk before returning.

@@ -4,6 +4,7 @@
 //! - [`stage`]: stages and their ids (also carried by the wire protocol).
 //! - [`output`]: output lines and collected log files (also wire messages).
 //! - [`session`]: session records, their states, list summaries.
+//! - [`results`]: values and checks stage runs report.
 //! - [`api`]: the JSON API's request and response bodies.
 //! - [`storage`]: how stored values are encoded, and the store's schema version.
 //! - [`v1`]: the stored types of store schema 1, to read and migrate older stores.
@@ -16,12 +17,14 @@
 
 pub mod api;
 pub mod output;
+pub mod results;
 pub mod session;
 pub mod stage;
 pub mod storage;
 pub mod v1;
 
 pub use output::{LogFile, OutputLine};
+pub use results::{Check, CheckSource, ResultValue, StageValues};
 pub use session::*;
 pub use stage::{Stage, StageId};
 

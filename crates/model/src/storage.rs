@@ -20,8 +20,10 @@ use crate::SessionState;
 /// - 1: the first ([`crate::v1`] keeps its types);
 /// - 2: case instances with their test case, matrix values, pass and attempts; stages with
 ///   their pass and attempt; the run options of a session; `CaseState::Flaky`; flaky
-///   cases counted in summaries.
-pub const SCHEMA_VERSION: u32 = 2;
+///   cases counted in summaries;
+/// - 3: what stage runs reported ([`crate::results::StageValues`]) in tree `values`, by stage id.
+///   Nothing older changed: the migration from 2 rewrites nothing.
+pub const SCHEMA_VERSION: u32 = 3;
 
 /// A value that could not be encoded or decoded, in bincode's words.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -40,6 +40,8 @@ enum Sample {
     Summary(SessionSummary),
     Log(LogFile),
     Output(Vec<OutputLine>),
+    /// Tree `values`: what a stage run reported (schema 3).
+    Values(StageValues),
     /// Stored as its [`state_code`], one byte.
     StateCode(SessionState),
 }
@@ -52,6 +54,7 @@ impl Sample {
             Sample::Summary(summary) => storage::encode(summary),
             Sample::Log(log) => storage::encode(log),
             Sample::Output(lines) => storage::encode(lines),
+            Sample::Values(values) => storage::encode(values),
             Sample::StateCode(state) => Ok(vec![state_code(*state)]),
         }
         .unwrap()
@@ -65,6 +68,7 @@ impl Sample {
             Sample::Summary(_) => Sample::Summary(storage::decode(bytes).map_err(error)?),
             Sample::Log(_) => Sample::Log(storage::decode(bytes).map_err(error)?),
             Sample::Output(_) => Sample::Output(storage::decode(bytes).map_err(error)?),
+            Sample::Values(_) => Sample::Values(storage::decode(bytes).map_err(error)?),
             Sample::StateCode(_) => {
                 let [code] = bytes else { return Err(format!("{} bytes, not one", bytes.len())) };
                 let state = SessionState::ALL.iter().find(|state| state_code(**state) == *code);
@@ -484,9 +488,44 @@ fn samples() -> Vec<(&'static str, Sample)> {
                 OutputLine { unix_ms: T0 + 2, text: String::new() },
             ]),
         ),
+        ("values_empty", Sample::Values(StageValues::default())),
+        (
+            "values_script_and_threshold",
+            Sample::Values(StageValues {
+                results: vec![
+                    ResultValue { name: "latency_ms".into(), value: 12.5, unit: "ms".into() },
+                    ResultValue { name: "files".into(), value: -3.0, unit: String::new() },
+                ],
+                checks: vec![
+                    Check {
+                        name: "sums_equal".into(),
+                        passed: true,
+                        message: String::new(),
+                        source: CheckSource::Script,
+                    },
+                    Check {
+                        name: "results.latency_ms".into(),
+                        passed: false,
+                        message: "latency_ms = 12.5 ms, above max 10 ms".into(),
+                        source: CheckSource::Threshold,
+                    },
+                ],
+            }),
+        ),
     ]);
     samples.extend(SessionState::ALL.iter().map(|&state| (state_code_sample(state), Sample::StateCode(state))));
     samples
+}
+
+/// Every check source; no wildcard, so a new one does not compile until it is here.
+fn every_check_source() -> Vec<CheckSource> {
+    let all = [CheckSource::Script, CheckSource::Threshold];
+    for source in all {
+        match source {
+            CheckSource::Script | CheckSource::Threshold => {}
+        }
+    }
+    all.to_vec()
 }
 
 // Which sample holds each variant. No wildcard arms: a new variant does not compile until it
@@ -658,6 +697,11 @@ fn held(sample: &Sample) -> BTreeSet<String> {
             held.insert(format!("LogFile.error {}", some(&log.error)));
         }
         Sample::Output(_) => {}
+        Sample::Values(values) => {
+            for check in &values.checks {
+                held.insert(format!("CheckSource::{:?}", check.source));
+            }
+        }
         Sample::StateCode(state) => {
             held.insert(format!("state_code(SessionState::{state:?})"));
         }
@@ -729,6 +773,7 @@ fn every_variant_is_in_the_sample_named_for_it() {
     wanted.extend(RunState::ALL.iter().map(|&s| (run_state_sample(s), format!("RunState::{s:?}"))));
     wanted.extend(CaseState::ALL.iter().map(|&s| (case_state_sample(s), format!("CaseState::{s:?}"))));
     wanted.extend(every_stage().iter().map(|s| (stage_sample(s), format!("Stage::{}", s.kind()))));
+    wanted.extend(every_check_source().iter().map(|s| ("values_script_and_threshold", format!("CheckSource::{s:?}"))));
     let missing: Vec<String> = wanted
         .iter()
         .filter(|(name, what)| !samples.iter().any(|(n, sample)| n == name && held(sample).contains(what)))
@@ -793,7 +838,7 @@ fn every_option_field_is_pinned_set_and_unset() {
 // as the store reads an older store when it migrates it.
 
 /// The schemas before [`SCHEMA_VERSION`], each with a fixture and a test reading it below.
-const OLDER_SCHEMAS: &[u32] = &[1];
+const OLDER_SCHEMAS: &[u32] = &[1, 2];
 
 #[test]
 fn the_fixture_of_every_older_schema_is_kept_and_read() {
@@ -836,8 +881,9 @@ fn the_pinned_samples_of_schema_1_decode_with_the_v1_types_and_migrate_to_todays
                 );
                 assert_eq!(SessionSummary::from(old), *now, "{name}: migrates to another value than today's sample");
             }
-            // Unchanged by schema 2: today's types read them as they are.
-            Sample::Log(_) | Sample::Output(_) | Sample::StateCode(_) => {
+            // Unchanged by schema 2 (values: added by schema 3, so never pinned by schema 1):
+            // today's types read them as they are.
+            Sample::Log(_) | Sample::Output(_) | Sample::Values(_) | Sample::StateCode(_) => {
                 assert_eq!(sample.decode_like(&bytes).as_ref(), Ok(sample), "{name}: reads as another value");
                 assert_eq!(sample.encode(), bytes, "{name}: reads back, but is not written so");
             }
@@ -845,4 +891,18 @@ fn the_pinned_samples_of_schema_1_decode_with_the_v1_types_and_migrate_to_todays
     }
     let every: BTreeSet<String> = v1::CaseState::ALL.iter().map(|state| format!("{state:?}")).collect();
     assert_eq!(case_states, every, "every case state of schema 1 is pinned");
+}
+
+/// Schema 3 only added the `values` tree: each sample of schema 2 reads with today's types as
+/// today's sample of its name, and is written so again.
+#[test]
+fn the_pinned_samples_of_schema_2_read_as_todays() {
+    let pinned = FIXTURES.read(2).expect("tests/golden/schema2.txt is kept");
+    let today: BTreeMap<&str, Sample> = samples().into_iter().collect();
+    for (name, hex) in &pinned {
+        let bytes = unhex(hex);
+        let sample = today.get(name.as_str()).unwrap_or_else(|| panic!("{name}: no sample of this name today"));
+        assert_eq!(sample.decode_like(&bytes).as_ref(), Ok(sample), "{name}: reads as another value");
+        assert_eq!(sample.encode(), bytes, "{name}: reads back, but is not written so");
+    }
 }

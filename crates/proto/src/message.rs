@@ -19,11 +19,11 @@ use std::net::IpAddr;
 use serde::{Deserialize, Serialize};
 use xrdtest_defs::Cluster;
 // Shared with the store and the API: one definition, so the wire and the records agree.
-pub use xrdtest_model::{LogFile, OutputLine, Stage, StageId};
+pub use xrdtest_model::{LogFile, OutputLine, Stage, StageId, StageValues};
 
 /// Raised whenever any message changes shape; `tests/golden.rs` fails until it is, and
 /// `tests/golden/v{N}.txt` pins each version's bytes (docs/protocol.md, "Versioning").
-pub const PROTOCOL_VERSION: u32 = 3;
+pub const PROTOCOL_VERSION: u32 = 4;
 
 /// First bytes of every handshake frame: tells an xrdtest peer from anything else.
 pub const MAGIC: [u8; 4] = *b"XRDT";
@@ -243,6 +243,8 @@ pub struct StageResult {
     pub dropped_bytes: u64,
     /// Number of output chunks sent; the master checks it has them all.
     pub chunks: u64,
+    /// Results and checks the script reported (`$XRDTEST_RESULTS`), checked by the slave.
+    pub values: StageValues,
 }
 
 /// A stage a reconnecting slave still holds, running or finished but not acknowledged.

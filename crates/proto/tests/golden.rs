@@ -138,7 +138,23 @@ fn stage_finished(outcome: StageOutcome) -> ToMaster {
         output_bytes: 1234,
         dropped_bytes: 0,
         chunks: 3,
+        values: StageValues::default(),
     })
+}
+
+/// A passed stage that reported a result and a failed check.
+fn stage_finished_with_values() -> ToMaster {
+    let ToMaster::StageFinished(mut result) = stage_finished(StageOutcome::Exited { code: 0 }) else { unreachable!() };
+    result.values = StageValues {
+        results: vec![xrdtest_model::ResultValue { name: "latency_ms".into(), value: 12.5, unit: "ms".into() }],
+        checks: vec![xrdtest_model::Check {
+            name: "sums_equal".into(),
+            passed: false,
+            message: "abc != def".into(),
+            source: xrdtest_model::CheckSource::Script,
+        }],
+    };
+    ToMaster::StageFinished(result)
 }
 
 fn cluster_state(state: ClusterState) -> ToMaster {
@@ -216,6 +232,7 @@ fn samples() -> Vec<(&'static str, Message)> {
         ("stage_finished_timed_out", T(stage_finished(StageOutcome::TimedOut { after_ms: 600_000 }))),
         ("stage_finished_cancelled", T(stage_finished(StageOutcome::Cancelled { reason: "cancel".into() }))),
         ("stage_finished_failed", T(stage_finished(StageOutcome::Failed { reason: "bash not found".into() }))),
+        ("stage_finished_with_values", T(stage_finished_with_values())),
         ("tag_request", T(ToMaster::TagRequest { request_id: 42 })),
         ("reattach", T(ToMaster::Reattach { stages: vec![HeldStage { stage_id: 300, chunks: 17, finished: true }] })),
         ("cluster_state_defined", T(cluster_state(ClusterState::Defined))),

@@ -402,6 +402,7 @@ impl Slave {
                         output_bytes: summary.output_bytes,
                         dropped_bytes: summary.dropped_bytes,
                         chunks,
+                        values: summary.values.clone(),
                     }));
                     info!(stage_id, outcome = ?summary.outcome, "stage finished");
                     let link = {

@@ -43,6 +43,10 @@
 //!   being killed), the whole process group is killed with SIGKILL.
 //! - Spawn failures (work_dir not creatable, script not writable, bash not found) give
 //!   [`StageOutcome::Failed`] with the OS error text, and no `Started` event.
+//! - Results: the script's environment has `XRDTEST_RESULTS`, the path of an empty file
+//!   (`<work_dir>/.xrdtest-results-<id>`, see [`crate::results`]) for `result` and `check`
+//!   lines. Once bash has exited it is read and removed; its bad lines become output lines
+//!   (not counted towards the limit) and the values go into [`ExecSummary::values`].
 //! - Every path sends exactly one [`ExecEvent::Started`] (if bash was spawned) before any
 //!   [`ExecEvent::Output`], and exactly one [`ExecEvent::Finished`] last, carrying the same
 //!   summary that is returned.
@@ -60,7 +64,9 @@ use tokio::io::AsyncReadExt;
 use tokio::net::unix::pipe;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
-use xrdtest_proto::message::{OutputLine, StageOutcome};
+use xrdtest_proto::message::{OutputLine, StageOutcome, StageValues};
+
+use crate::results;
 
 /// A line with no newline for this many bytes is emitted in pieces of at most this size.
 pub const MAX_LINE_BYTES: usize = 64 * 1024;
@@ -124,6 +130,8 @@ pub struct ExecSummary {
     pub output_bytes: u64,
     /// Bytes of output dropped past the output limit.
     pub dropped_bytes: u64,
+    /// What the script reported in its results file.
+    pub values: StageValues,
 }
 
 /// The marker line emitted once when the output limit is reached.
@@ -154,12 +162,14 @@ pub async fn run_stage(
                 ended_unix_ms: now,
                 output_bytes: 0,
                 dropped_bytes: 0,
+                values: StageValues::default(),
             };
             let _ = events.send(ExecEvent::Finished(summary.clone())).await;
             return summary;
         }
     };
-    let summary = supervise(spawned, &spec, events.clone(), cancel).await;
+    let results_path = results::path_for(&spec.work_dir, spec.stage_id);
+    let summary = supervise(spawned, &spec, &results_path, events.clone(), cancel).await;
     remove_script(&script_path).await;
     let _ = events.send(ExecEvent::Finished(summary.clone())).await;
     summary
@@ -184,6 +194,9 @@ async fn spawn(spec: &StageSpec, script_path: &Path) -> Result<Spawned, String> 
     write_script(script_path, &spec.script)
         .await
         .map_err(|e| format!("cannot write script {}: {e}", script_path.display()))?;
+    let results_path = results::path_for(&spec.work_dir, spec.stage_id);
+    results::create(&results_path)
+        .map_err(|e| format!("cannot create results file {}: {e}", results_path.display()))?;
 
     let (reader, writer) = cloexec_pipe().map_err(|e| format!("cannot create output pipe: {e}"))?;
     let writer2 = writer.try_clone().map_err(|e| format!("cannot duplicate output pipe: {e}"))?;
@@ -193,6 +206,7 @@ async fn spawn(spec: &StageSpec, script_path: &Path) -> Result<Spawned, String> 
     cmd.arg(script_path)
         .current_dir(&spec.work_dir)
         .envs(spec.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .env("XRDTEST_RESULTS", &results_path)
         .stdin(Stdio::null())
         .stdout(Stdio::from(writer))
         .stderr(Stdio::from(writer2))
@@ -485,6 +499,7 @@ async fn wait_cancel(cancel: &mut oneshot::Receiver<String>) -> Option<String> {
 async fn supervise(
     spawned: Spawned,
     spec: &StageSpec,
+    results_path: &Path,
     events: mpsc::Sender<ExecEvent>,
     mut cancel: oneshot::Receiver<String>,
 ) -> ExecSummary {
@@ -644,6 +659,13 @@ async fn supervise(
 
     let ended = unix_ms();
     lines.finish(ended);
+    let path = results_path.to_owned();
+    let (values, problems) = tokio::task::spawn_blocking(move || results::collect(&path))
+        .await
+        .unwrap_or_else(|e| (StageValues::default(), vec![format!("[xrdtest: reading the results file failed: {e}]")]));
+    for problem in problems {
+        lines.push(problem, ended);
+    }
     if let Some(batch) = lines.take_batch() {
         outbox.push(ExecEvent::Output(batch));
     }
@@ -665,6 +687,7 @@ async fn supervise(
         ended_unix_ms: ended,
         output_bytes: lines.output_bytes,
         dropped_bytes: lines.dropped_bytes,
+        values,
     }
 }
 

@@ -1,6 +1,6 @@
 //! The shell library stage scripts can source (XrdTest's `functions.sh`): `log`, `stamp`,
-//! `assert_fail`. The slave installs it and passes its path in `XRDTEST_FUNCTIONS`, so a
-//! script uses it with `source "$XRDTEST_FUNCTIONS"`.
+//! `assert_fail`, `result`, `check`. The slave installs it and passes its path in
+//! `XRDTEST_FUNCTIONS`, so a script uses it with `source "$XRDTEST_FUNCTIONS"`.
 
 use std::io::{self, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};

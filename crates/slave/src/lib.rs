@@ -14,3 +14,4 @@ pub mod config;
 pub mod executor;
 pub mod functions;
 pub mod logs;
+pub mod results;

@@ -528,3 +528,48 @@ async fn two_hundred_megabytes_throughput() {
     let peak = status.lines().find(|l| l.starts_with("VmHWM")).unwrap_or("VmHWM: ?");
     println!("200 MB stage output in {elapsed:?}: {:.0} MB/s ({peak})", 200.0 / elapsed.as_secs_f64());
 }
+
+/// `result` and `check` of the shell library, a program writing to `$XRDTEST_RESULTS`
+/// itself, and bad lines: the values arrive in the summary, the problems in the output, and
+/// the file is gone afterwards.
+#[tokio::test]
+async fn results_and_checks_reach_the_summary() {
+    let dir = tempfile::tempdir().unwrap();
+    let lib = install(&dir.path().join("lib")).unwrap();
+    let mut s = spec(
+        dir.path(),
+        r#"source "$XRDTEST_FUNCTIONS"
+set -euo pipefail
+result latency_ms 12.5 ms
+result ops 300
+result ops 310
+check sums_equal pass
+check size_ok fail "got 3
+bytes"
+echo "after the failed check"
+echo "result direct 1e3 B/s" >> "$XRDTEST_RESULTS"
+echo "result broken NaN" >> "$XRDTEST_RESULTS"
+rc=0; result only_name || rc=$?
+echo "usage_rc=$rc"
+rc=0; check x maybe || rc=$?
+echo "usage_rc=$rc"
+"#,
+    );
+    s.env = vec![("XRDTEST_FUNCTIONS".to_string(), lib.display().to_string())];
+    let r = run(s).await;
+    assert_eq!(r.summary.outcome, StageOutcome::Exited { code: 0 }, "{:?}", r.texts());
+    let results: Vec<(&str, f64, &str)> =
+        r.summary.values.results.iter().map(|v| (v.name.as_str(), v.value, v.unit.as_str())).collect();
+    assert_eq!(results, [("latency_ms", 12.5, "ms"), ("ops", 310.0, ""), ("direct", 1000.0, "B/s")]);
+    let checks: Vec<(&str, bool, &str)> =
+        r.summary.values.checks.iter().map(|c| (c.name.as_str(), c.passed, c.message.as_str())).collect();
+    assert_eq!(checks, [("sums_equal", true, ""), ("size_ok", false, "got 3 bytes")]);
+    let texts = r.texts();
+    assert!(texts.contains(&"after the failed check"), "{texts:?}");
+    assert_eq!(texts.iter().filter(|t| **t == "usage_rc=2").count(), 2, "{texts:?}");
+    assert!(
+        texts.contains(&"[xrdtest: results file: line 7: result `broken`: NaN is not a finite number]"),
+        "{texts:?}"
+    );
+    assert!(!dir.path().join(".xrdtest-results-7").exists());
+}

@@ -332,7 +332,7 @@ impl Engine {
             }
             Event::Finished { slave, result } => {
                 if self.run_of(&slave, result.stage_id).is_some() {
-                    let (state, exit_code, reason) = describe_outcome(&result.outcome);
+                    let (state, exit_code, reason) = judge_run(&result);
                     let stage_id = result.stage_id;
                     self.end_run(&slave, now, |run| {
                         run.started_ms = Some(result.started_unix_ms);
@@ -671,6 +671,23 @@ impl Engine {
     }
 }
 
+/// The run state, exit code and reason of a finished run: its outcome, failed by any failed
+/// check (a script's `check NAME fail` or a threshold) even when the script exited 0.
+pub fn judge_run(result: &StageResult) -> (RunState, Option<i32>, Option<String>) {
+    let (state, exit_code, reason) = describe_outcome(&result.outcome);
+    match result.values.failure_reason() {
+        None => (state, exit_code, reason),
+        Some(checks) => {
+            let state = if state == RunState::Passed { RunState::Failed } else { state };
+            let reason = match reason {
+                Some(reason) => format!("{reason}; {checks}"),
+                None => checks,
+            };
+            (state, exit_code, Some(reason))
+        }
+    }
+}
+
 /// The run state, exit code and reason a stage outcome means.
 pub fn describe_outcome(outcome: &StageOutcome) -> (RunState, Option<i32>, Option<String>) {
     match outcome {
@@ -819,6 +836,7 @@ mod tests {
             output_bytes: 0,
             dropped_bytes: 0,
             chunks: 0,
+            values: Default::default(),
         }
     }
 
@@ -1342,5 +1360,28 @@ mod tests {
         let (state, _, reason) = describe_outcome(&StageOutcome::TimedOut { after_ms: 2000 });
         assert_eq!(state, RunState::TimedOut);
         assert!(reason.unwrap().starts_with("timeout: killed after"));
+    }
+
+    #[test]
+    fn a_failed_check_fails_a_run_that_exited_0() {
+        use crate::model::{Check, CheckSource};
+        let check = |name: &str, passed: bool, message: &str| Check {
+            name: name.into(),
+            passed,
+            message: message.into(),
+            source: CheckSource::Script,
+        };
+        let mut finished = result(1, exited(0));
+        finished.values.checks = vec![check("up", true, ""), check("sums", false, "abc != def"), check("n", false, "")];
+        assert_eq!(
+            judge_run(&finished),
+            (RunState::Failed, Some(0), Some("check `sums` failed: abc != def; check `n` failed".into()))
+        );
+        let mut failed = result(1, exited(3));
+        failed.values.checks = vec![check("sums", false, "")];
+        assert_eq!(judge_run(&failed), (RunState::Failed, Some(3), Some("exit code 3; check `sums` failed".into())));
+        let mut passed = result(1, exited(0));
+        passed.values.checks = vec![check("up", true, "fine")];
+        assert_eq!(judge_run(&passed), (RunState::Passed, Some(0), None));
     }
 }

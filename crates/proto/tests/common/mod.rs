@@ -108,6 +108,7 @@ pub fn all_to_master() -> Vec<ToMaster> {
                 output_bytes: 3,
                 dropped_bytes: 4,
                 chunks: 5,
+                values: StageValues::default(),
             })
         })
         .collect();
