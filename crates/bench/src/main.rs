@@ -21,6 +21,7 @@
 
 mod fanout;
 mod harness;
+mod results;
 mod vms;
 mod web;
 
@@ -34,7 +35,7 @@ use harness::{write_suite, Cluster};
 #[derive(Parser, Debug)]
 #[command(name = "xrdtest-bench", version)]
 struct Args {
-    /// Run only these parts: overhead, fanout, output, web, vms (default: all).
+    /// Run only these parts: overhead, fanout, output, web, vms, results (default: all).
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// Simulated slave counts for the fan-out part.
@@ -92,6 +93,9 @@ fn main() -> Result<()> {
     }
     if wants(&args, "vms") {
         vms::run()?;
+    }
+    if wants(&args, "results") {
+        results::run()?;
     }
     Ok(())
 }

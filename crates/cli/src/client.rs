@@ -44,6 +44,29 @@ impl ApiClient {
         self.answer(path, self.agent.get(&self.url(path)).call())
     }
 
+    /// A GET whose answer is a file, not JSON (a report, an export): its body as a reader.
+    /// No overall time limit, as a big export takes a while, but a minute of silence is an
+    /// error. An error status gives the API's message.
+    pub fn download(&self, path: &str) -> Result<Box<dyn std::io::Read + Send>> {
+        let response = self
+            .agent
+            .get(&self.url(path))
+            .config()
+            .timeout_global(None)
+            .timeout_per_read(Some(std::time::Duration::from_secs(60)))
+            .build()
+            .call()
+            .map_err(|e| anyhow!("cannot reach the master at {}: {e}", self.base))?;
+        let status = response.status();
+        let mut body = response.into_body();
+        if !status.is_success() {
+            let answer: Value = body.read_json().unwrap_or(Value::Null);
+            let message = answer.get("error").and_then(Value::as_str).unwrap_or("no reason given");
+            return Err(anyhow!("{path}: {} {message}", status.as_u16()));
+        }
+        Ok(Box::new(body.into_reader()))
+    }
+
     pub fn post<T: DeserializeOwned>(&self, path: &str, body: &impl Serialize) -> Result<T> {
         let mut request = self.agent.post(&self.url(path));
         if let Some(token) = &self.token {

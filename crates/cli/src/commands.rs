@@ -79,8 +79,16 @@ impl RunArgs {
     }
 }
 
-/// Starts a suite; with `wait`, follows it and returns its exit code.
-pub fn run(api: &ApiClient, suite: &str, options: &RunArgs, wait: bool, json_output: bool) -> Result<ExitCode> {
+/// Starts a suite; with `wait`, follows it and returns its exit code (writing its JUnit
+/// report to `junit` first, when given).
+pub fn run(
+    api: &ApiClient,
+    suite: &str,
+    options: &RunArgs,
+    wait: bool,
+    junit: Option<&std::path::Path>,
+    json_output: bool,
+) -> Result<ExitCode> {
     let request = options.request(Some("manual"));
     let created: SessionCreated = api.post(&format!("/api/suites/{suite}/run"), &request)?;
     if !wait {
@@ -92,6 +100,9 @@ pub fn run(api: &ApiClient, suite: &str, options: &RunArgs, wait: bool, json_out
         return Ok(ExitCode::SUCCESS);
     }
     let record = follow(api, created.session, !json_output)?;
+    if let Some(file) = junit {
+        crate::reports::write_junit(api, record.id, file)?;
+    }
     if json_output {
         println!("{}", serde_json::to_string_pretty(&record)?);
     }

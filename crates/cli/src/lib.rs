@@ -5,5 +5,7 @@
 pub mod client;
 pub mod clusters;
 pub mod commands;
+pub mod compare;
 pub mod demo;
+pub mod reports;
 pub mod validate;

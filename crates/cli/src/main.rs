@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use xrdtest_cli::commands::RunArgs;
-use xrdtest_cli::{client, clusters, commands, validate};
+use xrdtest_cli::{client, clusters, commands, compare, reports, validate};
 
 /// xrdtest: distributed system tests on clusters of real and virtual machines.
 ///
@@ -47,6 +47,10 @@ enum Command {
         /// Follow the session to its end.
         #[arg(long)]
         wait: bool,
+        /// With --wait: when the session has ended, write its JUnit XML report to FILE for
+        /// a CI server, whatever the outcome (the exit code still tells it).
+        #[arg(long, value_name = "FILE", requires = "wait")]
+        junit: Option<std::path::PathBuf>,
         #[command(flatten)]
         options: RunArgs,
     },
@@ -86,6 +90,32 @@ enum Command {
         #[arg(long)]
         reason: Option<String>,
     },
+    /// Compare session B with session A: what changed, regressions first.
+    ///
+    /// Per case instance (matched by name and pass): its state in A and in B, the change
+    /// (regression: passed or flaky in A, failed or not run in B; fixed; still failing;
+    /// new; gone; unchanged) and its duration's delta. Then per result and slave: both
+    /// values and the delta, absolute and in %; whether a change is worse follows the
+    /// case's `[results.NAME]` `better` in the master's definitions (a result without a
+    /// threshold is shown, not judged). --json prints the API's answer (`GET /api/compare`).
+    ///
+    /// Exits 0, or with --fail-on-regression 1 when B regressed; 2 on an error (an
+    /// unknown session, the master unreachable).
+    Compare(compare::CompareArgs),
+    /// Print a report of a session, or write it to a file with -o.
+    ///
+    /// json: the whole session with the values its stages reported and, per case instance,
+    /// its state, failed stages (with their last lines of output), checks and results.
+    /// junit: JUnit XML as Jenkins, GitLab and Maven Surefire read it (a testcase per case
+    /// instance and per check; a flaky instance passes with a flakyFailure per failed
+    /// attempt). csv: one row per stage run and slave, a column per result. tap: TAP 13.
+    /// The formats are described in docs/results.md.
+    Report(reports::ReportArgs),
+    /// Download a session's export and unpack it into DIR (made if missing): report.html
+    /// (one page that opens from disk, no server needed), report.json, junit.xml,
+    /// results.csv, export-notes.txt, and every stage run's output and collected logs
+    /// under stages/. Prints each file written.
+    Export(reports::ExportArgs),
     /// Check suite and cluster definitions and report every problem found.
     ///
     /// With one DIR, DIR is a definitions repository holding `suites/` and `clusters/`.
@@ -133,7 +163,9 @@ fn main() -> ExitCode {
     }
     let api = || client::ApiClient::new(&cli.master, cli.token.clone());
     let result = match &cli.command {
-        Command::Run { suite, wait, options } => commands::run(&api(), suite, options, *wait, cli.json),
+        Command::Run { suite, wait, junit, options } => {
+            commands::run(&api(), suite, options, *wait, junit.as_deref(), cli.json)
+        }
         Command::Plan { suite, options } => commands::plan(&api(), suite, options, cli.json),
         Command::Sessions { suite, state, limit } => {
             commands::sessions(&api(), suite.as_deref(), state.as_deref(), *limit, cli.json)
@@ -149,6 +181,9 @@ fn main() -> ExitCode {
         }
         Command::Hypervisors => clusters::hypervisors(&api(), cli.json),
         Command::Cancel { id, reason } => commands::cancel(&api(), *id, reason.as_deref()),
+        Command::Compare(args) => compare::run(&api(), args, cli.json),
+        Command::Report(args) => reports::report(&api(), args),
+        Command::Export(args) => reports::export(&api(), args),
         Command::Validate(args) => validate::run(args),
         // A Rust program ignores SIGPIPE again when it starts, so the demo's sockets still
         // see EPIPE after the reset above.

@@ -34,5 +34,5 @@ pub use matrix::CaseInstance;
 pub use repository::{load_repository, LoadReport, Repository};
 pub use schedule::Schedule;
 pub use script::ScriptSource;
-pub use suite::{AlertPolicy, Suite, TestCase};
+pub use suite::{AlertPolicy, NotifyPolicy, Suite, TestCase};
 pub use thresholds::{Better, Threshold};

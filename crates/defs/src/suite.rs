@@ -53,6 +53,9 @@ pub struct Suite {
     pub retries: u32,
     /// After the first failed case, run no more cases (suite finalize still runs).
     pub exit_first: bool,
+    /// When webhooks (`[[notify]]` of `master.toml`) tell of this suite's sessions,
+    /// overriding each entry's `on`; `None`: each entry's own `on` applies.
+    pub notify: Option<NotifyPolicy>,
 }
 
 /// One test case: `tc/<name>/` with `init.sh`, `run.sh` and optional `finalize.sh`.
@@ -118,6 +121,42 @@ impl AlertPolicy {
     }
 }
 
+/// When a finished session is worth a webhook (suite.toml `notify`, master.toml `on`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NotifyPolicy {
+    /// Every finished session.
+    Always,
+    /// Sessions that did not pass: failed, cancelled, interrupted.
+    Failure,
+    /// A regression or a fix: the verdict (passed or not) differs from the suite's
+    /// previous finished session.
+    Change,
+    /// None (only as a suite's `notify`).
+    Never,
+}
+
+impl NotifyPolicy {
+    pub fn parse(text: &str) -> Result<NotifyPolicy, String> {
+        match text.trim().to_ascii_lowercase().as_str() {
+            "always" => Ok(NotifyPolicy::Always),
+            "failure" => Ok(NotifyPolicy::Failure),
+            "change" => Ok(NotifyPolicy::Change),
+            "never" => Ok(NotifyPolicy::Never),
+            _ => Err(format!("unknown notify policy `{text}`: expected always, failure, change or never")),
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NotifyPolicy::Always => "always",
+            NotifyPolicy::Failure => "failure",
+            NotifyPolicy::Change => "change",
+            NotifyPolicy::Never => "never",
+        }
+    }
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawSuite {
@@ -138,6 +177,7 @@ struct RawSuite {
     repeat: Option<Spanned<toml::Value>>,
     retries: Option<Spanned<toml::Value>>,
     exit_first: Option<Spanned<toml::Value>>,
+    notify: Option<Spanned<toml::Value>>,
 }
 
 #[derive(Deserialize)]
@@ -337,6 +377,10 @@ fn check_suite(check: &mut Checker, raw: &RawSuite, dir: &Path, folder: &str) ->
         Some(value) => bool_value(value).map_err(|message| check.at(value, "exit_first", message)).ok(),
         None => Some(false),
     };
+    let notify = match &raw.notify {
+        Some(value) => notify_value(value).map(Some).map_err(|message| check.at(value, "notify", message)).ok(),
+        None => Some(None),
+    };
 
     Some(Suite {
         name: name?,
@@ -363,6 +407,7 @@ fn check_suite(check: &mut Checker, raw: &RawSuite, dir: &Path, folder: &str) ->
         repeat: repeat?,
         retries: retries?,
         exit_first: exit_first?,
+        notify: notify?,
     })
 }
 
@@ -456,6 +501,14 @@ fn count_value(value: &Spanned<toml::Value>, min: u32, max: u32) -> Result<u32, 
     }
 }
 
+/// A suite's `notify`: a policy name (a wrong type is named with the field, not left to serde).
+fn notify_value(value: &Spanned<toml::Value>) -> Result<NotifyPolicy, String> {
+    match value.get_ref() {
+        toml::Value::String(text) => NotifyPolicy::parse(text),
+        other => Err(format!("expected \"always\", \"failure\", \"change\" or \"never\", found {}", other.type_str())),
+    }
+}
+
 fn bool_value(value: &Spanned<toml::Value>) -> Result<bool, String> {
     match value.get_ref() {
         toml::Value::Boolean(b) => Ok(*b),
@@ -495,6 +548,16 @@ mod tests {
         assert_eq!(AlertPolicy::parse("suite"), Ok(AlertPolicy::Suite));
         assert_eq!(AlertPolicy::parse("CASE"), Ok(AlertPolicy::Case));
         assert!(AlertPolicy::parse("SOMETIMES").is_err());
+    }
+
+    #[test]
+    fn notify_policies() {
+        assert_eq!(NotifyPolicy::parse("change"), Ok(NotifyPolicy::Change));
+        assert_eq!(NotifyPolicy::parse(" Never "), Ok(NotifyPolicy::Never));
+        for policy in [NotifyPolicy::Always, NotifyPolicy::Failure, NotifyPolicy::Change, NotifyPolicy::Never] {
+            assert_eq!(NotifyPolicy::parse(policy.as_str()), Ok(policy));
+        }
+        assert!(NotifyPolicy::parse("sometimes").unwrap_err().contains("always, failure, change or never"));
     }
 
     #[test]

@@ -242,6 +242,29 @@ fn errors_are_listed_in_file_order_with_display_form() {
 }
 
 #[test]
+fn suite_notify_is_a_known_policy_and_defaults_to_none() {
+    let repo = Repo::new();
+    let base = "machines = [\"s1\"]\ntests = [\"c\"]\ninitialize = \"echo\"\n";
+    for (name, line) in
+        [("ts_loud", "notify = \"sometimes\""), ("ts_typed", "notify = true"), ("ts_fix", "notify = \"change\"")]
+    {
+        write_suite(&repo.root, name, &format!("name = \"{name}\"\n{base}{line}\n"));
+        write_case(&repo.root, name, "c", true, true);
+    }
+    valid_static_suite(&repo.root, "ts_plain", &["c"]);
+    let report = repo.load();
+    let error = expect_error(&report, "ts_loud/suite.toml", Some(5), "notify", "unknown notify policy `sometimes`");
+    assert!(error.message.contains("always, failure, change or never"), "{error}");
+    assert!(error.to_string().contains("ts_loud/suite.toml:5: field `notify`"), "{error}");
+    expect_error(&report, "ts_typed/suite.toml", Some(5), "notify", "found boolean");
+    expect_error_count(&report, 2);
+    let suites = &report.repository.suites;
+    assert_eq!(suites["ts_fix"].notify, Some(xrdtest_defs::NotifyPolicy::Change));
+    assert_eq!(suites["ts_plain"].notify, None);
+    assert!(!suites.contains_key("ts_loud") && !suites.contains_key("ts_typed"));
+}
+
+#[test]
 fn suite_name_must_match_its_folder() {
     let repo = Repo::new();
     write_suite(

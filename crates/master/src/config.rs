@@ -9,6 +9,8 @@ use serde::Deserialize;
 use xrdtest_defs::units::{parse_duration, parse_size};
 
 use crate::alerts::{SmtpConfig, SmtpTls};
+use crate::notify::{WebhookConfig, WebhookFormat};
+use xrdtest_defs::NotifyPolicy;
 
 /// Where the web dashboard's cookie-signing key is kept, inside `state_dir`, by default.
 pub const DEFAULT_COOKIE_KEY_FILE: &str = "web-cookie.key";
@@ -32,6 +34,12 @@ pub struct MasterConfig {
     pub scheduler_enabled: bool,
     /// Where alert mails go out; `None`: no mail.
     pub smtp: Option<SmtpConfig>,
+    /// Webhooks about finished sessions (`[[notify]]`), in file order.
+    pub notify: Vec<WebhookConfig>,
+    /// Base URL of the dashboard for links to sessions (webhooks, and mails unless
+    /// `smtp.dashboard_url` says otherwise): the top-level `dashboard_url`, else
+    /// `smtp.dashboard_url`. No trailing `/`.
+    pub dashboard_url: Option<String>,
     /// How long a session waits for its slaves to connect before it fails.
     pub slave_wait: Duration,
     /// How long a slave that dropped mid-stage may take to come back before the stage fails.
@@ -190,6 +198,17 @@ struct RawSmtp {
     ca_file: Option<PathBuf>,
 }
 
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawNotify {
+    url: Option<String>,
+    format: Option<String>,
+    secret: Option<String>,
+    secret_file: Option<PathBuf>,
+    on: Option<String>,
+    suites: Option<Vec<String>>,
+}
+
 #[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct RawWeb {
@@ -219,6 +238,7 @@ struct RawConfig {
     clusters: Option<RawClusters>,
     scheduler: Option<RawScheduler>,
     smtp: Option<RawSmtp>,
+    notify: Option<Vec<RawNotify>>,
     web: Option<RawWeb>,
     listen: Option<String>,
     web_listen: Option<String>,
@@ -238,6 +258,7 @@ struct RawConfig {
     max_frame: Option<String>,
     tls_names: Option<Vec<String>>,
     proto_tag: Option<String>,
+    dashboard_url: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -328,10 +349,25 @@ impl MasterConfig {
                 clusters_path: raw.clusters_path.unwrap_or_else(|| "clusters".into()),
             }],
         };
-        let smtp = match raw.smtp {
+        let dashboard_url = match raw.dashboard_url {
+            Some(url) => Some(base_url(&url).map_err(|e| format!("`dashboard_url`: {e}"))?),
+            None => None,
+        };
+        let mut smtp = match raw.smtp {
             Some(smtp) => Some(smtp_settings(smtp, &resolve, &read_secret, &duration)?),
             None => None,
         };
+        if let Some(smtp) = smtp.as_mut() {
+            smtp.dashboard_url = smtp.dashboard_url.take().or_else(|| dashboard_url.clone());
+        }
+        let dashboard_url = dashboard_url.or_else(|| smtp.as_ref().and_then(|s| s.dashboard_url.clone()));
+        let notify = raw
+            .notify
+            .unwrap_or_default()
+            .into_iter()
+            .enumerate()
+            .map(|(index, entry)| webhook_config(entry, index, &read_secret))
+            .collect::<Result<Vec<_>, _>>()?;
         let max_frame = size(raw.max_frame, xrdtest_proto::DEFAULT_MAX_FRAME_LEN as u64, "max_frame")?;
         if max_frame > xrdtest_proto::HARD_MAX_FRAME_LEN as u64 || max_frame < 64 * 1024 {
             return Err(format!("`max_frame` must be between 64K and {}", xrdtest_proto::HARD_MAX_FRAME_LEN));
@@ -363,6 +399,8 @@ impl MasterConfig {
             repos,
             scheduler_enabled: raw.scheduler.and_then(|s| s.enabled).unwrap_or(true),
             smtp,
+            notify,
+            dashboard_url,
             slave_wait: duration(raw.slave_wait, Duration::from_secs(300), "slave_wait")?,
             reconnect_grace: duration(raw.reconnect_grace, Duration::from_secs(60), "reconnect_grace")?,
             heartbeat_interval,
@@ -477,6 +515,53 @@ fn smtp_settings(
     })
 }
 
+/// A base URL (`http(s)://host[:port][/path]`), without its trailing `/`.
+fn base_url(text: &str) -> Result<String, String> {
+    let trimmed = text.trim().trim_end_matches('/');
+    http_url_host(trimmed)?;
+    Ok(trimmed.to_string())
+}
+
+/// The host of an absolute `http://` or `https://` URL.
+fn http_url_host(text: &str) -> Result<String, String> {
+    let uri: ureq::http::Uri = text.parse().map_err(|e| format!("`{text}` is not a URL: {e}"))?;
+    if !matches!(uri.scheme_str(), Some("http" | "https")) {
+        return Err(format!("`{text}` is not an http:// or https:// URL"));
+    }
+    match uri.host() {
+        Some(host) if !host.is_empty() => Ok(host.to_string()),
+        _ => Err(format!("`{text}` has no host")),
+    }
+}
+
+/// One `[[notify]]` entry.
+fn webhook_config(raw: RawNotify, index: usize, read_secret: &ReadSecret) -> Result<WebhookConfig, String> {
+    let field = |name: &str| format!("notify[{index}].{name}");
+    let url = raw.url.ok_or_else(|| format!("`{}` is required: where the webhook is POSTed", field("url")))?;
+    let host = http_url_host(url.trim()).map_err(|e| format!("`{}`: {e}", field("url")))?;
+    let format = match raw.format.as_deref() {
+        None => WebhookFormat::Json,
+        Some(text) => WebhookFormat::parse(text)
+            .ok_or_else(|| format!("`{}`: unknown format `{text}`: json, slack or matrix", field("format")))?,
+    };
+    let on = match raw.on.as_deref() {
+        None => NotifyPolicy::Failure,
+        Some(text) => match NotifyPolicy::parse(text) {
+            Ok(policy @ (NotifyPolicy::Always | NotifyPolicy::Failure | NotifyPolicy::Change)) => policy,
+            _ => return Err(format!("`{}`: unknown criterion `{text}`: always, failure or change", field("on"))),
+        },
+    };
+    let secret = read_secret(raw.secret, raw.secret_file, &field("secret"))?;
+    if secret.as_deref() == Some("") {
+        return Err(format!("`{}` is empty: leave it out to send unsigned webhooks", field("secret")));
+    }
+    let suites = raw.suites.unwrap_or_default();
+    if let Some((i, bad)) = suites.iter().enumerate().find(|(_, s)| !xrdtest_defs::suite::is_plain_name(s)) {
+        return Err(format!("`{}`: `{bad}` is not a suite name", field(&format!("suites[{i}]"))));
+    }
+    Ok(WebhookConfig { url: url.trim().to_string(), host, format, secret, on, suites })
+}
+
 fn web_settings(
     raw: RawWeb,
     state_dir: &Path,
@@ -528,6 +613,7 @@ mod tests {
         assert_eq!(config.repos[0].suites_dir(), PathBuf::from("/var/lib/xrdtest/definitions/suites"));
         assert!(config.scheduler_enabled);
         assert!(config.smtp.is_none());
+        assert!(config.notify.is_empty() && config.dashboard_url.is_none());
         assert!(MasterConfig::from_toml("", Path::new("/")).unwrap_err().contains("secret"));
         assert!(MasterConfig::from_toml("secret = \"s\"\nbogus = 1", Path::new("/")).unwrap_err().contains("bogus"));
         let relative =
@@ -538,6 +624,77 @@ mod tests {
         assert!(MasterConfig::from_toml("secret = \"s\"\nslave_wait = \"soon\"", Path::new("/"))
             .unwrap_err()
             .contains("slave_wait"));
+    }
+
+    #[test]
+    fn notify_entries() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("hook.secret"), "s3cret\n").unwrap();
+        let config = MasterConfig::from_toml(
+            "secret = \"s\"\ndashboard_url = \"https://dash.example.org/\"\n\
+             [[notify]]\nurl = \"https://hooks.example.org/x?a=1\"\n\
+             [[notify]]\nurl = \"http://127.0.0.1:9/hook\"\nformat = \"Slack\"\nsecret_file = \"hook.secret\"\n\
+             on = \"change\"\nsuites = [\"ts_a\", \"ts_b\"]\n",
+            dir.path(),
+        )
+        .unwrap();
+        assert_eq!(config.dashboard_url.as_deref(), Some("https://dash.example.org"));
+        let [first, second] = &config.notify[..] else { panic!("{:?}", config.notify) };
+        assert_eq!(
+            (first.host.as_str(), first.format, first.on, first.secret.as_deref(), first.suites.len()),
+            ("hooks.example.org", WebhookFormat::Json, NotifyPolicy::Failure, None, 0)
+        );
+        assert_eq!(
+            (second.host.as_str(), second.format, second.on, second.secret.as_deref()),
+            ("127.0.0.1", WebhookFormat::Slack, NotifyPolicy::Change, Some("s3cret"))
+        );
+        assert_eq!(second.suites, ["ts_a", "ts_b"]);
+        assert!(!format!("{second:?}").contains("s3cret"), "the secret stays out of logs");
+        assert!(!format!("{first:?}").contains("/x?a=1"), "so does the URL's path: {first:?}");
+
+        let error = |entry: &str| {
+            MasterConfig::from_toml(&format!("secret = \"s\"\n[[notify]]\n{entry}"), dir.path()).unwrap_err()
+        };
+        assert!(error("format = \"json\"").contains("`notify[0].url` is required"));
+        assert!(error("url = \"ftp://x.org/\"").contains("`notify[0].url`: `ftp://x.org/` is not an http"));
+        assert!(error("url = \"not a url\"").contains("`notify[0].url`"));
+        assert!(error("url = \"/relative\"").contains("`notify[0].url`"));
+        assert!(error("url = \"http://h/\"\nformat = \"xml\"").contains("`notify[0].format`: unknown format `xml`"));
+        assert!(error("url = \"http://h/\"\non = \"never\"").contains("`notify[0].on`: unknown criterion `never`"));
+        assert!(error("url = \"http://h/\"\non = \"often\"").contains("always, failure or change"));
+        assert!(error("url = \"http://h/\"\nsecret = \"a\"\nsecret_file = \"f\"").contains("not both"));
+        assert!(error("url = \"http://h/\"\nsecret_file = \"/nonexistent/s\"").contains("`notify[0].secret_file`"));
+        assert!(error("url = \"http://h/\"\nsecret = \"\"").contains("`notify[0].secret` is empty"));
+        assert!(error("url = \"http://h/\"\nsuites = [\"ok\", \"../x\"]").contains("`notify[0].suites[1]`"));
+        assert!(error("url = \"http://h/\"\nbogus = 1").contains("bogus"));
+        let second_bad = MasterConfig::from_toml(
+            "secret = \"s\"\n[[notify]]\nurl = \"http://h/\"\n[[notify]]\nurl = \"http://h/\"\non = \"x\"",
+            dir.path(),
+        )
+        .unwrap_err();
+        assert!(second_bad.contains("`notify[1].on`"), "{second_bad}");
+        assert!(MasterConfig::from_toml("secret = \"s\"\ndashboard_url = \"dash\"", dir.path())
+            .unwrap_err()
+            .contains("`dashboard_url`"));
+    }
+
+    #[test]
+    fn dashboard_url_serves_mails_and_webhooks() {
+        let base = Path::new("/");
+        let smtp = "[smtp]\nfrom = \"x@lab.test\"\n";
+        let top =
+            MasterConfig::from_toml(&format!("secret = \"s\"\ndashboard_url = \"http://d/\"\n{smtp}"), base).unwrap();
+        assert_eq!(top.smtp.unwrap().dashboard_url.as_deref(), Some("http://d"));
+        let mail_only =
+            MasterConfig::from_toml(&format!("secret = \"s\"\n{smtp}dashboard_url = \"http://m\""), base).unwrap();
+        assert_eq!(mail_only.dashboard_url.as_deref(), Some("http://m"), "the mail's URL serves webhooks too");
+        let both = MasterConfig::from_toml(
+            &format!("secret = \"s\"\ndashboard_url = \"http://d\"\n{smtp}dashboard_url = \"http://m\""),
+            base,
+        )
+        .unwrap();
+        assert_eq!(both.dashboard_url.as_deref(), Some("http://d"));
+        assert_eq!(both.smtp.unwrap().dashboard_url.as_deref(), Some("http://m"));
     }
 
     #[test]

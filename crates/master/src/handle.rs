@@ -14,7 +14,8 @@ use xrdtest_proto::{LogFile, StageId};
 
 use crate::master::Master;
 use crate::model::api::{PlanView, RunRequest};
-use crate::model::{SessionId, SessionRecord, SessionState, SessionSummary, Trigger};
+use crate::model::{RunState, SessionId, SessionRecord, SessionState, SessionSummary, StageValues, Trigger};
+use xrdtest_report::data::{SessionData, TAIL_LINES};
 
 pub use crate::catalog::{Definitions, Origin, RepoStatus};
 pub use crate::clusters::{
@@ -22,6 +23,7 @@ pub use crate::clusters::{
 };
 pub use crate::config::{RepoConfig, RepoSource, WebConfig, WebTls};
 pub use crate::master::{CancelError, ClusterCommandError, SubmitError};
+pub use crate::metrics::{HistogramSnapshot, DURATION_BUCKETS, STAGE_KINDS};
 pub use crate::peers::{PeerEvent, PeerInfo};
 pub use crate::scheduler::ScheduleStatus;
 pub use crate::session::plan::PlanError;
@@ -157,6 +159,31 @@ impl CoreHandle {
         self.master.store.logs(stage_id)
     }
 
+    /// What a stage run reported: its results and checks (empty if nothing).
+    pub fn values(&self, stage_id: StageId) -> Result<StageValues, StoreError> {
+        self.master.store.values(stage_id)
+    }
+
+    /// What every run of a session reported, by stage id.
+    pub fn session_values(&self, record: &SessionRecord) -> Result<BTreeMap<StageId, StageValues>, StoreError> {
+        self.master.store.session_values(record)
+    }
+
+    /// A session as the reports read it: its record, what its runs reported, and the last
+    /// output lines of each run that did not pass (reads the store: call it off the async
+    /// threads).
+    pub fn session_data(&self, id: SessionId) -> Result<Option<SessionData>, StoreError> {
+        let Some(record) = self.master.store.session(id)? else { return Ok(None) };
+        let values = self.master.store.session_values(&record)?;
+        let mut tails = BTreeMap::new();
+        for run in record.stages.iter().flat_map(|stage| &stage.runs) {
+            if run.stage_id != 0 && run.state != RunState::Passed {
+                tails.insert(run.stage_id, self.master.store.output_tail(run.stage_id, TAIL_LINES)?);
+            }
+        }
+        Ok(Some(SessionData { record, values, tails }))
+    }
+
     // --- Definitions and schedules -----------------------------------------------------------
 
     /// The definitions in service (a shared snapshot).
@@ -196,6 +223,27 @@ impl CoreHandle {
     /// Alert mails sent and given up, when SMTP is configured.
     pub fn alert_counts(&self) -> Option<(u64, u64)> {
         self.master.alert_counts()
+    }
+
+    /// Webhooks sent and given up, when `[[notify]]` entries are configured.
+    pub fn webhook_counts(&self) -> Option<(u64, u64)> {
+        self.master.webhook_counts()
+    }
+
+    /// Sessions waiting in the queue.
+    pub fn queued_sessions(&self) -> usize {
+        self.master.queued_sessions()
+    }
+
+    /// Stored sessions by suite and state, `(suite, state, count)` sorted by suite (reads
+    /// the store's indexes: call it off the async threads).
+    pub fn session_counts(&self) -> Result<Vec<(String, SessionState, u64)>, StoreError> {
+        self.master.store.count_by_suite_and_state()
+    }
+
+    /// Per stage kind, the durations of the stage runs of sessions ended since the start.
+    pub fn stage_durations(&self) -> Vec<(&'static str, HistogramSnapshot)> {
+        self.master.metrics.stage_durations()
     }
 
     // --- Live updates ------------------------------------------------------------------------

@@ -22,6 +22,8 @@
 //! - [`git_repo`] — clone, fetch and move a git checkout (git2).
 //! - [`scheduler`] — starts sessions at their cron times.
 //! - [`alerts`] — composes and sends alert mail (lettre).
+//! - [`notify`] — webhooks about finished sessions (JSON, Slack, Matrix; signed, retried).
+//! - [`metrics`] — the master's counters for monitoring (stage durations).
 //! - [`session`] — the plan and failure rules (pure) and the task that drives a session.
 //! - [`handle`] — the narrow handle the HTTP side uses: the queries and commands of the API
 //!   and the pages, and the types they speak.
@@ -38,6 +40,8 @@ pub mod git_repo;
 pub mod handle;
 pub mod listener;
 pub mod master;
+pub mod metrics;
+pub mod notify;
 pub mod peers;
 pub mod scheduler;
 pub mod session;
@@ -97,7 +101,8 @@ impl Opened {
     }
 
     /// Binds the peer listener and the web listener, loads the definitions, starts the
-    /// alert mailer, the repository watchers, the scheduler and the peer listener. Returns
+    /// alert mailer, the webhooks, the repository watchers, the scheduler and the peer
+    /// listener. Returns
     /// once both listeners are bound; the web listener is not served.
     pub async fn listen(self) -> anyhow::Result<Core> {
         let Opened { config, store, peer_tls } = self;
@@ -118,6 +123,15 @@ impl Opened {
         if let Some(smtp) = &master.config.smtp {
             let alerter = alerts::Alerter::start(smtp.clone(), master.store.clone()).context("alert mail")?;
             master.set_end_listener(Box::new(alerter));
+        }
+        if !master.config.notify.is_empty() {
+            let notifier = notify::Notifier::start(
+                master.config.notify.clone(),
+                master.config.dashboard_url.clone(),
+                master.store.clone(),
+            )
+            .context("webhooks")?;
+            master.set_notifier(notifier);
         }
         master.start_background_tasks();
         let definitions = master.definitions();

@@ -21,6 +21,17 @@ use crate::peers::{PeerHandle, StageEvent};
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Outgoing messages queued per peer before senders wait.
 const OUTGOING_QUEUE: usize = 256;
+/// Largest frame of a peer not authenticated yet: a `Hello` is far smaller, and a stranger
+/// must not make the master buffer megabytes. Raised to `max_frame_bytes` once welcomed.
+pub const PRE_HANDSHAKE_MAX_FRAME: usize = 64 * 1024;
+/// Connections in TLS or the handshake at once; more are closed at accept, so a flood of
+/// idle strangers cannot use up the master's descriptors and memory.
+pub const MAX_UNAUTHENTICATED: usize = 256;
+
+/// Permits of [`MAX_UNAUTHENTICATED`].
+static UNAUTHENTICATED: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(MAX_UNAUTHENTICATED);
+/// When a refused connection was last logged (Unix ms): one warning a second at most.
+static LAST_REFUSAL_LOG: AtomicU64 = AtomicU64::new(0);
 
 static NEXT_CONN_ID: AtomicU64 = AtomicU64::new(1);
 
@@ -44,11 +55,19 @@ pub async fn serve(master: Arc<Master>, listener: TcpListener, acceptor: TlsAcce
                 continue;
             }
         };
+        let Ok(permit) = UNAUTHENTICATED.try_acquire() else {
+            let now = now_ms();
+            if now.saturating_sub(LAST_REFUSAL_LOG.swap(now, Ordering::Relaxed)) >= 1000 {
+                warn!(peer = %address, limit = MAX_UNAUTHENTICATED, "too many connections in their handshake; closing new ones");
+            }
+            drop(tcp);
+            continue;
+        };
         let _ = tcp.set_nodelay(true);
         let master = master.clone();
         let acceptor = acceptor.clone();
         tokio::spawn(async move {
-            if let Err(reason) = handle_connection(master, tcp, address, acceptor).await {
+            if let Err(reason) = handle_connection(master, tcp, address, acceptor, permit).await {
                 info!(peer = %address, %reason, "connection closed");
             }
         });
@@ -60,6 +79,7 @@ async fn handle_connection(
     tcp: TcpStream,
     address: SocketAddr,
     acceptor: TlsAcceptor,
+    unauthenticated: tokio::sync::SemaphorePermit<'static>,
 ) -> Result<(), String> {
     // The master's own address on this connection: a hypervisor's VMs may reach it there.
     let local_ip = tcp.local_addr().ok().map(|a| a.ip());
@@ -67,7 +87,7 @@ async fn handle_connection(
         .await
         .map_err(|_| "TLS handshake timed out".to_string())?
         .map_err(|e| format!("TLS handshake failed: {e}"))?;
-    let mut conn = Connection::new(tls, master.config.max_frame_bytes);
+    let mut conn = Connection::new(tls, PRE_HANDSHAKE_MAX_FRAME);
     let version = env!("CARGO_PKG_VERSION");
     let handshake = ServerHandshake {
         secret: &master.config.secret,
@@ -92,6 +112,8 @@ async fn handle_connection(
         master.peers.unregister(&hello.name, conn_id);
         return Err(format!("welcome: {err}"));
     }
+    drop(unauthenticated);
+    conn.set_max_frame_len(master.config.max_frame_bytes);
     info!(peer = %address, name = %hello.name, role = hello.role.as_str(), version = %hello.software_version, "peer connected");
     if hello.role == Role::Hypervisor {
         master.clusters.hypervisor_connected(&hello.name, local_ip);
@@ -139,17 +161,11 @@ where
                         // A command carrying the session's slave list is large with many
                         // slaves; a few at a time, so thousands of them do not all sit in
                         // encode and TLS buffers at once.
-                        if carries_roster(&message) {
-                            let _permit = LARGE_SENDS.acquire().await.map_err(|e| format!("send: {e}"))?;
-                            // Bounded: a peer that stopped reading must not hold a permit
-                            // (and so every other slave's list) for as long as TCP takes.
-                            match tokio::time::timeout(interval * 3, conn.send(&message)).await {
-                                Ok(sent) => sent.map_err(|e| format!("send: {e}"))?,
-                                Err(_) => return Err(format!("send: the peer read nothing for {:?}", interval * 3)),
-                            }
-                        } else {
-                            conn.send(&message).await.map_err(|e| format!("send: {e}"))?
-                        }
+                        let _permit = match carries_roster(&message) {
+                            true => Some(LARGE_SENDS.acquire().await.map_err(|e| format!("send: {e}"))?),
+                            false => None,
+                        };
+                        send_within(conn, &message, interval * 3).await?;
                     }
                     None => return Err("dropped by the master".into()),
                 }
@@ -159,11 +175,22 @@ where
                     return Err(format!("no heartbeat for {:?}", last_heard.elapsed()));
                 }
                 seq += 1;
-                conn.send(&FromMaster::Heartbeat(Heartbeat { seq, sent_unix_ms: now_ms() }))
-                    .await
-                    .map_err(|e| format!("send: {e}"))?;
+                send_within(conn, &FromMaster::Heartbeat(Heartbeat { seq, sent_unix_ms: now_ms() }), interval * 3).await?;
             }
         }
+    }
+}
+
+/// Sends with a deadline: a peer that stops reading ends its own connection (and is then
+/// away for its sessions) instead of holding up this task, its heartbeats and its cancels for
+/// as long as TCP would wait.
+async fn send_within<S>(conn: &mut Connection<S>, message: &FromMaster, limit: Duration) -> Result<(), String>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    match tokio::time::timeout(limit, conn.send(message)).await {
+        Ok(sent) => sent.map_err(|e| format!("send: {e}")),
+        Err(_) => Err(format!("send: the peer read nothing for {limit:?}")),
     }
 }
 
@@ -178,6 +205,7 @@ where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
     let slave = name.to_string();
+    let send_limit = master.config.heartbeat_interval * 3;
     match message {
         ToMaster::Heartbeat(_) => master.peers.touch(name),
         ToMaster::StageStarted { stage_id, started_unix_ms } => {
@@ -206,12 +234,12 @@ where
         }
         ToMaster::Reattach { stages } => {
             for (stage_id, from_seq) in master.peers.reattach(name, &stages) {
-                conn.send(&FromMaster::ResumeStage { stage_id, from_seq }).await.map_err(|e| format!("send: {e}"))?;
+                send_within(conn, &FromMaster::ResumeStage { stage_id, from_seq }, send_limit).await?;
             }
         }
         ToMaster::TagRequest { request_id } => {
             let tags = master.base_tags();
-            conn.send(&FromMaster::TagReply { request_id, tags }).await.map_err(|e| format!("send: {e}"))?;
+            send_within(conn, &FromMaster::TagReply { request_id, tags }, send_limit).await?;
         }
         ToMaster::ClusterState(status) if role == Role::Hypervisor => {
             info!(hypervisor = name, cluster = %status.cluster, state = ?status.state, detail = %status.detail, "cluster state");
@@ -223,7 +251,7 @@ where
             // master restart): nothing will ever use them, so they go.
             for cluster in master.clusters.hypervisor_status(name, status) {
                 warn!(hypervisor = name, cluster = %cluster, "stopping a cluster this master did not start");
-                conn.send(&FromMaster::StopCluster { cluster }).await.map_err(|e| format!("send: {e}"))?;
+                send_within(conn, &FromMaster::StopCluster { cluster }, send_limit).await?;
             }
         }
         ToMaster::ClusterState(_) | ToMaster::HypervisorState(_) => {

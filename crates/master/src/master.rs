@@ -16,8 +16,10 @@ use crate::catalog::{Definitions, DefinitionsService};
 use crate::cluster_control::{ClusterControl, StartError};
 use crate::clusters::{ClusterBoard, ClusterOwner, ReserveError, StopRefusal};
 use crate::config::MasterConfig;
+use crate::metrics::MasterMetrics;
 use crate::model::api::RunRequest;
 use crate::model::{now_ms, CaseState, RunOptions, SessionId, SessionRecord, SessionState, Trigger};
+use crate::notify::Notifier;
 use crate::peers::Peers;
 use crate::scheduler::{ScheduleBoard, Starter};
 use crate::session::cluster::{new_run, watch_hold};
@@ -150,6 +152,10 @@ pub struct Master {
     pub schedules: Arc<ScheduleBoard>,
     /// Told when a session ends (the alert mailer, when SMTP is configured).
     end_listener: Mutex<Option<Box<dyn SessionEndListener>>>,
+    /// Sends webhooks when a session ends, when `[[notify]]` entries are configured.
+    notifier: std::sync::OnceLock<Notifier>,
+    /// Stage durations of the sessions ended since the start, for `/metrics`.
+    pub metrics: MasterMetrics,
     queue: Mutex<Queue>,
     /// Ids of sessions whose record changed, for live views.
     updates: broadcast::Sender<SessionId>,
@@ -166,6 +172,8 @@ impl Master {
             defs,
             schedules: Default::default(),
             end_listener: Mutex::new(None),
+            notifier: std::sync::OnceLock::new(),
+            metrics: MasterMetrics::default(),
             queue: Mutex::new(Queue::default()),
             updates: broadcast::channel(4096).0,
         })
@@ -203,8 +211,20 @@ impl Master {
         *self.end_listener.lock().unwrap_or_else(|p| p.into_inner()) = Some(listener);
     }
 
-    /// Called once when a session reaches its final state (alerts go out from here).
+    /// Sets the webhook sender (once, at start).
+    pub fn set_notifier(&self, notifier: Notifier) {
+        if self.notifier.set(notifier).is_err() {
+            warn!("a second webhook sender was not installed");
+        }
+    }
+
+    /// Called once when a session reaches its final state (alerts, webhooks and the stage
+    /// durations of `/metrics` go out from here).
     pub fn session_ended(&self, suite: &Suite, record: &SessionRecord) {
+        self.metrics.session_ended(record);
+        if let Some(notifier) = self.notifier.get() {
+            notifier.session_ended(suite.notify, record);
+        }
         if let Some(listener) = self.end_listener.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
             listener.session_ended(suite, record);
         }
@@ -213,6 +233,11 @@ impl Master {
     /// Alert mails sent and given up so far, when SMTP is configured.
     pub fn alert_counts(&self) -> Option<(u64, u64)> {
         self.end_listener.lock().unwrap_or_else(|p| p.into_inner()).as_ref().and_then(|l| l.delivery_counts())
+    }
+
+    /// Webhooks sent and given up so far, when `[[notify]]` entries are configured.
+    pub fn webhook_counts(&self) -> Option<(u64, u64)> {
+        self.notifier.get().map(|n| (n.sent_count(), n.failed_count()))
     }
 
     /// The queued or running session of `suite`, if there is one.
@@ -472,6 +497,11 @@ impl Master {
 
     pub fn running_sessions(&self) -> usize {
         self.queue().running.len()
+    }
+
+    /// Sessions waiting in the queue for their slaves or cluster.
+    pub fn queued_sessions(&self) -> usize {
+        self.queue().waiting.len()
     }
 }
 

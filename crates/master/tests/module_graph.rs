@@ -112,7 +112,18 @@ fn the_core_has_no_import_cycles() {
 #[test]
 fn services_do_not_reach_into_the_master() {
     let graph = graph();
-    for service in ["alerts", "scheduler", "catalog", "watch", "cluster_control", "clusters", "session", "store"] {
+    for service in [
+        "alerts",
+        "notify",
+        "metrics",
+        "scheduler",
+        "catalog",
+        "watch",
+        "cluster_control",
+        "clusters",
+        "session",
+        "store",
+    ] {
         assert!(!graph[service].contains("master"), "{service} imports the master: {:?}", graph[service]);
     }
 }

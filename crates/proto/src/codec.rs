@@ -94,6 +94,13 @@ impl FrameCodec {
     pub fn max_frame_len(&self) -> usize {
         self.max_frame_len
     }
+
+    /// Changes the limit (capped alike): small until a peer is authenticated, then its own.
+    pub fn set_max_frame_len(&mut self, max_frame_len: usize) {
+        let max_frame_len = max_frame_len.clamp(64, HARD_MAX_FRAME_LEN);
+        self.frames.set_max_frame_length(max_frame_len);
+        self.max_frame_len = max_frame_len;
+    }
 }
 
 impl Default for FrameCodec {

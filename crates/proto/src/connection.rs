@@ -29,6 +29,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
         Connection { framed: Framed::new(stream, FrameCodec::new(max_frame_len)), large_queued: false }
     }
 
+    /// Changes the largest frame accepted and sent from now on (see [`FrameCodec::new`]).
+    pub fn set_max_frame_len(&mut self, max_frame_len: usize) {
+        self.framed.codec_mut().set_max_frame_len(max_frame_len);
+    }
+
+    pub fn max_frame_len(&self) -> usize {
+        self.framed.codec().max_frame_len()
+    }
+
     /// Sends one message and flushes it.
     pub async fn send<T: Serialize>(&mut self, message: &T) -> Result<(), ProtoError> {
         self.feed(message).await?;

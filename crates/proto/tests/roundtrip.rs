@@ -145,3 +145,25 @@ fn large_chunks_of_short_and_long_lines_decode() {
         through_codec(&chunk);
     }
 }
+
+/// A connection starts with a small limit and is given its own once the peer is known: the
+/// frame refused before is taken after.
+#[test]
+fn the_frame_limit_can_be_raised_after_the_handshake() {
+    let big = ToMaster::Output(OutputChunk {
+        stage_id: 1,
+        seq: 0,
+        lines: vec![OutputLine { unix_ms: 0, text: "x".repeat(100_000) }],
+    });
+    let mut wire = BytesMut::new();
+    FrameCodec::default().encode(&big, &mut wire).unwrap();
+    let mut codec = FrameCodec::new(64 * 1024);
+    match codec.decode(&mut wire.clone()) {
+        Err(ProtoError::FrameTooLarge { max, .. }) => assert_eq!(max, 64 * 1024),
+        other => panic!("expected FrameTooLarge, got {other:?}"),
+    }
+    codec.set_max_frame_len(DEFAULT_MAX_FRAME_LEN);
+    assert_eq!(codec.max_frame_len(), DEFAULT_MAX_FRAME_LEN);
+    let frame = codec.decode(&mut wire).unwrap().expect("a whole frame");
+    assert_eq!(decode_message::<ToMaster>(&frame).unwrap(), big);
+}

@@ -16,7 +16,7 @@ use xrdtest_master::handle::{
 use xrdtest_model::api::{
     ApiErrorBody, CancelAccepted, CancelRequest, LogView, OutputPage, PlanView, RunRequest, SessionCreated, SessionPage,
 };
-use xrdtest_model::{SessionId, SessionState, Trigger};
+use xrdtest_model::{SessionId, SessionState, StageValues, Trigger};
 use xrdtest_proto::{LogFile, StageId};
 
 pub fn router(core: CoreHandle) -> Router {
@@ -31,11 +31,15 @@ pub fn router(core: CoreHandle) -> Router {
         .route("/api/sessions/{id}/cancel", post(cancel_session))
         .route("/api/stages/{stage_id}/output", get(stage_output))
         .route("/api/stages/{stage_id}/logs", get(stage_logs))
+        .route("/api/stages/{stage_id}/values", get(stage_values))
         .route("/api/slaves", get(slaves))
         .route("/api/clusters", get(clusters))
         .route("/api/clusters/{name}/start", post(start_cluster))
         .route("/api/clusters/{name}/stop", post(stop_cluster))
         .route("/api/hypervisors", get(hypervisors))
+        .route("/metrics", get(crate::prometheus::metrics))
+        .route("/api/compare", get(compare_sessions))
+        .merge(crate::reports::routes())
         .with_state(core)
 }
 
@@ -239,6 +243,30 @@ async fn stage_logs(
             })
             .collect(),
     ))
+}
+
+async fn stage_values(
+    State(core): State<CoreHandle>,
+    Path(stage_id): Path<StageId>,
+) -> Result<Json<StageValues>, ApiError> {
+    Ok(Json(core.values(stage_id).map_err(internal)?))
+}
+
+#[derive(Deserialize)]
+struct CompareQuery {
+    a: Option<String>,
+    b: Option<String>,
+}
+
+/// Session `b` against session `a` (without `a`: the previous finished session of `b`'s
+/// suite), judged by the thresholds in service: see `crate::compare`.
+async fn compare_sessions(
+    State(core): State<CoreHandle>,
+    Query(query): Query<CompareQuery>,
+) -> Result<Json<xrdtest_report::compare::Comparison>, ApiError> {
+    crate::compare::load(&core, query.a.as_deref(), query.b.as_deref())
+        .map(Json)
+        .map_err(|refusal| ApiError(refusal.status, refusal.message))
 }
 
 async fn slaves(State(core): State<CoreHandle>) -> Json<serde_json::Value> {

@@ -14,24 +14,33 @@
 //! - [`notices`] — what a form's action said, for the page it redirects to.
 //! - [`security`] — the security headers of each kind of response, set by one middleware.
 //! - [`escape`] — HTML escaping and percent-encoding for what is built outside templates.
-//! - [`svg`] — the trends chart, drawn on the server.
+//! - [`svg`] — the trends charts (durations, and each result's values), drawn on the server.
+//! - [`result_history`] — each result's values across a suite's sessions, and as CSV.
+//! - [`compare`] — two sessions loaded and compared, for the API and the page.
+//! - [`csv`] — RFC 4180 CSV text.
 //! - [`https`] — the dashboard's TLS configuration and the listener that serves it.
+//! - [`prometheus`] — `GET /metrics`, the master's state in Prometheus' text format.
+//! - [`reports`] — a session's reports (JSON, JUnit, CSV, TAP) and its export, streamed.
 
 pub mod api;
 pub mod auth;
+pub mod compare;
+pub mod csv;
 pub mod escape;
 pub mod files;
 pub mod https;
 pub mod notices;
 pub mod pages;
+pub mod prometheus;
+pub mod reports;
+pub mod result_history;
 pub mod security;
+pub mod server;
 pub mod svg;
 
 use std::future::Future;
-use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::serve::ListenerExt;
 use axum::Router;
 use tokio::net::TcpListener;
 use xrdtest_master::handle::CoreHandle;
@@ -70,13 +79,11 @@ pub fn serve(
     listener: TcpListener,
     tls: Option<Arc<tokio_rustls::rustls::ServerConfig>>,
 ) -> impl Future<Output = std::io::Result<()>> + Send + 'static {
-    // The client's address is recorded for the login rate limiter (`ConnectInfo<SocketAddr>`).
-    let app = router(handle).into_make_service_with_connect_info::<SocketAddr>();
+    let app = router(handle);
     async move {
         match tls {
-            None => axum::serve(listener, app).await,
-            // `tap_io` only so that axum records the peer address of this listener type too.
-            Some(tls) => axum::serve(https::TlsListener::new(listener, tls).tap_io(|_| {}), app).await,
+            None => server::serve(listener, app).await,
+            Some(tls) => server::serve(https::TlsListener::new(listener, tls), app).await,
         }
     }
 }

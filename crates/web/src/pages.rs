@@ -10,7 +10,10 @@
 //! - `/sessions/{id}`: the grid of stages × slaves; live through `/sessions/{id}/events`.
 //! - `/sessions/{id}/stages/{stage_id}`: one cell's output and logs; live through
 //!   `/stages/{stage_id}/events?from=SEQ&session=ID`.
-//! - `/trends/{suite}`: each case's duration and result across sessions, as an SVG chart.
+//! - `/trends/{suite}`: each case's duration and result across sessions, as an SVG chart,
+//!   and a chart per reported result; `/trends/{suite}/metrics.csv?instance=I&result=R`
+//!   downloads one result's values.
+//! - `/compare?a=ID&b=ID`: session B against session A, regressions first.
 //! - `/clusters`: each cluster's definition and its state on a hypervisor, with its steps;
 //!   `/hypervisors`: each hypervisor's capacity and clusters. Both reload themselves when
 //!   `/clusters/events` says the board changed.
@@ -25,6 +28,7 @@
 //! stop when they have what they show (see `store.rs`).
 
 mod clusters;
+mod compare;
 mod dashboard;
 mod format;
 mod hypervisors;
@@ -33,6 +37,7 @@ mod live;
 mod sessions;
 mod suites;
 mod trends;
+mod values;
 
 use std::sync::Arc;
 
@@ -61,6 +66,8 @@ pub fn routes() -> Router<Arc<WebState>> {
         .route("/sessions/{id}/stages/{stage_id}", get(sessions::stage_page))
         .route("/stages/{stage_id}/events", get(live::stage_events))
         .route("/trends/{suite}", get(trends::trends_page))
+        .route("/trends/{suite}/metrics.csv", get(trends::metrics_csv))
+        .route("/compare", get(compare::compare_page))
         .route("/clusters", get(clusters::clusters_page))
         .route("/clusters/events", get(live::infra_events))
         .route("/clusters/{name}/{action}", post(clusters::command))

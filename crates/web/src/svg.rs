@@ -7,6 +7,10 @@
 //! result (flaky: amber); a case that has no duration in a session (not run, still running) gets
 //! a hollow mark on the x axis and breaks its line. Every point links to its session and
 //! has a tooltip. A pure function of its input, so it is unit-tested as text.
+//!
+//! [`metric`] draws each reported result's chart on the same x axis (`Bands`).
+
+pub mod metric;
 
 use std::fmt::Write;
 
@@ -75,6 +79,72 @@ pub fn series_colour(index: usize) -> &'static str {
     PALETTE[index % PALETTE.len()]
 }
 
+/// The x axis of a chart over sessions: one band per session, oldest left, shared by the
+/// passes of a repeated session (side by side in it).
+pub(crate) struct Bands {
+    /// Sorted, without duplicates.
+    sessions: Vec<SessionId>,
+    /// Per session, its passes (at least 1).
+    passes: Vec<u32>,
+    left: f64,
+    band: f64,
+}
+
+impl Bands {
+    /// The bands of every (session, pass) in `points`, over `width` from `left`.
+    pub(crate) fn new(points: impl IntoIterator<Item = (SessionId, u32)>, left: f64, width: f64) -> Bands {
+        let points: Vec<(SessionId, u32)> = points.into_iter().collect();
+        let mut sessions: Vec<SessionId> = points.iter().map(|(session, _)| *session).collect();
+        sessions.sort_unstable();
+        sessions.dedup();
+        let mut passes = vec![1u32; sessions.len()];
+        for (session, pass) in points {
+            if let Ok(index) = sessions.binary_search(&session) {
+                passes[index] = passes[index].max(pass);
+            }
+        }
+        let band = width / sessions.len().max(1) as f64;
+        Bands { sessions, passes, left, band }
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.sessions.is_empty()
+    }
+
+    /// The x of a session's pass.
+    pub(crate) fn at(&self, session: SessionId, pass: u32) -> f64 {
+        let index = self.sessions.binary_search(&session).unwrap_or(0);
+        let passes = self.passes.get(index).copied().unwrap_or(1);
+        let within = (f64::from(pass.clamp(1, passes)) - 0.5) / f64::from(passes);
+        self.left + self.band * (index as f64 + within)
+    }
+
+    /// The x of a session's band's middle.
+    pub(crate) fn centre(&self, session: SessionId) -> f64 {
+        let index = self.sessions.binary_search(&session).unwrap_or(0);
+        self.left + self.band * (index as f64 + 0.5)
+    }
+
+    /// Writes the `#id` labels under the axis at `y`: at most about ten, evenly spread,
+    /// always the newest.
+    pub(crate) fn write_labels(&self, svg: &mut String, y: f64) {
+        let sessions = &self.sessions;
+        let every = sessions.len().div_ceil(10).max(1);
+        for (index, session) in sessions.iter().enumerate() {
+            if index % every == 0 || index + 1 == sessions.len() {
+                if index % every != 0 && (sessions.len() - 1) % every < every / 2 {
+                    continue; // too close to the previous label
+                }
+                let _ = write!(
+                    svg,
+                    r##"<text x="{:.1}" y="{y:.1}" text-anchor="middle" fill="#4b5563">#{session}</text>"##,
+                    self.centre(*session),
+                );
+            }
+        }
+    }
+}
+
 const WIDTH: f64 = 800.0;
 const HEIGHT: f64 = 340.0;
 const LEFT: f64 = 70.0;
@@ -127,19 +197,17 @@ fn tick_step(max: u64) -> u64 {
 
 /// The chart as a standalone `<svg>` element, scaled to its container's width.
 pub fn trends_svg(series: &[CaseSeries]) -> String {
-    let mut sessions: Vec<SessionId> = series.iter().flat_map(|s| s.points.iter().map(|p| p.session)).collect();
-    sessions.sort_unstable();
-    sessions.dedup();
+    let plot_w = WIDTH - LEFT - RIGHT;
+    let bands = Bands::new(series.iter().flat_map(|s| s.points.iter().map(|p| (p.session, p.pass))), LEFT, plot_w);
 
     let mut svg = String::new();
     let _ = write!(
         svg,
         r#"<svg xmlns="http://www.w3.org/2000/svg" class="trends" viewBox="0 0 {WIDTH} {HEIGHT}" width="100%" role="img" aria-label="case durations and results per session" font-family="system-ui, sans-serif" font-size="12">"#
     );
-    let plot_w = WIDTH - LEFT - RIGHT;
     let plot_h = HEIGHT - TOP - BOTTOM;
     let bottom = TOP + plot_h;
-    if sessions.is_empty() {
+    if bands.is_empty() {
         let _ = write!(
             svg,
             r##"<rect x="{LEFT}" y="{TOP}" width="{plot_w}" height="{plot_h}" fill="none" stroke="#d0d4da"/><text x="{}" y="{}" text-anchor="middle" fill="#6b7280">No sessions yet</text></svg>"##,
@@ -153,23 +221,7 @@ pub fn trends_svg(series: &[CaseSeries]) -> String {
     let step = tick_step(max);
     let top_value = (max.div_ceil(step).max(1)) * step;
     let y = |ms: u64| bottom - (ms as f64 / top_value as f64) * plot_h;
-    let band = plot_w / sessions.len() as f64;
-    // The passes of each session (at least 1), which share its band.
-    let mut passes = vec![1u32; sessions.len()];
-    for point in series.iter().flat_map(|s| &s.points) {
-        if let Ok(index) = sessions.binary_search(&point.session) {
-            passes[index] = passes[index].max(point.pass);
-        }
-    }
-    let at = |session: SessionId, pass: u32| {
-        let index = sessions.binary_search(&session).unwrap_or(0);
-        let within = (f64::from(pass.clamp(1, passes[index])) - 0.5) / f64::from(passes[index]);
-        LEFT + band * (index as f64 + within)
-    };
-    let x = |session: SessionId| {
-        let index = sessions.binary_search(&session).unwrap_or(0);
-        LEFT + band * (index as f64 + 0.5)
-    };
+    let at = |session: SessionId, pass: u32| bands.at(session, pass);
 
     // Grid lines and y labels.
     let mut value = 0;
@@ -191,21 +243,7 @@ pub fn trends_svg(series: &[CaseSeries]) -> String {
         r##"<line x1="{LEFT}" y1="{TOP}" x2="{LEFT}" y2="{bottom}" stroke="#6b7280"/><line x1="{LEFT}" y1="{bottom}" x2="{:.1}" y2="{bottom}" stroke="#6b7280"/>"##,
         LEFT + plot_w
     );
-    // x labels: at most about ten sessions, evenly spread, always the last.
-    let every = sessions.len().div_ceil(10).max(1);
-    for (index, session) in sessions.iter().enumerate() {
-        if index % every == 0 || index + 1 == sessions.len() {
-            if index % every != 0 && (sessions.len() - 1) % every < every / 2 {
-                continue; // too close to the previous label
-            }
-            let _ = write!(
-                svg,
-                r##"<text x="{:.1}" y="{:.1}" text-anchor="middle" fill="#4b5563">#{session}</text>"##,
-                x(*session),
-                bottom + 16.0
-            );
-        }
-    }
+    bands.write_labels(&mut svg, bottom + 16.0);
     let _ = write!(
         svg,
         r##"<text x="{:.1}" y="{:.1}" text-anchor="middle" fill="#374151">session</text><text transform="translate(14 {:.1}) rotate(-90)" text-anchor="middle" fill="#374151">duration</text>"##,
@@ -275,7 +313,7 @@ pub fn trends_svg(series: &[CaseSeries]) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     fn point(session: SessionId, duration_ms: Option<u64>, result: TrendResult) -> TrendPoint {
@@ -284,7 +322,7 @@ mod tests {
 
     /// Checks that every element is closed in order and every attribute value is quoted:
     /// enough of XML to catch a broken chart.
-    fn assert_well_formed(svg: &str) {
+    pub(crate) fn assert_well_formed(svg: &str) {
         let mut stack: Vec<String> = Vec::new();
         let mut rest = svg;
         while let Some(start) = rest.find('<') {

@@ -11,7 +11,9 @@ use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 use tokio_rustls::TlsConnector;
 use xrdtest_e2e::{state, summarize, wait_until, Case, Env, MasterOptions, Suite};
-use xrdtest_proto::{client_handshake, Connection, Hello, Role, DEFAULT_MAX_FRAME_LEN};
+use xrdtest_proto::{
+    client_handshake, Connection, Hello, OutputChunk, OutputLine, Role, ToMaster, DEFAULT_MAX_FRAME_LEN,
+};
 
 const CLOSE_WITHIN: Duration = Duration::from_secs(10);
 
@@ -64,6 +66,41 @@ fn malformed_and_oversized_frames_close_only_their_connection() {
         assert_closed(&mut tls, "a 4 GiB frame length before the handshake").await;
     });
 
+    // TLS, then a well-formed 100 KiB frame instead of a Hello: before the handshake the
+    // limit is 64 KiB, whatever `max_frame_bytes` says.
+    runtime.block_on(async {
+        let mut tls = tls_connect(peer, &ca).await;
+        let body = vec![7u8; 100 * 1024];
+        tls.write_all(&(body.len() as u32).to_be_bytes()).await.expect("write");
+        // The master may close as soon as it has read the length: the rest may not get out.
+        let _ = tls.write_all(&body).await;
+        let _ = tls.flush().await;
+        assert_closed(&mut tls, "a 100 KiB frame before the handshake").await;
+    });
+    let log = env.master.log();
+    assert!(log.contains("frame of 102400 bytes is larger than the maximum of 65536 bytes"), "{log}");
+
+    // Once welcomed, a peer may send frames beyond 64 KiB (its output chunks are that big):
+    // after a 200 KiB one it is still connected.
+    let mut big = runtime.block_on(async {
+        let mut conn = Connection::new(tls_connect(peer, &ca).await, DEFAULT_MAX_FRAME_LEN);
+        client_handshake(&mut conn, &Hello::new(Role::Slave, "big1", secret.as_str()), Duration::from_secs(10))
+            .await
+            .expect("the master welcomes a peer with the secret");
+        let chunk = ToMaster::Output(OutputChunk {
+            stage_id: 999_999,
+            seq: 0,
+            lines: vec![OutputLine { unix_ms: 0, text: "x".repeat(200 * 1024) }],
+        });
+        conn.send(&chunk).await.expect("a 200 KiB frame is sent");
+        conn
+    });
+    api.wait_connected(&["big1"], Duration::from_secs(10));
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(api.connected("big1"), "a welcomed peer's 200 KiB frame closed its connection:\n{}", env.master.log());
+    runtime.block_on(async { big.send(&ToMaster::Disconnect { reason: "done".into() }).await }).expect("send");
+    drop(big);
+
     // A welcomed peer that then sends a 4 GiB frame length, or an undecodable frame.
     for (name, bytes) in
         [("rogue1", vec![0xff, 0xff, 0xff, 0xff, 1, 2, 3]), ("rogue2", vec![0, 0, 0, 5, 0xff, 0xfe, 0xfd, 0xfc, 0xfb])]
@@ -108,5 +145,49 @@ fn malformed_and_oversized_frames_close_only_their_connection() {
     assert!(env.master.proc().is_running(), "the master is still running");
     let id = api.run("ts_frames");
     let session = api.wait_final(id, Duration::from_secs(30));
+    assert_eq!(state(&session), "passed", "{}", summarize(&session));
+}
+
+/// Strangers that connect and never finish their handshake hold at most 256 places: the
+/// next connection is closed at once; once they go, peers get in again.
+#[test]
+fn idle_strangers_cannot_fill_the_peer_port() {
+    let suite = Suite::new("ts_idle", &["i1"]).case(Case::new("noop"));
+    let mut env = Env::new(&[suite], MasterOptions::default());
+    let peer = env.master.peer_addr();
+    let ca = std::fs::read(env.master.ca_file()).expect("the master's CA");
+    let secret = env.master.secret.clone();
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a tokio runtime");
+    runtime.block_on(async {
+        let mut idle = Vec::new();
+        for _ in 0..256 {
+            idle.push(TcpStream::connect(peer).await.expect("connect"));
+        }
+        // Let the master accept all of them before the one too many.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let mut extra = TcpStream::connect(peer).await.expect("connect");
+        let mut byte = [0u8; 1];
+        let read = tokio::time::timeout(Duration::from_secs(5), extra.read(&mut byte)).await;
+        assert!(matches!(read, Ok(Ok(0)) | Ok(Err(_))), "the 257th stranger was not closed at once: {read:?}");
+        drop(idle);
+        // Their TLS accepts end on EOF; then a real handshake gets in.
+        let welcomed = tokio::time::timeout(Duration::from_secs(10), async {
+            loop {
+                let mut conn = Connection::new(tls_connect(peer, &ca).await, DEFAULT_MAX_FRAME_LEN);
+                let hello = Hello::new(Role::Slave, "late", secret.as_str());
+                if client_handshake(&mut conn, &hello, Duration::from_secs(5)).await.is_ok() {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        })
+        .await;
+        assert!(welcomed.is_ok(), "no peer got in after the strangers left");
+    });
+    let log = env.master.log();
+    assert!(log.contains("too many connections in their handshake"), "{log}");
+    env.start_slaves(&["i1"]);
+    let api = env.api();
+    let session = api.wait_final(api.run("ts_idle"), Duration::from_secs(30));
     assert_eq!(state(&session), "passed", "{}", summarize(&session));
 }

@@ -246,6 +246,16 @@ impl Engine {
         self.steps[index].template
     }
 
+    /// The plan the engine follows.
+    pub fn plan(&self) -> &Plan {
+        &self.plan
+    }
+
+    /// The index of the stage record that runs now, if one does.
+    pub fn current_index(&self) -> Option<usize> {
+        self.current.as_ref().map(|current| current.index)
+    }
+
     /// The stage id of `slave`'s run of the current stage, if it still runs.
     pub fn running_stage_id(&self, slave: &str) -> Option<StageId> {
         self.current.as_ref()?.pending.get(slave).map(|p| p.stage_id).filter(|id| *id != 0)

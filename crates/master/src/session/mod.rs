@@ -8,6 +8,7 @@ pub mod engine;
 pub mod plan;
 pub mod rules;
 pub mod runner;
+pub mod thresholds;
 
 use std::collections::BTreeMap;
 

@@ -10,7 +10,7 @@ use tokio::sync::{broadcast, mpsc, watch};
 use tokio::time::{sleep_until, Instant};
 use tracing::{info, info_span, warn, Instrument};
 use xrdtest_defs::{Cluster, Suite};
-use xrdtest_proto::{FromMaster, StageCommand, StageId};
+use xrdtest_proto::{FromMaster, StageCommand, StageId, StageResult};
 
 use crate::model::{now_ms, CaseState, RunState, SessionId, SessionRecord, SessionState};
 use crate::peers::{PeerEvent, StageEvent};
@@ -19,7 +19,9 @@ use crate::session::engine::{Action, Engine, Event, Limits, Now};
 use crate::session::load_script;
 use crate::session::plan::Plan;
 use crate::session::rules::StopRequest;
+use crate::session::thresholds::{self, Baselines};
 use crate::session::SessionHost;
+use crate::store::Store;
 
 /// Beyond its own timeout (which the slave enforces), how long the master waits for a
 /// connected slave's result before it gives up on it.
@@ -304,6 +306,7 @@ async fn drive(
     let mut save_tick = tokio::time::interval(SAVE_EVERY);
     let (mut cancel_open, mut peers_open) = (true, true);
     let mut rosters = Rosters::default();
+    let mut baselines = Baselines::new(context.suite, engine.record().id);
     loop {
         while let Some(action) = todo.pop_front() {
             let answers = match action {
@@ -342,6 +345,13 @@ async fn drive(
         let deadline = engine.next_deadline().map(|ms| clock.instant(ms));
         tokio::select! {
             Some((stage_id, event)) = events.recv() => {
+                let event = match event {
+                    StageEvent::Finished { slave, mut result } => {
+                        judge_values(master.store(), &engine, context.suite, &mut baselines, &slave, &mut result);
+                        StageEvent::Finished { slave, result }
+                    }
+                    other => other,
+                };
                 todo.extend(engine.handle(stage_event(stage_id, event), clock.now()));
             }
             peer_event = peer_events.recv(), if peers_open => {
@@ -381,6 +391,40 @@ async fn drive(
                 }
             }
         }
+    }
+}
+
+/// Checks what a slave reported with a finished run again (a peer is not trusted), adds the
+/// checks of its case's thresholds, and stores the values, before the engine judges the run.
+/// A result for a run that is no longer waited for is left alone (the engine ignores it).
+fn judge_values(
+    store: &Store,
+    engine: &Engine,
+    suite: &Suite,
+    baselines: &mut Baselines,
+    slave: &str,
+    result: &mut StageResult,
+) {
+    let stage_id = result.stage_id;
+    let Some(index) = engine.current_index().filter(|_| engine.running_stage_id(slave) == Some(stage_id)) else {
+        return;
+    };
+    let (values, problems) = std::mem::take(&mut result.values).sanitized();
+    for problem in problems {
+        warn!(slave, stage_id, %problem, "slave sent a value against the rules; dropped");
+    }
+    result.values = values;
+    let plan = engine.plan();
+    let instance = plan.templates[engine.template_of(index)].instance.map(|i| &plan.instances[i]);
+    if let Some(instance) = instance {
+        if let Some(case) = suite.tests.iter().find(|case| case.name == instance.case) {
+            thresholds::apply(&case.results, &mut result.values, |name| {
+                baselines.history(store, &case.name, &instance.name, slave, name)
+            });
+        }
+    }
+    if let Err(err) = store.put_values(stage_id, &result.values) {
+        warn!(slave, stage_id, error = %err, "cannot store the stage's values");
     }
 }
 

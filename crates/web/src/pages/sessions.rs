@@ -17,6 +17,7 @@ use xrdtest_proto::StageId;
 
 use super::clusters::{step_views, StepView};
 use super::format;
+use super::values::{run_rows, session_rows, ValueRow};
 use super::{check_reader, error_page, page, see_other, store_error, CsrfForm, Nav};
 use crate::auth::{require_writer, Viewer};
 use crate::escape;
@@ -350,6 +351,8 @@ struct SessionPage {
     /// `--param`s, in the order given.
     params: Vec<(String, String)>,
     options: Vec<OptionRow>,
+    /// Results and checks of every run.
+    values: Vec<ValueRow>,
 }
 
 pub async fn session_page(
@@ -371,6 +374,10 @@ pub async fn session_page(
         }
         Err(err) => return store_error(&state, &viewer, &uri, err),
     };
+    let values = match state.core.session_values(&record) {
+        Ok(values) => session_rows(&record, &values),
+        Err(err) => return store_error(&state, &viewer, &uri, err),
+    };
     let now = now_ms();
     let update = session_update(&record, now);
     let (slaves, rows) = grid(&record, now);
@@ -390,6 +397,7 @@ pub async fn session_page(
         percent,
         params: record.options.params.clone(),
         options: option_rows(&record.options),
+        values,
     })
 }
 
@@ -512,6 +520,7 @@ struct StagePage {
     earlier: bool,
     next_seq: u64,
     logs: Vec<LogView>,
+    values: Vec<ValueRow>,
 }
 
 pub async fn stage_page(
@@ -546,6 +555,10 @@ pub async fn stage_page(
     };
     let (session_cls, session_label) = format::session_state(record.state);
     let stage = record.stages[index].label();
+    let values = match state.core.values(stage_id) {
+        Ok(values) => run_rows(&stage, &run.slave, "", &values),
+        Err(err) => return store_error(&state, &viewer, &uri, err),
+    };
     page(&StagePage {
         nav: Nav::new(&state, &viewer, &uri, "sessions", format!("{stage} on {} · session {id}", run.slave)),
         session: id,
@@ -560,6 +573,7 @@ pub async fn stage_page(
         earlier,
         next_seq,
         logs,
+        values,
     })
 }
 

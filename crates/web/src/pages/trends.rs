@@ -1,22 +1,34 @@
 //! A suite's trends: each case instance's duration and result across its latest sessions
-//! (one point per pass of a repeated session).
+//! (one point per pass of a repeated session), then one chart per result each instance
+//! reported (per slave, with the case's bounds), each downloadable as CSV
+//! (`/trends/{suite}/metrics.csv?instance=I&result=R`).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use askama::Template;
-use axum::extract::{Path, State};
-use axum::http::{StatusCode, Uri};
-use axum::response::Response;
-use xrdtest_model::{CaseState, SessionRecord};
+use axum::extract::{Path, Query, State};
+use axum::http::header::{CONTENT_DISPOSITION, CONTENT_TYPE};
+use axum::http::{HeaderValue, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use xrdtest_defs::{Suite, Threshold};
+use xrdtest_model::{CaseState, SessionRecord, StageId, StageValues};
 
 use super::{check_reader, error_page, format, page, store_error, Nav};
 use crate::auth::Viewer;
+use crate::result_history::{self, MetricHistory};
+use crate::security::{mark, Kind};
+use crate::svg::metric::metric_svg;
 use crate::svg::{series_colour, trends_svg, CaseSeries, TrendPoint, TrendResult};
-use crate::WebState;
+use crate::{escape, WebState};
 
 /// The chart covers at most this many of the latest sessions.
 pub const TREND_SESSIONS: usize = 200;
+/// Past this many values on the page, result charts mark only failed points (the lines
+/// carry the rest), so that a suite with hundreds of results keeps a light page.
+const PAGE_DOTS: usize = 6_000;
+/// Past this many values in one chart, it marks only its failed points.
+const CHART_DOTS: usize = 400;
 
 /// One series per case instance (by its recorded name), in the order `preferred` gives (the
 /// current definition's instances), then any other in the order it first appears.
@@ -105,6 +117,61 @@ fn legend(series: &[CaseSeries]) -> Vec<LegendRow> {
         .collect()
 }
 
+/// One result chart of the page.
+pub struct MetricCard {
+    pub instance: String,
+    pub result: String,
+    pub unit: String,
+    pub svg: String,
+    pub csv_href: String,
+    pub values: usize,
+    pub failed: usize,
+    /// The newest value with its unit.
+    pub last: String,
+}
+
+/// The `[results.NAME]` thresholds of the suite's cases in service, by case.
+fn case_thresholds(definition: Option<&Suite>) -> HashMap<&str, &BTreeMap<String, Threshold>> {
+    definition.into_iter().flat_map(|s| &s.tests).map(|case| (case.name.as_str(), &case.results)).collect()
+}
+
+fn metric_cards(suite: &str, histories: &[MetricHistory], definition: Option<&Suite>) -> Vec<MetricCard> {
+    let thresholds = case_thresholds(definition);
+    let total: usize = histories.iter().map(|h| h.points.len()).sum();
+    histories
+        .iter()
+        .map(|history| {
+            let threshold = thresholds.get(history.case.as_str()).and_then(|t| t.get(&history.result));
+            let dots = total <= PAGE_DOTS && history.points.len() <= CHART_DOTS;
+            let unit = history.unit().to_string();
+            MetricCard {
+                svg: metric_svg(history, threshold, dots),
+                csv_href: format!(
+                    "/trends/{}/metrics.csv?instance={}&result={}",
+                    escape::url_component(suite),
+                    escape::url_component(&history.instance),
+                    escape::url_component(&history.result)
+                ),
+                values: history.points.len(),
+                failed: history.points.iter().filter(|p| p.passed == Some(false)).count(),
+                last: history
+                    .points
+                    .last()
+                    .map(|p| if p.unit.is_empty() { p.value.to_string() } else { format!("{} {}", p.value, p.unit) })
+                    .unwrap_or_default(),
+                instance: history.instance.clone(),
+                result: history.result.clone(),
+                unit,
+            }
+        })
+        .collect()
+}
+
+/// What every run of each record reported: one store read per run, once per request.
+fn values_of(state: &WebState, records: &[SessionRecord]) -> Result<Vec<BTreeMap<StageId, StageValues>>, String> {
+    records.iter().map(|record| state.core.session_values(record).map_err(|err| err.to_string())).collect()
+}
+
 #[derive(Template)]
 #[template(path = "trends.html")]
 struct TrendsPage {
@@ -116,6 +183,7 @@ struct TrendsPage {
     first: String,
     last: String,
     capped: bool,
+    metrics: Vec<MetricCard>,
 }
 
 pub async fn trends_page(
@@ -140,6 +208,11 @@ pub async fn trends_page(
         .map(|s| s.tests.iter().flat_map(|t| t.instances.iter().map(|i| i.name.clone())).collect())
         .unwrap_or_default();
     let series = case_series(&records, &preferred);
+    let values = match values_of(&state, &records) {
+        Ok(values) => values,
+        Err(err) => return store_error(&state, &viewer, &uri, err),
+    };
+    let histories = result_history::histories(records.iter().zip(&values), &preferred, None);
     page(&TrendsPage {
         nav: Nav::new(&state, &viewer, &uri, "suites", format!("Trends · {suite}")),
         svg: trends_svg(&series),
@@ -148,8 +221,64 @@ pub async fn trends_page(
         first: records.first().map(|r| format::time(r.created_ms)).unwrap_or_default(),
         last: records.last().map(|r| format::time(r.created_ms)).unwrap_or_default(),
         capped: records.len() == TREND_SESSIONS,
+        metrics: metric_cards(&suite, &histories, definition),
         suite,
     })
+}
+
+/// The query of `metrics.csv`: which instance's which result.
+#[derive(serde::Deserialize)]
+pub struct MetricQuery {
+    instance: Option<String>,
+    result: Option<String>,
+}
+
+/// A file name's part of a name: letters, digits, `.`, `-` and `_` kept, the rest `_`.
+fn file_part(name: &str) -> String {
+    name.chars().map(|c| if c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_') { c } else { '_' }).collect()
+}
+
+/// `GET /trends/{suite}/metrics.csv?instance=I&result=R`: the history of one result of one
+/// case instance over the page's sessions, as CSV.
+pub async fn metrics_csv(
+    State(state): State<Arc<WebState>>,
+    viewer: Viewer,
+    uri: Uri,
+    Path(suite): Path<String>,
+    Query(query): Query<MetricQuery>,
+) -> Response {
+    if let Err(response) = check_reader(&state, &viewer, &uri) {
+        return response;
+    }
+    let (Some(instance), Some(result)) = (query.instance.as_deref(), query.result.as_deref()) else {
+        let message = "Say which values: `?instance=INSTANCE&result=NAME` (the trends page links each chart's).";
+        return error_page(&state, &viewer, &uri, StatusCode::BAD_REQUEST, message);
+    };
+    let records = match state.core.suite_records(&suite, TREND_SESSIONS) {
+        Ok(records) => records,
+        Err(err) => return store_error(&state, &viewer, &uri, err),
+    };
+    if records.is_empty() && !state.core.definitions().repository.suites.contains_key(&suite) {
+        return error_page(&state, &viewer, &uri, StatusCode::NOT_FOUND, format!("There is no suite `{suite}`."));
+    }
+    let values = match values_of(&state, &records) {
+        Ok(values) => values,
+        Err(err) => return store_error(&state, &viewer, &uri, err),
+    };
+    let Some(history) = result_history::histories(records.iter().zip(&values), &[], Some((instance, result))).pop()
+    else {
+        let message =
+            format!("No value of `{result}` from `{instance}` in the last {} sessions of {suite}.", records.len());
+        return error_page(&state, &viewer, &uri, StatusCode::NOT_FOUND, message);
+    };
+    let name = format!("{}-{}-{}.csv", file_part(&suite), file_part(instance), file_part(result));
+    let mut response = result_history::csv(&history).into_response();
+    let headers = response.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("text/csv; charset=utf-8"));
+    if let Ok(value) = HeaderValue::from_str(&format!("attachment; filename=\"{name}\"")) {
+        headers.insert(CONTENT_DISPOSITION, value);
+    }
+    mark(response, Kind::Download)
 }
 
 #[cfg(test)]

@@ -1,0 +1,262 @@
+//! The master's judgement of what a stage run reported: the checks that a case's
+//! `[results.NAME]` thresholds add (docs/results.md, "Thresholds"), and the baselines of
+//! `regress_pct` read from the suite's earlier passing sessions.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use xrdtest_defs::{Better, Suite, Threshold};
+
+use crate::model::{Check, CheckSource, ResultValue, RunState, SessionId, SessionState, StageValues};
+use crate::store::{Store, StoreError};
+
+/// How many of the suite's newest sessions are read for baselines: more than any baseline
+/// needs (at most 100 sessions), allowing for failed ones in between.
+const SESSIONS_SCANNED: usize = 300;
+
+/// Adds one check per threshold whose result `values` holds.
+pub fn apply(
+    thresholds: &BTreeMap<String, Threshold>,
+    values: &mut StageValues,
+    mut baseline: impl FnMut(&str) -> Vec<f64>,
+) {
+    for (name, threshold) in thresholds {
+        let Some(result) = values.result(name).cloned() else { continue };
+        let check = judge(name, threshold, &result, &baseline(name));
+        values.put_check(check);
+    }
+}
+
+/// The check of `result` against `threshold`; `history` holds the result's values in the
+/// last passing sessions, newest first.
+pub fn judge(name: &str, threshold: &Threshold, result: &ResultValue, history: &[f64]) -> Check {
+    let value = result.value;
+    let unit = |n: f64| match result.unit.is_empty() {
+        true => number(n),
+        false => format!("{} {}", number(n), result.unit),
+    };
+    let mut passed = true;
+    let mut parts = Vec::new();
+    if let Some(max) = threshold.max {
+        let over = value > max;
+        passed &= !over;
+        parts.push(format!("{} max {}", if over { "above" } else { "within" }, unit(max)));
+    }
+    if let Some(min) = threshold.min {
+        let under = value < min;
+        passed &= !under;
+        parts.push(format!("{} min {}", if under { "below" } else { "within" }, unit(min)));
+    }
+    if let Some(pct) = threshold.regress_pct {
+        let count = (threshold.baseline as usize).min(history.len());
+        match median(&history[..count]) {
+            None => parts.push("no baseline yet (no earlier passing session reported it)".into()),
+            Some(0.0) => parts.push(format!("the median of the last {count} passing sessions is 0: no percentage")),
+            Some(median) => {
+                let change = (value - median) / median.abs() * 100.0;
+                let worse = match threshold.better {
+                    Better::Lower => change > pct,
+                    Better::Higher => -change > pct,
+                    Better::Either => change.abs() > pct,
+                };
+                passed &= !worse;
+                let direction = if change >= 0.0 { "above" } else { "below" };
+                let baseline = match count {
+                    1 => format!("the value {} of the last passing session", unit(median)),
+                    _ => format!("the median {} of the last {count} passing sessions", unit(median)),
+                };
+                parts.push(format!("{:.1}% {direction} {baseline} (regress_pct {})", change.abs(), number(pct)));
+            }
+        }
+    }
+    Check {
+        name: format!("results.{name}"),
+        passed,
+        message: format!("{name} = {}: {}", unit(value), parts.join("; ")),
+        source: CheckSource::Threshold,
+    }
+}
+
+fn median(values: &[f64]) -> Option<f64> {
+    if values.is_empty() {
+        return None;
+    }
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let middle = sorted.len() / 2;
+    Some(match sorted.len() % 2 {
+        1 => sorted[middle],
+        _ => (sorted[middle - 1] + sorted[middle]) / 2.0,
+    })
+}
+
+/// A number as people write it: `100`, `12.5`, `0.0012`; at most 4 decimals.
+fn number(n: f64) -> String {
+    if n.fract() == 0.0 && n.abs() < 1e15 {
+        return format!("{n:.0}");
+    }
+    let text = format!("{n:.4}");
+    text.trim_end_matches('0').trim_end_matches('.').to_string()
+}
+
+/// What a baseline is looked up by: case instance, slave, result name.
+type Key = (String, String, String);
+
+/// The values earlier passing sessions of a suite reported, read once per session on first
+/// need, for the results that have a `regress_pct`.
+pub struct Baselines {
+    suite: String,
+    /// Sessions from this one on are not baselines.
+    before: SessionId,
+    /// Result names with a `regress_pct`, by test case.
+    wanted: BTreeMap<String, BTreeSet<String>>,
+    /// Newest first.
+    loaded: Option<HashMap<Key, Vec<f64>>>,
+}
+
+impl Baselines {
+    /// Baselines for session `session` of `suite`, for the results its cases give a
+    /// `regress_pct`.
+    pub fn new(suite: &Suite, session: SessionId) -> Baselines {
+        let mut wanted: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        for case in &suite.tests {
+            for (name, threshold) in &case.results {
+                if threshold.regress_pct.is_some() {
+                    wanted.entry(case.name.clone()).or_default().insert(name.clone());
+                }
+            }
+        }
+        Baselines { suite: suite.name.clone(), before: session, wanted, loaded: None }
+    }
+
+    /// The values of `result` reported by `instance` (of test case `case`) on `slave`,
+    /// newest session first; empty without a `regress_pct` for it.
+    pub fn history(&mut self, store: &Store, case: &str, instance: &str, slave: &str, result: &str) -> Vec<f64> {
+        if !self.wanted.get(case).is_some_and(|names| names.contains(result)) {
+            return Vec::new();
+        }
+        if self.loaded.is_none() {
+            let loaded = self.load(store).unwrap_or_else(|err| {
+                tracing::warn!(error = %err, "cannot read baselines; regress_pct checks have none");
+                HashMap::new()
+            });
+            self.loaded = Some(loaded);
+        }
+        let key = (instance.to_string(), slave.to_string(), result.to_string());
+        self.loaded.as_ref().and_then(|loaded| loaded.get(&key)).cloned().unwrap_or_default()
+    }
+
+    fn load(&self, store: &Store) -> Result<HashMap<Key, Vec<f64>>, StoreError> {
+        let mut history: HashMap<Key, Vec<f64>> = HashMap::new();
+        let records = store.suite_records(&self.suite, SESSIONS_SCANNED)?;
+        // Oldest first: each session's last report of a key wins within it, and sessions are
+        // pushed newest first at the end.
+        for record in records.iter().rev() {
+            if record.id >= self.before || record.state != SessionState::Passed {
+                continue;
+            }
+            let mut this_session: HashMap<Key, f64> = HashMap::new();
+            for stage in &record.stages {
+                let Some(instance) = stage.stage.case() else { continue };
+                let Some(case) = record.cases.iter().find(|c| c.name == instance).map(|c| c.case.as_str()) else {
+                    continue;
+                };
+                let Some(names) = self.wanted.get(case) else { continue };
+                for run in stage.runs.iter().filter(|run| run.state == RunState::Passed && run.stage_id != 0) {
+                    let values = store.values(run.stage_id)?;
+                    for result in values.results.iter().filter(|r| names.contains(&r.name)) {
+                        this_session
+                            .insert((instance.to_string(), run.slave.clone(), result.name.clone()), result.value);
+                    }
+                }
+            }
+            for (key, value) in this_session {
+                history.entry(key).or_default().push(value);
+            }
+        }
+        Ok(history)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn threshold(min: Option<f64>, max: Option<f64>, regress_pct: Option<f64>, better: Better) -> Threshold {
+        Threshold { min, max, regress_pct, baseline: 3, better }
+    }
+
+    fn value(v: f64, unit: &str) -> ResultValue {
+        ResultValue { name: "latency".into(), value: v, unit: unit.into() }
+    }
+
+    #[test]
+    fn bounds_pass_and_fail_with_the_figures() {
+        let t = threshold(Some(1.0), Some(100.0), None, Better::Lower);
+        let check = judge("latency", &t, &value(153.0, "ms"), &[]);
+        assert!(!check.passed);
+        assert_eq!(check.name, "results.latency");
+        assert_eq!(check.source, CheckSource::Threshold);
+        assert_eq!(check.message, "latency = 153 ms: above max 100 ms; within min 1 ms");
+        let check = judge("latency", &t, &value(0.5, "ms"), &[]);
+        assert_eq!(
+            (check.passed, check.message.as_str()),
+            (false, "latency = 0.5 ms: within max 100 ms; below min 1 ms")
+        );
+        assert!(judge("latency", &t, &value(12.25, ""), &[]).passed);
+    }
+
+    #[test]
+    fn regressions_follow_the_better_direction_over_the_median() {
+        let lower = threshold(None, None, Some(10.0), Better::Lower);
+        // Median of the newest 3: 100, 110, 90 → 100; the 4th value is not part of it.
+        let history = [100.0, 110.0, 90.0, 5000.0];
+        let check = judge("latency", &lower, &value(115.0, "ms"), &history);
+        assert!(!check.passed);
+        assert_eq!(
+            check.message,
+            "latency = 115 ms: 15.0% above the median 100 ms of the last 3 passing sessions (regress_pct 10)"
+        );
+        assert!(judge("latency", &lower, &value(50.0, "ms"), &history).passed);
+        let higher = threshold(None, None, Some(10.0), Better::Higher);
+        assert!(judge("latency", &higher, &value(115.0, "ms"), &history).passed);
+        assert!(!judge("latency", &higher, &value(85.0, "ms"), &history).passed);
+        let either = threshold(None, None, Some(10.0), Better::Either);
+        assert!(!judge("latency", &either, &value(85.0, "ms"), &history).passed);
+        assert!(!judge("latency", &either, &value(115.0, "ms"), &history).passed);
+        assert!(judge("latency", &either, &value(105.0, "ms"), &history).passed);
+        let one = judge("latency", &lower, &value(115.0, "ms"), &[100.0]);
+        assert!(one.message.contains("15.0% above the value 100 ms of the last passing session"), "{}", one.message);
+    }
+
+    #[test]
+    fn without_a_baseline_the_check_passes_and_says_so() {
+        let t = threshold(None, None, Some(10.0), Better::Lower);
+        let check = judge("latency", &t, &value(1e6, ""), &[]);
+        assert!(check.passed);
+        assert!(check.message.contains("no baseline yet"), "{}", check.message);
+        let zero = judge("latency", &t, &value(3.0, ""), &[0.0, 0.0]);
+        assert!(zero.passed && zero.message.contains("is 0"), "{}", zero.message);
+    }
+
+    #[test]
+    fn apply_adds_checks_only_for_reported_results() {
+        let mut thresholds = BTreeMap::new();
+        thresholds.insert("latency".to_string(), threshold(None, Some(10.0), None, Better::Lower));
+        thresholds.insert("missing".to_string(), threshold(None, Some(10.0), None, Better::Lower));
+        let mut values = StageValues { results: vec![value(12.0, "ms")], checks: Vec::new() };
+        apply(&thresholds, &mut values, |_| Vec::new());
+        assert_eq!(values.checks.len(), 1);
+        assert_eq!(
+            values.failure_reason().unwrap(),
+            "check `results.latency` failed: latency = 12 ms: above max 10 ms"
+        );
+    }
+
+    #[test]
+    fn numbers_read_as_written() {
+        assert_eq!(number(100.0), "100");
+        assert_eq!(number(12.5), "12.5");
+        assert_eq!(number(1.0 / 3.0), "0.3333");
+        assert_eq!(number(-2.0), "-2");
+    }
+}
