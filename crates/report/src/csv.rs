@@ -28,15 +28,16 @@ pub const COLUMNS: [&str; 13] = [
     "reason",
 ];
 
-/// One field, quoted when it needs to be.
-fn field(text: &str) -> Cow<'_, str> {
+/// One field, quoted when it needs to be (RFC 4180: a comma, a quote, CR or LF).
+pub fn field(text: &str) -> Cow<'_, str> {
     match text.contains([',', '"', '\r', '\n']) {
         true => Cow::Owned(format!("\"{}\"", text.replace('"', "\"\""))),
         false => Cow::Borrowed(text),
     }
 }
 
-fn push_record<S: AsRef<str>>(out: &mut String, fields: &[S]) {
+/// Appends one record, its CRLF included. The web layer's CSV downloads use it too.
+pub fn push_record<S: AsRef<str>>(out: &mut String, fields: &[S]) {
     for (index, text) in fields.iter().enumerate() {
         if index > 0 {
             out.push(',');

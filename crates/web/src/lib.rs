@@ -25,7 +25,6 @@
 pub mod api;
 pub mod auth;
 pub mod compare;
-pub mod csv;
 pub mod escape;
 pub mod files;
 pub mod https;

@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use xrdtest_model::{SessionId, SessionRecord, StageId, StageValues};
 
-use crate::csv;
+use xrdtest_report::csv::push_record;
 
 /// One value of one result, as one run on one slave reported it.
 #[derive(Debug, Clone, PartialEq)]
@@ -142,12 +142,12 @@ pub const CSV_HEADER: [&str; 7] = ["session", "ended_ms", "ended", "slave", "val
 /// record per point; `ended` in UTC (RFC 3339), `passed` `true`/`false`, empty with no check.
 pub fn csv(history: &MetricHistory) -> String {
     let mut out = String::new();
-    csv::push_record(&mut out, &CSV_HEADER);
+    push_record(&mut out, &CSV_HEADER);
     for point in &history.points {
         let ended_ms = point.ended_ms.map(|ms| ms.to_string()).unwrap_or_default();
         let ended = point.ended_ms.map(utc).unwrap_or_default();
         let passed = point.passed.map(|p| p.to_string()).unwrap_or_default();
-        csv::push_record(
+        push_record(
             &mut out,
             &[
                 &point.session.to_string(),

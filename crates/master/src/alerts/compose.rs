@@ -14,6 +14,7 @@ use std::fmt::Write as _;
 
 use xrdtest_defs::{AlertPolicy, Suite};
 use xrdtest_proto::StageId;
+use xrdtest_report::format::human_utc;
 
 use crate::model::{CaseRecord, CaseState, RunState, SessionRecord, SessionState, StageRecord, StageRun};
 
@@ -203,24 +204,6 @@ fn suite_subject(record: &SessionRecord) -> String {
     format!("[xrdtest] {} #{} {} ({detail})", record.suite, record.id, session_state_word(record))
 }
 
-/// `2024-05-01 12:00:05 UTC`.
-fn format_time(unix_ms: u64) -> String {
-    let secs = unix_ms / 1000;
-    let days = (secs / 86_400) as i64;
-    let rest = secs % 86_400;
-    // Days to civil date (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!("{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02} UTC", rest / 3600, rest % 3600 / 60, rest % 60)
-}
-
 /// `850ms`, `12.3s`, `4m05s`, `1h02m`.
 fn format_duration(ms: u64) -> String {
     if ms < 1000 {
@@ -265,10 +248,10 @@ fn header(body: &mut String, record: &SessionRecord, link: Option<&str>) {
     field(body, "Trigger", &format!("{:?}", record.trigger).to_lowercase());
     field(body, "Commit", record.commit.as_deref().unwrap_or("none"));
     field(body, "Slaves", &if record.slaves.is_empty() { "none".into() } else { record.slaves.join(", ") });
-    field(body, "Created", &format_time(record.created_ms));
-    field(body, "Started", &record.started_ms.map(format_time).unwrap_or_else(|| "never".into()));
+    field(body, "Created", &human_utc(record.created_ms));
+    field(body, "Started", &record.started_ms.map(human_utc).unwrap_or_else(|| "never".into()));
     if let Some(ended) = record.ended_ms {
-        field(body, "Ended", &format_time(ended));
+        field(body, "Ended", &human_utc(ended));
     }
     field(body, "Duration", &span(record.started_ms, record.ended_ms));
     if let Some(link) = link {
@@ -750,9 +733,9 @@ Failures (1):
 
     #[test]
     fn times_and_durations() {
-        assert_eq!(format_time(0), "1970-01-01 00:00:00 UTC");
-        assert_eq!(format_time(951_825_600_000), "2000-02-29 12:00:00 UTC");
-        assert_eq!(format_time(1_714_564_800_999), "2024-05-01 12:00:00 UTC");
+        assert_eq!(human_utc(0), "1970-01-01 00:00:00 UTC");
+        assert_eq!(human_utc(951_825_600_000), "2000-02-29 12:00:00 UTC");
+        assert_eq!(human_utc(1_714_564_800_999), "2024-05-01 12:00:00 UTC");
         assert_eq!(format_duration(999), "999ms");
         assert_eq!(format_duration(12_345), "12.3s");
         assert_eq!(format_duration(245_000), "4m05s");

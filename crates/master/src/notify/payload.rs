@@ -8,6 +8,8 @@
 //!   `formatted_body`, for bridges and bots that post what they are given into a room.
 
 use serde_json::{json, Value};
+// XML escaping (both quotes too) is HTML escaping for Matrix's `formatted_body`.
+use xrdtest_report::xml::attr as escape_html;
 
 use super::criteria::Change;
 use super::WebhookFormat;
@@ -207,21 +209,6 @@ pub fn slack(record: &SessionRecord, context: &Context) -> Value {
     })
 }
 
-fn html_escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
 /// The `matrix` body.
 pub fn matrix(record: &SessionRecord, context: &Context) -> Value {
     let outcome = outcome(record, context);
@@ -243,19 +230,19 @@ pub fn matrix(record: &SessionRecord, context: &Context) -> Value {
     }
 
     let session = match &context.link {
-        Some(link) => format!("<a href=\"{}\">#{}</a>", html_escape(link), record.id),
+        Some(link) => format!("<a href=\"{}\">#{}</a>", escape_html(link), record.id),
         None => format!("#{}", record.id),
     };
-    let mut html = format!("<b>{}</b> {session} <b>{}</b>", html_escape(&record.suite), html_escape(&outcome));
+    let mut html = format!("<b>{}</b> {session} <b>{}</b>", escape_html(&record.suite), escape_html(&outcome));
     if let Some(reason) = &reason {
-        html.push_str(&format!(": {}", html_escape(reason)));
+        html.push_str(&format!(": {}", escape_html(reason)));
     }
-    html.push_str(&format!("<br>{}", html_escape(&case_line(record))));
+    html.push_str(&format!("<br>{}", escape_html(&case_line(record))));
     if !failed.is_empty() {
-        let names: Vec<String> = failed.iter().map(|name| format!("<code>{}</code>", html_escape(name))).collect();
+        let names: Vec<String> = failed.iter().map(|name| format!("<code>{}</code>", escape_html(name))).collect();
         html.push_str(&format!("<br>failed: {}", names.join(", ")));
     }
-    html.push_str(&format!("<br><small>{}</small>", html_escape(&details)));
+    html.push_str(&format!("<br><small>{}</small>", escape_html(&details)));
     json!({
         "msgtype": "m.text",
         "body": body,

@@ -306,7 +306,7 @@ async fn drive(
     let mut save_tick = tokio::time::interval(SAVE_EVERY);
     let (mut cancel_open, mut peers_open) = (true, true);
     let mut rosters = Rosters::default();
-    let mut baselines = Baselines::new(context.suite, engine.record().id);
+    let mut baselines = Baselines::start(master.store(), context.suite, engine.record().id);
     loop {
         while let Some(action) = todo.pop_front() {
             let answers = match action {
@@ -347,7 +347,8 @@ async fn drive(
             Some((stage_id, event)) = events.recv() => {
                 let event = match event {
                     StageEvent::Finished { slave, mut result } => {
-                        judge_values(master.store(), &engine, context.suite, &mut baselines, &slave, &mut result);
+                        baselines.ready().await;
+                        judge_values(master.store(), &engine, context.suite, &baselines, &slave, &mut result);
                         StageEvent::Finished { slave, result }
                     }
                     other => other,
@@ -401,7 +402,7 @@ fn judge_values(
     store: &Store,
     engine: &Engine,
     suite: &Suite,
-    baselines: &mut Baselines,
+    baselines: &Baselines,
     slave: &str,
     result: &mut StageResult,
 ) {
@@ -419,7 +420,7 @@ fn judge_values(
     if let Some(instance) = instance {
         if let Some(case) = suite.tests.iter().find(|case| case.name == instance.case) {
             thresholds::apply(&case.results, &mut result.values, |name| {
-                baselines.history(store, &case.name, &instance.name, slave, name)
+                baselines.history(&case.name, &instance.name, slave, name)
             });
         }
     }

@@ -101,22 +101,27 @@ fn number(n: f64) -> String {
 /// What a baseline is looked up by: case instance, slave, result name.
 type Key = (String, String, String);
 
-/// The values earlier passing sessions of a suite reported, read once per session on first
-/// need, for the results that have a `regress_pct`.
+/// The values earlier passing sessions of a suite reported, for the results that have a
+/// `regress_pct`. Read from the store once per session, on a blocking thread started with
+/// the session (reading a few hundred records takes tens of milliseconds: not on the async
+/// threads), so that it is usually done before the first case reports anything.
 pub struct Baselines {
-    suite: String,
-    /// Sessions from this one on are not baselines.
-    before: SessionId,
     /// Result names with a `regress_pct`, by test case.
     wanted: BTreeMap<String, BTreeSet<String>>,
+    state: Loading,
+}
+
+enum Loading {
+    Nothing,
+    Running(tokio::task::JoinHandle<HashMap<Key, Vec<f64>>>),
     /// Newest first.
-    loaded: Option<HashMap<Key, Vec<f64>>>,
+    Done(HashMap<Key, Vec<f64>>),
 }
 
 impl Baselines {
-    /// Baselines for session `session` of `suite`, for the results its cases give a
-    /// `regress_pct`.
-    pub fn new(suite: &Suite, session: SessionId) -> Baselines {
+    /// Starts reading the baselines of session `session` of `suite`, if any of its cases has
+    /// a `regress_pct`.
+    pub fn start(store: &Store, suite: &Suite, session: SessionId) -> Baselines {
         let mut wanted: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
         for case in &suite.tests {
             for (name, threshold) in &case.results {
@@ -125,56 +130,77 @@ impl Baselines {
                 }
             }
         }
-        Baselines { suite: suite.name.clone(), before: session, wanted, loaded: None }
+        if wanted.is_empty() {
+            return Baselines { wanted, state: Loading::Nothing };
+        }
+        let (store, suite_name, names) = (store.clone(), suite.name.clone(), wanted.clone());
+        let task = tokio::task::spawn_blocking(move || {
+            load(&store, &suite_name, session, &names).unwrap_or_else(|err| {
+                tracing::warn!(error = %err, "cannot read baselines; regress_pct checks have none");
+                HashMap::new()
+            })
+        });
+        Baselines { wanted, state: Loading::Running(task) }
+    }
+
+    /// Waits for the read to end, if it still runs.
+    pub async fn ready(&mut self) {
+        if let Loading::Running(task) = &mut self.state {
+            let loaded = task.await.unwrap_or_else(|err| {
+                tracing::warn!(error = %err, "reading baselines failed; regress_pct checks have none");
+                HashMap::new()
+            });
+            self.state = Loading::Done(loaded);
+        }
     }
 
     /// The values of `result` reported by `instance` (of test case `case`) on `slave`,
-    /// newest session first; empty without a `regress_pct` for it.
-    pub fn history(&mut self, store: &Store, case: &str, instance: &str, slave: &str, result: &str) -> Vec<f64> {
+    /// newest session first; empty without a `regress_pct` for it or before [`Self::ready`].
+    pub fn history(&self, case: &str, instance: &str, slave: &str, result: &str) -> Vec<f64> {
         if !self.wanted.get(case).is_some_and(|names| names.contains(result)) {
             return Vec::new();
         }
-        if self.loaded.is_none() {
-            let loaded = self.load(store).unwrap_or_else(|err| {
-                tracing::warn!(error = %err, "cannot read baselines; regress_pct checks have none");
-                HashMap::new()
-            });
-            self.loaded = Some(loaded);
-        }
+        let Loading::Done(loaded) = &self.state else { return Vec::new() };
         let key = (instance.to_string(), slave.to_string(), result.to_string());
-        self.loaded.as_ref().and_then(|loaded| loaded.get(&key)).cloned().unwrap_or_default()
+        loaded.get(&key).cloned().unwrap_or_default()
     }
+}
 
-    fn load(&self, store: &Store) -> Result<HashMap<Key, Vec<f64>>, StoreError> {
-        let mut history: HashMap<Key, Vec<f64>> = HashMap::new();
-        let records = store.suite_records(&self.suite, SESSIONS_SCANNED)?;
-        // Oldest first: each session's last report of a key wins within it, and sessions are
-        // pushed newest first at the end.
-        for record in records.iter().rev() {
-            if record.id >= self.before || record.state != SessionState::Passed {
+/// The values of the results in `wanted` (by test case) in the passing sessions of `suite`
+/// before `before`, newest session first; within a session, its last report of each.
+fn load(
+    store: &Store,
+    suite: &str,
+    before: SessionId,
+    wanted: &BTreeMap<String, BTreeSet<String>>,
+) -> Result<HashMap<Key, Vec<f64>>, StoreError> {
+    let mut history: HashMap<Key, Vec<f64>> = HashMap::new();
+    let records = store.suite_records(suite, SESSIONS_SCANNED)?;
+    // Newest first, so that each key's values come out newest first.
+    for record in records.iter().rev() {
+        if record.id >= before || record.state != SessionState::Passed {
+            continue;
+        }
+        let mut this_session: HashMap<Key, f64> = HashMap::new();
+        for stage in &record.stages {
+            let Some(instance) = stage.stage.case() else { continue };
+            let Some(case) = record.cases.iter().find(|c| c.name == instance).map(|c| c.case.as_str()) else {
                 continue;
-            }
-            let mut this_session: HashMap<Key, f64> = HashMap::new();
-            for stage in &record.stages {
-                let Some(instance) = stage.stage.case() else { continue };
-                let Some(case) = record.cases.iter().find(|c| c.name == instance).map(|c| c.case.as_str()) else {
-                    continue;
-                };
-                let Some(names) = self.wanted.get(case) else { continue };
-                for run in stage.runs.iter().filter(|run| run.state == RunState::Passed && run.stage_id != 0) {
-                    let values = store.values(run.stage_id)?;
-                    for result in values.results.iter().filter(|r| names.contains(&r.name)) {
-                        this_session
-                            .insert((instance.to_string(), run.slave.clone(), result.name.clone()), result.value);
-                    }
+            };
+            let Some(names) = wanted.get(case) else { continue };
+            for run in stage.runs.iter().filter(|run| run.state == RunState::Passed && run.stage_id != 0) {
+                let values = store.values(run.stage_id)?;
+                for result in values.results.iter().filter(|r| names.contains(&r.name)) {
+                    // Later stages of the session come later: the last report wins.
+                    this_session.insert((instance.to_string(), run.slave.clone(), result.name.clone()), result.value);
                 }
             }
-            for (key, value) in this_session {
-                history.entry(key).or_default().push(value);
-            }
         }
-        Ok(history)
+        for (key, value) in this_session {
+            history.entry(key).or_default().push(value);
+        }
     }
+    Ok(history)
 }
 
 #[cfg(test)]
