@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use serde_json::Value;
 use xrdtest_report::compare::{Change, Comparison, ResultComparison};
+use xrdtest_report::format::human_duration;
 
 use crate::client::ApiClient;
 
@@ -41,17 +42,6 @@ pub fn run(api: &ApiClient, args: &CompareArgs, json_output: bool) -> Result<Exi
         true => ExitCode::from(1),
         false => ExitCode::SUCCESS,
     })
-}
-
-/// `1.2 s`, `850 ms`, `4 min 05 s`.
-fn duration(ms: u64) -> String {
-    if ms < 1000 {
-        format!("{ms} ms")
-    } else if ms < 60_000 {
-        format!("{:.1} s", ms as f64 / 1000.0)
-    } else {
-        format!("{} min {:02} s", ms / 60_000, (ms % 60_000) / 1000)
-    }
 }
 
 /// `+25.0%`, `-3.2%`.
@@ -139,11 +129,10 @@ pub fn format_comparison(comparison: &Comparison) -> String {
         .cases
         .iter()
         .map(|case| {
+            let signed = |ms: i64| format!("{}{}", if ms < 0 { "-" } else { "+" }, human_duration(ms.unsigned_abs()));
             let delta = match (case.duration_delta_ms, case.duration_delta_pct) {
-                (Some(ms), Some(pct)) => {
-                    format!("{}{} ({})", if ms < 0 { "-" } else { "+" }, duration(ms.unsigned_abs()), percent(pct))
-                }
-                (Some(ms), None) => format!("{}{}", if ms < 0 { "-" } else { "+" }, duration(ms.unsigned_abs())),
+                (Some(ms), Some(pct)) => format!("{} ({})", signed(ms), percent(pct)),
+                (Some(ms), None) => signed(ms),
                 _ => String::new(),
             };
             let change = match case.change {
@@ -155,8 +144,8 @@ pub fn format_comparison(comparison: &Comparison) -> String {
                 instance(&case.instance, case.pass),
                 state(case.state_a),
                 state(case.state_b),
-                case.duration_a_ms.map(duration).unwrap_or_else(|| "-".into()),
-                case.duration_b_ms.map(duration).unwrap_or_else(|| "-".into()),
+                case.duration_a_ms.map(human_duration).unwrap_or_else(|| "-".into()),
+                case.duration_b_ms.map(human_duration).unwrap_or_else(|| "-".into()),
                 delta,
             ]
         })

@@ -27,7 +27,7 @@ pub use crate::metrics::{HistogramSnapshot, DURATION_BUCKETS, STAGE_KINDS};
 pub use crate::peers::{PeerEvent, PeerInfo};
 pub use crate::scheduler::ScheduleStatus;
 pub use crate::session::plan::PlanError;
-pub use crate::store::{HistoryFilter, OutputChunkLines, SessionFilter, StoreError};
+pub use crate::store::{HistoryFilter, OutputChunkLines, SessionFilter, StoreError, PREVIOUS_LOOK_BACK};
 
 /// The core as the API and the dashboard see it.
 #[derive(Clone)]
@@ -120,6 +120,12 @@ impl CoreHandle {
     /// A suite's latest sessions, newest first.
     pub fn suite_recent(&self, suite: &str, limit: usize) -> Result<Vec<SessionSummary>, StoreError> {
         self.master.store.suite_recent(suite, limit)
+    }
+
+    /// The suite's newest finished session older than `before`, within the store's
+    /// look-back bound ([`crate::store::Store::previous_finished`]).
+    pub fn previous_finished(&self, suite: &str, before: SessionId) -> Result<Option<SessionSummary>, StoreError> {
+        self.master.store.previous_finished(suite, before)
     }
 
     /// A suite's latest session records, oldest first (for trends).

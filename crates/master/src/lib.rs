@@ -46,6 +46,7 @@ pub mod peers;
 pub mod scheduler;
 pub mod session;
 pub mod store;
+pub mod throttle;
 pub mod watch;
 
 use std::net::SocketAddr;

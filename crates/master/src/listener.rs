@@ -16,6 +16,7 @@ use xrdtest_proto::{server_handshake, Connection, FromMaster, Heartbeat, Refusal
 use crate::master::Master;
 use crate::model::now_ms;
 use crate::peers::{PeerHandle, StageEvent};
+use crate::throttle::OncePerSecond;
 
 /// Time a new connection has for TLS and the handshake together.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -30,8 +31,8 @@ pub const MAX_UNAUTHENTICATED: usize = 256;
 
 /// Permits of [`MAX_UNAUTHENTICATED`].
 static UNAUTHENTICATED: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(MAX_UNAUTHENTICATED);
-/// When a refused connection was last logged (Unix ms): one warning a second at most.
-static LAST_REFUSAL_LOG: AtomicU64 = AtomicU64::new(0);
+/// One warning a second at most about refused connections.
+static REFUSALS_LOGGED: OncePerSecond = OncePerSecond::new();
 
 static NEXT_CONN_ID: AtomicU64 = AtomicU64::new(1);
 
@@ -56,8 +57,7 @@ pub async fn serve(master: Arc<Master>, listener: TcpListener, acceptor: TlsAcce
             }
         };
         let Ok(permit) = UNAUTHENTICATED.try_acquire() else {
-            let now = now_ms();
-            if now.saturating_sub(LAST_REFUSAL_LOG.swap(now, Ordering::Relaxed)) >= 1000 {
+            if REFUSALS_LOGGED.allow() {
                 warn!(peer = %address, limit = MAX_UNAUTHENTICATED, "too many connections in their handshake; closing new ones");
             }
             drop(tcp);

@@ -3,8 +3,8 @@
 //!
 //! Stage durations are observed once per session, when it ends, from its final record: every
 //! run on a slave that started and ended, by stage kind. So the histogram covers the runs of
-//! sessions ended since the master started; a session that ends while a scrape reads may show
-//! in one kind before another, never half in one.
+//! sessions ended since the master started; a scrape while a session ends may see some of
+//! its runs counted and not the others yet (each run is added on its own).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 

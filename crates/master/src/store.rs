@@ -89,6 +89,11 @@ pub struct HistoryFilter {
     pub after_id: Option<SessionId>,
 }
 
+/// How many of a suite's sessions before a given one [`Store::previous_finished`] looks at.
+/// Only unfinished sessions lie between a session and the previous finished one, so the
+/// bound is reached only when more of the suite's sessions than this wait in between.
+pub const PREVIOUS_LOOK_BACK: usize = 64;
+
 /// One stored chunk of a stage's output: its number and its lines.
 pub type OutputChunkLines = (u64, Vec<OutputLine>);
 
@@ -427,6 +432,22 @@ impl Store {
             .map(|entry| entry.map(|(key, _)| id_of_key(&key).unwrap_or(0)))
             .collect::<Result<_, _>>()?;
         self.summaries_of(ids)
+    }
+
+    /// The suite's previous finished session: the newest session of `suite` older than
+    /// `before` whose state is final, found by walking the suite's index newest first over at
+    /// most [`PREVIOUS_LOOK_BACK`] of its sessions before `before` (`None` past that, or when
+    /// there is none). What webhooks' `change` and comparisons without `a` compare with.
+    pub fn previous_finished(&self, suite: &str, before: SessionId) -> Result<Option<SessionSummary>, StoreError> {
+        let entries = self.suite_sessions.range(suite_key(suite, 0)..suite_key(suite, before)).rev();
+        for entry in entries.take(PREVIOUS_LOOK_BACK) {
+            let (key, _) = entry?;
+            let Some(id) = id_of_key(&key) else { continue };
+            if let Some(summary) = self.summary(id)?.filter(|s| s.state.is_final()) {
+                return Ok(Some(summary));
+            }
+        }
+        Ok(None)
     }
 
     /// The newest `limit` whole records of `suite`, oldest first (for trends).
@@ -978,6 +999,42 @@ mod tests {
         assert_eq!(store.suite_records("a", 1).unwrap()[0].id, 3, "the newest kept");
         assert_eq!(store.summary(2).unwrap().unwrap().suite, "ab");
         assert!(store.summary(9).unwrap().is_none());
+    }
+
+    #[test]
+    fn the_previous_finished_session_is_the_suites_newest_final_one_before_within_the_bound() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let previous = |suite: &str, before: SessionId| store.previous_finished(suite, before).unwrap().map(|s| s.id);
+        assert_eq!(previous("a", 10), None, "an empty store");
+        for (id, suite, state) in [
+            (1, "a", SessionState::Passed),
+            (2, "ab", SessionState::Failed),
+            (3, "a", SessionState::Failed),
+            (4, "a", SessionState::Running),
+            (5, "ab", SessionState::Passed),
+            (6, "a", SessionState::Queued),
+            (7, "a", SessionState::Interrupted),
+        ] {
+            store.put_session(&record(id, suite, state)).unwrap();
+        }
+        assert_eq!(previous("a", 6), Some(3), "unfinished ones and another suite's are passed over");
+        assert_eq!(previous("a", 3), Some(1), "strictly before");
+        assert_eq!(previous("a", 1), None, "the first has none");
+        assert_eq!(previous("a", 8), Some(7), "interrupted is final");
+        assert_eq!(previous("a", 99), Some(7), "`before` need not exist");
+        assert_eq!(previous("ab", 5), Some(2), "`ab` is its own suite, not a prefix of `a`'s");
+        assert_eq!(store.previous_finished("a", 6).unwrap().map(|s| s.state), Some(SessionState::Failed));
+
+        // Past the look-back bound of unfinished sessions, none is found.
+        let first = 100;
+        store.put_session(&record(first, "q", SessionState::Passed)).unwrap();
+        let queued = PREVIOUS_LOOK_BACK as SessionId;
+        for id in first + 1..=first + queued {
+            store.put_session(&record(id, "q", SessionState::Queued)).unwrap();
+        }
+        assert_eq!(previous("q", first + queued), Some(first), "the last one within the bound");
+        assert_eq!(previous("q", first + queued + 1), None, "one more waiting in between: past the bound");
     }
 
     #[test]

@@ -18,6 +18,13 @@ pub const MAX_MESSAGE_BYTES: usize = 1024;
 pub const MAX_ENTRIES: usize = 1000;
 /// Most bytes of a results file the slave reads.
 pub const MAX_FILE_BYTES: u64 = 1024 * 1024;
+/// The check a run gets when failed checks were dropped at [`MAX_ENTRIES`]: a failure is
+/// never lost to the cap.
+pub const DROPPED_CHECKS: &str = "xrdtest.dropped_checks";
+/// How many failed checks a run's reason names (the rest are counted); all are in the values.
+const REASON_CHECKS: usize = 5;
+/// How much of each failed check's message a run's reason keeps.
+const REASON_MESSAGE_BYTES: usize = 200;
 
 /// A measured number of a stage run.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -111,16 +118,49 @@ impl StageValues {
         true
     }
 
-    /// The failed checks in words, for a run's reason: "check `x` failed: why; check `y` failed".
+    /// Adds or replaces a check past the entry cap: for the master's own checks (thresholds,
+    /// [`DROPPED_CHECKS`]), whose number the definitions bound, so that no cap hides them.
+    pub fn force_check(&mut self, check: Check) {
+        match self.checks.iter_mut().find(|c| c.name == check.name) {
+            Some(old) => *old = check,
+            None => self.checks.push(check),
+        }
+    }
+
+    /// Records that `count` failed checks were dropped at the cap, as a failed check.
+    fn note_dropped_failures(&mut self, count: usize) {
+        if count > 0 {
+            self.force_check(Check {
+                name: DROPPED_CHECKS.into(),
+                passed: false,
+                message: format!("{count} failed checks past the cap of {MAX_ENTRIES} values were dropped"),
+                source: CheckSource::Script,
+            });
+        }
+    }
+
+    /// The failed checks in words, for a run's reason: "check `x` failed: why; check `y`
+    /// failed", the first few with their messages cut, then how many more.
     pub fn failure_reason(&self) -> Option<String> {
-        let failed: Vec<String> = self
-            .failed_checks()
+        let failed: Vec<&Check> = self.failed_checks().collect();
+        if failed.is_empty() {
+            return None;
+        }
+        let mut parts: Vec<String> = failed
+            .iter()
+            .take(REASON_CHECKS)
             .map(|c| match c.message.is_empty() {
                 true => format!("check `{}` failed", c.name),
+                false if c.message.len() > REASON_MESSAGE_BYTES => {
+                    format!("check `{}` failed: {}…", c.name, cut(&c.message, REASON_MESSAGE_BYTES))
+                }
                 false => format!("check `{}` failed: {}", c.name, c.message),
             })
             .collect();
-        (!failed.is_empty()).then(|| failed.join("; "))
+        if failed.len() > REASON_CHECKS {
+            parts.push(format!("and {} more failed checks", failed.len() - REASON_CHECKS));
+        }
+        Some(parts.join("; "))
     }
 
     /// The same values with everything that breaks the rules dropped or cut, and what was
@@ -135,18 +175,29 @@ impl StageValues {
                 Err(why) => problems.push(format!("result dropped: {why}")),
             }
         }
+        let mut dropped_failures = 0;
         for mut check in self.checks {
             match check_name(&check.name) {
+                Ok(()) if check.name == DROPPED_CHECKS => {
+                    // The slave's own note of failures it dropped: past the cap, as there.
+                    check.message = cut_message(&check.message);
+                    check.source = CheckSource::Script;
+                    clean.force_check(check);
+                }
                 Ok(()) => {
                     check.message = cut_message(&check.message);
-                    let name = check.name.clone();
+                    // A slave reports its script's checks only; the master adds the rest.
+                    check.source = CheckSource::Script;
+                    let (name, passed) = (check.name.clone(), check.passed);
                     if !clean.put_check(check) {
                         problems.push(format!("check `{name}` dropped: more than {MAX_ENTRIES} values"));
+                        dropped_failures += usize::from(!passed);
                     }
                 }
                 Err(why) => problems.push(format!("check dropped: {why}")),
             }
         }
+        clean.note_dropped_failures(dropped_failures);
         (clean, problems)
     }
 }
@@ -286,6 +337,7 @@ pub fn parse_file(text: &str, truncated: bool) -> (StageValues, Vec<String>) {
             more_problems += 1;
         }
     };
+    let mut dropped_failures = 0;
     let mut lines: Vec<&str> = text.split('\n').collect();
     if truncated {
         // The last line was cut by the size limit: it is not read.
@@ -304,8 +356,9 @@ pub fn parse_file(text: &str, truncated: bool) -> (StageValues, Vec<String>) {
                 }
             }
             Ok(Some(Entry::Check(check))) => {
-                let name = check.name.clone();
+                let (name, passed) = (check.name.clone(), check.passed);
                 if !values.put_check(check) {
+                    dropped_failures += usize::from(!passed);
                     note(
                         &mut problems,
                         format!("line {}: check `{name}` dropped: more than {MAX_ENTRIES} values", number + 1),
@@ -315,6 +368,7 @@ pub fn parse_file(text: &str, truncated: bool) -> (StageValues, Vec<String>) {
             Err(why) => note(&mut problems, format!("line {}: {why}", number + 1)),
         }
     }
+    values.note_dropped_failures(dropped_failures);
     if more_problems > 0 {
         problems.push(format!("{more_problems} more bad lines"));
     }
@@ -388,6 +442,14 @@ mod tests {
         assert_eq!(values.results.len(), MAX_ENTRIES);
         assert_eq!(problems.len(), 5);
 
+        let mut late: String = (0..MAX_ENTRIES).map(|i| format!("result r{i} {i}\n")).collect();
+        late.push_str("check late fail too late\ncheck fine pass\n");
+        let (values, _) = parse_file(&late, false);
+        assert_eq!(values.checks.len(), 1, "only the note of the dropped failure is past the cap");
+        assert_eq!(values.checks[0].name, DROPPED_CHECKS);
+        assert!(!values.checks[0].passed);
+        assert!(values.failure_reason().unwrap().contains("1 failed checks past the cap"));
+
         let (values, problems) = parse_file("result a 1\nresult b 2", true);
         assert_eq!(values.results.len(), 1);
         assert!(problems[0].contains("larger than"));
@@ -408,9 +470,44 @@ mod tests {
                 source: CheckSource::Script,
             }],
         };
+        let mut forged = values.clone();
+        forged.checks[0].source = CheckSource::Threshold;
         let (clean, problems) = values.sanitized();
         assert_eq!(clean.results.len(), 1);
         assert_eq!(problems.len(), 2);
         assert!(clean.checks[0].message.len() <= MAX_MESSAGE_BYTES + 3);
+        assert_eq!(
+            forged.sanitized().0.checks[0].source,
+            CheckSource::Script,
+            "a slave cannot claim a threshold's check"
+        );
+    }
+
+    #[test]
+    fn a_reason_names_a_few_failed_checks_briefly() {
+        let mut values = StageValues::default();
+        for i in 0..8 {
+            values.put_check(Check {
+                name: format!("c{i}"),
+                passed: false,
+                message: "m".repeat(1000),
+                source: CheckSource::Script,
+            });
+        }
+        let reason = values.failure_reason().unwrap();
+        assert!(reason.len() < 1500, "{} bytes", reason.len());
+        assert!(reason.starts_with("check `c0` failed: mmm"));
+        assert!(reason.ends_with("; and 3 more failed checks"), "{reason}");
+        let mut full = StageValues::default();
+        for i in 0..MAX_ENTRIES {
+            full.put_result(ResultValue { name: format!("r{i}"), value: 1.0, unit: String::new() });
+        }
+        full.force_check(Check {
+            name: "results.r1".into(),
+            passed: false,
+            message: String::new(),
+            source: CheckSource::Threshold,
+        });
+        assert_eq!(full.checks.len(), 1, "the master's own checks pass the cap");
     }
 }

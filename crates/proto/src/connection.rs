@@ -34,10 +34,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
         self.framed.codec_mut().set_max_frame_len(max_frame_len);
     }
 
-    pub fn max_frame_len(&self) -> usize {
-        self.framed.codec().max_frame_len()
-    }
-
     /// Sends one message and flushes it.
     pub async fn send<T: Serialize>(&mut self, message: &T) -> Result<(), ProtoError> {
         self.feed(message).await?;

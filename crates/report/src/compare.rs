@@ -24,9 +24,10 @@ pub struct Comparison {
     pub a: SessionSide,
     pub b: SessionSide,
     pub counts: Counts,
-    /// Regressions first, then the instances whose results got worse (past their
-    /// `regress_pct` first, then by the largest %), then the rest (still failing, fixed, new,
-    /// gone, unfinished, unchanged), each group in B's order.
+    /// Regressions first, then the instances whose results got worse, then the rest (still
+    /// failing, fixed, new, gone, unfinished, unchanged). In the first two groups, instances
+    /// with a result past its `regress_pct` first, then by the largest % worse; ties, and the
+    /// other groups, in B's order.
     pub cases: Vec<CaseComparison>,
 }
 
@@ -360,8 +361,8 @@ pub fn compare(a: &SessionData, b: &SessionData, thresholds: Option<&CaseThresho
     Comparison { a: SessionSide::of(&a.record), b: SessionSide::of(&b.record), counts, cases }
 }
 
-/// Regressions, then worse results (past `regress_pct` first, then the largest %), then the
-/// rest by kind of change; a stable sort, so each group keeps B's order.
+/// Regressions, then worse results, then the rest by kind of change; in each of the first
+/// two, past `regress_pct` first, then the largest % worse. A stable sort: ties keep B's order.
 fn order(cases: &mut [CaseComparison]) {
     let group = |case: &CaseComparison| match (case.change, case.worst_pct()) {
         (Change::Regression, _) => 0,
@@ -576,6 +577,30 @@ mod tests {
             ]
         );
         assert_eq!(comparison.cases[1].worst_pct(), Some(50.0));
+    }
+
+    #[test]
+    fn regressions_with_worse_results_lead_their_group_and_the_rest_keep_bs_order() {
+        let lower = threshold(Better::Lower, Some(20.0));
+        let limits = thresholds(&[("p", "t", lower.clone()), ("q", "t", lower)]);
+        let (passed, failed) = (CaseState::Passed, CaseState::Failed);
+        let a = session(
+            1,
+            &[("n", passed, Some(1)), ("q", passed, Some(1)), ("p", passed, Some(1)), ("m", passed, Some(1))],
+            &[("p", "s1", "t", 10.0), ("q", "s1", "t", 10.0)],
+        );
+        let b = session(
+            2,
+            &[("n", failed, Some(1)), ("q", failed, Some(1)), ("p", failed, Some(1)), ("m", failed, Some(1))],
+            &[("p", "s1", "t", 11.0), ("q", "s1", "t", 30.0)],
+        );
+        let comparison = compare(&a, &b, Some(&limits));
+        // q is past regress_pct (+200 %), p only worse (+10 %); n and m keep B's order.
+        let regression = Change::Regression;
+        assert_eq!(
+            instances(&comparison),
+            [("q", regression), ("p", regression), ("n", regression), ("m", regression)]
+        );
     }
 
     #[test]

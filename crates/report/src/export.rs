@@ -10,9 +10,10 @@
 //!
 //! `NNN` is the stage's place in the session from 001; labels, slaves and log paths are
 //! made safe as file names ([`crate::format::safe_name`]). [`files`] lists the folder, a pure
-//! function of the session; [`write_tar_gz`] writes it, reading output and logs through an
-//! [`ExportSource`] a page at a time. Output and logs are capped ([`Limits`]): a cut file
-//! ends with a line saying so, and `export-notes.txt` lists what was cut or unreadable.
+//! function of the session; [`write_tar_gz`] writes it a file at a time, making each report
+//! as its entry is written and reading output and logs through an [`ExportSource`]. Output
+//! and logs are capped ([`Limits`]): a cut file ends with a line saying so, and
+//! `export-notes.txt` lists what was cut or unreadable.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
@@ -82,11 +83,32 @@ fn unique(taken: &mut BTreeSet<String>, name: String) -> String {
     candidate
 }
 
+/// A report of the export folder.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Report {
+    Html,
+    Json,
+    Junit,
+    Csv,
+}
+
+impl Report {
+    /// This report of `data`.
+    pub fn make(self, data: &SessionData) -> String {
+        match self {
+            Report::Html => crate::html::html(data),
+            Report::Json => crate::json::json(data),
+            Report::Junit => crate::junit::junit(data),
+            Report::Csv => crate::csv::csv(data),
+        }
+    }
+}
+
 /// What a file of the export holds.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Content {
-    /// Made now: the reports.
-    Text(String),
+    /// A report, made when its file is written.
+    Report(Report),
     /// A stage run's whole output, read from the store.
     Output { stage_id: StageId },
     /// A collected log, read from the store.
@@ -111,12 +133,12 @@ pub fn folder_name(record: &SessionRecord) -> String {
 /// output and logs, then the notes.
 pub fn files(data: &SessionData) -> Vec<ExportFile> {
     let record = &data.record;
-    let text = |path: &str, content: String| ExportFile { path: path.to_string(), content: Content::Text(content) };
+    let report = |path: &str, report| ExportFile { path: path.to_string(), content: Content::Report(report) };
     let mut files = vec![
-        text("report.html", crate::html::html(data)),
-        text("report.json", crate::json::json(data)),
-        text("junit.xml", crate::junit::junit(data)),
-        text("results.csv", crate::csv::csv(data)),
+        report("report.html", Report::Html),
+        report("report.json", Report::Json),
+        report("junit.xml", Report::Junit),
+        report("results.csv", Report::Csv),
     ];
     let layout = Layout::of(record);
     for (stage_index, stage) in record.stages.iter().enumerate() {
@@ -148,6 +170,13 @@ pub trait ExportSource {
 }
 
 /// How much stage output and log content one export holds.
+///
+/// In memory, [`write_tar_gz`] holds the [`SessionData`] and one file of the folder at a
+/// time, dropped once its tar entry is written: a report (made for its entry), a stage's
+/// output (at most `file_bytes`, and the page of it the source read last), or a log as the
+/// source gives it (bounded by the stage's log limit when it was collected, then cut to the
+/// budget). Besides: what the source keeps between calls, and the gzip encoder's and the
+/// writer's buffers. `total_bytes` bounds the archive, not memory.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
     /// All output and logs together.
@@ -157,7 +186,7 @@ pub struct Limits {
 }
 
 impl Default for Limits {
-    /// 256 MiB in all, 32 MiB a file: one file at a time is held in memory.
+    /// 256 MiB in all, 32 MiB a file.
     fn default() -> Limits {
         Limits { total_bytes: 256 << 20, file_bytes: 32 << 20 }
     }
@@ -194,10 +223,11 @@ pub fn write_tar_gz<W: Write>(
     let mut archive = tar::Builder::new(GzEncoder::new(out, Compression::default()));
     let mut written = Written::default();
     for file in files(data) {
-        let bytes = match &file.content {
-            Content::Text(text) => text.clone().into_bytes(),
-            Content::Output { stage_id } => read_output(*stage_id, &file.path, source, limits, &mut written),
-            Content::Log { stage_id, path } => read_log(*stage_id, path, &file.path, source, limits, &mut written),
+        // This file's bytes, dropped when its entry is written.
+        let bytes = match file.content {
+            Content::Report(report) => report.make(data).into_bytes(),
+            Content::Output { stage_id } => read_output(stage_id, &file.path, source, limits, &mut written),
+            Content::Log { stage_id, path } => read_log(stage_id, &path, &file.path, source, limits, &mut written),
             Content::Notes => notes(limits, &written).into_bytes(),
         };
         let mut header = tar::Header::new_gnu();
@@ -261,7 +291,10 @@ fn read_output(
     written.bytes += bytes.len() as u64;
     if cut {
         written.cut.push(format!("{file}: cut after {} bytes", bytes.len()));
-        bytes.extend_from_slice(cut_line(limits).as_bytes());
+        let line = cut_line(limits);
+        // Exactly: a full file's buffer is not doubled for one more line.
+        bytes.reserve_exact(line.len());
+        bytes.extend_from_slice(line.as_bytes());
     }
     bytes
 }
@@ -331,33 +364,33 @@ fn notes(limits: Limits, written: &Written) -> String {
     text
 }
 
-/// Output and logs of a session held in memory, for tests and small tools.
-#[derive(Debug, Clone, Default)]
-pub struct MemorySource {
-    /// Per stage id, its output in pages (chunks).
-    pub output: BTreeMap<StageId, Vec<Vec<OutputLine>>>,
-    pub logs: Vec<LogFile>,
-}
-
-impl ExportSource for MemorySource {
-    fn output(&mut self, stage_id: StageId, from: u64) -> Result<(Vec<OutputLine>, u64), String> {
-        let pages = self.output.get(&stage_id).map(Vec::as_slice).unwrap_or(&[]);
-        Ok(match pages.get(from as usize) {
-            Some(page) => (page.clone(), from + 1),
-            None => (Vec::new(), from),
-        })
-    }
-
-    fn log(&mut self, stage_id: StageId, path: &str) -> Result<Option<LogFile>, String> {
-        Ok(self.logs.iter().find(|log| log.stage_id == stage_id && log.path == path).cloned())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::testdata;
     use std::io::Read;
+
+    /// Output and logs of a session held in memory.
+    #[derive(Debug, Clone, Default)]
+    struct MemorySource {
+        /// Per stage id, its output in pages (chunks).
+        output: BTreeMap<StageId, Vec<Vec<OutputLine>>>,
+        logs: Vec<LogFile>,
+    }
+
+    impl ExportSource for MemorySource {
+        fn output(&mut self, stage_id: StageId, from: u64) -> Result<(Vec<OutputLine>, u64), String> {
+            let pages = self.output.get(&stage_id).map(Vec::as_slice).unwrap_or(&[]);
+            Ok(match pages.get(from as usize) {
+                Some(page) => (page.clone(), from + 1),
+                None => (Vec::new(), from),
+            })
+        }
+
+        fn log(&mut self, stage_id: StageId, path: &str) -> Result<Option<LogFile>, String> {
+            Ok(self.logs.iter().find(|log| log.stage_id == stage_id && log.path == path).cloned())
+        }
+    }
 
     fn unpack(bytes: &[u8]) -> BTreeMap<String, Vec<u8>> {
         let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(bytes));
@@ -401,7 +434,11 @@ mod tests {
     #[test]
     fn the_folder_lists_reports_then_each_run_then_notes() {
         let (data, _) = with_logs();
-        let paths: Vec<String> = files(&data).into_iter().map(|f| f.path).collect();
+        let files = files(&data);
+        let reports: Vec<&Content> = files.iter().take(4).map(|f| &f.content).collect();
+        let made_later = [Report::Html, Report::Json, Report::Junit, Report::Csv].map(Content::Report);
+        assert_eq!(reports, made_later.iter().collect::<Vec<_>>());
+        let paths: Vec<String> = files.into_iter().map(|f| f.path).collect();
         assert_eq!(paths[..4], ["report.html", "report.json", "junit.xml", "results.csv"]);
         assert_eq!(paths[4], "stages/001-suite_init/s1/output.txt");
         assert!(paths.contains(&"stages/003-case_run_broken/s2/output.txt".to_string()));
@@ -434,7 +471,8 @@ mod tests {
         assert!(files.keys().all(|p| p.starts_with("xrdtest-session-42/")), "{:?}", files.keys());
         let get = |path: &str| String::from_utf8_lossy(&files[&format!("xrdtest-session-42/{path}")]).into_owned();
         assert!(get("report.html").starts_with("<!DOCTYPE html>"));
-        assert!(get("junit.xml").contains("<testsuites"));
+        assert_eq!(get("junit.xml"), crate::junit::junit(&data));
+        assert_eq!(get("results.csv"), crate::csv::csv(&data));
         assert_eq!(get("stages/003-case_run_broken/s2/output.txt"), "one\ntwo\nthree\n");
         assert_eq!(get("stages/003-case_run_broken/s2/logs/var_log_app.log"), "log line\n");
         assert!(get("stages/003-case_run_broken/s2/logs/var_log_missing.log").contains("No such file"));

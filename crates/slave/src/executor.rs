@@ -197,7 +197,15 @@ async fn spawn(spec: &StageSpec, script_path: &Path) -> Result<Spawned, String> 
     let results_path = results::path_for(&spec.work_dir, spec.stage_id);
     results::create(&results_path)
         .map_err(|e| format!("cannot create results file {}: {e}", results_path.display()))?;
+    let spawned = spawn_bash(spec, script_path, &results_path);
+    if spawned.is_err() {
+        let _ = std::fs::remove_file(&results_path);
+    }
+    spawned
+}
 
+/// Starts bash on the script, its output into a fresh pipe, in a process group of its own.
+fn spawn_bash(spec: &StageSpec, script_path: &Path, results_path: &Path) -> Result<Spawned, String> {
     let (reader, writer) = cloexec_pipe().map_err(|e| format!("cannot create output pipe: {e}"))?;
     let writer2 = writer.try_clone().map_err(|e| format!("cannot duplicate output pipe: {e}"))?;
     let reader = pipe::Receiver::from_owned_fd(reader).map_err(|e| format!("cannot set up output pipe: {e}"))?;
@@ -206,7 +214,7 @@ async fn spawn(spec: &StageSpec, script_path: &Path) -> Result<Spawned, String> 
     cmd.arg(script_path)
         .current_dir(&spec.work_dir)
         .envs(spec.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-        .env("XRDTEST_RESULTS", &results_path)
+        .env("XRDTEST_RESULTS", results_path)
         .stdin(Stdio::null())
         .stdout(Stdio::from(writer))
         .stderr(Stdio::from(writer2))

@@ -24,7 +24,13 @@ pub fn create(path: &Path) -> io::Result<()> {
 /// of stage output. A missing file (the script removed it) reports nothing.
 pub fn collect(path: &Path) -> (StageValues, Vec<String>) {
     let read = (|| {
-        let file = std::fs::File::open(path)?;
+        // Not following a symlink, and not blocking on a FIFO: a script may have put either
+        // in the file's place; only a regular file is read.
+        let file =
+            std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK).open(path)?;
+        if !file.metadata()?.is_file() {
+            return Err(io::Error::other("it is not a regular file"));
+        }
         let mut bytes = Vec::new();
         file.take(MAX_FILE_BYTES + 1).read_to_end(&mut bytes)?;
         Ok::<_, io::Error>(bytes)
@@ -58,6 +64,27 @@ mod tests {
         assert_eq!(problems, ["[xrdtest: results file: line 2: `bogus` is neither `result` nor `check`]"]);
         assert!(!path.exists());
         assert_eq!(collect(&path), (StageValues::default(), Vec::new()));
+    }
+
+    #[test]
+    fn a_fifo_or_a_symlink_in_its_place_is_not_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = path_for(dir.path(), 9);
+        let name = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).unwrap();
+        // SAFETY: a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(name.as_ptr(), 0o600) }, 0);
+        let (values, problems) = collect(&fifo);
+        assert!(values.is_empty());
+        assert!(problems[0].contains("not a regular file"), "{problems:?}");
+        assert!(!fifo.exists());
+
+        let secret = dir.path().join("secret");
+        std::fs::write(&secret, "result leaked 1\n").unwrap();
+        let link = path_for(dir.path(), 10);
+        std::os::unix::fs::symlink(&secret, &link).unwrap();
+        let (values, problems) = collect(&link);
+        assert!(values.is_empty(), "a symlink is not followed");
+        assert_eq!(problems.len(), 1, "{problems:?}");
     }
 
     #[test]

@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 
 use axum::http::StatusCode;
-use xrdtest_master::handle::{CoreHandle, HistoryFilter};
+use xrdtest_master::handle::{CoreHandle, PREVIOUS_LOOK_BACK};
 use xrdtest_model::{SessionId, SessionRecord};
 use xrdtest_report::compare::{compare, CaseThresholds, Comparison};
 use xrdtest_report::SessionData;
@@ -30,9 +30,6 @@ impl Refusal {
     }
 }
 
-/// How many of a suite's sessions before `b` are looked at for the previous finished one.
-const PREVIOUS_LOOKBACK: usize = 50;
-
 /// A session id given as `?name=text`.
 fn parse_id(name: &str, text: &str) -> Result<SessionId, Refusal> {
     text.trim().trim_start_matches('#').parse().map_err(|_| {
@@ -46,15 +43,18 @@ fn record(core: &CoreHandle, id: SessionId) -> Result<SessionRecord, Refusal> {
         .ok_or_else(|| Refusal::new(StatusCode::NOT_FOUND, format!("no session {id}")))
 }
 
-/// The newest finished session of `b`'s suite older than `b`.
+/// The newest finished session of `b`'s suite older than `b` (the store's
+/// [`CoreHandle::previous_finished`], with its look-back bound).
 fn previous(core: &CoreHandle, b: &SessionRecord) -> Result<SessionRecord, Refusal> {
-    let filter = HistoryFilter { suite: Some(b.suite.clone()), before_id: Some(b.id), ..HistoryFilter::default() };
-    let (earlier, _) = core.history(&filter, 0, PREVIOUS_LOOKBACK).map_err(Refusal::store)?;
-    match earlier.iter().find(|summary| summary.state.is_final()) {
+    match core.previous_finished(&b.suite, b.id).map_err(Refusal::store)? {
         Some(summary) => record(core, summary.id),
         None => Err(Refusal::new(
             StatusCode::NOT_FOUND,
-            format!("session {} of {} has no earlier finished session to compare with: give `a=ID`", b.id, b.suite),
+            format!(
+                "session {} of {} has no earlier finished session to compare with (among the \
+                 {PREVIOUS_LOOK_BACK} sessions of its suite before it): give `a=ID`",
+                b.id, b.suite
+            ),
         )),
     }
 }

@@ -37,6 +37,9 @@ pub fn tls_config(
 }
 
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// TLS handshakes in progress at once; more connections are closed at accept (the open
+/// connections that finished theirs are capped by the server loop, `server.rs`).
+pub const MAX_HANDSHAKES: usize = 256;
 
 pub struct TlsListener {
     ready: mpsc::Receiver<(TlsStream<TcpStream>, SocketAddr)>,
@@ -48,6 +51,7 @@ impl TlsListener {
         let local = listener.local_addr();
         let acceptor = TlsAcceptor::from(config);
         let (sender, ready) = mpsc::channel(64);
+        let handshakes = Arc::new(tokio::sync::Semaphore::new(MAX_HANDSHAKES));
         tokio::spawn(async move {
             loop {
                 let (stream, address) = match listener.accept().await {
@@ -59,9 +63,16 @@ impl TlsListener {
                         continue;
                     }
                 };
+                let Ok(permit) = handshakes.clone().try_acquire_owned() else {
+                    debug!(client = %address, limit = MAX_HANDSHAKES, "too many HTTPS handshakes at once; closing");
+                    drop(stream);
+                    continue;
+                };
                 let (acceptor, handed) = (acceptor.clone(), sender.clone());
                 tokio::spawn(async move {
-                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                    let handshake = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await;
+                    drop(permit);
+                    match handshake {
                         Ok(Ok(tls)) => {
                             let _ = handed.send((tls, address)).await;
                         }

@@ -116,7 +116,8 @@ pub fn format_value(value: f64) -> String {
     } else if value.is_infinite() {
         if value > 0.0 { "+Inf" } else { "-Inf" }.into()
     } else {
-        // Rust's shortest round-trip form: `1`, `0.1`, `2.5`, `1e21`: all valid Go floats.
+        // Rust's shortest round-trip form, never with an exponent (`1`, `0.1`, `2.5`,
+        // `1000000000000000000000`): all valid Go floats.
         format!("{value}")
     }
 }

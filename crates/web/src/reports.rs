@@ -1,31 +1,45 @@
 //! A session's reports over HTTP (`docs/api.md`, formats in `docs/results.md`): JSON,
 //! JUnit XML, CSV and TAP made whole, and the export folder streamed as a .tar.gz while it
-//! is written, so a session with much output never sits in memory. Reads, open as the rest
-//! of `/api/sessions` is.
+//! is written, so a session with much output never sits in memory. At most
+//! [`EXPORTS_AT_ONCE`] exports are written at once; more are refused with 503 and
+//! `Retry-After`. Reads, open as the rest of `/api/sessions` is.
 
 use std::io::{self, Write};
+use std::sync::Arc;
 
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, State};
-use axum::http::header::{CONTENT_DISPOSITION, CONTENT_TYPE};
-use axum::http::StatusCode;
+use axum::http::header::{CONTENT_DISPOSITION, CONTENT_TYPE, RETRY_AFTER};
+use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use xrdtest_master::handle::CoreHandle;
 use xrdtest_model::api::ApiErrorBody;
 use xrdtest_model::{LogFile, OutputLine, SessionId, StageId};
 use xrdtest_report::export::{self, ExportSource, Limits};
 use xrdtest_report::SessionData;
 
+/// Exports written at once. Each holds a blocking thread while it runs and, in memory, the
+/// session's data and one file of the folder (see [`Limits`]).
+pub const EXPORTS_AT_ONCE: usize = 4;
+
+/// What a refused export's `Retry-After` says, in seconds.
+pub const EXPORT_RETRY_SECONDS: u32 = 5;
+
 pub fn routes() -> Router<CoreHandle> {
+    // One gate per router: the exports of this server.
+    let exports = Arc::new(Semaphore::new(EXPORTS_AT_ONCE));
     Router::new()
         .route("/api/sessions/{id}/report.json", get(report_json))
         .route("/api/sessions/{id}/junit.xml", get(junit_xml))
         .route("/api/sessions/{id}/results.csv", get(results_csv))
         .route("/api/sessions/{id}/report.tap", get(report_tap))
-        .route("/api/sessions/{id}/export.tar.gz", get(export_tar_gz))
+        .route(
+            "/api/sessions/{id}/export.tar.gz",
+            get(move |core: State<CoreHandle>, id: Path<SessionId>| export_tar_gz(core, id, Arc::clone(&exports))),
+        )
 }
 
 /// A refusal, as the rest of the API words them: `{"error": "..."}`.
@@ -35,6 +49,15 @@ impl IntoResponse for ReportError {
     fn into_response(self) -> Response {
         (self.0, Json(ApiErrorBody { error: self.1 })).into_response()
     }
+}
+
+/// The refusal of an export beyond [`EXPORTS_AT_ONCE`]: 503, to be asked again in
+/// [`EXPORT_RETRY_SECONDS`].
+fn exports_busy() -> Response {
+    let error = format!("{EXPORTS_AT_ONCE} exports are being written; try again in {EXPORT_RETRY_SECONDS} s");
+    let mut response = ReportError(StatusCode::SERVICE_UNAVAILABLE, error).into_response();
+    response.headers_mut().insert(RETRY_AFTER, HeaderValue::from(EXPORT_RETRY_SECONDS));
+    response
 }
 
 /// Reads a session and makes one report of it, both off the async threads (the store
@@ -88,13 +111,26 @@ async fn report_tap(State(core): State<CoreHandle>, Path(id): Path<SessionId>) -
 }
 
 /// The export, written by a blocking task into a channel the response body reads: at most
-/// a few buffers are held at once, and a client that goes away stops the writing.
-async fn export_tar_gz(State(core): State<CoreHandle>, Path(id): Path<SessionId>) -> Result<Response, ReportError> {
+/// a few buffers are held at once, and a client that goes away stops the writing. One of
+/// `gate`'s permits is held from before the session is read until both the writer and the
+/// response body are done; with none left, the answer is [`exports_busy`].
+async fn export_tar_gz(
+    State(core): State<CoreHandle>,
+    Path(id): Path<SessionId>,
+    gate: Arc<Semaphore>,
+) -> Result<Response, ReportError> {
+    let Ok(permit) = gate.try_acquire_owned() else {
+        tracing::info!(session = id, at_once = EXPORTS_AT_ONCE, "export refused: too many being written");
+        return Ok(exports_busy());
+    };
+    let permit = Arc::new(permit);
     // The record first, so that an unknown session is a 404 and not a broken download.
     let (data, _) = render(core.clone(), id, |_| String::new()).await?;
     let file_name = format!("{}.tar.gz", export::folder_name(&data.record));
     let (sender, receiver) = mpsc::channel::<io::Result<Bytes>>(4);
+    let writer_permit = Arc::clone(&permit);
     tokio::task::spawn_blocking(move || {
+        let _permit: Arc<OwnedSemaphorePermit> = writer_permit;
         let mut source = StoreSource { core, logs: None };
         let writer = ChannelWriter { sender: sender.clone(), buffer: Vec::with_capacity(CHUNK_BYTES) };
         match export::write_tar_gz(&data, &mut source, Limits::default(), writer) {
@@ -108,14 +144,16 @@ async fn export_tar_gz(State(core): State<CoreHandle>, Path(id): Path<SessionId>
             ),
             Err(err) => {
                 tracing::warn!(session = id, error = %err, "export stopped");
-                // Ends the body with an error: the client sees a broken download, not a
-                // short archive that looks whole.
+                // The writer fails when the client has gone; anything else (tar refusing a
+                // path) ends the body with an error: a broken download, not a short archive
+                // that looks whole.
                 let _ = sender.blocking_send(Err(io::Error::other(err.to_string())));
             }
         }
     });
-    let body = futures_util::stream::unfold(receiver, |mut receiver| async move {
-        receiver.recv().await.map(|item| (item, receiver))
+    // The body keeps the permit too: it is dropped when the body ends or the client leaves.
+    let body = futures_util::stream::unfold((receiver, permit), |(mut receiver, permit)| async move {
+        receiver.recv().await.map(|item| (item, (receiver, permit)))
     });
     Ok((
         [
@@ -171,10 +209,23 @@ impl Drop for ChannelWriter {
 }
 
 /// Output and logs from the store, through the core's handle: output a page of chunks at a
-/// time, the logs of the last stage asked for kept (its runs' logs are asked for in a row).
+/// time; the logs of the last stage asked for are read at once (the store reads a stage's
+/// logs together, and they are asked for in a row) and kept until each is handed out.
 struct StoreSource {
     core: CoreHandle,
     logs: Option<(StageId, Vec<LogFile>)>,
+}
+
+impl StoreSource {
+    /// The kept log of `stage_id` at `path`, moved out (not copied).
+    fn take_log(&mut self, stage_id: StageId, path: &str) -> Option<LogFile> {
+        let (kept, logs) = self.logs.as_mut()?;
+        if *kept != stage_id {
+            return None;
+        }
+        let index = logs.iter().position(|log| log.path == path)?;
+        Some(logs.swap_remove(index))
+    }
 }
 
 /// Output chunks read per page (a chunk is what the slave sent at once, a few KiB).
@@ -188,10 +239,13 @@ impl ExportSource for StoreSource {
     }
 
     fn log(&mut self, stage_id: StageId, path: &str) -> Result<Option<LogFile>, String> {
-        if self.logs.as_ref().is_none_or(|(cached, _)| *cached != stage_id) {
-            let logs = self.core.logs(stage_id).map_err(|err| err.to_string())?;
-            self.logs = Some((stage_id, logs));
+        if let Some(log) = self.take_log(stage_id, path) {
+            return Ok(Some(log));
         }
-        Ok(self.logs.as_ref().and_then(|(_, logs)| logs.iter().find(|log| log.path == path).cloned()))
+        // Not kept (another stage's, one asked for again, or one not stored): read them anew.
+        self.logs = None;
+        let logs = self.core.logs(stage_id).map_err(|err| err.to_string())?;
+        self.logs = Some((stage_id, logs));
+        Ok(self.take_log(stage_id, path))
     }
 }

@@ -5,7 +5,6 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,6 +15,7 @@ use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::sync::Semaphore;
 use tracing::{debug, warn};
+use xrdtest_master::throttle::OncePerSecond;
 
 /// How long a client has to send the headers of a request, the first or the next on a
 /// kept-alive connection (then the connection is closed).
@@ -23,8 +23,8 @@ pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// Connections open at once, live pages' event streams included.
 pub const MAX_CONNECTIONS: usize = 1024;
 
-/// When a refused connection was last logged (Unix ms): one warning a second at most.
-static LAST_REFUSAL_LOG: AtomicU64 = AtomicU64::new(0);
+/// One warning a second at most about refused connections.
+static REFUSALS_LOGGED: OncePerSecond = OncePerSecond::new();
 
 /// The limits of [`serve_with`].
 #[derive(Debug, Clone, Copy)]
@@ -56,8 +56,7 @@ where
     loop {
         let (io, peer) = listener.accept().await;
         let Ok(permit) = open.clone().try_acquire_owned() else {
-            let now = xrdtest_model::now_ms();
-            if now.saturating_sub(LAST_REFUSAL_LOG.swap(now, Ordering::Relaxed)) >= 1000 {
+            if REFUSALS_LOGGED.allow() {
                 warn!(client = %peer, limit = limits.max_connections, "too many open web connections; closing new ones");
             }
             drop(io);

@@ -221,14 +221,11 @@ impl Notifier {
     }
 }
 
-/// The state of the suite's newest finished session before `record` (sessions of one suite
-/// end in id order: they share their slaves).
+/// The id and state of the suite's previous finished session ([`Store::previous_finished`]);
+/// none found (or the store unreadable), `change` takes the suite as passing before.
 fn previous_finished(store: &Store, record: &SessionRecord) -> Option<(SessionId, SessionState)> {
-    // A suite's sessions do not overlap, so the few newest hold the previous finished one
-    // unless many were created and queued since; past this, `change` takes it as passed.
-    const LOOK_BACK: usize = 64;
-    match store.suite_recent(&record.suite, LOOK_BACK) {
-        Ok(recent) => recent.iter().find(|s| s.id < record.id && s.state.is_final()).map(|s| (s.id, s.state)),
+    match store.previous_finished(&record.suite, record.id) {
+        Ok(previous) => previous.map(|s| (s.id, s.state)),
         Err(err) => {
             warn!(session = record.id, suite = %record.suite, error = %err, "cannot read the previous session; taking it as passed");
             None

@@ -61,6 +61,9 @@ struct Counts {
     flaky: usize,
 }
 
+/// Under Slack's limit of 3,000 characters of text in a section block.
+const MAX_SLACK_SECTION_CHARS: usize = 2_900;
+
 fn counts(record: &SessionRecord) -> Counts {
     let count = |state: CaseState| record.cases.iter().filter(|c| c.state == state).count();
     Counts {
@@ -73,9 +76,13 @@ fn counts(record: &SessionRecord) -> Counts {
 }
 
 fn failed_cases(record: &SessionRecord) -> Vec<&str> {
-    let mut names: Vec<&str> =
-        record.cases.iter().filter(|c| c.state == CaseState::Failed).map(|c| c.name.as_str()).collect();
-    names.dedup();
+    // An instance fails in each pass it fails in: named once, in the order first failed.
+    let mut names: Vec<&str> = Vec::new();
+    for case in record.cases.iter().filter(|c| c.state == CaseState::Failed) {
+        if !names.contains(&case.name.as_str()) {
+            names.push(&case.name);
+        }
+    }
     names.truncate(MAX_LISTED_CASES);
     names
 }
@@ -200,6 +207,8 @@ pub fn slack(record: &SessionRecord, context: &Context) -> Value {
         let names: Vec<String> = failed.iter().map(|name| format!("`{}`", slack_escape(name))).collect();
         text.push_str(&format!("\nfailed: {}", names.join(", ")));
     }
+    // Slack refuses a section's text past 3,000 characters (and a refused body is not retried).
+    let text = cut(&text, MAX_SLACK_SECTION_CHARS);
     json!({
         "text": fallback,
         "blocks": [
@@ -304,6 +313,21 @@ mod tests {
         let first = summary(&record(SessionState::Passed), &Context::default());
         assert!(first["previous"].is_null() && first["change"].is_null() && first["session"]["url"].is_null());
         assert_eq!(first["session"]["passed"], true);
+    }
+
+    #[test]
+    fn long_instance_names_keep_a_slack_section_under_its_limit_and_repeats_are_named_once() {
+        let mut long = record(SessionState::Failed);
+        let name = |i: usize| format!("copy[{}={i}]", "k".repeat(400));
+        long.cases = (0..20)
+            .flat_map(|i| [name(i), name(i)])
+            .map(|n| CaseRecord { state: CaseState::Failed, ..CaseRecord::pending(&n, "copy", vec![], 1) })
+            .collect();
+        assert_eq!(failed_cases(&long).len(), MAX_LISTED_CASES.min(20));
+        assert_eq!(failed_cases(&long)[1], name(1), "each instance once, in order");
+        let value = slack(&long, &context());
+        let text = value["blocks"][0]["text"]["text"].as_str().unwrap();
+        assert!(text.chars().count() <= 3000, "{} characters", text.chars().count());
     }
 
     #[test]

@@ -4,13 +4,14 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
+use xrdtest_defs::thresholds::MAX_BASELINE;
 use xrdtest_defs::{Better, Suite, Threshold};
 
 use crate::model::{Check, CheckSource, ResultValue, RunState, SessionId, SessionState, StageValues};
 use crate::store::{Store, StoreError};
 
-/// How many of the suite's newest sessions are read for baselines: more than any baseline
-/// needs (at most 100 sessions), allowing for failed ones in between.
+/// How many of the suite's newest sessions are looked at for baselines: more than any
+/// baseline needs (at most 100 passing sessions), allowing for failed ones in between.
 const SESSIONS_SCANNED: usize = 300;
 
 /// Adds one check per threshold whose result `values` holds.
@@ -22,7 +23,8 @@ pub fn apply(
     for (name, threshold) in thresholds {
         let Some(result) = values.result(name).cloned() else { continue };
         let check = judge(name, threshold, &result, &baseline(name));
-        values.put_check(check);
+        // Past the entry cap too: a threshold's verdict is never dropped.
+        values.force_check(check);
     }
 }
 
@@ -133,9 +135,17 @@ impl Baselines {
         if wanted.is_empty() {
             return Baselines { wanted, state: Loading::Nothing };
         }
+        let needed = suite
+            .tests
+            .iter()
+            .flat_map(|case| case.results.values())
+            .filter(|threshold| threshold.regress_pct.is_some())
+            .map(|threshold| threshold.baseline as usize)
+            .max()
+            .unwrap_or(1);
         let (store, suite_name, names) = (store.clone(), suite.name.clone(), wanted.clone());
         let task = tokio::task::spawn_blocking(move || {
-            load(&store, &suite_name, session, &names).unwrap_or_else(|err| {
+            load(&store, &suite_name, session, &names, needed).unwrap_or_else(|err| {
                 tracing::warn!(error = %err, "cannot read baselines; regress_pct checks have none");
                 HashMap::new()
             })
@@ -167,20 +177,24 @@ impl Baselines {
 }
 
 /// The values of the results in `wanted` (by test case) in the passing sessions of `suite`
-/// before `before`, newest session first; within a session, its last report of each.
+/// before `before`, newest session first; within a session, its last report of each. Reads
+/// one record at a time, newest first, and stops once `needed` passing sessions are read and
+/// every value seen has `needed` sessions of history (or at [`MAX_BASELINE`] passing
+/// sessions, or [`SESSIONS_SCANNED`] sessions in all).
 fn load(
     store: &Store,
     suite: &str,
     before: SessionId,
     wanted: &BTreeMap<String, BTreeSet<String>>,
+    needed: usize,
 ) -> Result<HashMap<Key, Vec<f64>>, StoreError> {
     let mut history: HashMap<Key, Vec<f64>> = HashMap::new();
-    let records = store.suite_records(suite, SESSIONS_SCANNED)?;
-    // Newest first, so that each key's values come out newest first.
-    for record in records.iter().rev() {
-        if record.id >= before || record.state != SessionState::Passed {
+    let mut passing = 0usize;
+    for summary in store.suite_recent(suite, SESSIONS_SCANNED)? {
+        if summary.id >= before || summary.state != SessionState::Passed {
             continue;
         }
+        let Some(record) = store.session(summary.id)? else { continue };
         let mut this_session: HashMap<Key, f64> = HashMap::new();
         for stage in &record.stages {
             let Some(instance) = stage.stage.case() else { continue };
@@ -198,6 +212,11 @@ fn load(
         }
         for (key, value) in this_session {
             history.entry(key).or_default().push(value);
+        }
+        passing += 1;
+        let enough = passing >= needed && history.values().all(|values| values.len() >= needed);
+        if enough || passing >= MAX_BASELINE as usize {
+            break;
         }
     }
     Ok(history)
@@ -276,6 +295,84 @@ mod tests {
             values.failure_reason().unwrap(),
             "check `results.latency` failed: latency = 12 ms: above max 10 ms"
         );
+    }
+
+    #[test]
+    fn a_threshold_check_is_added_past_the_entry_cap() {
+        let mut thresholds = BTreeMap::new();
+        thresholds.insert("latency".to_string(), threshold(None, Some(100.0), None, Better::Lower));
+        let mut values = StageValues::default();
+        for i in 0..crate::model::results::MAX_ENTRIES - 1 {
+            values.put_result(ResultValue { name: format!("r{i}"), value: 1.0, unit: String::new() });
+        }
+        values.put_result(value(5000.0, "ms"));
+        apply(&thresholds, &mut values, |_| Vec::new());
+        assert!(values.failure_reason().is_some_and(|reason| reason.contains("above max 100 ms")));
+    }
+
+    /// A stored session of suite `ts` with one run of case `c` on slave `s1` reporting
+    /// `latency` (none if `value` is None).
+    fn stored(store: &Store, id: SessionId, state: SessionState, value: Option<f64>) {
+        use crate::model::{CaseRecord, Stage, StageRecord, StageRun, Trigger};
+        let mut record = crate::model::SessionRecord::queued(id, "ts", Trigger::Manual, vec!["s1".into()], 0);
+        record.state = state;
+        record.cases.push(CaseRecord::pending("c", "c", Vec::new(), 1));
+        let mut run = StageRun::pending("s1");
+        run.stage_id = id * 10;
+        run.state = RunState::Passed;
+        if let Some(value) = value {
+            let values = StageValues { results: vec![self::value(value, "ms")], checks: Vec::new() };
+            store.put_values(run.stage_id, &values).unwrap();
+        }
+        let stage = Stage::CaseRun { case: "c".into() };
+        record.stages.push(StageRecord {
+            stage,
+            timeout_ms: 1,
+            skipped: None,
+            runs: vec![run],
+            repetition: 1,
+            attempt: 1,
+        });
+        store.put_session(&record).unwrap();
+    }
+
+    fn suite_with(dir: &std::path::Path, case_toml: &str) -> Suite {
+        let tc = dir.join("ts/tc/c");
+        std::fs::create_dir_all(&tc).unwrap();
+        std::fs::write(tc.join("init.sh"), "true\n").unwrap();
+        std::fs::write(tc.join("run.sh"), "true\n").unwrap();
+        std::fs::write(tc.join("case.toml"), case_toml).unwrap();
+        std::fs::write(
+            dir.join("ts/suite.toml"),
+            "name = \"ts\"\nmachines = [\"s1\"]\ntests = [\"c\"]\ninitialize = \"true\"\n",
+        )
+        .unwrap();
+        xrdtest_defs::suite::load_suite(&dir.join("ts")).unwrap()
+    }
+
+    #[tokio::test]
+    async fn baselines_are_the_newest_passing_sessions_before_this_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("store")).unwrap();
+        let suite = suite_with(dir.path(), "[results.latency]\nregress_pct = 10\nbaseline = 2\n");
+        stored(&store, 1, SessionState::Passed, Some(1.0));
+        stored(&store, 2, SessionState::Passed, Some(2.0));
+        stored(&store, 3, SessionState::Failed, Some(300.0));
+        stored(&store, 4, SessionState::Passed, None);
+        stored(&store, 5, SessionState::Passed, Some(5.0));
+        stored(&store, 6, SessionState::Passed, Some(6.0));
+        // Session 6 is the one running: 5, then the passing ones before, newest first, never
+        // the failed one; reading stops once 2 sessions of history are there.
+        let mut baselines = Baselines::start(&store, &suite, 6);
+        baselines.ready().await;
+        assert_eq!(baselines.history("c", "c", "s1", "latency"), [5.0, 2.0]);
+        assert!(baselines.history("c", "c", "s2", "latency").is_empty());
+        assert!(baselines.history("c", "c", "s1", "other").is_empty(), "no regress_pct for it");
+
+        let plain = suite_with(dir.path(), "[results.latency]\nmax = 10\n");
+        let mut none = Baselines::start(&store, &plain, 7);
+        none.ready().await;
+        assert!(none.history("c", "c", "s1", "latency").is_empty(), "nothing read without a regress_pct");
     }
 
     #[test]

@@ -10,6 +10,7 @@ use axum::http::{StatusCode, Uri};
 use axum::response::Response;
 use xrdtest_model::CaseState;
 use xrdtest_report::compare::{CaseComparison, Change, Comparison, ResultComparison, SessionSide};
+use xrdtest_report::format::human_duration;
 
 use super::{check_reader, format, render, Nav};
 use crate::auth::Viewer;
@@ -86,7 +87,7 @@ pub struct CaseRow {
 fn duration_delta(case: &CaseComparison) -> String {
     let Some(delta) = case.duration_delta_ms else { return String::new() };
     let sign = if delta < 0 { "−" } else { "+" };
-    let text = format!("{sign}{}", format::duration(delta.unsigned_abs()));
+    let text = format!("{sign}{}", human_duration(delta.unsigned_abs()));
     match case.duration_delta_pct {
         Some(pct) => format!("{text} ({})", percent(pct)),
         None => text,
@@ -114,8 +115,8 @@ fn case_row(case: &CaseComparison) -> CaseRow {
         change: case.change.as_str(),
         change_label: case.change.label(),
         change_cls: change_cls(case.change),
-        duration_a: case.duration_a_ms.map(format::duration).unwrap_or_default(),
-        duration_b: case.duration_b_ms.map(format::duration).unwrap_or_default(),
+        duration_a: case.duration_a_ms.map(human_duration).unwrap_or_default(),
+        duration_b: case.duration_b_ms.map(human_duration).unwrap_or_default(),
         delta: duration_delta(case),
         worse: case.results.iter().filter(|r| r.worse).count(),
     }

@@ -4,18 +4,8 @@ use chrono::{Local, NaiveDate, TimeZone};
 
 use xrdtest_model::{CaseState, RunState, SessionState};
 
-/// `850 ms`, `12.3 s`, `4 min 05 s`, `2 h 03 min`.
-pub fn duration(ms: u64) -> String {
-    if ms < 1000 {
-        format!("{ms} ms")
-    } else if ms < 60_000 {
-        format!("{:.1} s", ms as f64 / 1000.0)
-    } else if ms < 3_600_000 {
-        format!("{} min {:02} s", ms / 60_000, (ms % 60_000) / 1000)
-    } else {
-        format!("{} h {:02} min", ms / 3_600_000, (ms % 3_600_000) / 60_000)
-    }
-}
+/// `850 ms`, `12.3 s`, `4 min 05 s`, `2 h 03 min`: the reports' form, one implementation.
+pub use xrdtest_report::format::human_duration as duration;
 
 /// How long something took, or has taken so far; empty when it has not started.
 pub fn span(started: Option<u64>, ended: Option<u64>, now: u64) -> String {

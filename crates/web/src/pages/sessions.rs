@@ -351,8 +351,9 @@ struct SessionPage {
     /// `--param`s, in the order given.
     params: Vec<(String, String)>,
     options: Vec<OptionRow>,
-    /// Results and checks of every run.
+    /// Results and checks of every run (at most a cap of them), and how many there are.
     values: Vec<ValueRow>,
+    values_total: usize,
 }
 
 pub async fn session_page(
@@ -374,7 +375,7 @@ pub async fn session_page(
         }
         Err(err) => return store_error(&state, &viewer, &uri, err),
     };
-    let values = match state.core.session_values(&record) {
+    let (values, values_total) = match state.core.session_values(&record) {
         Ok(values) => session_rows(&record, &values),
         Err(err) => return store_error(&state, &viewer, &uri, err),
     };
@@ -398,6 +399,7 @@ pub async fn session_page(
         params: record.options.params.clone(),
         options: option_rows(&record.options),
         values,
+        values_total,
     })
 }
 

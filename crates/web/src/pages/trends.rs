@@ -1,7 +1,7 @@
 //! A suite's trends: each case instance's duration and result across its latest sessions
 //! (one point per pass of a repeated session), then one chart per result each instance
-//! reported (per slave, with the case's bounds), each downloadable as CSV
-//! (`/trends/{suite}/metrics.csv?instance=I&result=R`).
+//! reported (per slave, with the case's bounds; at most [`MAX_CHARTS`], the rest named),
+//! each downloadable as CSV (`/trends/{suite}/metrics.csv?instance=I&result=R`).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -29,6 +29,11 @@ pub const TREND_SESSIONS: usize = 200;
 const PAGE_DOTS: usize = 6_000;
 /// Past this many values in one chart, it marks only its failed points.
 const CHART_DOTS: usize = 400;
+/// The page draws at most this many result charts, the first in case order (the
+/// definition's instances, then older ones; results by name); it names the others.
+pub const MAX_CHARTS: usize = 200;
+/// Of the charts left out, at most this many are listed by name with their CSV link.
+pub const MAX_LISTED: usize = 1_000;
 
 /// One series per case instance (by its recorded name), in the order `preferred` gives (the
 /// current definition's instances), then any other in the order it first appears.
@@ -135,10 +140,44 @@ fn case_thresholds(definition: Option<&Suite>) -> HashMap<&str, &BTreeMap<String
     definition.into_iter().flat_map(|s| &s.tests).map(|case| (case.name.as_str(), &case.results)).collect()
 }
 
-fn metric_cards(suite: &str, histories: &[MetricHistory], definition: Option<&Suite>) -> Vec<MetricCard> {
+/// A result history the page does not draw: its names and its CSV link.
+pub struct LeftOut {
+    pub instance: String,
+    pub result: String,
+    pub csv_href: String,
+}
+
+/// The page's result charts: the first [`MAX_CHARTS`] histories drawn, the rest left out
+/// (counted; the first [`MAX_LISTED`] of them named).
+pub struct MetricCards {
+    pub drawn: Vec<MetricCard>,
+    pub left_out: Vec<LeftOut>,
+    pub left_out_count: usize,
+}
+
+fn csv_href(suite: &str, history: &MetricHistory) -> String {
+    format!(
+        "/trends/{}/metrics.csv?instance={}&result={}",
+        escape::url_component(suite),
+        escape::url_component(&history.instance),
+        escape::url_component(&history.result)
+    )
+}
+
+fn metric_cards(suite: &str, histories: &[MetricHistory], definition: Option<&Suite>) -> MetricCards {
     let thresholds = case_thresholds(definition);
-    let total: usize = histories.iter().map(|h| h.points.len()).sum();
-    histories
+    let (drawn, rest) = histories.split_at(histories.len().min(MAX_CHARTS));
+    let total: usize = drawn.iter().map(|h| h.points.len()).sum();
+    let left_out = rest
+        .iter()
+        .take(MAX_LISTED)
+        .map(|history| LeftOut {
+            instance: history.instance.clone(),
+            result: history.result.clone(),
+            csv_href: csv_href(suite, history),
+        })
+        .collect();
+    let drawn = drawn
         .iter()
         .map(|history| {
             let threshold = thresholds.get(history.case.as_str()).and_then(|t| t.get(&history.result));
@@ -146,12 +185,7 @@ fn metric_cards(suite: &str, histories: &[MetricHistory], definition: Option<&Su
             let unit = history.unit().to_string();
             MetricCard {
                 svg: metric_svg(history, threshold, dots),
-                csv_href: format!(
-                    "/trends/{}/metrics.csv?instance={}&result={}",
-                    escape::url_component(suite),
-                    escape::url_component(&history.instance),
-                    escape::url_component(&history.result)
-                ),
+                csv_href: csv_href(suite, history),
                 values: history.points.len(),
                 failed: history.points.iter().filter(|p| p.passed == Some(false)).count(),
                 last: history
@@ -164,7 +198,8 @@ fn metric_cards(suite: &str, histories: &[MetricHistory], definition: Option<&Su
                 unit,
             }
         })
-        .collect()
+        .collect();
+    MetricCards { drawn, left_out, left_out_count: rest.len() }
 }
 
 /// What every run of each record reported: one store read per run, once per request.
@@ -183,7 +218,10 @@ struct TrendsPage {
     first: String,
     last: String,
     capped: bool,
-    metrics: Vec<MetricCard>,
+    metrics: MetricCards,
+    /// The newest session, whose `report.json` holds every value it got.
+    newest: u64,
+    max_charts: usize,
 }
 
 pub async fn trends_page(
@@ -222,6 +260,8 @@ pub async fn trends_page(
         last: records.last().map(|r| format::time(r.created_ms)).unwrap_or_default(),
         capped: records.len() == TREND_SESSIONS,
         metrics: metric_cards(&suite, &histories, definition),
+        newest: records.last().map(|r| r.id).unwrap_or_default(),
+        max_charts: MAX_CHARTS,
         suite,
     })
 }
@@ -325,6 +365,57 @@ mod tests {
         let rows = legend(&series);
         assert_eq!((rows[1].runs, rows[1].passed, rows[1].failed, rows[1].rate.as_str()), (3, 1, 1, "50%"));
         assert_eq!(rows[0].rate, "", "never ran");
+    }
+
+    fn history(instance: &str, result: &str, points: usize) -> MetricHistory {
+        let point = |session| crate::result_history::MetricPoint {
+            session,
+            pass: 1,
+            slave: "s1".into(),
+            value: 1.0,
+            unit: "ms".into(),
+            passed: None,
+            ended_ms: None,
+        };
+        MetricHistory {
+            instance: instance.into(),
+            case: instance.into(),
+            result: result.into(),
+            points: (1..=points as u64).map(point).collect(),
+        }
+    }
+
+    #[test]
+    fn result_charts_are_capped_in_order_and_the_rest_named_with_their_csv() {
+        let histories: Vec<MetricHistory> =
+            (0..MAX_CHARTS + 5).map(|i| history(&format!("c{}", i / 100), &format!("r{:02}", i % 100), 1)).collect();
+        let cards = metric_cards("ts", &histories, None);
+        assert_eq!((cards.drawn.len(), cards.left_out_count, cards.left_out.len()), (MAX_CHARTS, 5, 5));
+        assert_eq!((cards.drawn[0].instance.as_str(), cards.drawn[0].result.as_str()), ("c0", "r00"));
+        let first_out = &cards.left_out[0];
+        assert_eq!((first_out.instance.as_str(), first_out.result.as_str()), ("c2", "r00"), "the first past the cap");
+        assert_eq!(first_out.csv_href, "/trends/ts/metrics.csv?instance=c2&result=r00");
+
+        // Under the cap nothing is left out; far past it, the listing stops at MAX_LISTED.
+        let cards = metric_cards("ts", &histories[..3], None);
+        assert_eq!((cards.drawn.len(), cards.left_out_count), (3, 0));
+        let many: Vec<MetricHistory> =
+            (0..MAX_CHARTS + MAX_LISTED + 7).map(|i| history("c", &format!("r{i:05}"), 0)).collect();
+        let cards = metric_cards("ts", &many, None);
+        assert_eq!((cards.left_out_count, cards.left_out.len()), (MAX_LISTED + 7, MAX_LISTED));
+    }
+
+    #[test]
+    fn the_dot_budget_counts_only_the_charts_drawn() {
+        // 200 drawn charts of 10 values are within the page's budget; the 100 left out, of
+        // 100 values each, would take the page past it.
+        let histories: Vec<MetricHistory> = (0..MAX_CHARTS + 100)
+            .map(|i| history("c", &format!("r{i:03}"), if i < MAX_CHARTS { 10 } else { 100 }))
+            .collect();
+        assert!(histories.iter().map(|h| h.points.len()).sum::<usize>() > PAGE_DOTS);
+        let cards = metric_cards("ts", &histories, None);
+        assert_eq!(cards.left_out_count, 100);
+        assert!(cards.drawn.iter().all(|c| c.svg.contains("class=\"point\"")), "the drawn charts keep their dots");
     }
 
     #[test]

@@ -54,18 +54,27 @@ pub fn run_rows(stage: &str, slave: &str, href: &str, values: &StageValues) -> V
     results.chain(checks).collect()
 }
 
-/// The rows of every run of a session, in stage order then slave order.
-pub fn session_rows(record: &SessionRecord, values: &BTreeMap<StageId, StageValues>) -> Vec<ValueRow> {
+/// Most rows the session page lists; the rest are in the reports (`report.json`, CSV).
+pub const MAX_SESSION_ROWS: usize = 2000;
+
+/// The rows of every run of a session, in stage order then slave order, at most
+/// [`MAX_SESSION_ROWS`]; and how many there are in all.
+pub fn session_rows(record: &SessionRecord, values: &BTreeMap<StageId, StageValues>) -> (Vec<ValueRow>, usize) {
     let mut rows = Vec::new();
+    let mut total = 0;
     for stage in &record.stages {
         for run in &stage.runs {
             if let Some(reported) = values.get(&run.stage_id) {
-                let href = format!("/sessions/{}/stages/{}", record.id, run.stage_id);
-                rows.extend(run_rows(&stage.label(), &run.slave, &href, reported));
+                total += reported.results.len() + reported.checks.len();
+                if rows.len() < MAX_SESSION_ROWS {
+                    let href = format!("/sessions/{}/stages/{}", record.id, run.stage_id);
+                    rows.extend(run_rows(&stage.label(), &run.slave, &href, reported));
+                }
             }
         }
     }
-    rows
+    rows.truncate(MAX_SESSION_ROWS);
+    (rows, total)
 }
 
 #[cfg(test)]
@@ -99,5 +108,29 @@ mod tests {
             ]
         );
         assert_eq!(rows[2].message, "latency = 12.5 ms: above max 10 ms");
+    }
+
+    #[test]
+    fn a_session_lists_at_most_its_cap_and_counts_all() {
+        use xrdtest_model::{Stage, StageRecord, StageRun, Trigger};
+        let mut record = SessionRecord::queued(1, "ts", Trigger::Manual, vec!["s1".into()], 0);
+        let mut values = BTreeMap::new();
+        for id in 1..=3u64 {
+            let mut run = StageRun::pending("s1");
+            run.stage_id = id;
+            record.stages.push(StageRecord {
+                stage: Stage::CaseRun { case: format!("c{id}") },
+                timeout_ms: 1,
+                skipped: None,
+                runs: vec![run],
+                repetition: 1,
+                attempt: 1,
+            });
+            let results =
+                (0..900).map(|i| ResultValue { name: format!("r{i}"), value: 1.0, unit: String::new() }).collect();
+            values.insert(id, StageValues { results, checks: Vec::new() });
+        }
+        let (rows, total) = session_rows(&record, &values);
+        assert_eq!((rows.len(), total), (MAX_SESSION_ROWS, 2700));
     }
 }
