@@ -40,17 +40,25 @@ impl ApiClient {
         serde_json::from_value(body).with_context(|| format!("{path}: unexpected answer"))
     }
 
+    /// A GET; the token goes along when there is one, for masters whose reading needs a
+    /// login (`[web] require_login`).
     pub fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T> {
-        self.answer(path, self.agent.get(&self.url(path)).call())
+        let mut request = self.agent.get(&self.url(path));
+        if let Some(token) = &self.token {
+            request = request.header("Authorization", &format!("Bearer {token}"));
+        }
+        self.answer(path, request.call())
     }
 
     /// A GET whose answer is a file, not JSON (a report, an export): its body as a reader.
     /// No overall time limit, as a big export takes a while, but a minute of silence is an
     /// error. An error status gives the API's message.
     pub fn download(&self, path: &str) -> Result<Box<dyn std::io::Read + Send>> {
-        let response = self
-            .agent
-            .get(&self.url(path))
+        let mut request = self.agent.get(&self.url(path));
+        if let Some(token) = &self.token {
+            request = request.header("Authorization", &format!("Bearer {token}"));
+        }
+        let response = request
             .config()
             .timeout_global(None)
             .timeout_per_read(Some(std::time::Duration::from_secs(60)))

@@ -18,7 +18,8 @@ struct Cli {
     /// The master's API address.
     #[arg(long, global = true, env = "XRDTEST_MASTER", default_value = "http://127.0.0.1:20080")]
     master: String,
-    /// The API token for write calls (run, cancel).
+    /// The API token: needed for write calls (run, cancel), and sent with every call, for masters
+    /// whose reading needs a login (`[web] require_login`).
     #[arg(long, global = true, env = "XRDTEST_TOKEN", hide_env_values = true)]
     token: Option<String>,
     /// Machine-readable JSON output.

@@ -19,7 +19,10 @@ use xrdtest_model::api::{
 use xrdtest_model::{SessionId, SessionState, StageValues, Trigger};
 use xrdtest_proto::{LogFile, StageId};
 
-pub fn router(core: CoreHandle) -> Router {
+/// The API's routes. With `[web] require_login`, every call but `/api/health` needs a login
+/// cookie or the API token (see [`crate::auth::guard_api_reads`]).
+pub fn router(core: CoreHandle, auth: std::sync::Arc<crate::auth::AuthState>) -> Router {
+    let guard = crate::auth::ApiGuard { auth, api_token: core.api_token().map(str::to_string) };
     Router::new()
         .route("/api/health", get(health))
         .route("/api/suites", get(suites))
@@ -40,6 +43,7 @@ pub fn router(core: CoreHandle) -> Router {
         .route("/metrics", get(crate::prometheus::metrics))
         .route("/api/compare", get(compare_sessions))
         .merge(crate::reports::routes())
+        .layer(axum::middleware::from_fn_with_state(std::sync::Arc::new(guard), crate::auth::guard_api_reads))
         .with_state(core)
 }
 

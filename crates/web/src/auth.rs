@@ -272,6 +272,40 @@ pub fn require_reader(viewer: &Viewer, state: &WebState, path: &str) -> Result<(
     Ok(())
 }
 
+/// What the API's read guard needs: the login state and the API token.
+pub struct ApiGuard {
+    pub auth: Arc<AuthState>,
+    pub api_token: Option<String>,
+}
+
+/// Middleware of the API's routes: with `require_login`, a call needs a login cookie or the
+/// API token (`Authorization: Bearer ...`), else 401; `/api/health` stays open for probes.
+/// Without `require_login` it lets everything through (writes check the token themselves).
+pub async fn guard_api_reads(
+    State(guard): State<Arc<ApiGuard>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    if !guard.auth.require_login || request.uri().path() == "/api/health" {
+        return next.run(request).await;
+    }
+    let headers = request.headers();
+    let logged_in = guard.auth.session_of(headers).is_some();
+    let token_given = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    let token_ok =
+        matches!((&guard.api_token, token_given), (Some(expected), Some(given)) if secrets_match(expected, given));
+    if logged_in || token_ok {
+        return next.run(request).await;
+    }
+    let body = serde_json::json!({
+        "error": "reading needs a login: log in on the dashboard, or send the API token as `Authorization: Bearer <api_token>`"
+    });
+    (StatusCode::UNAUTHORIZED, axum::Json(body)).into_response()
+}
+
 /// For handlers that start or cancel: `Err` is a 403 page unless the viewer is logged in and
 /// the form's `csrf` field is their token.
 #[allow(clippy::result_large_err)]

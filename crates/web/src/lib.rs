@@ -49,18 +49,19 @@ pub use https::tls_config;
 /// What every web handler can reach.
 pub struct WebState {
     pub core: CoreHandle,
-    pub auth: auth::AuthState,
+    pub auth: Arc<auth::AuthState>,
     pub notices: notices::Notices,
 }
 
-/// The JSON API and the dashboard on one router.
+/// The JSON API and the dashboard on one router, sharing one login state (a logout ends the
+/// session for both).
 pub fn router(handle: CoreHandle) -> Router {
-    api::router(handle.clone()).merge(dashboard(handle))
+    let auth = Arc::new(auth::AuthState::new(handle.web_settings()));
+    api::router(handle.clone(), auth.clone()).merge(dashboard(handle, auth))
 }
 
 /// The dashboard's routes, ready to be merged with the JSON API.
-pub fn dashboard(handle: CoreHandle) -> Router {
-    let auth = auth::AuthState::new(handle.web_settings());
+pub fn dashboard(handle: CoreHandle, auth: Arc<auth::AuthState>) -> Router {
     let state = Arc::new(WebState { core: handle, auth, notices: notices::Notices::default() });
     Router::new()
         .merge(auth::routes())

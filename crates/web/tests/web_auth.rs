@@ -14,6 +14,7 @@ use common::{Client, Reply, LOGIN_PAGE, NONE, PAGE};
 use xrdtest_master::config::MasterConfig;
 
 const PASSWORD: &str = "correct horse battery";
+const API_TOKEN: &str = "token-of-the-web-tests";
 const SECRET_OUTSIDE: &str = "TOP-SECRET-OUTSIDE-THE-REPOSITORY";
 const SCRIPT: &str = "#!/bin/bash\n# <script>alert('x')</script> & more\necho \"run on @slavename@\"\n";
 
@@ -62,6 +63,7 @@ impl Env {
         let config = MasterConfig::from_toml(
             &format!(
                 "listen = \"127.0.0.1:0\"\nweb_listen = \"127.0.0.1:0\"\nstate_dir = \"{}\"\nsecret = \"s\"\n\
+                 api_token = \"{API_TOKEN}\"\n\
                  tls_names = [\"127.0.0.1\"]\ndefinitions = \"{}\"\n[scheduler]\nenabled = false\n[web]\n{web}\n",
                 state_dir.display(),
                 defs.display()
@@ -376,6 +378,26 @@ fn require_login_sends_readers_to_the_login_page_but_not_slaves() {
     assert_eq!((missing.status, missing.security()), (404, PAGE), "error pages too");
     let api = env.get("/api/health", &[]);
     assert_eq!((api.status, api.security()), (200, NONE));
+
+    // The API's reads too: a login cookie or the API token, else 401 with the reason; the
+    // health probe stays open.
+    let anonymous = env.get("/api/sessions", &[]);
+    assert_eq!(anonymous.status, 401, "{}", anonymous.text());
+    assert!(anonymous.text().contains("Authorization: Bearer"), "{}", anonymous.text());
+    assert_eq!(env.get("/api/sessions/1/report.json", &[]).status, 401);
+    assert_eq!(env.get("/api/sessions", &[&session]).status, 200);
+    let with_token = |token: &str| {
+        let url = format!("http://{}/api/sessions", env.web);
+        ureq::get(&url).header("Authorization", &format!("Bearer {token}")).call().map(|r| r.status().as_u16())
+    };
+    assert_eq!(with_token(API_TOKEN).ok(), Some(200));
+    assert!(with_token("wrong").is_err(), "a wrong token is refused");
+}
+
+#[test]
+fn without_require_login_the_api_reads_stay_open() {
+    let env = Env::start(&web_config(""));
+    assert_eq!(env.get("/api/sessions", &[]).status, 200);
 }
 
 #[test]
