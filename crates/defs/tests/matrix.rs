@@ -2,30 +2,12 @@
 //! suite.toml, and `retries`, `[tags]`, `[matrix]` and `[[parametrize]]` in case.toml,
 //! loaded end to end through `load_repository` from temporary folders.
 
-use std::fs;
-use std::path::{Path, PathBuf};
+mod common;
 
-use tempfile::TempDir;
-use xrdtest_defs::{load_repository, DefError, LoadReport, Suite};
-
-struct Repo {
-    _tmp: TempDir,
-    root: PathBuf,
-}
+use common::{dump, expect_error_count, write_file, Repo};
+use xrdtest_defs::{DefError, LoadReport, Suite};
 
 impl Repo {
-    fn new() -> Repo {
-        let tmp = tempfile::tempdir().expect("temp dir");
-        let root = tmp.path().to_path_buf();
-        fs::create_dir_all(root.join("suites")).unwrap();
-        fs::create_dir_all(root.join("clusters")).unwrap();
-        Repo { _tmp: tmp, root }
-    }
-
-    fn load(&self) -> LoadReport {
-        load_repository(&self.root.join("suites"), &self.root.join("clusters"))
-    }
-
     /// A suite `name` on a static slave with complete cases `cases`; `extra` is appended
     /// to its suite.toml (its first line is line 5).
     fn suite(&self, name: &str, cases: &[&str], extra: &str) {
@@ -57,38 +39,15 @@ impl Repo {
     }
 }
 
-fn write_file(path: &Path, text: &str) {
-    fs::create_dir_all(path.parent().unwrap()).unwrap();
-    fs::write(path, text).unwrap();
-}
-
-fn dump(errors: &[DefError]) -> String {
-    if errors.is_empty() {
-        return "  (no errors)".into();
-    }
-    errors.iter().map(|e| format!("  {e}")).collect::<Vec<_>>().join("\n")
-}
-
 /// The one error in a file ending with `file` on `field`, at `line`, whose message holds `message`.
 #[track_caller]
 fn expect_error<'a>(report: &'a LoadReport, file: &str, line: usize, field: &str, message: &str) -> &'a DefError {
-    let matching: Vec<&DefError> =
-        report.errors.iter().filter(|e| e.file.ends_with(file) && e.field == field).collect();
-    assert!(
-        matching.len() == 1,
-        "expected one error in `{file}` on `{field}`, found {}; all errors:\n{}",
-        matching.len(),
-        dump(&report.errors)
-    );
-    let error = matching[0];
-    assert_eq!(error.line, Some(line), "line of {error}; all errors:\n{}", dump(&report.errors));
-    assert!(error.message.contains(message), "message of {error} should contain {message:?}");
-    error
+    common::expect_error(report, file, Some(line), field, message)
 }
 
 #[track_caller]
 fn expect_count(report: &LoadReport, n: usize) {
-    assert_eq!(report.errors.len(), n, "errors:\n{}", dump(&report.errors));
+    expect_error_count(report, n);
 }
 
 #[track_caller]

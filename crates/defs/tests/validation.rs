@@ -8,37 +8,14 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use tempfile::TempDir;
+mod common;
+
+use common::{dump, expect_error, expect_error_count, write_file, Repo};
 use xrdtest_defs::{load_repository, Boot, DefError, LoadReport};
 
 // ---------------------------------------------------------------------------------------
 // Fixture helpers
 // ---------------------------------------------------------------------------------------
-
-/// A temporary repository with `suites/` and `clusters/` folders.
-struct Repo {
-    _tmp: TempDir,
-    root: PathBuf,
-}
-
-impl Repo {
-    fn new() -> Repo {
-        let tmp = tempfile::tempdir().expect("temp dir");
-        let root = tmp.path().to_path_buf();
-        fs::create_dir_all(root.join("suites")).unwrap();
-        fs::create_dir_all(root.join("clusters")).unwrap();
-        Repo { _tmp: tmp, root }
-    }
-
-    fn load(&self) -> LoadReport {
-        load_repository(&self.root.join("suites"), &self.root.join("clusters"))
-    }
-}
-
-fn write_file(path: &Path, text: &str) {
-    fs::create_dir_all(path.parent().unwrap()).unwrap();
-    fs::write(path, text).unwrap();
-}
 
 /// Writes `suites/<name>/suite.toml`.
 fn write_suite(root: &Path, name: &str, toml: &str) -> PathBuf {
@@ -114,47 +91,6 @@ name = "{prefix}2"
 ip = "10.{octet}.0.11"
 "#
     )
-}
-
-fn dump(errors: &[DefError]) -> String {
-    if errors.is_empty() {
-        return "  (no errors)".into();
-    }
-    errors.iter().map(|e| format!("  {e}   [line {:?}, field {:?}]", e.line, e.field)).collect::<Vec<_>>().join("\n")
-}
-
-/// The one error whose file ends with `file` and whose field is `field`; it must be at
-/// `line` and its message must contain `message`.
-#[track_caller]
-fn expect_error<'a>(
-    report: &'a LoadReport,
-    file: &str,
-    line: Option<usize>,
-    field: &str,
-    message: &str,
-) -> &'a DefError {
-    let matching: Vec<&DefError> =
-        report.errors.iter().filter(|e| e.file.ends_with(file) && e.field == field).collect();
-    assert!(
-        matching.len() == 1,
-        "expected exactly one error in `{file}` on field `{field}`, found {}; all errors:\n{}",
-        matching.len(),
-        dump(&report.errors)
-    );
-    let error = matching[0];
-    assert_eq!(error.line, line, "line of {error}; all errors:\n{}", dump(&report.errors));
-    assert!(
-        error.message.contains(message),
-        "message of {error} should contain {message:?}; all errors:\n{}",
-        dump(&report.errors)
-    );
-    error
-}
-
-/// Asserts the report holds exactly `n` errors.
-#[track_caller]
-fn expect_error_count(report: &LoadReport, n: usize) {
-    assert_eq!(report.errors.len(), n, "errors:\n{}", dump(&report.errors));
 }
 
 #[track_caller]

@@ -825,11 +825,11 @@ impl Store {
             .collect()
     }
 
-    /// Keeps what a stage run reported; an empty report is not stored.
+    /// Keeps what a stage run reported. An empty report is not written (stage ids are never
+    /// reused, so there is nothing to replace): most runs report nothing, and this is on
+    /// every stage's path.
     pub fn put_values(&self, stage_id: StageId, values: &StageValues) -> Result<(), StoreError> {
-        if values.is_empty() {
-            self.values.remove(stage_id.to_be_bytes())?;
-        } else {
+        if !values.is_empty() {
             self.values.insert(stage_id.to_be_bytes(), encode(values)?)?;
         }
         Ok(())

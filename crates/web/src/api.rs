@@ -74,11 +74,7 @@ fn authorize(core: &CoreHandle, headers: &HeaderMap) -> Result<(), ApiError> {
             "write calls are disabled: the master has no api_token configured".into(),
         ));
     };
-    let given = headers
-        .get(axum::http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or("");
+    let given = crate::auth::bearer_token(headers).unwrap_or("");
     if xrdtest_proto::handshake::secrets_match(expected, given) {
         Ok(())
     } else {

@@ -272,6 +272,11 @@ pub fn require_reader(viewer: &Viewer, state: &WebState, path: &str) -> Result<(
     Ok(())
 }
 
+/// The token of an `Authorization: Bearer <token>` header, if there is one.
+pub fn bearer_token(headers: &HeaderMap) -> Option<&str> {
+    headers.get(axum::http::header::AUTHORIZATION)?.to_str().ok()?.strip_prefix("Bearer ")
+}
+
 /// What the API's read guard needs: the login state and the API token.
 pub struct ApiGuard {
     pub auth: Arc<AuthState>,
@@ -291,10 +296,7 @@ pub async fn guard_api_reads(
     }
     let headers = request.headers();
     let logged_in = guard.auth.session_of(headers).is_some();
-    let token_given = headers
-        .get(axum::http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
+    let token_given = bearer_token(headers);
     let token_ok =
         matches!((&guard.api_token, token_given), (Some(expected), Some(given)) if secrets_match(expected, given));
     if logged_in || token_ok {

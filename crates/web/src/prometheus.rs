@@ -78,11 +78,7 @@ fn allowed(core: &CoreHandle, headers: &HeaderMap) -> Result<(), Response> {
             "/metrics needs the API token while [web] require_login is set, and the master has no api_token",
         );
     };
-    let given = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or("");
+    let given = crate::auth::bearer_token(headers).unwrap_or("");
     if xrdtest_proto::handshake::secrets_match(expected, given) {
         Ok(())
     } else {

@@ -148,6 +148,15 @@ impl Bands {
 const WIDTH: f64 = 800.0;
 const HEIGHT: f64 = 340.0;
 const LEFT: f64 = 70.0;
+
+/// The y axis at `left` from `top` to `bottom` and the x axis along `bottom` to `right`,
+/// as every chart of the trends page draws them.
+fn write_axes(svg: &mut String, left: f64, top: f64, bottom: f64, right: f64) {
+    let _ = write!(
+        svg,
+        r##"<line x1="{left}" y1="{top}" x2="{left}" y2="{bottom}" stroke="#6b7280"/><line x1="{left}" y1="{bottom}" x2="{right:.1}" y2="{bottom}" stroke="#6b7280"/>"##,
+    );
+}
 const RIGHT: f64 = 16.0;
 const TOP: f64 = 16.0;
 const BOTTOM: f64 = 52.0;
@@ -237,12 +246,7 @@ pub fn trends_svg(series: &[CaseSeries]) -> String {
         );
         value += step;
     }
-    // Axes.
-    let _ = write!(
-        svg,
-        r##"<line x1="{LEFT}" y1="{TOP}" x2="{LEFT}" y2="{bottom}" stroke="#6b7280"/><line x1="{LEFT}" y1="{bottom}" x2="{:.1}" y2="{bottom}" stroke="#6b7280"/>"##,
-        LEFT + plot_w
-    );
+    write_axes(&mut svg, LEFT, TOP, bottom, LEFT + plot_w);
     bands.write_labels(&mut svg, bottom + 16.0);
     let _ = write!(
         svg,

@@ -7,44 +7,29 @@
 mod common;
 
 use std::io::Read;
-use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::Client;
-use xrdtest_master::config::MasterConfig;
 use xrdtest_master::master::Master;
 use xrdtest_master::model::{
     CaseRecord, CaseState, OutputLine, RunState, SessionId, SessionRecord, SessionState, StageRecord, StageRun, Trigger,
 };
 use xrdtest_proto::Stage;
 
-struct Running {
-    _dir: tempfile::TempDir,
-    master: Arc<Master>,
-    web: SocketAddr,
-}
+type Running = common::TestMaster;
 
-async fn start() -> Running {
-    let dir = tempfile::tempdir().unwrap();
-    let suite = dir.path().join("defs/suites/ts_export");
+/// `ts_export`: one case on one slave.
+fn definitions(defs: &Path) {
+    let suite = defs.join("suites/ts_export");
     std::fs::create_dir_all(suite.join("tc/tc_big")).unwrap();
     std::fs::write(suite.join("suite.toml"), "name = \"ts_export\"\nmachines = [\"s1\"]\ntests = [\"tc_big\"]\n")
         .unwrap();
     std::fs::write(suite.join("tc/tc_big/run.sh"), "echo run\n").unwrap();
-    let config = MasterConfig::from_toml(
-        &format!(
-            "listen = \"127.0.0.1:0\"\nweb_listen = \"127.0.0.1:0\"\nstate_dir = \"{}\"\nsecret = \"web-test-secret\"\n\
-             definitions = \"{}\"\n",
-            dir.path().join("state").display(),
-            dir.path().join("defs").display()
-        ),
-        Path::new("/"),
-    )
-    .unwrap();
-    let running = xrdtest_master_daemon::start(config).await.unwrap();
-    Running { _dir: dir, master: running.master, web: running.web_address }
+}
+
+async fn start() -> Running {
+    common::start_master("", definitions).await
 }
 
 /// Output bytes of the session's one run: random text gzip cannot shrink much, far more than

@@ -7,12 +7,10 @@ mod common;
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::Arc;
 use std::time::Duration;
 
 use common::{Client, Reply};
 use xrdtest_master::clusters::ClusterOwner;
-use xrdtest_master::config::MasterConfig;
 use xrdtest_master::master::Master;
 use xrdtest_master::model::{
     CaseRecord, CaseState, RunState, SessionRecord, SessionState, StageRecord, StageRun, Trigger,
@@ -71,35 +69,10 @@ fn definitions(root: &Path) {
     );
 }
 
-struct Running {
-    _dir: tempfile::TempDir,
-    master: Arc<Master>,
-    web: SocketAddr,
-    peer: SocketAddr,
-    ca: std::path::PathBuf,
-}
+type Running = common::TestMaster;
 
 async fn start(web_section: &str) -> Running {
-    let dir = tempfile::tempdir().unwrap();
-    definitions(&dir.path().join("defs"));
-    let config = MasterConfig::from_toml(
-        &format!(
-            "listen = \"127.0.0.1:0\"\nweb_listen = \"127.0.0.1:0\"\nstate_dir = \"{}\"\nsecret = \"web-test-secret\"\n\
-             definitions = \"{}\"\n[web]\n{web_section}\n",
-            dir.path().join("state").display(),
-            dir.path().join("defs").display()
-        ),
-        Path::new("/"),
-    )
-    .unwrap();
-    let running = xrdtest_master_daemon::start(config).await.unwrap();
-    Running {
-        _dir: dir,
-        master: running.master,
-        web: running.web_address,
-        peer: running.peer_address,
-        ca: running.ca_cert_path,
-    }
+    common::start_master(web_section, definitions).await
 }
 
 async fn start_default() -> Running {

@@ -7,10 +7,8 @@ mod common;
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::Arc;
 
 use common::{Client, Reply};
-use xrdtest_master::config::MasterConfig;
 use xrdtest_master::master::Master;
 use xrdtest_master::model::{
     CaseRecord, CaseState, Check, CheckSource, ResultValue, RunState, SessionRecord, SessionState, StageRecord,
@@ -42,27 +40,10 @@ fn definitions(root: &Path) {
     );
 }
 
-struct Running {
-    _dir: tempfile::TempDir,
-    master: Arc<Master>,
-    web: SocketAddr,
-}
+type Running = common::TestMaster;
 
 async fn start() -> Running {
-    let dir = tempfile::tempdir().unwrap();
-    definitions(&dir.path().join("defs"));
-    let config = MasterConfig::from_toml(
-        &format!(
-            "listen = \"127.0.0.1:0\"\nweb_listen = \"127.0.0.1:0\"\nstate_dir = \"{}\"\nsecret = \"web-test-secret\"\n\
-             definitions = \"{}\"\n",
-            dir.path().join("state").display(),
-            dir.path().join("defs").display()
-        ),
-        Path::new("/"),
-    )
-    .unwrap();
-    let running = xrdtest_master_daemon::start(config).await.unwrap();
-    Running { _dir: dir, master: running.master, web: running.web_address }
+    common::start_master("", definitions).await
 }
 
 async fn get(addr: SocketAddr, path: &str) -> Reply {

@@ -13,7 +13,7 @@ use std::fmt::Write;
 
 use xrdtest_defs::Threshold;
 
-use super::{series_colour, Bands};
+use super::{series_colour, write_axes, Bands};
 use crate::escape;
 use crate::result_history::MetricHistory;
 
@@ -254,11 +254,7 @@ pub fn metric_svg(history: &MetricHistory, threshold: Option<&Threshold>, dots: 
             axis_number(tick, decimals)
         );
     }
-    let _ = write!(
-        svg,
-        r##"<line x1="{LEFT}" y1="{top}" x2="{LEFT}" y2="{bottom}" stroke="#6b7280"/><line x1="{LEFT}" y1="{bottom}" x2="{:.1}" y2="{bottom}" stroke="#6b7280"/>"##,
-        LEFT + plot_w
-    );
+    write_axes(&mut svg, LEFT, top, bottom, LEFT + plot_w);
     bands.write_labels(&mut svg, bottom + 16.0);
     let _ = write!(
         svg,

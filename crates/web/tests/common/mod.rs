@@ -157,3 +157,38 @@ pub fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str
 pub fn security(headers: &[(String, String)]) -> Security<'_> {
     ["x-frame-options", "x-content-type-options", "content-security-policy"].map(|name| header(headers, name))
 }
+
+/// A master started in-process on loopback (peer and web ports chosen by the system), its
+/// state and definitions in a temporary folder.
+pub struct TestMaster {
+    pub _dir: tempfile::TempDir,
+    pub master: std::sync::Arc<xrdtest_master::master::Master>,
+    pub web: SocketAddr,
+    pub peer: SocketAddr,
+    pub ca: std::path::PathBuf,
+}
+
+/// Starts a master whose definitions `definitions` writes into the folder it is given, with
+/// `web_section` as the body of `[web]`.
+pub async fn start_master(web_section: &str, definitions: impl FnOnce(&std::path::Path)) -> TestMaster {
+    let dir = tempfile::tempdir().unwrap();
+    definitions(&dir.path().join("defs"));
+    let config = xrdtest_master::config::MasterConfig::from_toml(
+        &format!(
+            "listen = \"127.0.0.1:0\"\nweb_listen = \"127.0.0.1:0\"\nstate_dir = \"{}\"\nsecret = \"web-test-secret\"\n\
+             definitions = \"{}\"\n[web]\n{web_section}\n",
+            dir.path().join("state").display(),
+            dir.path().join("defs").display()
+        ),
+        std::path::Path::new("/"),
+    )
+    .unwrap();
+    let running = xrdtest_master_daemon::start(config).await.unwrap();
+    TestMaster {
+        _dir: dir,
+        master: running.master,
+        web: running.web_address,
+        peer: running.peer_address,
+        ca: running.ca_cert_path,
+    }
+}
