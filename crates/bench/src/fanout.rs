@@ -126,15 +126,15 @@ fn label_of(stage: &xrdtest_proto::Stage) -> String {
     }
 }
 
-type Stream = tokio_rustls::client::TlsStream<TcpStream>;
+pub(crate) type Stream = tokio_rustls::client::TlsStream<TcpStream>;
 
-async fn connect(connector: &TlsConnector, address: &str, name: &str) -> Result<Connection<Stream>> {
+pub(crate) async fn connect(connector: &TlsConnector, address: &str, name: &str) -> Result<Connection<Stream>> {
     let tcp = TcpStream::connect(address).await?;
     tcp.set_nodelay(true)?;
     let tls = connector.connect(server_name(MASTER_TLS_NAME)?, tcp).await?;
     let mut conn = Connection::new(tls, DEFAULT_MAX_FRAME_LEN);
     client_handshake(&mut conn, &Hello::new(Role::Slave, name, SECRET), Duration::from_secs(30)).await?;
-    conn.send(&ToMaster::Reattach { stages: Vec::new() }).await?;
+    conn.send(&ToMaster::Reattach { stages: Vec::new(), faults: Vec::new() }).await?;
     Ok(conn)
 }
 
@@ -147,7 +147,7 @@ async fn serve(mut conn: Connection<Stream>, arrivals: Arrivals) -> Result<()> {
                 if let Ok(mut map) = arrivals.lock() {
                     map.entry(label_of(&command.stage)).or_default().push(now);
                 }
-                let unix_ms = xrdtest_master_now();
+                let unix_ms = unix_ms();
                 conn.feed(&ToMaster::StageStarted { stage_id: command.stage_id, started_unix_ms: unix_ms }).await?;
                 conn.feed(&ToMaster::StageFinished(StageResult {
                     stage_id: command.stage_id,
@@ -170,6 +170,6 @@ async fn serve(mut conn: Connection<Stream>, arrivals: Arrivals) -> Result<()> {
     Ok(())
 }
 
-fn xrdtest_master_now() -> u64 {
+pub(crate) fn unix_ms() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }

@@ -15,6 +15,10 @@
 //! 5. VMs (root, libvirt and the slave image; `vms`): start-cluster to all slaves connected
 //!    for 2 and 4 VMs, and a host's boot disk from a 1 GiB and a 4 GiB image (overlay
 //!    versus full copy).
+//! 6. Results (`results`): the store's cost of script-reported values.
+//! 7. Sync (`sync`): signal -> wait round trips between scripts on two real slaves (through
+//!    the helpers, each call a short-lived process), and a barrier of 100 simulated slaves
+//!    (`--barrier N`): from the last arrival to the last release.
 //!
 //! It starts the real `xrdtest-master` and `xrdtest-slave` binaries found next to itself;
 //! build them in the same profile first: `cargo build --release --workspace --bins`.
@@ -22,6 +26,7 @@
 mod fanout;
 mod harness;
 mod results;
+mod sync;
 mod vms;
 mod web;
 
@@ -35,7 +40,7 @@ use harness::{write_suite, Cluster};
 #[derive(Parser, Debug)]
 #[command(name = "xrdtest-bench", version)]
 struct Args {
-    /// Run only these parts: overhead, fanout, output, web, vms, results (default: all).
+    /// Run only these parts: overhead, fanout, output, web, vms, results, sync (default: all).
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// Simulated slave counts for the fan-out part.
@@ -44,6 +49,9 @@ struct Args {
     /// Megabytes the output part writes.
     #[arg(long, default_value_t = 200)]
     output_mb: u64,
+    /// Simulated slaves at the sync part's barrier.
+    #[arg(long, default_value_t = 100)]
+    barrier: usize,
     /// Cases in the overhead suite.
     #[arg(long, default_value_t = 100)]
     cases: usize,
@@ -96,6 +104,10 @@ fn main() -> Result<()> {
     }
     if wants(&args, "results") {
         results::run()?;
+    }
+    if wants(&args, "sync") {
+        sync::round_trips()?;
+        runtime.block_on(sync::barrier(args.barrier))?;
     }
     Ok(())
 }

@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
 use crate::error::DefError;
+use crate::roles::check_role_name;
 use crate::source::{Checker, SourceFile};
 
 /// Domain given to hosts when the network names none, as in XrdTest.
@@ -75,6 +76,10 @@ pub struct Host {
     pub ram_bytes: u64,
     pub vcpus: u32,
     pub disks: Vec<Disk>,
+    /// Roles of this machine (`server`, `data`), as written, each once; a suite's `[roles]`
+    /// may add more (see [`crate::roles::roles_of`]).
+    #[serde(default)]
+    pub roles: Vec<String>,
 }
 
 impl Host {
@@ -142,6 +147,7 @@ struct RawHost {
     initrd: Option<Spanned<String>>,
     cmdline: Option<Spanned<String>>,
     disks: Option<Vec<Spanned<RawDisk>>>,
+    roles: Option<Spanned<Vec<Spanned<String>>>>,
 }
 
 #[derive(Deserialize)]
@@ -200,6 +206,9 @@ fn check_cluster(check: &mut Checker, raw: &RawCluster, folder: &str) -> Option<
             if let Some(value) = value {
                 check.at(value, field, "belongs to a [[hosts]] entry, not to [defaults]");
             }
+        }
+        if let Some(roles) = &defaults.get_ref().roles {
+            check.at(roles, "defaults.roles", "belongs to a [[hosts]] entry, not to [defaults]");
         }
     }
     if raw.hosts.is_empty() {
@@ -427,6 +436,7 @@ fn check_host(
     let raw_disks = raw.disks.as_ref().or(defaults.and_then(|d| d.disks.as_ref()));
     let boots_from_image = matches!(boot, Some(Boot::Image { .. }));
     let disks = check_disks(check, raw_disks.map(Vec::as_slice).unwrap_or(&[]), index, boots_from_image);
+    let roles = check_host_roles(check, raw.roles.as_ref(), index);
     Some(Host {
         name: name?,
         ip: ip?,
@@ -436,7 +446,32 @@ fn check_host(
         ram_bytes: ram_bytes?,
         vcpus: vcpus?,
         disks: disks?,
+        roles: roles?,
     })
+}
+
+/// A host's `roles`: role names, none twice.
+fn check_host_roles(
+    check: &mut Checker,
+    raw: Option<&Spanned<Vec<Spanned<String>>>>,
+    host_index: usize,
+) -> Option<Vec<String>> {
+    let mut roles = Vec::new();
+    let mut ok = true;
+    for (i, role) in raw.map(|list| list.get_ref().as_slice()).unwrap_or(&[]).iter().enumerate() {
+        let field = format!("hosts[{host_index}].roles[{i}]");
+        let name = role.get_ref();
+        if let Err(message) = check_role_name(name) {
+            check.at(role, &field, message);
+            ok = false;
+        } else if roles.contains(name) {
+            check.at(role, &field, format!("`{name}` is listed twice"));
+            ok = false;
+        } else {
+            roles.push(name.clone());
+        }
+    }
+    ok.then_some(roles)
 }
 
 fn check_boot(

@@ -10,6 +10,7 @@
 //! - [`matrix`] — case instances of a `[matrix]` or `[[parametrize]]`.
 //! - [`suite`] — `suites/<name>/suite.toml` and its `tc/<case>/` folders.
 //! - [`cluster`] — `clusters/<name>/cluster.toml`: network, hosts, disks.
+//! - [`roles`] — machine roles (`server`, `client`) from hosts and a suite's `[roles]`.
 //! - [`repository`] — loading a whole definitions repository, with checks across files.
 //!
 //! Loading never stops at the first problem: every file is read, every field checked, and
@@ -20,6 +21,7 @@ pub mod cluster;
 pub mod error;
 pub mod matrix;
 pub mod repository;
+pub mod roles;
 pub mod schedule;
 pub mod script;
 pub mod source;
@@ -32,6 +34,7 @@ pub use cluster::{Boot, Cluster, Disk, Host, Network};
 pub use error::DefError;
 pub use matrix::CaseInstance;
 pub use repository::{load_repository, LoadReport, Repository};
+pub use roles::{check_role_name, roles_of};
 pub use schedule::Schedule;
 pub use script::ScriptSource;
 pub use suite::{AlertPolicy, NotifyPolicy, Suite, TestCase};

@@ -167,6 +167,21 @@ fn check_suite_cluster(
             ));
         }
     }
+    for (role, members) in suite.roles.iter_mut() {
+        for (index, machine) in members.iter_mut().enumerate() {
+            let full = qualify(machine, &cluster.network.domain);
+            if cluster.hosts.iter().any(|h| h.name == full) {
+                *machine = full;
+            } else {
+                errors.push(DefError::new(
+                    &file,
+                    None,
+                    format!("roles.{role}[{index}]"),
+                    format!("`{machine}` is not a host of cluster `{cluster_name}`"),
+                ));
+            }
+        }
+    }
     if !errors.is_empty() {
         with_lines(&file, &mut errors);
         return Err(errors);

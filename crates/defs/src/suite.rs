@@ -9,6 +9,7 @@ use toml::Spanned;
 
 use crate::error::DefError;
 use crate::matrix::{case_instances, check_tags, scalar_text, CaseInstance, Node};
+use crate::roles::check_role_name;
 use crate::schedule::Schedule;
 use crate::script::ScriptSource;
 use crate::source::{Checker, SourceFile};
@@ -56,6 +57,9 @@ pub struct Suite {
     /// When webhooks (`[[notify]]` of `master.toml`) tell of this suite's sessions,
     /// overriding each entry's `on`; `None`: each entry's own `on` applies.
     pub notify: Option<NotifyPolicy>,
+    /// `[roles]`: role name → the machines that have it (with a cluster, full host names).
+    /// Cluster hosts' own `roles` add to these (see [`crate::roles::roles_of`]).
+    pub roles: BTreeMap<String, Vec<String>>,
 }
 
 /// One test case: `tc/<name>/` with `init.sh`, `run.sh` and optional `finalize.sh`.
@@ -178,6 +182,7 @@ struct RawSuite {
     retries: Option<Spanned<toml::Value>>,
     exit_first: Option<Spanned<toml::Value>>,
     notify: Option<Spanned<toml::Value>>,
+    roles: Option<BTreeMap<String, Spanned<Vec<Spanned<String>>>>>,
 }
 
 #[derive(Deserialize)]
@@ -382,6 +387,8 @@ fn check_suite(check: &mut Checker, raw: &RawSuite, dir: &Path, folder: &str) ->
         None => Some(None),
     };
 
+    let roles = check_suite_roles(check, raw.roles.as_ref(), &machines, raw.cluster.is_some());
+
     Some(Suite {
         name: name?,
         description: raw.description.clone(),
@@ -408,7 +415,48 @@ fn check_suite(check: &mut Checker, raw: &RawSuite, dir: &Path, folder: &str) ->
         retries: retries?,
         exit_first: exit_first?,
         notify: notify?,
+        roles: roles?,
     })
+}
+
+/// `[roles]`: each key a role name, each value the machines with that role, none twice.
+/// Without a cluster they must be among `machines`; with one, the repository checks them
+/// against the cluster's hosts.
+fn check_suite_roles(
+    check: &mut Checker,
+    raw: Option<&BTreeMap<String, Spanned<Vec<Spanned<String>>>>>,
+    machines: &[String],
+    has_cluster: bool,
+) -> Option<BTreeMap<String, Vec<String>>> {
+    let mut roles = BTreeMap::new();
+    let mut ok = true;
+    for (role, list) in raw.into_iter().flatten() {
+        let field = format!("roles.{role}");
+        if let Err(message) = check_role_name(role) {
+            check.at(list, &field, message);
+            ok = false;
+            continue;
+        }
+        let mut members: Vec<String> = Vec::new();
+        for (i, machine) in list.get_ref().iter().enumerate() {
+            let name = machine.get_ref().trim();
+            let field = format!("roles.{role}[{i}]");
+            if !is_plain_name(name) {
+                check.at(machine, &field, format!("`{name}` is not a machine name"));
+                ok = false;
+            } else if members.iter().any(|m| m.eq_ignore_ascii_case(name)) {
+                check.at(machine, &field, format!("`{name}` is listed twice"));
+                ok = false;
+            } else if !has_cluster && !machines.iter().any(|m| m == name) {
+                check.at(machine, &field, format!("`{name}` is not one of the suite's `machines`"));
+                ok = false;
+            } else {
+                members.push(name.to_string());
+            }
+        }
+        roles.insert(role.clone(), members);
+    }
+    ok.then_some(roles)
 }
 
 /// Why a test case could not be loaded: a problem to show on the suite's `tests` entry,

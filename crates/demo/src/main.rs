@@ -58,6 +58,15 @@ fn repository(args: &DemoArgs) -> Result<PathBuf> {
 }
 
 fn main() -> ExitCode {
+    // The demo's slaves run in this process, so their scripts' sync and fault helpers call it back.
+    if std::env::args().nth(1).as_deref() == Some("sync") {
+        let code = xrdtest_slave::sync::run_from_args(std::env::args().skip(1));
+        return ExitCode::from(code as u8);
+    }
+    if std::env::args().nth(1).as_deref() == Some("fault") {
+        let words: Vec<String> = std::env::args().skip(2).collect();
+        return ExitCode::from(xrdtest_slave::fault_command::run(&words) as u8);
+    }
     let args = DemoArgs::parse();
     tracing_subscriber::fmt()
         .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn")))

@@ -252,7 +252,10 @@ impl Hypervisor {
             FromMaster::RunStage(_)
             | FromMaster::CancelStage { .. }
             | FromMaster::TagReply { .. }
-            | FromMaster::ResumeStage { .. } => {
+            | FromMaster::ResumeStage { .. }
+            | FromMaster::SyncReply { .. }
+            | FromMaster::ApplyFault(_)
+            | FromMaster::HealFault { .. } => {
                 warn!("the master sent a slave's message to a hypervisor; ignored");
             }
         }

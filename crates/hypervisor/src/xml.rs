@@ -339,6 +339,7 @@ mod tests {
             arch: "x86_64".into(),
             ram_bytes: 512 << 20,
             vcpus: 2,
+            roles: Vec::new(),
             disks: vec![Disk {
                 name: "data".into(),
                 size_bytes: 2 << 30,
@@ -354,6 +355,7 @@ mod tests {
             arch: "x86_64".into(),
             ram_bytes: 1 << 30,
             vcpus: 1,
+            roles: Vec::new(),
             disks: vec![],
         };
         Cluster { name: "pair".into(), network, hosts: vec![server, client] }

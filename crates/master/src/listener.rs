@@ -11,7 +11,7 @@ use tokio::sync::mpsc;
 use tokio_rustls::TlsAcceptor;
 use tracing::{debug, info, warn};
 use xrdtest_proto::handshake::ServerHandshake;
-use xrdtest_proto::{server_handshake, Connection, FromMaster, Heartbeat, RefusalReason, Role, ToMaster};
+use xrdtest_proto::{server_handshake, Connection, FromMaster, Heartbeat, RefusalReason, Role, SyncReply, ToMaster};
 
 use crate::master::Master;
 use crate::model::now_ms;
@@ -232,9 +232,38 @@ where
         ToMaster::StageFinished(result) => {
             master.peers.route(result.stage_id, name, StageEvent::Finished { slave, result });
         }
-        ToMaster::Reattach { stages } => {
+        ToMaster::Sync(request) => {
+            let (stage_id, request_id) = (request.stage_id, request.request_id);
+            if !master.peers.route(stage_id, name, StageEvent::Sync { slave, request }) {
+                let reason = format!("stage {stage_id} is not running for a session on this slave");
+                let reply = FromMaster::SyncReply { request_id, reply: SyncReply::Failed { reason } };
+                send_within(conn, &reply, send_limit).await?;
+            }
+        }
+        ToMaster::SyncCancel { stage_id, request_id } => {
+            master.peers.route(stage_id, name, StageEvent::SyncCancel { slave, request_id });
+        }
+        ToMaster::Fault { stage_id, request_id, op } => {
+            if !master.peers.route(stage_id, name, StageEvent::Fault { slave, request_id, op }) {
+                let reason = format!("stage {stage_id} is not running for a session on this slave");
+                let reply = FromMaster::SyncReply { request_id, reply: SyncReply::Failed { reason } };
+                send_within(conn, &reply, send_limit).await?;
+            }
+        }
+        ToMaster::FaultDone { fault_id, healed, error, detail } => {
+            let event = StageEvent::FaultDone { slave, fault_id, healed, error, detail };
+            if !master.peers.route_fault(fault_id, event) {
+                debug!(slave = name, fault_id, "an answer about a fault no session has");
+            }
+        }
+        ToMaster::Reattach { stages, faults } => {
             for (stage_id, from_seq) in master.peers.reattach(name, &stages) {
                 send_within(conn, &FromMaster::ResumeStage { stage_id, from_seq }, send_limit).await?;
+            }
+            // Faults of a session that ended (or of a master before a restart) come off.
+            for fault_id in faults.into_iter().filter(|id| !master.peers.knows_fault(*id)) {
+                info!(slave = name, fault_id, "healing a fault no session has");
+                send_within(conn, &FromMaster::HealFault { fault_id: Some(fault_id) }, send_limit).await?;
             }
         }
         ToMaster::TagRequest { request_id } => {

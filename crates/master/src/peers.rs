@@ -6,7 +6,7 @@ use std::sync::Mutex;
 
 use serde::Serialize;
 use tokio::sync::{broadcast, mpsc};
-use xrdtest_proto::{FromMaster, HeldStage, LogFile, Role, StageId, StageResult};
+use xrdtest_proto::{FaultOp, FromMaster, HeldStage, LogFile, Role, StageId, StageResult, SyncRequest};
 
 use crate::model::{now_ms, SessionId};
 
@@ -69,6 +69,30 @@ pub enum StageEvent {
     Lost {
         slave: String,
     },
+    /// A script of the stage asks the session's sync state.
+    Sync {
+        slave: String,
+        request: SyncRequest,
+    },
+    /// The script of a sync request went away.
+    SyncCancel {
+        slave: String,
+        request_id: u64,
+    },
+    /// A script of the stage asks for a fault.
+    Fault {
+        slave: String,
+        request_id: u64,
+        op: FaultOp,
+    },
+    /// A target's answer about a fault (routed by fault id, with stage id 0).
+    FaultDone {
+        slave: String,
+        fault_id: u64,
+        healed: bool,
+        error: Option<String>,
+        detail: String,
+    },
 }
 
 /// Where the messages of one stage id go.
@@ -87,6 +111,8 @@ struct Inner {
     /// The routed stage ids of each slave, so a reattach costs that slave's stages, not
     /// every stage of every session.
     routes_of: HashMap<String, HashSet<StageId>>,
+    /// The session of each active fault, by fault id.
+    fault_routes: HashMap<u64, mpsc::UnboundedSender<(StageId, StageEvent)>>,
 }
 
 /// The registry of peers and stage routes. Locks are held only for map updates, never
@@ -239,6 +265,34 @@ impl Peers {
             Some(route) if route.slave == slave => route.events.send((stage_id, event)).is_ok(),
             _ => false,
         }
+    }
+
+    /// Routes the answers about fault `fault_id` to a session.
+    pub fn add_fault_route(&self, fault_id: u64, events: mpsc::UnboundedSender<(StageId, StageEvent)>) {
+        self.lock().fault_routes.insert(fault_id, events);
+    }
+
+    pub fn remove_fault_route(&self, fault_id: u64) {
+        self.lock().fault_routes.remove(&fault_id);
+    }
+
+    /// Delivers a fault answer to its session; false when no session has that fault.
+    pub fn route_fault(&self, fault_id: u64, event: StageEvent) -> bool {
+        self.lock().fault_routes.get(&fault_id).is_some_and(|events| events.send((0, event)).is_ok())
+    }
+
+    /// Whether a session still has fault `fault_id`.
+    pub fn knows_fault(&self, fault_id: u64) -> bool {
+        self.lock().fault_routes.contains_key(&fault_id)
+    }
+
+    /// The address a connected peer connected from.
+    pub fn address_of(&self, name: &str) -> Option<SocketAddr> {
+        let inner = self.lock();
+        if !inner.connected.contains_key(name) {
+            return None;
+        }
+        inner.known.get(name).and_then(|p| p.address.parse().ok())
     }
 
     /// Whether `slave` runs `stage_id` for a session that still waits for it.

@@ -23,7 +23,7 @@ pub use xrdtest_model::{LogFile, OutputLine, Stage, StageId, StageValues};
 
 /// Raised whenever any message changes shape; `tests/golden.rs` fails until it is, and
 /// `tests/golden/v{N}.txt` pins each version's bytes (docs/protocol.md, "Versioning").
-pub const PROTOCOL_VERSION: u32 = 4;
+pub const PROTOCOL_VERSION: u32 = 5;
 
 /// First bytes of every handshake frame: tells an xrdtest peer from anything else.
 pub const MAGIC: [u8; 4] = *b"XRDT";
@@ -194,6 +194,142 @@ pub enum FromMaster {
     Disconnect {
         reason: String,
     },
+    /// Answer to [`ToMaster::Sync`] or [`ToMaster::Fault`] (sent again if the slave asks
+    /// again after a reconnect).
+    SyncReply {
+        request_id: u64,
+        reply: SyncReply,
+    },
+    /// Apply a fault on this slave's own host, in rules xrdtest owns (docs/faults.md).
+    ApplyFault(ApplyFault),
+    /// Undo fault `fault_id` here; `None`: every fault this slave holds.
+    HealFault {
+        fault_id: Option<u64>,
+    },
+}
+
+/// A fault for one slave to apply on its host.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApplyFault {
+    /// Unique per master run; names the slave's rules (`xrdtest_f<id>`).
+    pub fault_id: u64,
+    pub action: FaultAction,
+    /// Heal it here by itself once the master has been unreachable this long (the dead-man
+    /// timer: a fault never outlives a lost master).
+    pub deadman_ms: u64,
+}
+
+/// What a slave does to its own host.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum FaultAction {
+    /// Drop every packet to and from these addresses (both directions).
+    Partition { peers: Vec<IpAddr> },
+    /// Shape this host's outgoing traffic: added delay and jitter, loss in parts per
+    /// million, a rate limit in bits per second (0: none).
+    Netem { delay_us: u64, jitter_us: u64, loss_ppm: u32, rate_bps: u64 },
+    /// SIGSTOP the processes whose command line matches (pgrep -f), SIGCONT at the heal.
+    Pause { pattern: String },
+    /// Send `signal` to the processes whose command line matches; nothing to heal.
+    Kill { pattern: String, signal: i32 },
+}
+
+/// A stage script's fault call (`fault_*` of functions.sh), for the master to resolve and
+/// send to its targets.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum FaultOp {
+    /// Cut `a` from `b` both ways (slave names or `role:NAME`).
+    Partition {
+        a: Vec<String>,
+        b: Vec<String>,
+        until: FaultUntil,
+    },
+    Netem {
+        targets: Vec<String>,
+        delay_us: u64,
+        jitter_us: u64,
+        loss_ppm: u32,
+        rate_bps: u64,
+        until: FaultUntil,
+    },
+    Pause {
+        targets: Vec<String>,
+        pattern: String,
+        until: FaultUntil,
+    },
+    /// Heal the pauses (of `pattern`, or all) this session made.
+    Resume {
+        pattern: Option<String>,
+    },
+    Kill {
+        targets: Vec<String>,
+        pattern: String,
+        signal: i32,
+    },
+    /// Heal every fault of the session now.
+    Heal,
+}
+
+/// When a fault heals by itself at the latest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum FaultUntil {
+    /// The end of the stage that made it (the default).
+    Stage,
+    /// The end of the case (its finalize), or of suite init / finalize outside a case.
+    Case,
+    Session,
+}
+
+/// How many of something a sync wait needs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SyncCount {
+    Exactly(u32),
+    /// One per slave of the session.
+    AllSlaves,
+    /// One per slave of the session that has this role.
+    Role(String),
+}
+
+/// What a stage script asks of the session's sync state (docs/sync.md).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SyncOp {
+    /// Add an entry to signal `name`.
+    Signal { name: String, value: String },
+    /// Return once signal `name` has `count` entries, with them.
+    Wait { name: String, count: SyncCount },
+    /// Arrive at barrier `name` and return once `count` have arrived in this round.
+    Barrier { name: String, count: SyncCount },
+    /// Add a value to topic `topic`.
+    Publish { topic: String, value: String },
+    /// Return the first `count` values of topic `topic`, once there are that many.
+    Subscribe { topic: String, count: SyncCount },
+}
+
+/// One sync request of a running stage. `request_id` is unique per slave process, so a
+/// request sent again after a reconnect is recognised and applied once.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SyncRequest {
+    pub stage_id: StageId,
+    pub request_id: u64,
+    pub op: SyncOp,
+    /// Give up after this long; `None`: when the stage ends.
+    pub timeout_ms: Option<u64>,
+}
+
+/// One entry of a signal or topic: the slave that gave it and its value.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SyncEntry {
+    pub slave: String,
+    pub value: String,
+}
+
+/// How a sync request ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SyncReply {
+    /// Done: the entries waited for (empty for a signal, publish or barrier's arrivals'
+    /// values), after `waited_ms` on the master.
+    Done { entries: Vec<SyncEntry>, waited_ms: u64 },
+    /// It cannot be met, timed out or was refused: why, for the stage's output.
+    Failed { reason: String },
 }
 
 /// A batch of output lines of one stage, numbered so a resend after a reconnect is exact.
@@ -317,14 +453,38 @@ pub enum ToMaster {
     TagRequest {
         request_id: u64,
     },
-    /// Sent right after the handshake of a reconnect: the stages this slave still holds.
+    /// Sent right after the handshake of a reconnect: the stages this slave still holds,
+    /// and the faults it still applies (the master heals those it no longer knows).
     Reattach {
         stages: Vec<HeldStage>,
+        faults: Vec<u64>,
     },
     ClusterState(ClusterStatus),
     HypervisorState(HypervisorStatus),
     Heartbeat(Heartbeat),
     Disconnect {
         reason: String,
+    },
+    /// A stage script's sync call ([`SyncOp`]).
+    Sync(SyncRequest),
+    /// The script that made request `request_id` is gone (it ended or was killed): drop it.
+    SyncCancel {
+        stage_id: StageId,
+        request_id: u64,
+    },
+    /// A stage script's fault call; answered with [`FromMaster::SyncReply`].
+    Fault {
+        stage_id: StageId,
+        request_id: u64,
+        op: FaultOp,
+    },
+    /// How [`FromMaster::ApplyFault`] or [`FromMaster::HealFault`] went on this slave.
+    FaultDone {
+        fault_id: u64,
+        healed: bool,
+        /// `None`: done; else why not (no `nft`, no permission...).
+        error: Option<String>,
+        /// What was done, for the session's record (`paused 2 processes`).
+        detail: String,
     },
 }

@@ -94,6 +94,7 @@ fn host(name: &str, last_octet: u8, boot: Boot) -> Host {
         arch: "x86_64".into(),
         ram_bytes: 256 << 20,
         vcpus: 1,
+        roles: vec!["server".into()],
         disks: vec![Disk {
             name: "data".into(),
             size_bytes: 64 << 20,
@@ -159,6 +160,18 @@ fn stage_finished_with_values() -> ToMaster {
 
 fn cluster_state(state: ClusterState) -> ToMaster {
     ToMaster::ClusterState(ClusterStatus { cluster: "cluster_pair".into(), state, detail: "progress".into() })
+}
+
+fn apply(action: FaultAction) -> FromMaster {
+    FromMaster::ApplyFault(ApplyFault { fault_id: 3, action, deadman_ms: 60_000 })
+}
+
+fn fault(op: FaultOp) -> ToMaster {
+    ToMaster::Fault { stage_id: 300, request_id: 6, op }
+}
+
+fn sync(op: SyncOp) -> ToMaster {
+    ToMaster::Sync(SyncRequest { stage_id: 300, request_id: 5, op, timeout_ms: Some(5000) })
 }
 
 /// Every sample, by name.
@@ -234,7 +247,13 @@ fn samples() -> Vec<(&'static str, Message)> {
         ("stage_finished_failed", T(stage_finished(StageOutcome::Failed { reason: "bash not found".into() }))),
         ("stage_finished_with_values", T(stage_finished_with_values())),
         ("tag_request", T(ToMaster::TagRequest { request_id: 42 })),
-        ("reattach", T(ToMaster::Reattach { stages: vec![HeldStage { stage_id: 300, chunks: 17, finished: true }] })),
+        (
+            "reattach",
+            T(ToMaster::Reattach {
+                stages: vec![HeldStage { stage_id: 300, chunks: 17, finished: true }],
+                faults: vec![3],
+            }),
+        ),
         ("cluster_state_defined", T(cluster_state(ClusterState::Defined))),
         ("cluster_state_definition_sent", T(cluster_state(ClusterState::DefinitionSent))),
         ("cluster_state_starting", T(cluster_state(ClusterState::Starting))),
@@ -267,6 +286,91 @@ fn samples() -> Vec<(&'static str, Message)> {
         ),
         ("to_master_heartbeat", T(ToMaster::Heartbeat(Heartbeat { seq: 8, sent_unix_ms: 1_763_000_000_500 }))),
         ("to_master_disconnect", T(ToMaster::Disconnect { reason: "slave shutting down".into() })),
+        ("sync_signal", T(sync(SyncOp::Signal { name: "ready".into(), value: "10.0.0.2:1094".into() }))),
+        ("sync_wait_exactly", T(sync(SyncOp::Wait { name: "ready".into(), count: SyncCount::Exactly(3) }))),
+        ("sync_barrier_all_slaves", T(sync(SyncOp::Barrier { name: "up".into(), count: SyncCount::AllSlaves }))),
+        ("sync_publish", T(sync(SyncOp::Publish { topic: "leader".into(), value: "slave2".into() }))),
+        (
+            "sync_subscribe_role",
+            T(sync(SyncOp::Subscribe { topic: "leader".into(), count: SyncCount::Role("server".into()) })),
+        ),
+        ("sync_cancel", T(ToMaster::SyncCancel { stage_id: 300, request_id: 5 })),
+        (
+            "sync_reply_done",
+            M(FromMaster::SyncReply {
+                request_id: 5,
+                reply: SyncReply::Done {
+                    entries: vec![SyncEntry { slave: "slave1.xrd.test".into(), value: "x".into() }],
+                    waited_ms: 1200,
+                },
+            }),
+        ),
+        (
+            "apply_fault_partition",
+            M(apply(FaultAction::Partition { peers: vec![[10, 77, 0, 2].into(), "fd00::3".parse().unwrap()] })),
+        ),
+        (
+            "apply_fault_netem",
+            M(apply(FaultAction::Netem {
+                delay_us: 100_000,
+                jitter_us: 10_000,
+                loss_ppm: 10_000,
+                rate_bps: 10_000_000,
+            })),
+        ),
+        ("apply_fault_pause", M(apply(FaultAction::Pause { pattern: "xrootd -n data1".into() }))),
+        ("apply_fault_kill", M(apply(FaultAction::Kill { pattern: "cmsd".into(), signal: 9 }))),
+        ("heal_fault", M(FromMaster::HealFault { fault_id: Some(3) })),
+        ("heal_fault_all", M(FromMaster::HealFault { fault_id: None })),
+        (
+            "fault_partition_until_stage",
+            T(fault(FaultOp::Partition {
+                a: vec!["slave1.xrd.test".into()],
+                b: vec!["role:server".into()],
+                until: FaultUntil::Stage,
+            })),
+        ),
+        (
+            "fault_netem_until_case",
+            T(fault(FaultOp::Netem {
+                targets: vec!["role:client".into()],
+                delay_us: 100_000,
+                jitter_us: 0,
+                loss_ppm: 0,
+                rate_bps: 0,
+                until: FaultUntil::Case,
+            })),
+        ),
+        (
+            "fault_pause_until_session",
+            T(fault(FaultOp::Pause {
+                targets: vec!["slave2.xrd.test".into()],
+                pattern: "xrootd".into(),
+                until: FaultUntil::Session,
+            })),
+        ),
+        ("fault_resume", T(fault(FaultOp::Resume { pattern: Some("xrootd".into()) }))),
+        (
+            "fault_kill",
+            T(fault(FaultOp::Kill { targets: vec!["slave2.xrd.test".into()], pattern: "cmsd".into(), signal: 15 })),
+        ),
+        ("fault_heal", T(fault(FaultOp::Heal))),
+        (
+            "fault_done",
+            T(ToMaster::FaultDone {
+                fault_id: 3,
+                healed: false,
+                error: Some("nft not found".into()),
+                detail: "paused 2 processes".into(),
+            }),
+        ),
+        (
+            "sync_reply_failed",
+            M(FromMaster::SyncReply {
+                request_id: 5,
+                reply: SyncReply::Failed { reason: "timed out after 5 s".into() },
+            }),
+        ),
     ]
 }
 
@@ -316,6 +420,9 @@ fn from_master_sample(message: &FromMaster) -> &'static str {
         FromMaster::StopCluster { .. } => "stop_cluster",
         FromMaster::Heartbeat(_) => "from_master_heartbeat",
         FromMaster::Disconnect { .. } => "from_master_disconnect",
+        FromMaster::SyncReply { .. } => "sync_reply_done",
+        FromMaster::ApplyFault(_) => "apply_fault_partition",
+        FromMaster::HealFault { .. } => "heal_fault",
     }
 }
 
@@ -326,6 +433,59 @@ fn outcome_sample(outcome: &StageOutcome) -> &'static str {
         StageOutcome::TimedOut { .. } => "stage_finished_timed_out",
         StageOutcome::Cancelled { .. } => "stage_finished_cancelled",
         StageOutcome::Failed { .. } => "stage_finished_failed",
+    }
+}
+
+fn sync_op_sample(op: &SyncOp) -> &'static str {
+    match op {
+        SyncOp::Signal { .. } => "sync_signal",
+        SyncOp::Wait { .. } => "sync_wait_exactly",
+        SyncOp::Barrier { .. } => "sync_barrier_all_slaves",
+        SyncOp::Publish { .. } => "sync_publish",
+        SyncOp::Subscribe { .. } => "sync_subscribe_role",
+    }
+}
+
+fn sync_count_sample(count: &SyncCount) -> &'static str {
+    match count {
+        SyncCount::Exactly(_) => "sync_wait_exactly",
+        SyncCount::AllSlaves => "sync_barrier_all_slaves",
+        SyncCount::Role(_) => "sync_subscribe_role",
+    }
+}
+
+fn fault_action_sample(action: &FaultAction) -> &'static str {
+    match action {
+        FaultAction::Partition { .. } => "apply_fault_partition",
+        FaultAction::Netem { .. } => "apply_fault_netem",
+        FaultAction::Pause { .. } => "apply_fault_pause",
+        FaultAction::Kill { .. } => "apply_fault_kill",
+    }
+}
+
+fn fault_op_sample(op: &FaultOp) -> &'static str {
+    match op {
+        FaultOp::Partition { .. } => "fault_partition_until_stage",
+        FaultOp::Netem { .. } => "fault_netem_until_case",
+        FaultOp::Pause { .. } => "fault_pause_until_session",
+        FaultOp::Resume { .. } => "fault_resume",
+        FaultOp::Kill { .. } => "fault_kill",
+        FaultOp::Heal => "fault_heal",
+    }
+}
+
+fn fault_until_sample(until: FaultUntil) -> &'static str {
+    match until {
+        FaultUntil::Stage => "fault_partition_until_stage",
+        FaultUntil::Case => "fault_netem_until_case",
+        FaultUntil::Session => "fault_pause_until_session",
+    }
+}
+
+fn sync_reply_sample(reply: &SyncReply) -> &'static str {
+    match reply {
+        SyncReply::Done { .. } => "sync_reply_done",
+        SyncReply::Failed { .. } => "sync_reply_failed",
     }
 }
 
@@ -361,6 +521,10 @@ fn to_master_sample(message: &ToMaster) -> &'static str {
         ToMaster::HypervisorState(_) => "hypervisor_state",
         ToMaster::Heartbeat(_) => "to_master_heartbeat",
         ToMaster::Disconnect { .. } => "to_master_disconnect",
+        ToMaster::Sync(_) => "sync_signal",
+        ToMaster::SyncCancel { .. } => "sync_cancel",
+        ToMaster::Fault { .. } => "fault_partition_until_stage",
+        ToMaster::FaultDone { .. } => "fault_done",
     }
 }
 
@@ -377,6 +541,8 @@ fn holders(message: &Message) -> Vec<&'static str> {
                 FromMaster::StartCluster(start) => {
                     found.extend(start.cluster.hosts.iter().map(|h| boot_sample(&h.boot)))
                 }
+                FromMaster::SyncReply { reply, .. } => found.push(sync_reply_sample(reply)),
+                FromMaster::ApplyFault(apply) => found.push(fault_action_sample(&apply.action)),
                 _ => {}
             }
             found
@@ -388,6 +554,24 @@ fn holders(message: &Message) -> Vec<&'static str> {
                 ToMaster::ClusterState(status) => found.push(cluster_state_sample(status.state)),
                 ToMaster::HypervisorState(status) => {
                     found.extend(status.clusters.iter().map(|c| cluster_state_sample(c.state)))
+                }
+                ToMaster::Sync(request) => {
+                    found.push(sync_op_sample(&request.op));
+                    match &request.op {
+                        SyncOp::Wait { count, .. }
+                        | SyncOp::Barrier { count, .. }
+                        | SyncOp::Subscribe { count, .. } => found.push(sync_count_sample(count)),
+                        SyncOp::Signal { .. } | SyncOp::Publish { .. } => {}
+                    }
+                }
+                ToMaster::Fault { op, .. } => {
+                    found.push(fault_op_sample(op));
+                    match op {
+                        FaultOp::Partition { until, .. }
+                        | FaultOp::Netem { until, .. }
+                        | FaultOp::Pause { until, .. } => found.push(fault_until_sample(*until)),
+                        FaultOp::Resume { .. } | FaultOp::Kill { .. } | FaultOp::Heal => {}
+                    }
                 }
                 _ => {}
             }

@@ -7,7 +7,8 @@
 //! stage goes out in order through the connection's single queue, so a stage's result never
 //! overtakes its output.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -16,12 +17,15 @@ use tracing::{debug, info, warn};
 use xrdtest_defs::tags::expand_tags;
 use xrdtest_proto::client::{Backoff, ConnectError, ConnectSettings, MasterConnection};
 use xrdtest_proto::{
-    Connection, FromMaster, Heartbeat, HeldStage, OutputChunk, Role, StageCommand, StageId, StageResult, ToMaster,
+    Connection, FromMaster, Heartbeat, HeldStage, OutputChunk, Role, StageCommand, StageId, StageResult, SyncReply,
+    SyncRequest, ToMaster,
 };
 
 use crate::config::SlaveConfig;
 use crate::executor::{run_stage, unix_ms, ExecEvent, StageSpec};
+use crate::faults::Faults;
 use crate::logs::collect_logs;
+use crate::sync;
 
 /// Bytes of output that may wait in a connection's queue before stages pause.
 const LINK_CREDIT: usize = 8 << 20;
@@ -64,6 +68,21 @@ struct State {
     /// per connection, not with every stage (with thousands of slaves it would be most of
     /// every command).
     rosters: VecDeque<(String, Arc<String>)>,
+    /// Sync requests of running stages' scripts sent to the master and not yet answered,
+    /// by request id; sent again after a reconnect.
+    sync_pending: HashMap<u64, PendingSync>,
+    next_sync_request: u64,
+    /// Raised at every connect, so a dead-man timer knows whether the master came back.
+    link_generation: u64,
+    /// The dead-man time of the faults applied here (the largest asked).
+    deadman_ms: u64,
+}
+
+struct PendingSync {
+    stage_id: StageId,
+    /// What went to the master (`Sync` or `Fault`), sent again after a reconnect.
+    message: ToMaster,
+    reply: oneshot::Sender<SyncReply>,
 }
 
 /// Sessions whose slave lists are kept.
@@ -96,6 +115,10 @@ pub struct Slave {
     functions: std::path::PathBuf,
     state: Mutex<State>,
     connection_listener: Mutex<Option<ConnectionListener>>,
+    /// The scripts' sync socket, once bound ([`crate::sync`]).
+    sync_socket: Mutex<Option<std::path::PathBuf>>,
+    /// The faults this host applies for the master ([`crate::faults`]).
+    faults: Arc<Faults>,
 }
 
 fn chunk_bytes(chunk: &OutputChunk) -> u64 {
@@ -107,10 +130,12 @@ impl Slave {
         std::fs::create_dir_all(&config.work_dir)?;
         let functions = crate::functions::install(&config.work_dir)?;
         Ok(Arc::new(Slave {
-            config,
             functions,
             state: Mutex::new(State::default()),
             connection_listener: Mutex::new(None),
+            sync_socket: Mutex::new(None),
+            faults: Arc::new(Faults::new(PathBuf::from(current_exe()), config.master.clone())),
+            config,
         }))
     }
 
@@ -131,6 +156,7 @@ impl Slave {
 
     /// Connects, serves, and reconnects with capped backoff until `shutdown` turns true.
     pub async fn run(self: &Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+        self.open_sync_socket();
         let mut backoff = Backoff::new(self.config.max_backoff);
         loop {
             if *shutdown.borrow() {
@@ -143,6 +169,7 @@ impl Slave {
                     self.connection_changed(format!("connected to the master at {}", self.config.master));
                     let reason = self.serve(conn, heartbeat, &mut shutdown).await;
                     self.state().link = None;
+                    self.arm_deadman();
                     info!(%reason, "connection to the master ended");
                     self.connection_changed(format!("reconnecting: connection lost ({reason})"));
                 }
@@ -160,6 +187,7 @@ impl Slave {
             }
         }
         self.stop_all_stages("the slave is shutting down").await;
+        self.heal_all_faults("the slave is shutting down").await;
     }
 
     /// Connects and completes the handshake; returns the connection and the heartbeat
@@ -195,6 +223,7 @@ impl Slave {
                 stage.live = false;
             }
             state.link = Some(Link { tx: tx.clone(), credit: credit.clone() });
+            state.link_generation += 1;
             state
                 .stages
                 .iter()
@@ -202,8 +231,16 @@ impl Slave {
                 .collect()
         };
         // Always sent, even empty: it tells the master which of its stages this slave lost.
-        if let Err(err) = conn.send(&ToMaster::Reattach { stages: held }).await {
+        let faults = self.faults.held();
+        if let Err(err) = conn.send(&ToMaster::Reattach { stages: held, faults }).await {
             return format!("send: {err}");
+        }
+        // Requests the master may not have had or answered; it applies each once.
+        let pending: Vec<ToMaster> = self.state().sync_pending.values().map(|p| p.message.clone()).collect();
+        for message in pending {
+            if let Err(err) = conn.send(&message).await {
+                return format!("send: {err}");
+            }
         }
         let mut ticker = tokio::time::interval(heartbeat);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -261,6 +298,13 @@ impl Slave {
                 }
             }
             FromMaster::ResumeStage { stage_id, from_seq } => self.resume(stage_id, from_seq),
+            FromMaster::ApplyFault(apply) => self.apply_fault(apply),
+            FromMaster::HealFault { fault_id } => self.heal_fault(fault_id),
+            FromMaster::SyncReply { request_id, reply } => {
+                if let Some(pending) = self.state().sync_pending.remove(&request_id) {
+                    let _ = pending.reply.send(reply);
+                }
+            }
             FromMaster::Heartbeat(_) | FromMaster::TagReply { .. } => {}
             FromMaster::StartCluster(_) | FromMaster::StopCluster { .. } => {
                 warn!("the master sent a cluster command to a slave; ignored");
@@ -360,6 +404,9 @@ impl Slave {
             ("XRDTEST_SLAVES".to_string(), slaves),
             ("XRDTEST_WORKDIR".to_string(), work_dir.display().to_string()),
             ("XRDTEST_FUNCTIONS".to_string(), self.functions.display().to_string()),
+            ("XRDTEST_STAGE_ID".to_string(), stage_id.to_string()),
+            ("XRDTEST_SYNC".to_string(), self.sync_socket_path()),
+            ("XRDTEST_SLAVE_BIN".to_string(), current_exe()),
         ];
         let spec = StageSpec {
             stage_id,
@@ -407,6 +454,9 @@ impl Slave {
                     info!(stage_id, outcome = ?summary.outcome, "stage finished");
                     let link = {
                         let mut state = self.state();
+                        // Scripts of this stage still waiting (in the background) hear that
+                        // it ended; the master drops their waits itself.
+                        state.sync_pending.retain(|_, pending| pending.stage_id != stage_id);
                         let link_tx = state.link.as_ref().map(|l| l.tx.clone());
                         match state.stages.get_mut(&stage_id) {
                             Some(stage) => {
@@ -481,6 +531,194 @@ impl Slave {
         semaphore.add_permits(held as usize);
     }
 
+    fn sync_socket_path(&self) -> String {
+        let socket = self.sync_socket.lock().unwrap_or_else(|p| p.into_inner());
+        socket.as_ref().map(|p| p.display().to_string()).unwrap_or_default()
+    }
+
+    /// Binds the scripts' sync socket and serves it; without it, the sync helpers say so.
+    fn open_sync_socket(self: &Arc<Self>) {
+        let path = sync::socket_path(&self.config.work_dir);
+        let listener = match sync::bind(&path) {
+            Ok(listener) => listener,
+            Err(err) => {
+                warn!(socket = %path.display(), error = %err, "cannot open the sync socket; stage scripts cannot use sync_*");
+                return;
+            }
+        };
+        debug!(socket = %path.display(), "sync socket ready");
+        *self.sync_socket.lock().unwrap_or_else(|p| p.into_inner()) = Some(path);
+        let slave = self.clone();
+        tokio::spawn(async move {
+            loop {
+                match listener.accept().await {
+                    Ok((stream, _)) => {
+                        let slave = slave.clone();
+                        tokio::spawn(async move { slave.serve_sync_client(stream).await });
+                    }
+                    Err(err) => {
+                        warn!(error = %err, "sync socket accept failed");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                }
+            }
+        });
+    }
+
+    /// One script's sync call: checks its stage runs here, asks the master, answers.
+    async fn serve_sync_client(&self, mut stream: tokio::net::UnixStream) {
+        let request = match sync::read_request(&mut stream).await {
+            Ok(request) => request,
+            Err(err) => {
+                debug!(error = %err, "bad sync request");
+                return;
+            }
+        };
+        let (stage_id, timeout_ms) = (request.stage_id, request.timeout_ms);
+        let (reply_tx, reply_rx) = oneshot::channel();
+        let registered = {
+            let mut state = self.state();
+            let running = state.stages.get(&stage_id).is_some_and(|s| s.ending.is_none());
+            if running {
+                state.next_sync_request += 1;
+                let request_id = state.next_sync_request;
+                let message = match request.op {
+                    sync::LocalOp::Sync(op) => ToMaster::Sync(SyncRequest { stage_id, request_id, op, timeout_ms }),
+                    sync::LocalOp::Fault(op) => ToMaster::Fault { stage_id, request_id, op },
+                };
+                if let Some(link) = &state.link {
+                    let _ = link.tx.send(Outgoing { message: message.clone(), credit: 0 });
+                }
+                state.sync_pending.insert(request_id, PendingSync { stage_id, message, reply: reply_tx });
+                Some(request_id)
+            } else {
+                None
+            }
+        };
+        let Some(request_id) = registered else {
+            let reason = format!("stage {stage_id} is not running on this slave");
+            let _ = sync::write_frame(&mut stream, &SyncReply::Failed { reason }).await;
+            return;
+        };
+        // The master times the wait; this only guards against a master that never answers.
+        let local_limit = timeout_ms.map(|ms| Duration::from_millis(ms) + Duration::from_secs(30));
+        let reply = tokio::select! {
+            reply = reply_rx => reply.unwrap_or_else(|_| SyncReply::Failed { reason: "the stage ended".into() }),
+            _ = sync::client_gone(&mut stream) => {
+                self.drop_sync_request(stage_id, request_id);
+                return;
+            }
+            _ = tokio::time::sleep(local_limit.unwrap_or(Duration::MAX)), if local_limit.is_some() => {
+                self.drop_sync_request(stage_id, request_id);
+                SyncReply::Failed { reason: "no answer from the master in time".into() }
+            }
+        };
+        let _ = sync::write_frame(&mut stream, &reply).await;
+    }
+
+    /// Forgets a sync request whose script went away, and tells the master.
+    fn drop_sync_request(&self, stage_id: StageId, request_id: u64) {
+        let state = &mut *self.state();
+        if state.sync_pending.remove(&request_id).is_some() {
+            if let Some(link) = &state.link {
+                let _ = link.tx.send(Outgoing { message: ToMaster::SyncCancel { stage_id, request_id }, credit: 0 });
+            }
+        }
+    }
+
+    /// Applies a fault off the async threads (it runs nft, tc, pgrep) and says how it went.
+    fn apply_fault(self: &Arc<Self>, apply: xrdtest_proto::ApplyFault) {
+        {
+            let mut state = self.state();
+            state.deadman_ms = state.deadman_ms.max(apply.deadman_ms);
+        }
+        let slave = self.clone();
+        tokio::spawn(async move {
+            let faults = slave.faults.clone();
+            let (fault_id, action) = (apply.fault_id, apply.action);
+            let result = tokio::task::spawn_blocking(move || faults.apply(fault_id, &action))
+                .await
+                .unwrap_or_else(|err| Err(format!("the fault task failed: {err}")));
+            match &result {
+                Ok(detail) => info!(fault_id, %detail, "fault applied"),
+                Err(error) => warn!(fault_id, %error, "fault not applied"),
+            }
+            slave.send_fault_done(fault_id, false, result);
+        });
+    }
+
+    /// Heals one fault (or all) and says how it went, per fault.
+    fn heal_fault(self: &Arc<Self>, fault_id: Option<u64>) {
+        let slave = self.clone();
+        tokio::spawn(async move {
+            let faults = slave.faults.clone();
+            let results = tokio::task::spawn_blocking(move || match fault_id {
+                Some(id) => vec![(id, faults.heal(id))],
+                None => faults.heal_all(),
+            })
+            .await
+            .unwrap_or_default();
+            for (id, result) in results {
+                match &result {
+                    Ok(detail) => info!(fault_id = id, %detail, "fault healed"),
+                    Err(error) => warn!(fault_id = id, %error, "fault not healed"),
+                }
+                slave.send_fault_done(id, true, result);
+            }
+        });
+    }
+
+    fn send_fault_done(&self, fault_id: u64, healed: bool, result: Result<String, String>) {
+        let (error, detail) = match result {
+            Ok(detail) => (None, detail),
+            Err(error) => (Some(error), String::new()),
+        };
+        if let Some(link) = &self.state().link {
+            let message = ToMaster::FaultDone { fault_id, healed, error, detail };
+            let _ = link.tx.send(Outgoing { message, credit: 0 });
+        }
+    }
+
+    /// The dead-man timer: with faults applied, a master away longer than their dead-man
+    /// time has them healed here, so a fault never outlives the session that made it.
+    fn arm_deadman(self: &Arc<Self>) {
+        let (generation, deadman_ms) = {
+            let state = self.state();
+            (state.link_generation, state.deadman_ms)
+        };
+        if self.faults.held().is_empty() {
+            return;
+        }
+        let slave = self.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(deadman_ms)).await;
+            // Back and gone again since: the timer of that loss decides.
+            let away = {
+                let state = slave.state();
+                state.link.is_none() && state.link_generation == generation
+            };
+            if away {
+                slave.heal_all_faults("the master is away past the dead-man time").await;
+            }
+        });
+    }
+
+    async fn heal_all_faults(&self, why: &str) {
+        if self.faults.held().is_empty() {
+            return;
+        }
+        warn!(reason = why, "healing every fault applied here");
+        let faults = self.faults.clone();
+        if let Ok(results) = tokio::task::spawn_blocking(move || faults.heal_all()).await {
+            for (fault_id, result) in results {
+                match result {
+                    Ok(detail) => info!(fault_id, %detail, "fault healed"),
+                    Err(error) => warn!(fault_id, %error, "fault not healed"),
+                }
+            }
+        }
+    }
+
     /// Kills every running stage and waits for them to end.
     async fn stop_all_stages(&self, reason: &str) {
         let cancels: Vec<oneshot::Sender<String>> =
@@ -500,6 +738,12 @@ impl Slave {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
+}
+
+/// This program, for `XRDTEST_SLAVE_BIN`: the sync helpers run `$XRDTEST_SLAVE_BIN sync ...`
+/// (every binary that embeds the slave answers that subcommand).
+fn current_exe() -> String {
+    std::env::current_exe().map(|p| p.display().to_string()).unwrap_or_else(|_| "xrdtest-slave".into())
 }
 
 #[cfg(test)]

@@ -7,11 +7,18 @@
 //! - [`executor`] — runs one stage's script under bash in its own process group, streams its
 //!   output (stderr merged) as timestamped lines, enforces the timeout and output cap.
 //! - [`logs`] — reads the tails of the log files a suite asks for.
-//! - [`functions`] — the shell library (`log`, `stamp`, `assert_fail`) scripts can source.
+//! - [`functions`] — the shell library (`log`, `stamp`, `assert_fail`, ...) scripts can source.
+//! - [`faults`] — faults the master has this host apply: partitions, netem, paused and
+//!   signalled processes, each held until healed.
+//! - [`fault_command`] — the `fault` subcommand's client (`fault_*` of functions.sh).
+//! - [`sync`] — the scripts' sync socket (`$XRDTEST_SYNC`) and the `sync` subcommand's client.
 
 pub mod client;
 pub mod config;
 pub mod executor;
+pub mod fault_command;
+pub mod faults;
 pub mod functions;
 pub mod logs;
 pub mod results;
+pub mod sync;

@@ -12,6 +12,7 @@ use tracing_subscriber::EnvFilter;
 use xrdtest_proto::systemd::Notifier;
 use xrdtest_slave::client::Slave;
 use xrdtest_slave::config::SlaveConfig;
+use xrdtest_slave::sync::{run_client, SyncCommand};
 
 /// The xrdtest slave: connects to a master and runs the stage scripts it is sent, with
 /// @tag@ expansion, streaming their output back and collecting the log files asked for.
@@ -29,9 +30,35 @@ struct Args {
     /// The configuration file (see docs/slave-config.md).
     #[arg(short, long, value_name = "FILE", default_value = "/etc/xrdtest/slave.toml")]
     config: PathBuf,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(clap::Subcommand, Debug)]
+enum Command {
+    /// Inside a stage script: signal, wait, barrier, publish or subscribe through the
+    /// session's sync state (what `sync_*` of functions.sh run; see docs/sync.md).
+    Sync {
+        #[command(subcommand)]
+        what: SyncCommand,
+    },
+    /// Inside a stage script: partition, shape, pause or kill the session's slaves, or heal
+    /// (what `fault_*` of functions.sh run; `fault --help` and docs/faults.md tell how).
+    Fault {
+        /// The fault's words: `partition A -- B`, `netem T delay 100ms`, `pause PATTERN`...
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, num_args = 0..)]
+        words: Vec<String>,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
+    // Parsed first: `sync` and `fault` are short-lived clients inside a stage, not the daemon.
+    let args = Args::parse();
+    match args.command {
+        Some(Command::Sync { what }) => std::process::exit(run_client(what)),
+        Some(Command::Fault { words }) => std::process::exit(xrdtest_slave::fault_command::run(&words)),
+        None => {}
+    }
     // Read and removed before any thread exists: the stage scripts this daemon runs must
     // not inherit $NOTIFY_SOCKET.
     let notifier = Notifier::from_env_removing();
@@ -47,7 +74,6 @@ fn main() -> anyhow::Result<()> {
     if let Some(err) = notifier_error {
         warn!(error = %err, "cannot use $NOTIFY_SOCKET; systemd will not be told of readiness");
     }
-    let args = Args::parse();
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -21,5 +21,6 @@ mod reports;
 mod restart;
 mod results;
 mod scheduling;
+mod sync;
 mod timeout;
 mod trends_compare;

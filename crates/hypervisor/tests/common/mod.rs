@@ -48,6 +48,7 @@ pub fn cluster(tag: &str, subnet: u8, files: &Path) -> Cluster {
                 arch: "x86_64".into(),
                 ram_bytes: 256 << 20,
                 vcpus: 1,
+                roles: Vec::new(),
                 disks: vec![Disk {
                     name: "data".into(),
                     size_bytes: 1 << 30,
@@ -63,6 +64,7 @@ pub fn cluster(tag: &str, subnet: u8, files: &Path) -> Cluster {
                 arch: "x86_64".into(),
                 ram_bytes: 128 << 20,
                 vcpus: 1,
+                roles: Vec::new(),
                 disks: vec![],
             },
         ],

@@ -4,10 +4,13 @@
 //! session's cluster ([`cluster`]).
 
 pub mod cluster;
+pub mod coordination;
 pub mod engine;
+pub mod faults;
 pub mod plan;
 pub mod rules;
 pub mod runner;
+pub mod sync;
 pub mod thresholds;
 
 use std::collections::BTreeMap;

@@ -15,6 +15,7 @@ use xrdtest_proto::{FromMaster, StageCommand, StageId, StageResult};
 use crate::model::{now_ms, CaseState, RunState, SessionId, SessionRecord, SessionState};
 use crate::peers::{PeerEvent, StageEvent};
 use crate::session::cluster::{bring_up, hold, host_tags, tear_down, ClusterLease, HeldCluster};
+use crate::session::coordination::Coordination;
 use crate::session::engine::{Action, Engine, Event, Limits, Now};
 use crate::session::load_script;
 use crate::session::plan::Plan;
@@ -131,12 +132,22 @@ async fn run(
     let script_errors = scripts.iter().map(|script| script.clone().err()).collect();
     let scripts: Vec<String> = scripts.into_iter().map(Result::unwrap_or_default).collect();
     let tags: Vec<_> = (0..plan.templates.len()).map(|template| plan.tags_of(template).clone()).collect();
+    // Each slave's roles, for sync counts and fault targets, and as its `@roles@` tag.
+    let roles: BTreeMap<String, Vec<String>> = record
+        .slaves
+        .iter()
+        .map(|slave| (slave.clone(), xrdtest_defs::roles_of(&suite, cluster.as_ref(), slave)))
+        .collect();
+    for (slave, list) in &roles {
+        slave_tags.entry(slave.clone()).or_default().insert("roles".into(), list.join(" "));
+    }
     let context = StageContext {
         scripts: &scripts,
         tags: &tags,
         suite: &suite,
         slave_tags: &slave_tags,
         roster: Arc::new(record.slaves.join(" ")),
+        roles,
     };
     let engine = Engine::new(record, plan, script_errors, limits);
     let (mut record, state, reason) = drive(master, engine, &context, &mut cancel).await;
@@ -235,6 +246,8 @@ struct StageContext<'a> {
     slave_tags: &'a SlaveTags,
     /// The session's slaves, shared by every command that carries them.
     roster: Arc<String>,
+    /// Each slave of the session with its roles (for sync counts by role).
+    roles: BTreeMap<String, Vec<String>>,
 }
 
 impl StageContext<'_> {
@@ -307,15 +320,21 @@ async fn drive(
     let (mut cancel_open, mut peers_open) = (true, true);
     let mut rosters = Rosters::default();
     let mut baselines = Baselines::start(master.store(), context.suite, engine.record().id);
+    let mut coordination = Coordination::new(context.roles.clone(), events_tx.clone());
+    let now = || (clock.now(), Instant::now());
     loop {
         while let Some(action) = todo.pop_front() {
             let answers = match action {
-                Action::Finish { state, reason } => return (engine.into_record(), state, reason),
+                Action::Finish { state, reason } => {
+                    let (_waits, _faults) = coordination.at_end(master, &mut events, &now).await;
+                    return (engine.into_record(), state, reason);
+                }
                 Action::Save => {
                     master.save(engine.record());
                     Vec::new()
                 }
                 Action::Run { index, slaves } => {
+                    coordination.before_stage(master, &engine, index, &mut events, &now).await;
                     let stage = Sending { record: engine.record(), index, template: engine.template_of(index) };
                     send_stage(master, stage, &slaves, context, &mut rosters, &events_tx).await
                 }
@@ -342,18 +361,32 @@ async fn drive(
                 todo.extend(engine.handle(event, clock.now()));
             }
         }
-        let deadline = engine.next_deadline().map(|ms| clock.instant(ms));
+        // Whoever waits for what no running stage can give fails now, not at its timeout.
+        coordination.after_event(master, &engine, clock.now()).await;
+        if let Some((stage_id, event)) = coordination.next_deferred() {
+            todo.extend(
+                handle_stage_event(
+                    master,
+                    &mut engine,
+                    context,
+                    &baselines,
+                    &mut coordination,
+                    stage_id,
+                    event,
+                    &clock,
+                )
+                .await,
+            );
+            continue;
+        }
+        let deadline = [engine.next_deadline(), coordination.next_deadline()].into_iter().flatten().min();
+        let deadline = deadline.map(|ms| clock.instant(ms));
         tokio::select! {
             Some((stage_id, event)) = events.recv() => {
-                let event = match event {
-                    StageEvent::Finished { slave, mut result } => {
-                        baselines.ready().await;
-                        judge_values(master.store(), &engine, context.suite, &baselines, &slave, &mut result);
-                        StageEvent::Finished { slave, result }
-                    }
-                    other => other,
-                };
-                todo.extend(engine.handle(stage_event(stage_id, event), clock.now()));
+                if matches!(event, StageEvent::Finished { .. }) {
+                    baselines.ready().await;
+                }
+                todo.extend(handle_stage_event(master, &mut engine, context, &baselines, &mut coordination, stage_id, event, &clock).await);
             }
             peer_event = peer_events.recv(), if peers_open => {
                 let gone: Vec<String> = match peer_event {
@@ -377,6 +410,7 @@ async fn drive(
                 }
             }
             _ = sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => {
+                coordination.tick(master, clock.now()).await;
                 todo.extend(engine.tick(clock.now()));
             }
             changed = cancel.changed(), if cancel_open => {
@@ -392,6 +426,35 @@ async fn drive(
                 }
             }
         }
+    }
+}
+
+/// One event of a stage: a sync or fault message goes to the coordination, a finished
+/// run's values are judged, and the rest goes to the engine; returns the engine's actions.
+#[allow(clippy::too_many_arguments)]
+async fn handle_stage_event(
+    master: &dyn SessionHost,
+    engine: &mut Engine,
+    context: &StageContext<'_>,
+    baselines: &Baselines,
+    coordination: &mut Coordination,
+    stage_id: StageId,
+    event: StageEvent,
+    clock: &Clock,
+) -> Vec<Action> {
+    let Some(event) = coordination.take(master, engine, stage_id, event, clock.now()).await else {
+        return Vec::new();
+    };
+    let event = match event {
+        StageEvent::Finished { slave, mut result } => {
+            judge_values(master.store(), engine, context.suite, baselines, &slave, &mut result);
+            StageEvent::Finished { slave, result }
+        }
+        other => other,
+    };
+    match stage_event(stage_id, event) {
+        Some(event) => engine.handle(event, clock.now()),
+        None => Vec::new(),
     }
 }
 
@@ -486,13 +549,18 @@ impl Rosters {
 }
 
 /// A routed message of a stage, as an engine event.
-fn stage_event(stage_id: StageId, event: StageEvent) -> Event {
-    match event {
+fn stage_event(stage_id: StageId, event: StageEvent) -> Option<Event> {
+    Some(match event {
         StageEvent::Started { slave, unix_ms } => Event::Started { slave, stage_id, unix_ms },
         StageEvent::Output { slave, bytes } => Event::Output { slave, stage_id, bytes },
         StageEvent::Log { slave, log } => Event::Log { slave, stage_id, path: log.path },
         StageEvent::Finished { slave, result } => Event::Finished { slave, result },
         StageEvent::Resumed { slave } => Event::Resumed { slave, stage_id },
         StageEvent::Lost { slave } => Event::Lost { slave, stage_id },
-    }
+        // The session's coordination takes these; the engine has no part in them.
+        StageEvent::Sync { .. }
+        | StageEvent::SyncCancel { .. }
+        | StageEvent::Fault { .. }
+        | StageEvent::FaultDone { .. } => return None,
+    })
 }

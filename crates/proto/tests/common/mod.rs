@@ -29,6 +29,7 @@ pub fn sample_cluster() -> Cluster {
             arch: "x86_64".into(),
             ram_bytes: 256 << 20,
             vcpus: 1,
+            roles: Vec::new(),
             disks: vec![Disk {
                 name: "data".into(),
                 size_bytes: 64 << 20,
@@ -157,7 +158,7 @@ pub fn all_to_master() -> Vec<ToMaster> {
             error: Some("No such file or directory".into()),
         }),
         ToMaster::TagRequest { request_id: 42 },
-        ToMaster::Reattach { stages: vec![HeldStage { stage_id: 4, chunks: 17, finished: true }] },
+        ToMaster::Reattach { stages: vec![HeldStage { stage_id: 4, chunks: 17, finished: true }], faults: vec![9] },
         ToMaster::HypervisorState(HypervisorStatus {
             domain_type: "qemu".into(),
             memory_limit_bytes: 8 << 30,

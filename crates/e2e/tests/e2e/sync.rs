@@ -1,0 +1,156 @@
+//! Sync primitives for stage scripts with real binaries (docs/sync.md): a signal given in
+//! suite init and waited for in that stage and in a later one, a barrier across three
+//! slaves ordered by timestamps, publish/subscribe, a wait that fails as soon as its peer's
+//! stage failed, and a wait's own timeout. Every wait is said in the stage's output.
+
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use xrdtest_e2e::{state, summarize, Api, Case, Env, MasterOptions, Suite};
+
+const SLAVES: [&str; 3] = ["y1", "y2", "y3"];
+
+/// A line of the script that appends `label SLAVE NANOSECONDS` to `log`.
+fn stamp(log: &str, label: &str) -> String {
+    format!("echo \"{label} $XRDTEST_SLAVE $(date +%s%N)\" >> '{log}'\n")
+}
+
+fn output_of(api: &Api, session: &Value, stage_kind: &str, slave: &str) -> String {
+    let run = session["stages"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|s| s["stage"].to_string().contains(stage_kind))
+        .flat_map(|s| s["runs"].as_array().into_iter().flatten())
+        .find(|r| r["slave"] == slave)
+        .unwrap_or_else(|| panic!("no {stage_kind} run on {slave}: {}", summarize(session)));
+    let lines = api.get(&format!("/api/stages/{}/output", run["stage_id"]));
+    lines["lines"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|l| l["text"].as_str().unwrap_or("").to_string())
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// `label slave` → nanoseconds, from the log the scripts wrote.
+fn times(log: &std::path::Path) -> std::collections::BTreeMap<(String, String), u128> {
+    let text = std::fs::read_to_string(log).expect("the scripts wrote their times");
+    text.lines()
+        .map(|line| {
+            let words: Vec<&str> = line.split_whitespace().collect();
+            let [label, slave, ns] = words[..] else { panic!("bad line `{line}`") };
+            ((label.to_string(), slave.to_string()), ns.parse().unwrap_or_else(|_| panic!("bad time in `{line}`")))
+        })
+        .collect()
+}
+
+#[test]
+fn signals_barriers_and_topics_order_the_slaves_of_a_session() {
+    let mut env = Env::build(MasterOptions::default(), |dir| {
+        let log = dir.join("sync.log").display().to_string();
+        let init = format!(
+            "source \"$XRDTEST_FUNCTIONS\"\n\
+             if [ \"$XRDTEST_SLAVE\" = y1 ]; then\n\
+               sleep 1\n\
+               {signal_at}\
+               sync_signal ready \"addr-of-$XRDTEST_SLAVE\"\n\
+             else\n\
+               got=$(sync_wait ready)\n\
+               {woke_at}\
+               [ \"$got\" = addr-of-y1 ] || {{ echo \"wrong value: $got\"; exit 1; }}\n\
+             fi\n",
+            signal_at = stamp(&log, "signalled"),
+            woke_at = stamp(&log, "woke"),
+        );
+        let run = format!(
+            "source \"$XRDTEST_FUNCTIONS\"\n\
+             set -e\n\
+             # A signal of suite init is still there in a later stage.\n\
+             [ \"$(sync_wait ready 1 --timeout 10s)\" = addr-of-y1 ]\n\
+             case \"$XRDTEST_SLAVE\" in y1) sleep 0 ;; y2) sleep 0.6 ;; y3) sleep 1.2 ;; esac\n\
+             {arrived}\
+             sync_barrier up\n\
+             {left}\
+             if [ \"$XRDTEST_SLAVE\" = y2 ]; then sync_publish leader y2; fi\n\
+             leader=$(sync_subscribe leader)\n\
+             [ \"$leader\" = y2 ] || {{ echo \"wrong leader: $leader\"; exit 1; }}\n\
+             # A barrier used again counts a new round.\n\
+             sync_barrier up --count 3 --timeout 20s\n",
+            arrived = stamp(&log, "arrived"),
+            left = stamp(&log, "left"),
+        );
+        vec![Suite::new("ts_sync", &SLAVES).init(init).case(Case::new("rendezvous").run(run))]
+    });
+    let log = env.path().join("sync.log");
+    env.start_slaves(&SLAVES);
+    let api = env.api();
+    let id = api.run("ts_sync");
+    let session = api.wait_final(id, Duration::from_secs(90));
+    assert_eq!(state(&session), "passed", "{}", summarize(&session));
+
+    let t = times(&log);
+    let at = |label: &str, slave: &str| t[&(label.to_string(), slave.to_string())];
+    for waiter in ["y2", "y3"] {
+        assert!(at("woke", waiter) >= at("signalled", "y1"), "{waiter} woke before y1 signalled: {t:?}");
+    }
+    let last_arrival = SLAVES.iter().map(|s| at("arrived", s)).max().unwrap();
+    for slave in SLAVES {
+        assert!(at("left", slave) >= last_arrival, "{slave} left the barrier before the last arrival: {t:?}");
+    }
+    assert!(
+        at("left", "y1") - at("arrived", "y1") >= 1_000_000_000,
+        "y1 came first and waited about 1.2 s for y3: {t:?}"
+    );
+
+    let waited = output_of(&api, &session, "SuiteInit", "y3");
+    assert!(waited.contains("sync: wait ready (1): done after"), "{waited}");
+    assert!(waited.contains("from y1"), "{waited}");
+    let barrier = output_of(&api, &session, "CaseRun", "y1");
+    assert!(barrier.contains("sync: barrier up (all): done after 1."), "{barrier}");
+    assert!(barrier.contains("from y1 y2 y3"), "{barrier}");
+    let published = output_of(&api, &session, "CaseRun", "y2");
+    assert!(published.contains("sync: publish leader"), "{published}");
+}
+
+#[test]
+fn a_wait_fails_fast_when_its_peer_fails_and_at_its_own_timeout() {
+    let mut env = Env::new(
+        &[
+            Suite::new("ts_sync_fail", &["z1", "z2"]).case(Case::new("peer_fails").run(
+                "source \"$XRDTEST_FUNCTIONS\"\n\
+                 if [ \"$XRDTEST_SLAVE\" = z1 ]; then echo 'z1 gives up'; exit 3; fi\n\
+                 sync_wait never_given --timeout 120s\n",
+            )),
+            Suite::new("ts_sync_timeout", &["z1", "z2"]).case(Case::new("too_slow").run(
+                "source \"$XRDTEST_FUNCTIONS\"\n\
+                 if [ \"$XRDTEST_SLAVE\" = z1 ]; then sleep 4; sync_signal late; exit 0; fi\n\
+                 sync_wait late --timeout 1s\n",
+            )),
+        ],
+        MasterOptions::default(),
+    );
+    env.start_slaves(&["z1", "z2"]);
+    let api = env.api();
+
+    let started = Instant::now();
+    let id = api.run("ts_sync_fail");
+    let session = api.wait_final(id, Duration::from_secs(150));
+    let took = started.elapsed();
+    assert_eq!(state(&session), "failed", "{}", summarize(&session));
+    assert!(took < Duration::from_secs(60), "the wait did not fail fast: {took:?}");
+    let text = output_of(&api, &session, "CaseRun", "z2");
+    assert!(
+        text.contains(
+            "sync: wait never_given (1): failed: signal never_given (1): cannot be met, 0 of 1 and no other slave of the session is running a stage"
+        ),
+        "{text}"
+    );
+
+    let id = api.run("ts_sync_timeout");
+    let session = api.wait_final(id, Duration::from_secs(60));
+    assert_eq!(state(&session), "failed", "{}", summarize(&session));
+    let text = output_of(&api, &session, "CaseRun", "z2");
+    assert!(text.contains("timed out after 1.0 s with 0 of 1"), "{text}");
+}

@@ -1,0 +1,486 @@
+//! Faults the master has this host apply to itself: network partitions (nft, or iptables
+//! where there is no nft), traffic shaping (tc netem, or tbf for a rate limit alone), paused
+//! processes (SIGSTOP/SIGCONT) and signals. Each applied fault is held under its id until it
+//! is healed, so that a heal, the dead-man timer or a shutdown can undo exactly what was done.
+//!
+//! Everything here runs external commands and blocks: call it off the async threads.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::net::{IpAddr, ToSocketAddrs};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Mutex;
+
+use xrdtest_proto::FaultAction;
+
+/// What was done for one fault, to undo at its heal.
+#[derive(Debug)]
+enum Held {
+    /// An nft table of its own.
+    NftTable(String),
+    /// An iptables (and ip6tables) chain of its own, jumped to from INPUT and OUTPUT.
+    IptablesChain { chain: String, v4: bool, v6: bool },
+    /// A root qdisc on this device.
+    Qdisc(String),
+    /// Stopped processes: pid and start time (to never SIGCONT a reused pid).
+    Paused(Vec<(i32, u64)>),
+}
+
+/// The faults applied on this host.
+pub struct Faults {
+    /// This program: its own processes are never paused or killed.
+    own_exe: PathBuf,
+    /// The master's `host:port`: the device its route leaves by is the one shaped.
+    master: String,
+    held: Mutex<BTreeMap<u64, Held>>,
+}
+
+impl Faults {
+    pub fn new(own_exe: PathBuf, master: String) -> Faults {
+        Faults { own_exe, master, held: Mutex::new(BTreeMap::new()) }
+    }
+
+    /// The ids of the faults applied and not yet healed.
+    pub fn held(&self) -> Vec<u64> {
+        self.lock().keys().copied().collect()
+    }
+
+    /// Applies one fault. `Ok` says what was done; `Err` why nothing was (a fault half
+    /// applied is undone before the error is returned).
+    pub fn apply(&self, id: u64, action: &FaultAction) -> Result<String, String> {
+        if self.lock().contains_key(&id) {
+            return Ok(format!("fault {id} is already applied"));
+        }
+        let (held, detail) = match action {
+            FaultAction::Partition { peers } => partition(id, peers)?,
+            FaultAction::Netem { delay_us, jitter_us, loss_ppm, rate_bps } => {
+                let device = self.master_device()?;
+                if self.lock().values().any(|h| matches!(h, Held::Qdisc(d) if *d == device)) {
+                    return Err(format!("{device} is already shaped by another fault: heal it first"));
+                }
+                shape(&device, *delay_us, *jitter_us, *loss_ppm, *rate_bps)?
+            }
+            FaultAction::Pause { pattern } => {
+                let pids = self.matching(pattern)?;
+                pause(&pids)?
+            }
+            FaultAction::Kill { pattern, signal } => {
+                let pids = self.matching(pattern)?;
+                return send_signal(&pids, *signal);
+            }
+        };
+        self.lock().insert(id, held);
+        Ok(detail)
+    }
+
+    /// Heals one fault; a fault not held (healed already, or never applied) is a success.
+    pub fn heal(&self, id: u64) -> Result<String, String> {
+        let held = self.lock().remove(&id);
+        match held {
+            Some(held) => undo(held),
+            None => Ok(format!("fault {id} is not applied here")),
+        }
+    }
+
+    /// Heals every fault held, each on its own.
+    pub fn heal_all(&self) -> Vec<(u64, Result<String, String>)> {
+        let all = std::mem::take(&mut *self.lock());
+        all.into_iter().map(|(id, held)| (id, undo(held))).collect()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<u64, Held>> {
+        self.held.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The network device the route to the master leaves by.
+    fn master_device(&self) -> Result<String, String> {
+        let address = self
+            .master
+            .to_socket_addrs()
+            .map_err(|err| format!("cannot resolve the master address {}: {err}", self.master))?
+            .next()
+            .ok_or_else(|| format!("the master address {} resolves to nothing", self.master))?;
+        let out = run("ip", &["-o", "route", "get", &address.ip().to_string()])?;
+        device_of_route(&out).ok_or_else(|| format!("no device in `ip route get {}`: {out}", address.ip()))
+    }
+
+    /// The processes whose command line matches `pattern` (pgrep -f), this program's own
+    /// (the slave, the `fault` command that asked) left out.
+    fn matching(&self, pattern: &str) -> Result<Vec<i32>, String> {
+        let output = Command::new("pgrep")
+            .args(["-f", "--", pattern])
+            .output()
+            .map_err(|err| format!("cannot run pgrep (procps): {err}"))?;
+        match output.status.code() {
+            Some(0) | Some(1) => {}
+            _ => {
+                let stderr = String::from_utf8_lossy(&output.stderr);
+                return Err(format!("pgrep -f {pattern:?} failed: {}", stderr.trim()));
+            }
+        }
+        let own_pid = std::process::id() as i32;
+        let pids: Vec<i32> = String::from_utf8_lossy(&output.stdout)
+            .lines()
+            .filter_map(|line| line.trim().parse().ok())
+            .filter(|&pid| pid != own_pid && !is_program(pid, &self.own_exe))
+            .collect();
+        if pids.is_empty() {
+            return Err(format!("no process matches `{pattern}`"));
+        }
+        Ok(pids)
+    }
+}
+
+/// Drops every packet to and from `peers`, in both directions.
+fn partition(id: u64, peers: &[IpAddr]) -> Result<(Held, String), String> {
+    if peers.is_empty() {
+        return Err("a partition needs at least one peer address".into());
+    }
+    let list = peers.iter().map(IpAddr::to_string).collect::<Vec<_>>().join(", ");
+    let detail = format!("dropping all traffic to and from {list}");
+    if has_program("nft") {
+        let table = format!("xrdtest_f{id}");
+        run_with_input("nft", &["-f", "-"], &nft_ruleset(&table, peers))?;
+        let detail = format!("{detail} (nft table inet {table})");
+        return Ok((Held::NftTable(table), detail));
+    }
+    if has_program("iptables") {
+        let chain = format!("XRDTEST-F{id}");
+        let v4 = peers.iter().any(IpAddr::is_ipv4);
+        let v6 = peers.iter().any(IpAddr::is_ipv6);
+        let held = Held::IptablesChain { chain: chain.clone(), v4, v6 };
+        if let Err(err) = iptables_partition(&chain, peers, v4, v6) {
+            // Whatever was made before the failure goes.
+            let _ = undo(held);
+            return Err(err);
+        }
+        return Ok((held, format!("{detail} (iptables chain {chain})")));
+    }
+    Err("a partition needs nft (nftables) or iptables on this host, and CAP_NET_ADMIN".into())
+}
+
+/// An nft table that drops traffic to and from `peers`, before other filters (priority -10).
+fn nft_ruleset(table: &str, peers: &[IpAddr]) -> String {
+    let set = |v6: bool| {
+        let list: Vec<String> = peers.iter().filter(|p| p.is_ipv6() == v6).map(IpAddr::to_string).collect();
+        (!list.is_empty()).then(|| format!("{{ {} }}", list.join(", ")))
+    };
+    let mut input = String::new();
+    let mut output = String::new();
+    for (family, v6) in [("ip", false), ("ip6", true)] {
+        if let Some(set) = set(v6) {
+            input.push_str(&format!("    {family} saddr {set} drop\n"));
+            output.push_str(&format!("    {family} daddr {set} drop\n"));
+        }
+    }
+    format!(
+        "table inet {table} {{\n  chain input {{\n    type filter hook input priority -10; policy accept;\n{input}  }}\n  \
+         chain output {{\n    type filter hook output priority -10; policy accept;\n{output}  }}\n}}\n"
+    )
+}
+
+fn iptables_partition(chain: &str, peers: &[IpAddr], v4: bool, v6: bool) -> Result<(), String> {
+    for (tool, wanted, is_v6) in [("iptables", v4, false), ("ip6tables", v6, true)] {
+        if !wanted {
+            continue;
+        }
+        run(tool, &["-w", "-N", chain])?;
+        for peer in peers.iter().filter(|p| p.is_ipv6() == is_v6) {
+            let peer = peer.to_string();
+            run(tool, &["-w", "-A", chain, "-s", &peer, "-j", "DROP"])?;
+            run(tool, &["-w", "-A", chain, "-d", &peer, "-j", "DROP"])?;
+        }
+        run(tool, &["-w", "-I", "INPUT", "-j", chain])?;
+        run(tool, &["-w", "-I", "OUTPUT", "-j", chain])?;
+    }
+    Ok(())
+}
+
+/// Shapes the traffic leaving by `device`: netem for delay, jitter and loss (with its rate
+/// limit when one is asked too), tbf for a rate limit alone.
+fn shape(device: &str, delay_us: u64, jitter_us: u64, loss_ppm: u32, rate_bps: u64) -> Result<(Held, String), String> {
+    let current = run("tc", &["qdisc", "show", "dev", device])?;
+    if let Some(line) = current.lines().find(|l| l.contains(" root ")) {
+        // The kernel's default root qdiscs have handle 0:; any other was set up by someone.
+        if line.split_whitespace().nth(2).is_none_or(|handle| handle != "0:") {
+            return Err(format!("{device} already has a root qdisc of its own ({}); not replacing it", line.trim()));
+        }
+    }
+    let mut args: Vec<String> = ["qdisc", "add", "dev", device, "root", "handle", "1:"].map(String::from).to_vec();
+    let what = netem_words(delay_us, jitter_us, loss_ppm, rate_bps);
+    if delay_us == 0 && jitter_us == 0 && loss_ppm == 0 {
+        if rate_bps == 0 {
+            return Err("a netem fault needs a delay, a loss or a rate".into());
+        }
+        // A burst of 10 ms at the rate (at least 2 KiB) and a queue of 400 ms.
+        let burst = (rate_bps / 8 / 100).max(2048);
+        args.extend(
+            ["tbf", "rate", &format!("{rate_bps}bit"), "burst", &burst.to_string(), "latency", "400ms"]
+                .map(String::from),
+        );
+    } else {
+        args.push("netem".into());
+        args.extend(what.split_whitespace().map(String::from));
+    }
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    run("tc", &refs).map_err(|err| {
+        if err.contains("qdisc kind is unknown") {
+            format!("{err} (this kernel has no netem: CONFIG_NET_SCH_NETEM / module sch_netem)")
+        } else {
+            err
+        }
+    })?;
+    Ok((Held::Qdisc(device.to_string()), format!("{what} on {device}")))
+}
+
+/// netem's words for these figures: `delay 100000us 10000us loss 1.5000% rate 1000000bit`.
+fn netem_words(delay_us: u64, jitter_us: u64, loss_ppm: u32, rate_bps: u64) -> String {
+    let mut words = Vec::new();
+    if delay_us > 0 || jitter_us > 0 {
+        words.push(format!("delay {delay_us}us"));
+        if jitter_us > 0 {
+            words.push(format!("{jitter_us}us"));
+        }
+    }
+    if loss_ppm > 0 {
+        words.push(format!("loss {}.{:04}%", loss_ppm / 10_000, loss_ppm % 10_000));
+    }
+    if rate_bps > 0 {
+        words.push(format!("rate {rate_bps}bit"));
+    }
+    words.join(" ")
+}
+
+fn pause(pids: &[i32]) -> Result<(Held, String), String> {
+    let mut stopped = Vec::new();
+    let mut failures = Vec::new();
+    for &pid in pids {
+        let Some(start) = start_time(pid) else { continue };
+        // SAFETY: kill(2) with a pid and a signal number has no memory effects.
+        if unsafe { libc::kill(pid, libc::SIGSTOP) } == 0 {
+            stopped.push((pid, start));
+        } else {
+            failures.push(format!("{pid}: {}", std::io::Error::last_os_error()));
+        }
+    }
+    if stopped.is_empty() {
+        return Err(format!("no process could be stopped ({})", failures.join(", ")));
+    }
+    let list = stopped.iter().map(|(pid, _)| pid.to_string()).collect::<Vec<_>>().join(" ");
+    Ok((Held::Paused(stopped), format!("stopped pids {list}")))
+}
+
+fn send_signal(pids: &[i32], signal: i32) -> Result<String, String> {
+    let mut sent = Vec::new();
+    let mut failures = Vec::new();
+    for &pid in pids {
+        // SAFETY: as in `pause`.
+        if unsafe { libc::kill(pid, signal) } == 0 {
+            sent.push(pid.to_string());
+        } else {
+            failures.push(format!("{pid}: {}", std::io::Error::last_os_error()));
+        }
+    }
+    if sent.is_empty() {
+        return Err(format!("signal {signal} reached no process ({})", failures.join(", ")));
+    }
+    Ok(format!("sent signal {signal} to pids {}", sent.join(" ")))
+}
+
+fn undo(held: Held) -> Result<String, String> {
+    match held {
+        Held::NftTable(table) => {
+            run("nft", &["delete", "table", "inet", &table])?;
+            Ok(format!("deleted nft table inet {table}"))
+        }
+        Held::IptablesChain { chain, v4, v6 } => {
+            let mut errors = Vec::new();
+            for (tool, wanted) in [("iptables", v4), ("ip6tables", v6)] {
+                if !wanted {
+                    continue;
+                }
+                for args in [
+                    &["-w", "-D", "INPUT", "-j", &chain][..],
+                    &["-w", "-D", "OUTPUT", "-j", &chain],
+                    &["-w", "-F", &chain],
+                    &["-w", "-X", &chain],
+                ] {
+                    if let Err(err) = run(tool, args) {
+                        errors.push(err);
+                    }
+                }
+            }
+            if errors.is_empty() {
+                Ok(format!("deleted iptables chain {chain}"))
+            } else {
+                Err(errors.join("; "))
+            }
+        }
+        Held::Qdisc(device) => {
+            run("tc", &["qdisc", "del", "dev", &device, "root"])?;
+            Ok(format!("removed the root qdisc of {device}"))
+        }
+        Held::Paused(pids) => {
+            let mut resumed = Vec::new();
+            for (pid, start) in pids {
+                // A pid whose process has ended (or been reused) is left alone.
+                if start_time(pid) == Some(start) {
+                    // SAFETY: as in `pause`.
+                    if unsafe { libc::kill(pid, libc::SIGCONT) } == 0 {
+                        resumed.push(pid.to_string());
+                    }
+                }
+            }
+            Ok(format!("resumed pids {}", if resumed.is_empty() { "(none left)".into() } else { resumed.join(" ") }))
+        }
+    }
+}
+
+/// The `dev` of an `ip -o route get` line.
+fn device_of_route(line: &str) -> Option<String> {
+    let mut words = line.split_whitespace();
+    while let Some(word) = words.next() {
+        if word == "dev" {
+            return words.next().map(String::from);
+        }
+    }
+    None
+}
+
+/// A process's start time (field 22 of /proc/PID/stat, in clock ticks since boot).
+fn start_time(pid: i32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) is in parentheses and may hold spaces.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    rest.split_whitespace().nth(19)?.parse().ok()
+}
+
+/// Whether process `pid` runs `program`.
+fn is_program(pid: i32, program: &Path) -> bool {
+    std::fs::read_link(format!("/proc/{pid}/exe")).is_ok_and(|exe| exe == program)
+}
+
+fn has_program(name: &str) -> bool {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path).chain(["/usr/sbin", "/sbin"].map(PathBuf::from)).any(|dir| dir.join(name).is_file())
+}
+
+/// Runs a command and returns its stdout; an error names the command and gives its stderr.
+fn run(program: &str, args: &[&str]) -> Result<String, String> {
+    run_with_input(program, args, "")
+}
+
+fn run_with_input(program: &str, args: &[&str], input: &str) -> Result<String, String> {
+    let shown = format!("{program} {}", args.join(" "));
+    let mut child = Command::new(program)
+        .args(args)
+        .env("PATH", sbin_path())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|err| format!("cannot run {program}: {err}"))?;
+    if let Some(mut stdin) = child.stdin.take() {
+        // A command that reads no input may have closed it already.
+        let _ = stdin.write_all(input.as_bytes());
+    }
+    let output = child.wait_with_output().map_err(|err| format!("{shown}: {err}"))?;
+    if output.status.success() {
+        Ok(String::from_utf8_lossy(&output.stdout).trim().to_string())
+    } else {
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        Err(format!("`{shown}` failed ({}): {}", output.status, stderr.trim()))
+    }
+}
+
+/// PATH with the sbin folders, where nft, iptables, tc and ip live, appended.
+fn sbin_path() -> std::ffi::OsString {
+    let mut dirs: Vec<PathBuf> = std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()).collect();
+    for extra in ["/usr/sbin", "/sbin", "/usr/bin", "/bin"] {
+        if !dirs.iter().any(|d| d == Path::new(extra)) {
+            dirs.push(extra.into());
+        }
+    }
+    std::env::join_paths(dirs).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn netem_words_for_figures() {
+        assert_eq!(netem_words(100_000, 0, 0, 0), "delay 100000us");
+        assert_eq!(
+            netem_words(100_000, 10_000, 15_000, 1_000_000),
+            "delay 100000us 10000us loss 1.5000% rate 1000000bit"
+        );
+        assert_eq!(netem_words(0, 0, 1, 0), "loss 0.0001%");
+        assert_eq!(netem_words(0, 0, 1_000_000, 0), "loss 100.0000%");
+    }
+
+    #[test]
+    fn route_device() {
+        let line = "10.0.0.1 via 192.168.1.1 dev eth0 src 192.168.1.5 uid 0 \\    cache";
+        assert_eq!(device_of_route(line).as_deref(), Some("eth0"));
+        assert_eq!(device_of_route("local 127.0.0.1 dev lo table local src 127.0.0.1").as_deref(), Some("lo"));
+        assert_eq!(device_of_route("unreachable"), None);
+    }
+
+    #[test]
+    fn nft_tables_drop_both_directions_per_family() {
+        let peers: Vec<IpAddr> =
+            vec!["10.0.0.2".parse().unwrap(), "fd00::2".parse().unwrap(), "10.0.0.3".parse().unwrap()];
+        let text = nft_ruleset("xrdtest_f7", &peers);
+        assert!(text.starts_with("table inet xrdtest_f7 {"), "{text}");
+        assert!(text.contains("ip saddr { 10.0.0.2, 10.0.0.3 } drop"), "{text}");
+        assert!(text.contains("ip daddr { 10.0.0.2, 10.0.0.3 } drop"), "{text}");
+        assert!(text.contains("ip6 saddr { fd00::2 } drop"), "{text}");
+        assert!(text.contains("ip6 daddr { fd00::2 } drop"), "{text}");
+        let v4_only = nft_ruleset("t", &peers[..1]);
+        assert!(!v4_only.contains("ip6"), "{v4_only}");
+    }
+
+    #[test]
+    fn own_start_time_is_read() {
+        let pid = std::process::id() as i32;
+        assert!(start_time(pid).is_some());
+        assert_eq!(start_time(pid), start_time(pid));
+        assert_eq!(start_time(i32::MAX), None);
+    }
+
+    #[test]
+    fn pause_and_resume_a_real_process() {
+        let mut child = Command::new("sleep").arg("30").spawn().unwrap();
+        let pid = child.id() as i32;
+        let state = || {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+            stat[stat.rfind(')').unwrap() + 2..].chars().next().unwrap()
+        };
+        let faults = Faults::new(PathBuf::from("/nonexistent/own-exe"), "127.0.0.1:1".into());
+        // A pattern only this child matches.
+        let detail = faults.apply(3, &FaultAction::Pause { pattern: "^sleep 30$".into() }).unwrap();
+        assert!(detail.contains(&pid.to_string()), "{detail}");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        assert_eq!(state(), 'T');
+        assert_eq!(faults.held(), vec![3]);
+        let healed = faults.heal(3).unwrap();
+        assert!(healed.contains(&pid.to_string()), "{healed}");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        assert_ne!(state(), 'T');
+        assert!(faults.held().is_empty());
+        assert!(faults.heal(3).unwrap().contains("not applied"));
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+
+    #[test]
+    fn a_pattern_matching_nothing_is_an_error() {
+        let faults = Faults::new(PathBuf::from("/nonexistent"), "127.0.0.1:1".into());
+        let err =
+            faults.apply(1, &FaultAction::Kill { pattern: "no-such-process-xrdtest-[0-9]{40}".into(), signal: 15 });
+        assert!(err.unwrap_err().contains("no process matches"));
+        assert!(faults.held().is_empty());
+    }
+}
