@@ -9,9 +9,11 @@
 //!   its [`Slave`]s. The directory is kept (and its path printed) when the test fails.
 //! - [`Api`]: a blocking client of the master's JSON API.
 //! - [`Suite`], [`Case`]: suite definitions written to the definitions folder.
+//! - [`netns::Hosts`]: test hosts in network namespaces of their own, joined by a bridge.
 //! - [`wait_until`]: polling with a deadline; nothing here sleeps a fixed time to wait for
 //!   something that can be observed.
 
+pub mod netns;
 pub mod vm;
 
 use std::fs::{self, OpenOptions};
@@ -441,6 +443,8 @@ pub struct SlaveConfig {
     pub master: String,
     pub secret: String,
     pub ca_file: PathBuf,
+    /// Run it inside this network namespace (`ip netns exec`), as a host of its own.
+    pub netns: Option<String>,
 }
 
 impl SlaveConfig {
@@ -450,6 +454,7 @@ impl SlaveConfig {
             master: master.peer_addr().to_string(),
             secret: master.secret.clone(),
             ca_file: master.ca_file(),
+            netns: None,
         }
     }
 }
@@ -480,7 +485,14 @@ impl Slave {
             ),
         )
         .expect("slave.toml");
-        let mut command = Command::new(binary("xrdtest-slave"));
+        let mut command = match &config.netns {
+            Some(netns) => {
+                let mut command = Command::new("ip");
+                command.args(["netns", "exec", netns]).arg(binary("xrdtest-slave"));
+                command
+            }
+            None => Command::new(binary("xrdtest-slave")),
+        };
         command.arg("--config").arg(&path);
         let proc = Proc::spawn(&format!("slave {}", config.name), command, &home.join("slave.log"));
         Slave { name: config.name.clone(), work_dir, proc }
@@ -896,6 +908,20 @@ impl Api {
             lines.extend(texts);
             from = next;
         }
+    }
+
+    /// The output of `slave`'s run of the first stage whose kind contains `stage_kind`
+    /// (`SuiteInit`, `CaseRun`...) in a session record, as one text.
+    pub fn run_output(&self, session: &Value, stage_kind: &str, slave: &str) -> String {
+        let run = session["stages"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|s| s["stage"].to_string().contains(stage_kind))
+            .flat_map(|s| s["runs"].as_array().into_iter().flatten())
+            .find(|r| r["slave"] == slave)
+            .unwrap_or_else(|| panic!("no {stage_kind} run on {slave}: {}", summarize(session)));
+        self.output(run["stage_id"].as_u64().expect("a stage id")).join("\n")
     }
 }
 

@@ -11,6 +11,7 @@ mod cli;
 mod connections;
 mod definitions;
 mod failure_rules;
+mod faults;
 mod frames;
 mod git;
 mod held;

@@ -5,33 +5,13 @@
 
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
-use xrdtest_e2e::{state, summarize, Api, Case, Env, MasterOptions, Suite};
+use xrdtest_e2e::{state, summarize, Case, Env, MasterOptions, Suite};
 
 const SLAVES: [&str; 3] = ["y1", "y2", "y3"];
 
 /// A line of the script that appends `label SLAVE NANOSECONDS` to `log`.
 fn stamp(log: &str, label: &str) -> String {
     format!("echo \"{label} $XRDTEST_SLAVE $(date +%s%N)\" >> '{log}'\n")
-}
-
-fn output_of(api: &Api, session: &Value, stage_kind: &str, slave: &str) -> String {
-    let run = session["stages"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|s| s["stage"].to_string().contains(stage_kind))
-        .flat_map(|s| s["runs"].as_array().into_iter().flatten())
-        .find(|r| r["slave"] == slave)
-        .unwrap_or_else(|| panic!("no {stage_kind} run on {slave}: {}", summarize(session)));
-    let lines = api.get(&format!("/api/stages/{}/output", run["stage_id"]));
-    lines["lines"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|l| l["text"].as_str().unwrap_or("").to_string())
-        .collect::<Vec<_>>()
-        .join("\n")
 }
 
 /// `label slave` → nanoseconds, from the log the scripts wrote.
@@ -104,13 +84,13 @@ fn signals_barriers_and_topics_order_the_slaves_of_a_session() {
         "y1 came first and waited about 1.2 s for y3: {t:?}"
     );
 
-    let waited = output_of(&api, &session, "SuiteInit", "y3");
+    let waited = api.run_output(&session, "SuiteInit", "y3");
     assert!(waited.contains("sync: wait ready (1): done after"), "{waited}");
     assert!(waited.contains("from y1"), "{waited}");
-    let barrier = output_of(&api, &session, "CaseRun", "y1");
+    let barrier = api.run_output(&session, "CaseRun", "y1");
     assert!(barrier.contains("sync: barrier up (all): done after 1."), "{barrier}");
     assert!(barrier.contains("from y1 y2 y3"), "{barrier}");
-    let published = output_of(&api, &session, "CaseRun", "y2");
+    let published = api.run_output(&session, "CaseRun", "y2");
     assert!(published.contains("sync: publish leader"), "{published}");
 }
 
@@ -140,7 +120,7 @@ fn a_wait_fails_fast_when_its_peer_fails_and_at_its_own_timeout() {
     let took = started.elapsed();
     assert_eq!(state(&session), "failed", "{}", summarize(&session));
     assert!(took < Duration::from_secs(60), "the wait did not fail fast: {took:?}");
-    let text = output_of(&api, &session, "CaseRun", "z2");
+    let text = api.run_output(&session, "CaseRun", "z2");
     assert!(
         text.contains(
             "sync: wait never_given (1): failed: signal never_given (1): cannot be met, 0 of 1 and no other slave of the session is running a stage"
@@ -151,6 +131,6 @@ fn a_wait_fails_fast_when_its_peer_fails_and_at_its_own_timeout() {
     let id = api.run("ts_sync_timeout");
     let session = api.wait_final(id, Duration::from_secs(60));
     assert_eq!(state(&session), "failed", "{}", summarize(&session));
-    let text = output_of(&api, &session, "CaseRun", "z2");
+    let text = api.run_output(&session, "CaseRun", "z2");
     assert!(text.contains("timed out after 1.0 s with 0 of 1"), "{text}");
 }
