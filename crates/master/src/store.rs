@@ -6,6 +6,8 @@
 //! - `output_index`: stage id ++ chunk number → where that chunk of output lines lies in
 //!   the stage's output file, so output is written and read in pieces, never held whole;
 //! - `logs`: stage id ++ path → a collected [`LogFile`];
+//! - `values`: stage id → the [`StageValues`] (results and checks) a stage run reported;
+//! - `timelines`: session id → the [`Timeline`] (sync waits and faults) of a session;
 //! - `suite_sessions`: suite name ++ 0 ++ session id → () (a suite's sessions, for the
 //!   dashboard's result strips, history by suite and trends, without scanning them all);
 //! - `state_sessions`: state code ++ session id → () (the sessions in each state: running
@@ -41,7 +43,7 @@ use sled::transaction::{ConflictableTransactionResult, TransactionError, Transac
 use xrdtest_proto::{LogFile, OutputLine, StageId};
 
 use crate::model::storage::{self, state_code, SCHEMA_VERSION};
-use crate::model::{v1, SessionId, SessionRecord, SessionState, SessionSummary, StageValues};
+use crate::model::{v1, SessionId, SessionRecord, SessionState, SessionSummary, StageValues, Timeline};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -70,6 +72,7 @@ pub struct Store {
     logs: sled::Tree,
     /// What each stage run reported (results and checks), by stage id.
     values: sled::Tree,
+    timelines: sled::Tree,
     suite_sessions: sled::Tree,
     state_sessions: sled::Tree,
     meta: sled::Tree,
@@ -214,6 +217,7 @@ impl Store {
             output_index: db.open_tree("output_index")?,
             logs: db.open_tree("logs")?,
             values: db.open_tree("values")?,
+            timelines: db.open_tree("timelines")?,
             suite_sessions: db.open_tree("suite_sessions")?,
             state_sessions: db.open_tree("state_sessions")?,
             meta: db.open_tree("meta")?,
@@ -260,6 +264,8 @@ impl Store {
                 )?,
                 // Schema 3 added the `values` tree; no record of schema 2 changed.
                 2 => self.migrate(2, &[])?,
+                // Schema 4 added the `timelines` tree; no record of schema 3 changed.
+                3 => self.migrate(3, &[])?,
                 _ => {
                     return Err(StoreError::Corrupt {
                         tree: "meta",
@@ -857,6 +863,22 @@ impl Store {
             }
         }
         Ok(all)
+    }
+
+    /// Keeps a session's sync waits and faults; an empty timeline is not written.
+    pub fn put_timeline(&self, id: SessionId, timeline: &Timeline) -> Result<(), StoreError> {
+        if !timeline.is_empty() {
+            self.timelines.insert(id.to_be_bytes(), encode(timeline)?)?;
+        }
+        Ok(())
+    }
+
+    /// A session's sync waits and faults (empty if none were kept).
+    pub fn timeline(&self, id: SessionId) -> Result<Timeline, StoreError> {
+        match self.timelines.get(id.to_be_bytes())? {
+            Some(bytes) => decode("timelines", &bytes),
+            None => Ok(Timeline::default()),
+        }
     }
 
     /// Writes everything to disk before returning.

@@ -5,6 +5,7 @@
 //! - [`output`]: output lines and collected log files (also wire messages).
 //! - [`session`]: session records, their states, list summaries.
 //! - [`results`]: values and checks stage runs report.
+//! - [`timeline`]: the sync waits and faults of a session's scripts.
 //! - [`api`]: the JSON API's request and response bodies.
 //! - [`storage`]: how stored values are encoded, and the store's schema version.
 //! - [`v1`]: the stored types of store schema 1, to read and migrate older stores.
@@ -21,12 +22,14 @@ pub mod results;
 pub mod session;
 pub mod stage;
 pub mod storage;
+pub mod timeline;
 pub mod v1;
 
 pub use output::{LogFile, OutputLine};
 pub use results::{Check, CheckSource, ResultValue, StageValues};
 pub use session::*;
 pub use stage::{Stage, StageId};
+pub use timeline::{FaultRecord, Timeline, WaitRecord};
 
 /// Milliseconds since the Unix epoch, now.
 pub fn now_ms() -> u64 {

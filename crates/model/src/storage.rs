@@ -23,7 +23,9 @@ use crate::SessionState;
 ///   cases counted in summaries;
 /// - 3: what stage runs reported ([`crate::results::StageValues`]) in tree `values`, by stage id.
 ///   Nothing older changed: the migration from 2 rewrites nothing.
-pub const SCHEMA_VERSION: u32 = 3;
+/// - 4: the sync waits and faults of a session ([`crate::timeline::Timeline`]) in tree
+///   `timelines`, by session id. The migration from 3 rewrites nothing.
+pub const SCHEMA_VERSION: u32 = 4;
 
 /// A value that could not be encoded or decoded, in bincode's words.
 #[derive(Debug, Clone, PartialEq, Eq)]

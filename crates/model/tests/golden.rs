@@ -42,6 +42,8 @@ enum Sample {
     Output(Vec<OutputLine>),
     /// Tree `values`: what a stage run reported (schema 3).
     Values(StageValues),
+    /// Tree `timelines`: a session's sync waits and faults (schema 4).
+    Timeline(Timeline),
     /// Stored as its [`state_code`], one byte.
     StateCode(SessionState),
 }
@@ -55,6 +57,7 @@ impl Sample {
             Sample::Log(log) => storage::encode(log),
             Sample::Output(lines) => storage::encode(lines),
             Sample::Values(values) => storage::encode(values),
+            Sample::Timeline(timeline) => storage::encode(timeline),
             Sample::StateCode(state) => Ok(vec![state_code(*state)]),
         }
         .unwrap()
@@ -69,6 +72,7 @@ impl Sample {
             Sample::Log(_) => Sample::Log(storage::decode(bytes).map_err(error)?),
             Sample::Output(_) => Sample::Output(storage::decode(bytes).map_err(error)?),
             Sample::Values(_) => Sample::Values(storage::decode(bytes).map_err(error)?),
+            Sample::Timeline(_) => Sample::Timeline(storage::decode(bytes).map_err(error)?),
             Sample::StateCode(_) => {
                 let [code] = bytes else { return Err(format!("{} bytes, not one", bytes.len())) };
                 let state = SessionState::ALL.iter().find(|state| state_code(**state) == *code);
@@ -512,6 +516,56 @@ fn samples() -> Vec<(&'static str, Sample)> {
                 ],
             }),
         ),
+        ("timeline_empty", Sample::Timeline(Timeline::default())),
+        (
+            "timeline_waits_and_faults",
+            Sample::Timeline(Timeline {
+                waits: vec![
+                    WaitRecord {
+                        slave: "y1".into(),
+                        stage_id: 41,
+                        what: "barrier up (3)".into(),
+                        started_unix_ms: T0 + 1_100,
+                        ended_unix_ms: T0 + 2_300,
+                        failure: None,
+                    },
+                    WaitRecord {
+                        slave: "y2".into(),
+                        stage_id: 42,
+                        what: "wait ready (1)".into(),
+                        started_unix_ms: T0 + 1_200,
+                        ended_unix_ms: T0 + 2_200,
+                        failure: Some("timed out after 1.0 s with 0 of 1".into()),
+                    },
+                ],
+                faults: vec![
+                    FaultRecord {
+                        id: 77,
+                        kind: "partition".into(),
+                        targets: vec!["y1".into(), "y2".into()],
+                        params: "y1 -- y2".into(),
+                        made_by: "y1".into(),
+                        stage_id: 41,
+                        started_unix_ms: T0 + 1_300,
+                        ended_unix_ms: Some(T0 + 2_400),
+                        details: vec!["y1: dropping all traffic to and from 10.0.0.2".into()],
+                        error: None,
+                    },
+                    FaultRecord {
+                        id: 78,
+                        kind: "netem".into(),
+                        targets: vec!["y2".into()],
+                        params: "y2: delay 100ms".into(),
+                        made_by: "y2".into(),
+                        stage_id: 42,
+                        started_unix_ms: T0 + 1_400,
+                        ended_unix_ms: None,
+                        details: Vec::new(),
+                        error: Some("y2: no netem".into()),
+                    },
+                ],
+            }),
+        ),
     ]);
     samples.extend(SessionState::ALL.iter().map(|&state| (state_code_sample(state), Sample::StateCode(state))));
     samples
@@ -702,6 +756,15 @@ fn held(sample: &Sample) -> BTreeSet<String> {
                 held.insert(format!("CheckSource::{:?}", check.source));
             }
         }
+        Sample::Timeline(timeline) => {
+            for wait in &timeline.waits {
+                held.insert(format!("WaitRecord.failure {}", some(&wait.failure)));
+            }
+            for fault in &timeline.faults {
+                held.insert(format!("FaultRecord.ended_unix_ms {}", some(&fault.ended_unix_ms)));
+                held.insert(format!("FaultRecord.error {}", some(&fault.error)));
+            }
+        }
         Sample::StateCode(state) => {
             held.insert(format!("state_code(SessionState::{state:?})"));
         }
@@ -838,7 +901,7 @@ fn every_option_field_is_pinned_set_and_unset() {
 // as the store reads an older store when it migrates it.
 
 /// The schemas before [`SCHEMA_VERSION`], each with a fixture and a test reading it below.
-const OLDER_SCHEMAS: &[u32] = &[1, 2];
+const OLDER_SCHEMAS: &[u32] = &[1, 2, 3];
 
 #[test]
 fn the_fixture_of_every_older_schema_is_kept_and_read() {
@@ -883,7 +946,7 @@ fn the_pinned_samples_of_schema_1_decode_with_the_v1_types_and_migrate_to_todays
             }
             // Unchanged by schema 2 (values: added by schema 3, so never pinned by schema 1):
             // today's types read them as they are.
-            Sample::Log(_) | Sample::Output(_) | Sample::Values(_) | Sample::StateCode(_) => {
+            Sample::Log(_) | Sample::Output(_) | Sample::Values(_) | Sample::Timeline(_) | Sample::StateCode(_) => {
                 assert_eq!(sample.decode_like(&bytes).as_ref(), Ok(sample), "{name}: reads as another value");
                 assert_eq!(sample.encode(), bytes, "{name}: reads back, but is not written so");
             }
@@ -893,16 +956,19 @@ fn the_pinned_samples_of_schema_1_decode_with_the_v1_types_and_migrate_to_todays
     assert_eq!(case_states, every, "every case state of schema 1 is pinned");
 }
 
-/// Schema 3 only added the `values` tree: each sample of schema 2 reads with today's types as
-/// today's sample of its name, and is written so again.
+/// Schema 3 only added the `values` tree, and schema 4 the `timelines` tree: each sample of
+/// schemas 2 and 3 reads with today's types as today's sample of its name, and is written so
+/// again.
 #[test]
-fn the_pinned_samples_of_schema_2_read_as_todays() {
-    let pinned = FIXTURES.read(2).expect("tests/golden/schema2.txt is kept");
-    let today: BTreeMap<&str, Sample> = samples().into_iter().collect();
-    for (name, hex) in &pinned {
-        let bytes = unhex(hex);
-        let sample = today.get(name.as_str()).unwrap_or_else(|| panic!("{name}: no sample of this name today"));
-        assert_eq!(sample.decode_like(&bytes).as_ref(), Ok(sample), "{name}: reads as another value");
-        assert_eq!(sample.encode(), bytes, "{name}: reads back, but is not written so");
+fn the_pinned_samples_of_schemas_2_and_3_read_as_todays() {
+    for schema in [2, 3] {
+        let pinned = FIXTURES.read(schema).unwrap_or_else(|| panic!("tests/golden/schema{schema}.txt is kept"));
+        let today: BTreeMap<&str, Sample> = samples().into_iter().collect();
+        for (name, hex) in &pinned {
+            let bytes = unhex(hex);
+            let sample = today.get(name.as_str()).unwrap_or_else(|| panic!("{name}: no sample of this name today"));
+            assert_eq!(sample.decode_like(&bytes).as_ref(), Ok(sample), "schema {schema}, {name}: reads as another value");
+            assert_eq!(sample.encode(), bytes, "schema {schema}, {name}: reads back, but is not written so");
+        }
     }
 }

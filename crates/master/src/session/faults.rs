@@ -11,6 +11,8 @@ use std::net::IpAddr;
 use super::engine::Now;
 use xrdtest_proto::{ApplyFault, FaultAction, FaultOp, FaultUntil, FromMaster, StageId, SyncReply};
 
+pub use xrdtest_model::FaultRecord;
+
 /// How long a target has to answer an apply or a heal before it counts as failed.
 pub const ANSWER_WITHIN_MS: u64 = 15_000;
 /// Most faults one session may make.
@@ -35,25 +37,6 @@ pub struct Context<'a> {
     pub deadman_ms: u64,
 }
 
-/// One fault of the session, for its record and timeline.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FaultRecord {
-    pub id: u64,
-    /// `partition`, `netem`, `pause`, `kill`.
-    pub kind: String,
-    pub targets: Vec<String>,
-    /// The parameters as people read them: `y1 -- y2 y3`, `delay 100ms`, `xrootd`.
-    pub params: String,
-    /// Who made it: the slave and the stage.
-    pub made_by: String,
-    pub stage_id: StageId,
-    pub started_unix_ms: u64,
-    /// When it was healed (or, for a kill, done); `None` while active.
-    pub ended_unix_ms: Option<u64>,
-    /// What each target said it did (`slave: detail`), and every error.
-    pub details: Vec<String>,
-    pub error: Option<String>,
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {

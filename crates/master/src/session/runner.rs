@@ -12,7 +12,7 @@ use tracing::{info, info_span, warn, Instrument};
 use xrdtest_defs::{Cluster, Suite};
 use xrdtest_proto::{FromMaster, StageCommand, StageId, StageResult};
 
-use crate::model::{now_ms, CaseState, RunState, SessionId, SessionRecord, SessionState};
+use crate::model::{now_ms, CaseState, RunState, SessionId, SessionRecord, SessionState, Timeline};
 use crate::peers::{PeerEvent, StageEvent};
 use crate::session::cluster::{bring_up, hold, host_tags, tear_down, ClusterLease, HeldCluster};
 use crate::session::coordination::Coordination;
@@ -326,7 +326,11 @@ async fn drive(
         while let Some(action) = todo.pop_front() {
             let answers = match action {
                 Action::Finish { state, reason } => {
-                    let (_waits, _faults) = coordination.at_end(master, &mut events, &now).await;
+                    let (waits, faults) = coordination.at_end(master, &mut events, &now).await;
+                    let id = engine.record().id;
+                    if let Err(err) = master.store().put_timeline(id, &Timeline { waits, faults }) {
+                        warn!(error = %err, "cannot store the session's waits and faults");
+                    }
                     return (engine.into_record(), state, reason);
                 }
                 Action::Save => {

@@ -12,6 +12,8 @@ use std::collections::{BTreeMap, HashMap};
 use super::engine::Now;
 use xrdtest_proto::{StageId, SyncCount, SyncEntry, SyncOp, SyncReply, SyncRequest};
 
+pub use xrdtest_model::WaitRecord;
+
 /// Longest signal, barrier or topic name, in bytes.
 pub const MAX_NAME_BYTES: usize = 128;
 /// Longest value, in bytes (one line).
@@ -49,18 +51,6 @@ pub struct Reply {
     pub reply: SyncReply,
 }
 
-/// A finished wait, for the session's timeline.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct WaitRecord {
-    pub slave: String,
-    pub stage_id: StageId,
-    /// What it waited for, as people read it: `barrier up (3)`.
-    pub what: String,
-    pub started_unix_ms: u64,
-    pub ended_unix_ms: u64,
-    /// `None`: met; else why not.
-    pub failure: Option<String>,
-}
 
 #[derive(Debug)]
 struct Waiter {
