@@ -14,7 +14,7 @@ use xrdtest_proto::{LogFile, StageId};
 
 use crate::master::Master;
 use crate::model::api::{PlanView, RunRequest};
-use crate::model::{RunState, SessionId, SessionRecord, SessionState, SessionSummary, StageValues, Trigger};
+use crate::model::{RunState, SessionId, SessionRecord, SessionState, SessionSummary, StageValues, Timeline, Trigger};
 use xrdtest_report::data::{SessionData, TAIL_LINES};
 
 pub use crate::catalog::{Definitions, Origin, RepoStatus};
@@ -168,6 +168,11 @@ impl CoreHandle {
     /// What a stage run reported: its results and checks (empty if nothing).
     pub fn values(&self, stage_id: StageId) -> Result<StageValues, StoreError> {
         self.master.store.values(stage_id)
+    }
+
+    /// The sync waits and faults of a session (empty if none were kept).
+    pub fn timeline(&self, id: SessionId) -> Result<Timeline, StoreError> {
+        self.master.store.timeline(id)
     }
 
     /// What every run of a session reported, by stage id.

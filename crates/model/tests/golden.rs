@@ -967,7 +967,11 @@ fn the_pinned_samples_of_schemas_2_and_3_read_as_todays() {
         for (name, hex) in &pinned {
             let bytes = unhex(hex);
             let sample = today.get(name.as_str()).unwrap_or_else(|| panic!("{name}: no sample of this name today"));
-            assert_eq!(sample.decode_like(&bytes).as_ref(), Ok(sample), "schema {schema}, {name}: reads as another value");
+            assert_eq!(
+                sample.decode_like(&bytes).as_ref(),
+                Ok(sample),
+                "schema {schema}, {name}: reads as another value"
+            );
             assert_eq!(sample.encode(), bytes, "schema {schema}, {name}: reads back, but is not written so");
         }
     }

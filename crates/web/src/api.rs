@@ -32,6 +32,7 @@ pub fn router(core: CoreHandle, auth: std::sync::Arc<crate::auth::AuthState>) ->
         .route("/api/sessions", get(sessions))
         .route("/api/sessions/{id}", get(session))
         .route("/api/sessions/{id}/cancel", post(cancel_session))
+        .route("/api/sessions/{id}/timeline", get(session_timeline))
         .route("/api/stages/{stage_id}/output", get(stage_output))
         .route("/api/stages/{stage_id}/logs", get(stage_logs))
         .route("/api/stages/{stage_id}/values", get(stage_values))
@@ -190,6 +191,14 @@ async fn session(State(core): State<CoreHandle>, Path(id): Path<SessionId>) -> R
         Some(record) => Ok(Json(record).into_response()),
         None => Err(ApiError(StatusCode::NOT_FOUND, format!("no session {id}"))),
     }
+}
+
+/// The sync waits and faults of a session's scripts (kept when the session ends).
+async fn session_timeline(State(core): State<CoreHandle>, Path(id): Path<SessionId>) -> Result<Response, ApiError> {
+    if core.session(id).map_err(internal)?.is_none() {
+        return Err(ApiError(StatusCode::NOT_FOUND, format!("no session {id}")));
+    }
+    Ok(Json(core.timeline(id).map_err(internal)?).into_response())
 }
 
 async fn cancel_session(

@@ -8,9 +8,11 @@
 //! a hollow mark on the x axis and breaks its line. Every point links to its session and
 //! has a tooltip. A pure function of its input, so it is unit-tested as text.
 //!
-//! [`metric`] draws each reported result's chart on the same x axis (`Bands`).
+//! [`metric`] draws each reported result's chart on the same x axis (`Bands`); [`timeline`]
+//! draws a session's stage runs, sync waits and fault windows per slave.
 
 pub mod metric;
+pub mod timeline;
 
 use std::fmt::Write;
 

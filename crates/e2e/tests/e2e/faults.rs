@@ -149,6 +149,42 @@ fn partitions_block_tcp_until_healed_and_pauses_stop_processes() {
     for name in ["fa", "fc"] {
         assert_eq!(xrdtest_tables(&hosts, name), "", "the session's end leaves no rule on {name}");
     }
+
+    // Every fault is in the session's record, healed, with its targets and parameters.
+    let timeline = api.get(&format!("/api/sessions/{id}/timeline"));
+    let faults = timeline["faults"].as_array().cloned().unwrap_or_default();
+    let described: Vec<String> = faults
+        .iter()
+        .map(|f| {
+            format!("{} {} [{}]", f["kind"].as_str().unwrap_or("?"), f["params"].as_str().unwrap_or("?"), f["targets"])
+        })
+        .collect();
+    assert_eq!(
+        described,
+        [
+            "partition fa -- fc [[\"fa\",\"fc\"]]",
+            "partition fa -- fc [[\"fa\",\"fc\"]]",
+            "pause fc: sleep 4321 [[\"fc\"]]"
+        ],
+        "{timeline}"
+    );
+    for fault in &faults {
+        let (started, ended) = (fault["started_unix_ms"].as_u64().unwrap_or(0), fault["ended_unix_ms"].as_u64());
+        assert!(ended.is_some_and(|ended| ended >= started && started > 0), "healed: {fault}");
+        assert!(fault["error"].is_null(), "{fault}");
+    }
+    let waits = timeline["waits"].as_array().map(Vec::len).unwrap_or(0);
+    assert!(waits >= 8, "the sync waits are kept too: {timeline}");
+    // The session page draws them: a fault window per target, a wait mark per wait.
+    let page = api.get(&format!("/sessions/{id}"));
+    let page = page.as_str().unwrap_or_default();
+    assert_eq!(page.matches("class=\"tl-fault\"").count(), 5, "2 + 2 + 1 fault windows");
+    assert_eq!(page.matches("class=\"tl-wait\"").count(), waits);
+    assert!(
+        page.contains(" partition: fa -- fc (") && page.contains(" pause: fc: sleep 4321 ("),
+        "fault tooltips: {page}"
+    );
+    assert!(page.contains("<table id=\"faults\">"), "{page}");
 }
 
 #[test]

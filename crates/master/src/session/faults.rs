@@ -37,7 +37,6 @@ pub struct Context<'a> {
     pub deadman_ms: u64,
 }
 
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
     Applying,

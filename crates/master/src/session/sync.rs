@@ -51,7 +51,6 @@ pub struct Reply {
     pub reply: SyncReply,
 }
 
-
 #[derive(Debug)]
 struct Waiter {
     slave: String,

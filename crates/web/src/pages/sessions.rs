@@ -354,6 +354,21 @@ struct SessionPage {
     /// Results and checks of every run (at most a cap of them), and how many there are.
     values: Vec<ValueRow>,
     values_total: usize,
+    /// The timeline (SVG) of stage runs, sync waits and faults; empty before anything ran.
+    timeline: String,
+    /// The faults of the session, for the table under the timeline.
+    faults: Vec<FaultRow>,
+}
+
+/// One fault of a session, as the session page lists it.
+struct FaultRow {
+    id: u64,
+    kind: String,
+    params: String,
+    made_by: String,
+    started: String,
+    held: String,
+    outcome: String,
 }
 
 pub async fn session_page(
@@ -379,7 +394,28 @@ pub async fn session_page(
         Ok(values) => session_rows(&record, &values),
         Err(err) => return store_error(&state, &viewer, &uri, err),
     };
+    let timeline = match state.core.timeline(id) {
+        Ok(timeline) => timeline,
+        Err(err) => return store_error(&state, &viewer, &uri, err),
+    };
     let now = now_ms();
+    let faults = timeline
+        .faults
+        .iter()
+        .map(|fault| FaultRow {
+            id: fault.id,
+            kind: fault.kind.clone(),
+            params: fault.params.clone(),
+            made_by: fault.made_by.clone(),
+            started: format::time(fault.started_unix_ms),
+            held: match fault.ended_unix_ms {
+                Some(ended) => format!("{:.1} s", ended.saturating_sub(fault.started_unix_ms) as f64 / 1000.0),
+                None => "not known to be healed".into(),
+            },
+            outcome: fault.error.clone().unwrap_or_else(|| fault.details.join("; ")),
+        })
+        .collect();
+    let timeline_svg = crate::svg::timeline::timeline_svg(&record, &timeline, now).unwrap_or_default();
     let update = session_update(&record, now);
     let (slaves, rows) = grid(&record, now);
     let percent = (update.done * 100).checked_div(update.total).unwrap_or(0);
@@ -400,6 +436,8 @@ pub async fn session_page(
         options: option_rows(&record.options),
         values,
         values_total,
+        timeline: timeline_svg,
+        faults,
     })
 }
 
