@@ -384,6 +384,7 @@ impl Slave {
         let mut tags = command.tags.clone();
         tags.insert("slavename".into(), self.config.name.clone());
         tags.entry("diskmounts".into()).or_default();
+        tags.entry("roles".into()).or_default();
         let work_dir = self.config.work_dir.join("sessions").join(&command.session_id);
         let roster = self.state().roster(&command.session_id, &command.slaves);
         let slaves = match roster {
@@ -407,6 +408,8 @@ impl Slave {
             ("XRDTEST_STAGE_ID".to_string(), stage_id.to_string()),
             ("XRDTEST_SYNC".to_string(), self.sync_socket_path()),
             ("XRDTEST_SLAVE_BIN".to_string(), current_exe()),
+            // The master sends each slave's roles as its `roles` tag.
+            ("XRDTEST_ROLES".to_string(), tags.get("roles").cloned().unwrap_or_default()),
         ];
         let spec = StageSpec {
             stage_id,

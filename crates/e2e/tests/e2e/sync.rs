@@ -57,11 +57,17 @@ fn signals_barriers_and_topics_order_the_slaves_of_a_session() {
              leader=$(sync_subscribe leader)\n\
              [ \"$leader\" = y2 ] || {{ echo \"wrong leader: $leader\"; exit 1; }}\n\
              # A barrier used again counts a new round.\n\
-             sync_barrier up --count 3 --timeout 20s\n",
+             sync_barrier up --count 3 --timeout 20s\n\
+             # Roles: in the environment, as a tag, and as a count.\n\
+             echo \"roles: [$XRDTEST_ROLES] [@roles@]\"\n\
+             if [[ \" $XRDTEST_ROLES \" == *\" worker \"* ]]; then sync_barrier workers --count role:worker --timeout 10s; fi\n",
             arrived = stamp(&log, "arrived"),
             left = stamp(&log, "left"),
         );
-        vec![Suite::new("ts_sync", &SLAVES).init(init).case(Case::new("rendezvous").run(run))]
+        vec![Suite::new("ts_sync", &SLAVES)
+            .extra("[roles]\nworker = [\"y2\", \"y3\"]\nleader = [\"y2\"]\n")
+            .init(init)
+            .case(Case::new("rendezvous").run(run))]
     });
     let log = env.path().join("sync.log");
     env.start_slaves(&SLAVES);
@@ -92,6 +98,11 @@ fn signals_barriers_and_topics_order_the_slaves_of_a_session() {
     assert!(barrier.contains("from y1 y2 y3"), "{barrier}");
     let published = api.run_output(&session, "CaseRun", "y2");
     assert!(published.contains("sync: publish leader"), "{published}");
+    assert!(published.contains("roles: [leader worker] [leader worker]"), "{published}");
+    assert!(published.contains("sync: barrier workers (role:worker): done after"), "{published}");
+    assert!(published.contains("from y2 y3"), "{published}");
+    let y1 = api.run_output(&session, "CaseRun", "y1");
+    assert!(y1.contains("roles: [] []") && !y1.contains("barrier workers"), "{y1}");
 }
 
 #[test]
