@@ -59,8 +59,39 @@ fn pair_suite() -> Suite {
                grep -q 'hello from server.pair.test via server.pair.test' /tmp/hello.txt\n\
              fi\n",
         ))
+        .case(Case::new("netem").run(NETEM_CASE))
         .finalize("pkill -f 'httpd -p 8080' || true\n")
 }
+
+/// The client measures its TCP connect round trip to the server's address (the best of 5), then with
+/// a netem delay of 100 ms on itself (named by its cluster role), then healed; the checks
+/// fail the stage unless the delay added about 100 ms and the heal took it away.
+const NETEM_CASE: &str = "source \"$XRDTEST_FUNCTIONS\"\n\
+     set -e\n\
+     [ \"@roles@\" = \"$XRDTEST_ROLES\" ] && echo \"roles: @roles@\"\n\
+     if [ \"$XRDTEST_SLAVE\" = client.pair.test ]; then\n\
+       # By address: a name looked up at each connect would add the DNS round trip.\n\
+       server=$(getent hosts server.pair.test | awk '{print $1}')\n\
+       rtt() {\n\
+         local best=999999 t0 t1 i\n\
+         for i in 1 2 3 4 5; do\n\
+           t0=${EPOCHREALTIME/./}; exec 3<>/dev/tcp/$server/8080; t1=${EPOCHREALTIME/./}; exec 3>&-\n\
+           (( (t1 - t0) / 1000 < best )) && best=$(( (t1 - t0) / 1000 ))\n\
+         done\n\
+         echo $best\n\
+       }\n\
+       base=$(rtt); echo \"rtt before: $base ms\"\n\
+       fault_netem role:client delay 100ms\n\
+       tc qdisc show dev eth0\n\
+       slow=$(rtt); echo \"rtt with netem: $slow ms\"\n\
+       fault_heal\n\
+       after=$(rtt); echo \"rtt healed: $after ms\"\n\
+       result rtt_before_ms $base ms; result rtt_netem_ms $slow ms; result rtt_healed_ms $after ms\n\
+       if (( slow - base >= 80 && slow - base <= 250 )); then check netem_adds_delay pass\n\
+       else check netem_adds_delay fail \"before $base ms, with netem $slow ms\"; fi\n\
+       if (( after - base <= 60 )); then check heal_removes_delay pass\n\
+       else check heal_removes_delay fail \"before $base ms, healed $after ms\"; fi\n\
+     fi\n";
 
 fn broken_suite() -> Suite {
     Suite::new("ts_vm_broken", &["lone"]).extra("cluster = \"cluster_broken\"").case(Case::new("never"))
@@ -131,7 +162,7 @@ fn a_cluster_of_vms_runs_a_suite_and_vanishes() {
         consoles(&hv_dir),
         xrdtest_e2e::tail(&hypervisor.log(), 60)
     );
-    for stage in ["suite_init", "case_run:fetch", "suite_finalize"] {
+    for stage in ["suite_init", "case_run:fetch", "case_run:netem", "suite_finalize"] {
         for slave in ["server.pair.test", "client.pair.test"] {
             assert_eq!(run_state(&session, stage, slave), "passed", "{stage} on {slave}");
         }
@@ -144,6 +175,15 @@ fn a_cluster_of_vms_runs_a_suite_and_vanishes() {
         xrdtest_e2e::stage_run(&session, "case_run:fetch", "client.pair.test")["stage_id"].as_u64().expect("stage id"),
     );
     assert!(fetched.iter().any(|l| l.contains("hello from server.pair.test")), "{fetched:?}");
+    let netem = api.output(
+        xrdtest_e2e::stage_run(&session, "case_run:netem", "client.pair.test")["stage_id"].as_u64().expect("stage id"),
+    );
+    assert!(netem.iter().any(|l| l.contains("roles: client")), "{netem:?}");
+    assert!(netem.iter().any(|l| l.contains("qdisc netem 1: root")), "{netem:?}");
+    eprintln!(
+        "netem in the VM: {}",
+        netem.iter().filter(|l| l.contains("rtt ")).cloned().collect::<Vec<_>>().join("; ")
+    );
     assert_eq!(libvirt_leftovers("pair"), Vec::<String>::new());
 
     // 2b. By hand, with the CLI: `cluster start --wait` brings the cluster up; a session of
