@@ -219,7 +219,8 @@ fn parse_signal(text: &str) -> Result<i32, String> {
 }
 
 /// Runs `fault ...` inside a stage: `words` are those after `fault`. Returns the exit
-/// status: 0 applied (or healed), 1 refused or failed, 2 a usage error or not in a stage.
+/// status: 0 applied (or healed), 1 refused or failed (and a failed check `fault:KIND` is
+/// recorded, which fails the stage), 2 a usage error or not in a stage.
 pub fn run(words: &[String]) -> i32 {
     if words.first().is_some_and(|w| w == "--help" || w == "-h" || w == "help") {
         println!("{USAGE}");
@@ -240,21 +241,30 @@ pub fn run(words: &[String]) -> i32 {
         }
     };
     let what = words.join(" ");
+    let kind = words.first().cloned().unwrap_or_default();
     let request = LocalRequest { stage_id, op: LocalOp::Fault(op), timeout_ms: None };
-    match ask(&socket, &request) {
+    let failure = match ask(&socket, &request) {
         Ok(SyncReply::Done { .. }) => {
             eprintln!("fault: {what}: done");
-            0
+            return 0;
         }
-        Ok(SyncReply::Failed { reason }) => {
-            eprintln!("fault: {what}: failed: {reason}");
-            1
-        }
-        Err(err) => {
-            eprintln!("fault: {what}: {err}");
-            1
-        }
+        Ok(SyncReply::Failed { reason }) => reason,
+        Err(err) => err,
+    };
+    eprintln!("fault: {what}: failed: {failure}");
+    // A fault that could not be made fails its stage, even when the script goes on.
+    if let Err(err) = record_failed_check(&kind, &failure) {
+        eprintln!("fault: cannot record the failed check: {err}");
     }
+    1
+}
+
+/// Appends `check fault:KIND fail REASON` to the stage's results file ($XRDTEST_RESULTS).
+fn record_failed_check(kind: &str, reason: &str) -> Result<(), String> {
+    let path = std::env::var_os("XRDTEST_RESULTS").ok_or("XRDTEST_RESULTS is not set")?;
+    let line = format!("check fault:{kind} fail {}\n", reason.replace(['\n', '\r'], " "));
+    let mut file = std::fs::OpenOptions::new().append(true).create(true).open(&path).map_err(|e| e.to_string())?;
+    std::io::Write::write_all(&mut file, line.as_bytes()).map_err(|e| e.to_string())
 }
 
 #[cfg(test)]

@@ -57,21 +57,22 @@ fn xrdtest_tables(hosts: &Hosts, name: &str) -> String {
     String::from_utf8_lossy(&output.stdout).lines().filter(|l| l.contains("xrdtest_f")).collect::<Vec<_>>().join(", ")
 }
 
-/// fc listens on PORT while fa, in `body`, checks what reaches it.
-fn listener_and_checker(fc_ip: &str, body: &str) -> String {
+/// fc listens on PORT while fa, in `body`, checks what reaches it. Signals last the whole
+/// session, so each use names its own (`step`).
+fn listener_and_checker(step: &str, fc_ip: &str, body: &str) -> String {
     format!(
         "source \"$XRDTEST_FUNCTIONS\"\n\
          set -euo pipefail\n\
          if [ \"$XRDTEST_SLAVE\" = fc ]; then\n\
            python3 -m http.server {PORT} --bind {fc_ip} >/dev/null 2>&1 & srv=$!\n\
            wait_for_port {fc_ip} {PORT} --timeout 10s\n\
-           sync_signal listening\n\
-           sync_wait checked --timeout 60s\n\
+           sync_signal {step}_listening\n\
+           sync_wait {step}_checked --timeout 60s\n\
            kill $srv\n\
          else\n\
-           sync_wait listening --timeout 30s\n\
+           sync_wait {step}_listening --timeout 30s\n\
            {body}\
-           sync_signal checked\n\
+           sync_signal {step}_checked\n\
          fi\n"
     )
 }
@@ -84,6 +85,7 @@ fn partitions_block_tcp_until_healed_and_pauses_stop_processes() {
     let hosts = Hosts::up("xfa", 61, &["fa", "fc"]);
     let fc_ip = hosts.ip("fc");
     let partition = listener_and_checker(
+        "partition",
         &fc_ip,
         &format!(
             "wait_for_port {fc_ip} {PORT} --timeout 5s\n\
@@ -103,6 +105,7 @@ fn partitions_block_tcp_until_healed_and_pauses_stop_processes() {
     let left_on = "source \"$XRDTEST_FUNCTIONS\"\n\
                    if [ \"$XRDTEST_SLAVE\" = fa ]; then fault_partition role:client -- role:server; fi\n";
     let after = listener_and_checker(
+        "after",
         &fc_ip,
         &format!(
             "if nft list tables | grep -q xrdtest_f; then check auto_healed fail 'a rule is left'; fi\n\
@@ -140,7 +143,18 @@ fn partitions_block_tcp_until_healed_and_pauses_stop_processes() {
 
     let id = api.run("ts_faults");
     let session = api.wait_final(id, Duration::from_secs(180));
-    assert_eq!(state(&session), "passed", "{}", summarize(&session));
+    if state(&session) != "passed" {
+        let failed: Vec<String> = ["case_finalize:heals_itself", "case_run:partition", "case_run:pause"]
+            .iter()
+            .flat_map(|stage| ["fa", "fc"].map(|slave| (stage, slave)))
+            .filter(|(stage, slave)| xrdtest_e2e::run_state(&session, stage, slave) != "passed")
+            .map(|(stage, slave)| {
+                let run = xrdtest_e2e::stage_run(&session, stage, slave);
+                format!("{stage} on {slave}:\n{}", api.output(run["stage_id"].as_u64().unwrap_or(0)).join("\n"))
+            })
+            .collect();
+        panic!("{}\n{}", summarize(&session), failed.join("\n"));
+    }
     let made = api.run_output(&session, "CaseRun", "fa");
     assert!(made.contains("fault: partition fa -- fc: done"), "{made}");
     assert!(made.contains("table inet xrdtest_f"), "the rule was there while it held: {made}");
@@ -224,4 +238,34 @@ fn a_fault_heals_itself_when_the_master_is_gone() {
         let log = slave.log();
         assert!(log.contains("the master is away past the dead-man time"), "{}: {log}", slave.name);
     }
+}
+
+/// Needs no namespaces: two slaves on one host share its address, so a partition between
+/// them cannot be made. The script ignores the failure and exits 0; its stage fails anyway,
+/// with the reason as a failed check, and nothing was applied on either side.
+#[test]
+fn a_fault_that_cannot_be_made_fails_its_stage() {
+    let run = "source \"$XRDTEST_FUNCTIONS\"\n\
+               if [ \"$XRDTEST_SLAVE\" = q1 ]; then fault_partition q1 -- q2 || echo \"status $?\"; fi\n\
+               exit 0\n";
+    let mut env = Env::new(
+        &[Suite::new("ts_fault_refused", &["q1", "q2"]).case(Case::new("share").run(run))],
+        MasterOptions::default(),
+    );
+    env.start_slaves(&["q1", "q2"]);
+    let api = env.api();
+    let id = api.run("ts_fault_refused");
+    let session = api.wait_final(id, Duration::from_secs(60));
+    assert_eq!(state(&session), "failed", "{}", summarize(&session));
+    let output = api.run_output(&session, "CaseRun", "q1");
+    assert!(output.contains("share the address 127.0.0.1: a partition between them cannot be made"), "{output}");
+    assert!(output.contains("status 1"), "{output}");
+    let run = xrdtest_e2e::stage_run(&session, "case_run:share", "q1");
+    assert_eq!(run["state"], "failed", "{run}");
+    let values = api.get(&format!("/api/stages/{}/values", run["stage_id"]));
+    let check = &values["checks"][0];
+    assert_eq!((check["name"].as_str(), check["passed"].as_bool()), (Some("fault:partition"), Some(false)), "{values}");
+    assert!(check["message"].as_str().is_some_and(|m| m.contains("cannot be made")), "{values}");
+    let timeline = api.get(&format!("/api/sessions/{id}/timeline"));
+    assert_eq!(timeline["faults"].as_array().map(Vec::len), Some(0), "refused before anything was applied: {timeline}");
 }

@@ -130,6 +130,8 @@ impl Coordination {
         clock: &Clock<'_>,
     ) {
         let case = case_of(engine, index);
+        // A fault still being applied is healed once it is in place, not left behind.
+        self.settle(master, events, clock).await;
         let out = self.faults.heal_before(index, case.as_deref(), clock().0);
         self.perform(master, out).await;
         self.settle(master, events, clock).await;
@@ -142,6 +144,7 @@ impl Coordination {
         events: &mut Events,
         clock: &Clock<'_>,
     ) -> (Vec<WaitRecord>, Vec<FaultRecord>) {
+        self.settle(master, events, clock).await;
         let out = self.faults.heal_all(clock().0);
         self.perform(master, out).await;
         self.settle(master, events, clock).await;
