@@ -689,9 +689,8 @@ impl Slave {
             let state = self.state();
             (state.link_generation, state.deadman_ms)
         };
-        if self.faults.held().is_empty() {
-            return;
-        }
+        // Armed even with nothing held: an apply still running when the link dropped is
+        // held by the time the timer fires.
         let slave = self.clone();
         tokio::spawn(async move {
             tokio::time::sleep(Duration::from_millis(deadman_ms)).await;
@@ -706,13 +705,13 @@ impl Slave {
         });
     }
 
+    /// Heals every fault held, after any apply still running (see [`Faults::heal_all`]).
     async fn heal_all_faults(&self, why: &str) {
-        if self.faults.held().is_empty() {
-            return;
-        }
-        warn!(reason = why, "healing every fault applied here");
         let faults = self.faults.clone();
         if let Ok(results) = tokio::task::spawn_blocking(move || faults.heal_all()).await {
+            if !results.is_empty() {
+                warn!(reason = why, faults = results.len(), "healed every fault applied here");
+            }
             for (fault_id, result) in results {
                 match result {
                     Ok(detail) => info!(fault_id, %detail, "fault healed"),

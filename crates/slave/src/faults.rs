@@ -15,7 +15,7 @@ use std::sync::Mutex;
 use xrdtest_proto::FaultAction;
 
 /// What was done for one fault, to undo at its heal.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 enum Held {
     /// An nft table of its own.
     NftTable(String),
@@ -34,11 +34,21 @@ pub struct Faults {
     /// The master's `host:port`: the device its route leaves by is the one shaped.
     master: String,
     held: Mutex<BTreeMap<u64, Held>>,
+    /// Held through each apply and heal, so that a heal of everything (the dead-man timer,
+    /// a shutdown) waits for an apply still running instead of missing what it makes.
+    operation: Mutex<()>,
 }
+
+/// Longest a command (nft, tc, pgrep...) may take before it is killed and counted as failed.
+const COMMAND_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 impl Faults {
     pub fn new(own_exe: PathBuf, master: String) -> Faults {
-        Faults { own_exe, master, held: Mutex::new(BTreeMap::new()) }
+        Faults { own_exe, master, held: Mutex::new(BTreeMap::new()), operation: Mutex::new(()) }
+    }
+
+    fn operation(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.operation.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// The ids of the faults applied and not yet healed.
@@ -49,6 +59,7 @@ impl Faults {
     /// Applies one fault. `Ok` says what was done; `Err` why nothing was (a fault half
     /// applied is undone before the error is returned).
     pub fn apply(&self, id: u64, action: &FaultAction) -> Result<String, String> {
+        let _operation = self.operation();
         if self.lock().contains_key(&id) {
             return Ok(format!("fault {id} is already applied"));
         }
@@ -63,7 +74,13 @@ impl Faults {
             }
             FaultAction::Pause { pattern } => {
                 let pids = self.matching(pattern)?;
-                pause(&pids)?
+                // Stopped already (by another fault, or by the test itself): not ours to
+                // continue at the heal.
+                let running: Vec<i32> = pids.iter().copied().filter(|&pid| !is_stopped(pid)).collect();
+                if running.is_empty() {
+                    return Err(format!("every process matching `{pattern}` is stopped already"));
+                }
+                pause(&running)?
             }
             FaultAction::Kill { pattern, signal } => {
                 let pids = self.matching(pattern)?;
@@ -75,18 +92,41 @@ impl Faults {
     }
 
     /// Heals one fault; a fault not held (healed already, or never applied) is a success.
+    /// A heal that fails keeps the fault held, to be tried again (by the next heal, the
+    /// dead-man timer or the shutdown).
     pub fn heal(&self, id: u64) -> Result<String, String> {
+        let _operation = self.operation();
         let held = self.lock().remove(&id);
         match held {
-            Some(held) => undo(held),
+            Some(held) => self.undo_or_keep(id, held),
             None => Ok(format!("fault {id} is not applied here")),
         }
     }
 
     /// Heals every fault held, each on its own.
     pub fn heal_all(&self) -> Vec<(u64, Result<String, String>)> {
+        let _operation = self.operation();
         let all = std::mem::take(&mut *self.lock());
-        all.into_iter().map(|(id, held)| (id, undo(held))).collect()
+        all.into_iter().map(|(id, held)| (id, self.undo_or_keep(id, held))).collect()
+    }
+
+    fn undo_or_keep(&self, id: u64, held: Held) -> Result<String, String> {
+        // Pids another pause still holds stay stopped.
+        let keep_stopped: Vec<i32> = self
+            .lock()
+            .values()
+            .filter_map(|h| match h {
+                Held::Paused(pids) => Some(pids.iter().map(|(pid, _)| *pid)),
+                _ => None,
+            })
+            .flatten()
+            .collect();
+        let retry = held.clone();
+        let result = undo(held, &keep_stopped);
+        if result.is_err() {
+            self.lock().insert(id, retry);
+        }
+        result
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<u64, Held>> {
@@ -108,10 +148,15 @@ impl Faults {
     /// The processes whose command line matches `pattern` (pgrep -f), this program's own
     /// (the slave, the `fault` command that asked) left out.
     fn matching(&self, pattern: &str) -> Result<Vec<i32>, String> {
-        let output = Command::new("pgrep")
+        let child = Command::new("pgrep")
             .args(["-f", "--", pattern])
-            .output()
+            .env("PATH", search_path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
             .map_err(|err| format!("cannot run pgrep (procps): {err}"))?;
+        let output = wait_bounded(child, COMMAND_TIMEOUT).map_err(|err| format!("pgrep -f {pattern:?}: {err}"))?;
         match output.status.code() {
             Some(0) | Some(1) => {}
             _ => {
@@ -152,7 +197,7 @@ fn partition(id: u64, peers: &[IpAddr]) -> Result<(Held, String), String> {
         let held = Held::IptablesChain { chain: chain.clone(), v4, v6 };
         if let Err(err) = iptables_partition(&chain, peers, v4, v6) {
             // Whatever was made before the failure goes.
-            let _ = undo(held);
+            let _ = undo(held, &[]);
             return Err(err);
         }
         return Ok((held, format!("{detail} (iptables chain {chain})")));
@@ -288,7 +333,7 @@ fn send_signal(pids: &[i32], signal: i32) -> Result<String, String> {
     Ok(format!("sent signal {signal} to pids {}", sent.join(" ")))
 }
 
-fn undo(held: Held) -> Result<String, String> {
+fn undo(held: Held, keep_stopped: &[i32]) -> Result<String, String> {
     match held {
         Held::NftTable(table) => {
             run("nft", &["delete", "table", "inet", &table])?;
@@ -325,7 +370,7 @@ fn undo(held: Held) -> Result<String, String> {
             let mut resumed = Vec::new();
             for (pid, start) in pids {
                 // A pid whose process has ended (or been reused) is left alone.
-                if start_time(pid) == Some(start) {
+                if start_time(pid) == Some(start) && !keep_stopped.contains(&pid) {
                     // SAFETY: as in `pause`.
                     if unsafe { libc::kill(pid, libc::SIGCONT) } == 0 {
                         resumed.push(pid.to_string());
@@ -356,14 +401,21 @@ fn start_time(pid: i32) -> Option<u64> {
     rest.split_whitespace().nth(19)?.parse().ok()
 }
 
+/// Whether process `pid` is stopped (state T).
+fn is_stopped(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| stat.rfind(')').map(|end| stat[end + 1..].trim_start().starts_with('T')))
+        .unwrap_or(false)
+}
+
 /// Whether process `pid` runs `program`.
 fn is_program(pid: i32, program: &Path) -> bool {
     std::fs::read_link(format!("/proc/{pid}/exe")).is_ok_and(|exe| exe == program)
 }
 
 fn has_program(name: &str) -> bool {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path).chain(["/usr/sbin", "/sbin"].map(PathBuf::from)).any(|dir| dir.join(name).is_file())
+    std::env::split_paths(&search_path()).any(|dir| dir.join(name).is_file())
 }
 
 /// Runs a command and returns its stdout; an error names the command and gives its stderr.
@@ -375,7 +427,7 @@ fn run_with_input(program: &str, args: &[&str], input: &str) -> Result<String, S
     let shown = format!("{program} {}", args.join(" "));
     let mut child = Command::new(program)
         .args(args)
-        .env("PATH", sbin_path())
+        .env("PATH", search_path())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -385,7 +437,7 @@ fn run_with_input(program: &str, args: &[&str], input: &str) -> Result<String, S
         // A command that reads no input may have closed it already.
         let _ = stdin.write_all(input.as_bytes());
     }
-    let output = child.wait_with_output().map_err(|err| format!("{shown}: {err}"))?;
+    let output = wait_bounded(child, COMMAND_TIMEOUT).map_err(|err| format!("{shown}: {err}"))?;
     if output.status.success() {
         Ok(String::from_utf8_lossy(&output.stdout).trim().to_string())
     } else {
@@ -394,8 +446,41 @@ fn run_with_input(program: &str, args: &[&str], input: &str) -> Result<String, S
     }
 }
 
-/// PATH with the sbin folders, where nft, iptables, tc and ip live, appended.
-fn sbin_path() -> std::ffi::OsString {
+/// Waits for a child's output; kills it past `timeout` (its pipes are read meanwhile, so
+/// a chatty child cannot block on a full pipe).
+fn wait_bounded(mut child: std::process::Child, timeout: std::time::Duration) -> Result<std::process::Output, String> {
+    let drain = |pipe: Option<Box<dyn std::io::Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut buffer = Vec::new();
+            if let Some(mut pipe) = pipe {
+                let _ = pipe.read_to_end(&mut buffer);
+            }
+            buffer
+        })
+    };
+    let read_out = drain(child.stdout.take().map(|p| Box::new(p) as Box<dyn std::io::Read + Send>));
+    let read_err = drain(child.stderr.take().map(|p| Box::new(p) as Box<dyn std::io::Read + Send>));
+    let deadline = std::time::Instant::now() + timeout;
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break status,
+            Ok(None) if std::time::Instant::now() >= deadline => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(format!("no answer within {} s: killed", timeout.as_secs()));
+            }
+            Ok(None) => std::thread::sleep(std::time::Duration::from_millis(5)),
+            Err(err) => return Err(err.to_string()),
+        }
+    };
+    let stdout = read_out.join().unwrap_or_default();
+    let stderr = read_err.join().unwrap_or_default();
+    Ok(std::process::Output { status, stdout, stderr })
+}
+
+/// PATH with the sbin folders, where nft, iptables, tc and ip live, appended: every command
+/// here is looked up and run with it.
+fn search_path() -> std::ffi::OsString {
     let mut dirs: Vec<PathBuf> = std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()).collect();
     for extra in ["/usr/sbin", "/sbin", "/usr/bin", "/bin"] {
         if !dirs.iter().any(|d| d == Path::new(extra)) {
@@ -473,6 +558,31 @@ mod tests {
         assert!(faults.heal(3).unwrap().contains("not applied"));
         child.kill().unwrap();
         child.wait().unwrap();
+    }
+
+    #[test]
+    fn overlapping_pauses_and_processes_stopped_already_stay_stopped() {
+        let mut ours = Command::new("sleep").arg("31").spawn().unwrap();
+        let mut theirs = Command::new("sleep").arg("32").spawn().unwrap();
+        let (ours_pid, theirs_pid) = (ours.id() as i32, theirs.id() as i32);
+        // SAFETY: signalling our own children.
+        unsafe { libc::kill(theirs_pid, libc::SIGSTOP) };
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        let faults = Faults::new(PathBuf::from("/nonexistent/own-exe"), "127.0.0.1:1".into());
+        let pause = |pattern: &str| FaultAction::Pause { pattern: pattern.into() };
+        let detail = faults.apply(1, &pause("^sleep 3[12]$")).unwrap();
+        assert!(detail.contains(&ours_pid.to_string()) && !detail.contains(&theirs_pid.to_string()), "{detail}");
+        assert!(faults.apply(2, &pause("^sleep 32$")).unwrap_err().contains("stopped already"));
+        // A second pause of a process the first one stopped is refused, not stacked.
+        assert!(faults.apply(3, &pause("^sleep 31$")).unwrap_err().contains("stopped already"));
+        faults.heal(1).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        assert!(!is_stopped(ours_pid), "fault 1 continued what it stopped");
+        assert!(is_stopped(theirs_pid), "stopped before any fault: left stopped");
+        for mut child in [ours, theirs] {
+            child.kill().unwrap();
+            child.wait().unwrap();
+        }
     }
 
     #[test]

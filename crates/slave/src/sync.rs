@@ -114,7 +114,12 @@ pub async fn client_gone(stream: &mut UnixStream) {
 #[derive(Debug, Clone, clap::Subcommand)]
 pub enum SyncCommand {
     /// Add an entry (with an optional one-line VALUE) to signal NAME.
-    Signal { name: String, value: Option<String> },
+    Signal {
+        #[arg(allow_hyphen_values = true)]
+        name: String,
+        #[arg(allow_hyphen_values = true)]
+        value: Option<String>,
+    },
     /// Wait until signal NAME has COUNT entries (default 1); print their values, one per line.
     Wait {
         name: String,
@@ -134,7 +139,12 @@ pub enum SyncCommand {
         timeout: Option<String>,
     },
     /// Add VALUE to topic TOPIC.
-    Publish { topic: String, value: String },
+    Publish {
+        #[arg(allow_hyphen_values = true)]
+        topic: String,
+        #[arg(allow_hyphen_values = true)]
+        value: String,
+    },
     /// Print the first COUNT values (default 1) of topic TOPIC, once there are that many.
     Subscribe {
         topic: String,

@@ -123,6 +123,21 @@ fn run_ts_demo_from_the_dashboard_and_watch_it_live() {
     assert!(cells.iter().any(|c| c.contains("state-failed")), "fails_on_purpose shows as failed");
     assert!(cells.iter().filter(|c| c.contains("state-passed")).count() > 20, "{cells:?}");
     browser.screenshot(&shots.join("04-session-done.png"));
+
+    // Loaded again once the session has ended: the timeline draws every stage run, and the
+    // sync waits of list_peers (a subscribe and a barrier on each of the 3 slaves).
+    browser.goto(&session_url);
+    browser.wait_for("section#timeline svg.timeline", Duration::from_secs(10));
+    let runs = browser.find_all("svg.timeline rect.tl-run").len();
+    let waits = browser.find_all("svg.timeline rect.tl-wait").len();
+    assert!(runs > 20, "{runs} stage runs drawn");
+    assert_eq!(waits, 6, "two waits on each of the three slaves");
+    let drawn = browser.script(
+        "const r = document.querySelector('svg.timeline rect.tl-wait').getBoundingClientRect(); return r.width > 0 && r.height > 0;",
+    );
+    assert_eq!(drawn, serde_json::json!(true), "the wait marks are laid out, not empty");
+    browser.script("document.querySelector('section#timeline').scrollIntoView(); return true;");
+    browser.screenshot(&shots.join("04b-session-timeline.png"));
     browser.set_size(390, 844);
     browser.screenshot(&shots.join("05-session-phone.png"));
     browser.set_size(1366, 900);

@@ -33,9 +33,10 @@ pub struct Coordination {
 }
 
 impl Coordination {
-    pub fn new(roles: BTreeMap<String, Vec<String>>, events_tx: EventsTx) -> Coordination {
+    /// `reply_budget`: the most bytes of sync entries one reply may carry.
+    pub fn new(roles: BTreeMap<String, Vec<String>>, reply_budget: usize, events_tx: EventsTx) -> Coordination {
         Coordination {
-            sync: SyncBoard::new(roles.clone()),
+            sync: SyncBoard::new(roles.clone()).with_reply_budget(reply_budget),
             faults: FaultBoard::new(roles),
             events_tx,
             deferred: VecDeque::new(),

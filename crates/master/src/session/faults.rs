@@ -81,6 +81,8 @@ pub struct FaultBoard {
     /// The fault each (slave, request id) made, so a request sent again after a reconnect
     /// is not applied twice.
     made: std::collections::HashMap<(String, u64), u64>,
+    /// The heal and resume calls taken, by (slave, request id), for the same reason.
+    heals_asked: std::collections::HashSet<(String, u64)>,
 }
 
 impl FaultBoard {
@@ -102,6 +104,15 @@ impl FaultBoard {
             vec![Out::Reply { slave: slave.to_string(), request_id, reply: SyncReply::Failed { reason } }]
         };
         if matches!(op, FaultOp::Heal | FaultOp::Resume { .. }) {
+            // Sent again after a reconnect: still waiting, or done; never a second heal,
+            // which would also heal what was made since.
+            let key = (slave.to_string(), request_id);
+            if self.heal_waiters.iter().any(|w| w.slave == slave && w.request_id == request_id) {
+                return Vec::new();
+            }
+            if !self.heals_asked.insert(key) {
+                return vec![done(slave, request_id)];
+            }
             let pattern = match &op {
                 FaultOp::Resume { pattern } => Some(pattern.clone()),
                 _ => None,
@@ -676,8 +687,23 @@ mod tests {
         assert_eq!(replies(&faults.answer("b", 2, true, None, String::new(), at(3))), ["c#3 done"]);
         let out = faults.request("c", 4, FaultOp::Heal, &context(2, None), || Ok(99), at(4));
         assert_eq!(sends(&out), ["a heal Some(1)", "b heal Some(1)"]);
-        let out = faults.request("c", 5, FaultOp::Heal, &context(2, None), || Ok(99), at(4));
-        assert_eq!(replies(&out), ["c#5 done"], "nothing active left to heal");
+        let again = faults.request("c", 4, FaultOp::Heal, &context(2, None), || Ok(99), at(4));
+        assert!(again.is_empty(), "sent again while its heals are awaited: {again:?}");
+        faults.answer("a", 1, true, None, String::new(), at(4));
+        assert_eq!(replies(&faults.answer("b", 1, true, None, String::new(), at(4))), ["c#4 done"]);
+        // A fault made since, then the same heal sent again after a reconnect: not healed.
+        faults.request("c", 6, pause("xrootd"), &context(2, None), || Ok(7), at(5));
+        faults.answer("a", 7, false, None, String::new(), at(5));
+        faults.answer("b", 7, false, None, String::new(), at(5));
+        let again = faults.request("c", 4, FaultOp::Heal, &context(2, None), || Ok(99), at(6));
+        assert_eq!(replies(&again), ["c#4 done"]);
+        assert!(sends(&again).is_empty() && faults.holds(7), "the later fault stays");
+        let out = faults.request("c", 5, FaultOp::Heal, &context(2, None), || Ok(99), at(7));
+        assert_eq!(sends(&out), ["a heal Some(7)", "b heal Some(7)"], "a new heal call heals it");
+        faults.answer("a", 7, true, None, String::new(), at(8));
+        faults.answer("b", 7, true, None, String::new(), at(8));
+        let out = faults.request("c", 8, FaultOp::Heal, &context(2, None), || Ok(99), at(9));
+        assert_eq!(replies(&out), ["c#8 done"], "nothing active left to heal");
     }
 
     #[test]

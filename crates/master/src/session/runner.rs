@@ -320,7 +320,9 @@ async fn drive(
     let (mut cancel_open, mut peers_open) = (true, true);
     let mut rosters = Rosters::default();
     let mut baselines = Baselines::start(master.store(), context.suite, engine.record().id);
-    let mut coordination = Coordination::new(context.roles.clone(), events_tx.clone());
+    // Half a frame: the reply's other fields and encoding fit in the rest.
+    let reply_budget = master.config().max_frame_bytes / 2;
+    let mut coordination = Coordination::new(context.roles.clone(), reply_budget, events_tx.clone());
     let now = || (clock.now(), Instant::now());
     loop {
         while let Some(action) = todo.pop_front() {

@@ -24,6 +24,13 @@ pub const MAX_ENTRIES: usize = 10_000;
 pub const MAX_SESSION_BYTES: usize = 16 << 20;
 /// Most waits recorded for the session's timeline.
 pub const MAX_RECORDS: usize = 10_000;
+/// Most waits open at once in a session.
+pub const MAX_OPEN_WAITS: usize = 10_000;
+/// What an entry costs against [`MAX_SESSION_BYTES`] besides its value and slave name, so
+/// that empty values are not free.
+const ENTRY_OVERHEAD: usize = 64;
+/// The default of [`SyncBoard::with_reply_budget`]: half the default frame.
+const DEFAULT_REPLY_BUDGET: usize = xrdtest_proto::DEFAULT_MAX_FRAME_LEN / 2;
 
 /// The three kinds of shared state; a name in one is unrelated to the same name in another.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -87,12 +94,21 @@ pub struct SyncBoard {
     applied: HashMap<(String, u64), usize>,
     waiters: Vec<Waiter>,
     records: Vec<WaitRecord>,
+    /// The most bytes of entries one reply may carry (it must fit in a frame).
+    reply_budget: usize,
 }
 
 impl SyncBoard {
     /// A board for a session of these slaves, each with its roles.
     pub fn new(roles: BTreeMap<String, Vec<String>>) -> SyncBoard {
-        SyncBoard { roles, ..SyncBoard::default() }
+        SyncBoard { roles, reply_budget: DEFAULT_REPLY_BUDGET, ..SyncBoard::default() }
+    }
+
+    /// At most `bytes` of entries per reply: a wait whose entries are more fails, instead
+    /// of a reply too large for its frame (which would close the slave's connection).
+    pub fn with_reply_budget(mut self, bytes: usize) -> SyncBoard {
+        self.reply_budget = bytes;
+        self
     }
 
     /// Takes one request of `slave`; returns the replies it makes due (its own, and those of
@@ -148,6 +164,9 @@ impl SyncBoard {
                 Err(reason) => return refuse(reason),
             },
         };
+        if self.waiters.len() >= MAX_OPEN_WAITS {
+            return refuse(format!("the session has {MAX_OPEN_WAITS} waits open already"));
+        }
         let waiter = Waiter {
             slave: slave.to_string(),
             stage_id,
@@ -256,14 +275,15 @@ impl SyncBoard {
         if value.contains(['\n', '\r', '\0']) {
             return Err("the value must be one line".into());
         }
-        if self.bytes + value.len() > MAX_SESSION_BYTES {
+        let cost = value.len() + slave.len() + ENTRY_OVERHEAD;
+        if self.bytes + cost > MAX_SESSION_BYTES {
             return Err(format!("the session's sync values are full ({MAX_SESSION_BYTES} bytes)"));
         }
         let list = self.entries.entry(key.clone()).or_default();
         if list.len() >= MAX_ENTRIES {
             return Err(format!("{} {} is full ({MAX_ENTRIES} entries)", key.0.noun(), key.1));
         }
-        self.bytes += value.len();
+        self.bytes += cost;
         list.push(SyncEntry { slave: slave.to_string(), value });
         Ok(list.len())
     }
@@ -285,6 +305,17 @@ impl SyncBoard {
         let from = waiter.round.map_or(0, |size| waiter.needed - size);
         let entries = list[from..waiter.needed].to_vec();
         let waited = now.mono_ms.saturating_sub(waiter.started.mono_ms);
+        let bytes: usize = entries.iter().map(|e| e.value.len() + e.slave.len() + 16).sum();
+        if bytes > self.reply_budget {
+            let reason = format!(
+                "its {} entries are {bytes} bytes, more than one reply carries ({}): wait for fewer",
+                entries.len(),
+                self.reply_budget
+            );
+            self.record(waiter, Some(reason.clone()), now);
+            let reply = SyncReply::Failed { reason };
+            return Some(Reply { slave: waiter.slave.clone(), request_id: waiter.request_id, reply });
+        }
         self.record(waiter, None, now);
         Some(done(&waiter.slave, waiter.request_id, entries, waited))
     }
@@ -507,6 +538,26 @@ mod tests {
         }
         let r = b.request("a", req(1, 99, signal("many", "")), at(0));
         assert_eq!(failure(&r[0]), "signal many is full (10000 entries)");
+    }
+
+    #[test]
+    fn a_wait_for_more_than_one_reply_carries_fails_and_open_waits_are_capped() {
+        let mut b = board(&[("a", &[]), ("b", &[])]).with_reply_budget(10_000);
+        for id in 0..4 {
+            b.request("a", req(1, id, signal("big", &"v".repeat(3000))), at(0));
+        }
+        let r = b.request("b", req(2, 1, wait("big", 3)), at(0));
+        assert_eq!(values(&r[0]).len(), 3, "3 × 3 kB fit");
+        let r = b.request("b", req(2, 2, wait("big", 4)), at(0));
+        assert_eq!(
+            failure(&r[0]),
+            "its 4 entries are 12068 bytes, more than one reply carries (10000): wait for fewer"
+        );
+        for id in 0..MAX_OPEN_WAITS as u64 {
+            assert!(b.request("b", req(2, 100 + id, wait("never", 1)), at(0)).is_empty());
+        }
+        let r = b.request("b", req(2, 99, wait("never", 1)), at(0));
+        assert_eq!(failure(&r[0]), "the session has 10000 waits open already");
     }
 
     #[test]
