@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
 use crate::error::DefError;
+use crate::links::{check_links, Link, RawLink};
 use crate::roles::check_role_name;
 use crate::source::{Checker, SourceFile};
 
@@ -32,6 +33,8 @@ pub struct Cluster {
     pub name: String,
     pub network: Network,
     pub hosts: Vec<Host>,
+    /// `[[links]]`: network conditions between hosts, applied for each session.
+    pub links: Vec<Link>,
 }
 
 /// The cluster's virtual network.
@@ -116,6 +119,8 @@ struct RawCluster {
     defaults: Option<Spanned<RawHost>>,
     #[serde(default)]
     hosts: Vec<Spanned<RawHost>>,
+    #[serde(default)]
+    links: Vec<Spanned<RawLink>>,
 }
 
 #[derive(Deserialize)]
@@ -226,9 +231,11 @@ fn check_cluster(check: &mut Checker, raw: &RawCluster, folder: &str) -> Option<
     }
     check_unique_hosts(check, raw, &hosts);
     let lb_hosts = check_lb_hosts(check, raw, &host_network, &hosts);
+    let hosts: Vec<Host> = hosts.into_iter().map(|(_, h)| h).collect();
+    let links = check_links(check, &raw.links, &hosts, &host_network.domain);
     let mut network = network?;
     network.lb_hosts = lb_hosts;
-    Some(Cluster { name: name?, network, hosts: hosts.into_iter().map(|(_, h)| h).collect() })
+    Some(Cluster { name: name?, network, hosts, links: links? })
 }
 
 /// The checked network (`None` when it has errors), and the network to check the hosts

@@ -10,6 +10,7 @@
 //! - [`matrix`] — case instances of a `[matrix]` or `[[parametrize]]`.
 //! - [`suite`] — `suites/<name>/suite.toml` and its `tc/<case>/` folders.
 //! - [`cluster`] — `clusters/<name>/cluster.toml`: network, hosts, disks.
+//! - [`links`] — a cluster's `[[links]]`: delay, loss and rate between its hosts.
 //! - [`roles`] — machine roles (`server`, `client`) from hosts and a suite's `[roles]`.
 //! - [`repository`] — loading a whole definitions repository, with checks across files.
 //!
@@ -19,6 +20,7 @@
 
 pub mod cluster;
 pub mod error;
+pub mod links;
 pub mod matrix;
 pub mod repository;
 pub mod roles;
@@ -32,6 +34,7 @@ pub mod units;
 
 pub use cluster::{Boot, Cluster, Disk, Host, Network};
 pub use error::DefError;
+pub use links::Link;
 pub use matrix::CaseInstance;
 pub use repository::{load_repository, LoadReport, Repository};
 pub use roles::{check_role_name, roles_of};

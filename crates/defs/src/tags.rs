@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use crate::cluster::Disk;
 
 /// Tag names the framework defines itself; a suite's `[tags]` may not redefine them.
-pub const BUILTIN_TAGS: [&str; 4] = ["slavename", "port", "proto", "diskmounts"];
+pub const BUILTIN_TAGS: [&str; 5] = ["slavename", "port", "proto", "diskmounts", "roles"];
 
 /// Whether `name` can be a tag: ASCII letters, digits and `_`, not empty.
 pub fn is_tag_name(name: &str) -> bool {

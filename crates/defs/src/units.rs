@@ -95,6 +95,38 @@ pub fn format_duration(duration: Duration) -> String {
     out
 }
 
+/// A duration in microseconds: `250us`, or what [`parse_duration`] reads (`100ms`, `1s`).
+pub fn parse_micros(text: &str) -> Result<u64, String> {
+    if let Some(us) = text.trim().strip_suffix("us") {
+        return us.parse().map_err(|_| format!("`{text}` is not a duration"));
+    }
+    parse_duration(text).map(|d| d.as_micros() as u64)
+}
+
+/// A loss percentage (`1%`, `0.5%`, `0.5`) in parts per million (at least 1).
+pub fn parse_loss_ppm(text: &str) -> Result<u32, String> {
+    let number = text.trim().strip_suffix('%').unwrap_or(text.trim());
+    match number.parse::<f64>() {
+        Ok(p) if p.is_finite() && p > 0.0 && p <= 100.0 => Ok((p * 10_000.0).round().max(1.0) as u32),
+        _ => Err(format!("loss `{text}`: a percentage above 0 and up to 100 (`1%`, `0.5%`)")),
+    }
+}
+
+/// A rate in bits per second: `10mbit`, `512kbit`, `1gbit`, `8000bit` (tc's units).
+pub fn parse_rate_bps(text: &str) -> Result<u64, String> {
+    let lower = text.trim().to_ascii_lowercase();
+    let units = [("gbit", 1_000_000_000u64), ("mbit", 1_000_000), ("kbit", 1_000), ("bit", 1)];
+    let parsed = units.iter().find_map(|(unit, factor)| {
+        let number = lower.strip_suffix(unit)?;
+        let n: f64 = number.parse().ok()?;
+        (n.is_finite() && n > 0.0).then_some((n * *factor as f64) as u64)
+    });
+    match parsed {
+        Some(bps) if bps >= 8 => Ok(bps),
+        _ => Err(format!("rate `{text}`: use e.g. 10mbit, 512kbit, 1gbit or 8000bit")),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -129,5 +161,21 @@ mod tests {
         assert_eq!(format_duration(Duration::from_secs(5400)), "1h30m");
         assert_eq!(format_duration(Duration::from_millis(250)), "250ms");
         assert_eq!(format_duration(Duration::ZERO), "0s");
+    }
+
+    #[test]
+    fn netem_figures() {
+        assert_eq!(parse_micros("250us"), Ok(250));
+        assert_eq!(parse_micros("100ms"), Ok(100_000));
+        assert_eq!(parse_micros("1s"), Ok(1_000_000));
+        assert!(parse_micros("fast").is_err());
+        assert_eq!(parse_loss_ppm("1%"), Ok(10_000));
+        assert_eq!(parse_loss_ppm("0.5"), Ok(5_000));
+        assert_eq!(parse_loss_ppm("0.00001%"), Ok(1), "the smallest loss is kept, not rounded away");
+        assert!(parse_loss_ppm("0%").is_err() && parse_loss_ppm("101%").is_err() && parse_loss_ppm("NaN").is_err());
+        assert_eq!(parse_rate_bps("10mbit"), Ok(10_000_000));
+        assert_eq!(parse_rate_bps("1.5Gbit"), Ok(1_500_000_000));
+        assert_eq!(parse_rate_bps("8000bit"), Ok(8000));
+        assert!(parse_rate_bps("4bit").is_err() && parse_rate_bps("10mb").is_err());
     }
 }

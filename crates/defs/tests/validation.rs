@@ -973,6 +973,39 @@ fn bad_macs_are_rejected() {
 }
 
 #[test]
+fn links_name_hosts_or_roles_and_give_a_condition() {
+    let repo = Repo::new();
+    let base = valid_cluster_toml("c1", 1, "h").replace("name = \"h1\"", "name = \"h1\"\nroles = [\"server\"]");
+    let good = format!("{base}[[links]]\na = \"role:server\"\nb = [\"h2\"]\ndelay = \"50ms\"\njitter = \"5ms\"\nloss = \"0.5%\"\nrate = \"10mbit\"\n");
+    write_cluster(&repo.root, "c1", &good);
+    let report = repo.load();
+    expect_valid(&report);
+    let link = &report.repository.clusters["c1"].links[0];
+    assert_eq!(
+        (link.a.as_slice(), link.b.as_slice()),
+        (&["h1.xrd.test".to_string()][..], &["h2.xrd.test".to_string()][..])
+    );
+    assert_eq!((link.delay_us, link.jitter_us, link.loss_ppm, link.rate_bps), (50_000, 5_000, 5_000, 10_000_000));
+
+    let bad = format!(
+        "{base}[[links]]\na = \"h9\"\nb = \"h2\"\ndelay = \"50ms\"\n\
+         [[links]]\na = \"h1\"\nb = \"role:db\"\ndelay = \"soon\"\n\
+         [[links]]\na = \"h1\"\nb = \"h2\"\n\
+         [[links]]\na = \"h1\"\nb = [\"h2\", \"h1\"]\nloss = \"200%\"\n"
+    );
+    write_cluster(&repo.root, "c1", &bad);
+    let report = repo.load();
+    let f = "c1/cluster.toml";
+    expect_error(&report, f, Some(17), "links[0].a", "`h9` is not a host of the cluster, nor a role one has");
+    expect_error(&report, f, Some(22), "links[1].b", "`role:db` is not a host");
+    expect_error(&report, f, Some(23), "links[1].delay", "not a duration");
+    expect_error(&report, f, Some(24), "links[2]", "gives no condition");
+    expect_error(&report, f, Some(27), "links[3].b", "host h1.xrd.test is on both sides of the link");
+    expect_error(&report, f, Some(30), "links[3].loss", "a percentage above 0 and up to 100");
+    expect_error_count(&report, 6);
+}
+
+#[test]
 fn lb_hosts_must_be_hosts_of_the_cluster() {
     let repo = Repo::new();
     let text = valid_cluster_toml("c1", 1, "h").replace(

@@ -22,6 +22,47 @@ fn cluster_pair(dir: &Path) {
         .expect("clusters/cluster_pair/cluster.toml");
 }
 
+/// cluster_pair again on a network of its own, with a `[[links]]` entry: 20 ms more each
+/// way between its server and its client.
+fn cluster_link(dir: &Path) {
+    let folder = dir.join("cluster_link");
+    std::fs::create_dir_all(&folder).expect("cluster folder");
+    let pair = std::fs::read_to_string(repo_root().join("clusters/cluster_pair/cluster.toml")).expect("cluster_pair");
+    let text = pair
+        .replace("name = \"cluster_pair\"", "name = \"cluster_link\"")
+        .replace("virbr_pair", "virbr_link")
+        .replace("10.77.0.", "10.79.0.")
+        .replace("pair.test", "link.test")
+        .replace("52:54:00:00:00:", "52:54:00:00:01:");
+    let links = "\n[[links]]\na = \"role:server\"\nb = \"client\"\ndelay = \"20ms\"\n";
+    std::fs::write(folder.join("cluster.toml"), format!("{text}{links}")).expect("cluster.toml");
+}
+
+/// The client's connect round trip to the server holds the link's delay both ways.
+fn link_suite() -> Suite {
+    Suite::new("ts_vm_link", &["server", "client"])
+        .extra("cluster = \"cluster_link\"")
+        .stage_timeout("3m")
+        .init("if [ \"$XRDTEST_SLAVE\" = server.link.test ]; then busybox httpd -p 8080 -h /tmp; fi\n")
+        .case(Case::new("delayed").run(
+            "source \"$XRDTEST_FUNCTIONS\"\n\
+             set -e\n\
+             if [ \"$XRDTEST_SLAVE\" = client.link.test ]; then\n\
+               server=$(getent hosts server.link.test | awk '{print $1}')\n\
+               best=999999\n\
+               for i in 1 2 3 4 5; do\n\
+                 t0=${EPOCHREALTIME/./}; exec 3<>/dev/tcp/$server/8080; t1=${EPOCHREALTIME/./}; exec 3>&-\n\
+                 (( (t1 - t0) / 1000 < best )) && best=$(( (t1 - t0) / 1000 ))\n\
+               done\n\
+               echo \"rtt over the link: $best ms\"\n\
+               result link_rtt_ms $best ms\n\
+               if (( best >= 38 && best <= 200 )); then check link_delay pass; else check link_delay fail \"$best ms\"; fi\n\
+               tc class show dev eth0\n\
+             fi\n",
+        ))
+        .finalize("pkill -f 'httpd -p 8080' || true\n")
+}
+
 /// A one-host cluster whose boot image does not exist in the pool.
 fn cluster_broken(dir: &Path) {
     let folder = dir.join("cluster_broken");
@@ -126,7 +167,8 @@ fn a_cluster_of_vms_runs_a_suite_and_vanishes() {
         let clusters = dir.join("definitions/clusters");
         cluster_pair(&clusters);
         cluster_broken(&clusters);
-        vec![pair_suite(), broken_suite()]
+        cluster_link(&clusters);
+        vec![pair_suite(), broken_suite(), link_suite()]
     });
     let hv_dir = env.path().join("hypervisor");
     std::fs::create_dir_all(&hv_dir).expect("hypervisor folder");
@@ -185,6 +227,29 @@ fn a_cluster_of_vms_runs_a_suite_and_vanishes() {
         netem.iter().filter(|l| l.contains("rtt ")).cloned().collect::<Vec<_>>().join("; ")
     );
     assert_eq!(libvirt_leftovers("pair"), Vec::<String>::new());
+
+    // 2a. A cluster with [[links]]: held for the session (measured by the client), recorded
+    //     as a fault of the cluster, healed at its end.
+    let id = api.run("ts_vm_link");
+    let session = api.wait_final(id, Duration::from_secs(420));
+    assert_eq!(state(&session), "passed", "{}\nconsoles:\n{}", summarize(&session), consoles(&hv_dir));
+    let measured = api.output(
+        xrdtest_e2e::stage_run(&session, "case_run:delayed", "client.link.test")["stage_id"]
+            .as_u64()
+            .expect("stage id"),
+    );
+    let timeline = api.get(&format!("/api/sessions/{id}/timeline"));
+    let links: Vec<&xrdtest_e2e::Value> =
+        timeline["faults"].as_array().into_iter().flatten().filter(|f| f["kind"] == "link").collect();
+    assert_eq!(links.len(), 1, "{timeline}");
+    assert_eq!(links[0]["params"], "server.link.test -- client.link.test: delay 20ms", "{timeline}");
+    assert_eq!(links[0]["made_by"], "cluster", "{timeline}");
+    assert!(links[0]["ended_unix_ms"].as_u64().is_some() && links[0]["error"].is_null(), "healed: {timeline}");
+    eprintln!(
+        "link in the VMs: {}",
+        measured.iter().filter(|l| l.contains("rtt ")).cloned().collect::<Vec<_>>().join("; ")
+    );
+    assert_eq!(libvirt_leftovers("link"), Vec::<String>::new());
 
     // 2b. By hand, with the CLI: `cluster start --wait` brings the cluster up; a session of
     //     its suite uses it and leaves it running; `cluster stop --wait` removes it.

@@ -358,7 +358,7 @@ mod tests {
             roles: Vec::new(),
             disks: vec![],
         };
-        Cluster { name: "pair".into(), network, hosts: vec![server, client] }
+        Cluster { name: "pair".into(), network, hosts: vec![server, client], links: Vec::new() }
     }
 
     #[test]

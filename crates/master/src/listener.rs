@@ -260,10 +260,21 @@ where
             for (stage_id, from_seq) in master.peers.reattach(name, &stages) {
                 send_within(conn, &FromMaster::ResumeStage { stage_id, from_seq }, send_limit).await?;
             }
-            // Faults of a session that ended (or of a master before a restart) come off.
-            for fault_id in faults.into_iter().filter(|id| !master.peers.knows_fault(*id)) {
-                info!(slave = name, fault_id, "healing a fault no session has");
-                send_within(conn, &FromMaster::HealFault { fault_id: Some(fault_id) }, send_limit).await?;
+            // Faults of a session that ended (or of a master before a restart) come off;
+            // those of a running session are told to it, which heals any it no longer holds
+            // (a heal the slave missed while it was away).
+            for fault_id in faults {
+                let held = StageEvent::FaultDone {
+                    slave: name.to_string(),
+                    fault_id,
+                    healed: false,
+                    error: None,
+                    detail: String::new(),
+                };
+                if !master.peers.route_fault(fault_id, held) {
+                    info!(slave = name, fault_id, "healing a fault no session has");
+                    send_within(conn, &FromMaster::HealFault { fault_id: Some(fault_id) }, send_limit).await?;
+                }
             }
         }
         ToMaster::TagRequest { request_id } => {

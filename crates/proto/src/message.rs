@@ -211,7 +211,8 @@ pub enum FromMaster {
 /// A fault for one slave to apply on its host.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ApplyFault {
-    /// Unique per master run; names the slave's rules (`xrdtest_f<id>`).
+    /// From the store's id counter, so unique across master restarts (a reconnecting slave's
+    /// list of held faults relies on it); names the slave's rules (`xrdtest_f<id>`).
     pub fault_id: u64,
     pub action: FaultAction,
     /// Heal it here by itself once the master has been unreachable this long (the dead-man
@@ -224,9 +225,9 @@ pub struct ApplyFault {
 pub enum FaultAction {
     /// Drop every packet to and from these addresses (both directions).
     Partition { peers: Vec<IpAddr> },
-    /// Shape this host's outgoing traffic: added delay and jitter, loss in parts per
-    /// million, a rate limit in bits per second (0: none).
-    Netem { delay_us: u64, jitter_us: u64, loss_ppm: u32, rate_bps: u64 },
+    /// Shape this host's outgoing traffic (to `peers` only, when there are any): added
+    /// delay and jitter, loss in parts per million, a rate limit in bits per second (0: none).
+    Netem { delay_us: u64, jitter_us: u64, loss_ppm: u32, rate_bps: u64, peers: Vec<IpAddr> },
     /// SIGSTOP the processes whose command line matches (pgrep -f), SIGCONT at the heal.
     Pause { pattern: String },
     /// Send `signal` to the processes whose command line matches; nothing to heal.

@@ -16,7 +16,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use bytes::BytesMut;
 use serde::{Serialize, Serializer};
 use tokio_util::codec::Encoder;
-use xrdtest_defs::{Boot, Cluster, Disk, Host, Network};
+use xrdtest_defs::{Boot, Cluster, Disk, Host, Link, Network};
 use xrdtest_golden::{hex, unhex, Fixtures, Samples};
 use xrdtest_proto::*;
 
@@ -127,6 +127,14 @@ fn cluster() -> Cluster {
                 Boot::Kernel { kernel: "/k".into(), initrd: Some("/i".into()), cmdline: None },
             ),
         ],
+        links: vec![Link {
+            a: vec!["server.pair.test".into()],
+            b: vec!["client.pair.test".into()],
+            delay_us: 50_000,
+            jitter_us: 5_000,
+            loss_ppm: 10_000,
+            rate_bps: 10_000_000,
+        }],
     }
 }
 
@@ -316,6 +324,7 @@ fn samples() -> Vec<(&'static str, Message)> {
                 jitter_us: 10_000,
                 loss_ppm: 10_000,
                 rate_bps: 10_000_000,
+                peers: vec![[10, 77, 0, 11].into()],
             })),
         ),
         ("apply_fault_pause", M(apply(FaultAction::Pause { pattern: "xrootd -n data1".into() }))),

@@ -6,7 +6,9 @@
 //! The words are parsed by hand: `partition A... -- B...` and `netem T delay 100ms loss 1%`
 //! read as tc and Jepsen users write them, which a derive parser would not allow.
 
-use xrdtest_defs::units::parse_duration;
+use std::io::Write;
+
+use xrdtest_defs::units::{parse_loss_ppm, parse_micros, parse_rate_bps};
 use xrdtest_proto::{FaultOp, FaultUntil, SyncReply};
 
 use crate::sync::{ask, stage_endpoint, LocalOp, LocalRequest};
@@ -140,16 +142,16 @@ fn parse_netem(words: &[String], until: FaultUntil) -> Result<FaultOp, String> {
         rest = &tail[1..];
         match word.as_str() {
             "delay" => {
-                delay_us = micros(value)?;
+                delay_us = parse_micros(value)?;
                 // tc's form: `delay 100ms 10ms`, the second figure being the jitter.
                 if let Some(next) = rest.first().filter(|w| w.starts_with(|c: char| c.is_ascii_digit())) {
-                    jitter_us = micros(next)?;
+                    jitter_us = parse_micros(next)?;
                     rest = &rest[1..];
                 }
             }
-            "jitter" => jitter_us = micros(value)?,
-            "loss" => loss_ppm = parse_loss(value)?,
-            "rate" => rate_bps = parse_rate(value)?,
+            "jitter" => jitter_us = parse_micros(value)?,
+            "loss" => loss_ppm = parse_loss_ppm(value)?,
+            "rate" => rate_bps = parse_rate_bps(value)?,
             other => return Err(format!("netem: `{other}` is not delay, jitter, loss or rate")),
         }
     }
@@ -157,38 +159,6 @@ fn parse_netem(words: &[String], until: FaultUntil) -> Result<FaultOp, String> {
         return Err("netem: give a delay, a loss or a rate".into());
     }
     Ok(FaultOp::Netem { targets, delay_us, jitter_us, loss_ppm, rate_bps, until })
-}
-
-/// A duration in microseconds: `250us`, or what [`parse_duration`] reads (`100ms`, `1s`).
-fn micros(text: &str) -> Result<u64, String> {
-    if let Some(us) = text.strip_suffix("us") {
-        return us.parse().map_err(|_| format!("`{text}` is not a duration"));
-    }
-    parse_duration(text).map(|d| d.as_micros() as u64).map_err(|e| format!("`{text}`: {e}"))
-}
-
-/// A loss percentage (`1%`, `0.5%`, `0.5`) in parts per million.
-fn parse_loss(text: &str) -> Result<u32, String> {
-    let number = text.strip_suffix('%').unwrap_or(text);
-    match number.parse::<f64>() {
-        Ok(p) if p.is_finite() && p > 0.0 && p <= 100.0 => Ok((p * 10_000.0).round().max(1.0) as u32),
-        _ => Err(format!("loss `{text}`: a percentage above 0 and up to 100 (`1%`, `0.5%`)")),
-    }
-}
-
-/// A rate in bits per second: `10mbit`, `512kbit`, `1gbit`, `8000bit` (tc's units).
-fn parse_rate(text: &str) -> Result<u64, String> {
-    let lower = text.to_ascii_lowercase();
-    let units = [("gbit", 1_000_000_000u64), ("mbit", 1_000_000), ("kbit", 1_000), ("bit", 1)];
-    let parsed = units.iter().find_map(|(unit, factor)| {
-        let number = lower.strip_suffix(unit)?;
-        let n: f64 = number.parse().ok()?;
-        (n.is_finite() && n > 0.0).then_some((n * *factor as f64) as u64)
-    });
-    match parsed {
-        Some(bps) if bps >= 8 => Ok(bps),
-        _ => Err(format!("rate `{text}`: use e.g. 10mbit, 512kbit, 1gbit or 8000bit")),
-    }
 }
 
 /// A signal by name (`TERM`, `SIGKILL`, `stop`) or number.
@@ -223,7 +193,8 @@ fn parse_signal(text: &str) -> Result<i32, String> {
 /// recorded, which fails the stage), 2 a usage error or not in a stage.
 pub fn run(words: &[String]) -> i32 {
     if words.first().is_some_and(|w| w == "--help" || w == "-h" || w == "help") {
-        println!("{USAGE}");
+        // A closed stdout is no reason to fail.
+        let _ = writeln!(std::io::stdout(), "{USAGE}");
         return 0;
     }
     let op = match parse(words) {

@@ -23,6 +23,9 @@ enum Held {
     IptablesChain { chain: String, v4: bool, v6: bool },
     /// A root qdisc on this device.
     Qdisc(String),
+    /// A class of xrdtest's htb root qdisc on this device, its shaping qdisc, and the
+    /// filters that send the traffic to some peers into it.
+    PeerClass { device: String, minor: u32, v4: bool, v6: bool },
     /// Stopped processes: pid and start time (to never SIGCONT a reused pid).
     Paused(Vec<(i32, u64)>),
 }
@@ -65,12 +68,32 @@ impl Faults {
         }
         let (held, detail) = match action {
             FaultAction::Partition { peers } => partition(id, peers)?,
-            FaultAction::Netem { delay_us, jitter_us, loss_ppm, rate_bps } => {
-                let device = self.master_device()?;
-                if self.lock().values().any(|h| matches!(h, Held::Qdisc(d) if *d == device)) {
-                    return Err(format!("{device} is already shaped by another fault: heal it first"));
+            FaultAction::Netem { delay_us, jitter_us, loss_ppm, rate_bps, peers } => {
+                let figures = (*delay_us, *jitter_us, *loss_ppm, *rate_bps);
+                if peers.is_empty() {
+                    let device = self.master_device()?;
+                    let held = self.lock();
+                    if held.values().any(|h| h.device() == Some(device.as_str())) {
+                        return Err(format!("{device} is already shaped by another fault: heal it first"));
+                    }
+                    drop(held);
+                    shape(&device, figures)?
+                } else {
+                    let device = device_towards(peers)?;
+                    let held = self.lock();
+                    if held.values().any(|h| matches!(h, Held::Qdisc(d) if *d == device)) {
+                        return Err(format!("{device} is already shaped as a whole by another fault: heal it first"));
+                    }
+                    let used: Vec<u32> = held
+                        .values()
+                        .filter_map(|h| match h {
+                            Held::PeerClass { device: d, minor, .. } if *d == device => Some(*minor),
+                            _ => None,
+                        })
+                        .collect();
+                    drop(held);
+                    shape_towards(&device, &used, peers, figures)?
                 }
-                shape(&device, *delay_us, *jitter_us, *loss_ppm, *rate_bps)?
             }
             FaultAction::Pause { pattern } => {
                 let pids = self.matching(pattern)?;
@@ -111,18 +134,24 @@ impl Faults {
     }
 
     fn undo_or_keep(&self, id: u64, held: Held) -> Result<String, String> {
-        // Pids another pause still holds stay stopped.
-        let keep_stopped: Vec<i32> = self
-            .lock()
-            .values()
-            .filter_map(|h| match h {
-                Held::Paused(pids) => Some(pids.iter().map(|(pid, _)| *pid)),
-                _ => None,
-            })
-            .flatten()
-            .collect();
+        let remaining = {
+            let others = self.lock();
+            Remaining {
+                stopped: others
+                    .values()
+                    .filter_map(|h| match h {
+                        Held::Paused(pids) => Some(pids.iter().map(|(pid, _)| *pid)),
+                        _ => None,
+                    })
+                    .flatten()
+                    .collect(),
+                root_still_used: others.values().any(|h| {
+                    matches!((h, &held), (Held::PeerClass { device: a, .. }, Held::PeerClass { device: b, .. }) if a == b)
+                }),
+            }
+        };
         let retry = held.clone();
-        let result = undo(held, &keep_stopped);
+        let result = undo(held, &remaining);
         if result.is_err() {
             self.lock().insert(id, retry);
         }
@@ -197,7 +226,7 @@ fn partition(id: u64, peers: &[IpAddr]) -> Result<(Held, String), String> {
         let held = Held::IptablesChain { chain: chain.clone(), v4, v6 };
         if let Err(err) = iptables_partition(&chain, peers, v4, v6) {
             // Whatever was made before the failure goes.
-            let _ = undo(held, &[]);
+            let _ = undo(held, &Remaining::default());
             return Err(err);
         }
         return Ok((held, format!("{detail} (iptables chain {chain})")));
@@ -242,41 +271,150 @@ fn iptables_partition(chain: &str, peers: &[IpAddr], v4: bool, v6: bool) -> Resu
     Ok(())
 }
 
-/// Shapes the traffic leaving by `device`: netem for delay, jitter and loss (with its rate
-/// limit when one is asked too), tbf for a rate limit alone.
-fn shape(device: &str, delay_us: u64, jitter_us: u64, loss_ppm: u32, rate_bps: u64) -> Result<(Held, String), String> {
+/// Delay, jitter, loss (ppm) and rate (bit/s).
+type Figures = (u64, u64, u32, u64);
+
+/// Fails unless `device`'s root qdisc is the kernel's default (handle 0:): any other was
+/// set up by someone, and is not replaced.
+fn check_default_root(device: &str) -> Result<(), String> {
     let current = run("tc", &["qdisc", "show", "dev", device])?;
     if let Some(line) = current.lines().find(|l| l.contains(" root ")) {
-        // The kernel's default root qdiscs have handle 0:; any other was set up by someone.
         if line.split_whitespace().nth(2).is_none_or(|handle| handle != "0:") {
             return Err(format!("{device} already has a root qdisc of its own ({}); not replacing it", line.trim()));
         }
     }
-    let mut args: Vec<String> = ["qdisc", "add", "dev", device, "root", "handle", "1:"].map(String::from).to_vec();
-    let what = netem_words(delay_us, jitter_us, loss_ppm, rate_bps);
+    Ok(())
+}
+
+/// The qdisc words for these figures: netem for delay, jitter and loss (with its rate limit
+/// when one is asked too), tbf for a rate limit alone.
+fn qdisc_words((delay_us, jitter_us, loss_ppm, rate_bps): Figures) -> Result<Vec<String>, String> {
     if delay_us == 0 && jitter_us == 0 && loss_ppm == 0 {
         if rate_bps == 0 {
             return Err("a netem fault needs a delay, a loss or a rate".into());
         }
         // A burst of 10 ms at the rate (at least 2 KiB) and a queue of 400 ms.
         let burst = (rate_bps / 8 / 100).max(2048);
-        args.extend(
-            ["tbf", "rate", &format!("{rate_bps}bit"), "burst", &burst.to_string(), "latency", "400ms"]
-                .map(String::from),
-        );
-    } else {
-        args.push("netem".into());
-        args.extend(what.split_whitespace().map(String::from));
+        return Ok(["tbf", "rate", &format!("{rate_bps}bit"), "burst", &burst.to_string(), "latency", "400ms"]
+            .map(String::from)
+            .to_vec());
     }
+    let mut words = vec!["netem".to_string()];
+    words.extend(netem_words(delay_us, jitter_us, loss_ppm, rate_bps).split_whitespace().map(String::from));
+    Ok(words)
+}
+
+/// Runs tc, saying so when the kernel lacks the qdisc asked for.
+fn tc(args: &[String]) -> Result<String, String> {
     let refs: Vec<&str> = args.iter().map(String::as_str).collect();
     run("tc", &refs).map_err(|err| {
         if err.contains("qdisc kind is unknown") {
-            format!("{err} (this kernel has no netem: CONFIG_NET_SCH_NETEM / module sch_netem)")
+            format!("{err} (this kernel lacks the qdisc: netem is CONFIG_NET_SCH_NETEM / module sch_netem)")
         } else {
             err
         }
-    })?;
-    Ok((Held::Qdisc(device.to_string()), format!("{what} on {device}")))
+    })
+}
+
+fn words(list: &[&str]) -> Vec<String> {
+    list.iter().map(|w| w.to_string()).collect()
+}
+
+/// Shapes all the traffic leaving by `device`.
+fn shape(device: &str, figures: Figures) -> Result<(Held, String), String> {
+    check_default_root(device)?;
+    let mut args = words(&["qdisc", "add", "dev", device, "root", "handle", "1:"]);
+    args.extend(qdisc_words(figures)?);
+    tc(&args)?;
+    let (d, j, l, r) = figures;
+    Ok((Held::Qdisc(device.to_string()), format!("{} on {device}", netem_words(d, j, l, r))))
+}
+
+/// The first class minor of xrdtest's htb root for per-peer shaping; 1:1 is the default
+/// class, which carries the rest of the traffic.
+const FIRST_PEER_CLASS: u32 = 4;
+const LAST_PEER_CLASS: u32 = 255;
+/// The rate of the htb classes: far above any link here, so they shape nothing themselves.
+const UNLIMITED: &str = "10gbit";
+
+/// Shapes the traffic leaving by `device` to `peers` only: a class of xrdtest's htb root
+/// qdisc (made by the first such fault on the device) with its own qdisc, and u32 filters
+/// by destination into it. `used`: the classes other faults hold on the device.
+fn shape_towards(device: &str, used: &[u32], peers: &[IpAddr], figures: Figures) -> Result<(Held, String), String> {
+    let minor = (FIRST_PEER_CLASS..=LAST_PEER_CLASS)
+        .find(|m| !used.contains(m))
+        .ok_or_else(|| format!("{device} has {} per-peer conditions already, the most it takes", used.len()))?;
+    let made_root = used.is_empty();
+    if made_root {
+        check_default_root(device)?;
+        tc(&words(&["qdisc", "add", "dev", device, "root", "handle", "1:", "htb", "default", "1"]))?;
+        let rest =
+            tc(&words(&["class", "add", "dev", device, "parent", "1:", "classid", "1:1", "htb", "rate", UNLIMITED]));
+        if let Err(err) = rest {
+            let _ = run("tc", &["qdisc", "del", "dev", device, "root"]);
+            return Err(err);
+        }
+    }
+    let held = Held::PeerClass {
+        device: device.to_string(),
+        minor,
+        v4: peers.iter().any(IpAddr::is_ipv4),
+        v6: peers.iter().any(IpAddr::is_ipv6),
+    };
+    let class = format!("1:{minor:x}");
+    let made = (|| {
+        tc(&words(&["class", "add", "dev", device, "parent", "1:", "classid", &class, "htb", "rate", UNLIMITED]))?;
+        let mut args = words(&["qdisc", "add", "dev", device, "parent", &class, "handle", &format!("{minor:x}0:")]);
+        args.extend(qdisc_words(figures)?);
+        tc(&args)?;
+        for peer in peers {
+            let (protocol, matcher, prefix) = if peer.is_ipv4() { ("ip", "ip", 32) } else { ("ipv6", "ip6", 128) };
+            tc(&words(&[
+                "filter",
+                "add",
+                "dev",
+                device,
+                "parent",
+                "1:",
+                "protocol",
+                protocol,
+                "prio",
+                &minor.to_string(),
+                "u32",
+                "match",
+                matcher,
+                "dst",
+                &format!("{peer}/{prefix}"),
+                "flowid",
+                &class,
+            ]))?;
+        }
+        Ok::<(), String>(())
+    })();
+    if let Err(err) = made {
+        let _ = undo(held, &Remaining { root_still_used: !made_root, ..Remaining::default() });
+        return Err(err);
+    }
+    let list = peers.iter().map(IpAddr::to_string).collect::<Vec<_>>().join(", ");
+    let (d, j, l, r) = figures;
+    Ok((held, format!("{} on {device} towards {list} (class {class})", netem_words(d, j, l, r))))
+}
+
+/// The device the route to the first of `peers` leaves by (all of them must leave by it).
+fn device_towards(peers: &[IpAddr]) -> Result<String, String> {
+    let mut device = None;
+    for peer in peers {
+        let out = run("ip", &["-o", "route", "get", &peer.to_string()])?;
+        let found = device_of_route(&out).ok_or_else(|| format!("no device in `ip route get {peer}`: {out}"))?;
+        match &device {
+            None => device = Some(found),
+            Some(first) if *first != found => {
+                return Err(format!("the peers are reached by different devices ({first}, {found})"));
+            }
+            Some(_) => {}
+        }
+    }
+    device.ok_or_else(|| "no peer given".to_string())
 }
 
 /// netem's words for these figures: `delay 100000us 10000us loss 1.5000% rate 1000000bit`.
@@ -333,7 +471,16 @@ fn send_signal(pids: &[i32], signal: i32) -> Result<String, String> {
     Ok(format!("sent signal {signal} to pids {}", sent.join(" ")))
 }
 
-fn undo(held: Held, keep_stopped: &[i32]) -> Result<String, String> {
+/// What the other faults still held need left in place when one is undone.
+#[derive(Debug, Default)]
+struct Remaining {
+    /// Pids another pause holds.
+    stopped: Vec<i32>,
+    /// Another per-peer class is on the same device: keep the htb root.
+    root_still_used: bool,
+}
+
+fn undo(held: Held, remaining: &Remaining) -> Result<String, String> {
     match held {
         Held::NftTable(table) => {
             run("nft", &["delete", "table", "inet", &table])?;
@@ -366,11 +513,31 @@ fn undo(held: Held, keep_stopped: &[i32]) -> Result<String, String> {
             run("tc", &["qdisc", "del", "dev", &device, "root"])?;
             Ok(format!("removed the root qdisc of {device}"))
         }
+        Held::PeerClass { device, minor, v4, v6 } => {
+            let prio = minor.to_string();
+            for (protocol, wanted) in [("ip", v4), ("ipv6", v6)] {
+                if wanted {
+                    // Gone already when the fault was only half made.
+                    let _ = run(
+                        "tc",
+                        &["filter", "del", "dev", &device, "parent", "1:", "protocol", protocol, "prio", &prio],
+                    );
+                }
+            }
+            if remaining.root_still_used {
+                // The class goes with its qdisc; its filters went first (they hold it).
+                run("tc", &["class", "del", "dev", &device, "classid", &format!("1:{minor:x}")])?;
+                Ok(format!("removed class 1:{minor:x} of {device}"))
+            } else {
+                run("tc", &["qdisc", "del", "dev", &device, "root"])?;
+                Ok(format!("removed class 1:{minor:x} and the root qdisc of {device}"))
+            }
+        }
         Held::Paused(pids) => {
             let mut resumed = Vec::new();
             for (pid, start) in pids {
                 // A pid whose process has ended (or been reused) is left alone.
-                if start_time(pid) == Some(start) && !keep_stopped.contains(&pid) {
+                if start_time(pid) == Some(start) && !remaining.stopped.contains(&pid) {
                     // SAFETY: as in `pause`.
                     if unsafe { libc::kill(pid, libc::SIGCONT) } == 0 {
                         resumed.push(pid.to_string());
@@ -378,6 +545,16 @@ fn undo(held: Held, keep_stopped: &[i32]) -> Result<String, String> {
                 }
             }
             Ok(format!("resumed pids {}", if resumed.is_empty() { "(none left)".into() } else { resumed.join(" ") }))
+        }
+    }
+}
+
+impl Held {
+    /// The device it shapes, if it does.
+    fn device(&self) -> Option<&str> {
+        match self {
+            Held::Qdisc(device) | Held::PeerClass { device, .. } => Some(device),
+            _ => None,
         }
     }
 }
@@ -562,8 +739,8 @@ mod tests {
 
     #[test]
     fn overlapping_pauses_and_processes_stopped_already_stay_stopped() {
-        let mut ours = Command::new("sleep").arg("31").spawn().unwrap();
-        let mut theirs = Command::new("sleep").arg("32").spawn().unwrap();
+        let ours = Command::new("sleep").arg("31").spawn().unwrap();
+        let theirs = Command::new("sleep").arg("32").spawn().unwrap();
         let (ours_pid, theirs_pid) = (ours.id() as i32, theirs.id() as i32);
         // SAFETY: signalling our own children.
         unsafe { libc::kill(theirs_pid, libc::SIGSTOP) };
@@ -583,6 +760,61 @@ mod tests {
             child.kill().unwrap();
             child.wait().unwrap();
         }
+    }
+
+    /// Real tc in a network namespace of the test's own (root only): per-peer classes
+    /// share xrdtest's htb root, which goes with the last of them. tbf (a rate alone) is
+    /// used because not every kernel has netem.
+    #[test]
+    fn per_peer_shaping_shares_one_root_and_removes_it_last() {
+        if unsafe { libc::geteuid() } != 0 || !has_program("tc") {
+            eprintln!("SKIPPED per_peer_shaping_shares_one_root_and_removes_it_last: needs root and tc");
+            return;
+        }
+        let outcome = std::thread::spawn(|| {
+            // SAFETY: this thread alone moves to a new network namespace; it ends after.
+            if unsafe { libc::unshare(libc::CLONE_NEWNET) } != 0 {
+                return Err(format!("unshare: {}", std::io::Error::last_os_error()));
+            }
+            run("ip", &["link", "set", "lo", "up"])?;
+            let faults = Faults::new(PathBuf::from("/nonexistent"), "127.0.0.1:1".into());
+            let rate = |peer: &str| FaultAction::Netem {
+                delay_us: 0,
+                jitter_us: 0,
+                loss_ppm: 0,
+                rate_bps: 1_000_000,
+                peers: vec![peer.parse().unwrap()],
+            };
+            let show = || run("tc", &["qdisc", "show", "dev", "lo"]).unwrap_or_default();
+            let first = faults.apply(1, &rate("127.0.0.2"))?;
+            assert!(first.contains("towards 127.0.0.2 (class 1:4)"), "{first}");
+            let second = faults.apply(2, &rate("127.0.0.3"))?;
+            assert!(second.contains("(class 1:5)"), "{second}");
+            let qdiscs = show();
+            assert!(qdiscs.contains("qdisc htb 1: root"), "{qdiscs}");
+            assert!(
+                qdiscs.contains("qdisc tbf 40: parent 1:4") && qdiscs.contains("qdisc tbf 50: parent 1:5"),
+                "{qdiscs}"
+            );
+            let filters = run("tc", &["filter", "show", "dev", "lo"])?;
+            assert!(filters.contains("flowid 1:4") && filters.contains("flowid 1:5"), "{filters}");
+            let whole =
+                FaultAction::Netem { delay_us: 0, jitter_us: 0, loss_ppm: 0, rate_bps: 1_000_000, peers: vec![] };
+            assert!(faults.apply(3, &whole).unwrap_err().contains("already shaped"));
+            faults.heal(1)?;
+            let qdiscs = show();
+            assert!(qdiscs.contains("qdisc htb 1: root") && !qdiscs.contains("tbf 40:"), "{qdiscs}");
+            let classes = run("tc", &["class", "show", "dev", "lo"])?;
+            assert!(!classes.contains("1:4 ") && classes.contains("1:5 "), "{classes}");
+            faults.heal(2)?;
+            let qdiscs = show();
+            assert!(!qdiscs.contains("htb") && !qdiscs.contains("tbf"), "{qdiscs}");
+            assert!(faults.held().is_empty());
+            Ok(())
+        })
+        .join()
+        .expect("the namespace thread");
+        outcome.unwrap();
     }
 
     #[test]

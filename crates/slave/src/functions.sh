@@ -49,7 +49,7 @@
 #                     (docs/sync.md). Waits print the values they got, one per line; 0 met,
 #                     1 failed (timed out, cannot be met, the stage ended), 2 usage.
 # fault_partition A... [-- B...] [--until stage|case|session]
-# fault_netem TARGET[,...] [delay D [JITTER]] [loss P%] [rate R] [--until ...]
+# fault_netem TARGET[,...] [delay D [JITTER]] [jitter D] [loss P%] [rate R] [--until ...]
 # fault_pause [--on TARGET[,...]] PATTERN [--until ...] / fault_resume [PATTERN]
 # fault_kill [--on TARGET[,...]] PATTERN [SIGNAL] / fault_heal
 #                     inject faults on the session's slaves (docs/faults.md); they return

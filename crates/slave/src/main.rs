@@ -44,6 +44,7 @@ enum Command {
     },
     /// Inside a stage script: partition, shape, pause or kill the session's slaves, or heal
     /// (what `fault_*` of functions.sh run; `fault --help` and docs/faults.md tell how).
+    #[command(disable_help_flag = true)]
     Fault {
         /// The fault's words: `partition A -- B`, `netem T delay 100ms`, `pause PATTERN`...
         #[arg(trailing_var_arg = true, allow_hyphen_values = true, num_args = 0..)]

@@ -68,5 +68,6 @@ pub fn cluster(tag: &str, subnet: u8, files: &Path) -> Cluster {
                 disks: vec![],
             },
         ],
+        links: Vec::new(),
     }
 }

@@ -75,7 +75,8 @@ impl Coordination {
                 info!(slave, stage_id, ?op, "fault asked for");
                 // The context borrows non-Send closures: it ends before the awaits below.
                 let out = {
-                    let address = |slave: &str| master.peers().address_of(slave).map(|a| a.ip());
+                    // IPv4 peers of a dual-stack listener show as ::ffff:a.b.c.d; rules need a.b.c.d.
+                    let address = |slave: &str| master.peers().address_of(slave).map(|a| a.ip().to_canonical());
                     let context = Context {
                         stage_id,
                         stage_index: index,
@@ -119,6 +120,32 @@ impl Coordination {
         send_sync_replies(master, self.sync.tick(now)).await;
         let out = self.faults.tick(now);
         self.perform(master, out).await;
+    }
+
+    /// Before the first stage: applies the cluster's links and waits for their targets;
+    /// `Err` says why one could not be applied (the session then fails).
+    pub async fn apply_links(
+        &mut self,
+        master: &dyn SessionHost,
+        links: Vec<faults::LinkPlan>,
+        events: &mut Events,
+        clock: &Clock<'_>,
+    ) -> Result<(), String> {
+        if links.is_empty() {
+            return Ok(());
+        }
+        let deadman_ms = master.config().reconnect_grace.as_millis() as u64;
+        let new_id = || master.store().next_stage_ids(1).map_err(|e| e.to_string());
+        let (ids, out) = self.faults.make_links(links, deadman_ms, new_id, clock().0)?;
+        info!(links = ids.len(), "applying the cluster's links");
+        self.perform(master, out).await;
+        self.settle(master, events, clock).await;
+        let errors = self.faults.errors_of(&ids);
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(format!("the cluster's links could not be applied: {}", errors.join("; ")))
+        }
     }
 
     /// Before stage `index` starts: heals what is due, and waits for its targets.

@@ -20,6 +20,8 @@ pub const MAX_FAULTS: usize = 1000;
 
 /// Something for the runner to do.
 #[derive(Debug, Clone, PartialEq)]
+// Short-lived, a few per fault call: boxing the message would buy nothing.
+#[allow(clippy::large_enum_variant)]
 pub enum Out {
     Send { slave: String, message: FromMaster },
     Reply { slave: String, request_id: u64, reply: SyncReply },
@@ -120,8 +122,10 @@ impl FaultBoard {
             let chosen: Vec<usize> = (0..self.faults.len())
                 .filter(|&i| {
                     let fault = &self.faults[i];
-                    // Heal: every active fault; resume: the pauses (of that pattern).
+                    // Heal: every active fault but the cluster's links; resume: the
+                    // pauses (of that pattern).
                     fault.phase == Phase::Active
+                        && fault.record.kind != "link"
                         && match &pattern {
                             None => true,
                             Some(None) => fault.is_pause.is_some(),
@@ -161,20 +165,71 @@ impl FaultBoard {
             Err(reason) => return refuse(format!("cannot number the fault: {reason}")),
         };
         self.made.insert((slave.to_string(), request_id), id);
+        let made =
+            Made { id, by: slave, stage_id: context.stage_id, stage_index: context.stage_index, case: context.case };
+        self.start(made, plan, Some((slave.to_string(), request_id)), context.deadman_ms, now)
+    }
+
+    /// Applies a cluster's `[[links]]` for the whole session (made by `cluster`, before
+    /// its first stage); `Err` when a fault id cannot be had.
+    pub fn make_links(
+        &mut self,
+        links: Vec<LinkPlan>,
+        deadman_ms: u64,
+        mut new_id: impl FnMut() -> Result<u64, String>,
+        now: Now,
+    ) -> Result<(Vec<u64>, Vec<Out>), String> {
+        let mut ids = Vec::new();
+        let mut out = Vec::new();
+        for link in links {
+            let id = new_id().map_err(|reason| format!("cannot number the link: {reason}"))?;
+            let plan = Plan {
+                kind: "link",
+                params: link.params,
+                actions: link.actions,
+                until: FaultUntil::Session,
+                pause_pattern: None,
+            };
+            let made = Made { id, by: "cluster", stage_id: 0, stage_index: 0, case: None };
+            out.extend(self.start(made, plan, None, deadman_ms, now));
+            ids.push(id);
+        }
+        Ok((ids, out))
+    }
+
+    /// Why these faults could not be applied, if any could not.
+    pub fn errors_of(&self, ids: &[u64]) -> Vec<String> {
+        self.faults.iter().filter(|f| ids.contains(&f.record.id)).filter_map(|f| f.record.error.clone()).collect()
+    }
+
+    /// Records a new fault and sends it to its targets.
+    fn start(
+        &mut self,
+        made: Made<'_>,
+        plan: Plan,
+        caller: Option<(String, u64)>,
+        deadman_ms: u64,
+        now: Now,
+    ) -> Vec<Out> {
         let mut out = Vec::new();
         for (target, action) in &plan.actions {
-            let apply = ApplyFault { fault_id: id, action: action.clone(), deadman_ms: context.deadman_ms };
+            let apply = ApplyFault { fault_id: made.id, action: action.clone(), deadman_ms };
             out.push(Out::Send { slave: target.clone(), message: FromMaster::ApplyFault(apply) });
         }
-        let targets: Vec<String> = plan.actions.iter().map(|(t, _)| t.clone()).collect();
+        let mut targets: Vec<String> = Vec::new();
+        for (target, _) in &plan.actions {
+            if !targets.contains(target) {
+                targets.push(target.clone());
+            }
+        }
         self.faults.push(Fault {
             record: FaultRecord {
-                id,
+                id: made.id,
                 kind: plan.kind.into(),
                 targets: targets.clone(),
                 params: plan.params,
-                made_by: slave.to_string(),
-                stage_id: context.stage_id,
+                made_by: made.by.to_string(),
+                stage_id: made.stage_id,
                 started_unix_ms: now.unix_ms,
                 ended_unix_ms: None,
                 details: Vec::new(),
@@ -182,15 +237,15 @@ impl FaultBoard {
             },
             phase: Phase::Applying,
             until: plan.until,
-            stage_index: context.stage_index,
-            case: context.case.map(str::to_string),
+            stage_index: made.stage_index,
+            case: made.case.map(str::to_string),
             is_kill: plan.kind == "kill",
             is_pause: plan.pause_pattern,
             applied: BTreeSet::new(),
             pending: targets.into_iter().collect(),
             deadline_mono_ms: now.mono_ms + ANSWER_WITHIN_MS,
             errors: Vec::new(),
-            caller: Some((slave.to_string(), request_id)),
+            caller,
         });
         out
     }
@@ -209,6 +264,14 @@ impl FaultBoard {
         let fault = &mut self.faults[index];
         let expected = if healed { Phase::Healing } else { Phase::Applying };
         if fault.phase != expected || !fault.pending.remove(slave) {
+            // The slave holds a fault it should not: applied after its answer was given up
+            // on, or its heal missed while it was away (it says so when it is back).
+            let holds_it = !healed && error.is_none();
+            let should_hold = fault.phase == Phase::Active && fault.applied.contains(slave);
+            if holds_it && !should_hold && !fault.is_kill {
+                let message = FromMaster::HealFault { fault_id: Some(fault_id) };
+                return vec![Out::Send { slave: slave.to_string(), message }];
+            }
             return Vec::new();
         }
         match error {
@@ -412,7 +475,7 @@ impl FaultBoard {
                 if delay_us == 0 && jitter_us == 0 && loss_ppm == 0 && rate_bps == 0 {
                     return Err("netem needs at least one of delay, loss or rate".into());
                 }
-                let action = FaultAction::Netem { delay_us, jitter_us, loss_ppm, rate_bps };
+                let action = FaultAction::Netem { delay_us, jitter_us, loss_ppm, rate_bps, peers: Vec::new() };
                 let params = describe_netem(delay_us, jitter_us, loss_ppm, rate_bps);
                 let params = format!("{}: {params}", targets.join(" "));
                 let actions = targets.into_iter().map(|t| (t, action.clone())).collect();
@@ -475,6 +538,52 @@ impl FaultBoard {
     }
 }
 
+/// Who made a fault, and where.
+struct Made<'a> {
+    id: u64,
+    by: &'a str,
+    stage_id: StageId,
+    stage_index: usize,
+    case: Option<&'a str>,
+}
+
+/// One cluster link as faults: what each target applies, and how it reads.
+#[derive(Debug, Clone)]
+pub struct LinkPlan {
+    pub actions: Vec<(String, FaultAction)>,
+    pub params: String,
+}
+
+/// The faults of a cluster's `[[links]]` on the slaves of a session: each host of one side
+/// shapes its traffic towards the other side's addresses. Hosts not in the session are
+/// left out (as targets; their addresses still count as peers).
+pub fn link_plans(cluster: &xrdtest_defs::Cluster, slaves: &[String]) -> Vec<LinkPlan> {
+    let address = |name: &String| cluster.hosts.iter().find(|h| h.name == *name).map(|h| IpAddr::V4(h.ip));
+    let mut plans = Vec::new();
+    for link in &cluster.links {
+        let mut actions = Vec::new();
+        for (from, to) in [(&link.a, &link.b), (&link.b, &link.a)] {
+            let peers: Vec<IpAddr> = to.iter().filter_map(address).collect();
+            for host in from.iter().filter(|h| slaves.contains(h)) {
+                let action = FaultAction::Netem {
+                    delay_us: link.delay_us,
+                    jitter_us: link.jitter_us,
+                    loss_ppm: link.loss_ppm,
+                    rate_bps: link.rate_bps,
+                    peers: peers.clone(),
+                };
+                actions.push((host.clone(), action));
+            }
+        }
+        if actions.is_empty() {
+            continue;
+        }
+        let figures = describe_netem(link.delay_us, link.jitter_us, link.loss_ppm, link.rate_bps);
+        plans.push(LinkPlan { actions, params: format!("{} -- {}: {figures}", link.a.join(" "), link.b.join(" ")) });
+    }
+    plans
+}
+
 struct Plan {
     kind: &'static str,
     params: String,
@@ -535,6 +644,53 @@ pub fn describe_netem(delay_us: u64, jitter_us: u64, loss_ppm: u32, rate_bps: u6
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cluster_links_shape_each_side_towards_the_other_for_the_whole_session() {
+        // The shipped cluster_pair, with a link.
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let pair = std::fs::read_to_string(root.join("clusters/cluster_pair/cluster.toml")).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("clusters/cluster_pair")).unwrap();
+        std::fs::create_dir_all(dir.path().join("suites")).unwrap();
+        let link = "\n[[links]]\na = \"role:server\"\nb = \"client\"\ndelay = \"20ms\"\n";
+        std::fs::write(dir.path().join("clusters/cluster_pair/cluster.toml"), format!("{pair}{link}")).unwrap();
+        let report = xrdtest_defs::load_repository(&dir.path().join("suites"), &dir.path().join("clusters"));
+        let cluster = &report.repository.clusters["cluster_pair"];
+        let slaves = ["server.pair.test".to_string(), "client.pair.test".to_string()];
+        let plans = link_plans(cluster, &slaves);
+        assert_eq!(plans.len(), 1);
+        assert_eq!(plans[0].params, "server.pair.test -- client.pair.test: delay 20ms");
+        let towards = |peer: [u8; 4]| FaultAction::Netem {
+            delay_us: 20_000,
+            jitter_us: 0,
+            loss_ppm: 0,
+            rate_bps: 0,
+            peers: vec![peer.into()],
+        };
+        assert_eq!(
+            plans[0].actions,
+            [
+                ("server.pair.test".to_string(), towards([10, 77, 0, 11])),
+                ("client.pair.test".to_string(), towards([10, 77, 0, 10]))
+            ]
+        );
+        assert!(link_plans(cluster, &slaves[..1]).iter().all(|p| p.actions.len() == 1), "only the session's slaves");
+
+        let mut faults = FaultBoard::new(slaves.iter().map(|s| (s.clone(), Vec::new())).collect());
+        let (ids, out) = faults.make_links(plans, 3000, || Ok(40), at(0)).unwrap();
+        assert_eq!((ids, sends(&out).len()), (vec![40], 2));
+        for slave in &slaves {
+            faults.answer(slave, 40, false, None, "shaped".into(), at(1));
+        }
+        assert!(faults.holds(40) && faults.errors_of(&[40]).is_empty());
+        // A script's heal leaves the cluster's links alone; the session's end heals them.
+        let out = faults.request("client.pair.test", 1, FaultOp::Heal, &context(2, None), || Ok(99), at(2));
+        assert_eq!(replies(&out), ["client.pair.test#1 done"]);
+        assert!(faults.heal_before(7, Some("x"), at(3)).is_empty());
+        assert_eq!(sends(&faults.heal_all(at(4))).len(), 2);
+        assert_eq!(faults.records()[0].made_by, "cluster");
+    }
 
     fn board() -> FaultBoard {
         let roles = [("a", vec!["server"]), ("b", vec!["server"]), ("c", vec!["client"])];
@@ -618,6 +774,9 @@ mod tests {
             faults.answer(slave, 7, true, None, String::new(), at(12));
         }
         assert!(!faults.holds(7));
+        // Back after a reconnect still holding it (its heal was lost): healed again.
+        let out = faults.answer("b", 7, false, None, String::new(), at(13));
+        assert_eq!(sends(&out), ["b heal Some(7)"]);
         let record = &faults.records()[0];
         assert_eq!((record.kind.as_str(), record.params.as_str()), ("partition", "c -- a b"));
         assert_eq!((record.started_unix_ms, record.ended_unix_ms), (5_000_000, Some(5_000_012)));

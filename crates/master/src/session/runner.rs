@@ -17,6 +17,7 @@ use crate::peers::{PeerEvent, StageEvent};
 use crate::session::cluster::{bring_up, hold, host_tags, tear_down, ClusterLease, HeldCluster};
 use crate::session::coordination::Coordination;
 use crate::session::engine::{Action, Engine, Event, Limits, Now};
+use crate::session::faults::{link_plans, LinkPlan};
 use crate::session::load_script;
 use crate::session::plan::Plan;
 use crate::session::rules::StopRequest;
@@ -148,6 +149,7 @@ async fn run(
         slave_tags: &slave_tags,
         roster: Arc::new(record.slaves.join(" ")),
         roles,
+        links: cluster.as_ref().map(|c| link_plans(c, &record.slaves)).unwrap_or_default(),
     };
     let engine = Engine::new(record, plan, script_errors, limits);
     let (mut record, state, reason) = drive(master, engine, &context, &mut cancel).await;
@@ -248,6 +250,8 @@ struct StageContext<'a> {
     roster: Arc<String>,
     /// Each slave of the session with its roles (for sync counts by role).
     roles: BTreeMap<String, Vec<String>>,
+    /// The cluster's `[[links]]` as faults on the session's slaves.
+    links: Vec<LinkPlan>,
 }
 
 impl StageContext<'_> {
@@ -312,18 +316,26 @@ async fn drive(
     // (suite init is skipped). Marked as seen: a stop is handled once, so it never also
     // kills suite finalize.
     let requested = cancel.borrow_and_update().clone();
+    let stopped = requested.is_some();
     if let Some(stop) = requested {
         engine.handle(Event::Stop(stop), clock.now());
+    }
+    // Half a frame: the reply's other fields and encoding fit in the rest.
+    let reply_budget = master.config().max_frame_bytes / 2;
+    let mut coordination = Coordination::new(context.roles.clone(), reply_budget, events_tx.clone());
+    let now = || (clock.now(), Instant::now());
+    if !stopped {
+        // A cluster's [[links]] hold from before suite init to the session's end.
+        if let Err(reason) = coordination.apply_links(master, context.links.clone(), &mut events, &now).await {
+            warn!(%reason, "the session cannot run");
+            engine.handle(Event::Stop(StopRequest::abort(reason)), clock.now());
+        }
     }
     let mut todo: VecDeque<Action> = engine.start(clock.now()).into();
     let mut save_tick = tokio::time::interval(SAVE_EVERY);
     let (mut cancel_open, mut peers_open) = (true, true);
     let mut rosters = Rosters::default();
     let mut baselines = Baselines::start(master.store(), context.suite, engine.record().id);
-    // Half a frame: the reply's other fields and encoding fit in the rest.
-    let reply_budget = master.config().max_frame_bytes / 2;
-    let mut coordination = Coordination::new(context.roles.clone(), reply_budget, events_tx.clone());
-    let now = || (clock.now(), Instant::now());
     loop {
         while let Some(action) = todo.pop_front() {
             let answers = match action {

@@ -37,6 +37,7 @@ pub fn sample_cluster() -> Cluster {
                 mount_point: "/data".into(),
             }],
         }],
+        links: Vec::new(),
     }
 }
 
