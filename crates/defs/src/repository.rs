@@ -153,22 +153,9 @@ fn check_suite_cluster(
         return Err(errors);
     };
     let mut errors = Vec::new();
-    let mut resolved = Vec::new();
-    for (index, machine) in suite.machines.iter().enumerate() {
-        let full = qualify(machine, &cluster.network.domain);
-        if cluster.hosts.iter().any(|h| h.name == full) {
-            resolved.push(full);
-        } else {
-            errors.push(DefError::new(
-                &file,
-                None,
-                format!("machines[{index}]"),
-                format!("`{machine}` is not a host of cluster `{cluster_name}`"),
-            ));
-        }
-    }
-    for (role, members) in suite.roles.iter_mut() {
-        for (index, machine) in members.iter_mut().enumerate() {
+    // Each name to the full name of a host of the cluster, or an error on `field[index]`.
+    let mut qualify_all = |names: &mut Vec<String>, field: &str| {
+        for (index, machine) in names.iter_mut().enumerate() {
             let full = qualify(machine, &cluster.network.domain);
             if cluster.hosts.iter().any(|h| h.name == full) {
                 *machine = full;
@@ -176,11 +163,16 @@ fn check_suite_cluster(
                 errors.push(DefError::new(
                     &file,
                     None,
-                    format!("roles.{role}[{index}]"),
+                    format!("{field}[{index}]"),
                     format!("`{machine}` is not a host of cluster `{cluster_name}`"),
                 ));
             }
         }
+    };
+    let mut resolved = suite.machines.clone();
+    qualify_all(&mut resolved, "machines");
+    for (role, members) in suite.roles.iter_mut() {
+        qualify_all(members, &format!("roles.{role}"));
     }
     if !errors.is_empty() {
         with_lines(&file, &mut errors);
