@@ -193,6 +193,9 @@ impl Coordination {
             tokio::select! {
                 received = events.recv() => match received {
                     Some((_, StageEvent::FaultDone { slave, fault_id, healed, error, detail })) => {
+                        if let Some(error) = &error {
+                            warn!(slave, fault_id, healed, %error, "a fault could not be applied or healed");
+                        }
                         let out = self.faults.answer(&slave, fault_id, healed, error, detail, clock().0);
                         self.perform(master, out).await;
                     }

@@ -72,6 +72,8 @@ struct HealWaiter {
     slave: String,
     request_id: u64,
     faults: BTreeSet<u64>,
+    /// The heals among them that failed, with why.
+    errors: Vec<String>,
 }
 
 /// The faults of one session.
@@ -141,7 +143,12 @@ impl FaultBoard {
             if ids.is_empty() {
                 out.push(done(slave, request_id));
             } else {
-                self.heal_waiters.push(HealWaiter { slave: slave.to_string(), request_id, faults: ids });
+                self.heal_waiters.push(HealWaiter {
+                    slave: slave.to_string(),
+                    request_id,
+                    faults: ids,
+                    errors: Vec::new(),
+                });
             }
             return out;
         }
@@ -410,19 +417,22 @@ impl FaultBoard {
                 let id = fault.record.id;
                 let heal_error = fault.record.error.clone();
                 for waiter in &mut self.heal_waiters {
-                    waiter.faults.remove(&id);
+                    if waiter.faults.remove(&id) {
+                        waiter.errors.extend(heal_error.clone());
+                    }
                 }
                 let (finished, waiting): (Vec<_>, Vec<_>) =
                     std::mem::take(&mut self.heal_waiters).into_iter().partition(|w| w.faults.is_empty());
                 self.heal_waiters = waiting;
                 for waiter in finished {
-                    out.push(match &heal_error {
-                        Some(reason) => Out::Reply {
+                    out.push(if waiter.errors.is_empty() {
+                        done(&waiter.slave, waiter.request_id)
+                    } else {
+                        Out::Reply {
                             slave: waiter.slave,
                             request_id: waiter.request_id,
-                            reply: SyncReply::Failed { reason: reason.clone() },
-                        },
-                        None => done(&waiter.slave, waiter.request_id),
+                            reply: SyncReply::Failed { reason: waiter.errors.join("; ") },
+                        }
                     });
                 }
             }
@@ -818,6 +828,24 @@ mod tests {
         faults.answer("a", 1, true, None, String::new(), at(4));
         assert!(faults.heal_before(9, None, at(5)).is_empty(), "the session's stays");
         assert_eq!(sends(&faults.heal_all(at(6))), ["a heal Some(2)"]);
+    }
+
+    #[test]
+    fn a_heal_call_fails_when_any_of_its_heals_failed() {
+        let mut faults = board();
+        let pause = |pattern: &str| FaultOp::Pause {
+            targets: vec!["a".into()],
+            pattern: pattern.into(),
+            until: FaultUntil::Stage,
+        };
+        faults.request("c", 1, pause("x"), &context(2, None), || Ok(1), at(0));
+        faults.request("c", 2, pause("y"), &context(2, None), || Ok(2), at(0));
+        faults.answer("a", 1, false, None, String::new(), at(1));
+        faults.answer("a", 2, false, None, String::new(), at(1));
+        faults.request("c", 3, FaultOp::Heal, &context(2, None), || Ok(99), at(2));
+        assert!(faults.answer("a", 1, true, Some("pid 7: EPERM".into()), String::new(), at(3)).is_empty());
+        let out = faults.answer("a", 2, true, None, String::new(), at(3));
+        assert_eq!(replies(&out), ["c#3 failed: heal failed: a: pid 7: EPERM"], "the first failure is not lost");
     }
 
     #[test]
