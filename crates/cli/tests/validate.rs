@@ -21,7 +21,7 @@ fn shipped_examples_validate_with_both_forms() {
     let root = repo_root();
     let (code, stdout, stderr) = xrdtest(&["validate", "suites", "clusters"], &root);
     assert_eq!(code, 0, "{stdout}{stderr}");
-    assert!(stderr.contains("ok: 3 of 3 suites and 2 of 2 clusters valid"), "{stderr}");
+    assert!(stderr.contains("ok: 4 of 4 suites and 2 of 2 clusters valid"), "{stderr}");
     let (code, _, _) = xrdtest(&["validate", "."], &root);
     assert_eq!(code, 0);
     let (code, stdout, _) = xrdtest(&["validate", "--json"], &root);
