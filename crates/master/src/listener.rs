@@ -101,9 +101,13 @@ async fn handle_connection(
     })?;
     let conn_id = NEXT_CONN_ID.fetch_add(1, Ordering::Relaxed);
     let (tx, rx) = mpsc::channel(OUTGOING_QUEUE);
-    if let Err(err) =
-        master.peers.register(&hello.name, hello.role, address, &hello.software_version, PeerHandle { conn_id, tx })
-    {
+    if let Err(err) = master.peers.register(
+        &hello.name,
+        hello.role,
+        address,
+        &hello.software_version,
+        PeerHandle { conn_id, tx, master_ip: local_ip.map(|ip| ip.to_canonical()) },
+    ) {
         warn!(peer = %address, name = %hello.name, error = %err, "peer refused");
         let _ = handshake.refuse(&mut conn, RefusalReason::DuplicateName, err.to_string()).await;
         return Err(err.to_string());

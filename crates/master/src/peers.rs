@@ -19,6 +19,8 @@ pub const SEND_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10)
 pub struct PeerHandle {
     pub conn_id: u64,
     pub tx: mpsc::Sender<FromMaster>,
+    /// The master's own address on this connection (where this peer reaches it).
+    pub master_ip: Option<std::net::IpAddr>,
 }
 
 /// What the API shows about a peer, connected or not.
@@ -284,6 +286,11 @@ impl Peers {
     /// Whether a session still has fault `fault_id`.
     pub fn knows_fault(&self, fault_id: u64) -> bool {
         self.lock().fault_routes.contains_key(&fault_id)
+    }
+
+    /// The master's address as a connected peer reaches it.
+    pub fn master_address_for(&self, name: &str) -> Option<std::net::IpAddr> {
+        self.lock().connected.get(name).and_then(|handle| handle.master_ip)
     }
 
     /// The address a connected peer connected from.

@@ -77,11 +77,13 @@ impl Coordination {
                 let out = {
                     // IPv4 peers of a dual-stack listener show as ::ffff:a.b.c.d; rules need a.b.c.d.
                     let address = |slave: &str| master.peers().address_of(slave).map(|a| a.ip().to_canonical());
+                    let master_address = |slave: &str| master.peers().master_address_for(slave);
                     let context = Context {
                         stage_id,
                         stage_index: index,
                         case: case.as_deref(),
                         address: &address,
+                        master_address: &master_address,
                         deadman_ms: master.config().reconnect_grace.as_millis() as u64,
                     };
                     let new_id = || master.store().next_stage_ids(1).map_err(|e| e.to_string());

@@ -35,6 +35,8 @@ pub struct Context<'a> {
     pub case: Option<&'a str>,
     /// A connected slave's address, as the master sees it.
     pub address: &'a dyn Fn(&str) -> Option<IpAddr>,
+    /// The master's address as a connected slave reaches it.
+    pub master_address: &'a dyn Fn(&str) -> Option<IpAddr>,
     /// The dead-man time each target heals by itself after.
     pub deadman_ms: u64,
 }
@@ -470,6 +472,19 @@ impl FaultBoard {
                         ));
                     }
                 }
+                // A side that has the master's address would cut the other from the master.
+                for (side, peers, other) in [(&a, &b_ips, &b), (&b, &a_ips, &a)] {
+                    for slave in side {
+                        if let Some(ip) = (context.master_address)(slave).filter(|ip| peers.contains(ip)) {
+                            let owner =
+                                other.iter().zip(peers.iter()).find(|(_, p)| **p == ip).map(|(s, _)| s.as_str());
+                            return Err(format!(
+                                "slave {} has the master's address {ip}: the partition would cut {slave} from the master",
+                                owner.unwrap_or("?")
+                            ));
+                        }
+                    }
+                }
                 let mut actions: Vec<(String, FaultAction)> = Vec::new();
                 for slave in &a {
                     actions.push((slave.clone(), FaultAction::Partition { peers: dedup(&b_ips) }));
@@ -721,7 +736,14 @@ mod tests {
     }
 
     fn context(stage_index: usize, case: Option<&str>) -> Context<'_> {
-        Context { stage_id: 40 + stage_index as u64, stage_index, case, address: &ip, deadman_ms: 30_000 }
+        Context {
+            stage_id: 40 + stage_index as u64,
+            stage_index,
+            case,
+            address: &ip,
+            master_address: &|_| Some([10, 0, 0, 100].into()),
+            deadman_ms: 30_000,
+        }
     }
 
     fn partition(until: FaultUntil) -> FaultOp {
@@ -932,11 +954,28 @@ mod tests {
             "c#1 failed: an empty pattern would match every process"
         );
         let same = |_: &str| Some(IpAddr::from([127, 0, 0, 1]));
-        let context = Context { stage_id: 1, stage_index: 0, case: None, address: &same, deadman_ms: 1 };
+        let none = |_: &str| None;
+        let context =
+            Context { stage_id: 1, stage_index: 0, case: None, address: &same, master_address: &none, deadman_ms: 1 };
         let out = faults.request("c", 1, partition(FaultUntil::Stage), &context, || Ok(1), at(0));
         assert_eq!(
             replies(&out),
             ["c#1 failed: slaves c and a share the address 127.0.0.1: a partition between them cannot be made"]
+        );
+        // b runs on the master's host: cutting c from b would cut c from the master.
+        let master_at_b = |_: &str| Some(IpAddr::from([10, 0, 0, 2]));
+        let context = Context {
+            stage_id: 1,
+            stage_index: 0,
+            case: None,
+            address: &ip,
+            master_address: &master_at_b,
+            deadman_ms: 1,
+        };
+        let out = faults.request("c", 2, partition(FaultUntil::Stage), &context, || Ok(1), at(0));
+        assert_eq!(
+            replies(&out),
+            ["c#2 failed: slave b has the master's address 10.0.0.2: the partition would cut c from the master"]
         );
         assert_eq!(
             describe_netem(100_000, 10_000, 10_000, 10_000_000),
