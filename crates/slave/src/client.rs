@@ -654,21 +654,28 @@ impl Slave {
     fn heal_fault(self: &Arc<Self>, fault_id: Option<u64>) {
         let slave = self.clone();
         tokio::spawn(async move {
-            let faults = slave.faults.clone();
-            let results = tokio::task::spawn_blocking(move || match fault_id {
-                Some(id) => vec![(id, faults.heal(id))],
-                None => faults.heal_all(),
-            })
-            .await
-            .unwrap_or_default();
-            for (id, result) in results {
-                match &result {
-                    Ok(detail) => info!(fault_id = id, %detail, "fault healed"),
-                    Err(error) => warn!(fault_id = id, %error, "fault not healed"),
-                }
+            for (id, result) in slave.heal_logged(fault_id).await {
                 slave.send_fault_done(id, true, result);
             }
         });
+    }
+
+    /// Heals one fault (or, with `None`, all) off the async threads, logging each outcome.
+    async fn heal_logged(&self, fault_id: Option<u64>) -> Vec<(u64, Result<String, String>)> {
+        let faults = self.faults.clone();
+        let results = tokio::task::spawn_blocking(move || match fault_id {
+            Some(id) => vec![(id, faults.heal(id))],
+            None => faults.heal_all(),
+        })
+        .await
+        .unwrap_or_default();
+        for (id, result) in &results {
+            match result {
+                Ok(detail) => info!(fault_id = id, %detail, "fault healed"),
+                Err(error) => warn!(fault_id = id, %error, "fault not healed"),
+            }
+        }
+        results
     }
 
     fn send_fault_done(&self, fault_id: u64, healed: bool, result: Result<String, String>) {
@@ -707,17 +714,9 @@ impl Slave {
 
     /// Heals every fault held, after any apply still running (see [`Faults::heal_all`]).
     async fn heal_all_faults(&self, why: &str) {
-        let faults = self.faults.clone();
-        if let Ok(results) = tokio::task::spawn_blocking(move || faults.heal_all()).await {
-            if !results.is_empty() {
-                warn!(reason = why, faults = results.len(), "healed every fault applied here");
-            }
-            for (fault_id, result) in results {
-                match result {
-                    Ok(detail) => info!(fault_id, %detail, "fault healed"),
-                    Err(error) => warn!(fault_id, %error, "fault not healed"),
-                }
-            }
+        let results = self.heal_logged(None).await;
+        if !results.is_empty() {
+            warn!(reason = why, faults = results.len(), "healed every fault applied here");
         }
     }
 

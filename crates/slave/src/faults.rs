@@ -435,40 +435,42 @@ fn netem_words(delay_us: u64, jitter_us: u64, loss_ppm: u32, rate_bps: u64) -> S
     words.join(" ")
 }
 
-fn pause(pids: &[i32]) -> Result<(Held, String), String> {
-    let mut stopped = Vec::new();
+/// Sends `signal` to each pid; returns those it reached and why the others were not.
+fn signal_each(pids: impl IntoIterator<Item = i32>, signal: i32) -> (Vec<i32>, Vec<String>) {
+    let mut sent = Vec::new();
     let mut failures = Vec::new();
-    for &pid in pids {
-        let Some(start) = start_time(pid) else { continue };
+    for pid in pids {
         // SAFETY: kill(2) with a pid and a signal number has no memory effects.
-        if unsafe { libc::kill(pid, libc::SIGSTOP) } == 0 {
-            stopped.push((pid, start));
+        if unsafe { libc::kill(pid, signal) } == 0 {
+            sent.push(pid);
         } else {
             failures.push(format!("{pid}: {}", std::io::Error::last_os_error()));
         }
     }
-    if stopped.is_empty() {
+    (sent, failures)
+}
+
+fn pid_list(pids: &[i32]) -> String {
+    pids.iter().map(i32::to_string).collect::<Vec<_>>().join(" ")
+}
+
+fn pause(pids: &[i32]) -> Result<(Held, String), String> {
+    // The start time first, so that the heal can tell a reused pid.
+    let started: Vec<(i32, u64)> = pids.iter().filter_map(|&pid| start_time(pid).map(|start| (pid, start))).collect();
+    let (sent, failures) = signal_each(started.iter().map(|(pid, _)| *pid), libc::SIGSTOP);
+    if sent.is_empty() {
         return Err(format!("no process could be stopped ({})", failures.join(", ")));
     }
-    let list = stopped.iter().map(|(pid, _)| pid.to_string()).collect::<Vec<_>>().join(" ");
-    Ok((Held::Paused(stopped), format!("stopped pids {list}")))
+    let stopped: Vec<(i32, u64)> = started.into_iter().filter(|(pid, _)| sent.contains(pid)).collect();
+    Ok((Held::Paused(stopped), format!("stopped pids {}", pid_list(&sent))))
 }
 
 fn send_signal(pids: &[i32], signal: i32) -> Result<String, String> {
-    let mut sent = Vec::new();
-    let mut failures = Vec::new();
-    for &pid in pids {
-        // SAFETY: as in `pause`.
-        if unsafe { libc::kill(pid, signal) } == 0 {
-            sent.push(pid.to_string());
-        } else {
-            failures.push(format!("{pid}: {}", std::io::Error::last_os_error()));
-        }
-    }
+    let (sent, failures) = signal_each(pids.iter().copied(), signal);
     if sent.is_empty() {
         return Err(format!("signal {signal} reached no process ({})", failures.join(", ")));
     }
-    Ok(format!("sent signal {signal} to pids {}", sent.join(" ")))
+    Ok(format!("sent signal {signal} to pids {}", pid_list(&sent)))
 }
 
 /// What the other faults still held need left in place when one is undone.
@@ -534,17 +536,13 @@ fn undo(held: Held, remaining: &Remaining) -> Result<String, String> {
             }
         }
         Held::Paused(pids) => {
-            let mut resumed = Vec::new();
-            for (pid, start) in pids {
-                // A pid whose process has ended (or been reused) is left alone.
-                if start_time(pid) == Some(start) && !remaining.stopped.contains(&pid) {
-                    // SAFETY: as in `pause`.
-                    if unsafe { libc::kill(pid, libc::SIGCONT) } == 0 {
-                        resumed.push(pid.to_string());
-                    }
-                }
-            }
-            Ok(format!("resumed pids {}", if resumed.is_empty() { "(none left)".into() } else { resumed.join(" ") }))
+            // A pid whose process has ended (or been reused) is left alone.
+            let still_ours = pids
+                .into_iter()
+                .filter(|(pid, start)| start_time(*pid) == Some(*start) && !remaining.stopped.contains(pid))
+                .map(|(pid, _)| pid);
+            let (resumed, _) = signal_each(still_ours, libc::SIGCONT);
+            Ok(format!("resumed pids {}", if resumed.is_empty() { "(none left)".into() } else { pid_list(&resumed) }))
         }
     }
 }

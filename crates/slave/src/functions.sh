@@ -214,33 +214,42 @@ _xrdtest_wait_next() {
     _xrdtest_sleep_ms "$(( left < $3 ? left : $3 ))"
 }
 
+# Reads the duration option starting the arguments after $1 and $2 (the function's name and
+# usage line): `--timeout D` or `--timeout=D`. Sets the caller's locals _xrdtest_opt (the
+# option), _xrdtest_opt_ms (its duration in milliseconds) and _xrdtest_opt_words (the words
+# it took: 1 or 2). Fails (2) with a message when the duration is missing or bad.
+_xrdtest_duration_option() {
+    local who=$1 usage=$2 value
+    shift 2
+    if [[ $1 == *=* ]]; then
+        _xrdtest_opt=${1%%=*} value=${1#*=} _xrdtest_opt_words=1
+    elif [[ $# -ge 2 ]]; then
+        _xrdtest_opt=$1 value=$2 _xrdtest_opt_words=2
+    else
+        echo "$who: $1 needs a duration" >&2
+        echo "$usage" >&2
+        return 2
+    fi
+    _xrdtest_opt_ms=$(_xrdtest_duration_ms "$who $_xrdtest_opt" "$value") || return 2
+}
+
 wait_until() {
     # Prefixed locals: bash scoping is dynamic, and CMD may use names of its own.
     local _xrdtest_wu_usage="wait_until: usage: wait_until [--timeout D] [--every D] [--] COMMAND [ARG...]"
-    local _xrdtest_wu_timeout_ms=60000 _xrdtest_wu_every_ms=1000 _xrdtest_wu_opt _xrdtest_wu_val _xrdtest_wu_ms
+    local _xrdtest_wu_timeout_ms=60000 _xrdtest_wu_every_ms=1000 _xrdtest_opt _xrdtest_opt_ms _xrdtest_opt_words
     while [[ $# -gt 0 ]]; do
         case $1 in
             --) shift; break ;;
             --timeout|--every|--timeout=*|--every=*)
-                if [[ $1 == *=* ]]; then
-                    _xrdtest_wu_opt=${1%%=*} _xrdtest_wu_val=${1#*=}
-                    shift
-                elif [[ $# -ge 2 ]]; then
-                    _xrdtest_wu_opt=$1 _xrdtest_wu_val=$2
-                    shift 2
-                else
-                    echo "wait_until: $1 needs a duration" >&2
-                    echo "$_xrdtest_wu_usage" >&2
-                    return 2
-                fi
-                _xrdtest_wu_ms=$(_xrdtest_duration_ms "wait_until $_xrdtest_wu_opt" "$_xrdtest_wu_val") || return 2
-                if [[ $_xrdtest_wu_opt == --timeout ]]; then
-                    _xrdtest_wu_timeout_ms=$_xrdtest_wu_ms
-                elif [[ $_xrdtest_wu_ms -eq 0 ]]; then
+                _xrdtest_duration_option wait_until "$_xrdtest_wu_usage" "$@" || return 2
+                shift "$_xrdtest_opt_words"
+                if [[ $_xrdtest_opt == --timeout ]]; then
+                    _xrdtest_wu_timeout_ms=$_xrdtest_opt_ms
+                elif [[ $_xrdtest_opt_ms -eq 0 ]]; then
                     echo "wait_until: --every must be more than 0" >&2
                     return 2
                 else
-                    _xrdtest_wu_every_ms=$_xrdtest_wu_ms
+                    _xrdtest_wu_every_ms=$_xrdtest_opt_ms
                 fi
                 ;;
             --*)
@@ -278,7 +287,7 @@ wait_until() {
 # usage line, then its arguments): sets `timeout_ms` and the array `args` (the other
 # arguments) of the caller. Fails (2) with a message on a usage error.
 _xrdtest_wait_args() {
-    local who=$1 usage=$2 opt val
+    local who=$1 usage=$2 _xrdtest_opt _xrdtest_opt_ms _xrdtest_opt_words
     shift 2
     while [[ $# -gt 0 ]]; do
         case $1 in
@@ -288,18 +297,9 @@ _xrdtest_wait_args() {
                 break
                 ;;
             --timeout|--timeout=*)
-                if [[ $1 == *=* ]]; then
-                    opt=${1%%=*} val=${1#*=}
-                    shift
-                elif [[ $# -ge 2 ]]; then
-                    opt=$1 val=$2
-                    shift 2
-                else
-                    echo "$who: $1 needs a duration" >&2
-                    echo "$usage" >&2
-                    return 2
-                fi
-                timeout_ms=$(_xrdtest_duration_ms "$who $opt" "$val") || return 2
+                _xrdtest_duration_option "$who" "$usage" "$@" || return 2
+                shift "$_xrdtest_opt_words"
+                timeout_ms=$_xrdtest_opt_ms
                 ;;
             --*)
                 echo "$who: unknown option $1" >&2

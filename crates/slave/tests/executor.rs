@@ -9,6 +9,9 @@ use xrdtest_slave::executor::{limit_marker, run_stage, unix_ms, ExecEvent, ExecS
 use xrdtest_slave::functions::{install, FUNCTIONS_SH};
 use xrdtest_slave::logs::collect_logs;
 
+mod common;
+use common::stamped;
+
 fn spec(dir: &Path, script: &str) -> StageSpec {
     StageSpec {
         stage_id: 7,
@@ -398,18 +401,6 @@ async fn spawn_failures_are_reported() {
         StageOutcome::Failed { reason } => assert!(reason.contains("No such file"), "{reason}"),
         o => panic!("unexpected {o:?}"),
     }
-}
-
-fn stamped(line: &str) -> Option<&str> {
-    let b = line.as_bytes();
-    let ok = b.len() >= 11
-        && b[0] == b'['
-        && b[9] == b']'
-        && b[10] == b' '
-        && b[3] == b':'
-        && b[6] == b':'
-        && [1, 2, 4, 5, 7, 8].iter().all(|&i| b[i].is_ascii_digit());
-    ok.then(|| &line[11..])
 }
 
 #[tokio::test]

@@ -16,6 +16,9 @@ use std::time::{Duration, Instant};
 
 use xrdtest_slave::functions::install;
 
+mod common;
+use common::stamped;
+
 /// A temporary directory with the library installed in it.
 struct Lib {
     dir: tempfile::TempDir,
@@ -101,19 +104,6 @@ fn run(lib: &Lib, script: &str, env: &[(&str, &str)]) -> Out {
         Some(status) => Out { code: status.code(), ..out },
         None => panic!("script still running after {DEADLINE:?}, killed: {out:?}\n{script}"),
     }
-}
-
-/// The text of a line printed as `[HH:MM:SS] text`.
-fn stamped(line: &str) -> Option<&str> {
-    let b = line.as_bytes();
-    let ok = b.len() >= 11
-        && b[0] == b'['
-        && b[9] == b']'
-        && b[10] == b' '
-        && b[3] == b':'
-        && b[6] == b':'
-        && [1, 2, 4, 5, 7, 8].iter().all(|&i| b[i].is_ascii_digit());
-    ok.then(|| &line[11..])
 }
 
 /// The number between `before` and `after` in `text`.

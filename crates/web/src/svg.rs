@@ -43,7 +43,7 @@ impl TrendResult {
         }
     }
 
-    fn colour(self) -> &'static str {
+    pub(crate) fn colour(self) -> &'static str {
         match self {
             TrendResult::Passed => "#2e9d4f",
             TrendResult::Failed => "#d64545",

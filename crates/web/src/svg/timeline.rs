@@ -8,6 +8,7 @@ use std::fmt::Write;
 
 use xrdtest_model::{RunState, SessionRecord, Timeline};
 
+use super::TrendResult;
 use crate::escape;
 
 const LABEL_WIDTH: f64 = 120.0;
@@ -17,13 +18,15 @@ const TOP: f64 = 8.0;
 const AXIS_HEIGHT: f64 = 34.0;
 const LEGEND_HEIGHT: f64 = 22.0;
 
+/// A run's bar in the trends chart's colours.
 fn run_colour(state: RunState) -> &'static str {
-    match state {
-        RunState::Passed => "#2e9d4f",
-        RunState::Failed | RunState::TimedOut | RunState::Disconnected => "#d64545",
-        RunState::Cancelled | RunState::Skipped => "#9aa0a6",
-        _ => "#2f6fd6",
-    }
+    let result = match state {
+        RunState::Passed => TrendResult::Passed,
+        RunState::Failed | RunState::TimedOut | RunState::Disconnected => TrendResult::Failed,
+        RunState::Cancelled | RunState::Skipped => TrendResult::NotRun,
+        RunState::Pending | RunState::Running => TrendResult::Unfinished,
+    };
+    result.colour()
 }
 
 /// The SVG, or `None` when nothing of the session has started yet. `now_ms` ends what has
