@@ -445,6 +445,8 @@ pub struct SlaveConfig {
     pub ca_file: PathBuf,
     /// Run it inside this network namespace (`ip netns exec`), as a host of its own.
     pub netns: Option<String>,
+    /// More lines of `slave.toml`.
+    pub extra: String,
 }
 
 impl SlaveConfig {
@@ -455,6 +457,7 @@ impl SlaveConfig {
             secret: master.secret.clone(),
             ca_file: master.ca_file(),
             netns: None,
+            extra: String::new(),
         }
     }
 }
@@ -476,12 +479,13 @@ impl Slave {
         fs::write(
             &path,
             format!(
-                "master = {}\nname = {}\nsecret = {}\nca_file = {}\nwork_dir = {}\nmax_backoff = \"1s\"\n",
+                "master = {}\nname = {}\nsecret = {}\nca_file = {}\nwork_dir = {}\nmax_backoff = \"1s\"\n{}\n",
                 toml_string(&config.master),
                 toml_string(&config.name),
                 toml_string(&config.secret),
                 toml_string(&config.ca_file.display().to_string()),
                 toml_string(&work_dir.display().to_string()),
+                config.extra,
             ),
         )
         .expect("slave.toml");

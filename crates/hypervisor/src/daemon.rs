@@ -255,7 +255,8 @@ impl Hypervisor {
             | FromMaster::ResumeStage { .. }
             | FromMaster::SyncReply { .. }
             | FromMaster::ApplyFault(_)
-            | FromMaster::HealFault { .. } => {
+            | FromMaster::HealFault { .. }
+            | FromMaster::EndSession { .. } => {
                 warn!("the master sent a slave's message to a hypervisor; ignored");
             }
         }

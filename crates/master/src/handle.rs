@@ -14,7 +14,9 @@ use xrdtest_proto::{LogFile, StageId};
 
 use crate::master::Master;
 use crate::model::api::{PlanView, RunRequest};
-use crate::model::{RunState, SessionId, SessionRecord, SessionState, SessionSummary, StageValues, Timeline, Trigger};
+use crate::model::{
+    RunState, SessionId, SessionRecord, SessionState, SessionSummary, SlaveCleanup, StageValues, Timeline, Trigger,
+};
 use xrdtest_report::data::{SessionData, TAIL_LINES};
 
 pub use crate::catalog::{Definitions, Origin, RepoStatus};
@@ -173,6 +175,11 @@ impl CoreHandle {
     /// The sync waits and faults of a session (empty if none were kept).
     pub fn timeline(&self, id: SessionId) -> Result<Timeline, StoreError> {
         self.master.store.timeline(id)
+    }
+
+    /// What each slave ended at a session's end (empty before it ended).
+    pub fn cleanup(&self, id: SessionId) -> Result<Vec<SlaveCleanup>, StoreError> {
+        self.master.store.cleanup(id)
     }
 
     /// What every run of a session reported, by stage id.

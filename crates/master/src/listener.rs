@@ -260,7 +260,12 @@ where
                 debug!(slave = name, fault_id, "an answer about a fault no session has");
             }
         }
-        ToMaster::Reattach { stages, faults } => {
+        ToMaster::SessionEnded { request_id, cleanup } => {
+            if !master.peers.route(request_id, name, StageEvent::SessionEnded { slave, cleanup }) {
+                debug!(slave = name, request_id, "a session end nobody waits for");
+            }
+        }
+        ToMaster::Reattach { stages, faults, sessions } => {
             for (stage_id, from_seq) in master.peers.reattach(name, &stages) {
                 send_within(conn, &FromMaster::ResumeStage { stage_id, from_seq }, send_limit).await?;
             }
@@ -279,6 +284,13 @@ where
                     info!(slave = name, fault_id, "healing a fault no session has");
                     send_within(conn, &FromMaster::HealFault { fault_id: Some(fault_id) }, send_limit).await?;
                 }
+            }
+            // Sessions that ended while it was away (or before a master restart): what they
+            // left there goes now.
+            let current = master.peers.session_of(name).map(|id| id.to_string());
+            for session_id in sessions.into_iter().filter(|s| Some(s) != current.as_ref()) {
+                info!(slave = name, session = %session_id, "ending a session that is over on the slave");
+                send_within(conn, &FromMaster::EndSession { request_id: 0, session_id }, send_limit).await?;
             }
         }
         ToMaster::TagRequest { request_id } => {

@@ -95,6 +95,11 @@ pub enum StageEvent {
         error: Option<String>,
         detail: String,
     },
+    /// A slave's answer to the end of its session (routed by the request's id).
+    SessionEnded {
+        slave: String,
+        cleanup: xrdtest_proto::SessionCleanup,
+    },
 }
 
 /// Where the messages of one stage id go.
@@ -113,6 +118,8 @@ struct Inner {
     /// The routed stage ids of each slave, so a reattach costs that slave's stages, not
     /// every stage of every session.
     routes_of: HashMap<String, HashSet<StageId>>,
+    /// The session each slave works for, known or not yet connected.
+    sessions: HashMap<String, SessionId>,
     /// The session of each active fault, by fault id.
     fault_routes: HashMap<u64, mpsc::UnboundedSender<(StageId, StageEvent)>>,
 }
@@ -232,10 +239,19 @@ impl Peers {
     pub fn set_session(&self, names: &[String], session: Option<SessionId>) {
         let mut inner = self.lock();
         for name in names {
+            match session {
+                Some(id) => inner.sessions.insert(name.clone(), id),
+                None => inner.sessions.remove(name),
+            };
             if let Some(info) = inner.known.get_mut(name) {
                 info.session = session;
             }
         }
+    }
+
+    /// The session `name` works for now, if any.
+    pub fn session_of(&self, name: &str) -> Option<SessionId> {
+        self.lock().sessions.get(name).copied()
     }
 
     pub fn list(&self) -> Vec<PeerInfo> {

@@ -8,6 +8,7 @@
 //! - `logs`: stage id ++ path → a collected [`LogFile`];
 //! - `values`: stage id → the [`StageValues`] (results and checks) a stage run reported;
 //! - `timelines`: session id → the [`Timeline`] (sync waits and faults) of a session;
+//! - `cleanups`: session id → what each slave ended at the session's end ([`SlaveCleanup`]);
 //! - `suite_sessions`: suite name ++ 0 ++ session id → () (a suite's sessions, for the
 //!   dashboard's result strips, history by suite and trends, without scanning them all);
 //! - `state_sessions`: state code ++ session id → () (the sessions in each state: running
@@ -43,7 +44,7 @@ use sled::transaction::{ConflictableTransactionResult, TransactionError, Transac
 use xrdtest_proto::{LogFile, OutputLine, StageId};
 
 use crate::model::storage::{self, state_code, SCHEMA_VERSION};
-use crate::model::{v1, SessionId, SessionRecord, SessionState, SessionSummary, StageValues, Timeline};
+use crate::model::{v1, SessionId, SessionRecord, SessionState, SessionSummary, SlaveCleanup, StageValues, Timeline};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -73,6 +74,7 @@ pub struct Store {
     /// What each stage run reported (results and checks), by stage id.
     values: sled::Tree,
     timelines: sled::Tree,
+    cleanups: sled::Tree,
     suite_sessions: sled::Tree,
     state_sessions: sled::Tree,
     meta: sled::Tree,
@@ -218,6 +220,7 @@ impl Store {
             logs: db.open_tree("logs")?,
             values: db.open_tree("values")?,
             timelines: db.open_tree("timelines")?,
+            cleanups: db.open_tree("cleanups")?,
             suite_sessions: db.open_tree("suite_sessions")?,
             state_sessions: db.open_tree("state_sessions")?,
             meta: db.open_tree("meta")?,
@@ -266,6 +269,8 @@ impl Store {
                 2 => self.migrate(2, &[])?,
                 // Schema 4 added the `timelines` tree; no record of schema 3 changed.
                 3 => self.migrate(3, &[])?,
+                // Schema 5 added the `cleanups` tree; no record of schema 4 changed.
+                4 => self.migrate(4, &[])?,
                 _ => {
                     return Err(StoreError::Corrupt {
                         tree: "meta",
@@ -878,6 +883,22 @@ impl Store {
         match self.timelines.get(id.to_be_bytes())? {
             Some(bytes) => decode("timelines", &bytes),
             None => Ok(Timeline::default()),
+        }
+    }
+
+    /// Keeps what each slave ended at a session's end.
+    pub fn put_cleanup(&self, id: SessionId, cleanup: &[SlaveCleanup]) -> Result<(), StoreError> {
+        if !cleanup.is_empty() {
+            self.cleanups.insert(id.to_be_bytes(), encode(&cleanup.to_vec())?)?;
+        }
+        Ok(())
+    }
+
+    /// What each slave ended at a session's end (empty before it ended, or if none answered).
+    pub fn cleanup(&self, id: SessionId) -> Result<Vec<SlaveCleanup>, StoreError> {
+        match self.cleanups.get(id.to_be_bytes())? {
+            Some(bytes) => decode("cleanups", &bytes),
+            None => Ok(Vec::new()),
         }
     }
 

@@ -6,6 +6,7 @@
 //! - [`session`]: session records, their states, list summaries.
 //! - [`results`]: values and checks stage runs report.
 //! - [`timeline`]: the sync waits and faults of a session's scripts.
+//! - [`cleanup`]: what each slave ended at a session's end.
 //! - [`api`]: the JSON API's request and response bodies.
 //! - [`storage`]: how stored values are encoded, and the store's schema version.
 //! - [`v1`]: the stored types of store schema 1, to read and migrate older stores.
@@ -17,6 +18,7 @@
 //! - in JSON every state has one spelling, snake_case, the same in answers and in filters.
 
 pub mod api;
+pub mod cleanup;
 pub mod output;
 pub mod results;
 pub mod session;
@@ -25,6 +27,7 @@ pub mod storage;
 pub mod timeline;
 pub mod v1;
 
+pub use cleanup::SlaveCleanup;
 pub use output::{LogFile, OutputLine};
 pub use results::{Check, CheckSource, ResultValue, StageValues};
 pub use session::*;

@@ -25,7 +25,9 @@ use crate::SessionState;
 ///   Nothing older changed: the migration from 2 rewrites nothing.
 /// - 4: the sync waits and faults of a session ([`crate::timeline::Timeline`]) in tree
 ///   `timelines`, by session id. The migration from 3 rewrites nothing.
-pub const SCHEMA_VERSION: u32 = 4;
+/// - 5: what each slave ended at a session's end ([`crate::cleanup::SlaveCleanup`]) in tree
+///   `cleanups`, by session id. The migration from 4 rewrites nothing.
+pub const SCHEMA_VERSION: u32 = 5;
 
 /// A value that could not be encoded or decoded, in bincode's words.
 #[derive(Debug, Clone, PartialEq, Eq)]

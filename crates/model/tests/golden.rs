@@ -44,6 +44,8 @@ enum Sample {
     Values(StageValues),
     /// Tree `timelines`: a session's sync waits and faults (schema 4).
     Timeline(Timeline),
+    /// Tree `cleanups`: what each slave ended at a session's end (schema 5).
+    Cleanup(Vec<SlaveCleanup>),
     /// Stored as its [`state_code`], one byte.
     StateCode(SessionState),
 }
@@ -58,6 +60,7 @@ impl Sample {
             Sample::Output(lines) => storage::encode(lines),
             Sample::Values(values) => storage::encode(values),
             Sample::Timeline(timeline) => storage::encode(timeline),
+            Sample::Cleanup(cleanup) => storage::encode(cleanup),
             Sample::StateCode(state) => Ok(vec![state_code(*state)]),
         }
         .unwrap()
@@ -73,6 +76,7 @@ impl Sample {
             Sample::Output(_) => Sample::Output(storage::decode(bytes).map_err(error)?),
             Sample::Values(_) => Sample::Values(storage::decode(bytes).map_err(error)?),
             Sample::Timeline(_) => Sample::Timeline(storage::decode(bytes).map_err(error)?),
+            Sample::Cleanup(_) => Sample::Cleanup(storage::decode(bytes).map_err(error)?),
             Sample::StateCode(_) => {
                 let [code] = bytes else { return Err(format!("{} bytes, not one", bytes.len())) };
                 let state = SessionState::ALL.iter().find(|state| state_code(**state) == *code);
@@ -518,6 +522,18 @@ fn samples() -> Vec<(&'static str, Sample)> {
         ),
         ("timeline_empty", Sample::Timeline(Timeline::default())),
         (
+            "cleanup",
+            Sample::Cleanup(vec![
+                SlaveCleanup { slave: "y1".into(), method: "cgroup".into(), processes_ended: 3, problem: None },
+                SlaveCleanup {
+                    slave: "y2".into(),
+                    method: String::new(),
+                    processes_ended: 0,
+                    problem: Some("no answer within 15 s".into()),
+                },
+            ]),
+        ),
+        (
             "timeline_waits_and_faults",
             Sample::Timeline(Timeline {
                 waits: vec![
@@ -765,6 +781,11 @@ fn held(sample: &Sample) -> BTreeSet<String> {
                 held.insert(format!("FaultRecord.error {}", some(&fault.error)));
             }
         }
+        Sample::Cleanup(cleanup) => {
+            for slave in cleanup {
+                held.insert(format!("SlaveCleanup.problem {}", some(&slave.problem)));
+            }
+        }
         Sample::StateCode(state) => {
             held.insert(format!("state_code(SessionState::{state:?})"));
         }
@@ -901,7 +922,7 @@ fn every_option_field_is_pinned_set_and_unset() {
 // as the store reads an older store when it migrates it.
 
 /// The schemas before [`SCHEMA_VERSION`], each with a fixture and a test reading it below.
-const OLDER_SCHEMAS: &[u32] = &[1, 2, 3];
+const OLDER_SCHEMAS: &[u32] = &[1, 2, 3, 4];
 
 #[test]
 fn the_fixture_of_every_older_schema_is_kept_and_read() {
@@ -946,7 +967,12 @@ fn the_pinned_samples_of_schema_1_decode_with_the_v1_types_and_migrate_to_todays
             }
             // Unchanged by schema 2 (values: added by schema 3, so never pinned by schema 1):
             // today's types read them as they are.
-            Sample::Log(_) | Sample::Output(_) | Sample::Values(_) | Sample::Timeline(_) | Sample::StateCode(_) => {
+            Sample::Log(_)
+            | Sample::Output(_)
+            | Sample::Values(_)
+            | Sample::Timeline(_)
+            | Sample::Cleanup(_)
+            | Sample::StateCode(_) => {
                 assert_eq!(sample.decode_like(&bytes).as_ref(), Ok(sample), "{name}: reads as another value");
                 assert_eq!(sample.encode(), bytes, "{name}: reads back, but is not written so");
             }
@@ -956,12 +982,12 @@ fn the_pinned_samples_of_schema_1_decode_with_the_v1_types_and_migrate_to_todays
     assert_eq!(case_states, every, "every case state of schema 1 is pinned");
 }
 
-/// Schema 3 only added the `values` tree, and schema 4 the `timelines` tree: each sample of
-/// schemas 2 and 3 reads with today's types as today's sample of its name, and is written so
-/// again.
+/// Schema 3 only added the `values` tree, schema 4 the `timelines` tree and schema 5 the
+/// `cleanups` tree: each sample of schemas 2 to 4 reads with today's types as today's sample
+/// of its name, and is written so again.
 #[test]
-fn the_pinned_samples_of_schemas_2_and_3_read_as_todays() {
-    for schema in [2, 3] {
+fn the_pinned_samples_of_schemas_2_to_4_read_as_todays() {
+    for schema in [2, 3, 4] {
         let pinned = FIXTURES.read(schema).unwrap_or_else(|| panic!("tests/golden/schema{schema}.txt is kept"));
         let today: BTreeMap<&str, Sample> = samples().into_iter().collect();
         for (name, hex) in &pinned {

@@ -23,7 +23,7 @@ pub use xrdtest_model::{LogFile, OutputLine, Stage, StageId, StageValues};
 
 /// Raised whenever any message changes shape; `tests/golden.rs` fails until it is, and
 /// `tests/golden/v{N}.txt` pins each version's bytes (docs/protocol.md, "Versioning").
-pub const PROTOCOL_VERSION: u32 = 5;
+pub const PROTOCOL_VERSION: u32 = 6;
 
 /// First bytes of every handshake frame: tells an xrdtest peer from anything else.
 pub const MAGIC: [u8; 4] = *b"XRDT";
@@ -205,6 +205,12 @@ pub enum FromMaster {
     /// Undo fault `fault_id` here; `None`: every fault this slave holds.
     HealFault {
         fault_id: Option<u64>,
+    },
+    /// Session `session_id` is over: end every process its stages left on this slave and
+    /// answer with [`ToMaster::SessionEnded`] (`request_id` 0: nobody waits for the answer).
+    EndSession {
+        request_id: u64,
+        session_id: String,
     },
 }
 
@@ -455,10 +461,12 @@ pub enum ToMaster {
         request_id: u64,
     },
     /// Sent right after the handshake of a reconnect: the stages this slave still holds,
-    /// and the faults it still applies (the master heals those it no longer knows).
+    /// the faults it still applies (the master heals those it no longer knows), and the
+    /// sessions whose processes it still keeps (the master ends those that are over).
     Reattach {
         stages: Vec<HeldStage>,
         faults: Vec<u64>,
+        sessions: Vec<String>,
     },
     ClusterState(ClusterStatus),
     HypervisorState(HypervisorStatus),
@@ -488,4 +496,20 @@ pub enum ToMaster {
         /// What was done, for the session's record (`paused 2 processes`).
         detail: String,
     },
+    /// Answer to [`FromMaster::EndSession`].
+    SessionEnded {
+        request_id: u64,
+        cleanup: SessionCleanup,
+    },
+}
+
+/// What a slave did at the end of a session (docs/clean-slate.md).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionCleanup {
+    /// How it finds a session's processes: `cgroup` or `environ`.
+    pub method: String,
+    /// Processes of the session still alive at its end, and ended then.
+    pub processes_ended: u32,
+    /// What went wrong, if anything did (a process that would not die, no permission...).
+    pub problem: Option<String>,
 }

@@ -159,7 +159,7 @@ fn decoder_survives_hostile_input_with_bounded_memory() {
         assert!(matches!(result, Err(ProtoError::FrameTooLarge { .. })), "{result:?}");
     }
     // 7. A valid-looking varint length of 2^62 elements inside a message body.
-    let mut hostile = encode_message(&ToMaster::Reattach { stages: vec![], faults: vec![] }).unwrap();
+    let mut hostile = encode_message(&ToMaster::Reattach { stages: vec![], faults: vec![], sessions: vec![] }).unwrap();
     hostile.truncate(1);
     hostile.extend_from_slice(&[0xFF, 0, 0, 0, 0, 0, 0, 0, 0x40]);
     assert!(decode_message::<ToMaster>(&hostile).is_err());

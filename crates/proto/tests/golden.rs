@@ -260,6 +260,7 @@ fn samples() -> Vec<(&'static str, Message)> {
             T(ToMaster::Reattach {
                 stages: vec![HeldStage { stage_id: 300, chunks: 17, finished: true }],
                 faults: vec![3],
+                sessions: vec!["12".into()],
             }),
         ),
         ("cluster_state_defined", T(cluster_state(ClusterState::Defined))),
@@ -331,6 +332,18 @@ fn samples() -> Vec<(&'static str, Message)> {
         ("apply_fault_kill", M(apply(FaultAction::Kill { pattern: "cmsd".into(), signal: 9 }))),
         ("heal_fault", M(FromMaster::HealFault { fault_id: Some(3) })),
         ("heal_fault_all", M(FromMaster::HealFault { fault_id: None })),
+        ("end_session", M(FromMaster::EndSession { request_id: 9, session_id: "12".into() })),
+        (
+            "session_ended",
+            T(ToMaster::SessionEnded {
+                request_id: 9,
+                cleanup: SessionCleanup {
+                    method: "cgroup".into(),
+                    processes_ended: 2,
+                    problem: Some("1 process would not die".into()),
+                },
+            }),
+        ),
         (
             "fault_partition_until_stage",
             T(fault(FaultOp::Partition {
@@ -432,6 +445,7 @@ fn from_master_sample(message: &FromMaster) -> &'static str {
         FromMaster::SyncReply { .. } => "sync_reply_done",
         FromMaster::ApplyFault(_) => "apply_fault_partition",
         FromMaster::HealFault { .. } => "heal_fault",
+        FromMaster::EndSession { .. } => "end_session",
     }
 }
 
@@ -534,6 +548,7 @@ fn to_master_sample(message: &ToMaster) -> &'static str {
         ToMaster::SyncCancel { .. } => "sync_cancel",
         ToMaster::Fault { .. } => "fault_partition_until_stage",
         ToMaster::FaultDone { .. } => "fault_done",
+        ToMaster::SessionEnded { .. } => "session_ended",
     }
 }
 

@@ -25,12 +25,15 @@ use crate::config::SlaveConfig;
 use crate::executor::{run_stage, unix_ms, ExecEvent, StageSpec};
 use crate::faults::Faults;
 use crate::logs::collect_logs;
+use crate::session_scope::{sweep_work_dirs, SessionScopes};
 use crate::sync;
 
 /// Bytes of output that may wait in a connection's queue before stages pause.
 const LINK_CREDIT: usize = 8 << 20;
 /// Finished stages kept for resending if the master missed their end.
 const FINISHED_KEPT: usize = 8;
+/// How often old session work folders are looked for.
+const SWEEP_EVERY: Duration = Duration::from_secs(3600);
 
 /// One message queued on a connection, with the credit it holds.
 struct Outgoing {
@@ -119,6 +122,8 @@ pub struct Slave {
     sync_socket: Mutex<Option<std::path::PathBuf>>,
     /// The faults this host applies for the master ([`crate::faults`]).
     faults: Arc<Faults>,
+    /// Each session's processes, ended with it ([`crate::session_scope`]).
+    scopes: Arc<SessionScopes>,
 }
 
 fn chunk_bytes(chunk: &OutputChunk) -> u64 {
@@ -129,7 +134,11 @@ impl Slave {
     pub fn new(config: SlaveConfig) -> std::io::Result<Arc<Slave>> {
         std::fs::create_dir_all(&config.work_dir)?;
         let functions = crate::functions::install(&config.work_dir)?;
+        let (scopes, how) = SessionScopes::detect(&config.name, &config.work_dir, config.session_cleanup)
+            .map_err(std::io::Error::other)?;
+        info!(method = scopes.method(), "finding each session's processes by {how}");
         Ok(Arc::new(Slave {
+            scopes: Arc::new(scopes),
             functions,
             state: Mutex::new(State::default()),
             connection_listener: Mutex::new(None),
@@ -157,6 +166,8 @@ impl Slave {
     /// Connects, serves, and reconnects with capped backoff until `shutdown` turns true.
     pub async fn run(self: &Arc<Self>, mut shutdown: watch::Receiver<bool>) {
         self.open_sync_socket();
+        self.end_stale_sessions().await;
+        self.sweep_work_dirs_periodically();
         let mut backoff = Backoff::new(self.config.max_backoff);
         loop {
             if *shutdown.borrow() {
@@ -170,6 +181,7 @@ impl Slave {
                     let reason = self.serve(conn, heartbeat, &mut shutdown).await;
                     self.state().link = None;
                     self.arm_deadman();
+                    self.arm_session_grace();
                     info!(%reason, "connection to the master ended");
                     self.connection_changed(format!("reconnecting: connection lost ({reason})"));
                 }
@@ -232,7 +244,8 @@ impl Slave {
         };
         // Always sent, even empty: it tells the master which of its stages this slave lost.
         let faults = self.faults.held();
-        if let Err(err) = conn.send(&ToMaster::Reattach { stages: held, faults }).await {
+        let sessions = self.scopes.sessions();
+        if let Err(err) = conn.send(&ToMaster::Reattach { stages: held, faults, sessions }).await {
             return format!("send: {err}");
         }
         // Requests the master may not have had or answered; it applies each once.
@@ -300,6 +313,7 @@ impl Slave {
             FromMaster::ResumeStage { stage_id, from_seq } => self.resume(stage_id, from_seq),
             FromMaster::ApplyFault(apply) => self.apply_fault(apply),
             FromMaster::HealFault { fault_id } => self.heal_fault(fault_id),
+            FromMaster::EndSession { request_id, session_id } => self.end_session(request_id, session_id),
             FromMaster::SyncReply { request_id, reply } => {
                 if let Some(pending) = self.state().sync_pending.remove(&request_id) {
                     let _ = pending.reply.send(reply);
@@ -411,10 +425,14 @@ impl Slave {
             // The master sends each slave's roles as its `roles` tag.
             ("XRDTEST_ROLES".to_string(), tags.get("roles").cloned().unwrap_or_default()),
         ];
+        let placement = self.scopes.place(&command.session_id);
+        let mut env = env;
+        env.push(placement.marker);
         let spec = StageSpec {
             stage_id,
             script: expand_tags(&command.script, &tags),
             env,
+            cgroup_procs: placement.cgroup_procs,
             work_dir,
             timeout: Duration::from_millis(command.timeout_ms),
             output_limit_bytes: command.output_limit_bytes,
@@ -687,6 +705,99 @@ impl Slave {
             let message = ToMaster::FaultDone { fault_id, healed, error, detail };
             let _ = link.tx.send(Outgoing { message, credit: 0 });
         }
+    }
+
+    /// Ends what session `session_id` left here and answers the master (unless `request_id`
+    /// is 0); then removes the work folders that are old enough.
+    fn end_session(self: &Arc<Self>, request_id: u64, session_id: String) {
+        let slave = self.clone();
+        tokio::spawn(async move {
+            let scopes = slave.scopes.clone();
+            let id = session_id.clone();
+            let cleanup = match tokio::task::spawn_blocking(move || scopes.end(&id)).await {
+                Ok(cleanup) => cleanup,
+                Err(err) => xrdtest_proto::SessionCleanup {
+                    method: slave.scopes.method().into(),
+                    processes_ended: 0,
+                    problem: Some(format!("the cleanup task failed: {err}")),
+                },
+            };
+            match &cleanup.problem {
+                None => {
+                    info!(session = %session_id, ended = cleanup.processes_ended, method = %cleanup.method, "session ended here")
+                }
+                Some(problem) => {
+                    warn!(session = %session_id, ended = cleanup.processes_ended, %problem, "session ended here, not cleanly")
+                }
+            }
+            if request_id != 0 {
+                if let Some(link) = &slave.state().link {
+                    let message = ToMaster::SessionEnded { request_id, cleanup };
+                    let _ = link.tx.send(Outgoing { message, credit: 0 });
+                }
+            }
+            slave.sweep_work_dirs().await;
+        });
+    }
+
+    /// Ends what sessions of an earlier run of this slave left (it crashed or was restarted:
+    /// the master has lost those stages).
+    async fn end_stale_sessions(&self) {
+        let scopes = self.scopes.clone();
+        if let Ok(cleanup) = tokio::task::spawn_blocking(move || scopes.end_stale()).await {
+            if cleanup.processes_ended > 0 || cleanup.problem.is_some() {
+                warn!(
+                    ended = cleanup.processes_ended,
+                    problem = cleanup.problem.as_deref().unwrap_or(""),
+                    "ended the processes sessions of an earlier run left"
+                );
+            }
+        }
+    }
+
+    async fn sweep_work_dirs(&self) {
+        let dir = self.config.work_dir.join("sessions");
+        let (keep, active) = (self.config.keep_work_dirs, self.scopes.sessions());
+        let removed = tokio::task::spawn_blocking(move || sweep_work_dirs(&dir, keep, &active)).await.unwrap_or(0);
+        if removed > 0 {
+            info!(removed, keep = ?self.config.keep_work_dirs, "removed old session work folders");
+        }
+    }
+
+    fn sweep_work_dirs_periodically(self: &Arc<Self>) {
+        let slave = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let mut ticker = tokio::time::interval(SWEEP_EVERY);
+            loop {
+                ticker.tick().await;
+                let Some(slave) = slave.upgrade() else { break };
+                slave.sweep_work_dirs().await;
+            }
+        });
+    }
+
+    /// With the master away past `session_grace`, it has long given up on this slave's
+    /// stages: they are stopped and every session's processes ended.
+    fn arm_session_grace(self: &Arc<Self>) {
+        let generation = self.state().link_generation;
+        let slave = self.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(slave.config.session_grace).await;
+            let away = {
+                let state = slave.state();
+                state.link.is_none() && state.link_generation == generation
+            };
+            if !away {
+                return;
+            }
+            slave.stop_all_stages("the master is away past the session grace period").await;
+            let scopes = slave.scopes.clone();
+            if let Ok(ended) = tokio::task::spawn_blocking(move || scopes.end_all()).await {
+                for (session, cleanup) in ended {
+                    warn!(%session, ended = cleanup.processes_ended, "the master is away past session_grace; ended the session's processes");
+                }
+            }
+        });
     }
 
     /// The dead-man timer: with faults applied, a master away longer than their dead-man

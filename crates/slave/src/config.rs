@@ -7,6 +7,8 @@ use serde::Deserialize;
 use xrdtest_defs::units::{parse_duration, parse_size};
 use xrdtest_proto::peer_config;
 
+use crate::session_scope::CleanupMethod;
+
 #[derive(Debug, Clone)]
 pub struct SlaveConfig {
     /// `host:port` of the master.
@@ -25,6 +27,12 @@ pub struct SlaveConfig {
     /// Output kept per running stage for resending after a reconnect.
     pub replay_buffer_bytes: u64,
     pub max_frame_bytes: usize,
+    /// How a session's leftover processes are found ([`crate::session_scope`]).
+    pub session_cleanup: CleanupMethod,
+    /// With the master away this long, every session's stages and processes here end.
+    pub session_grace: Duration,
+    /// A session's work folder is removed this long after it was last changed.
+    pub keep_work_dirs: Duration,
 }
 
 #[derive(Debug, Deserialize)]
@@ -40,6 +48,9 @@ struct RawConfig {
     max_backoff: Option<String>,
     replay_buffer: Option<String>,
     max_frame: Option<String>,
+    session_cleanup: Option<String>,
+    session_grace: Option<String>,
+    keep_work_dirs: Option<String>,
 }
 
 impl SlaveConfig {
@@ -55,9 +66,14 @@ impl SlaveConfig {
         let master = peer_config::master_address(raw.master)?;
         let secret = peer_config::secret(raw.secret, raw.secret_file, base)?;
         let name = peer_config::peer_name(raw.name, "slave")?;
-        let max_backoff = match raw.max_backoff {
-            Some(text) => parse_duration(&text).map_err(|e| format!("`max_backoff`: {e}"))?,
-            None => Duration::from_secs(30),
+        let duration = |value: Option<String>, default: Duration, field: &str| match value {
+            Some(text) => parse_duration(&text).map_err(|e| format!("`{field}`: {e}")),
+            None => Ok(default),
+        };
+        let max_backoff = duration(raw.max_backoff, Duration::from_secs(30), "max_backoff")?;
+        let session_cleanup = match raw.session_cleanup {
+            Some(text) => CleanupMethod::parse(&text).map_err(|e| format!("`session_cleanup`: {e}"))?,
+            None => CleanupMethod::Auto,
         };
         let size = |value: Option<String>, default: u64, field: &str| match value {
             Some(text) => parse_size(&text).map_err(|e| format!("`{field}`: {e}")),
@@ -73,6 +89,9 @@ impl SlaveConfig {
             max_backoff,
             replay_buffer_bytes: size(raw.replay_buffer, 16 << 20, "replay_buffer")?,
             max_frame_bytes: size(raw.max_frame, xrdtest_proto::DEFAULT_MAX_FRAME_LEN as u64, "max_frame")? as usize,
+            session_cleanup,
+            session_grace: duration(raw.session_grace, Duration::from_secs(600), "session_grace")?,
+            keep_work_dirs: duration(raw.keep_work_dirs, Duration::from_secs(86_400), "keep_work_dirs")?,
         })
     }
 }
@@ -92,5 +111,9 @@ mod tests {
         assert!(SlaveConfig::from_toml("master = \"m\"\nsecret = \"s\"\nname = \"a b\"", Path::new("/")).is_err());
         let unnamed = SlaveConfig::from_toml("master = \"m\"\nsecret = \"s\"", Path::new("/")).unwrap();
         assert!(!unnamed.name.is_empty(), "the name defaults to the host name");
+        assert_eq!(unnamed.session_cleanup, CleanupMethod::Auto);
+        assert_eq!(unnamed.session_grace, Duration::from_secs(600));
+        let bad = SlaveConfig::from_toml("master = \"m\"\nsecret = \"s\"\nsession_cleanup = \"pids\"", Path::new("/"));
+        assert!(bad.unwrap_err().contains("session_cleanup"));
     }
 }

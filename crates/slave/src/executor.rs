@@ -41,6 +41,8 @@
 //!   to its inherited stdout later does not die of SIGPIPE.
 //! - If the `run_stage` future is dropped before bash has exited (or while the group is
 //!   being killed), the whole process group is killed with SIGKILL.
+//! - With [`StageSpec::cgroup_procs`], bash joins the session's cgroup before it runs the
+//!   script, so everything it starts stays there ([`crate::session_scope`]).
 //! - Spawn failures (work_dir not creatable, script not writable, bash not found) give
 //!   [`StageOutcome::Failed`] with the OS error text, and no `Started` event.
 //! - Results: the script's environment has `XRDTEST_RESULTS`, the path of an empty file
@@ -107,6 +109,9 @@ pub struct StageSpec {
     pub timeout: Duration,
     /// Output past this is counted and dropped (one marker line says so).
     pub output_limit_bytes: u64,
+    /// The session cgroup's `cgroup.procs`: bash writes itself into it before it starts
+    /// (see [`crate::session_scope`]); `None`: no cgroup.
+    pub cgroup_procs: Option<std::ffi::CString>,
 }
 
 /// What [`run_stage`] reports while it runs.
@@ -220,6 +225,16 @@ fn spawn_bash(spec: &StageSpec, script_path: &Path, results_path: &Path) -> Resu
         .stderr(Stdio::from(writer2))
         .process_group(0)
         .kill_on_drop(false);
+    if let Some(procs) = spec.cgroup_procs.clone() {
+        // SAFETY: the closure makes only async-signal-safe calls (open, write, close). A
+        // failure is ignored: the environment marker still finds the stage's processes.
+        unsafe {
+            cmd.pre_exec(move || {
+                let _ = crate::session_scope::join_cgroup(&procs);
+                Ok(())
+            });
+        }
+    }
     let spawn_result = cmd.spawn();
     // The command holds the parent's copies of the pipe's write end: close them now, or the
     // pipe would never reach EOF.

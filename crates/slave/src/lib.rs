@@ -11,6 +11,8 @@
 //! - [`faults`] — faults the master has this host apply: partitions, netem, paused and
 //!   signalled processes, each held until healed.
 //! - [`fault_command`] — the `fault` subcommand's client (`fault_*` of functions.sh).
+//! - [`session_scope`] — each session's processes kept together (a cgroup, an environment
+//!   marker) and ended when it ends; old session work folders removed.
 //! - [`sync`] — the scripts' sync socket (`$XRDTEST_SYNC`) and the `sync` subcommand's client.
 
 pub mod client;
@@ -21,4 +23,5 @@ pub mod faults;
 pub mod functions;
 pub mod logs;
 pub mod results;
+pub mod session_scope;
 pub mod sync;

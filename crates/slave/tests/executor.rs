@@ -20,6 +20,7 @@ fn spec(dir: &Path, script: &str) -> StageSpec {
         work_dir: dir.to_path_buf(),
         timeout: Duration::from_secs(10),
         output_limit_bytes: 1 << 30,
+        cgroup_procs: None,
     }
 }
 

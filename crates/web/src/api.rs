@@ -33,6 +33,7 @@ pub fn router(core: CoreHandle, auth: std::sync::Arc<crate::auth::AuthState>) ->
         .route("/api/sessions/{id}", get(session))
         .route("/api/sessions/{id}/cancel", post(cancel_session))
         .route("/api/sessions/{id}/timeline", get(session_timeline))
+        .route("/api/sessions/{id}/cleanup", get(session_cleanup))
         .route("/api/stages/{stage_id}/output", get(stage_output))
         .route("/api/stages/{stage_id}/logs", get(stage_logs))
         .route("/api/stages/{stage_id}/values", get(stage_values))
@@ -199,6 +200,14 @@ async fn session_timeline(State(core): State<CoreHandle>, Path(id): Path<Session
         return Err(ApiError(StatusCode::NOT_FOUND, format!("no session {id}")));
     }
     Ok(Json(core.timeline(id).map_err(internal)?).into_response())
+}
+
+/// What each slave ended at a session's end: leftover processes, the method, problems.
+async fn session_cleanup(State(core): State<CoreHandle>, Path(id): Path<SessionId>) -> Result<Response, ApiError> {
+    if core.session(id).map_err(internal)?.is_none() {
+        return Err(ApiError(StatusCode::NOT_FOUND, format!("no session {id}")));
+    }
+    Ok(Json(core.cleanup(id).map_err(internal)?).into_response())
 }
 
 async fn cancel_session(

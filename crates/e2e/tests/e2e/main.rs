@@ -7,6 +7,7 @@ mod alerts;
 mod barrier;
 mod browser;
 mod cancel;
+mod clean_slate;
 mod cli;
 mod connections;
 mod definitions;

@@ -1,8 +1,9 @@
 //! Sessions: the plan made from a suite and a run request ([`plan`]), the failure rules
 //! ([`rules`]), the engine that runs a session's stages across its slaves as plain data and
 //! functions ([`engine`]), the I/O shell that feeds it ([`runner`]), and a cluster
-//! session's cluster ([`cluster`]).
+//! session's cluster ([`cluster`]), and the end of a session on its slaves ([`clean_slate`]).
 
+pub mod clean_slate;
 pub mod cluster;
 pub mod coordination;
 pub mod engine;

@@ -14,6 +14,7 @@ use xrdtest_proto::{FromMaster, StageCommand, StageId, StageResult};
 
 use crate::model::{now_ms, CaseState, RunState, SessionId, SessionRecord, SessionState, Timeline};
 use crate::peers::{PeerEvent, StageEvent};
+use crate::session::clean_slate::end_on_slaves;
 use crate::session::cluster::{bring_up, hold, host_tags, tear_down, ClusterLease, HeldCluster};
 use crate::session::coordination::Coordination;
 use crate::session::engine::{Action, Engine, Event, Limits, Now};
@@ -345,6 +346,11 @@ async fn drive(
                     if let Err(err) = master.store().put_timeline(id, &Timeline { waits, faults }) {
                         warn!(error = %err, "cannot store the session's waits and faults");
                     }
+                    let slaves = engine.record().slaves.clone();
+                    let cleanup = end_on_slaves(master, id, &slaves, &mut events, &events_tx).await;
+                    if let Err(err) = master.store().put_cleanup(id, &cleanup) {
+                        warn!(error = %err, "cannot store what the session's end ended on its slaves");
+                    }
                     return (engine.into_record(), state, reason);
                 }
                 Action::Save => {
@@ -579,6 +585,7 @@ fn stage_event(stage_id: StageId, event: StageEvent) -> Option<Event> {
         StageEvent::Sync { .. }
         | StageEvent::SyncCancel { .. }
         | StageEvent::Fault { .. }
-        | StageEvent::FaultDone { .. } => return None,
+        | StageEvent::FaultDone { .. }
+        | StageEvent::SessionEnded { .. } => return None,
     })
 }

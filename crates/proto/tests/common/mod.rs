@@ -86,6 +86,7 @@ pub fn all_from_master() -> Vec<FromMaster> {
         FromMaster::StopCluster { cluster: "cluster_pair".into() },
         FromMaster::Heartbeat(Heartbeat { seq: u64::MAX, sent_unix_ms: 1_763_000_000_000 }),
         FromMaster::Disconnect { reason: "master shutting down".into() },
+        FromMaster::EndSession { request_id: 7, session_id: "4".into() },
     ]);
     out
 }
@@ -159,7 +160,11 @@ pub fn all_to_master() -> Vec<ToMaster> {
             error: Some("No such file or directory".into()),
         }),
         ToMaster::TagRequest { request_id: 42 },
-        ToMaster::Reattach { stages: vec![HeldStage { stage_id: 4, chunks: 17, finished: true }], faults: vec![9] },
+        ToMaster::Reattach {
+            stages: vec![HeldStage { stage_id: 4, chunks: 17, finished: true }],
+            faults: vec![9],
+            sessions: vec!["4".into()],
+        },
         ToMaster::HypervisorState(HypervisorStatus {
             domain_type: "qemu".into(),
             memory_limit_bytes: 8 << 30,
@@ -170,6 +175,10 @@ pub fn all_to_master() -> Vec<ToMaster> {
         }),
         ToMaster::Heartbeat(Heartbeat { seq: 0, sent_unix_ms: 0 }),
         ToMaster::Disconnect { reason: "slave shutting down".into() },
+        ToMaster::SessionEnded {
+            request_id: 7,
+            cleanup: SessionCleanup { method: "environ".into(), processes_ended: 3, problem: None },
+        },
     ]);
     out
 }

@@ -10,8 +10,8 @@ use axum::response::Response;
 use serde::{Deserialize, Serialize};
 use xrdtest_master::handle::{CancelError, HistoryFilter};
 use xrdtest_model::{
-    now_ms, CaseState, ClusterRun, RunOptions, SessionId, SessionRecord, SessionState, SessionSummary, StageRecord,
-    StageRun, Trigger,
+    now_ms, CaseState, ClusterRun, RunOptions, SessionId, SessionRecord, SessionState, SessionSummary, SlaveCleanup,
+    StageRecord, StageRun, Trigger,
 };
 use xrdtest_proto::StageId;
 
@@ -358,6 +358,8 @@ struct SessionPage {
     timeline: String,
     /// The faults of the session, for the table under the timeline.
     faults: Vec<FaultRow>,
+    /// What each slave ended at the session's end.
+    cleanup: Vec<SlaveCleanup>,
 }
 
 /// One fault of a session, as the session page lists it.
@@ -396,6 +398,10 @@ pub async fn session_page(
     };
     let timeline = match state.core.timeline(id) {
         Ok(timeline) => timeline,
+        Err(err) => return store_error(&state, &viewer, &uri, err),
+    };
+    let cleanup = match state.core.cleanup(id) {
+        Ok(cleanup) => cleanup,
         Err(err) => return store_error(&state, &viewer, &uri, err),
     };
     let now = now_ms();
@@ -438,6 +444,7 @@ pub async fn session_page(
         values_total,
         timeline: timeline_svg,
         faults,
+        cleanup,
     })
 }
 
