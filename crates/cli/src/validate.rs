@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use anyhow::{bail, Result};
 use clap::Args;
 use serde::Serialize;
-use xrdtest_defs::{load_repository, DefError};
+use xrdtest_defs::{load_repository_with, DefError, SourcePolicy};
 
 #[derive(Args, Debug)]
 pub struct ValidateArgs {
@@ -16,6 +16,10 @@ pub struct ValidateArgs {
     /// Print the result as JSON.
     #[arg(long)]
     json: bool,
+    /// A folder outside the repository that `file:///` scripts may name, as the master's
+    /// `script_dirs` (repeatable; none: absolute script paths are refused).
+    #[arg(long = "script-dir", value_name = "DIR")]
+    script_dirs: Vec<PathBuf>,
 }
 
 #[derive(Serialize)]
@@ -49,7 +53,8 @@ fn repository_folders(repo: &Path) -> Result<(PathBuf, PathBuf)> {
 
 pub fn run(args: &ValidateArgs) -> Result<ExitCode> {
     let (suites_dir, clusters_dir) = definition_folders(&args.paths)?;
-    let report = load_repository(&suites_dir, &clusters_dir);
+    let policy = SourcePolicy { script_dirs: args.script_dirs.clone() };
+    let report = load_repository_with(&suites_dir, &clusters_dir, &policy);
     if args.json {
         let json = JsonReport {
             valid: report.is_valid(),

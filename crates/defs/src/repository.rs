@@ -8,8 +8,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::cluster::{load_cluster, qualify, Cluster};
 use crate::error::DefError;
+use crate::script::SourcePolicy;
 use crate::source::SourceFile;
-use crate::suite::{load_suite, Suite};
+use crate::suite::{load_suite_with, Suite};
 
 /// The valid definitions of a repository.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -41,6 +42,12 @@ impl LoadReport {
 /// cluster is missing or broken. A missing `clusters_dir` is no error when no suite needs
 /// a cluster.
 pub fn load_repository(suites_dir: &Path, clusters_dir: &Path) -> LoadReport {
+    load_repository_with(suites_dir, clusters_dir, &SourcePolicy::default())
+}
+
+/// [`load_repository`] with `file://` scripts checked against `policy` (the master's
+/// `script_dirs`).
+pub fn load_repository_with(suites_dir: &Path, clusters_dir: &Path, policy: &SourcePolicy) -> LoadReport {
     let mut report = LoadReport::default();
     let cluster_dirs = definition_dirs(clusters_dir, false, &mut report.errors);
     report.clusters_seen = cluster_dirs.len();
@@ -58,7 +65,9 @@ pub fn load_repository(suites_dir: &Path, clusters_dir: &Path) -> LoadReport {
     let suite_dirs = definition_dirs(suites_dir, true, &mut report.errors);
     report.suites_seen = suite_dirs.len();
     for dir in suite_dirs {
-        match load_suite(&dir).and_then(|suite| check_suite_cluster(suite, &report.repository.clusters, clusters_dir)) {
+        match load_suite_with(&dir, policy)
+            .and_then(|suite| check_suite_cluster(suite, &report.repository.clusters, clusters_dir))
+        {
             Ok(suite) => {
                 report.repository.suites.insert(suite.name.clone(), suite);
             }

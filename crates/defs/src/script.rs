@@ -4,6 +4,46 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+/// Where `file://` scripts may come from (docs/definitions.md, "Where scripts may come
+/// from"): a relative path stays inside the definitions repository (no `..`, no symlink
+/// out of it); an absolute path must lie under one of `script_dirs` (`master.toml`), and
+/// with none listed, is refused. Whoever can push definitions must not read the master's
+/// own files (its CA key, its secrets) through a stage's output.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SourcePolicy {
+    pub script_dirs: Vec<PathBuf>,
+}
+
+impl SourcePolicy {
+    /// Checks a `file://` source of a suite in `suite_dir` (whose repository is the folder
+    /// above its `suites/` folder). The file must exist.
+    pub fn check_file(&self, text: &str, path: &Path, suite_dir: &Path) -> Result<(), String> {
+        let rest = text.strip_prefix("file://").unwrap_or(text);
+        if Path::new(rest).components().any(|c| matches!(c, std::path::Component::ParentDir)) {
+            return Err(format!("`{rest}` climbs out with `..`: a script must lie in the suite's repository"));
+        }
+        let real = path.canonicalize().map_err(|_| format!("script file {} does not exist", path.display()))?;
+        if rest.starts_with('/') {
+            let allowed =
+                self.script_dirs.iter().filter_map(|dir| dir.canonicalize().ok()).any(|dir| real.starts_with(dir));
+            if !allowed {
+                return Err(if self.script_dirs.is_empty() {
+                    format!("absolute script paths are refused: put `{rest}` in the repository and name it relative to the suite folder, or list its folder in `script_dirs` of master.toml")
+                } else {
+                    format!("`{rest}` is not under a folder of `script_dirs` in master.toml")
+                });
+            }
+            return Ok(());
+        }
+        let repository = suite_dir.parent().and_then(Path::parent).unwrap_or(suite_dir);
+        let root = repository.canonicalize().unwrap_or_else(|_| repository.to_path_buf());
+        if !real.starts_with(&root) {
+            return Err(format!("`{rest}` leads out of the repository (to {}) through a symlink", real.display()));
+        }
+        Ok(())
+    }
+}
+
 /// The source of a script named in a suite definition.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ScriptSource {
@@ -71,5 +111,34 @@ mod tests {
         assert!(ScriptSource::parse("http://exa mple.org/x", dir).is_err());
         assert_eq!(ScriptSource::parse("echo hi", dir), Ok(ScriptSource::Inline("echo hi".into())));
         assert!(ScriptSource::parse("  ", dir).is_err());
+    }
+
+    #[test]
+    fn file_sources_stay_in_the_repository_or_the_listed_folders() {
+        let repo = tempfile::tempdir().unwrap();
+        let suite_dir = repo.path().join("suites/ts");
+        std::fs::create_dir_all(suite_dir.join("sub")).unwrap();
+        std::fs::write(suite_dir.join("sub/ok.sh"), "true").unwrap();
+        std::fs::write(repo.path().join("shared.sh"), "true").unwrap();
+        std::os::unix::fs::symlink(repo.path().join("shared.sh"), suite_dir.join("inside.sh")).unwrap();
+        std::os::unix::fs::symlink("/etc/hostname", suite_dir.join("out.sh")).unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::write(outside.path().join("lab.sh"), "true").unwrap();
+        let check = |policy: &SourcePolicy, text: &str| {
+            let ScriptSource::File(path) = ScriptSource::parse(text, &suite_dir).unwrap() else { panic!("{text}") };
+            policy.check_file(text, &path, &suite_dir)
+        };
+        let none = SourcePolicy::default();
+        assert_eq!(check(&none, "file://sub/ok.sh"), Ok(()));
+        assert_eq!(check(&none, "file://inside.sh"), Ok(()), "a symlink within the repository is fine");
+        assert!(check(&none, "file://out.sh").unwrap_err().contains("symlink"));
+        assert!(check(&none, "file://../../shared.sh").unwrap_err().contains(".."));
+        assert!(check(&none, "file:///etc/hostname").unwrap_err().contains("script_dirs"));
+        let lab = format!("file://{}/lab.sh", outside.path().display());
+        assert!(check(&none, &lab).is_err());
+        let listed = SourcePolicy { script_dirs: vec![outside.path().to_path_buf()] };
+        assert_eq!(check(&listed, &lab), Ok(()));
+        assert!(check(&listed, "file:///etc/hostname").unwrap_err().contains("not under"));
+        assert!(check(&none, "file://missing.sh").unwrap_err().contains("does not exist"));
     }
 }

@@ -11,7 +11,7 @@ use crate::error::DefError;
 use crate::matrix::{case_instances, check_tags, scalar_text, CaseInstance, Node};
 use crate::roles::check_role_name;
 use crate::schedule::Schedule;
-use crate::script::ScriptSource;
+use crate::script::{ScriptSource, SourcePolicy};
 use crate::source::{Checker, SourceFile};
 use crate::thresholds::{check_results, RawResults, Threshold};
 use crate::units::parse_duration;
@@ -200,19 +200,24 @@ struct RawCase {
 /// Loads and checks `suite.toml` in `dir` and the test cases it names. Checks against
 /// clusters happen in [`crate::repository`]. Every problem found is returned.
 pub fn load_suite(dir: &Path) -> Result<Suite, Vec<DefError>> {
+    load_suite_with(dir, &SourcePolicy::default())
+}
+
+/// [`load_suite`] with `file://` scripts checked against `policy`.
+pub fn load_suite_with(dir: &Path, policy: &SourcePolicy) -> Result<Suite, Vec<DefError>> {
     let path = dir.join("suite.toml");
     let src = SourceFile::read(&path).map_err(|e| vec![e])?;
     let raw: RawSuite = src.parse().map_err(|e| vec![e])?;
     let folder = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let mut check = Checker::new(&src);
-    let suite = check_suite(&mut check, &raw, dir, &folder);
+    let suite = check_suite(&mut check, &raw, dir, &folder, policy);
     match suite {
         Some(suite) if check.errors.is_empty() => Ok(suite),
         _ => Err(check.errors),
     }
 }
 
-fn check_suite(check: &mut Checker, raw: &RawSuite, dir: &Path, folder: &str) -> Option<Suite> {
+fn check_suite(check: &mut Checker, raw: &RawSuite, dir: &Path, folder: &str, policy: &SourcePolicy) -> Option<Suite> {
     let name = match &raw.name {
         Some(name) if name.get_ref() != folder => {
             check.at(name, "name", format!("suite name `{}` must equal its folder name `{folder}`", name.get_ref()));
@@ -313,10 +318,17 @@ fn check_suite(check: &mut Checker, raw: &RawSuite, dir: &Path, folder: &str) ->
 
     let script = |value: &Spanned<String>, field: &str, check: &mut Checker| -> Option<ScriptSource> {
         match ScriptSource::parse(value.get_ref(), dir) {
-            Ok(ScriptSource::File(path)) if !path.is_file() => {
-                check.at(value, field, format!("script file {} does not exist", path.display()));
-                None
-            }
+            Ok(ScriptSource::File(path)) => match policy.check_file(value.get_ref(), &path, dir) {
+                Ok(()) if !path.is_file() => {
+                    check.at(value, field, format!("script file {} is not a file", path.display()));
+                    None
+                }
+                Ok(()) => Some(ScriptSource::File(path)),
+                Err(message) => {
+                    check.at(value, field, message);
+                    None
+                }
+            },
             Ok(source) => Some(source),
             Err(message) => {
                 check.at(value, field, message);
@@ -472,9 +484,16 @@ fn load_case(suite_dir: &Path, name: &str) -> Result<TestCase, Vec<CaseProblem>>
         return Err(vec![CaseProblem::InSuite(format!("test case folder {} does not exist", dir.display()))]);
     }
     let mut problems = Vec::new();
-    for script in ["init.sh", "run.sh"] {
-        if !dir.join(script).is_file() {
-            problems.push(CaseProblem::InSuite(format!("{} is missing", dir.join(script).display())));
+    for script in ["init.sh", "run.sh", "finalize.sh"] {
+        let path = dir.join(script);
+        if !path.is_file() {
+            if script != "finalize.sh" {
+                problems.push(CaseProblem::InSuite(format!("{} is missing", path.display())));
+            }
+        } else if let Err(message) =
+            SourcePolicy::default().check_file(&format!("file://tc/{name}/{script}"), &path, suite_dir)
+        {
+            problems.push(CaseProblem::InSuite(message));
         }
     }
     let case_file = dir.join("case.toml");

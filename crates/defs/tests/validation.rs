@@ -411,6 +411,57 @@ finalize = "file:///nonexistent/xrdtest/finalize.sh"
     expect_error_count(&report, 2);
 }
 
+/// A suite cannot read the master's own files: `file:///etc/hostname`, `..` and a symlink
+/// out of the repository are each refused with the file and the field; a case script that
+/// is a symlink out is refused too.
+#[test]
+fn file_scripts_cannot_leave_the_repository() {
+    let repo = Repo::new();
+    let root = &repo.root;
+    write_file(&root.join("secret.key"), "secret\n");
+    write_suite(
+        root,
+        "ts_escape",
+        r#"name = "ts_escape"
+machines = ["s1"]
+tests = ["c"]
+initialize = "file:///etc/hostname"
+finalize = "file://../../secret.key"
+"#,
+    );
+    write_case(root, "ts_escape", "c", true, true);
+    let report = repo.load();
+    let e = expect_error(&report, "ts_escape/suite.toml", Some(4), "initialize", "absolute script paths are refused");
+    assert!(e.message.contains("script_dirs"), "{e}");
+    expect_error(&report, "ts_escape/suite.toml", Some(5), "finalize", "`..`");
+    expect_error_count(&report, 2);
+
+    std::os::unix::fs::symlink("/etc/hostname", root.join("suites/ts_escape/link.sh")).unwrap();
+    write_suite(
+        root,
+        "ts_escape",
+        "name = \"ts_escape\"\nmachines = [\"s1\"]\ntests = [\"c\"]\ninitialize = \"file://link.sh\"\n",
+    );
+    let report = repo.load();
+    expect_error(&report, "ts_escape/suite.toml", Some(4), "initialize", "symlink");
+    expect_error_count(&report, 1);
+
+    write_suite(
+        root,
+        "ts_escape",
+        "name = \"ts_escape\"\nmachines = [\"s1\"]\ntests = [\"c\"]\ninitialize = \"true\"\n",
+    );
+    let run = root.join("suites/ts_escape/tc/c/run.sh");
+    fs::remove_file(&run).unwrap();
+    std::os::unix::fs::symlink("/etc/hostname", &run).unwrap();
+    let report = repo.load();
+    assert!(
+        report.errors.iter().any(|e| e.message.contains("symlink")),
+        "a case script linked out of the repository is refused: {:?}",
+        report.errors
+    );
+}
+
 // ---------------------------------------------------------------------------------------
 // Schedules
 // ---------------------------------------------------------------------------------------

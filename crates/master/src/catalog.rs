@@ -17,7 +17,7 @@ use tokio::sync::{watch, Notify};
 
 use serde::Serialize;
 use tracing::{info, warn};
-use xrdtest_defs::{load_repository, Cluster, DefError, Repository, ScriptSource, Suite};
+use xrdtest_defs::{load_repository_with, Cluster, DefError, Repository, ScriptSource, SourcePolicy, Suite};
 
 use crate::config::{RepoConfig, RepoSource};
 use crate::model::now_ms;
@@ -36,8 +36,9 @@ pub struct DefinitionsService {
 }
 
 impl DefinitionsService {
-    pub fn new(repos: &[RepoConfig], snapshots_dir: PathBuf) -> DefinitionsService {
-        let catalog = Catalog::new(repos, snapshots_dir);
+    pub fn new(repos: &[RepoConfig], snapshots_dir: PathBuf, policy: SourcePolicy) -> DefinitionsService {
+        let mut catalog = Catalog::new(repos, snapshots_dir);
+        catalog.policy = policy;
         let current = RwLock::new(Arc::new(catalog.definitions()));
         DefinitionsService {
             catalog: Mutex::new(catalog),
@@ -156,6 +157,8 @@ struct RepoEntry {
 
 pub struct Catalog {
     snapshots_dir: PathBuf,
+    /// Where `file://` scripts may come from.
+    policy: SourcePolicy,
     repos: Vec<RepoEntry>,
 }
 
@@ -163,6 +166,7 @@ impl Catalog {
     pub fn new(repos: &[RepoConfig], snapshots_dir: PathBuf) -> Catalog {
         Catalog {
             snapshots_dir,
+            policy: SourcePolicy::default(),
             repos: repos
                 .iter()
                 .map(|config| RepoEntry {
@@ -192,10 +196,11 @@ impl Catalog {
     /// Reloads one repository from disk (its checkout at `commit`, for git).
     pub fn reload(&mut self, repo: &str, commit: Option<String>) -> ReloadSummary {
         let snapshots_dir = self.snapshots_dir.clone();
+        let policy = self.policy.clone();
         let Some(entry) = self.entry(repo) else { return ReloadSummary::default() };
         let suites_dir = entry.config.suites_dir();
         let clusters_dir = entry.config.clusters_dir();
-        let report = load_repository(&suites_dir, &clusters_dir);
+        let report = load_repository_with(&suites_dir, &clusters_dir, &policy);
         let mut summary = ReloadSummary { errors: report.errors.len(), ..ReloadSummary::default() };
 
         let mut suites = BTreeMap::new();

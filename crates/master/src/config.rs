@@ -30,6 +30,9 @@ pub struct MasterConfig {
     pub api_token: Option<String>,
     /// Where definitions come from (XrdTest's `test-repos`); watched for changes.
     pub repos: Vec<RepoConfig>,
+    /// Folders outside the repositories that `file:///` scripts may name (none by default:
+    /// absolute script paths are refused).
+    pub script_dirs: Vec<PathBuf>,
     /// Whether suites' schedules start sessions (XrdTest's `[scheduler] enabled`).
     pub scheduler_enabled: bool,
     /// Where alert mails go out; `None`: no mail.
@@ -235,6 +238,7 @@ struct RawClusters {
 #[serde(deny_unknown_fields)]
 struct RawConfig {
     repos: Option<Vec<RawRepo>>,
+    script_dirs: Option<Vec<PathBuf>>,
     clusters: Option<RawClusters>,
     scheduler: Option<RawScheduler>,
     smtp: Option<RawSmtp>,
@@ -397,6 +401,7 @@ impl MasterConfig {
             secret,
             api_token,
             repos,
+            script_dirs: raw.script_dirs.unwrap_or_default().into_iter().map(resolve).collect(),
             scheduler_enabled: raw.scheduler.and_then(|s| s.enabled).unwrap_or(true),
             smtp,
             notify,

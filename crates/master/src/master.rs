@@ -163,7 +163,11 @@ pub struct Master {
 
 impl Master {
     pub fn new(config: MasterConfig, store: Store) -> Arc<Master> {
-        let defs = Arc::new(DefinitionsService::new(&config.repos, config.state_dir.join("snapshots")));
+        let defs = Arc::new(DefinitionsService::new(
+            &config.repos,
+            config.state_dir.join("snapshots"),
+            xrdtest_defs::SourcePolicy { script_dirs: config.script_dirs.clone() },
+        ));
         Arc::new(Master {
             config,
             store,
