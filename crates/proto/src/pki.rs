@@ -15,6 +15,11 @@ use rcgen::{
 
 use crate::tls::MASTER_TLS_NAME;
 
+/// A new CA is valid this long (an existing one keeps its own dates).
+pub const CA_VALID_DAYS: i64 = 10 * 365;
+/// A server certificate is valid this long; a fresh one is issued at every master start.
+pub const SERVER_VALID_DAYS: i64 = 825;
+
 pub const CA_CERT_FILE: &str = "ca.crt";
 pub const CA_KEY_FILE: &str = "ca.key";
 
@@ -59,10 +64,12 @@ fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> PkiError + '_ {
 }
 
 impl CertificateAuthority {
-    /// A new CA with a fresh key.
+    /// A new CA with a fresh key, valid from yesterday for [`CA_VALID_DAYS`].
     pub fn generate() -> Result<CertificateAuthority, PkiError> {
         let key = KeyPair::generate()?;
-        let cert = ca_params().self_signed(&key)?;
+        let mut params = ca_params();
+        set_validity(&mut params, -1, CA_VALID_DAYS);
+        let cert = params.self_signed(&key)?;
         Ok(CertificateAuthority { cert_pem: cert.pem(), key })
     }
 
@@ -104,11 +111,42 @@ impl CertificateAuthority {
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
         params.use_authority_key_identifier_extension = true;
+        // From yesterday: a peer whose clock is a little behind still accepts it.
+        set_validity(&mut params, -1, SERVER_VALID_DAYS);
         let key = KeyPair::generate()?;
         let issuer = Issuer::new(ca_params(), &self.key);
         let cert = params.signed_by(&key, &issuer)?;
         Ok(IssuedCertificate { chain_pem: format!("{}{}", cert.pem(), self.cert_pem), key_pem: key.serialize_pem() })
     }
+}
+
+/// Sets a certificate's validity: from midnight UTC `from_days` days from today to
+/// midnight UTC `to_days` days from today (rcgen's default would be 1975 to 4096).
+fn set_validity(params: &mut CertificateParams, from_days: i64, to_days: i64) {
+    let today = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| (d.as_secs() / 86_400) as i64)
+        .unwrap_or(0);
+    let date = |days: i64| {
+        let (year, month, day) = civil_from_days(today + days);
+        rcgen::date_time_ymd(year, month, day)
+    };
+    params.not_before = date(from_days);
+    params.not_after = date(to_days);
+}
+
+/// The calendar date of a day number since 1970-01-01 (H. Hinnant's `civil_from_days`).
+fn civil_from_days(days: i64) -> (i32, u8, u8) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = (doy - (153 * mp + 2) / 5 + 1) as u8;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u8;
+    let year = (yoe + era * 400 + i64::from(month <= 2)) as i32;
+    (year, month, day)
 }
 
 /// Writes a file that only its owner may read (created so, never widened afterwards).
@@ -117,4 +155,17 @@ fn write_private(path: &Path, contents: &[u8]) -> Result<(), PkiError> {
     let mut file =
         fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path).map_err(io_error(path))?;
     file.write_all(contents).map_err(io_error(path))
+}
+
+#[cfg(test)]
+mod validity_tests {
+    use super::civil_from_days;
+
+    #[test]
+    fn day_numbers_become_calendar_dates() {
+        assert_eq!(civil_from_days(0), (1970, 1, 1));
+        assert_eq!(civil_from_days(11_016), (2000, 2, 29));
+        assert_eq!(civil_from_days(20_790), (2026, 12, 3));
+        assert_eq!(civil_from_days(-1), (1969, 12, 31));
+    }
 }
