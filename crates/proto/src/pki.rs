@@ -128,25 +128,11 @@ fn set_validity(params: &mut CertificateParams, from_days: i64, to_days: i64) {
         .map(|d| (d.as_secs() / 86_400) as i64)
         .unwrap_or(0);
     let date = |days: i64| {
-        let (year, month, day) = civil_from_days(today + days);
-        rcgen::date_time_ymd(year, month, day)
+        let (year, month, day) = xrdtest_model::civil_from_days(today + days);
+        rcgen::date_time_ymd(year as i32, month, day)
     };
     params.not_before = date(from_days);
     params.not_after = date(to_days);
-}
-
-/// The calendar date of a day number since 1970-01-01 (H. Hinnant's `civil_from_days`).
-fn civil_from_days(days: i64) -> (i32, u8, u8) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = (doy - (153 * mp + 2) / 5 + 1) as u8;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u8;
-    let year = (yoe + era * 400 + i64::from(month <= 2)) as i32;
-    (year, month, day)
 }
 
 /// Writes a file that only its owner may read (created so, never widened afterwards).
@@ -155,17 +141,4 @@ fn write_private(path: &Path, contents: &[u8]) -> Result<(), PkiError> {
     let mut file =
         fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path).map_err(io_error(path))?;
     file.write_all(contents).map_err(io_error(path))
-}
-
-#[cfg(test)]
-mod validity_tests {
-    use super::civil_from_days;
-
-    #[test]
-    fn day_numbers_become_calendar_dates() {
-        assert_eq!(civil_from_days(0), (1970, 1, 1));
-        assert_eq!(civil_from_days(11_016), (2000, 2, 29));
-        assert_eq!(civil_from_days(20_790), (2026, 12, 3));
-        assert_eq!(civil_from_days(-1), (1969, 12, 31));
-    }
 }
