@@ -86,7 +86,7 @@ async fn run(args: Args, notifier: Arc<Notifier>) -> anyhow::Result<()> {
     use tokio::signal::unix::{signal, SignalKind};
     let config = SlaveConfig::load(&args.config).map_err(anyhow::Error::msg)?;
     let master = config.master.clone();
-    let slave = Slave::new(config).context("cannot prepare the work directory")?;
+    let slave = Slave::new(config).context("cannot prepare the slave (its work directory, its session cleanup)")?;
     // systemd's status line (`systemctl status`) says whether the slave is connected.
     let status_notifier = notifier.clone();
     slave.on_connection_change(Box::new(move |line| {
