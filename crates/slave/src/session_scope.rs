@@ -287,10 +287,10 @@ fn end_cgroup(dir: &Path, ended: &mut HashSet<u32>) -> Result<(), String> {
             let _ = std::fs::write(dir.join("cgroup.freeze"), "0");
         }
     }
+    ended.extend(&pids);
     let deadline = Instant::now() + END_WAIT;
     loop {
         let left = cgroup_pids(dir);
-        ended.extend(&pids);
         if left.is_empty() {
             break;
         }
