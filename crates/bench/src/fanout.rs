@@ -133,7 +133,7 @@ pub(crate) async fn connect(connector: &TlsConnector, address: &str, name: &str)
     tcp.set_nodelay(true)?;
     let tls = connector.connect(server_name(MASTER_TLS_NAME)?, tcp).await?;
     let mut conn = Connection::new(tls, DEFAULT_MAX_FRAME_LEN);
-    client_handshake(&mut conn, &Hello::new(Role::Slave, name, SECRET), Duration::from_secs(30)).await?;
+    client_handshake(&mut conn, &Hello::enrolling(Role::Slave, name, SECRET), Duration::from_secs(30)).await?;
     conn.send(&ToMaster::Reattach { stages: Vec::new(), faults: Vec::new(), sessions: Vec::new() }).await?;
     Ok(conn)
 }

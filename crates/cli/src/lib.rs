@@ -7,5 +7,6 @@ pub mod clusters;
 pub mod commands;
 pub mod compare;
 pub mod demo;
+pub mod peers;
 pub mod reports;
 pub mod validate;

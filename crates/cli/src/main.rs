@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use xrdtest_cli::commands::RunArgs;
-use xrdtest_cli::{client, clusters, commands, compare, reports, validate};
+use xrdtest_cli::{client, clusters, commands, compare, peers, reports, validate};
 
 /// xrdtest: distributed system tests on clusters of real and virtual machines.
 ///
@@ -85,6 +85,12 @@ enum Command {
     },
     /// List the hypervisors with their capacity and the clusters they run.
     Hypervisors,
+    /// Who may connect: list the slaves' and hypervisors' identities, approve one that
+    /// waits to enroll, or revoke one (docs/peer-identity.md).
+    Peers {
+        #[command(subcommand)]
+        action: Option<PeersAction>,
+    },
     /// Cancel a session: its current stage is killed, suite finalize runs for cleanup.
     Cancel {
         id: u64,
@@ -136,6 +142,18 @@ enum Command {
 }
 
 #[derive(Subcommand, Debug)]
+enum PeersAction {
+    /// Every identity: enrolled, waiting for approval (pending) or revoked (the default).
+    List,
+    /// Let a peer that waits (pending) enroll: it receives its certificate at its next
+    /// connection attempt. Needs the API token.
+    Approve { name: String },
+    /// End a peer's access at once: its connection drops and its certificate is refused
+    /// from then on; it can come back only by a new approval. Needs the API token.
+    Revoke { name: String },
+}
+
+#[derive(Subcommand, Debug)]
 enum ClusterAction {
     /// Create the cluster's network and VMs on a hypervisor with room; it stays up,
     /// and sessions of its suites use it, until `cluster stop`.
@@ -181,6 +199,9 @@ fn main() -> ExitCode {
             clusters::command(&api(), name, false, *wait)
         }
         Command::Hypervisors => clusters::hypervisors(&api(), cli.json),
+        Command::Peers { action: None | Some(PeersAction::List) } => peers::list(&api(), cli.json),
+        Command::Peers { action: Some(PeersAction::Approve { name }) } => peers::decide(&api(), name, true),
+        Command::Peers { action: Some(PeersAction::Revoke { name }) } => peers::decide(&api(), name, false),
         Command::Cancel { id, reason } => commands::cancel(&api(), *id, reason.as_deref()),
         Command::Compare(args) => compare::run(&api(), args, cli.json),
         Command::Report(args) => reports::report(&api(), args),

@@ -447,6 +447,10 @@ pub struct SlaveConfig {
     pub netns: Option<String>,
     /// More lines of `slave.toml`.
     pub extra: String,
+    /// Where it keeps its key and certificate. `None`: `identity-<name>` in the test's
+    /// folder, the same for every start of that name (a daemon restarted on its machine);
+    /// another folder makes it another machine claiming the name.
+    pub identity_dir: Option<PathBuf>,
 }
 
 impl SlaveConfig {
@@ -458,6 +462,7 @@ impl SlaveConfig {
             ca_file: master.ca_file(),
             netns: None,
             extra: String::new(),
+            identity_dir: None,
         }
     }
 }
@@ -476,15 +481,18 @@ impl Slave {
         let work_dir = home.join("work");
         fs::create_dir_all(&work_dir).expect("slave directory");
         let path = home.join("slave.toml");
+        let identity = config.identity_dir.clone().unwrap_or_else(|| dir.join(format!("identity-{}", config.name)));
         fs::write(
             &path,
             format!(
-                "master = {}\nname = {}\nsecret = {}\nca_file = {}\nwork_dir = {}\nmax_backoff = \"1s\"\n{}\n",
+                "master = {}\nname = {}\nsecret = {}\nca_file = {}\nwork_dir = {}\nidentity_dir = {}\n\
+                 max_backoff = \"1s\"\n{}\n",
                 toml_string(&config.master),
                 toml_string(&config.name),
                 toml_string(&config.secret),
                 toml_string(&config.ca_file.display().to_string()),
                 toml_string(&work_dir.display().to_string()),
+                toml_string(&identity.display().to_string()),
                 config.extra,
             ),
         )

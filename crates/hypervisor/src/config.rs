@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 use xrdtest_defs::units::{parse_duration, parse_size};
+use xrdtest_proto::identity::IdentityDir;
 use xrdtest_proto::peer_config;
 
 /// Port of the master when `master` names none (XrdTest's default).
@@ -29,8 +30,13 @@ pub struct HypervisorConfig {
     pub master: String,
     /// This hypervisor's name at the master; also written into its ownership markers.
     pub name: String,
-    /// The master's connection secret; the VMs' slaves get it too.
+    /// The enrollment secret (empty: none, wait for an operator's approval). VMs never get
+    /// it: each gets a token of its own from the master.
     pub secret: String,
+    /// Where the hypervisor keeps its key and certificate (`<state_dir>/identity`).
+    pub identity: IdentityDir,
+    /// Each VM's own `slave.toml` (`<state_dir>/guests`).
+    pub guest_dir: PathBuf,
     /// The master's CA certificate; the VMs' slaves get it too.
     pub ca_file: PathBuf,
     pub tls_server_name: String,
@@ -68,6 +74,8 @@ struct RawConfig {
     name: Option<String>,
     secret: Option<String>,
     secret_file: Option<PathBuf>,
+    state_dir: Option<PathBuf>,
+    identity_dir: Option<PathBuf>,
     ca_file: Option<PathBuf>,
     tls_server_name: Option<String>,
     libvirt_uri: Option<String>,
@@ -96,9 +104,6 @@ impl HypervisorConfig {
         let resolve = |p: PathBuf| if p.is_absolute() { p } else { base.join(p) };
         let master = peer_config::master_address(raw.master)?;
         let secret = peer_config::secret(raw.secret, raw.secret_file, base)?;
-        if secret.is_empty() {
-            return Err("`secret` is empty".into());
-        }
         let name = peer_config::peer_name(raw.name, "hypervisor")?;
         let pool = raw.pool.unwrap_or_else(|| "xrdtest".into());
         if pool.is_empty() || pool.contains(['/', '<', '>', '&', '\'', '"']) {
@@ -135,10 +140,13 @@ impl HypervisorConfig {
         if max_frame_bytes > xrdtest_proto::HARD_MAX_FRAME_LEN as u64 {
             return Err(format!("`max_frame`: at most {} bytes", xrdtest_proto::HARD_MAX_FRAME_LEN));
         }
+        let state_dir = resolve(raw.state_dir.unwrap_or_else(|| "/var/lib/xrdtest-hypervisor".into()));
         Ok(HypervisorConfig {
             master,
             name,
             secret,
+            identity: peer_config::identity_dir(raw.identity_dir, state_dir.join("identity"), base),
+            guest_dir: state_dir.join("guests"),
             ca_file: resolve(raw.ca_file.unwrap_or_else(|| "/etc/xrdtest/ca.crt".into())),
             tls_server_name: raw.tls_server_name.unwrap_or_else(|| xrdtest_proto::tls::MASTER_TLS_NAME.into()),
             libvirt_uri: raw.libvirt_uri.unwrap_or_else(|| "qemu:///system".into()),
@@ -244,7 +252,10 @@ mod tests {
         assert!(err("max_frame = \"1T\"").contains("`max_frame`"));
         assert!(err("secret_file = \"/x\"").contains("not both"));
         assert!(HypervisorConfig::from_toml("secret = \"s\"", Path::new("/")).unwrap_err().contains("`master`"));
-        assert!(HypervisorConfig::from_toml("master = \"m\"", Path::new("/")).unwrap_err().contains("`secret`"));
+        let no_secret = HypervisorConfig::from_toml("master = \"m\"\nname = \"hv1\"", Path::new("/")).unwrap();
+        assert_eq!(no_secret.secret, "", "without a secret it waits for approval");
+        assert_eq!(no_secret.identity.path(), Path::new("/var/lib/xrdtest-hypervisor/identity"));
+        assert_eq!(no_secret.guest_dir, Path::new("/var/lib/xrdtest-hypervisor/guests"));
         let bad_name = HypervisorConfig::from_toml("master = \"m\"\nsecret = \"s\"\nname = \"a b\"", Path::new("/"));
         assert!(bad_name.unwrap_err().contains("`name`"));
     }

@@ -17,6 +17,7 @@
 pub mod config;
 pub mod daemon;
 pub mod domain_type;
+pub mod guest_config;
 pub mod libvirt;
 pub mod lifecycle;
 pub mod marker;

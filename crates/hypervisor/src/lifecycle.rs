@@ -16,6 +16,7 @@ use xrdtest_defs::{Boot, Cluster, Disk, Host};
 use xrdtest_proto::{ClusterState, StartCluster};
 
 use crate::domain_type::DomainType;
+use crate::guest_config::{self, GuestConfig};
 use crate::libvirt::{DomainHandle, Libvirt, LibvirtError, NetworkHandle, PoolHandle};
 use crate::marker::{self, Marker, Ownership};
 use crate::xml::{self, DomainSpec};
@@ -33,8 +34,9 @@ pub struct Settings {
     /// Where the pool is created when it does not exist.
     pub pool_dir: PathBuf,
     pub console_dir: PathBuf,
-    /// The master's secret and CA certificate, handed to the guests' slaves.
-    pub secret: String,
+    /// Each VM's own `slave.toml` goes under here ([`crate::guest_config`]).
+    pub guest_dir: PathBuf,
+    /// The master's CA certificate, handed to the guests' slaves.
     pub ca_pem: String,
     /// How long guests get to power off after an ACPI shutdown request.
     pub shutdown_wait: Duration,
@@ -219,6 +221,23 @@ fn start_steps(
     let path_of = |volume: &String| paths.get(volume).cloned().unwrap_or_default();
     for plan in plans {
         let host = plan.host;
+        let token = request.credentials.0.get(&host.name).map(String::as_str).unwrap_or_default();
+        if token.is_empty() {
+            warn!(cluster = name, host = %host.name, "the master sent no token for this VM: its slave will wait for approval");
+        }
+        let slave_toml = xml::guest_slave_toml(network, request.master_port, host, token);
+        let slave_toml = if libvirt.is_local() {
+            let path = guest_config::write(&settings.guest_dir, name, &host.name, &slave_toml).map_err(|source| {
+                LifecycleError::Io {
+                    what: "cannot write the VM's configuration",
+                    path: settings.guest_dir.clone(),
+                    source,
+                }
+            })?;
+            GuestConfig::File(path)
+        } else {
+            GuestConfig::Inline(slave_toml)
+        };
         let spec = DomainSpec {
             host,
             network: &network.name,
@@ -226,7 +245,7 @@ fn start_steps(
             boot_disk: plan.boot_volume.as_ref().map(path_of),
             disks: plan.disk_volumes.iter().map(|(disk, volume)| (*disk, path_of(volume))).collect(),
             console_path: console_path(&settings.console_dir, &host.name),
-            slave_toml: xml::guest_slave_toml(network, request.master_port, host, &settings.secret),
+            slave_toml,
             ca_pem: &settings.ca_pem,
             marker: Marker {
                 hypervisor: settings.hypervisor.clone(),
@@ -316,10 +335,19 @@ fn remove_cluster_objects(
         network: Some(cluster.network.name.clone()),
         volumes: plans.iter().flat_map(HostPlan::volumes).collect(),
     };
-    match survey(libvirt, settings, pool.as_ref(), &cluster.name, Some(&wanted)) {
+    let mut failures = match survey(libvirt, settings, pool.as_ref(), &cluster.name, Some(&wanted)) {
         Ok(survey) => remove(&survey.removal, pool.as_ref(), None),
         Err(err) => vec![err.to_string()],
-    }
+    };
+    failures.extend(remove_guest_configs(settings, &cluster.name));
+    failures
+}
+
+/// Removes the VMs' configuration files of `cluster`; the failure, if any, as text.
+fn remove_guest_configs(settings: &Settings, cluster: &str) -> Option<String> {
+    guest_config::remove(&settings.guest_dir, cluster)
+        .err()
+        .map(|err| format!("cannot remove the VMs' configurations in {}: {err}", settings.guest_dir.display()))
 }
 
 /// Tears the cluster down: asks its guests to power off, destroys those still running after
@@ -339,7 +367,8 @@ pub fn stop_cluster(
         .and_then(|pool| Ok((survey(libvirt, settings, pool.as_ref(), cluster, None)?, pool)))
         .map_err(|e| vec![e.to_string()])
         .and_then(|(survey, pool)| {
-            let failures = remove(&survey.removal, pool.as_ref(), Some(settings.shutdown_wait));
+            let mut failures = remove(&survey.removal, pool.as_ref(), Some(settings.shutdown_wait));
+            failures.extend(remove_guest_configs(settings, cluster));
             if failures.is_empty() {
                 Ok(survey.removal.describe())
             } else {
@@ -383,6 +412,11 @@ pub fn cleanup_orphans(libvirt: &Libvirt, settings: &Settings, keep: &[String]) 
         let survey = survey(libvirt, settings, pool.as_ref(), cluster, None)?;
         info!(cluster, objects = %survey.removal.describe(), step = "orphans", "removing orphaned cluster");
         failures.extend(remove(&survey.removal, pool.as_ref(), None));
+    }
+    // VM configurations (with their tokens) of clusters that no longer run here.
+    for cluster in guest_config::clusters(&settings.guest_dir).into_iter().filter(|c| !keep.contains(c)) {
+        info!(cluster = %cluster, step = "orphans", "removing the VMs' configurations of a cluster gone");
+        failures.extend(remove_guest_configs(settings, &cluster));
     }
     // Volumes of our prefix that no domain uses and no kept cluster owns.
     if let Some(pool) = &pool {

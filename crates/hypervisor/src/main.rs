@@ -75,7 +75,7 @@ async fn serve(args: Args, notifier: Notifier) -> anyhow::Result<()> {
         pool: config.pool.clone(),
         pool_dir: config.pool_dir.clone(),
         console_dir: config.console_dir.clone(),
-        secret: config.secret.clone(),
+        guest_dir: config.guest_dir.clone(),
         ca_pem,
         shutdown_wait: config.shutdown_wait,
     };

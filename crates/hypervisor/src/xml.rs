@@ -9,6 +9,7 @@ use std::path::Path;
 use xrdtest_defs::{Boot, Cluster, Disk, Host, Network};
 
 use crate::domain_type::DomainType;
+use crate::guest_config::GuestConfig;
 use crate::marker::{domain_marker_element, network_txt_value, Marker, TXT_NAME};
 
 /// fw_cfg entry holding the guest's complete slave configuration.
@@ -113,7 +114,8 @@ fn qualified(name: &str, domain: &str) -> String {
     }
 }
 
-/// A guest's `slave.toml`: it connects to `master.<domain>:<port>` under its FQDN.
+/// A guest's `slave.toml`: it connects to `master.<domain>:<port>` under its FQDN, and
+/// enrolls with `token`, the one the master granted this VM.
 ///
 /// Written so that it passes unchanged through libvirt 9.0 (Debian 12) on its way to QEMU:
 /// libvirt hands an inline fw_cfg `<entry>` to QEMU's `-fw_cfg string=` XML-escaped (the
@@ -121,13 +123,13 @@ fn qualified(name: &str, domain: &str) -> String {
 /// so a comma would end QEMU's option. Every value is therefore a TOML basic string in
 /// which commas, `&`, `<`, `>` and `'` are written as `\uXXXX` escapes: the only
 /// characters libvirt may change are the strings' own double quotes.
-pub fn guest_slave_toml(network: &Network, master_port: u16, host: &Host, secret: &str) -> String {
+pub fn guest_slave_toml(network: &Network, master_port: u16, host: &Host, token: &str) -> String {
     let master = format!("{}:{master_port}", master_host_name(network));
     format!(
         "master = {}\nname = {}\nsecret = {}\nca_file = {}\n",
         toml_string(&master),
         toml_string(&host.name),
-        toml_string(secret),
+        toml_string(token),
         toml_string(GUEST_CA_FILE)
     )
 }
@@ -188,8 +190,8 @@ pub struct DomainSpec<'a> {
     pub disks: Vec<(&'a Disk, String)>,
     /// File the serial console is written to.
     pub console_path: String,
-    /// The guest's `slave.toml` ([`guest_slave_toml`]).
-    pub slave_toml: String,
+    /// The guest's `slave.toml` ([`guest_slave_toml`]), inline or as a file.
+    pub slave_toml: GuestConfig,
     /// The master's CA certificate (PEM).
     pub ca_pem: &'a str,
     pub marker: Marker,
@@ -208,7 +210,15 @@ pub fn domain_xml(spec: &DomainSpec) -> String {
     let _ = writeln!(xml, "  <vcpu>{}</vcpu>", host.vcpus);
     // The guest reads these from /sys/firmware/qemu_fw_cfg/by_name/<name>/raw.
     let _ = writeln!(xml, "  <sysinfo type='fwcfg'>");
-    let _ = writeln!(xml, "    <entry name='{FWCFG_SLAVE_TOML}'>{}</entry>", escape(&spec.slave_toml));
+    match &spec.slave_toml {
+        GuestConfig::Inline(text) => {
+            let _ = writeln!(xml, "    <entry name='{FWCFG_SLAVE_TOML}'>{}</entry>", escape(text));
+        }
+        GuestConfig::File(path) => {
+            let _ =
+                writeln!(xml, "    <entry name='{FWCFG_SLAVE_TOML}' file='{}'/>", escape(&path.display().to_string()));
+        }
+    }
     let _ = writeln!(xml, "    <entry name='{FWCFG_CA_CRT}'>{}</entry>", escape(spec.ca_pem));
     let _ = writeln!(xml, "  </sysinfo>");
     let _ = writeln!(xml, "  <os>");
@@ -422,7 +432,7 @@ mod tests {
             boot_disk: None,
             disks: vec![(&host.disks[0], "/var/lib/xrdtest/pool/xrdtest.pair.server.data.qcow2".into())],
             console_path: "/var/log/xrdtest/consoles/server.pair.test.log".into(),
-            slave_toml: guest_slave_toml(&cluster.network, 20000, host, "s3\"cret"),
+            slave_toml: GuestConfig::Inline(guest_slave_toml(&cluster.network, 20000, host, "s3\"cret")),
             ca_pem: "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n",
             marker: Marker {
                 hypervisor: "hv1".into(),
@@ -430,6 +440,24 @@ mod tests {
                 volumes: vec!["xrdtest.pair.server.data.qcow2".into()],
             },
         }
+    }
+
+    /// On a local libvirt the configuration (and its token) is a file the entry names.
+    #[test]
+    fn a_file_configuration_is_named_not_inlined() {
+        let cluster = cluster();
+        let spec = DomainSpec {
+            slave_toml: GuestConfig::File("/var/lib/xrdtest-hypervisor/guests/pair/server.pair.test.toml".into()),
+            ..kernel_spec(&cluster)
+        };
+        let xml = domain_xml(&spec);
+        assert!(
+            xml.contains(
+                "<entry name='opt/org.xrdtest/slave.toml' file='/var/lib/xrdtest-hypervisor/guests/pair/server.pair.test.toml'/>"
+            ),
+            "{xml}"
+        );
+        assert!(!xml.contains("secret"), "{xml}");
     }
 
     /// The whole domain of a kernel-booted host with one disk, as text.

@@ -44,13 +44,12 @@ async fn fake_master(
             let Ok(tls) = acceptor.accept(tcp).await else { continue };
             let mut conn = Connection::new(tls, DEFAULT_MAX_FRAME_LEN);
             let config = ServerHandshake {
-                secret: SECRET,
                 master_version: "test",
                 heartbeat_interval: Duration::from_millis(500),
                 timeout: Duration::from_secs(5),
             };
             if let Ok(hello) = server_handshake(&mut conn, &config).await {
-                config.welcome(&mut conn).await.unwrap();
+                config.welcome(&mut conn, None).await.unwrap();
                 if tx.send((hello, conn)).is_err() {
                     return;
                 }
@@ -81,7 +80,7 @@ impl Harness {
         let text = format!(
             "master = \"{addr}\"\nname = \"hv-{tag}\"\nsecret = \"{SECRET}\"\nca_file = \"ca.crt\"\n\
              libvirt_uri = \"test:///default\"\npool = \"pool-{tag}\"\npool_dir = \"/pool-{tag}\"\n\
-             domain_type = \"qemu\"\nconsole_dir = \"consoles\"\nshutdown_wait = \"1s\"\n{extra_config}"
+             domain_type = \"qemu\"\nconsole_dir = \"consoles\"\nstate_dir = \"state\"\nshutdown_wait = \"1s\"\n{extra_config}"
         );
         let config = HypervisorConfig::from_toml(&text, dir.path()).unwrap();
         let settings = Settings {
@@ -90,7 +89,7 @@ impl Harness {
             pool: config.pool.clone(),
             pool_dir: config.pool_dir.clone(),
             console_dir: config.console_dir.clone(),
-            secret: config.secret.clone(),
+            guest_dir: config.guest_dir.clone(),
             ca_pem: ca.cert_pem().to_string(),
             shutdown_wait: config.shutdown_wait,
         };
@@ -171,6 +170,7 @@ fn start(cluster: &xrdtest_defs::Cluster) -> FromMaster {
         master_ip: None,
         master_port: 20000,
         requested_by: "test".into(),
+        credentials: Default::default(),
     })
 }
 

@@ -15,11 +15,12 @@ mod common;
 
 use xrdtest_defs::{Boot, Cluster, Disk};
 use xrdtest_hypervisor::domain_type::DomainType;
+use xrdtest_hypervisor::guest_config::GuestConfig;
 use xrdtest_hypervisor::libvirt::Libvirt;
 use xrdtest_hypervisor::lifecycle::{cleanup_orphans, start_cluster, stop_cluster, Settings};
 use xrdtest_hypervisor::marker::{self, Marker};
 use xrdtest_hypervisor::xml;
-use xrdtest_proto::{ClusterState, StartCluster};
+use xrdtest_proto::{ClusterState, GuestCredentials, StartCluster};
 
 const URI: &str = "test:///default";
 
@@ -43,7 +44,7 @@ impl Fixture {
             pool: format!("pool-{tag}"),
             pool_dir: PathBuf::from(format!("/pool-{tag}")),
             console_dir: dir.path().join("consoles"),
-            secret: "s3cret".into(),
+            guest_dir: dir.path().join("guests"),
             ca_pem: "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n".into(),
             shutdown_wait: Duration::from_secs(1),
         };
@@ -60,7 +61,9 @@ impl Fixture {
     }
 
     fn request(&self, cluster: Cluster) -> StartCluster {
-        StartCluster { cluster, master_ip: None, master_port: 20000, requested_by: "test".into() }
+        let credentials =
+            GuestCredentials(cluster.hosts.iter().map(|h| (h.name.clone(), format!("vm-{}", h.name))).collect());
+        StartCluster { cluster, master_ip: None, master_port: 20000, requested_by: "test".into(), credentials }
     }
 
     /// Creates the pool and the boot image volume the `client` host boots from.
@@ -157,7 +160,7 @@ fn domain_xml_is_accepted_and_its_marker_and_fw_cfg_survive() {
         boot_disk: None,
         disks: vec![(&host.disks[0], "/pool-domxml/xrdtest.c-domxml.server.data.qcow2".into())],
         console_path: "/tmp/console.log".into(),
-        slave_toml: xml::guest_slave_toml(&cluster.network, 20000, host, "se<cr>et"),
+        slave_toml: GuestConfig::Inline(xml::guest_slave_toml(&cluster.network, 20000, host, "se<cr>et")),
         ca_pem: &f.settings.ca_pem,
         marker: Marker { hypervisor: "hv-domxml".into(), cluster: cluster.name.clone(), volumes: volumes.clone() },
     };
@@ -176,7 +179,8 @@ fn domain_xml_is_accepted_and_its_marker_and_fw_cfg_survive() {
         .map(|n| (n.attribute("name").unwrap_or("").to_string(), n.text().unwrap_or("").to_string()))
         .collect();
     assert_eq!(entries.len(), 2, "{text}");
-    assert_eq!(entries[0], (xml::FWCFG_SLAVE_TOML.to_string(), spec.slave_toml.clone()));
+    let GuestConfig::Inline(slave_toml) = &spec.slave_toml else { unreachable!("made inline above") };
+    assert_eq!(entries[0], (xml::FWCFG_SLAVE_TOML.to_string(), slave_toml.clone()));
     assert_eq!(entries[1], (xml::FWCFG_CA_CRT.to_string(), f.settings.ca_pem.clone()));
     for expected in [
         "<kernel>",

@@ -11,12 +11,15 @@ use xrdtest_defs::Cluster;
 use xrdtest_proto::{ClusterState, FromMaster};
 
 use crate::clusters::{start_message, ClusterBoard, ClusterOwner, ReserveError};
+use crate::peer_auth::PeerAuth;
 use crate::peers::Peers;
 
 /// What cluster commands need: the board, the connections, and what VMs are told.
 pub struct ClusterControl<'a> {
     pub board: &'a ClusterBoard,
     pub peers: &'a Peers,
+    /// Grants each VM its enrollment token, and takes them back at the stop.
+    pub auth: &'a PeerAuth,
     /// `[clusters] master_address`: overrides the address the hypervisor's connection saw.
     pub master_address: Option<IpAddr>,
     pub master_port: u16,
@@ -50,7 +53,8 @@ impl ClusterControl<'_> {
     ) -> Result<StartSent, StartError> {
         let (hypervisor, connection_ip) = self.board.reserve(cluster, owner)?;
         let master_ip = self.master_address.or(connection_ip);
-        let message = start_message(cluster, master_ip, self.master_port, requested_by);
+        let credentials = self.auth.grant_cluster(&cluster.name, cluster.hosts.iter().map(|h| h.name.clone()));
+        let message = start_message(cluster, master_ip, self.master_port, requested_by, credentials);
         if !self.peers.send(&hypervisor, message).await {
             let error = StartError::NotSent { hypervisor };
             self.board.mark(&cluster.name, ClusterState::Error, &error.to_string());
@@ -66,6 +70,8 @@ impl ClusterControl<'_> {
         let sent = self.peers.send(hypervisor, FromMaster::StopCluster { cluster: cluster.to_string() }).await;
         if sent {
             self.board.mark(cluster, ClusterState::StopCommandSent, note);
+            // Its VMs are going: what let them in goes now.
+            self.auth.end_cluster(cluster);
         }
         sent
     }

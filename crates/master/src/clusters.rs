@@ -11,7 +11,7 @@ use serde::Serialize;
 use tokio::sync::broadcast;
 use tokio::time::{sleep_until, Instant};
 use xrdtest_defs::Cluster;
-use xrdtest_proto::{ClusterState, ClusterStatus, FromMaster, HypervisorStatus, StartCluster};
+use xrdtest_proto::{ClusterState, ClusterStatus, FromMaster, GuestCredentials, HypervisorStatus, StartCluster};
 
 use crate::model::{now_ms, ClusterStep, SessionId};
 
@@ -462,8 +462,15 @@ pub fn start_message(
     master_ip: Option<IpAddr>,
     master_port: u16,
     requested_by: String,
+    credentials: GuestCredentials,
 ) -> FromMaster {
-    FromMaster::StartCluster(StartCluster { cluster: cluster.clone(), master_ip, master_port, requested_by })
+    FromMaster::StartCluster(StartCluster {
+        cluster: cluster.clone(),
+        master_ip,
+        master_port,
+        requested_by,
+        credentials,
+    })
 }
 
 /// How waiting for a cluster state ended, when it did not reach the wanted one.

@@ -24,8 +24,14 @@ pub struct MasterConfig {
     pub web_listen: SocketAddr,
     /// sled store, CA and work files.
     pub state_dir: PathBuf,
-    /// Shared secret peers present in their handshake.
-    pub secret: String,
+    /// The enrollment secret: a peer that presents it (and a key) is enrolled
+    /// (`enroll = "secret"`); in `peer_auth = "shared-secret"` it admits by itself. `None`
+    /// only with `enroll = "approve"`.
+    pub secret: Option<String>,
+    /// How a peer without a certificate gets one (`enroll`).
+    pub enroll: EnrollMode,
+    /// `peer_auth`: certificates (the default), or the shared-secret compatibility mode.
+    pub peer_auth: PeerAuthMode,
     /// Token required by write calls of the API (run, cancel). `None`: writes are refused.
     pub api_token: Option<String>,
     /// Where definitions come from (XrdTest's `test-repos`); watched for changes.
@@ -61,6 +67,24 @@ pub struct MasterConfig {
     pub web: WebConfig,
     /// Cluster sessions on hypervisors (`[clusters]`).
     pub clusters: ClustersConfig,
+}
+
+/// `enroll`: how a new slave or hypervisor gets its certificate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EnrollMode {
+    /// With the enrollment secret, at once; without it, by an operator's approval.
+    Secret,
+    /// Only by an operator's approval (`xrdtest peers approve NAME`).
+    Approve,
+}
+
+/// `peer_auth`: what admits a peer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PeerAuthMode {
+    /// Its certificate, bound to its name and role.
+    Certificate,
+    /// Compatibility mode: the secret alone admits any name, as before certificates.
+    SharedSecret,
 }
 
 /// How the master drives clusters on hypervisors (`[clusters]`).
@@ -249,6 +273,8 @@ struct RawConfig {
     state_dir: Option<PathBuf>,
     secret: Option<String>,
     secret_file: Option<PathBuf>,
+    enroll: Option<String>,
+    peer_auth: Option<String>,
     api_token: Option<String>,
     api_token_file: Option<PathBuf>,
     definitions: Option<PathBuf>,
@@ -324,9 +350,22 @@ impl MasterConfig {
                     (None, None) => Ok(None),
                 }
             };
-        let secret = read_secret(raw.secret, raw.secret_file, "secret")?
-            .filter(|s| !s.is_empty())
-            .ok_or("`secret` (or `secret_file`) is required: the connection secret slaves and hypervisors present")?;
+        let secret = read_secret(raw.secret, raw.secret_file, "secret")?.filter(|s| !s.is_empty());
+        let enroll = match raw.enroll.as_deref().unwrap_or("secret") {
+            "secret" => EnrollMode::Secret,
+            "approve" => EnrollMode::Approve,
+            other => return Err(format!("`enroll`: unknown mode `{other}`: secret or approve")),
+        };
+        let peer_auth = match raw.peer_auth.as_deref().unwrap_or("certificate") {
+            "certificate" => PeerAuthMode::Certificate,
+            "shared-secret" => PeerAuthMode::SharedSecret,
+            other => return Err(format!("`peer_auth`: unknown mode `{other}`: certificate or shared-secret")),
+        };
+        if secret.is_none() && (enroll == EnrollMode::Secret || peer_auth == PeerAuthMode::SharedSecret) {
+            return Err("`secret` (or `secret_file`) is required: the enrollment secret new slaves and hypervisors \
+                        present (or set `enroll = \"approve\"` to enroll each one by hand)"
+                .into());
+        }
         let api_token = read_secret(raw.api_token, raw.api_token_file, "api_token")?.filter(|s| !s.is_empty());
         let state_dir = resolve(raw.state_dir.unwrap_or_else(|| DEFAULT_STATE_DIR.into()));
         let repos = match raw.repos {
@@ -399,6 +438,8 @@ impl MasterConfig {
             web_listen: address(raw.web_listen, DEFAULT_WEB_LISTEN, "web_listen")?,
             state_dir,
             secret,
+            enroll,
+            peer_auth,
             api_token,
             repos,
             script_dirs: raw.script_dirs.unwrap_or_default().into_iter().map(resolve).collect(),

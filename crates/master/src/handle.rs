@@ -319,4 +319,19 @@ impl CoreHandle {
     pub async fn stop_cluster_by_hand(&self, name: &str) -> Result<String, ClusterCommandError> {
         self.master.stop_cluster_by_hand(name).await
     }
+
+    /// Every peer identity the master knows: enrolled, waiting for approval, revoked.
+    pub fn peer_identities(&self) -> Vec<crate::identities::PeerIdentity> {
+        self.master.auth.identities.list()
+    }
+
+    /// Approves a peer waiting to enroll.
+    pub fn approve_peer(&self, name: &str) -> Result<(), crate::peer_auth::ApprovalError> {
+        self.master.approve_peer(name)
+    }
+
+    /// Revokes a peer; its connection drops at once.
+    pub fn revoke_peer(&self, name: &str) -> Result<(), crate::peer_auth::ApprovalError> {
+        self.master.revoke_peer(name)
+    }
 }

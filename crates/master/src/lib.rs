@@ -16,6 +16,8 @@
 //! - [`clusters`] — hypervisors, the clusters they run, and which one has room.
 //! - [`peers`] — connected slaves and hypervisors; where each stage's messages go.
 //! - [`listener`] — TLS accept, handshake, one task per peer connection.
+//! - [`peer_auth`] — who may connect under which name: certificates, enrollment, approval.
+//! - [`identities`] — the record of enrolled peers (`peers.json`).
 //! - [`master`] — shared state and the FIFO session queue.
 //! - [`catalog`] — the definitions in service: last good versions, snapshots, origins.
 //! - [`watch`] — follows the repositories: inotify for folders, fetches for git.
@@ -38,10 +40,12 @@ pub mod clusters;
 pub mod config;
 pub mod git_repo;
 pub mod handle;
+pub mod identities;
 pub mod listener;
 pub mod master;
 pub mod metrics;
 pub mod notify;
+pub mod peer_auth;
 pub mod peers;
 pub mod scheduler;
 pub mod session;
@@ -58,7 +62,6 @@ use tokio::net::TcpListener;
 use tokio_rustls::rustls::ServerConfig;
 use tokio_rustls::TlsAcceptor;
 use tracing::{info, warn};
-use xrdtest_proto::pki::CertificateAuthority;
 
 pub use handle::CoreHandle;
 
@@ -72,6 +75,7 @@ pub struct Opened {
     config: MasterConfig,
     store: Store,
     peer_tls: Arc<ServerConfig>,
+    auth: peer_auth::PeerAuth,
 }
 
 /// Creates the state directory, opens the store (sessions unfinished at the last stop are
@@ -84,10 +88,18 @@ pub fn open(config: MasterConfig) -> anyhow::Result<Opened> {
     if !interrupted.is_empty() {
         warn!(sessions = ?interrupted, "sessions unfinished at the last stop are marked interrupted");
     }
-    let ca = CertificateAuthority::load_or_create(&config.state_dir).context("certificate authority")?;
+    let auth = peer_auth::PeerAuth::open(&config)?;
+    let ca = auth.ca();
     let issued = ca.issue_server_certificate(&config.tls_names)?;
-    let peer_tls = xrdtest_proto::tls::server_config(issued.chain_pem.as_bytes(), issued.key_pem.as_bytes())?;
-    Ok(Opened { config, store, peer_tls })
+    let peer_tls = xrdtest_proto::tls::peer_server_config(
+        issued.chain_pem.as_bytes(),
+        issued.key_pem.as_bytes(),
+        ca.cert_pem().as_bytes(),
+    )?;
+    if config.peer_auth == config::PeerAuthMode::SharedSecret {
+        warn!("peer_auth = \"shared-secret\": the secret alone admits any peer under any name (compatibility mode)");
+    }
+    Ok(Opened { config, store, peer_tls, auth })
 }
 
 impl Opened {
@@ -106,7 +118,7 @@ impl Opened {
     /// listener. Returns
     /// once both listeners are bound; the web listener is not served.
     pub async fn listen(self) -> anyhow::Result<Core> {
-        let Opened { config, store, peer_tls } = self;
+        let Opened { config, store, peer_tls, auth } = self;
         let peer_listener =
             TcpListener::bind(config.listen).await.with_context(|| format!("cannot listen on {}", config.listen))?;
         let web_listener = TcpListener::bind(config.web_listen)
@@ -120,7 +132,7 @@ impl Opened {
         let mut config = config;
         config.listen = peer_address;
         config.web_listen = web_address;
-        let master = Master::new(config, store);
+        let master = Master::new(config, store, auth);
         if let Some(smtp) = &master.config.smtp {
             let alerter = alerts::Alerter::start(smtp.clone(), master.store.clone()).context("alert mail")?;
             master.set_end_listener(Box::new(alerter));

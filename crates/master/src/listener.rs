@@ -15,6 +15,7 @@ use xrdtest_proto::{server_handshake, Connection, FromMaster, Heartbeat, Refusal
 
 use crate::master::Master;
 use crate::model::now_ms;
+use crate::peer_auth::Verdict;
 use crate::peers::{PeerHandle, StageEvent};
 use crate::throttle::OncePerSecond;
 
@@ -87,10 +88,12 @@ async fn handle_connection(
         .await
         .map_err(|_| "TLS handshake timed out".to_string())?
         .map_err(|e| format!("TLS handshake failed: {e}"))?;
+    // The certificate a peer presented (the TLS layer checked it is of this CA); which name it
+    // may use is `peer_auth`'s decision.
+    let client_cert = tls.get_ref().1.peer_certificates().and_then(|chain| chain.first()).map(|c| c.as_ref().to_vec());
     let mut conn = Connection::new(tls, PRE_HANDSHAKE_MAX_FRAME);
     let version = env!("CARGO_PKG_VERSION");
     let handshake = ServerHandshake {
-        secret: &master.config.secret,
         master_version: version,
         heartbeat_interval: master.config.heartbeat_interval,
         timeout: HANDSHAKE_TIMEOUT,
@@ -99,6 +102,16 @@ async fn handle_connection(
         warn!(peer = %address, error = %e, "peer refused");
         format!("handshake: {e}")
     })?;
+    let certificate = match master.auth.authenticate(&hello, client_cert.as_deref(), address) {
+        Verdict::Admit { certificate } => certificate,
+        Verdict::Refuse { reason, message } => {
+            if REFUSALS_LOGGED.allow() {
+                warn!(peer = %address, name = %hello.name, role = hello.role.as_str(), ?reason, %message, "peer refused");
+            }
+            let _ = handshake.refuse(&mut conn, reason, message.clone()).await;
+            return Err(format!("refused: {message}"));
+        }
+    };
     let conn_id = NEXT_CONN_ID.fetch_add(1, Ordering::Relaxed);
     let (tx, rx) = mpsc::channel(OUTGOING_QUEUE);
     if let Err(err) = master.peers.register(
@@ -112,7 +125,7 @@ async fn handle_connection(
         let _ = handshake.refuse(&mut conn, RefusalReason::DuplicateName, err.to_string()).await;
         return Err(err.to_string());
     }
-    if let Err(err) = handshake.welcome(&mut conn).await {
+    if let Err(err) = handshake.welcome(&mut conn, certificate).await {
         master.peers.unregister(&hello.name, conn_id);
         return Err(format!("welcome: {err}"));
     }
@@ -170,6 +183,9 @@ where
                             false => None,
                         };
                         send_within(conn, &message, interval * 3).await?;
+                        if let FromMaster::Disconnect { reason } = message {
+                            return Err(format!("disconnected by the master: {reason}"));
+                        }
                     }
                     None => return Err("dropped by the master".into()),
                 }
@@ -299,6 +315,9 @@ where
         }
         ToMaster::ClusterState(status) if role == Role::Hypervisor => {
             info!(hypervisor = name, cluster = %status.cluster, state = ?status.state, detail = %status.detail, "cluster state");
+            if status.state == xrdtest_proto::ClusterState::Stopped {
+                master.auth.end_cluster(&status.cluster);
+            }
             master.clusters.cluster_status(name, &status);
         }
         ToMaster::HypervisorState(status) if role == Role::Hypervisor => {

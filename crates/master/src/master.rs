@@ -20,6 +20,7 @@ use crate::metrics::MasterMetrics;
 use crate::model::api::RunRequest;
 use crate::model::{now_ms, CaseState, RunOptions, SessionId, SessionRecord, SessionState, Trigger};
 use crate::notify::Notifier;
+use crate::peer_auth::PeerAuth;
 use crate::peers::Peers;
 use crate::scheduler::{ScheduleBoard, Starter};
 use crate::session::cluster::{new_run, watch_hold};
@@ -143,6 +144,8 @@ pub enum CancelError {
 pub struct Master {
     pub config: MasterConfig,
     pub store: Store,
+    /// Who may connect under which name; the record of enrolled peers.
+    pub auth: PeerAuth,
     pub peers: Peers,
     /// Hypervisors and the clusters they run.
     pub clusters: ClusterBoard,
@@ -162,7 +165,7 @@ pub struct Master {
 }
 
 impl Master {
-    pub fn new(config: MasterConfig, store: Store) -> Arc<Master> {
+    pub fn new(config: MasterConfig, store: Store, auth: PeerAuth) -> Arc<Master> {
         let defs = Arc::new(DefinitionsService::new(
             &config.repos,
             config.state_dir.join("snapshots"),
@@ -171,6 +174,7 @@ impl Master {
         Arc::new(Master {
             config,
             store,
+            auth,
             peers: Peers::default(),
             clusters: ClusterBoard::default(),
             defs,
@@ -447,11 +451,30 @@ impl Master {
         }
     }
 
+    /// An operator approves a peer waiting to enroll.
+    pub fn approve_peer(&self, name: &str) -> Result<(), crate::peer_auth::ApprovalError> {
+        self.auth.approve(name)
+    }
+
+    /// An operator revokes a peer: its certificate is refused from now on and its connection,
+    /// if any, drops at once.
+    pub fn revoke_peer(&self, name: &str) -> Result<(), crate::peer_auth::ApprovalError> {
+        self.auth.revoke(name)?;
+        if self
+            .peers
+            .try_send(name, xrdtest_proto::FromMaster::Disconnect { reason: "its certificate was revoked".into() })
+        {
+            info!(peer = name, "connection of a revoked peer dropped");
+        }
+        Ok(())
+    }
+
     /// How clusters are started and stopped, for sessions and by hand alike.
     pub fn cluster_control(&self) -> ClusterControl<'_> {
         ClusterControl {
             board: &self.clusters,
             peers: &self.peers,
+            auth: &self.auth,
             master_address: self.config.clusters.master_address,
             master_port: self.config.listen.port(),
         }

@@ -8,7 +8,8 @@ use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio_rustls::TlsConnector;
 
-use crate::{client_handshake, Connection, HandshakeError, Hello, HelloReply, Role};
+use crate::identity::IdentityDir;
+use crate::{client_handshake, Connection, HandshakeError, Hello, HelloReply, RefusalReason, Role};
 
 /// How long each of connect, TLS and handshake may take.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(15);
@@ -27,7 +28,11 @@ pub struct ConnectSettings {
     pub master: String,
     pub role: Role,
     pub name: String,
+    /// The enrollment secret or token; empty when there is none (or no need).
     pub secret: String,
+    /// Where the peer keeps its key and certificate. `None`: connect with the secret alone,
+    /// which only a master in shared-secret compatibility mode accepts.
+    pub identity: Option<IdentityDir>,
     pub ca_file: PathBuf,
     pub tls_server_name: String,
     pub max_frame_bytes: usize,
@@ -36,7 +41,8 @@ pub struct ConnectSettings {
 /// Why a connection attempt failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectError {
-    /// The master answered and said no (wrong secret, duplicate name, other version).
+    /// The master answered and said no (no valid credential, awaiting approval, duplicate
+    /// name, other version).
     #[error("{0}")]
     Refused(String),
     /// Anything else: unreachable, TLS failure, timeout. Worth retrying.
@@ -58,7 +64,18 @@ pub fn heartbeat_interval(reply: &HelloReply) -> Duration {
 pub async fn connect(settings: &ConnectSettings) -> Result<(MasterConnection, Duration), ConnectError> {
     let ca = std::fs::read(&settings.ca_file)
         .map_err(|e| ConnectError::Other(format!("cannot read CA file {}: {e}", settings.ca_file.display())))?;
-    let tls = crate::tls::client_config(&ca).map_err(|e| ConnectError::Other(e.to_string()))?;
+    let credentials = match &settings.identity {
+        Some(dir) => Some(dir.load_or_create().map_err(|e| ConnectError::Other(e.to_string()))?),
+        None => None,
+    };
+    let certificate = credentials.as_ref().and_then(|c| c.cert_pem.as_ref());
+    let tls = match (&credentials, certificate) {
+        (Some(credentials), Some(cert)) => {
+            crate::tls::client_config_with_identity(&ca, cert.as_bytes(), credentials.key_pem.as_bytes())
+        }
+        _ => crate::tls::client_config(&ca),
+    }
+    .map_err(|e| ConnectError::Other(e.to_string()))?;
     let server_name =
         crate::tls::server_name(&settings.tls_server_name).map_err(|e| ConnectError::Other(e.to_string()))?;
     let tcp = tokio::time::timeout(HANDSHAKE_TIMEOUT, TcpStream::connect(&settings.master))
@@ -71,9 +88,26 @@ pub async fn connect(settings: &ConnectSettings) -> Result<(MasterConnection, Du
         .map_err(|_| ConnectError::Other("TLS handshake timed out".into()))?
         .map_err(|e| ConnectError::Other(format!("TLS: {e}")))?;
     let mut conn = Connection::new(stream, settings.max_frame_bytes);
-    let hello = Hello::new(settings.role, settings.name.clone(), settings.secret.clone());
+    let mut hello = Hello::new(settings.role, settings.name.clone(), settings.secret.clone());
+    if certificate.is_none() {
+        hello.enroll_key = credentials.as_ref().map(|c| c.public_key.clone());
+    }
     match client_handshake(&mut conn, &hello, HANDSHAKE_TIMEOUT).await {
-        Ok(reply) => Ok((conn, heartbeat_interval(&reply))),
+        Ok(reply) => {
+            if let (Some(dir), Some(cert)) = (&settings.identity, &reply.certificate) {
+                dir.save_certificate(cert).map_err(|e| ConnectError::Other(format!("keeping the certificate: {e}")))?;
+                tracing::info!(identity = %dir.path().display(), renewed = certificate.is_some(), "certificate from the master saved");
+            }
+            Ok((conn, heartbeat_interval(&reply)))
+        }
+        Err(HandshakeError::Refused { reason: RefusalReason::CertificateRefused, message }) => {
+            // Revoked or unknown: with a new key, the next attempt asks to enroll again
+            // (which the master may leave to an operator).
+            if let Some(dir) = &settings.identity {
+                dir.forget().map_err(|e| ConnectError::Other(e.to_string()))?;
+            }
+            Err(ConnectError::Refused(format!("{message}; the certificate was dropped, the next attempt enrolls anew")))
+        }
         Err(err @ (HandshakeError::Refused { .. } | HandshakeError::VersionMismatch { .. })) => {
             Err(ConnectError::Refused(err.to_string()))
         }

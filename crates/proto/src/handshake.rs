@@ -1,5 +1,7 @@
-//! The first exchange on a connection: the peer says who it is and proves it knows the
-//! secret; the master welcomes or refuses it.
+//! The first exchange on a connection: the peer says who it is (and, without a
+//! certificate, what lets it enroll); the master welcomes or refuses it. Who may connect
+//! under which name is the master's decision (`crates/master/src/peer_auth.rs`); this module
+//! checks only what any master checks: magic, version and a well-formed name.
 
 use std::time::Duration;
 
@@ -35,7 +37,6 @@ pub enum HandshakeError {
 /// What the master puts in its side of the handshake.
 #[derive(Debug, Clone)]
 pub struct ServerHandshake<'a> {
-    pub secret: &'a str,
     pub master_version: &'a str,
     pub heartbeat_interval: Duration,
     /// A peer that has not sent a valid `Hello` by then is dropped.
@@ -43,19 +44,25 @@ pub struct ServerHandshake<'a> {
 }
 
 impl ServerHandshake<'_> {
-    fn reply(&self, refusal: Option<Refusal>) -> HelloReply {
+    fn reply(&self, refusal: Option<Refusal>, certificate: Option<String>) -> HelloReply {
         HelloReply {
             magic: MAGIC,
             protocol_version: PROTOCOL_VERSION,
             master_version: self.master_version.to_string(),
             refusal,
             heartbeat_interval_ms: self.heartbeat_interval.as_millis() as u64,
+            certificate,
         }
     }
 
-    /// Welcomes a peer that [`server_handshake`] accepted.
-    pub async fn welcome<S: AsyncRead + AsyncWrite + Unpin>(&self, conn: &mut Connection<S>) -> Result<(), ProtoError> {
-        conn.send(&self.reply(None)).await
+    /// Welcomes a peer that [`server_handshake`] accepted, handing it the certificate it
+    /// enrolled for, if any.
+    pub async fn welcome<S: AsyncRead + AsyncWrite + Unpin>(
+        &self,
+        conn: &mut Connection<S>,
+        certificate: Option<String>,
+    ) -> Result<(), ProtoError> {
+        conn.send(&self.reply(None, certificate)).await
     }
 
     /// Refuses a peer with a reason it can log; the caller then closes the connection.
@@ -65,13 +72,13 @@ impl ServerHandshake<'_> {
         reason: RefusalReason,
         message: impl Into<String>,
     ) -> Result<(), ProtoError> {
-        conn.send(&self.reply(Some(Refusal { reason, message: message.into() }))).await
+        conn.send(&self.reply(Some(Refusal { reason, message: message.into() }), None)).await
     }
 }
 
-/// Master side: reads the peer's `Hello` and checks magic, version, secret and name. On a
-/// mismatch it sends the refusal itself and returns the error; on success it returns the
-/// `Hello` (the caller checks what only it knows, such as duplicate names, then calls
+/// Master side: reads the peer's `Hello` and checks magic, version and name. On a mismatch
+/// it sends the refusal itself and returns the error; on success it returns the `Hello` (the
+/// caller checks what only it knows, its credentials and duplicate names, then calls
 /// [`ServerHandshake::welcome`] or [`ServerHandshake::refuse`]).
 pub async fn server_handshake<S: AsyncRead + AsyncWrite + Unpin>(
     conn: &mut Connection<S>,
@@ -92,11 +99,6 @@ pub async fn server_handshake<S: AsyncRead + AsyncWrite + Unpin>(
         return Err(error);
     }
     let hello: Hello = decode_message(&frame)?;
-    if !secrets_match(config.secret, &hello.secret) {
-        // Say no more than "no": a wrong secret learns nothing else.
-        let _ = config.refuse(conn, RefusalReason::BadSecret, "authentication failed").await;
-        return Err(HandshakeError::BadSecret);
-    }
     if !is_valid_peer_name(&hello.name) {
         let error = HandshakeError::InvalidName(hello.name.clone());
         let _ = config.refuse(conn, RefusalReason::InvalidName, error.to_string()).await;

@@ -8,7 +8,8 @@
 //! - [`connection`] — a framed stream with `send` / `recv` of typed messages.
 //! - [`client`] — how a slave or hypervisor connects: TCP, TLS, handshake.
 //! - [`peer_config`] — the master address, secret and name slaves and hypervisors configure.
-//! - [`handshake`] — the first exchange on a connection: version check, secret check.
+//! - [`handshake`] — the first exchange on a connection: version and name check.
+//! - [`identity`] — a peer's own key and certificate, kept in its identity folder.
 //! - [`tls`] — rustls configurations from PEM files: the master serves with a certificate of
 //!   its own CA, peers trust that CA.
 //! - [`pki`] (feature `ca`): the master's certificate authority, made with rcgen.
@@ -22,6 +23,7 @@ pub mod codec;
 pub mod connection;
 pub mod error;
 pub mod handshake;
+pub mod identity;
 pub mod message;
 pub mod peer_config;
 #[cfg(feature = "ca")]

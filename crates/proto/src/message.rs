@@ -23,7 +23,7 @@ pub use xrdtest_model::{LogFile, OutputLine, Stage, StageId, StageValues};
 
 /// Raised whenever any message changes shape; `tests/golden.rs` fails until it is, and
 /// `tests/golden/v{N}.txt` pins each version's bytes (docs/protocol.md, "Versioning").
-pub const PROTOCOL_VERSION: u32 = 6;
+pub const PROTOCOL_VERSION: u32 = 7;
 
 /// First bytes of every handshake frame: tells an xrdtest peer from anything else.
 pub const MAGIC: [u8; 4] = *b"XRDT";
@@ -59,10 +59,15 @@ pub struct Hello {
     pub role: Role,
     /// The peer's name: a slave's is usually its FQDN; unique among connected peers.
     pub name: String,
-    /// The connection secret shared by the master and its peers.
+    /// What lets a peer without a certificate enroll: the master's enrollment secret, or a
+    /// one-time token a hypervisor gave its VM. Empty when the peer has none (it then waits
+    /// for an operator's approval, or holds a certificate and needs nothing else).
     pub secret: String,
     /// The peer's software version, for display.
     pub software_version: String,
+    /// When the peer connects without a certificate: the public key (a P-256 point,
+    /// uncompressed) it wants a certificate for. See `docs/peer-identity.md`.
+    pub enroll_key: Option<Vec<u8>>,
 }
 
 impl Hello {
@@ -74,7 +79,16 @@ impl Hello {
             name: name.into(),
             secret: secret.into(),
             software_version: env!("CARGO_PKG_VERSION").to_string(),
+            enroll_key: None,
         }
+    }
+}
+
+impl Hello {
+    /// A `Hello` that asks to enroll with a throwaway key (see
+    /// [`crate::identity::throwaway_public_key`]).
+    pub fn enrolling(role: Role, name: impl Into<String>, secret: impl Into<String>) -> Hello {
+        Hello { enroll_key: Some(crate::identity::throwaway_public_key()), ..Hello::new(role, name, secret) }
     }
 }
 
@@ -87,6 +101,7 @@ impl std::fmt::Debug for Hello {
             .field("name", &self.name)
             .field("secret", &"<redacted>")
             .field("software_version", &self.software_version)
+            .field("enrolling", &self.enroll_key.is_some())
             .finish()
     }
 }
@@ -101,6 +116,9 @@ pub struct HelloReply {
     pub refusal: Option<Refusal>,
     /// How often each side sends [`Heartbeat`]s; a peer silent for three is gone.
     pub heartbeat_interval_ms: u64,
+    /// The certificate (PEM, then the CA's) issued for [`Hello::enroll_key`]: the peer keeps
+    /// it and from then on connects with it.
+    pub certificate: Option<String>,
 }
 
 /// Why the master refused a peer; the connection closes after it.
@@ -118,6 +136,13 @@ pub enum RefusalReason {
     DuplicateName,
     InvalidName,
     ShuttingDown,
+    /// The peer asked to enroll without a valid secret; an operator must approve it.
+    AwaitingApproval,
+    /// Its certificate is revoked, unknown, or for another name or role: it should drop it
+    /// and enroll again.
+    CertificateRefused,
+    /// The name is enrolled by another key (or revoked): only an operator can free it.
+    NameTaken,
 }
 
 /// Run one stage's script on a slave.
@@ -156,6 +181,19 @@ pub struct StartCluster {
     pub master_port: u16,
     /// Who asked: a session id, or `manual`.
     pub requested_by: String,
+    /// Per host name: a token that lets that one VM enroll, valid while the cluster runs.
+    pub credentials: GuestCredentials,
+}
+
+/// Enrollment tokens by host name; its `Debug` shows the names only, never a token.
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct GuestCredentials(pub BTreeMap<String, String>);
+
+impl std::fmt::Debug for GuestCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_set().entries(self.0.keys()).finish()
+    }
 }
 
 /// Heartbeat, sent by each side every [`HelloReply::heartbeat_interval_ms`].

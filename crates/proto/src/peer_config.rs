@@ -1,5 +1,6 @@
 //! What slaves and hypervisors configure alike, checked alike: where the master is, the
-//! secret they present, and the name they connect under.
+//! enrollment secret they present, the name they connect under and where they keep their
+//! identity.
 
 use std::path::{Path, PathBuf};
 
@@ -12,8 +13,9 @@ pub fn master_address(master: Option<String>) -> Result<String, String> {
     Ok(if master.contains(':') { master } else { format!("{master}:{DEFAULT_MASTER_PORT}") })
 }
 
-/// The secret, given inline (`secret`) or in a file (`secret_file`, trimmed; relative to
-/// `base`), never both.
+/// The enrollment secret, given inline (`secret`) or in a file (`secret_file`, trimmed;
+/// relative to `base`), never both; empty when neither is given (the peer then enrolls by an
+/// operator's approval, or already holds a certificate).
 pub fn secret(inline: Option<String>, file: Option<PathBuf>, base: &Path) -> Result<String, String> {
     match (inline, file) {
         (Some(_), Some(_)) => Err("give `secret` or `secret_file`, not both".into()),
@@ -24,8 +26,14 @@ pub fn secret(inline: Option<String>, file: Option<PathBuf>, base: &Path) -> Res
                 .map(|text| text.trim().to_string())
                 .map_err(|e| format!("`secret_file` {}: {e}", file.display()))
         }
-        (None, None) => Err("`secret` (or `secret_file`) is required".into()),
+        (None, None) => Ok(String::new()),
     }
+}
+
+/// `identity_dir` as configured (relative to `base`), else `default`.
+pub fn identity_dir(configured: Option<PathBuf>, default: PathBuf, base: &Path) -> crate::identity::IdentityDir {
+    let dir = configured.unwrap_or(default);
+    crate::identity::IdentityDir::new(if dir.is_absolute() { dir } else { base.join(dir) })
 }
 
 /// The name to connect under: `name` as configured, else the machine's fully qualified

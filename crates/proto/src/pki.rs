@@ -19,6 +19,10 @@ use crate::tls::MASTER_TLS_NAME;
 pub const CA_VALID_DAYS: i64 = 10 * 365;
 /// A server certificate is valid this long; a fresh one is issued at every master start.
 pub const SERVER_VALID_DAYS: i64 = 825;
+/// A peer's certificate is valid this long; the master hands a connecting peer a new one for
+/// the same key when less than [`PEER_RENEW_DAYS`] are left.
+pub const PEER_VALID_DAYS: i64 = 825;
+pub const PEER_RENEW_DAYS: i64 = 60;
 
 pub const CA_CERT_FILE: &str = "ca.crt";
 pub const CA_KEY_FILE: &str = "ca.key";
@@ -29,6 +33,8 @@ pub enum PkiError {
     Rcgen(#[from] rcgen::Error),
     #[error("{path}: {source}")]
     Io { path: PathBuf, source: std::io::Error },
+    #[error("the peer's key: {0}")]
+    BadPeerKey(String),
     #[error("{0} exists but {1} does not: restore both from backup, or remove the other to make a new CA")]
     HalfPresent(PathBuf, PathBuf),
 }
@@ -117,6 +123,73 @@ impl CertificateAuthority {
         let issuer = Issuer::new(ca_params(), &self.key);
         let cert = params.signed_by(&key, &issuer)?;
         Ok(IssuedCertificate { chain_pem: format!("{}{}", cert.pem(), self.cert_pem), key_pem: key.serialize_pem() })
+    }
+}
+
+/// A public key a peer sent to enroll: an uncompressed P-256 point, as
+/// `KeyPair::public_key_raw` gives it for the keys [`crate::identity`] makes.
+struct PeerPublicKey<'a>(&'a [u8]);
+
+impl rcgen::PublicKeyData for PeerPublicKey<'_> {
+    fn der_bytes(&self) -> &[u8] {
+        self.0
+    }
+
+    fn algorithm(&self) -> &'static rcgen::SignatureAlgorithm {
+        &rcgen::PKCS_ECDSA_P256_SHA256
+    }
+}
+
+/// A certificate issued to a peer for its own key.
+pub struct PeerCertificate {
+    /// The certificate followed by the CA certificate.
+    pub chain_pem: String,
+    /// [`crate::tls::fingerprint`] of the certificate itself: what the master records.
+    pub fingerprint: String,
+    pub not_after_unix: i64,
+}
+
+/// Why a peer's public key cannot be certified.
+pub fn check_peer_public_key(key: &[u8]) -> Result<(), String> {
+    // SEC 1 uncompressed form: 0x04, then x and y of 32 bytes each.
+    if key.len() != 65 || key[0] != 4 {
+        return Err(format!("not an uncompressed P-256 public key ({} bytes)", key.len()));
+    }
+    Ok(())
+}
+
+impl CertificateAuthority {
+    /// A client certificate for a slave or hypervisor: common name `name`, organizational
+    /// unit `role`, for client authentication only, valid from yesterday for
+    /// [`PEER_VALID_DAYS`].
+    pub fn issue_peer_certificate(
+        &self,
+        public_key: &[u8],
+        name: &str,
+        role: &str,
+    ) -> Result<PeerCertificate, PkiError> {
+        check_peer_public_key(public_key).map_err(PkiError::BadPeerKey)?;
+        let mut params = CertificateParams::default();
+        params.distinguished_name.push(DnType::CommonName, name);
+        params.distinguished_name.push(DnType::OrganizationalUnitName, role);
+        params.distinguished_name.push(DnType::OrganizationName, "xrdtest");
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        params.use_authority_key_identifier_extension = true;
+        let mut serial = [0u8; 16];
+        ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut serial)
+            .map_err(|_| PkiError::BadPeerKey("no random numbers for a serial".into()))?;
+        serial[0] &= 0x7f;
+        params.serial_number = Some(rcgen::SerialNumber::from_slice(&serial));
+        set_validity(&mut params, -1, PEER_VALID_DAYS);
+        let not_after_unix = params.not_after.unix_timestamp();
+        let issuer = Issuer::new(ca_params(), &self.key);
+        let cert = params.signed_by(&PeerPublicKey(public_key), &issuer)?;
+        Ok(PeerCertificate {
+            chain_pem: format!("{}{}", cert.pem(), self.cert_pem),
+            fingerprint: crate::tls::fingerprint(cert.der()),
+            not_after_unix,
+        })
     }
 }
 

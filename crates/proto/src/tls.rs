@@ -11,6 +11,7 @@ use std::sync::Arc;
 use rustls::crypto::ring::default_provider;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use rustls::server::WebPkiClientVerifier;
 use rustls::{ClientConfig, RootCertStore, ServerConfig};
 
 /// The DNS name every master certificate carries and every peer verifies.
@@ -26,6 +27,8 @@ pub enum TlsError {
     BadKey(String),
     #[error("invalid TLS server name `{0}`")]
     BadServerName(String),
+    #[error("client certificate verifier: {0}")]
+    Verifier(String),
     #[error("TLS configuration: {0}")]
     Rustls(#[from] rustls::Error),
 }
@@ -51,17 +54,60 @@ pub fn server_config(cert_chain_pem: &[u8], key_pem: &[u8]) -> Result<Arc<Server
     Ok(Arc::new(config))
 }
 
-/// A peer's TLS client configuration that trusts only the CA in `ca_pem`.
-pub fn client_config(ca_pem: &[u8]) -> Result<Arc<ClientConfig>, TlsError> {
+/// The master's peer-port configuration: like [`server_config`], and it asks peers for a
+/// client certificate of the CA in `ca_pem`. A peer without one still gets through TLS (it
+/// comes to enroll); which name a certificate may use is the master's check after TLS.
+pub fn peer_server_config(cert_chain_pem: &[u8], key_pem: &[u8], ca_pem: &[u8]) -> Result<Arc<ServerConfig>, TlsError> {
+    let chain = certificates(cert_chain_pem)?;
+    let key = PrivateKeyDer::from_pem_slice(key_pem).map_err(|e| TlsError::BadKey(e.to_string()))?;
+    let provider = Arc::new(default_provider());
+    let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots(ca_pem)?), provider.clone())
+        .allow_unauthenticated()
+        .build()
+        .map_err(|e| TlsError::Verifier(e.to_string()))?;
+    let config = ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(chain, key)?;
+    Ok(Arc::new(config))
+}
+
+fn roots(ca_pem: &[u8]) -> Result<RootCertStore, TlsError> {
     let mut roots = RootCertStore::empty();
     for cert in certificates(ca_pem)? {
         roots.add(cert)?;
     }
+    Ok(roots)
+}
+
+/// A peer's TLS client configuration that trusts only the CA in `ca_pem`.
+pub fn client_config(ca_pem: &[u8]) -> Result<Arc<ClientConfig>, TlsError> {
     let config = ClientConfig::builder_with_provider(Arc::new(default_provider()))
         .with_safe_default_protocol_versions()?
-        .with_root_certificates(roots)
+        .with_root_certificates(roots(ca_pem)?)
         .with_no_client_auth();
     Ok(Arc::new(config))
+}
+
+/// Like [`client_config`], presenting the peer's own certificate chain and key.
+pub fn client_config_with_identity(
+    ca_pem: &[u8],
+    cert_chain_pem: &[u8],
+    key_pem: &[u8],
+) -> Result<Arc<ClientConfig>, TlsError> {
+    let chain = certificates(cert_chain_pem)?;
+    let key = PrivateKeyDer::from_pem_slice(key_pem).map_err(|e| TlsError::BadKey(e.to_string()))?;
+    let config = ClientConfig::builder_with_provider(Arc::new(default_provider()))
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots(ca_pem)?)
+        .with_client_auth_cert(chain, key)?;
+    Ok(Arc::new(config))
+}
+
+/// The SHA-256 of a certificate's DER bytes, in lower-case hex: how the master knows a
+/// peer's certificate.
+pub fn fingerprint(der: &[u8]) -> String {
+    ring::digest::digest(&ring::digest::SHA256, der).as_ref().iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// The name a peer verifies: [`MASTER_TLS_NAME`] unless configured otherwise.

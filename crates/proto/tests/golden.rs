@@ -52,6 +52,7 @@ fn hello(role: Role) -> Hello {
         name: "slave1.xrd.test".into(),
         secret: "s3cret".into(),
         software_version: "0.1.0".into(),
+        enroll_key: Some(vec![4; 65]),
     }
 }
 
@@ -62,6 +63,7 @@ fn hello_reply(refusal: Option<RefusalReason>) -> HelloReply {
         master_version: "0.1.0".into(),
         refusal: refusal.map(|reason| Refusal { reason, message: "refused".into() }),
         heartbeat_interval_ms: 5000,
+        certificate: None,
     }
 }
 
@@ -195,6 +197,16 @@ fn samples() -> Vec<(&'static str, Message)> {
         ("hello_reply_duplicate_name", Message::HelloReply(hello_reply(Some(RefusalReason::DuplicateName)))),
         ("hello_reply_invalid_name", Message::HelloReply(hello_reply(Some(RefusalReason::InvalidName)))),
         ("hello_reply_shutting_down", Message::HelloReply(hello_reply(Some(RefusalReason::ShuttingDown)))),
+        ("hello_reply_awaiting_approval", Message::HelloReply(hello_reply(Some(RefusalReason::AwaitingApproval)))),
+        ("hello_reply_certificate_refused", Message::HelloReply(hello_reply(Some(RefusalReason::CertificateRefused)))),
+        ("hello_reply_name_taken", Message::HelloReply(hello_reply(Some(RefusalReason::NameTaken)))),
+        (
+            "hello_reply_welcome_certificate",
+            Message::HelloReply(HelloReply {
+                certificate: Some("-----BEGIN CERTIFICATE-----\n".into()),
+                ..hello_reply(None)
+            }),
+        ),
         ("run_stage_suite_init", M(run_stage(Stage::SuiteInit))),
         ("run_stage_case_init", M(run_stage(Stage::CaseInit { case: "copy_to".into() }))),
         ("run_stage_case_run", M(run_stage(Stage::CaseRun { case: "copy_to".into() }))),
@@ -211,6 +223,7 @@ fn samples() -> Vec<(&'static str, Message)> {
                 master_ip: Some([10, 77, 0, 1].into()),
                 master_port: 20000,
                 requested_by: "manual".into(),
+                credentials: GuestCredentials([("vm1".to_string(), "vm-token".to_string())].into_iter().collect()),
             })),
         ),
         ("stop_cluster", M(FromMaster::StopCluster { cluster: "cluster_pair".into() })),
@@ -413,6 +426,9 @@ fn refusal_sample(reason: RefusalReason) -> &'static str {
         RefusalReason::DuplicateName => "hello_reply_duplicate_name",
         RefusalReason::InvalidName => "hello_reply_invalid_name",
         RefusalReason::ShuttingDown => "hello_reply_shutting_down",
+        RefusalReason::AwaitingApproval => "hello_reply_awaiting_approval",
+        RefusalReason::CertificateRefused => "hello_reply_certificate_refused",
+        RefusalReason::NameTaken => "hello_reply_name_taken",
     }
 }
 

@@ -1,4 +1,5 @@
-//! The handshake over real TLS on loopback TCP: welcome, and each way of being refused.
+//! The handshake over real TLS on loopback TCP: welcome, mutual TLS with a peer
+//! certificate, and each way of being refused.
 
 mod common;
 
@@ -10,7 +11,10 @@ use tokio::sync::mpsc;
 use tokio_rustls::{TlsAcceptor, TlsConnector};
 use xrdtest_proto::handshake::ServerHandshake;
 use xrdtest_proto::pki::CertificateAuthority;
-use xrdtest_proto::tls::{client_config, server_config, server_name, MASTER_TLS_NAME};
+use xrdtest_proto::tls::{
+    client_config, client_config_with_identity, fingerprint, peer_server_config, server_config, server_name,
+    MASTER_TLS_NAME,
+};
 use xrdtest_proto::*;
 
 const SECRET: &str = "correct horse battery staple";
@@ -20,14 +24,17 @@ const TIMEOUT: Duration = Duration::from_secs(5);
 #[derive(Debug)]
 enum ServerSaw {
     TlsFailed(String),
-    Welcomed(Hello),
+    /// The Hello, and the fingerprint of the client certificate if one was presented.
+    Welcomed(Hello, Option<String>),
     Refused(HandshakeError),
 }
 
 /// A minimal master-side accept loop: TLS, then the handshake. Runs until the test ends.
 async fn start_server(ca: &CertificateAuthority) -> (std::net::SocketAddr, mpsc::UnboundedReceiver<ServerSaw>) {
     let issued = ca.issue_server_certificate(&["localhost".into(), "127.0.0.1".into()]).unwrap();
-    let acceptor = TlsAcceptor::from(server_config(issued.chain_pem.as_bytes(), issued.key_pem.as_bytes()).unwrap());
+    let acceptor = TlsAcceptor::from(
+        peer_server_config(issued.chain_pem.as_bytes(), issued.key_pem.as_bytes(), ca.cert_pem().as_bytes()).unwrap(),
+    );
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (tx, rx) = mpsc::unbounded_channel();
@@ -42,17 +49,17 @@ async fn start_server(ca: &CertificateAuthority) -> (std::net::SocketAddr, mpsc:
                     Ok(Err(err)) => return tx.send(ServerSaw::TlsFailed(err.to_string())).unwrap(),
                     Err(_) => return tx.send(ServerSaw::TlsFailed("timeout".into())).unwrap(),
                 };
+                let presented = tls.get_ref().1.peer_certificates().and_then(|c| c.first()).map(|c| fingerprint(c));
                 let mut conn = Connection::new(tls, DEFAULT_MAX_FRAME_LEN);
                 let config = ServerHandshake {
-                    secret: SECRET,
                     master_version: "test",
                     heartbeat_interval: Duration::from_secs(5),
                     timeout: Duration::from_millis(500),
                 };
                 match server_handshake(&mut conn, &config).await {
                     Ok(hello) => {
-                        config.welcome(&mut conn).await.unwrap();
-                        tx.send(ServerSaw::Welcomed(hello)).unwrap();
+                        config.welcome(&mut conn, Some("CERT".into())).await.unwrap();
+                        tx.send(ServerSaw::Welcomed(hello, presented)).unwrap();
                         // Echo heartbeats so the client can prove the channel works.
                         while let Ok(Some(ToMaster::Heartbeat(beat))) = conn.recv::<ToMaster>().await {
                             conn.send(&FromMaster::Heartbeat(beat)).await.unwrap();
@@ -85,17 +92,21 @@ fn test_ca() -> CertificateAuthority {
 }
 
 #[tokio::test]
-async fn good_secret_is_welcomed_and_messages_flow() {
+async fn a_peer_is_welcomed_and_messages_flow() {
     let ca = test_ca();
     let (addr, mut seen) = start_server(&ca).await;
     let mut conn = tls_connect(addr, ca.cert_pem()).await.unwrap();
-    let reply = client_handshake(&mut conn, &Hello::new(Role::Slave, "slave1", SECRET), TIMEOUT).await.unwrap();
+    let reply = client_handshake(&mut conn, &Hello::enrolling(Role::Slave, "slave1", SECRET), TIMEOUT).await.unwrap();
     assert_eq!(reply.refusal, None);
     assert_eq!(reply.heartbeat_interval_ms, 5000);
+    assert_eq!(reply.certificate.as_deref(), Some("CERT"), "the welcome carries what the master issued");
     match next_seen(&mut seen).await {
-        ServerSaw::Welcomed(hello) => {
+        ServerSaw::Welcomed(hello, presented) => {
             assert_eq!(hello.name, "slave1");
             assert_eq!(hello.role, Role::Slave);
+            assert_eq!(hello.secret, SECRET);
+            assert_eq!(hello.enroll_key.as_ref().map(Vec::len), Some(65));
+            assert_eq!(presented, None, "no client certificate was presented");
         }
         other => panic!("expected a welcome, got {other:?}"),
     }
@@ -105,23 +116,45 @@ async fn good_secret_is_welcomed_and_messages_flow() {
 }
 
 #[tokio::test]
-async fn wrong_or_missing_secret_is_refused_and_told_nothing_more() {
+async fn a_peer_certificate_reaches_the_master_and_one_of_another_ca_fails_tls() {
     let ca = test_ca();
     let (addr, mut seen) = start_server(&ca).await;
-    for secret in ["wrong", ""] {
-        let mut conn = tls_connect(addr, ca.cert_pem()).await.unwrap();
-        let result = client_handshake(&mut conn, &Hello::new(Role::Slave, "slave1", secret), TIMEOUT).await;
-        match result {
-            Err(HandshakeError::Refused { reason: RefusalReason::BadSecret, message }) => {
-                assert_eq!(message, "authentication failed")
-            }
-            other => panic!("expected a bad-secret refusal, got {other:?}"),
+    let dir = tempfile::tempdir().unwrap();
+    let identity = xrdtest_proto::identity::IdentityDir::new(dir.path());
+    let credentials = identity.load_or_create().unwrap();
+    let issued = ca.issue_peer_certificate(&credentials.public_key, "slave1", "slave").unwrap();
+    let connect_with = |chain: String| {
+        let ca_pem = ca.cert_pem().to_string();
+        let key = credentials.key_pem.clone();
+        async move {
+            let config = client_config_with_identity(ca_pem.as_bytes(), chain.as_bytes(), key.as_bytes()).unwrap();
+            let tcp = TcpStream::connect(addr).await.unwrap();
+            let tls = TlsConnector::from(config).connect(server_name(MASTER_TLS_NAME).unwrap(), tcp).await?;
+            let mut conn = Connection::new(tls, DEFAULT_MAX_FRAME_LEN);
+            client_handshake(&mut conn, &Hello::new(Role::Slave, "slave1", ""), TIMEOUT)
+                .await
+                .map_err(|e| std::io::Error::other(e.to_string()))
         }
-        assert!(matches!(next_seen(&mut seen).await, ServerSaw::Refused(HandshakeError::BadSecret)));
-        // Nothing else follows the refusal: the master closed the connection.
-        let after: Result<Option<FromMaster>, _> = tokio::time::timeout(TIMEOUT, conn.recv()).await.unwrap();
-        assert!(matches!(after, Ok(None) | Err(_)), "got {after:?}");
+    };
+    connect_with(issued.chain_pem.clone()).await.unwrap();
+    match next_seen(&mut seen).await {
+        ServerSaw::Welcomed(_, presented) => assert_eq!(presented, Some(issued.fingerprint.clone())),
+        other => panic!("expected a welcome, got {other:?}"),
     }
+    // The same key certified by a stranger's CA: TLS itself refuses it.
+    let stranger = test_ca().issue_peer_certificate(&credentials.public_key, "slave1", "slave").unwrap();
+    assert!(connect_with(stranger.chain_pem).await.is_err(), "a certificate of another CA gets nowhere");
+    assert!(matches!(next_seen(&mut seen).await, ServerSaw::TlsFailed(_)));
+}
+
+#[test]
+fn a_peer_key_must_be_a_p256_point() {
+    let ca = test_ca();
+    assert!(ca.issue_peer_certificate(&[4u8; 64], "s", "slave").is_err());
+    assert!(ca.issue_peer_certificate(&[], "s", "slave").is_err());
+    let issued = ca.issue_peer_certificate(&xrdtest_proto::identity::throwaway_public_key(), "s", "slave").unwrap();
+    assert_eq!(issued.fingerprint.len(), 64);
+    assert!(issued.chain_pem.ends_with(ca.cert_pem()));
 }
 
 #[tokio::test]
@@ -187,22 +220,22 @@ async fn a_peer_whose_hello_differs_after_the_prefix_is_refused_naming_both_vers
 
 #[tokio::test]
 async fn a_master_of_another_version_is_detected_by_the_peer() {
-    // A fake master answering with version 7 and a body this version cannot parse.
+    // A fake master answering with version 99 and a body this version cannot parse.
     let (a, b) = tokio::io::duplex(4096);
     tokio::spawn(async move {
         let mut master = Connection::new(a, DEFAULT_MAX_FRAME_LEN);
         let _hello = master.recv_frame().await.unwrap();
-        let mut reply = encode_message(&VersionPrefix { magic: MAGIC, protocol_version: 7 }).unwrap();
+        let mut reply = encode_message(&VersionPrefix { magic: MAGIC, protocol_version: 99 }).unwrap();
         reply.extend_from_slice(&[0xFF; 16]);
         master.send(&serde_bytes_passthrough(reply)).await.unwrap();
         tokio::time::sleep(TIMEOUT).await;
     });
     let mut peer = Connection::new(b, DEFAULT_MAX_FRAME_LEN);
     match client_handshake(&mut peer, &Hello::new(Role::Slave, "s", SECRET), TIMEOUT).await {
-        Err(error @ HandshakeError::VersionMismatch { master: 7, peer }) => {
+        Err(error @ HandshakeError::VersionMismatch { master: 99, peer }) => {
             assert_eq!(peer, PROTOCOL_VERSION);
             let text = error.to_string();
-            assert!(text.contains("master speaks version 7"), "{text}");
+            assert!(text.contains("master speaks version 99"), "{text}");
             assert!(text.contains(&format!("peer speaks version {PROTOCOL_VERSION}")), "{text}");
         }
         other => panic!("expected VersionMismatch, got {other:?}"),
@@ -249,7 +282,7 @@ async fn plain_tcp_to_the_tls_port_is_dropped_and_the_server_keeps_serving() {
     // The same server still serves a proper peer.
     let mut conn = tls_connect(addr, ca.cert_pem()).await.unwrap();
     client_handshake(&mut conn, &Hello::new(Role::Hypervisor, "hv1", SECRET), TIMEOUT).await.unwrap();
-    assert!(matches!(next_seen(&mut seen).await, ServerSaw::Welcomed(_)));
+    assert!(matches!(next_seen(&mut seen).await, ServerSaw::Welcomed(..)));
 }
 
 #[tokio::test]
@@ -309,5 +342,5 @@ async fn a_certificate_issued_after_reload_is_trusted() {
     let (addr, mut seen) = start_server(&reloaded).await;
     let mut conn = tls_connect(addr, &original_pem).await.unwrap();
     client_handshake(&mut conn, &Hello::new(Role::Slave, "slave9", SECRET), TIMEOUT).await.unwrap();
-    assert!(matches!(next_seen(&mut seen).await, ServerSaw::Welcomed(_)));
+    assert!(matches!(next_seen(&mut seen).await, ServerSaw::Welcomed(..)));
 }

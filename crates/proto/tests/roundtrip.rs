@@ -38,6 +38,7 @@ fn every_to_master_message_round_trips() {
 fn handshake_messages_round_trip() {
     through_codec(&Hello::new(Role::Slave, "slave1", "s3cret"));
     through_codec(&Hello::new(Role::Hypervisor, "hv1.lab", "s3cret"));
+    through_codec(&Hello::enrolling(Role::Slave, "slave2", ""));
     through_codec(&common::sample_hello_reply());
 }
 

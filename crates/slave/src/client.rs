@@ -210,6 +210,7 @@ impl Slave {
             role: Role::Slave,
             name: self.config.name.clone(),
             secret: self.config.secret.clone(),
+            identity: Some(self.config.identity.clone()),
             ca_file: self.config.ca_file.clone(),
             tls_server_name: self.config.tls_server_name.clone(),
             max_frame_bytes: self.config.max_frame_bytes,

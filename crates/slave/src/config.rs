@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 use xrdtest_defs::units::{parse_duration, parse_size};
+use xrdtest_proto::identity::IdentityDir;
 use xrdtest_proto::peer_config;
 
 use crate::session_scope::CleanupMethod;
@@ -15,7 +16,11 @@ pub struct SlaveConfig {
     pub master: String,
     /// This slave's name; defaults to the machine's host name.
     pub name: String,
+    /// The enrollment secret (empty: none; the slave then waits for an operator's approval
+    /// unless it holds a certificate).
     pub secret: String,
+    /// Where its key and certificate are kept (`<work_dir>/identity` by default).
+    pub identity: IdentityDir,
     /// The master's CA certificate (`ca.crt` from its state directory).
     pub ca_file: PathBuf,
     /// The name the master's certificate is checked against.
@@ -42,6 +47,7 @@ struct RawConfig {
     name: Option<String>,
     secret: Option<String>,
     secret_file: Option<PathBuf>,
+    identity_dir: Option<PathBuf>,
     ca_file: Option<PathBuf>,
     tls_server_name: Option<String>,
     work_dir: Option<PathBuf>,
@@ -79,13 +85,15 @@ impl SlaveConfig {
             Some(text) => parse_size(&text).map_err(|e| format!("`{field}`: {e}")),
             None => Ok(default),
         };
+        let work_dir = resolve(raw.work_dir.unwrap_or_else(|| "/var/lib/xrdtest-slave".into()));
         Ok(SlaveConfig {
             master,
             name,
             secret,
+            identity: peer_config::identity_dir(raw.identity_dir, work_dir.join("identity"), base),
             ca_file: resolve(raw.ca_file.unwrap_or_else(|| "/etc/xrdtest/ca.crt".into())),
             tls_server_name: raw.tls_server_name.unwrap_or_else(|| xrdtest_proto::tls::MASTER_TLS_NAME.into()),
-            work_dir: resolve(raw.work_dir.unwrap_or_else(|| "/var/lib/xrdtest-slave".into())),
+            work_dir,
             max_backoff,
             replay_buffer_bytes: size(raw.replay_buffer, 16 << 20, "replay_buffer")?,
             max_frame_bytes: size(raw.max_frame, xrdtest_proto::DEFAULT_MAX_FRAME_LEN as u64, "max_frame")? as usize,
@@ -107,7 +115,9 @@ mod tests {
         assert_eq!(config.master, "m:20000");
         assert_eq!(config.ca_file, PathBuf::from("/etc/xrdtest/ca.crt"));
         assert!(SlaveConfig::from_toml("secret = \"s\"", Path::new("/")).unwrap_err().contains("master"));
-        assert!(SlaveConfig::from_toml("master = \"m\"", Path::new("/")).unwrap_err().contains("secret"));
+        let no_secret = SlaveConfig::from_toml("master = \"m\"\nname = \"s1\"", Path::new("/")).unwrap();
+        assert_eq!(no_secret.secret, "", "without a secret the slave asks for approval");
+        assert_eq!(no_secret.identity.path(), Path::new("/var/lib/xrdtest-slave/identity"));
         assert!(SlaveConfig::from_toml("master = \"m\"\nsecret = \"s\"\nname = \"a b\"", Path::new("/")).is_err());
         let unnamed = SlaveConfig::from_toml("master = \"m\"\nsecret = \"s\"", Path::new("/")).unwrap();
         assert!(!unnamed.name.is_empty(), "the name defaults to the host name");

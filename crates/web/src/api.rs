@@ -13,6 +13,7 @@ use xrdtest_master::handle::{
     CancelError, ClusterCommandError, CoreHandle, Origin, RepoStatus, ReserveError, ScheduleStatus, SessionFilter,
     SubmitError,
 };
+use xrdtest_master::peer_auth::ApprovalError;
 use xrdtest_model::api::{
     ApiErrorBody, CancelAccepted, CancelRequest, LogView, OutputPage, PlanView, RunRequest, SessionCreated, SessionPage,
 };
@@ -42,6 +43,9 @@ pub fn router(core: CoreHandle, auth: std::sync::Arc<crate::auth::AuthState>) ->
         .route("/api/clusters/{name}/start", post(start_cluster))
         .route("/api/clusters/{name}/stop", post(stop_cluster))
         .route("/api/hypervisors", get(hypervisors))
+        .route("/api/peers", get(peer_identities))
+        .route("/api/peers/{name}/approve", post(approve_peer))
+        .route("/api/peers/{name}/revoke", post(revoke_peer))
         .route("/metrics", get(crate::prometheus::metrics))
         .route("/api/compare", get(compare_sessions))
         .merge(crate::reports::routes())
@@ -341,6 +345,60 @@ fn cluster_command_error(err: ClusterCommandError) -> ApiError {
         ClusterCommandError::Reserve(_) | ClusterCommandError::Send(_) => StatusCode::SERVICE_UNAVAILABLE,
     };
     ApiError(status, err.to_string())
+}
+
+/// The peer identities: name, role, state (`enrolled`, `pending`, `revoked`), how and from
+/// where, the certificate's fingerprint and end. Never a key or certificate itself.
+async fn peer_identities(State(core): State<CoreHandle>) -> Json<serde_json::Value> {
+    let peers: Vec<serde_json::Value> = core
+        .peer_identities()
+        .into_iter()
+        .map(|p| {
+            json!({
+                "name": p.name,
+                "role": p.role,
+                "state": p.state.as_str(),
+                "how": p.how,
+                "address": p.address,
+                "fingerprint": p.fingerprint,
+                "not_after_unix": p.not_after_unix,
+                "changed_unix_ms": p.changed_unix_ms,
+                "cluster": p.cluster,
+            })
+        })
+        .collect();
+    Json(json!({ "peers": peers }))
+}
+
+fn approval_error(err: ApprovalError) -> ApiError {
+    let status = match &err {
+        ApprovalError::Unknown(_) | ApprovalError::NotEnrolled(_) => StatusCode::NOT_FOUND,
+        ApprovalError::NotPending { .. } => StatusCode::CONFLICT,
+        ApprovalError::Issue(_) | ApprovalError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    ApiError(status, err.to_string())
+}
+
+/// Approves a peer waiting to enroll: it gets its certificate at its next attempt.
+async fn approve_peer(
+    State(core): State<CoreHandle>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    authorize(&core, &headers)?;
+    core.approve_peer(&name).map_err(approval_error)?;
+    Ok(Json(json!({ "peer": name, "state": "enrolled" })))
+}
+
+/// Revokes a peer: its connection drops, its certificate is refused from now on.
+async fn revoke_peer(
+    State(core): State<CoreHandle>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    authorize(&core, &headers)?;
+    core.revoke_peer(&name).map_err(approval_error)?;
+    Ok(Json(json!({ "peer": name, "state": "revoked" })))
 }
 
 /// Starts a cluster by hand; its states follow on `GET /api/clusters`.

@@ -22,7 +22,8 @@
 //! Write actions are HTML forms with the hidden `csrf` field, checked by [`require_writer`]:
 //! `POST /suites/{name}/run` (303 to the new session), `POST /sessions/{id}/cancel` (303
 //! back to the session), `POST /clusters/{name}/start|stop` (303 back to the clusters page
-//! with a notice saying what was done or why not, see `notices.rs`).
+//! with a notice saying what was done or why not, see `notices.rs`), `POST
+//! /peers/{name}/approve|revoke` (303 back to the slaves page).
 //!
 //! No page scans every session: lists come from the store's indexes, newest first, and
 //! stop when they have what they show (see `store.rs`).
@@ -73,6 +74,7 @@ pub fn routes() -> Router<Arc<WebState>> {
         .route("/clusters/{name}/{action}", post(clusters::command))
         .route("/hypervisors", get(hypervisors::hypervisors_page))
         .route("/slaves", get(infra::slaves))
+        .route("/peers/{name}/{action}", post(infra::peer_decision))
 }
 
 /// What the base template needs: the top navigation, the viewer's login, the version.

@@ -222,7 +222,8 @@ mod tests {
         )
         .unwrap();
         let store = xrdtest_master::store::Store::open(&dir.join("store")).unwrap();
-        CoreHandle::new(xrdtest_master::master::Master::new(config, store))
+        let auth = xrdtest_master::peer_auth::PeerAuth::open(&config).unwrap();
+        CoreHandle::new(xrdtest_master::master::Master::new(config, store, auth))
     }
 
     async fn scrape(core: &CoreHandle, bearer: Option<&str>) -> (StatusCode, String) {

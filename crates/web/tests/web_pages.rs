@@ -846,6 +846,7 @@ impl FakeHypervisor {
             role: Role::Hypervisor,
             name: name.into(),
             secret: "web-test-secret".into(),
+            identity: Some(xrdtest_proto::identity::IdentityDir::new(m.ca.with_file_name(format!("identity-{name}")))),
             ca_file: m.ca.clone(),
             tls_server_name: xrdtest_proto::tls::MASTER_TLS_NAME.into(),
             max_frame_bytes: xrdtest_proto::DEFAULT_MAX_FRAME_LEN,

@@ -300,6 +300,7 @@ impl FakeHypervisor {
             role: Role::Hypervisor,
             name: name.into(),
             secret: env.master.secret.clone(),
+            identity: Some(xrdtest_proto::identity::IdentityDir::new(env.path().join(format!("identity-{name}")))),
             ca_file: env.master.ca_file(),
             tls_server_name: xrdtest_proto::tls::MASTER_TLS_NAME.into(),
             max_frame_bytes: xrdtest_proto::DEFAULT_MAX_FRAME_LEN,
@@ -469,4 +470,37 @@ fn clusters_and_hypervisors_follow_a_simulated_hypervisor() {
     browser.wait_for("#hypervisors td.hypervisor-load", Duration::from_secs(10));
     browser.screenshot(&shots.join("29-dashboard-hypervisors.png"));
     drop(hypervisor);
+}
+
+/// The Slaves page's "Who may connect" table: a slave without the secret shows as pending,
+/// Approve lets it in, Revoke cuts it off, all in a real browser.
+#[test]
+fn a_waiting_slave_is_approved_and_revoked_on_the_dashboard() {
+    let Some(mut env) = browser_env(|_| Vec::new()) else {
+        return;
+    };
+    let mut config = SlaveConfig::new("lab7", &env.master);
+    config.secret = String::new();
+    env.start_slave_with(&config).wait_log("waiting for an operator", Duration::from_secs(20));
+    let base = env.master.url();
+    let shots = screenshots();
+    let browser = Browser::start(env.path(), 1366, 900);
+    log_in(&browser, &base, None);
+    browser.goto(&format!("{base}/slaves"));
+    browser.wait_for("#identity-lab7[data-state=pending]", Duration::from_secs(10));
+    browser.screenshot(&shots.join("40-peer-pending.png"));
+    press_and_wait(&browser, "button.peer-approve[data-peer=lab7]", "#identity-lab7[data-state=enrolled]");
+    env.slave("lab7").wait_log("connected to the master", Duration::from_secs(20));
+    browser.goto(&format!("{base}/slaves"));
+    browser.wait_for("tr.peer[data-peer=lab7]", Duration::from_secs(10));
+    browser.screenshot(&shots.join("41-peer-enrolled.png"));
+    press_and_wait(&browser, "button.peer-revoke[data-peer=lab7]", "#identity-lab7[data-state=revoked], #identity-lab7[data-state=pending]");
+    let api = env.api();
+    wait_until(Duration::from_secs(10), "lab7 disconnected", || {
+        match api.slaves().iter().find(|s| s["name"] == "lab7") {
+            Some(s) if s["connected"] == true => Err("still connected".to_string()),
+            _ => Ok(()),
+        }
+    });
+    browser.screenshot(&shots.join("42-peer-revoked.png"));
 }

@@ -84,7 +84,7 @@ fn malformed_and_oversized_frames_close_only_their_connection() {
     // after a 200 KiB one it is still connected.
     let mut big = runtime.block_on(async {
         let mut conn = Connection::new(tls_connect(peer, &ca).await, DEFAULT_MAX_FRAME_LEN);
-        client_handshake(&mut conn, &Hello::new(Role::Slave, "big1", secret.as_str()), Duration::from_secs(10))
+        client_handshake(&mut conn, &Hello::enrolling(Role::Slave, "big1", secret.as_str()), Duration::from_secs(10))
             .await
             .expect("the master welcomes a peer with the secret");
         let chunk = ToMaster::Output(OutputChunk {
@@ -107,7 +107,7 @@ fn malformed_and_oversized_frames_close_only_their_connection() {
     {
         let mut conn = runtime.block_on(async {
             let mut conn = Connection::new(tls_connect(peer, &ca).await, DEFAULT_MAX_FRAME_LEN);
-            client_handshake(&mut conn, &Hello::new(Role::Slave, name, secret.as_str()), Duration::from_secs(10))
+            client_handshake(&mut conn, &Hello::enrolling(Role::Slave, name, secret.as_str()), Duration::from_secs(10))
                 .await
                 .expect("the master welcomes a peer with the secret");
             conn
@@ -174,7 +174,7 @@ fn idle_strangers_cannot_fill_the_peer_port() {
         let welcomed = tokio::time::timeout(Duration::from_secs(10), async {
             loop {
                 let mut conn = Connection::new(tls_connect(peer, &ca).await, DEFAULT_MAX_FRAME_LEN);
-                let hello = Hello::new(Role::Slave, "late", secret.as_str());
+                let hello = Hello::enrolling(Role::Slave, "late", secret.as_str());
                 if client_handshake(&mut conn, &hello, Duration::from_secs(5)).await.is_ok() {
                     return;
                 }

@@ -123,6 +123,7 @@ impl SimHypervisor {
             role: Role::Hypervisor,
             name: "hv-held".into(),
             secret: env.master.secret.clone(),
+            identity: Some(xrdtest_proto::identity::IdentityDir::new(env.path().join("identity-hv-held"))),
             ca_file: env.master.ca_file(),
             tls_server_name: xrdtest_proto::tls::MASTER_TLS_NAME.into(),
             max_frame_bytes: xrdtest_proto::DEFAULT_MAX_FRAME_LEN,

@@ -82,6 +82,7 @@ pub fn all_from_master() -> Vec<FromMaster> {
             master_ip: Some("10.77.0.1".parse().unwrap()),
             master_port: 20000,
             requested_by: "manual".into(),
+            credentials: GuestCredentials([("vm1".to_string(), "vm-token".to_string())].into_iter().collect()),
         }),
         FromMaster::StopCluster { cluster: "cluster_pair".into() },
         FromMaster::Heartbeat(Heartbeat { seq: u64::MAX, sent_unix_ms: 1_763_000_000_000 }),
@@ -190,5 +191,6 @@ pub fn sample_hello_reply() -> HelloReply {
         master_version: "0.1.0".into(),
         refusal: Some(Refusal { reason: RefusalReason::DuplicateName, message: "slave1 is already connected".into() }),
         heartbeat_interval_ms: 5000,
+        certificate: Some("-----BEGIN CERTIFICATE-----\n".into()),
     }
 }

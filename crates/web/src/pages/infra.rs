@@ -74,12 +74,78 @@ pub struct Expected {
     pub suites: String,
 }
 
+/// A slave's or hypervisor's identity, for the slaves page's "Who may connect" table.
+pub struct IdentityRow {
+    pub name: String,
+    pub role: String,
+    /// `enrolled`, `pending` or `revoked`.
+    pub state: &'static str,
+    pub how: String,
+    pub address: String,
+    pub changed: String,
+    pub fingerprint: String,
+}
+
+fn identity_rows(core: &CoreHandle) -> Vec<IdentityRow> {
+    let mut rows: Vec<IdentityRow> = core
+        .peer_identities()
+        .into_iter()
+        .map(|p| IdentityRow {
+            state: p.state.as_str(),
+            role: p.role,
+            how: p.how,
+            address: p.address,
+            changed: format::time(p.changed_unix_ms),
+            fingerprint: p.fingerprint.map(|f| f.chars().take(16).collect()).unwrap_or_default(),
+            name: p.name,
+        })
+        .collect();
+    let order = |state: &str| match state {
+        "pending" => 0,
+        "enrolled" => 1,
+        _ => 2,
+    };
+    rows.sort_by(|a, b| order(a.state).cmp(&order(b.state)).then_with(|| a.name.cmp(&b.name)));
+    rows
+}
+
 #[derive(Template)]
 #[template(path = "slaves.html")]
 struct SlavesPage {
     nav: Nav,
     slaves: Vec<PeerRow>,
     expected: Vec<Expected>,
+    identities: Vec<IdentityRow>,
+}
+
+#[derive(serde::Deserialize)]
+pub struct CsrfForm {
+    csrf: String,
+}
+
+/// `POST /peers/{name}/approve|revoke`: an operator's decision, then back to the slaves page.
+pub async fn peer_decision(
+    State(state): State<Arc<WebState>>,
+    viewer: Viewer,
+    uri: Uri,
+    axum::extract::Path((name, action)): axum::extract::Path<(String, String)>,
+    axum::extract::Form(form): axum::extract::Form<CsrfForm>,
+) -> Response {
+    if let Err(response) = crate::auth::require_writer(&viewer, &form.csrf) {
+        return response;
+    }
+    let result = match action.as_str() {
+        "approve" => state.core.approve_peer(&name),
+        "revoke" => state.core.revoke_peer(&name),
+        _ => {
+            let message = format!("A peer can be approved or revoked, not `{action}`.");
+            return super::error_page(&state, &viewer, &uri, axum::http::StatusCode::NOT_FOUND, message);
+        }
+    };
+    match result {
+        Ok(()) => super::see_other(&format!("/slaves#identity-{}", crate::escape::url_component(&name))),
+        Err(err) => super::error_page(&state, &viewer, &uri, axum::http::StatusCode::CONFLICT, err.to_string()),
+    }
 }
 
 pub async fn slaves(State(state): State<Arc<WebState>>, viewer: Viewer, uri: Uri) -> Response {
@@ -102,5 +168,6 @@ pub async fn slaves(State(state): State<Arc<WebState>>, viewer: Viewer, uri: Uri
         nav: Nav::new(&state, &viewer, &uri, "slaves", "Slaves"),
         slaves,
         expected: expected.into_iter().map(|(name, suites)| Expected { name, suites: suites.join(", ") }).collect(),
+        identities: identity_rows(&state.core),
     })
 }

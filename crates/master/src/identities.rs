@@ -1,0 +1,223 @@
+//! The master's record of its peers' identities: for each name, the role and the key it is
+//! enrolled with (or asks with), and the certificate issued for that key. Kept as
+//! `peers.json` in the state directory, beside `ca.key`, written whole on every change
+//! (a new file renamed over the old one), readable by the master's user only.
+//!
+//! `crate::peer_auth` decides with it who may connect; operators change it through
+//! `xrdtest peers approve|revoke` (the API) and the dashboard.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use serde::{Deserialize, Serialize};
+
+use crate::model::now_ms;
+
+pub const IDENTITIES_FILE: &str = "peers.json";
+/// Requests waiting for an operator at most; more new names are refused without a record, so
+/// strangers cannot grow the file without bound.
+pub const MAX_PENDING: usize = 256;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IdentityState {
+    /// Asked to enroll without a valid secret: waits for `xrdtest peers approve`.
+    Pending,
+    /// Holds a certificate; only that certificate (or its key) may use the name.
+    Enrolled,
+    /// Its certificate is refused; the name enrolls again only by an operator's approval.
+    Revoked,
+}
+
+impl IdentityState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IdentityState::Pending => "pending",
+            IdentityState::Enrolled => "enrolled",
+            IdentityState::Revoked => "revoked",
+        }
+    }
+}
+
+/// One name's identity.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeerIdentity {
+    pub name: String,
+    /// `slave` or `hypervisor`.
+    pub role: String,
+    pub state: IdentityState,
+    /// The public key (hex) enrolled, or asking to be.
+    pub public_key: String,
+    /// SHA-256 (hex) of the certificate in force.
+    pub fingerprint: Option<String>,
+    /// The certificate chain issued for `public_key`, kept so that a peer approved while it
+    /// was away receives it at its next attempt.
+    pub certificate: Option<String>,
+    pub not_after_unix: Option<i64>,
+    /// How it came to this state: "enrollment secret", "approved by an operator", ...
+    pub how: String,
+    /// The address it last asked or connected from.
+    pub address: String,
+    pub changed_unix_ms: u64,
+    /// Set for a cluster VM enrolled with its token: the record goes when the cluster stops.
+    pub cluster: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum IdentitiesError {
+    #[error("{path}: {reason}")]
+    Unreadable { path: PathBuf, reason: String },
+    #[error("{path}: cannot write: {source}")]
+    Write { path: PathBuf, source: std::io::Error },
+}
+
+/// The record, in memory and on disk.
+pub struct Identities {
+    path: PathBuf,
+    records: Mutex<BTreeMap<String, PeerIdentity>>,
+}
+
+impl Identities {
+    /// Loads `peers.json` from `state_dir` (none yet: an empty record). A file that cannot be
+    /// read stops the master with its name: starting without it would let any name be
+    /// taken again.
+    pub fn load(state_dir: &Path) -> Result<Identities, IdentitiesError> {
+        let path = state_dir.join(IDENTITIES_FILE);
+        let records = match std::fs::read(&path) {
+            Ok(bytes) => {
+                let list: Vec<PeerIdentity> = serde_json::from_slice(&bytes).map_err(|e| {
+                    IdentitiesError::Unreadable { path: path.clone(), reason: format!("{e} (restore it from backup)") }
+                })?;
+                list.into_iter().map(|record| (record.name.clone(), record)).collect()
+            }
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => BTreeMap::new(),
+            Err(err) => return Err(IdentitiesError::Unreadable { path, reason: err.to_string() }),
+        };
+        Ok(Identities { path, records: Mutex::new(records) })
+    }
+
+    fn records(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, PeerIdentity>> {
+        self.records.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    pub fn get(&self, name: &str) -> Option<PeerIdentity> {
+        self.records().get(name).cloned()
+    }
+
+    pub fn list(&self) -> Vec<PeerIdentity> {
+        self.records().values().cloned().collect()
+    }
+
+    /// Stores `record` under its name (stamped now) and writes the file.
+    pub fn put(&self, mut record: PeerIdentity) -> Result<(), IdentitiesError> {
+        record.changed_unix_ms = now_ms();
+        let mut records = self.records();
+        let mut changed = records.clone();
+        changed.insert(record.name.clone(), record);
+        self.write(&changed)?;
+        *records = changed;
+        Ok(())
+    }
+
+    /// Records a new request to enroll, unless [`MAX_PENDING`] wait already; false when it
+    /// was not recorded.
+    pub fn put_pending(&self, record: PeerIdentity) -> Result<bool, IdentitiesError> {
+        let pending = self.records().values().filter(|r| r.state == IdentityState::Pending).count();
+        let known = self.records().contains_key(&record.name);
+        if !known && pending >= MAX_PENDING {
+            return Ok(false);
+        }
+        self.put(record).map(|()| true)
+    }
+
+    /// Removes the records of the VMs of `cluster`; returns their names.
+    pub fn remove_cluster(&self, cluster: &str) -> Result<Vec<String>, IdentitiesError> {
+        let mut records = self.records();
+        let gone: Vec<String> =
+            records.values().filter(|r| r.cluster.as_deref() == Some(cluster)).map(|r| r.name.clone()).collect();
+        if gone.is_empty() {
+            return Ok(gone);
+        }
+        let mut changed = records.clone();
+        for name in &gone {
+            changed.remove(name);
+        }
+        self.write(&changed)?;
+        *records = changed;
+        Ok(gone)
+    }
+
+    fn write(&self, records: &BTreeMap<String, PeerIdentity>) -> Result<(), IdentitiesError> {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        let list: Vec<&PeerIdentity> = records.values().collect();
+        let bytes = serde_json::to_vec_pretty(&list).map_err(std::io::Error::other).map_err(self.write_error())?;
+        let temp = self.path.with_extension("json.new");
+        let _ = std::fs::remove_file(&temp);
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&temp)
+            .map_err(self.write_error())?;
+        file.write_all(&bytes).and_then(|()| file.sync_all()).map_err(self.write_error())?;
+        std::fs::rename(&temp, &self.path).map_err(self.write_error())
+    }
+
+    fn write_error(&self) -> impl FnOnce(std::io::Error) -> IdentitiesError + '_ {
+        move |source| IdentitiesError::Write { path: self.path.clone(), source }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub fn record(name: &str, state: IdentityState) -> PeerIdentity {
+        PeerIdentity {
+            name: name.into(),
+            role: "slave".into(),
+            state,
+            public_key: "04ab".into(),
+            fingerprint: None,
+            certificate: None,
+            not_after_unix: None,
+            how: "test".into(),
+            address: "127.0.0.1:1".into(),
+            changed_unix_ms: 0,
+            cluster: None,
+        }
+    }
+
+    #[test]
+    fn records_survive_a_reload_and_cluster_vms_go_with_their_cluster() {
+        let dir = tempfile::tempdir().unwrap();
+        let identities = Identities::load(dir.path()).unwrap();
+        identities.put(record("s1", IdentityState::Enrolled)).unwrap();
+        identities.put(PeerIdentity { cluster: Some("c1".into()), ..record("vm1", IdentityState::Enrolled) }).unwrap();
+        let again = Identities::load(dir.path()).unwrap();
+        assert_eq!(again.list().len(), 2);
+        assert_eq!(again.remove_cluster("c1").unwrap(), ["vm1"]);
+        assert_eq!(Identities::load(dir.path()).unwrap().list().iter().map(|r| &r.name).collect::<Vec<_>>(), ["s1"]);
+        let mode = std::os::unix::fs::PermissionsExt::mode(
+            &std::fs::metadata(dir.path().join(IDENTITIES_FILE)).unwrap().permissions(),
+        );
+        assert_eq!(mode & 0o777, 0o600);
+    }
+
+    #[test]
+    fn a_broken_file_is_named_and_pending_requests_are_capped() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(IDENTITIES_FILE), "[{").unwrap();
+        let err = Identities::load(dir.path()).err().unwrap().to_string();
+        assert!(err.contains("peers.json"), "{err}");
+        std::fs::remove_file(dir.path().join(IDENTITIES_FILE)).unwrap();
+        let identities = Identities::load(dir.path()).unwrap();
+        for i in 0..MAX_PENDING {
+            assert!(identities.put_pending(record(&format!("p{i}"), IdentityState::Pending)).unwrap());
+        }
+        assert!(!identities.put_pending(record("one-more", IdentityState::Pending)).unwrap());
+        assert!(identities.put_pending(record("p0", IdentityState::Pending)).unwrap(), "a known name is updated");
+    }
+}

@@ -1,0 +1,507 @@
+//! Who may connect under which name and role (`docs/peer-identity.md`).
+//!
+//! A peer with a client certificate of the master's CA is admitted when the record
+//! ([`Identities`]) has that very certificate enrolled for its name and role. A peer without
+//! one sends a public key and something that lets it enroll: the enrollment secret (when
+//! `enroll = "secret"`), or the token its hypervisor gave the VM. It then receives a
+//! certificate for that key. Without either, its request waits for an operator
+//! (`xrdtest peers approve NAME`). In `peer_auth = "shared-secret"` (the compatibility
+//! mode) the secret alone admits any name, as before certificates.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Mutex;
+
+use tracing::{info, warn};
+use xrdtest_proto::handshake::secrets_match;
+use xrdtest_proto::pki::{check_peer_public_key, CertificateAuthority, PEER_RENEW_DAYS};
+use xrdtest_proto::{GuestCredentials, Hello, RefusalReason};
+
+use crate::config::{EnrollMode, MasterConfig, PeerAuthMode};
+use crate::identities::{Identities, IdentitiesError, IdentityState, PeerIdentity};
+
+/// What the master answers a peer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// Welcome, with the certificate to hand it when one was issued or renewed.
+    Admit {
+        certificate: Option<String>,
+    },
+    Refuse {
+        reason: RefusalReason,
+        message: String,
+    },
+}
+
+/// Why an operator's request could not be done.
+#[derive(Debug, thiserror::Error)]
+pub enum ApprovalError {
+    #[error("no peer named `{0}` asked to enroll")]
+    Unknown(String),
+    #[error("`{name}` is {state}, not waiting for approval")]
+    NotPending { name: String, state: &'static str },
+    #[error("`{0}` is not enrolled")]
+    NotEnrolled(String),
+    #[error("issuing the certificate: {0}")]
+    Issue(String),
+    #[error(transparent)]
+    Store(#[from] IdentitiesError),
+}
+
+/// A VM's enrollment token and the cluster it belongs to.
+#[derive(Debug, Clone)]
+struct Grant {
+    token: String,
+    cluster: String,
+}
+
+pub struct PeerAuth {
+    ca: CertificateAuthority,
+    pub identities: Identities,
+    secret: Option<String>,
+    enroll: EnrollMode,
+    mode: PeerAuthMode,
+    /// Per VM name, while its cluster runs.
+    grants: Mutex<HashMap<String, Grant>>,
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn unhex(text: &str) -> Option<Vec<u8>> {
+    (0..text.len()).step_by(2).map(|i| text.get(i..i + 2).and_then(|pair| u8::from_str_radix(pair, 16).ok())).collect()
+}
+
+fn refuse(reason: RefusalReason, message: impl Into<String>) -> Verdict {
+    Verdict::Refuse { reason, message: message.into() }
+}
+
+fn unix_now() -> i64 {
+    (crate::model::now_ms() / 1000) as i64
+}
+
+/// Why the CA or the record of identities cannot be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error("certificate authority: {0}")]
+    Ca(#[from] xrdtest_proto::pki::PkiError),
+    #[error(transparent)]
+    Identities(#[from] IdentitiesError),
+}
+
+impl PeerAuth {
+    /// The CA (made on the first start) and the record of identities of the state
+    /// directory, with the configuration's secret and modes.
+    pub fn open(config: &MasterConfig) -> Result<PeerAuth, OpenError> {
+        let ca = CertificateAuthority::load_or_create(&config.state_dir)?;
+        let identities = Identities::load(&config.state_dir)?;
+        Ok(PeerAuth::new(ca, identities, config.secret.clone(), config.enroll, config.peer_auth))
+    }
+
+    pub fn new(
+        ca: CertificateAuthority,
+        identities: Identities,
+        secret: Option<String>,
+        enroll: EnrollMode,
+        mode: PeerAuthMode,
+    ) -> PeerAuth {
+        PeerAuth { ca, identities, secret: secret.filter(|s| !s.is_empty()), enroll, mode, grants: Mutex::default() }
+    }
+
+    /// The master's certificate authority.
+    pub fn ca(&self) -> &CertificateAuthority {
+        &self.ca
+    }
+
+    fn secret_matches(&self, given: &str) -> bool {
+        self.secret.as_deref().is_some_and(|secret| secrets_match(secret, given))
+    }
+
+    fn grants(&self) -> std::sync::MutexGuard<'_, HashMap<String, Grant>> {
+        self.grants.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Decides on a peer that said `hello` from `address`, presenting `client_cert` (DER)
+    /// if it had one.
+    pub fn authenticate(&self, hello: &Hello, client_cert: Option<&[u8]>, address: SocketAddr) -> Verdict {
+        let role = hello.role.as_str();
+        let name = hello.name.as_str();
+        if let Some(der) = client_cert {
+            return self.by_certificate(name, role, der);
+        }
+        if self.mode == PeerAuthMode::SharedSecret && self.secret_matches(&hello.secret) {
+            // Compatibility: the secret admits, as before certificates. A peer that sends a
+            // key gets enrolled too, ready for the day the mode is switched off.
+            let certificate = match &hello.enroll_key {
+                Some(key) if self.identities.get(name).is_none() => {
+                    self.enroll(name, role, key, "enrollment secret (shared-secret mode)", address, None).ok()
+                }
+                _ => None,
+            };
+            return Verdict::Admit { certificate };
+        }
+        let Some(key) = &hello.enroll_key else {
+            return refuse(
+                RefusalReason::BadSecret,
+                "this master admits peers by certificate: give the peer an identity folder so that it can enroll",
+            );
+        };
+        if let Err(problem) = check_peer_public_key(key) {
+            return refuse(RefusalReason::BadSecret, format!("cannot enroll: {problem}"));
+        }
+        let key_hex = hex(key);
+        let existing = self.identities.get(name);
+        // A VM's token, when its hypervisor gave it one for this name (slaves only).
+        let grant =
+            self.grants().get(name).cloned().filter(|g| role == "slave" && secrets_match(&g.token, &hello.secret));
+        if let Some(record) = existing.as_ref().filter(|r| r.state == IdentityState::Enrolled) {
+            if record.public_key == key_hex && record.role == role {
+                // Approved while it waited, or it lost the certificate it was sent.
+                return Verdict::Admit { certificate: record.certificate.clone() };
+            }
+            // A VM of a cluster started again takes its name back with its new token.
+            if record.cluster.is_none() || grant.is_none() {
+                return refuse(
+                    RefusalReason::NameTaken,
+                    format!(
+                        "{} `{name}` is enrolled with another key; if this machine was reinstalled, an operator runs \
+                         `xrdtest peers revoke {name}` and then approves it",
+                        record.role
+                    ),
+                );
+            }
+        }
+        let revoked = existing.as_ref().is_some_and(|r| r.state == IdentityState::Revoked);
+        if let Some(grant) = grant {
+            let how = format!("token of cluster {}", grant.cluster);
+            return match self.enroll(name, role, key, &how, address, Some(grant.cluster.clone())) {
+                Ok(certificate) => Verdict::Admit { certificate: Some(certificate) },
+                Err(err) => refuse(RefusalReason::ShuttingDown, err.to_string()),
+            };
+        }
+        if !revoked && self.enroll == EnrollMode::Secret && self.secret_matches(&hello.secret) {
+            return match self.enroll(name, role, key, "enrollment secret", address, None) {
+                Ok(certificate) => Verdict::Admit { certificate: Some(certificate) },
+                Err(err) => refuse(RefusalReason::ShuttingDown, err.to_string()),
+            };
+        }
+        self.wait_for_approval(name, role, key_hex, address, revoked, &hello.secret)
+    }
+
+    fn by_certificate(&self, name: &str, role: &str, der: &[u8]) -> Verdict {
+        let fingerprint = xrdtest_proto::tls::fingerprint(der);
+        let record = self.identities.get(name);
+        let problem = match &record {
+            None => format!("no {role} `{name}` is enrolled"),
+            Some(r) if r.state == IdentityState::Revoked => format!("the certificate of `{name}` is revoked"),
+            Some(r) if r.fingerprint.as_deref() != Some(fingerprint.as_str()) => {
+                format!("this certificate is not the one enrolled for `{name}`")
+            }
+            Some(r) if r.role != role => format!("`{name}` is enrolled as a {}, not a {role}", r.role),
+            Some(r) if r.state != IdentityState::Enrolled => format!("`{name}` is {}", r.state.as_str()),
+            Some(_) => String::new(),
+        };
+        if !problem.is_empty() {
+            return refuse(RefusalReason::CertificateRefused, problem);
+        }
+        let Some(record) = record else { return refuse(RefusalReason::CertificateRefused, "unknown") };
+        // Renewed for the same key when it runs out soon: peers never need a hand for it.
+        let expiring = record.not_after_unix.is_some_and(|end| end - unix_now() < PEER_RENEW_DAYS * 86_400);
+        let certificate = match expiring {
+            true => unhex(&record.public_key).and_then(|key| {
+                self.enroll(&record.name, role, &key, &record.how, record.address.parse().ok()?, record.cluster.clone())
+                    .map_err(|err| warn!(peer = name, error = %err, "cannot renew a certificate"))
+                    .ok()
+            }),
+            false => None,
+        };
+        Verdict::Admit { certificate }
+    }
+
+    fn wait_for_approval(
+        &self,
+        name: &str,
+        role: &str,
+        key_hex: String,
+        address: SocketAddr,
+        revoked: bool,
+        secret: &str,
+    ) -> Verdict {
+        let record = PeerIdentity {
+            name: name.to_string(),
+            role: role.to_string(),
+            state: IdentityState::Pending,
+            public_key: key_hex,
+            fingerprint: None,
+            certificate: None,
+            not_after_unix: None,
+            how: match revoked {
+                true => "asked again after a revocation".into(),
+                false => "asked to enroll".into(),
+            },
+            address: address.to_string(),
+            changed_unix_ms: 0,
+            cluster: None,
+        };
+        let unchanged = self.identities.get(name).is_some_and(|r| {
+            r.state == IdentityState::Pending && r.public_key == record.public_key && r.role == record.role
+        });
+        if !unchanged {
+            match self.identities.put_pending(record) {
+                Ok(true) => info!(peer = name, role, %address, "a peer asks to enroll; waiting for an operator"),
+                Ok(false) => return refuse(RefusalReason::AwaitingApproval, "too many peers wait for approval"),
+                Err(err) => return refuse(RefusalReason::ShuttingDown, err.to_string()),
+            }
+        }
+        let why = match (revoked, secret.is_empty(), self.enroll) {
+            (true, _, _) => format!("`{name}` was revoked"),
+            (false, true, _) => "no enrollment secret was given".to_string(),
+            (false, false, EnrollMode::Secret) => "the enrollment secret is wrong".to_string(),
+            (false, false, EnrollMode::Approve) => "this master enrolls by approval only".to_string(),
+        };
+        refuse(
+            RefusalReason::AwaitingApproval,
+            format!(
+                "{why}: waiting for an operator to run `xrdtest peers approve {name}` (or approve it on the dashboard)"
+            ),
+        )
+    }
+
+    /// Issues a certificate for `key` and records the name as enrolled with it.
+    fn enroll(
+        &self,
+        name: &str,
+        role: &str,
+        key: &[u8],
+        how: &str,
+        address: SocketAddr,
+        cluster: Option<String>,
+    ) -> Result<String, ApprovalError> {
+        let issued =
+            self.ca.issue_peer_certificate(key, name, role).map_err(|e| ApprovalError::Issue(e.to_string()))?;
+        self.identities.put(PeerIdentity {
+            name: name.to_string(),
+            role: role.to_string(),
+            state: IdentityState::Enrolled,
+            public_key: hex(key),
+            fingerprint: Some(issued.fingerprint),
+            certificate: Some(issued.chain_pem.clone()),
+            not_after_unix: Some(issued.not_after_unix),
+            how: how.to_string(),
+            address: address.to_string(),
+            changed_unix_ms: 0,
+            cluster,
+        })?;
+        info!(peer = name, role, how, "certificate issued");
+        Ok(issued.chain_pem)
+    }
+
+    /// An operator approves a waiting request: its key gets a certificate, which the peer
+    /// receives at its next attempt.
+    pub fn approve(&self, name: &str) -> Result<(), ApprovalError> {
+        let record = self.identities.get(name).ok_or_else(|| ApprovalError::Unknown(name.to_string()))?;
+        if record.state != IdentityState::Pending {
+            return Err(ApprovalError::NotPending { name: name.to_string(), state: record.state.as_str() });
+        }
+        let key = unhex(&record.public_key).ok_or_else(|| ApprovalError::Issue("a stored key is not hex".into()))?;
+        let address = record.address.parse().unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
+        self.enroll(name, &record.role, &key, "approved by an operator", address, None).map(|_| ())
+    }
+
+    /// An operator revokes a name: its certificate is refused from now on (the caller drops
+    /// its connection), and it enrolls again only by approval.
+    pub fn revoke(&self, name: &str) -> Result<(), ApprovalError> {
+        let record = self.identities.get(name).ok_or_else(|| ApprovalError::NotEnrolled(name.to_string()))?;
+        self.identities.put(PeerIdentity {
+            state: IdentityState::Revoked,
+            certificate: None,
+            how: "revoked by an operator".into(),
+            ..record
+        })?;
+        warn!(peer = name, "peer revoked");
+        Ok(())
+    }
+
+    /// Tokens for the VMs of a cluster about to start (each replaces an older one of the
+    /// same name).
+    pub fn grant_cluster(&self, cluster: &str, hosts: impl IntoIterator<Item = String>) -> GuestCredentials {
+        let rng = ring::rand::SystemRandom::new();
+        let mut credentials = GuestCredentials::default();
+        let mut grants = self.grants();
+        for host in hosts {
+            let mut bytes = [0u8; 32];
+            if ring::rand::SecureRandom::fill(&rng, &mut bytes).is_err() {
+                continue;
+            }
+            let token = format!("vm-{}", hex(&bytes));
+            grants.insert(host.clone(), Grant { token: token.clone(), cluster: cluster.to_string() });
+            credentials.0.insert(host, token);
+        }
+        credentials
+    }
+
+    /// The cluster stopped: its tokens and its VMs' identities go.
+    pub fn end_cluster(&self, cluster: &str) {
+        self.grants().retain(|_, grant| grant.cluster != cluster);
+        match self.identities.remove_cluster(cluster) {
+            Ok(names) if !names.is_empty() => info!(cluster, vms = ?names, "identities of the cluster's VMs removed"),
+            Ok(_) => {}
+            Err(err) => warn!(cluster, error = %err, "cannot remove the identities of a cluster's VMs"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use xrdtest_proto::Role;
+
+    const SECRET: &str = "enroll-me";
+
+    fn auth(dir: &std::path::Path, enroll: EnrollMode, mode: PeerAuthMode) -> PeerAuth {
+        let ca = CertificateAuthority::load_or_create(dir).unwrap();
+        PeerAuth::new(ca, Identities::load(dir).unwrap(), Some(SECRET.into()), enroll, mode)
+    }
+
+    fn address() -> SocketAddr {
+        "192.0.2.7:40000".parse().unwrap()
+    }
+
+    fn hello(name: &str, secret: &str, key: Option<&[u8]>) -> Hello {
+        Hello { enroll_key: key.map(<[u8]>::to_vec), ..Hello::new(Role::Slave, name, secret) }
+    }
+
+    /// The DER of the first certificate of a PEM chain.
+    fn der(chain: &str) -> Vec<u8> {
+        use tokio_rustls::rustls::pki_types::pem::PemObject;
+        tokio_rustls::rustls::pki_types::CertificateDer::pem_slice_iter(chain.as_bytes())
+            .next()
+            .unwrap()
+            .unwrap()
+            .to_vec()
+    }
+
+    fn admitted(verdict: Verdict) -> Option<String> {
+        match verdict {
+            Verdict::Admit { certificate } => certificate,
+            other => panic!("expected a welcome, got {other:?}"),
+        }
+    }
+
+    fn refused(verdict: Verdict) -> (RefusalReason, String) {
+        match verdict {
+            Verdict::Refuse { reason, message } => (reason, message),
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_secret_enrolls_a_new_name_once_and_then_only_its_certificate_uses_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let auth = auth(dir.path(), EnrollMode::Secret, PeerAuthMode::Certificate);
+        let key = xrdtest_proto::identity::throwaway_public_key();
+        let chain = admitted(auth.authenticate(&hello("s1", SECRET, Some(&key)), None, address())).unwrap();
+        assert_eq!(auth.identities.get("s1").unwrap().state, IdentityState::Enrolled);
+        // Its certificate admits it, without any secret.
+        assert_eq!(admitted(auth.authenticate(&hello("s1", "", None), Some(&der(&chain)), address())), None);
+        // Not under another name, nor as another role.
+        let (reason, message) = refused(auth.authenticate(&hello("s2", "", None), Some(&der(&chain)), address()));
+        assert_eq!(reason, RefusalReason::CertificateRefused, "{message}");
+        let hypervisor = Hello { role: Role::Hypervisor, ..hello("s1", "", None) };
+        assert_eq!(
+            refused(auth.authenticate(&hypervisor, Some(&der(&chain)), address())).0,
+            RefusalReason::CertificateRefused
+        );
+        // The secret with another key cannot take the name.
+        let other = xrdtest_proto::identity::throwaway_public_key();
+        let (reason, message) = refused(auth.authenticate(&hello("s1", SECRET, Some(&other)), None, address()));
+        assert_eq!(reason, RefusalReason::NameTaken);
+        assert!(message.contains("xrdtest peers revoke s1"), "{message}");
+        // The secret alone (no key) admits nobody.
+        assert_eq!(refused(auth.authenticate(&hello("s3", SECRET, None), None, address())).0, RefusalReason::BadSecret);
+    }
+
+    #[test]
+    fn without_the_secret_a_request_waits_for_approval_and_revocation_needs_it_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let auth = auth(dir.path(), EnrollMode::Approve, PeerAuthMode::Certificate);
+        let key = xrdtest_proto::identity::throwaway_public_key();
+        // In approve mode even the right secret only asks.
+        let (reason, message) = refused(auth.authenticate(&hello("s1", SECRET, Some(&key)), None, address()));
+        assert_eq!(reason, RefusalReason::AwaitingApproval);
+        assert!(message.contains("xrdtest peers approve s1"), "{message}");
+        let pending = auth.identities.get("s1").unwrap();
+        assert_eq!((pending.state, pending.address.as_str()), (IdentityState::Pending, "192.0.2.7:40000"));
+        auth.approve("s1").unwrap();
+        assert!(matches!(auth.approve("s1"), Err(ApprovalError::NotPending { .. })));
+        // The next attempt with the same key receives the certificate.
+        let chain = admitted(auth.authenticate(&hello("s1", "", Some(&key)), None, address())).unwrap();
+        admitted(auth.authenticate(&hello("s1", "", None), Some(&der(&chain)), address()));
+        auth.revoke("s1").unwrap();
+        let (reason, message) = refused(auth.authenticate(&hello("s1", "", None), Some(&der(&chain)), address()));
+        assert_eq!(reason, RefusalReason::CertificateRefused);
+        assert!(message.contains("revoked"), "{message}");
+        assert!(matches!(auth.approve("nobody"), Err(ApprovalError::Unknown(_))));
+    }
+
+    #[test]
+    fn a_revoked_name_does_not_come_back_with_the_secret() {
+        let dir = tempfile::tempdir().unwrap();
+        let auth = auth(dir.path(), EnrollMode::Secret, PeerAuthMode::Certificate);
+        let key = xrdtest_proto::identity::throwaway_public_key();
+        admitted(auth.authenticate(&hello("s1", SECRET, Some(&key)), None, address()));
+        auth.revoke("s1").unwrap();
+        let fresh = xrdtest_proto::identity::throwaway_public_key();
+        let (reason, message) = refused(auth.authenticate(&hello("s1", SECRET, Some(&fresh)), None, address()));
+        assert_eq!(reason, RefusalReason::AwaitingApproval);
+        assert!(message.contains("was revoked"), "{message}");
+        auth.approve("s1").unwrap();
+        assert!(admitted(auth.authenticate(&hello("s1", "", Some(&fresh)), None, address())).is_some());
+        // The record survives a restart of the master.
+        let reloaded = Identities::load(dir.path()).unwrap().get("s1").unwrap();
+        assert_eq!((reloaded.state, reloaded.how.as_str()), (IdentityState::Enrolled, "approved by an operator"));
+    }
+
+    #[test]
+    fn a_vm_enrolls_with_its_own_token_which_goes_with_its_cluster() {
+        let dir = tempfile::tempdir().unwrap();
+        let auth = auth(dir.path(), EnrollMode::Approve, PeerAuthMode::Certificate);
+        let credentials = auth.grant_cluster("c1", ["vm1".to_string(), "vm2".to_string()]);
+        let (vm1, vm2) = (&credentials.0["vm1"], &credentials.0["vm2"]);
+        assert_ne!(vm1, vm2);
+        assert!(!format!("{credentials:?}").contains(vm1.as_str()), "tokens stay out of logs");
+        let key = xrdtest_proto::identity::throwaway_public_key();
+        // One VM's token is not another's.
+        assert_eq!(
+            refused(auth.authenticate(&hello("vm1", vm2, Some(&key)), None, address())).0,
+            RefusalReason::AwaitingApproval
+        );
+        assert!(admitted(auth.authenticate(&hello("vm1", vm1, Some(&key)), None, address())).is_some());
+        assert_eq!(auth.identities.get("vm1").unwrap().cluster.as_deref(), Some("c1"));
+        // The cluster started again: its new VM takes the name back with its new token.
+        let again = auth.grant_cluster("c1", ["vm1".to_string()]);
+        let new_key = xrdtest_proto::identity::throwaway_public_key();
+        assert!(admitted(auth.authenticate(&hello("vm1", &again.0["vm1"], Some(&new_key)), None, address())).is_some());
+        auth.end_cluster("c1");
+        assert!(auth.identities.get("vm1").is_none());
+        assert_eq!(
+            refused(auth.authenticate(&hello("vm1", &again.0["vm1"], Some(&new_key)), None, address())).0,
+            RefusalReason::AwaitingApproval,
+            "the token ended with the cluster"
+        );
+    }
+
+    #[test]
+    fn the_shared_secret_mode_admits_by_the_secret_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let auth = auth(dir.path(), EnrollMode::Secret, PeerAuthMode::SharedSecret);
+        assert_eq!(admitted(auth.authenticate(&hello("old", SECRET, None), None, address())), None);
+        let key = xrdtest_proto::identity::throwaway_public_key();
+        assert!(admitted(auth.authenticate(&hello("new", SECRET, Some(&key)), None, address())).is_some());
+        assert_eq!(
+            refused(auth.authenticate(&hello("old", "wrong", None), None, address())).0,
+            RefusalReason::BadSecret
+        );
+    }
+}
