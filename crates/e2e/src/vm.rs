@@ -130,8 +130,19 @@ pub enum HypervisorPlace {
     Elsewhere,
 }
 
-/// Starts `xrdtest-hypervisor` named `hv-e2e`, connected to `master`, with its consoles and
-/// config under `dir` and its pool in [`POOL_DIR`]. It reaches libvirtd through its socket
+/// The command lines of the QEMU processes running now (arguments joined by spaces).
+pub fn qemu_command_lines() -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
+    entries
+        .flatten()
+        .filter_map(|entry| std::fs::read(entry.path().join("cmdline")).ok())
+        .map(|bytes| String::from_utf8_lossy(&bytes).replace('\0', " "))
+        .filter(|line| line.contains("qemu-system"))
+        .collect()
+}
+
+/// Starts `xrdtest-hypervisor` named `hv-e2e`, connected to `master`, with its consoles,
+/// state (identity, the VMs' configurations) and config under `dir` and its pool in [`POOL_DIR`]. It reaches libvirtd through its socket
 /// wherever it runs.
 pub fn start_hypervisor(master: &Master, dir: &Path, n: usize, place: HypervisorPlace) -> Proc {
     let config = dir.join(format!("hypervisor-{n}.toml"));
@@ -146,11 +157,13 @@ pub fn start_hypervisor(master: &Master, dir: &Path, n: usize, place: Hypervisor
         format!(
             "master = \"{host}:{port}\"\nname = \"hv-e2e\"\nsecret = \"{}\"\nca_file = \"{}\"\n\
              libvirt_uri = \"qemu:///system\"\npool = \"{POOL}\"\npool_dir = \"{}\"\n\
-             domain_type = \"auto\"\nconsole_dir = \"{}\"\nshutdown_wait = \"3s\"\nmax_backoff = \"1s\"\n",
+             domain_type = \"auto\"\nconsole_dir = \"{}\"\nstate_dir = \"{}\"\nshutdown_wait = \"3s\"\n\
+             max_backoff = \"1s\"\n",
             master.secret,
             master.ca_file().display(),
             POOL_DIR,
             dir.join("consoles").display(),
+            dir.join("state").display(),
         ),
     )
     .expect("hypervisor.toml");

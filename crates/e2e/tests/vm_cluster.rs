@@ -10,8 +10,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use xrdtest_e2e::vm::{
-    consoles, libvirt_leftovers, prerequisites, repo_root, start_hypervisor, wait_hypervisor, HypervisorPlace,
-    Namespace, NETNS, NS_IP,
+    consoles, libvirt_leftovers, prerequisites, qemu_command_lines, repo_root, start_hypervisor, wait_hypervisor,
+    HypervisorPlace, Namespace, NETNS, NS_IP,
 };
 use xrdtest_e2e::{run_command, run_state, state, summarize, wait_until, Case, Env, MasterOptions, Suite};
 
@@ -193,8 +193,43 @@ fn a_cluster_of_vms_runs_a_suite_and_vanishes() {
     assert_eq!(libvirt_leftovers("broken"), Vec::<String>::new());
 
     // 2. Two VMs: the session passes; afterwards no domain, network or volume remains.
+    //    While they run, QEMU's command lines are watched: each VM's slave.toml (with its
+    //    token) comes from a file fw_cfg entry, so neither the enrollment secret nor a token
+    //    is ever on them.
     let id = api.run("ts_vm_pair");
+    let secret = env.master.secret.clone();
+    let watching = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let watcher = {
+        let watching = watching.clone();
+        std::thread::spawn(move || {
+            let mut seen = Vec::new();
+            while watching.load(std::sync::atomic::Ordering::Relaxed) {
+                for line in qemu_command_lines() {
+                    if !seen.contains(&line) {
+                        seen.push(line);
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            seen
+        })
+    };
     let session = api.wait_final(id, Duration::from_secs(420));
+    watching.store(false, std::sync::atomic::Ordering::Relaxed);
+    let command_lines = watcher.join().expect("the watcher");
+    assert!(!command_lines.is_empty(), "no QEMU process was seen while the session ran");
+    for line in &command_lines {
+        assert!(!line.contains(&secret), "the enrollment secret is on QEMU's command line: {line}");
+        assert!(!line.contains("secret ="), "a slave.toml is inline on QEMU's command line: {line}");
+        assert!(line.contains("opt/org.xrdtest/slave.toml,file="), "no file fw_cfg entry: {line}");
+    }
+    let guests = hv_dir.join("state/guests/cluster_pair");
+    assert!(!guests.exists(), "the VMs' configurations outlived the cluster: {}", guests.display());
+    let peers = api.get("/api/peers");
+    assert!(
+        peers["peers"].as_array().into_iter().flatten().all(|p| p["cluster"] != "cluster_pair"),
+        "the VMs' identities outlived the cluster: {peers}"
+    );
     assert_eq!(
         state(&session),
         "passed",

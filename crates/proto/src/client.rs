@@ -65,7 +65,7 @@ pub async fn connect(settings: &ConnectSettings) -> Result<(MasterConnection, Du
     let ca = std::fs::read(&settings.ca_file)
         .map_err(|e| ConnectError::Other(format!("cannot read CA file {}: {e}", settings.ca_file.display())))?;
     let credentials = match &settings.identity {
-        Some(dir) => Some(dir.load_or_create().map_err(|e| ConnectError::Other(e.to_string()))?),
+        Some(dir) => Some(credentials_for(dir, &ca).map_err(|e| ConnectError::Other(e.to_string()))?),
         None => None,
     };
     let certificate = credentials.as_ref().and_then(|c| c.cert_pem.as_ref());
@@ -113,6 +113,26 @@ pub async fn connect(settings: &ConnectSettings) -> Result<(MasterConnection, Du
         }
         Err(err) => Err(ConnectError::Other(err.to_string())),
     }
+}
+
+/// The peer's key and certificate. A certificate issued by another CA than the one it now
+/// trusts (the master was set up anew) would only fail every TLS handshake: it is dropped
+/// with its key, and the peer enrolls again.
+fn credentials_for(
+    dir: &IdentityDir,
+    ca_pem: &[u8],
+) -> Result<crate::identity::Credentials, crate::identity::IdentityError> {
+    let credentials = dir.load_or_create()?;
+    let Some(chain) = &credentials.cert_pem else { return Ok(credentials) };
+    if crate::tls::issued_by_one_of(chain.as_bytes(), ca_pem) {
+        return Ok(credentials);
+    }
+    tracing::warn!(
+        identity = %dir.path().display(),
+        "the certificate was issued by another CA than ca_file's (the master's CA changed): it is dropped, this peer enrolls anew"
+    );
+    dir.forget()?;
+    dir.load_or_create()
 }
 
 /// The wait between reconnection attempts: 250 ms, doubling up to a cap, back to 250 ms

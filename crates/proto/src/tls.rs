@@ -104,6 +104,13 @@ pub fn client_config_with_identity(
     Ok(Arc::new(config))
 }
 
+/// Whether the CA certificate that ends `chain_pem` (as the master hands a peer its
+/// certificate: the peer's, then the CA's) is one of those in `ca_pem`.
+pub fn issued_by_one_of(chain_pem: &[u8], ca_pem: &[u8]) -> bool {
+    let (Ok(chain), Ok(cas)) = (certificates(chain_pem), certificates(ca_pem)) else { return false };
+    chain.len() >= 2 && chain.last().is_some_and(|issuer| cas.contains(issuer))
+}
+
 /// The SHA-256 of a certificate's DER bytes, in lower-case hex: how the master knows a
 /// peer's certificate.
 pub fn fingerprint(der: &[u8]) -> String {

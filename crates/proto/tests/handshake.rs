@@ -155,6 +155,9 @@ fn a_peer_key_must_be_a_p256_point() {
     let issued = ca.issue_peer_certificate(&xrdtest_proto::identity::throwaway_public_key(), "s", "slave").unwrap();
     assert_eq!(issued.fingerprint.len(), 64);
     assert!(issued.chain_pem.ends_with(ca.cert_pem()));
+    // A peer tells a certificate of its CA from one of a CA it no longer trusts.
+    assert!(xrdtest_proto::tls::issued_by_one_of(issued.chain_pem.as_bytes(), ca.cert_pem().as_bytes()));
+    assert!(!xrdtest_proto::tls::issued_by_one_of(issued.chain_pem.as_bytes(), test_ca().cert_pem().as_bytes()));
 }
 
 #[tokio::test]

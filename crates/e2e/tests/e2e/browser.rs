@@ -494,7 +494,11 @@ fn a_waiting_slave_is_approved_and_revoked_on_the_dashboard() {
     browser.goto(&format!("{base}/slaves"));
     browser.wait_for("tr.peer[data-peer=lab7]", Duration::from_secs(10));
     browser.screenshot(&shots.join("41-peer-enrolled.png"));
-    press_and_wait(&browser, "button.peer-revoke[data-peer=lab7]", "#identity-lab7[data-state=revoked], #identity-lab7[data-state=pending]");
+    press_and_wait(
+        &browser,
+        "button.peer-revoke[data-peer=lab7]",
+        "#identity-lab7[data-state=revoked], #identity-lab7[data-state=pending]",
+    );
     let api = env.api();
     wait_until(Duration::from_secs(10), "lab7 disconnected", || {
         match api.slaves().iter().find(|s| s["name"] == "lab7") {
