@@ -20,6 +20,10 @@ pub struct ValidateArgs {
     /// `script_dirs` (repeatable; none: absolute script paths are refused).
     #[arg(long = "script-dir", value_name = "DIR")]
     script_dirs: Vec<PathBuf>,
+    /// A host that `http://` (not https) scripts may come from, as the master's
+    /// `http_script_hosts` (repeatable; none: plain http is refused).
+    #[arg(long = "http-host", value_name = "HOST")]
+    http_hosts: Vec<String>,
 }
 
 #[derive(Serialize)]
@@ -53,7 +57,7 @@ fn repository_folders(repo: &Path) -> Result<(PathBuf, PathBuf)> {
 
 pub fn run(args: &ValidateArgs) -> Result<ExitCode> {
     let (suites_dir, clusters_dir) = definition_folders(&args.paths)?;
-    let policy = SourcePolicy { script_dirs: args.script_dirs.clone() };
+    let policy = SourcePolicy { script_dirs: args.script_dirs.clone(), http_hosts: args.http_hosts.clone() };
     let report = load_repository_with(&suites_dir, &clusters_dir, &policy);
     if args.json {
         let json = JsonReport {

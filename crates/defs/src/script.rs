@@ -9,12 +9,45 @@ use serde::{Deserialize, Serialize};
 /// out of it); an absolute path must lie under one of `script_dirs` (`master.toml`), and
 /// with none listed, is refused. Whoever can push definitions must not read the master's
 /// own files (its CA key, its secrets) through a stage's output.
+///
+/// An `http(s)://` source must use `https`, unless its host is listed in `http_hosts`
+/// (`http_script_hosts` in `master.toml`); it may pin its content with a fragment
+/// `#sha256=<64 hex digits>`, checked when the master fetches it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SourcePolicy {
     pub script_dirs: Vec<PathBuf>,
+    pub http_hosts: Vec<String>,
+}
+
+/// The SHA-256 (lower-case hex) a URL source pins with `#sha256=<hex>`, if it does; an error
+/// for a `sha256=` fragment that is not 64 hex digits.
+pub fn pinned_sha256(url: &str) -> Result<Option<String>, String> {
+    let Some((_, fragment)) = url.split_once('#') else { return Ok(None) };
+    let Some(digest) = fragment.strip_prefix("sha256=") else { return Ok(None) };
+    if digest.len() != 64 || !digest.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(format!("`#sha256={digest}` is not a SHA-256: 64 hex digits"));
+    }
+    Ok(Some(digest.to_ascii_lowercase()))
 }
 
 impl SourcePolicy {
+    /// Checks an `http(s)://` source: `https`, or plain `http` to a host the master's
+    /// configuration lists; a `#sha256=` pin well formed.
+    pub fn check_url(&self, url: &str) -> Result<(), String> {
+        pinned_sha256(url)?;
+        let parsed = url::Url::parse(url).map_err(|err| format!("`{url}` is not a valid URL: {err}"))?;
+        if parsed.scheme() == "https" {
+            return Ok(());
+        }
+        let host = parsed.host_str().unwrap_or_default();
+        if self.http_hosts.iter().any(|allowed| allowed.eq_ignore_ascii_case(host)) {
+            return Ok(());
+        }
+        Err(format!(
+            "`{url}` is plain http: use https, or list `{host}` in `http_script_hosts` of master.toml (a pin such as `#sha256=<hex>` then guards the content)"
+        ))
+    }
+
     /// Checks a `file://` source of a suite in `suite_dir` (whose repository is the folder
     /// above its `suites/` folder). The file must exist.
     pub fn check_file(&self, text: &str, path: &Path, suite_dir: &Path) -> Result<(), String> {
@@ -136,9 +169,24 @@ mod tests {
         assert!(check(&none, "file:///etc/hostname").unwrap_err().contains("script_dirs"));
         let lab = format!("file://{}/lab.sh", outside.path().display());
         assert!(check(&none, &lab).is_err());
-        let listed = SourcePolicy { script_dirs: vec![outside.path().to_path_buf()] };
+        let listed = SourcePolicy { script_dirs: vec![outside.path().to_path_buf()], ..SourcePolicy::default() };
         assert_eq!(check(&listed, &lab), Ok(()));
         assert!(check(&listed, "file:///etc/hostname").unwrap_err().contains("not under"));
         assert!(check(&none, "file://missing.sh").unwrap_err().contains("does not exist"));
+    }
+
+    #[test]
+    fn url_sources_need_https_or_a_listed_host_and_pins_are_well_formed() {
+        let none = SourcePolicy::default();
+        assert_eq!(none.check_url("https://example.org/init.sh"), Ok(()));
+        let err = none.check_url("http://example.org/init.sh").unwrap_err();
+        assert!(err.contains("http_script_hosts") && err.contains("example.org"), "{err}");
+        let lab = SourcePolicy { http_hosts: vec!["Scripts.Lab".into()], ..SourcePolicy::default() };
+        assert_eq!(lab.check_url("http://scripts.lab/init.sh"), Ok(()));
+        assert!(lab.check_url("http://other.lab/init.sh").is_err());
+        let digest = "ab".repeat(32);
+        assert_eq!(pinned_sha256(&format!("https://x.org/a.sh#sha256={digest}")), Ok(Some(digest.clone())));
+        assert_eq!(pinned_sha256("https://x.org/a.sh#top"), Ok(None));
+        assert!(none.check_url("https://x.org/a.sh#sha256=abc").unwrap_err().contains("64 hex digits"));
     }
 }

@@ -329,6 +329,13 @@ fn check_suite(check: &mut Checker, raw: &RawSuite, dir: &Path, folder: &str, po
                     None
                 }
             },
+            Ok(ScriptSource::Url(url)) => match policy.check_url(&url) {
+                Ok(()) => Some(ScriptSource::Url(url)),
+                Err(message) => {
+                    check.at(value, field, message);
+                    None
+                }
+            },
             Ok(source) => Some(source),
             Err(message) => {
                 check.at(value, field, message);

@@ -23,6 +23,9 @@ pub enum DomainTypeChoice {
     Qemu,
 }
 
+/// Where `packaging/vm-image/build` puts its kernel and initramfs.
+pub const DEFAULT_KERNEL_DIR: &str = "/var/lib/xrdtest/images";
+
 /// The checked configuration.
 #[derive(Debug, Clone)]
 pub struct HypervisorConfig {
@@ -37,6 +40,8 @@ pub struct HypervisorConfig {
     pub identity: IdentityDir,
     /// Each VM's own `slave.toml` (`<state_dir>/guests`).
     pub guest_dir: PathBuf,
+    /// The folders clusters' `kernel` and `initrd` may come from.
+    pub kernel_dirs: Vec<PathBuf>,
     /// The master's CA certificate; the VMs' slaves get it too.
     pub ca_file: PathBuf,
     pub tls_server_name: String,
@@ -76,6 +81,7 @@ struct RawConfig {
     secret_file: Option<PathBuf>,
     state_dir: Option<PathBuf>,
     identity_dir: Option<PathBuf>,
+    kernel_dirs: Option<Vec<PathBuf>>,
     ca_file: Option<PathBuf>,
     tls_server_name: Option<String>,
     libvirt_uri: Option<String>,
@@ -147,6 +153,12 @@ impl HypervisorConfig {
             secret,
             identity: peer_config::identity_dir(raw.identity_dir, state_dir.join("identity"), base),
             guest_dir: state_dir.join("guests"),
+            kernel_dirs: raw
+                .kernel_dirs
+                .unwrap_or_else(|| vec![DEFAULT_KERNEL_DIR.into()])
+                .into_iter()
+                .map(&resolve)
+                .collect(),
             ca_file: resolve(raw.ca_file.unwrap_or_else(|| "/etc/xrdtest/ca.crt".into())),
             tls_server_name: raw.tls_server_name.unwrap_or_else(|| xrdtest_proto::tls::MASTER_TLS_NAME.into()),
             libvirt_uri: raw.libvirt_uri.unwrap_or_else(|| "qemu:///system".into()),

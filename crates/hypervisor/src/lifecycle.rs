@@ -40,6 +40,8 @@ pub struct Settings {
     pub ca_pem: String,
     /// How long guests get to power off after an ACPI shutdown request.
     pub shutdown_wait: Duration,
+    /// The only folders a cluster's `kernel` and `initrd` may come from (`kernel_dirs`).
+    pub kernel_dirs: Vec<PathBuf>,
 }
 
 /// Why a start or a stop failed. The text is what the master shows.
@@ -155,6 +157,7 @@ fn start_steps(
     // Checks first: nothing of the cluster is changed until every one has passed.
     let pool = libvirt.ensure_pool(&settings.pool, &settings.pool_dir)?;
     let images = find_boot_images(&pool, cluster)?;
+    check_kernel_folders(cluster, &settings.kernel_dirs, libvirt.is_local())?;
     if libvirt.is_local() {
         check_kernel_files(cluster)?;
     }
@@ -298,6 +301,47 @@ fn find_boot_images(pool: &PoolHandle, cluster: &Cluster) -> Result<BTreeMap<Str
 
 /// Checks that the kernels and initrds of kernel-booted hosts exist, so that a typo is
 /// named before anything is made (QEMU would fail later with a less direct message).
+/// Whoever can push a cluster definition must not make QEMU read any file of the host as a
+/// kernel or initrd: they must lie in a folder of `kernel_dirs`. On a local libvirt the
+/// real path counts (a symlink out of the folder is refused); on a remote one the path as
+/// written, which must then be absolute and free of `..`.
+pub fn check_kernel_folders(cluster: &Cluster, kernel_dirs: &[PathBuf], local: bool) -> Result<(), LifecycleError> {
+    let mut refused = Vec::new();
+    for host in &cluster.hosts {
+        let Boot::Kernel { kernel, initrd, .. } = &host.boot else { continue };
+        for (what, path) in [("kernel", Some(kernel)), ("initrd", initrd.as_ref())] {
+            let Some(path) = path else { continue };
+            let written = Path::new(path);
+            let inside = if !written.is_absolute()
+                || written.components().any(|c| matches!(c, std::path::Component::ParentDir))
+            {
+                false
+            } else if local {
+                // A missing file is check_kernel_files's to report.
+                match written.canonicalize() {
+                    Ok(real) => kernel_dirs.iter().filter_map(|d| d.canonicalize().ok()).any(|d| real.starts_with(d)),
+                    Err(_) => kernel_dirs.iter().any(|d| written.starts_with(d)),
+                }
+            } else {
+                kernel_dirs.iter().any(|d| written.starts_with(d))
+            };
+            if !inside {
+                let dirs: Vec<String> = kernel_dirs.iter().map(|d| d.display().to_string()).collect();
+                refused.push(format!(
+                    "{what} `{path}` of host {} is not in a folder of this hypervisor's kernel_dirs ({})",
+                    host.name,
+                    if dirs.is_empty() { "none".to_string() } else { dirs.join(", ") }
+                ));
+            }
+        }
+    }
+    if refused.is_empty() {
+        Ok(())
+    } else {
+        Err(LifecycleError::Missing(refused.join("; ")))
+    }
+}
+
 fn check_kernel_files(cluster: &Cluster) -> Result<(), LifecycleError> {
     let mut missing = Vec::new();
     for host in &cluster.hosts {

@@ -76,6 +76,7 @@ async fn serve(args: Args, notifier: Notifier) -> anyhow::Result<()> {
         pool_dir: config.pool_dir.clone(),
         console_dir: config.console_dir.clone(),
         guest_dir: config.guest_dir.clone(),
+        kernel_dirs: config.kernel_dirs.clone(),
         ca_pem,
         shutdown_wait: config.shutdown_wait,
     };

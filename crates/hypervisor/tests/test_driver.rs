@@ -47,6 +47,7 @@ impl Fixture {
             guest_dir: dir.path().join("guests"),
             ca_pem: "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n".into(),
             shutdown_wait: Duration::from_secs(1),
+            kernel_dirs: vec![dir.path().to_path_buf()],
         };
         Fixture { tag: tag.to_string(), libvirt: Libvirt::open(URI).unwrap(), settings, dir }
     }
@@ -448,4 +449,27 @@ fn the_master_address_sent_is_the_one_in_dns() {
     assert!(text.contains("<host ip='10.1.2.3'>\n      <hostname>master.masterip.test</hostname>"), "{text}");
     assert_eq!(f.stop(&cluster.name).0, Ok(()));
     f.assert_nothing_left(&cluster);
+}
+
+#[test]
+fn a_kernel_outside_kernel_dirs_is_refused_before_anything_is_made() {
+    let mut f = Fixture::new("kdirs");
+    f.add_base_image();
+    let elsewhere = tempfile::tempdir().unwrap();
+    f.settings.kernel_dirs = vec![elsewhere.path().to_path_buf()];
+    let cluster = f.cluster(9);
+    let (result, reports) = f.start(&f.request(cluster.clone()));
+    let error = result.expect_err("the kernel is outside kernel_dirs");
+    assert!(error.contains("kernel_dirs") && error.contains("vmlinuz"), "{error}");
+    assert_eq!(states(&reports), vec![ClusterState::ErrorStart]);
+    assert!(f.libvirt.network(&cluster.network.name).unwrap().is_none(), "nothing was made");
+    // Written with `..` it is refused too, even if it would resolve inside.
+    let mut climbing = cluster.clone();
+    if let xrdtest_defs::Boot::Kernel { kernel, .. } = &mut climbing.hosts[0].boot {
+        *kernel = format!("{}/../{}/vmlinuz", elsewhere.path().display(), f.dir.path().display());
+    }
+    f.settings.kernel_dirs = vec![f.dir.path().to_path_buf()];
+    let refused = xrdtest_hypervisor::lifecycle::check_kernel_folders(&climbing, &f.settings.kernel_dirs, false);
+    assert!(refused.is_err());
+    assert!(xrdtest_hypervisor::lifecycle::check_kernel_folders(&cluster, &f.settings.kernel_dirs, true).is_ok());
 }

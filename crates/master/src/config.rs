@@ -39,6 +39,8 @@ pub struct MasterConfig {
     /// Folders outside the repositories that `file:///` scripts may name (none by default:
     /// absolute script paths are refused).
     pub script_dirs: Vec<PathBuf>,
+    /// Hosts `http://` (not https) scripts may come from (none by default).
+    pub http_script_hosts: Vec<String>,
     /// Whether suites' schedules start sessions (XrdTest's `[scheduler] enabled`).
     pub scheduler_enabled: bool,
     /// Where alert mails go out; `None`: no mail.
@@ -263,6 +265,7 @@ struct RawClusters {
 struct RawConfig {
     repos: Option<Vec<RawRepo>>,
     script_dirs: Option<Vec<PathBuf>>,
+    http_script_hosts: Option<Vec<String>>,
     clusters: Option<RawClusters>,
     scheduler: Option<RawScheduler>,
     smtp: Option<RawSmtp>,
@@ -443,6 +446,7 @@ impl MasterConfig {
             api_token,
             repos,
             script_dirs: raw.script_dirs.unwrap_or_default().into_iter().map(resolve).collect(),
+            http_script_hosts: raw.http_script_hosts.unwrap_or_default(),
             scheduler_enabled: raw.scheduler.and_then(|s| s.enabled).unwrap_or(true),
             smtp,
             notify,

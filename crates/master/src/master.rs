@@ -169,7 +169,10 @@ impl Master {
         let defs = Arc::new(DefinitionsService::new(
             &config.repos,
             config.state_dir.join("snapshots"),
-            xrdtest_defs::SourcePolicy { script_dirs: config.script_dirs.clone() },
+            xrdtest_defs::SourcePolicy {
+                script_dirs: config.script_dirs.clone(),
+                http_hosts: config.http_script_hosts.clone(),
+            },
         ));
         Arc::new(Master {
             config,

@@ -80,12 +80,21 @@ fn fetch(url: &str) -> Result<String, String> {
     if !status.is_success() {
         return Err(format!("cannot fetch script {url}: HTTP {status}"));
     }
-    response
+    let text = response
         .body_mut()
         .with_config()
         .limit(FETCH_LIMIT)
         .read_to_string()
-        .map_err(|e| format!("cannot fetch script {url}: {e}"))
+        .map_err(|e| format!("cannot fetch script {url}: {e}"))?;
+    // The definition may pin the content (`#sha256=<hex>`): a script that changed on its
+    // server does not run.
+    if let Some(pinned) = xrdtest_defs::script::pinned_sha256(url)? {
+        let got = hex::encode(ring::digest::digest(&ring::digest::SHA256, text.as_bytes()));
+        if got != pinned {
+            return Err(format!("script {url}: its SHA-256 is {got}, not the {pinned} the definition pins"));
+        }
+    }
+    Ok(text)
 }
 
 /// SHA-256 over the suite definition, the run's options, the plan's stages and the text
@@ -139,5 +148,15 @@ mod tests {
         // Nothing listens on port 9 of loopback.
         let err = load_script(&ScriptRef::Suite(ScriptSource::Url("http://127.0.0.1:9/x.sh".into()))).unwrap_err();
         assert!(err.contains("http://127.0.0.1:9/x.sh"), "{err}");
+    }
+
+    #[test]
+    fn a_pinned_script_runs_only_with_its_content() {
+        let digest = hex::encode(ring::digest::digest(&ring::digest::SHA256, b"echo fetched\n"));
+        let good = format!("{}#sha256={digest}", serve("200 OK", "echo fetched\n", 1));
+        assert_eq!(load_script(&ScriptRef::Suite(ScriptSource::Url(good))).unwrap(), "echo fetched\n");
+        let changed = format!("{}#sha256={digest}", serve("200 OK", "echo changed\n", 1));
+        let err = load_script(&ScriptRef::Suite(ScriptSource::Url(changed))).unwrap_err();
+        assert!(err.contains("not the") && err.contains(&digest), "{err}");
     }
 }
