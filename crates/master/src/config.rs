@@ -119,6 +119,9 @@ pub struct WebConfig {
     /// How long a login lasts.
     pub session_lifetime: Duration,
     pub tls: WebTls,
+    /// Host names (or addresses) the dashboard answers to besides loopback ones
+    /// (`[web] allowed_hosts`); empty: any, unless `web_listen` is a loopback address.
+    pub allowed_hosts: Vec<String>,
 }
 
 /// Whether and how `web_listen` speaks HTTPS.
@@ -249,6 +252,7 @@ struct RawWeb {
     tls: Option<String>,
     cert_file: Option<PathBuf>,
     key_file: Option<PathBuf>,
+    allowed_hosts: Option<Vec<String>>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -648,6 +652,7 @@ fn web_settings(
         cookie_key_file: raw.cookie_key_file.map(resolve).unwrap_or_else(|| state_dir.join(DEFAULT_COOKIE_KEY_FILE)),
         session_lifetime,
         tls,
+        allowed_hosts: raw.allowed_hosts.unwrap_or_default().into_iter().map(|h| h.to_ascii_lowercase()).collect(),
     })
 }
 

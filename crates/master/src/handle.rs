@@ -54,6 +54,11 @@ impl CoreHandle {
         &self.master.config.web
     }
 
+    /// Where the web listener is bound.
+    pub fn web_listen(&self) -> std::net::SocketAddr {
+        self.master.config.web_listen
+    }
+
     /// The definitions repositories, as configured.
     pub fn repos(&self) -> &[RepoConfig] {
         &self.master.config.repos

@@ -57,7 +57,10 @@ pub struct WebState {
 /// session for both).
 pub fn router(handle: CoreHandle) -> Router {
     let auth = Arc::new(auth::AuthState::new(handle.web_settings()));
-    api::router(handle.clone(), auth.clone()).merge(dashboard(handle, auth))
+    let hosts = Arc::new(security::HostCheck::new(&handle.web_settings().allowed_hosts, handle.web_listen()));
+    api::router(handle.clone(), auth.clone())
+        .merge(dashboard(handle, auth))
+        .layer(axum::middleware::from_fn_with_state(hosts, security::check_host))
 }
 
 /// The dashboard's routes, ready to be merged with the JSON API.

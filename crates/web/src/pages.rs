@@ -121,9 +121,13 @@ pub fn check_reader(state: &WebState, viewer: &Viewer, uri: &Uri) -> Result<(), 
 pub fn render(status: StatusCode, template: &impl Template) -> Response {
     match template.render() {
         Ok(html) => {
+            let policy = crate::security::page_policy(&html);
             let mut response = (status, Html(html)).into_response();
             // Pages show live state: never from a cache.
             response.headers_mut().insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+            if let Ok(value) = HeaderValue::from_str(&policy) {
+                response.headers_mut().insert(axum::http::header::CONTENT_SECURITY_POLICY, value);
+            }
             mark(response, Kind::Page)
         }
         Err(err) => {

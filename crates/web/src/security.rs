@@ -7,7 +7,7 @@
 //!
 //! | kind | `X-Frame-Options` | `X-Content-Type-Options` | `Content-Security-Policy` |
 //! | --- | --- | --- | --- |
-//! | [`Kind::Page`] | `DENY` | `nosniff` | — |
+//! | [`Kind::Page`] | `DENY` | `nosniff` | [`page_policy`], set by `pages::render` |
 //! | [`Kind::LoginPage`] | `DENY` | `nosniff` | [`LOGIN_PAGE_POLICY`] |
 //! | [`Kind::FilePage`] | — | `nosniff` | [`FILE_PAGE_POLICY`] |
 //! | [`Kind::Download`] | — | `nosniff` | [`DOWNLOAD_POLICY`] |
@@ -24,6 +24,91 @@ pub const LOGIN_PAGE_POLICY: &str =
 pub const FILE_PAGE_POLICY: &str = "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'";
 /// A definitions file as it is: nothing runs, should a browser render it.
 pub const DOWNLOAD_POLICY: &str = "default-src 'none'; sandbox";
+
+/// A dashboard page's policy: its own inline scripts (by their SHA-256, computed from the
+/// rendered HTML, so any other script, injected or not, does not run), scripts, live
+/// updates, images and forms from this site only, inline styles, no frames, plugins or
+/// `<base>`.
+pub fn page_policy(html: &str) -> String {
+    use base64::Engine as _;
+    let mut hashes = String::new();
+    let mut rest = html;
+    while let Some(start) = rest.find("<script>") {
+        let body = &rest[start + "<script>".len()..];
+        let Some(end) = body.find("</script>") else { break };
+        let digest = ring::digest::digest(&ring::digest::SHA256, body[..end].as_bytes());
+        hashes.push_str(&format!(" 'sha256-{}'", base64::engine::general_purpose::STANDARD.encode(digest.as_ref())));
+        rest = &body[end..];
+    }
+    format!(
+        "default-src 'self'; script-src 'self'{hashes}; style-src 'self' 'unsafe-inline'; img-src 'self' data:; \
+         connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'; object-src 'none'"
+    )
+}
+
+/// Which `Host` headers the dashboard and API answer (against DNS rebinding: a page of
+/// another site whose name was made to resolve to this master would send its own name).
+#[derive(Debug, Clone)]
+pub struct HostCheck {
+    /// Names and addresses allowed besides loopback ones; empty with `open`: any.
+    allowed: Vec<String>,
+    /// No list and a listener not on loopback: every host name is accepted.
+    open: bool,
+}
+
+impl HostCheck {
+    /// With no list, a dashboard on loopback answers loopback names only (`localhost`,
+    /// `127.0.0.1`, `[::1]`) and one on another address answers any; with a list, loopback
+    /// names, the listed ones and the listening address.
+    pub fn new(allowed: &[String], listen: std::net::SocketAddr) -> HostCheck {
+        let open = allowed.is_empty() && !listen.ip().is_loopback();
+        let mut allowed: Vec<String> = allowed.iter().map(|h| h.to_ascii_lowercase()).collect();
+        if !listen.ip().is_unspecified() {
+            allowed.push(listen.ip().to_string());
+        }
+        HostCheck { allowed, open }
+    }
+
+    /// Whether a request with this `Host` value (port included, or not) is answered.
+    pub fn allows(&self, host: &str) -> bool {
+        let name = match host.strip_prefix('[') {
+            Some(v6) => v6.split(']').next().unwrap_or_default(),
+            None => host.rsplit_once(':').map_or(host, |(name, _)| name),
+        }
+        .trim_end_matches('.')
+        .to_ascii_lowercase();
+        if self.open || name == "localhost" || name.ends_with(".localhost") {
+            return true;
+        }
+        if name.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback()) {
+            return true;
+        }
+        self.allowed.iter().any(|allowed| *allowed == name)
+    }
+}
+
+/// The middleware that answers 421 to a request for a host this master does not serve.
+pub async fn check_host(
+    axum::extract::State(check): axum::extract::State<std::sync::Arc<HostCheck>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let host = request
+        .headers()
+        .get(axum::http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .map(str::to_string)
+        .or_else(|| request.uri().authority().map(|a| a.to_string()));
+    match host {
+        Some(host) if !check.allows(&host) => {
+            let text = format!(
+                "this master does not serve the host `{host}`: list it in [web] allowed_hosts of master.toml\n"
+            );
+            axum::response::IntoResponse::into_response((axum::http::StatusCode::MISDIRECTED_REQUEST, text))
+        }
+        _ => next.run(request).await,
+    }
+}
 
 /// What a response is, for its security headers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -78,4 +163,36 @@ pub async fn write_headers(mut response: Response) -> Response {
         kind.write(response.headers_mut());
     }
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_page_allows_exactly_its_own_inline_scripts() {
+        let policy = page_policy("<p>x</p><script>let a = 1;</script><script>go()</script>");
+        // printf 'let a = 1;' | openssl dgst -sha256 -binary | base64
+        assert!(policy.contains("'sha256-xY6QKfH9PRsQnLz56nj6MBwiK5oHg+im1Jkpdp1x/Ck='"), "{policy}");
+        assert_eq!(policy.matches("'sha256-").count(), 2, "{policy}");
+        assert!(!policy.contains("script-src 'self' 'unsafe-inline'"), "{policy}");
+        assert!(policy.contains("frame-ancestors 'none'"), "{policy}");
+        assert_eq!(page_policy("<p>no script</p>").matches("sha256").count(), 0);
+    }
+
+    #[test]
+    fn hosts_a_dashboard_answers() {
+        let loopback = HostCheck::new(&[], "127.0.0.1:20080".parse().unwrap());
+        for host in ["127.0.0.1:20080", "localhost:20080", "[::1]:20080", "LOCALHOST"] {
+            assert!(loopback.allows(host), "{host}");
+        }
+        assert!(!loopback.allows("evil.example.com:20080"), "a rebound name is refused");
+        let any = HostCheck::new(&[], "0.0.0.0:20080".parse().unwrap());
+        assert!(any.allows("master.lab:20080"));
+        let listed = HostCheck::new(&["Master.Lab".into()], "0.0.0.0:20080".parse().unwrap());
+        assert!(listed.allows("master.lab:20080") && listed.allows("master.lab.") && listed.allows("localhost"));
+        assert!(!listed.allows("evil.example.com"));
+        let on_address = HostCheck::new(&["master.lab".into()], "192.0.2.5:20080".parse().unwrap());
+        assert!(on_address.allows("192.0.2.5:20080"));
+    }
 }

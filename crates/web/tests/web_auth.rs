@@ -487,3 +487,29 @@ fn https_with_given_certificate_files() {
     assert_eq!(script.status, 200);
     assert_eq!(script.text(), SCRIPT);
 }
+
+/// The status line of a raw HTTP/1.1 GET of `path` with `Host: host`.
+fn status_for_host(web: SocketAddr, path: &str, host: &str) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(web).unwrap();
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").unwrap();
+    let mut answer = String::new();
+    let _ = stream.read_to_string(&mut answer);
+    answer.lines().next().unwrap_or_default().to_string()
+}
+
+#[test]
+fn a_loopback_dashboard_answers_loopback_names_only_unless_more_are_listed() {
+    let env = Env::start(&web_config(""));
+    let port = env.web.port();
+    for host in [format!("127.0.0.1:{port}"), format!("localhost:{port}"), "[::1]".to_string()] {
+        assert!(status_for_host(env.web, "/api/health", &host).contains(" 200 "), "{host}");
+    }
+    // A page of another site whose name now resolves to 127.0.0.1 (DNS rebinding).
+    let refused = status_for_host(env.web, "/", "evil.example.com");
+    assert!(refused.contains(" 421 "), "{refused}");
+    assert!(status_for_host(env.web, "/api/sessions", &format!("evil.example.com:{port}")).contains(" 421 "));
+    let listed = Env::start(&web_config("allowed_hosts = [\"dash.lab.test\"]"));
+    assert!(status_for_host(listed.web, "/api/health", "dash.lab.test").contains(" 200 "));
+    assert!(status_for_host(listed.web, "/api/health", "evil.example.com").contains(" 421 "));
+}

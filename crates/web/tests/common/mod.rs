@@ -21,8 +21,10 @@ pub const LOGIN_PAGE: Security = [
     Some("nosniff"),
     Some("default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'"),
 ];
+/// What [`security`] shows for a dashboard page's policy: its own inline scripts by hash.
+pub const PAGE_POLICY: &str = "<page policy: the page's own inline scripts by SHA-256>";
 /// Every other dashboard page's, error pages included.
-pub const PAGE: Security = [Some("DENY"), Some("nosniff"), None];
+pub const PAGE: Security = [Some("DENY"), Some("nosniff"), Some(PAGE_POLICY)];
 /// Those of redirects, the JSON API, event streams and plain-text refusals: none.
 pub const NONE: Security = [None, None, None];
 
@@ -155,7 +157,24 @@ pub fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str
 
 /// The security headers among `headers`.
 pub fn security(headers: &[(String, String)]) -> Security<'_> {
-    ["x-frame-options", "x-content-type-options", "content-security-policy"].map(|name| header(headers, name))
+    let [frames, sniff, policy] =
+        ["x-frame-options", "x-content-type-options", "content-security-policy"].map(|name| header(headers, name));
+    [frames, sniff, policy.map(|p| if is_page_policy(p) { PAGE_POLICY } else { p })]
+}
+
+/// Whether `policy` is a page's: `page_policy` of a page without scripts plus nothing but
+/// `'sha256-<base64>'` sources in `script-src`.
+fn is_page_policy(policy: &str) -> bool {
+    let mut rest = policy.to_string();
+    while let Some(start) = rest.find(" 'sha256-") {
+        let Some(len) = rest[start + 9..].find('\'') else { return false };
+        let digest = &rest[start + 9..start + 9 + len];
+        if digest.len() != 44 || !digest.bytes().all(|b| b.is_ascii_alphanumeric() || b"+/=".contains(&b)) {
+            return false;
+        }
+        rest.replace_range(start..start + 9 + len + 1, "");
+    }
+    rest == xrdtest_web::security::page_policy("")
 }
 
 /// A master started in-process on loopback (peer and web ports chosen by the system), its
