@@ -764,6 +764,7 @@ mod tests {
                 cookie_key_file: PathBuf::from("/st/web-cookie.key"),
                 session_lifetime: Duration::from_secs(12 * 3600),
                 tls: WebTls::None,
+                allowed_hosts: Vec::new(),
             }
         );
         let config = MasterConfig::from_toml(

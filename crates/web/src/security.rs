@@ -36,7 +36,7 @@ pub fn page_policy(html: &str) -> String {
     while let Some(start) = rest.find("<script>") {
         let body = &rest[start + "<script>".len()..];
         let Some(end) = body.find("</script>") else { break };
-        let digest = ring::digest::digest(&ring::digest::SHA256, body[..end].as_bytes());
+        let digest = ring::digest::digest(&ring::digest::SHA256, &body.as_bytes()[..end]);
         hashes.push_str(&format!(" 'sha256-{}'", base64::engine::general_purpose::STANDARD.encode(digest.as_ref())));
         rest = &body[end..];
     }
@@ -83,7 +83,7 @@ impl HostCheck {
         if name.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback()) {
             return true;
         }
-        self.allowed.iter().any(|allowed| *allowed == name)
+        self.allowed.contains(&name)
     }
 }
 
