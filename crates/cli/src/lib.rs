@@ -9,4 +9,5 @@ pub mod compare;
 pub mod demo;
 pub mod peers;
 pub mod reports;
+pub mod tokens;
 pub mod validate;

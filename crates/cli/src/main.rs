@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use xrdtest_cli::commands::RunArgs;
-use xrdtest_cli::{client, clusters, commands, compare, peers, reports, validate};
+use xrdtest_cli::{client, clusters, commands, compare, peers, reports, tokens, validate};
 
 /// xrdtest: distributed system tests on clusters of real and virtual machines.
 ///
@@ -91,6 +91,12 @@ enum Command {
         #[command(subcommand)]
         action: Option<PeersAction>,
     },
+    /// API tokens with a scope (read, run, admin) and an end, kept hashed by the master;
+    /// making, listing and revoking them needs an admin token (docs/api.md, "Tokens").
+    Token {
+        #[command(subcommand)]
+        action: TokenAction,
+    },
     /// Cancel a session: its current stage is killed, suite finalize runs for cleanup.
     Cancel {
         id: u64,
@@ -139,6 +145,25 @@ enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<OsString>,
     },
+}
+
+#[derive(Subcommand, Debug)]
+enum TokenAction {
+    /// Make a token and print it (the only time it is shown).
+    Create {
+        name: String,
+        /// read: the API's reads; run: also start and cancel runs and clusters; admin: also
+        /// peers and tokens.
+        #[arg(long, default_value = "run")]
+        scope: String,
+        /// When it ends, as a duration (`30d`, `12h`); default: never.
+        #[arg(long)]
+        expires: Option<String>,
+    },
+    /// The tokens: name, scope, when made, when they end.
+    List,
+    /// Refuse a token from now on.
+    Revoke { name: String },
 }
 
 #[derive(Subcommand, Debug)]
@@ -202,6 +227,11 @@ fn main() -> ExitCode {
         Command::Peers { action: None | Some(PeersAction::List) } => peers::list(&api(), cli.json),
         Command::Peers { action: Some(PeersAction::Approve { name }) } => peers::decide(&api(), name, true),
         Command::Peers { action: Some(PeersAction::Revoke { name }) } => peers::decide(&api(), name, false),
+        Command::Token { action: TokenAction::Create { name, scope, expires } } => {
+            tokens::create(&api(), name, scope, expires.as_deref(), cli.json)
+        }
+        Command::Token { action: TokenAction::List } => tokens::list(&api(), cli.json),
+        Command::Token { action: TokenAction::Revoke { name } } => tokens::revoke(&api(), name),
         Command::Cancel { id, reason } => commands::cancel(&api(), *id, reason.as_deref()),
         Command::Compare(args) => compare::run(&api(), args, cli.json),
         Command::Report(args) => reports::report(&api(), args),

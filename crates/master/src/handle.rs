@@ -49,6 +49,34 @@ impl CoreHandle {
         self.master.config.api_token.as_deref()
     }
 
+    /// What a bearer token may do: `api_token` of `master.toml` is an admin token; the
+    /// others are those of `xrdtest token create`, while in force.
+    pub fn token_scope(&self, given: &str) -> Option<crate::api_tokens::Scope> {
+        if self.api_token().is_some_and(|expected| xrdtest_proto::handshake::secrets_match(expected, given)) {
+            return Some(crate::api_tokens::Scope::Admin);
+        }
+        self.master.tokens.scope_of(given, crate::model::now_ms())
+    }
+
+    /// The tokens made with `xrdtest token create` (their hashes, never the tokens).
+    pub fn tokens(&self) -> Vec<crate::api_tokens::TokenRecord> {
+        self.master.tokens.list()
+    }
+
+    /// Makes a token; returns it (shown once) and its record.
+    pub fn create_token(
+        &self,
+        name: &str,
+        scope: crate::api_tokens::Scope,
+        lifetime_ms: Option<u64>,
+    ) -> Result<(String, crate::api_tokens::TokenRecord), crate::api_tokens::TokenError> {
+        self.master.tokens.create(name, scope, lifetime_ms)
+    }
+
+    pub fn revoke_token(&self, name: &str) -> Result<(), crate::api_tokens::TokenError> {
+        self.master.tokens.revoke(name)
+    }
+
     /// The `[web]` section: password, logins, cookie key, TLS.
     pub fn web_settings(&self) -> &WebConfig {
         &self.master.config.web

@@ -3,7 +3,7 @@
 //! `peers.json` in the state directory, beside `ca.key`, written whole on every change
 //! (a new file renamed over the old one), readable by the master's user only.
 //!
-//! `crate::peer_auth` decides with it who may connect; operators change it through
+//! The peer_auth module decides with it who may connect; operators change it through
 //! `xrdtest peers approve|revoke` (the API) and the dashboard.
 
 use std::collections::BTreeMap;

@@ -18,6 +18,7 @@
 //! - [`listener`] — TLS accept, handshake, one task per peer connection.
 //! - [`peer_auth`] — who may connect under which name: certificates, enrollment, approval.
 //! - [`identities`] — the record of enrolled peers (`peers.json`).
+//! - [`api_tokens`] — API tokens with scopes and ends, kept hashed (`tokens.json`).
 //! - [`master`] — shared state and the FIFO session queue.
 //! - [`catalog`] — the definitions in service: last good versions, snapshots, origins.
 //! - [`watch`] — follows the repositories: inotify for folders, fetches for git.
@@ -34,6 +35,7 @@
 pub use xrdtest_model as model;
 
 pub mod alerts;
+pub mod api_tokens;
 pub mod catalog;
 pub mod cluster_control;
 pub mod clusters;
@@ -76,6 +78,7 @@ pub struct Opened {
     store: Store,
     peer_tls: Arc<ServerConfig>,
     auth: peer_auth::PeerAuth,
+    tokens: api_tokens::TokenStore,
 }
 
 /// Creates the state directory, opens the store (sessions unfinished at the last stop are
@@ -99,7 +102,8 @@ pub fn open(config: MasterConfig) -> anyhow::Result<Opened> {
     if config.peer_auth == config::PeerAuthMode::SharedSecret {
         warn!("peer_auth = \"shared-secret\": the secret alone admits any peer under any name (compatibility mode)");
     }
-    Ok(Opened { config, store, peer_tls, auth })
+    let tokens = api_tokens::TokenStore::load(&config.state_dir)?;
+    Ok(Opened { config, store, peer_tls, auth, tokens })
 }
 
 impl Opened {
@@ -118,7 +122,7 @@ impl Opened {
     /// listener. Returns
     /// once both listeners are bound; the web listener is not served.
     pub async fn listen(self) -> anyhow::Result<Core> {
-        let Opened { config, store, peer_tls, auth } = self;
+        let Opened { config, store, peer_tls, auth, tokens } = self;
         let peer_listener =
             TcpListener::bind(config.listen).await.with_context(|| format!("cannot listen on {}", config.listen))?;
         let web_listener = TcpListener::bind(config.web_listen)
@@ -132,7 +136,7 @@ impl Opened {
         let mut config = config;
         config.listen = peer_address;
         config.web_listen = web_address;
-        let master = Master::new(config, store, auth);
+        let master = Master::new(config, store, auth, tokens);
         if let Some(smtp) = &master.config.smtp {
             let alerter = alerts::Alerter::start(smtp.clone(), master.store.clone()).context("alert mail")?;
             master.set_end_listener(Box::new(alerter));

@@ -12,6 +12,7 @@ use tracing::{info, warn};
 use xrdtest_defs::{Cluster, Suite};
 
 pub use crate::alerts::SessionEndListener;
+use crate::api_tokens::TokenStore;
 use crate::catalog::{Definitions, DefinitionsService};
 use crate::cluster_control::{ClusterControl, StartError};
 use crate::clusters::{ClusterBoard, ClusterOwner, ReserveError, StopRefusal};
@@ -146,6 +147,8 @@ pub struct Master {
     pub store: Store,
     /// Who may connect under which name; the record of enrolled peers.
     pub auth: PeerAuth,
+    /// API tokens made with `xrdtest token create`.
+    pub tokens: TokenStore,
     pub peers: Peers,
     /// Hypervisors and the clusters they run.
     pub clusters: ClusterBoard,
@@ -165,7 +168,7 @@ pub struct Master {
 }
 
 impl Master {
-    pub fn new(config: MasterConfig, store: Store, auth: PeerAuth) -> Arc<Master> {
+    pub fn new(config: MasterConfig, store: Store, auth: PeerAuth, tokens: TokenStore) -> Arc<Master> {
         let defs = Arc::new(DefinitionsService::new(
             &config.repos,
             config.state_dir.join("snapshots"),
@@ -178,6 +181,7 @@ impl Master {
             config,
             store,
             auth,
+            tokens,
             peers: Peers::default(),
             clusters: ClusterBoard::default(),
             defs,

@@ -9,6 +9,7 @@ use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use xrdtest_defs::{DefError, Suite};
+use xrdtest_master::api_tokens::{Scope, TokenError};
 use xrdtest_master::handle::{
     CancelError, ClusterCommandError, CoreHandle, Origin, RepoStatus, ReserveError, ScheduleStatus, SessionFilter,
     SubmitError,
@@ -23,7 +24,7 @@ use xrdtest_proto::{LogFile, StageId};
 /// The API's routes. With `[web] require_login`, every call but `/api/health` needs a login
 /// cookie or the API token (see [`crate::auth::guard_api_reads`]).
 pub fn router(core: CoreHandle, auth: std::sync::Arc<crate::auth::AuthState>) -> Router {
-    let guard = crate::auth::ApiGuard { auth, api_token: core.api_token().map(str::to_string) };
+    let guard = crate::auth::ApiGuard { auth, core: core.clone() };
     Router::new()
         .route("/api/health", get(health))
         .route("/api/suites", get(suites))
@@ -44,6 +45,8 @@ pub fn router(core: CoreHandle, auth: std::sync::Arc<crate::auth::AuthState>) ->
         .route("/api/clusters/{name}/stop", post(stop_cluster))
         .route("/api/hypervisors", get(hypervisors))
         .route("/api/peers", get(peer_identities))
+        .route("/api/tokens", get(list_tokens).post(create_token))
+        .route("/api/tokens/{name}/revoke", post(revoke_token))
         .route("/api/peers/{name}/approve", post(approve_peer))
         .route("/api/peers/{name}/revoke", post(revoke_peer))
         .route("/metrics", get(crate::prometheus::metrics))
@@ -72,19 +75,23 @@ fn internal(err: impl std::fmt::Display) -> ApiError {
     ApiError(StatusCode::INTERNAL_SERVER_ERROR, err.to_string())
 }
 
-/// Checks the bearer token of a write call.
-fn authorize(core: &CoreHandle, headers: &HeaderMap) -> Result<(), ApiError> {
-    let Some(expected) = core.api_token() else {
+/// Checks that the bearer token of a call may do `needed` (`api_token` of master.toml is an
+/// admin token; `xrdtest token create` makes scoped ones).
+fn authorize(core: &CoreHandle, headers: &HeaderMap, needed: Scope) -> Result<(), ApiError> {
+    if core.api_token().is_none() && core.tokens().is_empty() {
         return Err(ApiError(
             StatusCode::FORBIDDEN,
             "write calls are disabled: the master has no api_token configured".into(),
         ));
-    };
+    }
     let given = crate::auth::bearer_token(headers).unwrap_or("");
-    if xrdtest_proto::handshake::secrets_match(expected, given) {
-        Ok(())
-    } else {
-        Err(ApiError(StatusCode::UNAUTHORIZED, "missing or wrong API token".into()))
+    match core.token_scope(given) {
+        Some(scope) if scope >= needed => Ok(()),
+        Some(scope) => Err(ApiError(
+            StatusCode::FORBIDDEN,
+            format!("this token's scope is {}; the call needs {}", scope.as_str(), needed.as_str()),
+        )),
+        None => Err(ApiError(StatusCode::UNAUTHORIZED, "missing, wrong or expired API token".into())),
     }
 }
 
@@ -132,7 +139,7 @@ async fn run_suite(
     headers: HeaderMap,
     body: Option<Json<RunRequest>>,
 ) -> Result<(StatusCode, Json<SessionCreated>), ApiError> {
-    authorize(&core, &headers)?;
+    authorize(&core, &headers, Scope::Run)?;
     let request = body.map(|b| b.0).unwrap_or_default();
     let trigger = match request.trigger.as_deref() {
         Some("manual") => Trigger::Manual,
@@ -220,7 +227,7 @@ async fn cancel_session(
     headers: HeaderMap,
     body: Option<Json<CancelRequest>>,
 ) -> Result<Json<CancelAccepted>, ApiError> {
-    authorize(&core, &headers)?;
+    authorize(&core, &headers, Scope::Run)?;
     let reason = body.and_then(|b| b.0.reason).unwrap_or_else(|| "cancelled through the API".into());
     match core.cancel(id, &reason) {
         Ok(()) => Ok(Json(CancelAccepted { session: id, cancelling: true })),
@@ -385,7 +392,7 @@ async fn approve_peer(
     headers: HeaderMap,
     Path(name): Path<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    authorize(&core, &headers)?;
+    authorize(&core, &headers, Scope::Admin)?;
     core.approve_peer(&name).map_err(approval_error)?;
     Ok(Json(json!({ "peer": name, "state": "enrolled" })))
 }
@@ -396,9 +403,73 @@ async fn revoke_peer(
     headers: HeaderMap,
     Path(name): Path<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    authorize(&core, &headers)?;
+    authorize(&core, &headers, Scope::Admin)?;
     core.revoke_peer(&name).map_err(approval_error)?;
     Ok(Json(json!({ "peer": name, "state": "revoked" })))
+}
+
+/// The tokens made with `xrdtest token create`: name, scope, made, ends. Admin only.
+async fn list_tokens(State(core): State<CoreHandle>, headers: HeaderMap) -> Result<Json<serde_json::Value>, ApiError> {
+    authorize(&core, &headers, Scope::Admin)?;
+    let tokens: Vec<serde_json::Value> = core
+        .tokens()
+        .into_iter()
+        .map(|t| {
+            json!({
+                "name": t.name, "scope": t.scope.as_str(),
+                "created_unix_ms": t.created_unix_ms, "expires_unix_ms": t.expires_unix_ms,
+            })
+        })
+        .collect();
+    Ok(Json(json!({ "tokens": tokens })))
+}
+
+#[derive(serde::Deserialize)]
+struct NewToken {
+    name: String,
+    /// `read`, `run` or `admin`.
+    scope: String,
+    /// Seconds until it ends; none: never.
+    expires_in_s: Option<u64>,
+}
+
+/// Makes a token and answers it, the only time it is shown. Admin only.
+async fn create_token(
+    State(core): State<CoreHandle>,
+    headers: HeaderMap,
+    Json(request): Json<NewToken>,
+) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
+    authorize(&core, &headers, Scope::Admin)?;
+    let scope = Scope::parse(&request.scope).map_err(|e| ApiError(StatusCode::BAD_REQUEST, e))?;
+    let lifetime = request.expires_in_s.map(|s| s.saturating_mul(1000));
+    let (token, record) = core.create_token(&request.name, scope, lifetime).map_err(token_error)?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({
+            "name": record.name, "scope": record.scope.as_str(), "token": token,
+            "created_unix_ms": record.created_unix_ms, "expires_unix_ms": record.expires_unix_ms,
+        })),
+    ))
+}
+
+async fn revoke_token(
+    State(core): State<CoreHandle>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    authorize(&core, &headers, Scope::Admin)?;
+    core.revoke_token(&name).map_err(token_error)?;
+    Ok(Json(json!({ "token": name, "state": "revoked" })))
+}
+
+fn token_error(err: TokenError) -> ApiError {
+    let status = match &err {
+        TokenError::Exists(_) => StatusCode::CONFLICT,
+        TokenError::Unknown(_) => StatusCode::NOT_FOUND,
+        TokenError::BadName | TokenError::Full => StatusCode::BAD_REQUEST,
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    ApiError(status, err.to_string())
 }
 
 /// Starts a cluster by hand; its states follow on `GET /api/clusters`.
@@ -407,7 +478,7 @@ async fn start_cluster(
     headers: HeaderMap,
     Path(name): Path<String>,
 ) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
-    authorize(&core, &headers)?;
+    authorize(&core, &headers, Scope::Run)?;
     let hypervisor = core.start_cluster_by_hand(&name).await.map_err(cluster_command_error)?;
     Ok((StatusCode::ACCEPTED, Json(json!({ "cluster": name, "hypervisor": hypervisor }))))
 }
@@ -417,7 +488,7 @@ async fn stop_cluster(
     headers: HeaderMap,
     Path(name): Path<String>,
 ) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
-    authorize(&core, &headers)?;
+    authorize(&core, &headers, Scope::Run)?;
     let hypervisor = core.stop_cluster_by_hand(&name).await.map_err(cluster_command_error)?;
     Ok((StatusCode::ACCEPTED, Json(json!({ "cluster": name, "hypervisor": hypervisor }))))
 }

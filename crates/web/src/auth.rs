@@ -277,7 +277,8 @@ pub fn bearer_token(headers: &HeaderMap) -> Option<&str> {
 /// What the API's read guard needs: the login state and the API token.
 pub struct ApiGuard {
     pub auth: Arc<AuthState>,
-    pub api_token: Option<String>,
+    /// Tells which bearer tokens are in force (`api_token`, and `xrdtest token create`'s).
+    pub core: xrdtest_master::handle::CoreHandle,
 }
 
 /// Middleware of the API's routes: with `require_login`, a call needs a login cookie or the
@@ -294,13 +295,12 @@ pub async fn guard_api_reads(
     let headers = request.headers();
     let logged_in = guard.auth.session_of(headers).is_some();
     let token_given = bearer_token(headers);
-    let token_ok =
-        matches!((&guard.api_token, token_given), (Some(expected), Some(given)) if secrets_match(expected, given));
+    let token_ok = token_given.is_some_and(|given| guard.core.token_scope(given).is_some());
     if logged_in || token_ok {
         return next.run(request).await;
     }
     let body = serde_json::json!({
-        "error": "reading needs a login: log in on the dashboard, or send the API token as `Authorization: Bearer <api_token>`"
+        "error": "reading needs a login: log in on the dashboard, or send an API token as `Authorization: Bearer <token>`"
     });
     (StatusCode::UNAUTHORIZED, axum::Json(body)).into_response()
 }

@@ -72,16 +72,17 @@ fn allowed(core: &CoreHandle, headers: &HeaderMap) -> Result<(), Response> {
         return Ok(());
     }
     let refuse = |status: StatusCode, message: &str| Err((status, format!("{message}\n")).into_response());
-    let Some(expected) = core.api_token() else {
+    let given = crate::auth::bearer_token(headers).unwrap_or("");
+    if core.token_scope(given).is_some() {
+        return Ok(());
+    }
+    if core.api_token().is_none() && core.tokens().is_empty() {
         return refuse(
             StatusCode::FORBIDDEN,
-            "/metrics needs the API token while [web] require_login is set, and the master has no api_token",
+            "/metrics needs an API token while [web] require_login is set, and the master has no api_token (nor any `xrdtest token create` token)",
         );
-    };
-    let given = crate::auth::bearer_token(headers).unwrap_or("");
-    if xrdtest_proto::handshake::secrets_match(expected, given) {
-        Ok(())
-    } else {
+    }
+    {
         refuse(StatusCode::UNAUTHORIZED, "missing or wrong API token (Authorization: Bearer <api_token>)")
     }
 }
@@ -223,7 +224,8 @@ mod tests {
         .unwrap();
         let store = xrdtest_master::store::Store::open(&dir.join("store")).unwrap();
         let auth = xrdtest_master::peer_auth::PeerAuth::open(&config).unwrap();
-        CoreHandle::new(xrdtest_master::master::Master::new(config, store, auth))
+        let tokens = xrdtest_master::api_tokens::TokenStore::load(&config.state_dir).unwrap();
+        CoreHandle::new(xrdtest_master::master::Master::new(config, store, auth, tokens))
     }
 
     async fn scrape(core: &CoreHandle, bearer: Option<&str>) -> (StatusCode, String) {

@@ -25,4 +25,5 @@ mod results;
 mod scheduling;
 mod sync;
 mod timeout;
+mod tokens;
 mod trends_compare;
