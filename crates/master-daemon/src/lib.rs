@@ -28,6 +28,9 @@ pub async fn start(config: MasterConfig) -> anyhow::Result<RunningMaster> {
     let web = &opened.config().web;
     let web_tls = xrdtest_web::tls_config(web, opened.peer_tls())?;
     xrdtest_web::auth::cookie_key(&web.cookie_key_file).context("web cookie key")?;
+    if let Some(password) = &web.password {
+        xrdtest_web::password::check(password).map_err(anyhow::Error::msg)?;
+    }
 
     let core = opened.listen().await?;
     let scheme = if web_tls.is_some() { "https" } else { "http" };

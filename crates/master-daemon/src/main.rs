@@ -28,6 +28,10 @@ struct Args {
     /// The configuration file (see docs/master-config.md).
     #[arg(short, long, value_name = "FILE", default_value = "/etc/xrdtest/master.toml")]
     config: PathBuf,
+    /// Read a password from standard input (one line), print its argon2id hash for
+    /// `[web] password` in master.toml, and exit.
+    #[arg(long)]
+    hash_password: bool,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -38,6 +42,14 @@ fn main() -> anyhow::Result<()> {
         .with_ansi(std::io::stderr().is_terminal())
         .init();
     let args = Args::parse();
+    if args.hash_password {
+        let mut line = String::new();
+        std::io::stdin().read_line(&mut line).context("reading the password from standard input")?;
+        let password = line.trim_end_matches(['\n', '\r']);
+        anyhow::ensure!(!password.is_empty(), "no password on standard input");
+        println!("{}", xrdtest_web::password::hash(password).map_err(anyhow::Error::msg)?);
+        return Ok(());
+    }
     // Read (and drop from the environment) before the runtime's threads exist.
     let notifier = Notifier::from_env_removing().unwrap_or_else(|err| {
         warn!(error = %err, "cannot use $NOTIFY_SOCKET; systemd will not be told of readiness");

@@ -458,7 +458,11 @@ async fn login(State(state): State<Arc<WebState>>, parts: ClientRequest, Form(fo
         return login_form(auth, &headers, "/", StatusCode::FORBIDDEN, None);
     };
     let next = local_path(&form.next);
-    if !secrets_match(password, &form.password) {
+    // An argon2 check takes tens of milliseconds of CPU: off the async workers.
+    let (configured, given) = (password.clone(), form.password.clone());
+    let right =
+        tokio::task::spawn_blocking(move || crate::password::matches(&configured, &given)).await.unwrap_or(false);
+    if !right {
         auth.limiter.lock().unwrap_or_else(|e| e.into_inner()).failure(client, now);
         warn!(client = ?client, "web login with a wrong password");
         return login_form(auth, &headers, next, StatusCode::UNAUTHORIZED, Some("Wrong password."));

@@ -30,6 +30,7 @@ pub mod files;
 pub mod https;
 pub mod notices;
 pub mod pages;
+pub mod password;
 pub mod prometheus;
 pub mod reports;
 pub mod result_history;

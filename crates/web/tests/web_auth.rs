@@ -513,3 +513,14 @@ fn a_loopback_dashboard_answers_loopback_names_only_unless_more_are_listed() {
     assert!(status_for_host(listed.web, "/api/health", "dash.lab.test").contains(" 200 "));
     assert!(status_for_host(listed.web, "/api/health", "evil.example.com").contains(" 421 "));
 }
+
+#[test]
+fn the_password_may_be_given_as_an_argon2_hash() {
+    let hashed = xrdtest_web::password::hash(PASSWORD).unwrap();
+    let env = Env::start(&format!("password = \"{hashed}\"\n"));
+    let session = env.log_in();
+    assert_eq!(env.get("/", &[&session]).status, 200);
+    let (csrf_cookie, csrf) = env.login_form();
+    let wrong = env.post("/login", &[&csrf_cookie], &[("password", hashed.as_str()), ("csrf", &csrf), ("next", "/")]);
+    assert_eq!(wrong.status, 401, "the hash itself is not the password");
+}
