@@ -43,6 +43,8 @@ pub struct MasterConfig {
     pub http_script_hosts: Vec<String>,
     /// Whether suites' schedules start sessions (XrdTest's `[scheduler] enabled`).
     pub scheduler_enabled: bool,
+    /// Which finished sessions are pruned (`[retention]`); off unless set.
+    pub retention: RetentionConfig,
     /// Where alert mails go out; `None`: no mail.
     pub smtp: Option<SmtpConfig>,
     /// Webhooks about finished sessions (`[[notify]]`), in file order.
@@ -69,6 +71,22 @@ pub struct MasterConfig {
     pub web: WebConfig,
     /// Cluster sessions on hypervisors (`[clusters]`).
     pub clusters: ClustersConfig,
+}
+
+/// `[retention]` (the retention task applies it); every rule is off unless set.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct RetentionConfig {
+    pub keep_days: Option<u64>,
+    pub keep_per_suite: Option<usize>,
+    pub min_free_disk_bytes: Option<u64>,
+    /// How often the task looks (default 1h).
+    pub every: Duration,
+}
+
+impl RetentionConfig {
+    pub fn is_on(&self) -> bool {
+        self.keep_days.is_some() || self.keep_per_suite.is_some() || self.min_free_disk_bytes.is_some()
+    }
 }
 
 /// `enroll`: how a new slave or hypervisor gets its certificate.
@@ -214,6 +232,15 @@ struct RawScheduler {
     enabled: Option<bool>,
 }
 
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawRetention {
+    keep_days: Option<u64>,
+    keep_per_suite: Option<usize>,
+    min_free_disk: Option<String>,
+    every: Option<String>,
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawSmtp {
@@ -272,6 +299,7 @@ struct RawConfig {
     http_script_hosts: Option<Vec<String>>,
     clusters: Option<RawClusters>,
     scheduler: Option<RawScheduler>,
+    retention: Option<RawRetention>,
     smtp: Option<RawSmtp>,
     notify: Option<Vec<RawNotify>>,
     web: Option<RawWeb>,
@@ -427,6 +455,22 @@ impl MasterConfig {
         if heartbeat_interval.is_zero() {
             return Err("`heartbeat_interval` must be above zero".into());
         }
+        let raw_retention = raw.retention.unwrap_or_default();
+        let retention = RetentionConfig {
+            keep_days: raw_retention.keep_days,
+            keep_per_suite: raw_retention.keep_per_suite,
+            min_free_disk_bytes: match raw_retention.min_free_disk {
+                Some(text) => Some(parse_size(&text).map_err(|e| format!("`retention.min_free_disk`: {e}"))?),
+                None => None,
+            },
+            every: duration(raw_retention.every, Duration::from_secs(3600), "retention.every")?,
+        };
+        if retention.keep_days == Some(0) || retention.keep_per_suite == Some(0) {
+            return Err("`retention.keep_days` and `retention.keep_per_suite` must be at least 1 (leave them out to keep everything)".into());
+        }
+        if retention.every < Duration::from_secs(1) {
+            return Err("`retention.every` must be at least 1s".into());
+        }
         let raw_clusters = raw.clusters.unwrap_or_default();
         let clusters = ClustersConfig {
             start_timeout: duration(raw_clusters.start_timeout, Duration::from_secs(600), "clusters.start_timeout")?,
@@ -452,6 +496,7 @@ impl MasterConfig {
             script_dirs: raw.script_dirs.unwrap_or_default().into_iter().map(resolve).collect(),
             http_script_hosts: raw.http_script_hosts.unwrap_or_default(),
             scheduler_enabled: raw.scheduler.and_then(|s| s.enabled).unwrap_or(true),
+            retention,
             smtp,
             notify,
             dashboard_url,

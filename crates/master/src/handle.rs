@@ -31,6 +31,14 @@ pub use crate::scheduler::ScheduleStatus;
 pub use crate::session::plan::PlanError;
 pub use crate::store::{HistoryFilter, OutputChunkLines, SessionFilter, StoreError, PREVIOUS_LOOK_BACK};
 
+/// What the dashboard and `GET /api/store` say of the store.
+#[derive(Debug, Clone)]
+pub struct StoreInfo {
+    pub bytes: u64,
+    pub free_bytes: Option<u64>,
+    pub retention: crate::retention::RetentionConfig,
+}
+
 /// The core as the API and the dashboard see it.
 #[derive(Clone)]
 pub struct CoreHandle {
@@ -341,6 +349,30 @@ impl CoreHandle {
     /// Cancels a queued or running session.
     pub fn cancel(&self, id: SessionId, reason: &str) -> Result<(), CancelError> {
         self.master.cancel(id, reason)
+    }
+
+    /// Marks a session `keep` (retention never prunes it) or takes the mark off; false when
+    /// there is no such session.
+    pub fn set_kept(&self, id: SessionId, keep: bool) -> Result<bool, StoreError> {
+        if self.master.store.summary(id)?.is_none() {
+            return Ok(false);
+        }
+        self.master.store.set_kept(id, keep)?;
+        Ok(true)
+    }
+
+    pub fn is_kept(&self, id: SessionId) -> Result<bool, StoreError> {
+        self.master.store.is_kept(id)
+    }
+
+    /// The store's size on disk, the free space beside it, and the retention rules.
+    pub fn store_info(&self) -> StoreInfo {
+        let folder = self.master.config.state_dir.join("store");
+        StoreInfo {
+            bytes: self.master.store.disk_bytes(),
+            free_bytes: crate::retention::free_bytes(&folder),
+            retention: self.master.config.retention.clone(),
+        }
     }
 
     /// Starts a cluster by hand; returns the hypervisor it was sent to.

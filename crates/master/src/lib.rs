@@ -24,6 +24,7 @@
 //! - [`watch`] — follows the repositories: inotify for folders, fetches for git.
 //! - [`git_repo`] — clone, fetch and move a git checkout (git2).
 //! - [`scheduler`] — starts sessions at their cron times.
+//! - [`retention`] — prunes finished sessions by age, count per suite and free disk.
 //! - [`alerts`] — composes and sends alert mail (lettre).
 //! - [`notify`] — webhooks about finished sessions (JSON, Slack, Matrix; signed, retried).
 //! - [`metrics`] — the master's counters for monitoring (stage durations).
@@ -49,6 +50,7 @@ pub mod metrics;
 pub mod notify;
 pub mod peer_auth;
 pub mod peers;
+pub mod retention;
 pub mod scheduler;
 pub mod session;
 pub mod store;

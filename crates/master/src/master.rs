@@ -207,6 +207,7 @@ impl Master {
     /// this returns) and, unless disabled, the scheduler.
     pub fn start_background_tasks(self: &Arc<Self>) {
         crate::watch::start(&self.defs, &self.config.repos);
+        crate::retention::start(self.store.clone(), self.config.retention.clone(), self.config.state_dir.join("store"));
         if !self.config.scheduler_enabled {
             info!("scheduler disabled: suites run only when started by hand or through the API");
             return;

@@ -75,6 +75,8 @@ pub struct Store {
     values: sled::Tree,
     timelines: sled::Tree,
     cleanups: sled::Tree,
+    /// Sessions marked `keep`: retention never prunes them.
+    kept: sled::Tree,
     suite_sessions: sled::Tree,
     state_sessions: sled::Tree,
     meta: sled::Tree,
@@ -221,6 +223,7 @@ impl Store {
             values: db.open_tree("values")?,
             timelines: db.open_tree("timelines")?,
             cleanups: db.open_tree("cleanups")?,
+            kept: db.open_tree("kept")?,
             suite_sessions: db.open_tree("suite_sessions")?,
             state_sessions: db.open_tree("state_sessions")?,
             meta: db.open_tree("meta")?,
@@ -271,6 +274,8 @@ impl Store {
                 3 => self.migrate(3, &[])?,
                 // Schema 5 added the `cleanups` tree; no record of schema 4 changed.
                 4 => self.migrate(4, &[])?,
+                // Schema 6 added the `kept` tree; no record of schema 5 changed.
+                5 => self.migrate(5, &[])?,
                 _ => {
                     return Err(StoreError::Corrupt {
                         tree: "meta",
@@ -902,6 +907,76 @@ impl Store {
         }
     }
 
+    /// Marks a session `keep` (retention never prunes it) or takes the mark off.
+    pub fn set_kept(&self, id: SessionId, keep: bool) -> Result<(), StoreError> {
+        match keep {
+            true => self.kept.insert(id.to_be_bytes(), &[])?,
+            false => self.kept.remove(id.to_be_bytes())?,
+        };
+        Ok(())
+    }
+
+    pub fn is_kept(&self, id: SessionId) -> Result<bool, StoreError> {
+        Ok(self.kept.contains_key(id.to_be_bytes())?)
+    }
+
+    /// Every session's summary, oldest first, with its `keep` mark.
+    pub fn all_summaries(&self) -> Result<Vec<(SessionSummary, bool)>, StoreError> {
+        let mut out = Vec::new();
+        for entry in self.summaries.iter() {
+            let (key, bytes) = entry?;
+            let summary: SessionSummary = decode("summaries", &bytes)?;
+            out.push((summary, self.kept.contains_key(&key)?));
+        }
+        Ok(out)
+    }
+
+    /// Removes a session and everything of it: its record and indexes, each stage run's
+    /// output (file and index), logs and values, its timeline, cleanup and `keep` mark.
+    /// Returns the bytes of output files removed.
+    pub fn delete_session(&self, id: SessionId) -> Result<u64, StoreError> {
+        let key = id.to_be_bytes();
+        let mut freed = 0;
+        if let Some(record) = self.session(id)? {
+            for stage_id in record.stages.iter().flat_map(|s| s.runs.iter().map(|r| r.stage_id)).filter(|&s| s != 0) {
+                let path = self.output_file(stage_id);
+                if let Ok(meta) = std::fs::metadata(&path) {
+                    freed += meta.len();
+                }
+                match std::fs::remove_file(&path) {
+                    Ok(()) => {}
+                    Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(source) => return Err(StoreError::Io { path, source }),
+                }
+                for entry in self.output_index.range(output_key(stage_id, 0)..=output_key(stage_id, u64::MAX)) {
+                    self.output_index.remove(entry?.0)?;
+                }
+                for entry in self.logs.scan_prefix(stage_id.to_be_bytes()) {
+                    self.logs.remove(entry?.0)?;
+                }
+                self.values.remove(stage_id.to_be_bytes())?;
+            }
+            self.suite_sessions.remove(suite_key(&record.suite, id))?;
+            self.state_sessions.remove(state_key(record.state, id))?;
+        }
+        for tree in [&self.sessions, &self.summaries, &self.timelines, &self.cleanups, &self.kept] {
+            tree.remove(key)?;
+        }
+        Ok(freed)
+    }
+
+    /// Bytes the store takes on disk (the database and the output files).
+    pub fn disk_bytes(&self) -> u64 {
+        fn size(path: &Path) -> u64 {
+            let Ok(meta) = std::fs::symlink_metadata(path) else { return 0 };
+            if !meta.is_dir() {
+                return meta.len();
+            }
+            std::fs::read_dir(path).map(|entries| entries.flatten().map(|e| size(&e.path())).sum()).unwrap_or(0)
+        }
+        self.output_dir.parent().map(size).unwrap_or(0)
+    }
+
     /// Writes everything to disk before returning.
     pub fn flush_now(&self) -> Result<(), StoreError> {
         self.db.flush()?;
@@ -941,6 +1016,50 @@ mod tests {
             cluster: None,
             options: crate::model::RunOptions::default(),
         }
+    }
+
+    #[test]
+    fn a_deleted_session_leaves_nothing_and_others_stay() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        for (id, stage_id) in [(1, 11), (2, 22)] {
+            let mut rec = record(id, "ts", SessionState::Passed);
+            let mut run = crate::model::StageRun::pending("s1");
+            run.stage_id = stage_id;
+            rec.stages.push(crate::model::StageRecord {
+                stage: crate::model::Stage::SuiteInit,
+                timeout_ms: 1,
+                skipped: None,
+                runs: vec![run],
+                repetition: 1,
+                attempt: 1,
+            });
+            store.put_session(&rec).unwrap();
+            store.put_output(stage_id, 0, &[line("out")]).unwrap();
+            store
+                .put_log(&LogFile {
+                    stage_id,
+                    path: "/var/log/x".into(),
+                    content: b"log".to_vec(),
+                    truncated_bytes: 0,
+                    error: None,
+                })
+                .unwrap();
+        }
+        store.set_kept(2, true).unwrap();
+        assert_eq!(
+            store.all_summaries().unwrap().iter().map(|(s, k)| (s.id, *k)).collect::<Vec<_>>(),
+            [(1, false), (2, true)]
+        );
+        assert!(store.delete_session(1).unwrap() > 0, "the output file's bytes are counted");
+        assert!(store.session(1).unwrap().is_none() && store.summary(1).unwrap().is_none());
+        assert!(store.output(11, 0, 10).unwrap().is_empty() && store.logs(11).unwrap().is_empty());
+        assert!(!dir.path().join("output/11.out").exists());
+        assert!(store.suite_recent("ts", 10).unwrap().iter().all(|s| s.id != 1));
+        assert!(store.in_state(SessionState::Passed, 10).unwrap().iter().all(|s| s.id != 1));
+        assert_eq!(store.output(22, 0, 10).unwrap().len(), 1, "the other session keeps its output");
+        assert!(store.is_kept(2).unwrap());
+        assert!(store.disk_bytes() > 0);
     }
 
     #[test]

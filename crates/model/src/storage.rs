@@ -27,7 +27,9 @@ use crate::SessionState;
 ///   `timelines`, by session id. The migration from 3 rewrites nothing.
 /// - 5: what each slave ended at a session's end ([`crate::cleanup::SlaveCleanup`]) in tree
 ///   `cleanups`, by session id. The migration from 4 rewrites nothing.
-pub const SCHEMA_VERSION: u32 = 5;
+/// - 6: the sessions marked `keep` (never pruned) in tree `kept`, by session id, with empty
+///   values. The migration from 5 rewrites nothing.
+pub const SCHEMA_VERSION: u32 = 6;
 
 /// A value that could not be encoded or decoded, in bincode's words.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -922,7 +922,7 @@ fn every_option_field_is_pinned_set_and_unset() {
 // as the store reads an older store when it migrates it.
 
 /// The schemas before [`SCHEMA_VERSION`], each with a fixture and a test reading it below.
-const OLDER_SCHEMAS: &[u32] = &[1, 2, 3, 4];
+const OLDER_SCHEMAS: &[u32] = &[1, 2, 3, 4, 5];
 
 #[test]
 fn the_fixture_of_every_older_schema_is_kept_and_read() {
@@ -982,12 +982,12 @@ fn the_pinned_samples_of_schema_1_decode_with_the_v1_types_and_migrate_to_todays
     assert_eq!(case_states, every, "every case state of schema 1 is pinned");
 }
 
-/// Schema 3 only added the `values` tree, schema 4 the `timelines` tree and schema 5 the
-/// `cleanups` tree: each sample of schemas 2 to 4 reads with today's types as today's sample
-/// of its name, and is written so again.
+/// Schema 3 only added the `values` tree, schema 4 the `timelines` tree, schema 5 the
+/// `cleanups` tree and schema 6 the `kept` tree (empty values): each sample of schemas 2 to 5
+/// reads with today's types as today's sample of its name, and is written so again.
 #[test]
-fn the_pinned_samples_of_schemas_2_to_4_read_as_todays() {
-    for schema in [2, 3, 4] {
+fn the_pinned_samples_of_schemas_2_to_5_read_as_todays() {
+    for schema in [2, 3, 4, 5] {
         let pinned = FIXTURES.read(schema).unwrap_or_else(|| panic!("tests/golden/schema{schema}.txt is kept"));
         let today: BTreeMap<&str, Sample> = samples().into_iter().collect();
         for (name, hex) in &pinned {

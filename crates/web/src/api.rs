@@ -34,6 +34,8 @@ pub fn router(core: CoreHandle, auth: std::sync::Arc<crate::auth::AuthState>) ->
         .route("/api/sessions", get(sessions))
         .route("/api/sessions/{id}", get(session))
         .route("/api/sessions/{id}/cancel", post(cancel_session))
+        .route("/api/sessions/{id}/keep", post(keep_session))
+        .route("/api/store", get(store_info))
         .route("/api/sessions/{id}/timeline", get(session_timeline))
         .route("/api/sessions/{id}/cleanup", get(session_cleanup))
         .route("/api/stages/{stage_id}/output", get(stage_output))
@@ -200,7 +202,13 @@ async fn sessions(
 
 async fn session(State(core): State<CoreHandle>, Path(id): Path<SessionId>) -> Result<Response, ApiError> {
     match core.session(id).map_err(internal)? {
-        Some(record) => Ok(Json(record).into_response()),
+        Some(record) => {
+            let mut value = serde_json::to_value(&record).map_err(internal)?;
+            if let Some(object) = value.as_object_mut() {
+                object.insert("keep".into(), json!(core.is_kept(id).map_err(internal)?));
+            }
+            Ok(Json(value).into_response())
+        }
         None => Err(ApiError(StatusCode::NOT_FOUND, format!("no session {id}"))),
     }
 }
@@ -237,6 +245,41 @@ async fn cancel_session(
         }
         Err(err) => Err(internal(err)),
     }
+}
+
+#[derive(Deserialize)]
+struct KeepRequest {
+    /// Default true; false takes the mark off.
+    keep: Option<bool>,
+}
+
+/// Marks a session `keep`: retention never prunes it.
+async fn keep_session(
+    State(core): State<CoreHandle>,
+    Path(id): Path<SessionId>,
+    headers: HeaderMap,
+    body: Option<Json<KeepRequest>>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    authorize(&core, &headers, Scope::Run)?;
+    let keep = body.and_then(|b| b.0.keep).unwrap_or(true);
+    match core.set_kept(id, keep).map_err(internal)? {
+        true => Ok(Json(json!({ "session": id, "keep": keep }))),
+        false => Err(ApiError(StatusCode::NOT_FOUND, format!("no session {id}"))),
+    }
+}
+
+/// The store's size on disk, the free space beside it, and the retention rules in force.
+async fn store_info(State(core): State<CoreHandle>) -> Json<serde_json::Value> {
+    let info = core.store_info();
+    let r = &info.retention;
+    Json(json!({
+        "bytes": info.bytes,
+        "free_bytes": info.free_bytes,
+        "retention": {
+            "keep_days": r.keep_days, "keep_per_suite": r.keep_per_suite,
+            "min_free_disk_bytes": r.min_free_disk_bytes, "every_s": r.every.as_secs(),
+        },
+    }))
 }
 
 #[derive(Deserialize)]

@@ -63,6 +63,7 @@ pub fn routes() -> Router<Arc<WebState>> {
         .route("/sessions", get(sessions::history))
         .route("/sessions/{id}", get(sessions::session_page))
         .route("/sessions/{id}/cancel", post(sessions::cancel))
+        .route("/sessions/{id}/keep", post(sessions::keep))
         .route("/sessions/{id}/events", get(live::session_events))
         .route("/sessions/{id}/stages/{stage_id}", get(sessions::stage_page))
         .route("/stages/{stage_id}/events", get(live::stage_events))

@@ -22,6 +22,7 @@ mod refusals;
 mod reports;
 mod restart;
 mod results;
+mod retention;
 mod scheduling;
 mod sync;
 mod timeout;

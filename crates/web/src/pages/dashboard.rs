@@ -119,6 +119,26 @@ struct DashboardPage {
     /// Passed sessions with flaky cases, newest first.
     flaky: Vec<SummaryRow>,
     flaky_lookback: usize,
+    /// The store's size, the free space beside it, and what retention keeps.
+    store: String,
+}
+
+/// `store 12.3 MiB, 40.0 GiB free; retention: 30 days, the last 50 per suite`.
+fn store_line(info: &xrdtest_master::handle::StoreInfo) -> String {
+    let free = info.free_bytes.map(|b| format!(", {} free", format::bytes(b))).unwrap_or_default();
+    let r = &info.retention;
+    let mut rules = Vec::new();
+    if let Some(days) = r.keep_days {
+        rules.push(format!("{days} days"));
+    }
+    if let Some(n) = r.keep_per_suite {
+        rules.push(format!("the last {n} per suite"));
+    }
+    if let Some(floor) = r.min_free_disk_bytes {
+        rules.push(format!("at least {} free", format::bytes(floor)));
+    }
+    let rules = if rules.is_empty() { "every session is kept".to_string() } else { rules.join(", ") };
+    format!("store {}{free}; retention: {rules}", format::bytes(info.bytes))
 }
 
 pub async fn dashboard_page(State(state): State<Arc<WebState>>, viewer: Viewer, uri: Uri) -> Response {
@@ -169,6 +189,7 @@ pub async fn dashboard_page(State(state): State<Arc<WebState>>, viewer: Viewer, 
     next_runs.sort_by_key(|(at, _)| *at);
     page(&DashboardPage {
         nav: Nav::new(&state, &viewer, &uri, "dashboard", "Dashboard"),
+        store: store_line(&state.core.store_info()),
         slaves_connected: slaves.iter().filter(|s| s.connected).count(),
         slaves,
         hypervisors_connected: hypervisors.iter().filter(|h| h.connected).count(),

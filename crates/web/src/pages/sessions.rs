@@ -338,6 +338,8 @@ fn parse_id(text: &str) -> Option<u64> {
 struct SessionPage {
     nav: Nav,
     id: SessionId,
+    /// Marked `keep`: retention never prunes it.
+    kept: bool,
     suite: String,
     trigger: &'static str,
     created: String,
@@ -428,6 +430,7 @@ pub async fn session_page(
     page(&SessionPage {
         nav: Nav::new(&state, &viewer, &uri, "sessions", format!("Session {id} · {}", record.suite)),
         id,
+        kept: state.core.is_kept(id).unwrap_or(false),
         suite: record.suite.clone(),
         trigger: trigger_label(&record.trigger),
         created: format::time(record.created_ms),
@@ -468,6 +471,34 @@ pub async fn cancel(
             error_page(&state, &viewer, &uri, StatusCode::NOT_FOUND, format!("There is no session {id}."))
         }
         Err(CancelError::Store(err)) => store_error(&state, &viewer, &uri, err),
+    }
+}
+
+#[derive(serde::Deserialize)]
+pub struct KeepForm {
+    csrf: String,
+    /// `1` marks the session keep, anything else takes the mark off.
+    keep: String,
+}
+
+/// `POST /sessions/{id}/keep`: the Keep button; back to the session page.
+pub async fn keep(
+    State(state): State<Arc<WebState>>,
+    viewer: Viewer,
+    uri: Uri,
+    Path(id): Path<String>,
+    Form(form): Form<KeepForm>,
+) -> Response {
+    if let Err(response) = require_writer(&viewer, &form.csrf) {
+        return response;
+    }
+    let Some(id) = parse_id(&id) else {
+        return error_page(&state, &viewer, &uri, StatusCode::NOT_FOUND, format!("There is no session `{id}`."));
+    };
+    match state.core.set_kept(id, form.keep == "1") {
+        Ok(true) => see_other(&format!("/sessions/{id}")),
+        Ok(false) => error_page(&state, &viewer, &uri, StatusCode::NOT_FOUND, format!("There is no session {id}.")),
+        Err(err) => store_error(&state, &viewer, &uri, err),
     }
 }
 
