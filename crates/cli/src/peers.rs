@@ -21,13 +21,14 @@ pub fn list(api: &ApiClient, json_output: bool) -> Result<ExitCode> {
         _ => 2,
     };
     peers.sort_by_key(|p| (order(p), p["name"].as_str().unwrap_or("").to_string()));
-    println!("{:<32} {:<11} {:<9} {:<22} HOW", "NAME", "ROLE", "STATE", "FROM");
+    println!("{:<32} {:<11} {:<9} {:<17} {:<22} HOW", "NAME", "ROLE", "STATE", "KEY", "FROM");
     for peer in peers {
         println!(
-            "{:<32} {:<11} {:<9} {:<22} {}",
+            "{:<32} {:<11} {:<9} {:<17} {:<22} {}",
             peer["name"].as_str().unwrap_or(""),
             peer["role"].as_str().unwrap_or(""),
             peer["state"].as_str().unwrap_or(""),
+            peer["key"].as_str().unwrap_or(""),
             peer["address"].as_str().unwrap_or(""),
             peer["how"].as_str().unwrap_or("")
         );

@@ -20,7 +20,7 @@ pub fn create(api: &ApiClient, name: &str, scope: &str, expires: Option<&str>, j
     } else {
         println!("{}", answer["token"].as_str().unwrap_or_default());
         eprintln!(
-            "token `{name}` ({scope}, {}): shown this once; send it as `xrdtest --token TOKEN` or `Authorization: Bearer TOKEN`",
+            "token `{name}` ({scope}, {}): shown this once; give it to xrdtest in $XRDTEST_TOKEN (not on a command line, where ps shows it) or send `Authorization: Bearer TOKEN`",
             match expires {
                 Some(text) => format!("ends in {text}"),
                 None => "never ends".to_string(),

@@ -169,16 +169,9 @@ impl TokenStore {
     }
 
     fn write(&self, records: &[TokenRecord]) -> Result<(), TokenError> {
-        use std::io::Write;
-        use std::os::unix::fs::OpenOptionsExt;
         let error = |source| TokenError::Write { path: self.path.clone(), source };
         let bytes = serde_json::to_vec_pretty(records).map_err(|e| error(std::io::Error::other(e)))?;
-        let temp = self.path.with_extension("json.new");
-        let _ = std::fs::remove_file(&temp);
-        let mut file =
-            std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&temp).map_err(error)?;
-        file.write_all(&bytes).and_then(|()| file.sync_all()).map_err(error)?;
-        std::fs::rename(&temp, &self.path).map_err(error)
+        crate::private_file::replace(&self.path, &bytes).map_err(error)
     }
 }
 

@@ -262,12 +262,14 @@ impl ClusterBoard {
 
     /// A state reported by `hypervisor` for one of its clusters. Reports about a cluster
     /// the master placed elsewhere are ignored.
-    pub fn cluster_status(&self, hypervisor: &str, status: &ClusterStatus) {
+    /// Records a state a hypervisor reports for a cluster; false (nothing recorded) when the
+    /// board does not have the cluster on that hypervisor.
+    pub fn cluster_status(&self, hypervisor: &str, status: &ClusterStatus) -> bool {
         {
             let mut inner = self.lock();
-            let Some(entry) = inner.clusters.get_mut(&status.cluster) else { return };
+            let Some(entry) = inner.clusters.get_mut(&status.cluster) else { return false };
             if entry.hypervisor != hypervisor {
-                return;
+                return false;
             }
             record_step(entry, status.state, &status.detail);
         }
@@ -276,6 +278,7 @@ impl ClusterBoard {
             state: status.state,
             detail: status.detail.clone(),
         });
+        true
     }
 
     /// Picks a hypervisor for `cluster` and records the cluster as sent there. Returns the

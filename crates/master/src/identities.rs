@@ -62,6 +62,28 @@ pub struct PeerIdentity {
     pub changed_unix_ms: u64,
     /// Set for a cluster VM enrolled with its token: the record goes when the cluster stops.
     pub cluster: Option<String>,
+    /// The certificate this one renewed: still admitted until the new one is first used
+    /// (should the welcome that carried the new one have been lost).
+    #[serde(default)]
+    pub previous_fingerprint: Option<String>,
+    /// The name was revoked: only an operator's approval brings it back, however many times
+    /// it asks and with whatever secret.
+    #[serde(default)]
+    pub after_revocation: bool,
+}
+
+impl PeerIdentity {
+    /// A short name of the key (the first 16 hex digits of its SHA-256) for operators to
+    /// compare with what the peer logs.
+    pub fn key_id(&self) -> String {
+        key_id_of_hex(&self.public_key)
+    }
+}
+
+/// [`PeerIdentity::key_id`] of a key in hex.
+pub fn key_id_of_hex(public_key_hex: &str) -> String {
+    let bytes = hex::decode(public_key_hex).unwrap_or_default();
+    hex::encode(ring::digest::digest(&ring::digest::SHA256, &bytes))[..16].to_string()
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -110,9 +132,17 @@ impl Identities {
     }
 
     /// Stores `record` under its name (stamped now) and writes the file.
-    pub fn put(&self, mut record: PeerIdentity) -> Result<(), IdentitiesError> {
-        record.changed_unix_ms = now_ms();
+    pub fn put(&self, record: PeerIdentity) -> Result<(), IdentitiesError> {
         let mut records = self.records();
+        self.put_locked(&mut records, record)
+    }
+
+    fn put_locked(
+        &self,
+        records: &mut BTreeMap<String, PeerIdentity>,
+        mut record: PeerIdentity,
+    ) -> Result<(), IdentitiesError> {
+        record.changed_unix_ms = now_ms();
         let mut changed = records.clone();
         changed.insert(record.name.clone(), record);
         self.write(&changed)?;
@@ -123,12 +153,12 @@ impl Identities {
     /// Records a new request to enroll, unless [`MAX_PENDING`] wait already; false when it
     /// was not recorded.
     pub fn put_pending(&self, record: PeerIdentity) -> Result<bool, IdentitiesError> {
-        let pending = self.records().values().filter(|r| r.state == IdentityState::Pending).count();
-        let known = self.records().contains_key(&record.name);
-        if !known && pending >= MAX_PENDING {
+        let mut records = self.records();
+        let pending = records.values().filter(|r| r.state == IdentityState::Pending).count();
+        if !records.contains_key(&record.name) && pending >= MAX_PENDING {
             return Ok(false);
         }
-        self.put(record).map(|()| true)
+        self.put_locked(&mut records, record).map(|()| true)
     }
 
     /// Removes the records of the VMs of `cluster`; returns their names.
@@ -149,24 +179,10 @@ impl Identities {
     }
 
     fn write(&self, records: &BTreeMap<String, PeerIdentity>) -> Result<(), IdentitiesError> {
-        use std::io::Write;
-        use std::os::unix::fs::OpenOptionsExt;
         let list: Vec<&PeerIdentity> = records.values().collect();
-        let bytes = serde_json::to_vec_pretty(&list).map_err(std::io::Error::other).map_err(self.write_error())?;
-        let temp = self.path.with_extension("json.new");
-        let _ = std::fs::remove_file(&temp);
-        let mut file = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&temp)
-            .map_err(self.write_error())?;
-        file.write_all(&bytes).and_then(|()| file.sync_all()).map_err(self.write_error())?;
-        std::fs::rename(&temp, &self.path).map_err(self.write_error())
-    }
-
-    fn write_error(&self) -> impl FnOnce(std::io::Error) -> IdentitiesError + '_ {
-        move |source| IdentitiesError::Write { path: self.path.clone(), source }
+        let error = |source| IdentitiesError::Write { path: self.path.clone(), source };
+        let bytes = serde_json::to_vec_pretty(&list).map_err(|e| error(std::io::Error::other(e)))?;
+        crate::private_file::replace(&self.path, &bytes).map_err(error)
     }
 }
 
@@ -187,6 +203,8 @@ mod tests {
             address: "127.0.0.1:1".into(),
             changed_unix_ms: 0,
             cluster: None,
+            previous_fingerprint: None,
+            after_revocation: false,
         }
     }
 

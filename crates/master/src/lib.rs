@@ -18,6 +18,7 @@
 //! - [`listener`] — TLS accept, handshake, one task per peer connection.
 //! - [`peer_auth`] — who may connect under which name: certificates, enrollment, approval.
 //! - [`identities`] — the record of enrolled peers (`peers.json`).
+//! - [`private_file`] — owner-only files replaced whole (`peers.json`, `tokens.json`).
 //! - [`api_tokens`] — API tokens with scopes and ends, kept hashed (`tokens.json`).
 //! - [`master`] — shared state and the FIFO session queue.
 //! - [`catalog`] — the definitions in service: last good versions, snapshots, origins.
@@ -50,6 +51,7 @@ pub mod metrics;
 pub mod notify;
 pub mod peer_auth;
 pub mod peers;
+pub mod private_file;
 pub mod retention;
 pub mod scheduler;
 pub mod session;

@@ -104,6 +104,11 @@ async fn handle_connection(
     })?;
     let certificate = match master.auth.authenticate(&hello, client_cert.as_deref(), address) {
         Verdict::Admit { certificate } => certificate,
+        Verdict::HandCertificate { certificate } => {
+            info!(peer = %address, name = %hello.name, "handing a peer its certificate; it connects again with it");
+            let _ = handshake.hand_certificate(&mut conn, certificate).await;
+            return Err("handed its certificate".into());
+        }
         Verdict::Refuse { reason, message } => {
             if REFUSALS_LOGGED.allow() {
                 warn!(peer = %address, name = %hello.name, role = hello.role.as_str(), ?reason, %message, "peer refused");
@@ -113,13 +118,14 @@ async fn handle_connection(
         }
     };
     let conn_id = NEXT_CONN_ID.fetch_add(1, Ordering::Relaxed);
+    let close = Arc::new(tokio::sync::Notify::new());
     let (tx, rx) = mpsc::channel(OUTGOING_QUEUE);
     if let Err(err) = master.peers.register(
         &hello.name,
         hello.role,
         address,
         &hello.software_version,
-        PeerHandle { conn_id, tx, master_ip: local_ip.map(|ip| ip.to_canonical()) },
+        PeerHandle { conn_id, tx, master_ip: local_ip.map(|ip| ip.to_canonical()), close: close.clone() },
     ) {
         warn!(peer = %address, name = %hello.name, error = %err, "peer refused");
         let _ = handshake.refuse(&mut conn, RefusalReason::DuplicateName, err.to_string()).await;
@@ -135,7 +141,15 @@ async fn handle_connection(
     if hello.role == Role::Hypervisor {
         master.clusters.hypervisor_connected(&hello.name, local_ip);
     }
-    let result = peer_loop(&master, &mut conn, &hello.name, hello.role, rx).await;
+    let result = tokio::select! {
+        result = peer_loop(&master, &mut conn, &hello.name, hello.role, rx) => result,
+        _ = close.notified() => {
+            // Best effort, within a second: the peer learns why before the connection goes.
+            let bye = FromMaster::Disconnect { reason: "its certificate was revoked".into() };
+            let _ = tokio::time::timeout(Duration::from_secs(1), conn.send(&bye)).await;
+            Err("closed by the master: its certificate was revoked".into())
+        }
+    };
     master.peers.unregister(&hello.name, conn_id);
     // Unless a new connection of the same hypervisor registered in the meantime.
     if hello.role == Role::Hypervisor && !master.peers.is_connected(&hello.name) {
@@ -315,10 +329,10 @@ where
         }
         ToMaster::ClusterState(status) if role == Role::Hypervisor => {
             info!(hypervisor = name, cluster = %status.cluster, state = ?status.state, detail = %status.detail, "cluster state");
-            if status.state == xrdtest_proto::ClusterState::Stopped {
+            // Only the hypervisor that runs the cluster can end what let its VMs in.
+            if master.clusters.cluster_status(name, &status) && status.state == xrdtest_proto::ClusterState::Stopped {
                 master.auth.end_cluster(&status.cluster);
             }
-            master.clusters.cluster_status(name, &status);
         }
         ToMaster::HypervisorState(status) if role == Role::Hypervisor => {
             debug!(hypervisor = name, ?status, "hypervisor state");

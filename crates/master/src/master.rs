@@ -468,10 +468,7 @@ impl Master {
     /// if any, drops at once.
     pub fn revoke_peer(&self, name: &str) -> Result<(), crate::peer_auth::ApprovalError> {
         self.auth.revoke(name)?;
-        if self
-            .peers
-            .try_send(name, xrdtest_proto::FromMaster::Disconnect { reason: "its certificate was revoked".into() })
-        {
+        if self.peers.close(name) {
             info!(peer = name, "connection of a revoked peer dropped");
         }
         Ok(())

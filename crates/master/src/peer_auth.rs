@@ -27,6 +27,10 @@ pub enum Verdict {
     Admit {
         certificate: Option<String>,
     },
+    /// Not admitted on this connection: it gets its certificate and connects again with it.
+    HandCertificate {
+        certificate: String,
+    },
     Refuse {
         reason: RefusalReason,
         message: String,
@@ -63,14 +67,6 @@ pub struct PeerAuth {
     mode: PeerAuthMode,
     /// Per VM name, while its cluster runs.
     grants: Mutex<HashMap<String, Grant>>,
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn unhex(text: &str) -> Option<Vec<u8>> {
-    (0..text.len()).step_by(2).map(|i| text.get(i..i + 2).and_then(|pair| u8::from_str_radix(pair, 16).ok())).collect()
 }
 
 fn refuse(reason: RefusalReason, message: impl Into<String>) -> Verdict {
@@ -128,15 +124,16 @@ impl PeerAuth {
         let role = hello.role.as_str();
         let name = hello.name.as_str();
         if let Some(der) = client_cert {
-            return self.by_certificate(name, role, der);
+            return self.by_certificate(name, role, der, address);
         }
         if self.mode == PeerAuthMode::SharedSecret && self.secret_matches(&hello.secret) {
             // Compatibility: the secret admits, as before certificates. A peer that sends a
             // key gets enrolled too, ready for the day the mode is switched off.
             let certificate = match &hello.enroll_key {
-                Some(key) if self.identities.get(name).is_none() => {
-                    self.enroll(name, role, key, "enrollment secret (shared-secret mode)", address, None).ok()
-                }
+                Some(key) if self.identities.get(name).is_none() => self
+                    .enroll(name, role, key, "enrollment secret (shared-secret mode)", address, None)
+                    .map_err(|err| warn!(peer = name, error = %err, "cannot enroll a peer in shared-secret mode"))
+                    .ok(),
                 _ => None,
             };
             return Verdict::Admit { certificate };
@@ -150,15 +147,20 @@ impl PeerAuth {
         if let Err(problem) = check_peer_public_key(key) {
             return refuse(RefusalReason::BadSecret, format!("cannot enroll: {problem}"));
         }
-        let key_hex = hex(key);
+        let key_hex = hex::encode(key);
         let existing = self.identities.get(name);
         // A VM's token, when its hypervisor gave it one for this name (slaves only).
         let grant =
             self.grants().get(name).cloned().filter(|g| role == "slave" && secrets_match(&g.token, &hello.secret));
         if let Some(record) = existing.as_ref().filter(|r| r.state == IdentityState::Enrolled) {
             if record.public_key == key_hex && record.role == role {
-                // Approved while it waited, or it lost the certificate it was sent.
-                return Verdict::Admit { certificate: record.certificate.clone() };
+                // Approved while it waited, or it lost the certificate of an earlier
+                // welcome. A public key proves nothing: it gets its certificate, and gets in
+                // only by presenting it (which needs the private key).
+                return match &record.certificate {
+                    Some(certificate) => Verdict::HandCertificate { certificate: certificate.clone() },
+                    None => refuse(RefusalReason::CertificateRefused, format!("`{name}` has no certificate on record")),
+                };
             }
             // A VM of a cluster started again takes its name back with its new token.
             if record.cluster.is_none() || grant.is_none() {
@@ -172,98 +174,150 @@ impl PeerAuth {
                 );
             }
         }
-        let revoked = existing.as_ref().is_some_and(|r| r.state == IdentityState::Revoked);
+        let after_revocation =
+            existing.as_ref().is_some_and(|r| r.state == IdentityState::Revoked || r.after_revocation);
         if let Some(grant) = grant {
             let how = format!("token of cluster {}", grant.cluster);
             return match self.enroll(name, role, key, &how, address, Some(grant.cluster.clone())) {
                 Ok(certificate) => Verdict::Admit { certificate: Some(certificate) },
-                Err(err) => refuse(RefusalReason::ShuttingDown, err.to_string()),
+                Err(err) => refuse(RefusalReason::BadSecret, format!("cannot enroll: {err}")),
             };
         }
-        if !revoked && self.enroll == EnrollMode::Secret && self.secret_matches(&hello.secret) {
+        if !after_revocation && self.enroll == EnrollMode::Secret && self.secret_matches(&hello.secret) {
             return match self.enroll(name, role, key, "enrollment secret", address, None) {
                 Ok(certificate) => Verdict::Admit { certificate: Some(certificate) },
-                Err(err) => refuse(RefusalReason::ShuttingDown, err.to_string()),
+                Err(err) => refuse(RefusalReason::BadSecret, format!("cannot enroll: {err}")),
             };
         }
-        self.wait_for_approval(name, role, key_hex, address, revoked, &hello.secret)
+        self.wait_for_approval(name, role, key_hex, address, after_revocation, existing.as_ref(), &hello.secret)
     }
 
-    fn by_certificate(&self, name: &str, role: &str, der: &[u8]) -> Verdict {
+    fn by_certificate(&self, name: &str, role: &str, der: &[u8], address: SocketAddr) -> Verdict {
         let fingerprint = xrdtest_proto::tls::fingerprint(der);
         let record = self.identities.get(name);
+        let current = |r: &PeerIdentity| r.fingerprint.as_deref() == Some(fingerprint.as_str());
+        let previous = |r: &PeerIdentity| r.previous_fingerprint.as_deref() == Some(fingerprint.as_str());
         let problem = match &record {
             None => format!("no {role} `{name}` is enrolled"),
             Some(r) if r.state == IdentityState::Revoked => format!("the certificate of `{name}` is revoked"),
-            Some(r) if r.fingerprint.as_deref() != Some(fingerprint.as_str()) => {
-                format!("this certificate is not the one enrolled for `{name}`")
-            }
+            Some(r) if !current(r) && !previous(r) => format!("this certificate is not the one enrolled for `{name}`"),
             Some(r) if r.role != role => format!("`{name}` is enrolled as a {}, not a {role}", r.role),
             Some(r) if r.state != IdentityState::Enrolled => format!("`{name}` is {}", r.state.as_str()),
             Some(_) => String::new(),
         };
-        if !problem.is_empty() {
+        let Some(mut record) = record.filter(|_| problem.is_empty()) else {
             return refuse(RefusalReason::CertificateRefused, problem);
+        };
+        if previous(&record) {
+            // Renewed, but the new certificate never arrived: it gets it again.
+            return Verdict::Admit { certificate: record.certificate.clone() };
         }
-        let Some(record) = record else { return refuse(RefusalReason::CertificateRefused, "unknown") };
+        if record.previous_fingerprint.is_some() {
+            // The renewed certificate is in use: the old one is done.
+            record.previous_fingerprint = None;
+            if let Err(err) = self.identities.put(record.clone()) {
+                warn!(peer = name, error = %err, "cannot record the use of a renewed certificate");
+            }
+        }
         // Renewed for the same key when it runs out soon: peers never need a hand for it.
         let expiring = record.not_after_unix.is_some_and(|end| end - unix_now() < PEER_RENEW_DAYS * 86_400);
-        let certificate = match expiring {
-            true => unhex(&record.public_key).and_then(|key| {
-                self.enroll(&record.name, role, &key, &record.how, record.address.parse().ok()?, record.cluster.clone())
-                    .map_err(|err| warn!(peer = name, error = %err, "cannot renew a certificate"))
-                    .ok()
-            }),
-            false => None,
-        };
-        Verdict::Admit { certificate }
+        if !expiring {
+            return Verdict::Admit { certificate: None };
+        }
+        let renewed = hex::decode(&record.public_key)
+            .map_err(|e| e.to_string())
+            .and_then(|key| self.ca.issue_peer_certificate(&key, name, role).map_err(|e| e.to_string()))
+            .and_then(|issued| {
+                let update = PeerIdentity {
+                    previous_fingerprint: record.fingerprint.clone(),
+                    fingerprint: Some(issued.fingerprint),
+                    certificate: Some(issued.chain_pem.clone()),
+                    not_after_unix: Some(issued.not_after_unix),
+                    address: address.to_string(),
+                    ..record
+                };
+                self.identities.put(update).map(|()| issued.chain_pem).map_err(|e| e.to_string())
+            });
+        match renewed {
+            Ok(certificate) => {
+                info!(peer = name, role, "certificate renewed");
+                Verdict::Admit { certificate: Some(certificate) }
+            }
+            Err(err) => {
+                warn!(peer = name, error = %err, "cannot renew a certificate");
+                Verdict::Admit { certificate: None }
+            }
+        }
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn wait_for_approval(
         &self,
         name: &str,
         role: &str,
         key_hex: String,
         address: SocketAddr,
-        revoked: bool,
+        after_revocation: bool,
+        existing: Option<&PeerIdentity>,
         secret: &str,
     ) -> Verdict {
-        let record = PeerIdentity {
-            name: name.to_string(),
-            role: role.to_string(),
-            state: IdentityState::Pending,
-            public_key: key_hex,
-            fingerprint: None,
-            certificate: None,
-            not_after_unix: None,
-            how: match revoked {
-                true => "asked again after a revocation".into(),
-                false => "asked to enroll".into(),
-            },
-            address: address.to_string(),
-            changed_unix_ms: 0,
-            cluster: None,
-        };
-        let unchanged = self.identities.get(name).is_some_and(|r| {
-            r.state == IdentityState::Pending && r.public_key == record.public_key && r.role == record.role
-        });
-        if !unchanged {
-            match self.identities.put_pending(record) {
-                Ok(true) => info!(peer = name, role, %address, "a peer asks to enroll; waiting for an operator"),
-                Ok(false) => return refuse(RefusalReason::AwaitingApproval, "too many peers wait for approval"),
-                Err(err) => return refuse(RefusalReason::ShuttingDown, err.to_string()),
+        let key_id = crate::identities::key_id_of_hex(&key_hex);
+        match existing.filter(|r| r.state == IdentityState::Pending) {
+            Some(waiting) if waiting.public_key == key_hex && waiting.role == role => {}
+            // One request per name: a second key does not silently take the place of the
+            // one the operator may be about to approve.
+            Some(waiting) => {
+                return refuse(
+                    RefusalReason::AwaitingApproval,
+                    format!(
+                        "another key ({}) already waits for approval as `{name}`; this one is {key_id}. An operator \
+                         approves the right one, or revokes the name to let a new request in",
+                        waiting.key_id()
+                    ),
+                )
+            }
+            None => {
+                let record = PeerIdentity {
+                    name: name.to_string(),
+                    role: role.to_string(),
+                    state: IdentityState::Pending,
+                    public_key: key_hex,
+                    fingerprint: None,
+                    certificate: None,
+                    not_after_unix: None,
+                    how: match after_revocation {
+                        true => "asked again after a revocation".into(),
+                        false => "asked to enroll".into(),
+                    },
+                    address: address.to_string(),
+                    changed_unix_ms: 0,
+                    // A cluster VM's name stays its cluster's: the request goes with it.
+                    cluster: existing.and_then(|r| r.cluster.clone()),
+                    previous_fingerprint: None,
+                    after_revocation,
+                };
+                match self.identities.put_pending(record) {
+                    Ok(true) => {
+                        info!(peer = name, role, %address, key = %key_id, "a peer asks to enroll; waiting for an operator")
+                    }
+                    Ok(false) => return refuse(RefusalReason::AwaitingApproval, "too many peers wait for approval"),
+                    Err(err) => {
+                        return refuse(RefusalReason::AwaitingApproval, format!("cannot record the request: {err}"))
+                    }
+                }
             }
         }
-        let why = match (revoked, secret.is_empty(), self.enroll) {
+        let why = match (after_revocation, secret.is_empty(), self.enroll) {
             (true, _, _) => format!("`{name}` was revoked"),
             (false, true, _) => "no enrollment secret was given".to_string(),
-            (false, false, EnrollMode::Secret) => "the enrollment secret is wrong".to_string(),
+            (false, false, EnrollMode::Secret) => "the enrollment secret (or the VM's token) is not valid".to_string(),
             (false, false, EnrollMode::Approve) => "this master enrolls by approval only".to_string(),
         };
         refuse(
             RefusalReason::AwaitingApproval,
             format!(
-                "{why}: waiting for an operator to run `xrdtest peers approve {name}` (or approve it on the dashboard)"
+                "{why}: waiting for an operator to run `xrdtest peers approve {name}` (or approve it on the dashboard); \
+                 this peer's key is {key_id}"
             ),
         )
     }
@@ -284,7 +338,7 @@ impl PeerAuth {
             name: name.to_string(),
             role: role.to_string(),
             state: IdentityState::Enrolled,
-            public_key: hex(key),
+            public_key: hex::encode(key),
             fingerprint: Some(issued.fingerprint),
             certificate: Some(issued.chain_pem.clone()),
             not_after_unix: Some(issued.not_after_unix),
@@ -292,6 +346,8 @@ impl PeerAuth {
             address: address.to_string(),
             changed_unix_ms: 0,
             cluster,
+            previous_fingerprint: None,
+            after_revocation: false,
         })?;
         info!(peer = name, role, how, "certificate issued");
         Ok(issued.chain_pem)
@@ -304,18 +360,22 @@ impl PeerAuth {
         if record.state != IdentityState::Pending {
             return Err(ApprovalError::NotPending { name: name.to_string(), state: record.state.as_str() });
         }
-        let key = unhex(&record.public_key).ok_or_else(|| ApprovalError::Issue("a stored key is not hex".into()))?;
+        let key =
+            hex::decode(&record.public_key).map_err(|_| ApprovalError::Issue("a stored key is not hex".into()))?;
         let address = record.address.parse().unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
         self.enroll(name, &record.role, &key, "approved by an operator", address, None).map(|_| ())
     }
 
     /// An operator revokes a name: its certificate is refused from now on (the caller drops
-    /// its connection), and it enrolls again only by approval.
+    /// its connection), a VM's token for it ends, and it enrolls again only by approval.
     pub fn revoke(&self, name: &str) -> Result<(), ApprovalError> {
         let record = self.identities.get(name).ok_or_else(|| ApprovalError::NotEnrolled(name.to_string()))?;
+        self.grants().remove(name);
         self.identities.put(PeerIdentity {
             state: IdentityState::Revoked,
             certificate: None,
+            previous_fingerprint: None,
+            after_revocation: true,
             how: "revoked by an operator".into(),
             ..record
         })?;
@@ -334,7 +394,7 @@ impl PeerAuth {
             if ring::rand::SecureRandom::fill(&rng, &mut bytes).is_err() {
                 continue;
             }
-            let token = format!("vm-{}", hex(&bytes));
+            let token = format!("vm-{}", hex::encode(bytes));
             grants.insert(host.clone(), Grant { token: token.clone(), cluster: cluster.to_string() });
             credentials.0.insert(host, token);
         }
@@ -389,6 +449,13 @@ mod tests {
         }
     }
 
+    fn handed(verdict: Verdict) -> String {
+        match verdict {
+            Verdict::HandCertificate { certificate } => certificate,
+            other => panic!("expected its certificate handed, not a welcome, got {other:?}"),
+        }
+    }
+
     fn refused(verdict: Verdict) -> (RefusalReason, String) {
         match verdict {
             Verdict::Refuse { reason, message } => (reason, message),
@@ -435,8 +502,10 @@ mod tests {
         assert_eq!((pending.state, pending.address.as_str()), (IdentityState::Pending, "192.0.2.7:40000"));
         auth.approve("s1").unwrap();
         assert!(matches!(auth.approve("s1"), Err(ApprovalError::NotPending { .. })));
-        // The next attempt with the same key receives the certificate.
-        let chain = admitted(auth.authenticate(&hello("s1", "", Some(&key)), None, address())).unwrap();
+        // The next attempt with the same key receives the certificate, and gets in only by
+        // presenting it: a public key proves nothing.
+        let chain = handed(auth.authenticate(&hello("s1", "", Some(&key)), None, address()));
+        handed(auth.authenticate(&hello("s1", SECRET, Some(&key)), None, address()));
         admitted(auth.authenticate(&hello("s1", "", None), Some(&der(&chain)), address()));
         auth.revoke("s1").unwrap();
         let (reason, message) = refused(auth.authenticate(&hello("s1", "", None), Some(&der(&chain)), address()));
@@ -456,11 +525,62 @@ mod tests {
         let (reason, message) = refused(auth.authenticate(&hello("s1", SECRET, Some(&fresh)), None, address()));
         assert_eq!(reason, RefusalReason::AwaitingApproval);
         assert!(message.contains("was revoked"), "{message}");
+        // However many times it asks, the secret does not bring it back.
+        for _ in 0..3 {
+            let (reason, _) = refused(auth.authenticate(&hello("s1", SECRET, Some(&fresh)), None, address()));
+            assert_eq!(reason, RefusalReason::AwaitingApproval);
+        }
         auth.approve("s1").unwrap();
-        assert!(admitted(auth.authenticate(&hello("s1", "", Some(&fresh)), None, address())).is_some());
+        handed(auth.authenticate(&hello("s1", "", Some(&fresh)), None, address()));
         // The record survives a restart of the master.
         let reloaded = Identities::load(dir.path()).unwrap().get("s1").unwrap();
         assert_eq!((reloaded.state, reloaded.how.as_str()), (IdentityState::Enrolled, "approved by an operator"));
+    }
+
+    #[test]
+    fn a_second_key_does_not_take_the_place_of_a_waiting_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let auth = auth(dir.path(), EnrollMode::Approve, PeerAuthMode::Certificate);
+        let first = xrdtest_proto::identity::throwaway_public_key();
+        let second = xrdtest_proto::identity::throwaway_public_key();
+        let (_, message) = refused(auth.authenticate(&hello("s1", "", Some(&first)), None, address()));
+        let first_id = auth.identities.get("s1").unwrap().key_id();
+        assert!(message.contains(&first_id), "the peer is told its key id: {message}");
+        let (reason, message) = refused(auth.authenticate(&hello("s1", "", Some(&second)), None, address()));
+        assert_eq!(reason, RefusalReason::AwaitingApproval);
+        assert!(message.contains("another key") && message.contains(&first_id), "{message}");
+        assert_eq!(auth.identities.get("s1").unwrap().key_id(), first_id, "the first request stays");
+        auth.approve("s1").unwrap();
+        handed(auth.authenticate(&hello("s1", "", Some(&first)), None, address()));
+        assert_eq!(
+            refused(auth.authenticate(&hello("s1", "", Some(&second)), None, address())).0,
+            RefusalReason::NameTaken
+        );
+    }
+
+    #[test]
+    fn a_renewed_certificate_does_not_lock_its_peer_out() {
+        let dir = tempfile::tempdir().unwrap();
+        let auth = auth(dir.path(), EnrollMode::Secret, PeerAuthMode::Certificate);
+        let key = xrdtest_proto::identity::throwaway_public_key();
+        let old = admitted(auth.authenticate(&hello("s1", SECRET, Some(&key)), None, address())).unwrap();
+        // Make it run out soon, as if 800 days had passed.
+        let mut record = auth.identities.get("s1").unwrap();
+        record.not_after_unix = Some(unix_now() + 86_400);
+        auth.identities.put(record).unwrap();
+        let renewed = admitted(auth.authenticate(&hello("s1", "", None), Some(&der(&old)), address())).unwrap();
+        assert_ne!(renewed, old);
+        // The welcome with the new one was lost: the old one still gets in, and gets it again.
+        assert_eq!(
+            admitted(auth.authenticate(&hello("s1", "", None), Some(&der(&old)), address())),
+            Some(renewed.clone())
+        );
+        // Once the new one is used, the old one is done.
+        assert_eq!(admitted(auth.authenticate(&hello("s1", "", None), Some(&der(&renewed)), address())), None);
+        assert_eq!(
+            refused(auth.authenticate(&hello("s1", "", None), Some(&der(&old)), address())).0,
+            RefusalReason::CertificateRefused
+        );
     }
 
     #[test]
@@ -483,6 +603,13 @@ mod tests {
         let again = auth.grant_cluster("c1", ["vm1".to_string()]);
         let new_key = xrdtest_proto::identity::throwaway_public_key();
         assert!(admitted(auth.authenticate(&hello("vm1", &again.0["vm1"], Some(&new_key)), None, address())).is_some());
+        // Revoked, its token ends too: it does not come back with it.
+        auth.revoke("vm1").unwrap();
+        let third_key = xrdtest_proto::identity::throwaway_public_key();
+        assert_eq!(
+            refused(auth.authenticate(&hello("vm1", &again.0["vm1"], Some(&third_key)), None, address())).0,
+            RefusalReason::AwaitingApproval
+        );
         auth.end_cluster("c1");
         assert!(auth.identities.get("vm1").is_none());
         assert_eq!(

@@ -21,6 +21,8 @@ pub struct PeerHandle {
     pub tx: mpsc::Sender<FromMaster>,
     /// The master's own address on this connection (where this peer reaches it).
     pub master_ip: Option<std::net::IpAddr>,
+    /// Ends the connection at once, ahead of anything queued (a revoked peer).
+    pub close: std::sync::Arc<tokio::sync::Notify>,
 }
 
 /// What the API shows about a peer, connected or not.
@@ -222,6 +224,11 @@ impl Peers {
     /// The id of a peer's current connection, if it is connected.
     pub fn conn_id(&self, name: &str) -> Option<u64> {
         self.lock().connected.get(name).map(|handle| handle.conn_id)
+    }
+
+    /// Ends a connected peer's connection at once; false when it is not connected.
+    pub fn close(&self, name: &str) -> bool {
+        self.handle(name).map(|handle| handle.close.notify_one()).is_some()
     }
 
     /// Queues a message for a connected peer if its queue has room now; false otherwise.

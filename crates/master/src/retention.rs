@@ -15,6 +15,11 @@ pub use crate::config::RetentionConfig;
 use crate::model::{SessionId, SessionSummary};
 use crate::store::Store;
 
+/// For `min_free_disk`: sessions removed in a row without the free space growing before a
+/// pass gives up, and sessions a pass removes at most.
+const FRUITLESS_LIMIT: usize = 5;
+const MAX_PER_PASS: usize = 200;
+
 /// The sessions the age and per-suite rules prune, oldest first. `sessions` are every
 /// session with its `keep` mark.
 pub fn by_rules(config: &RetentionConfig, sessions: &[(SessionSummary, bool)], now_ms: u64) -> Vec<SessionId> {
@@ -92,11 +97,22 @@ pub fn prune_once(store: &Store, config: &RetentionConfig, store_dir: &Path) -> 
         remove(id, &mut pruned)?;
     }
     if let Some(floor) = config.min_free_disk_bytes {
+        // Sessions removed in a row without the free space growing: something else fills the
+        // disk (or the space stays in sled until it compacts); the history is not all thrown
+        // after it.
+        let mut fruitless = 0;
         for id in by_age(&sessions, &by_rules) {
-            if free_bytes(store_dir).is_none_or(|free| free >= floor) {
+            let Some(before) = free_bytes(store_dir).filter(|&free| free < floor) else { break };
+            if fruitless >= FRUITLESS_LIMIT || pruned.sessions.len() >= MAX_PER_PASS {
+                warn!(
+                    free_bytes = before,
+                    min_free_disk = floor,
+                    "retention: the store's disk stays short of min_free_disk; pruning for it stops for this pass"
+                );
                 break;
             }
             remove(id, &mut pruned)?;
+            fruitless = if free_bytes(store_dir).is_some_and(|after| after > before) { 0 } else { fruitless + 1 };
         }
     }
     if !pruned.sessions.is_empty() {

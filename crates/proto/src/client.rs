@@ -100,7 +100,17 @@ pub async fn connect(settings: &ConnectSettings) -> Result<(MasterConnection, Du
             }
             Ok((conn, heartbeat_interval(&reply)))
         }
-        Err(HandshakeError::Refused { reason: RefusalReason::CertificateRefused, message }) => {
+        Err(HandshakeError::Refused { reason: RefusalReason::UseCertificate, certificate: Some(cert), .. }) => {
+            // Approved while it waited (or the certificate of an earlier welcome was lost):
+            // kept, and the next attempt presents it.
+            let Some(dir) = &settings.identity else {
+                return Err(ConnectError::Other("the master sent a certificate, but this peer keeps none".into()));
+            };
+            dir.save_certificate(&cert).map_err(|e| ConnectError::Other(format!("keeping the certificate: {e}")))?;
+            tracing::info!(identity = %dir.path().display(), "certificate from the master saved; connecting with it");
+            Err(ConnectError::Other("received its certificate; connecting again with it".into()))
+        }
+        Err(HandshakeError::Refused { reason: RefusalReason::CertificateRefused, message, .. }) => {
             // Revoked or unknown: with a new key, the next attempt asks to enroll again
             // (which the master may leave to an operator).
             if let Some(dir) = &settings.identity {

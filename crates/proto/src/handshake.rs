@@ -29,7 +29,12 @@ pub enum HandshakeError {
     #[error("invalid peer name `{0}`")]
     InvalidName(String),
     #[error("refused by the master: {message}")]
-    Refused { reason: RefusalReason, message: String },
+    Refused {
+        reason: RefusalReason,
+        message: String,
+        /// With [`RefusalReason::UseCertificate`]: the peer's certificate, to connect with.
+        certificate: Option<String>,
+    },
     #[error(transparent)]
     Proto(#[from] ProtoError),
 }
@@ -73,6 +78,20 @@ impl ServerHandshake<'_> {
         message: impl Into<String>,
     ) -> Result<(), ProtoError> {
         conn.send(&self.reply(Some(Refusal { reason, message: message.into() }), None)).await
+    }
+
+    /// Refuses a peer that asked with its key alone for a name enrolled with that key: it
+    /// gets its certificate and must connect again presenting it (proving it holds the key).
+    pub async fn hand_certificate<S: AsyncRead + AsyncWrite + Unpin>(
+        &self,
+        conn: &mut Connection<S>,
+        certificate: String,
+    ) -> Result<(), ProtoError> {
+        let refusal = Refusal {
+            reason: RefusalReason::UseCertificate,
+            message: "connect again with the certificate in this answer".into(),
+        };
+        conn.send(&self.reply(Some(refusal), Some(certificate))).await
     }
 }
 
@@ -125,7 +144,9 @@ pub async fn client_handshake<S: AsyncRead + AsyncWrite + Unpin>(
         }
         let reply: HelloReply = decode_message(&frame)?;
         match reply.refusal {
-            Some(Refusal { reason, message }) => Err(HandshakeError::Refused { reason, message }),
+            Some(Refusal { reason, message }) => {
+                Err(HandshakeError::Refused { reason, message, certificate: reply.certificate })
+            }
             None => Ok(reply),
         }
     };

@@ -143,6 +143,9 @@ pub enum RefusalReason {
     CertificateRefused,
     /// The name is enrolled by another key (or revoked): only an operator can free it.
     NameTaken,
+    /// The name is enrolled with the key the peer sent: the reply carries its certificate,
+    /// and the peer connects again presenting it.
+    UseCertificate,
 }
 
 /// Run one stage's script on a slave.

@@ -5,7 +5,6 @@
 //! [`MASTER_TLS_NAME`] plus the names the operator lists. Peers are given `ca.crt`.
 
 use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use rcgen::{
@@ -210,8 +209,5 @@ fn set_validity(params: &mut CertificateParams, from_days: i64, to_days: i64) {
 
 /// Writes a file that only its owner may read (created so, never widened afterwards).
 fn write_private(path: &Path, contents: &[u8]) -> Result<(), PkiError> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut file =
-        fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path).map_err(io_error(path))?;
-    file.write_all(contents).map_err(io_error(path))
+    crate::identity::write_private(path, contents).map_err(io_error(path))
 }

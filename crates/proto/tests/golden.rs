@@ -201,6 +201,13 @@ fn samples() -> Vec<(&'static str, Message)> {
         ("hello_reply_certificate_refused", Message::HelloReply(hello_reply(Some(RefusalReason::CertificateRefused)))),
         ("hello_reply_name_taken", Message::HelloReply(hello_reply(Some(RefusalReason::NameTaken)))),
         (
+            "hello_reply_use_certificate",
+            Message::HelloReply(HelloReply {
+                certificate: Some("-----BEGIN CERTIFICATE-----\n".into()),
+                ..hello_reply(Some(RefusalReason::UseCertificate))
+            }),
+        ),
+        (
             "hello_reply_welcome_certificate",
             Message::HelloReply(HelloReply {
                 certificate: Some("-----BEGIN CERTIFICATE-----\n".into()),
@@ -429,6 +436,7 @@ fn refusal_sample(reason: RefusalReason) -> &'static str {
         RefusalReason::AwaitingApproval => "hello_reply_awaiting_approval",
         RefusalReason::CertificateRefused => "hello_reply_certificate_refused",
         RefusalReason::NameTaken => "hello_reply_name_taken",
+        RefusalReason::UseCertificate => "hello_reply_use_certificate",
     }
 }
 

@@ -168,7 +168,7 @@ async fn other_protocol_version_is_refused_naming_both_versions() {
     let mut hello = Hello::new(Role::Slave, "slave1", SECRET);
     hello.protocol_version = 99;
     match client_handshake(&mut conn, &hello, TIMEOUT).await {
-        Err(HandshakeError::Refused { reason: RefusalReason::VersionMismatch, message }) => {
+        Err(HandshakeError::Refused { reason: RefusalReason::VersionMismatch, message, .. }) => {
             assert!(message.contains(&format!("master speaks version {PROTOCOL_VERSION}")), "{message}");
             assert!(message.contains("peer speaks version 99"), "{message}");
         }

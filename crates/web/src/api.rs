@@ -410,6 +410,7 @@ async fn peer_identities(State(core): State<CoreHandle>) -> Json<serde_json::Val
                 "state": p.state.as_str(),
                 "how": p.how,
                 "address": p.address,
+                "key": p.key_id(),
                 "fingerprint": p.fingerprint,
                 "not_after_unix": p.not_after_unix,
                 "changed_unix_ms": p.changed_unix_ms,

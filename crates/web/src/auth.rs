@@ -458,7 +458,12 @@ async fn login(State(state): State<Arc<WebState>>, parts: ClientRequest, Form(fo
         return login_form(auth, &headers, "/", StatusCode::FORBIDDEN, None);
     };
     let next = local_path(&form.next);
-    // An argon2 check takes tens of milliseconds of CPU: off the async workers.
+    // An argon2 check takes tens of milliseconds of CPU and 19 MiB: off the async workers,
+    // and two at a time, so a flood of parallel logins cannot exhaust the master's memory.
+    static CHECKS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
+    let Ok(_permit) = CHECKS.acquire().await else {
+        return login_form(auth, &headers, next, StatusCode::SERVICE_UNAVAILABLE, Some("Try again."));
+    };
     let (configured, given) = (password.clone(), form.password.clone());
     let right =
         tokio::task::spawn_blocking(move || crate::password::matches(&configured, &given)).await.unwrap_or(false);

@@ -25,19 +25,51 @@ pub const FILE_PAGE_POLICY: &str = "default-src 'none'; style-src 'unsafe-inline
 /// A definitions file as it is: nothing runs, should a browser render it.
 pub const DOWNLOAD_POLICY: &str = "default-src 'none'; sandbox";
 
-/// A dashboard page's policy: its own inline scripts (by their SHA-256, computed from the
-/// rendered HTML, so any other script, injected or not, does not run), scripts, live
-/// updates, images and forms from this site only, inline styles, no frames, plugins or
-/// `<base>`.
+/// The scripts the dashboard's templates carry (each a `{% raw %}` block after `<script>`),
+/// trimmed: only a rendered script equal to one of them is allowed to run.
+fn template_scripts() -> &'static [String] {
+    static SCRIPTS: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+    SCRIPTS.get_or_init(|| {
+        let templates = [
+            include_str!("../templates/dashboard.html"),
+            include_str!("../templates/macros.html"),
+            include_str!("../templates/session.html"),
+            include_str!("../templates/stage.html"),
+            include_str!("../templates/suites.html"),
+        ];
+        let mut scripts = Vec::new();
+        for template in templates {
+            let mut rest = template;
+            while let Some(start) = rest.find("{% raw %}") {
+                let body = &rest[start + "{% raw %}".len()..];
+                let Some(end) = body.find("{% endraw %}") else { break };
+                scripts.push(body[..end].trim().to_string());
+                rest = &body[end..];
+            }
+        }
+        scripts
+    })
+}
+
+/// A dashboard page's policy: its own inline scripts, by the SHA-256 of each as rendered,
+/// and only those that are one of the templates' scripts (a `<script>` injected into the
+/// page is not hashed, so it does not run); scripts, live updates, images and forms from
+/// this site only, inline styles, no frames, plugins or `<base>`.
 pub fn page_policy(html: &str) -> String {
     use base64::Engine as _;
+    let known = template_scripts();
     let mut hashes = String::new();
     let mut rest = html;
-    while let Some(start) = rest.find("<script>") {
-        let body = &rest[start + "<script>".len()..];
+    while let Some(start) = rest.find("<script") {
+        let Some(open_end) = rest[start..].find('>') else { break };
+        let body = &rest[start + open_end + 1..];
         let Some(end) = body.find("</script>") else { break };
-        let digest = ring::digest::digest(&ring::digest::SHA256, &body.as_bytes()[..end]);
-        hashes.push_str(&format!(" 'sha256-{}'", base64::engine::general_purpose::STANDARD.encode(digest.as_ref())));
+        let script = &body[..end];
+        if known.iter().any(|k| k == script.trim()) {
+            let digest = ring::digest::digest(&ring::digest::SHA256, script.as_bytes());
+            hashes
+                .push_str(&format!(" 'sha256-{}'", base64::engine::general_purpose::STANDARD.encode(digest.as_ref())));
+        }
         rest = &body[end..];
     }
     format!(
@@ -171,13 +203,19 @@ mod tests {
 
     #[test]
     fn a_page_allows_exactly_its_own_inline_scripts() {
-        let policy = page_policy("<p>x</p><script>let a = 1;</script><script>go()</script>");
-        // printf 'let a = 1;' | openssl dgst -sha256 -binary | base64
-        assert!(policy.contains("'sha256-xY6QKfH9PRsQnLz56nj6MBwiK5oHg+im1Jkpdp1x/Ck='"), "{policy}");
-        assert_eq!(policy.matches("'sha256-").count(), 2, "{policy}");
+        let known = &template_scripts()[0];
+        let page =
+            format!("<p>x</p><script>\n{known}\n</script><script>alert(1)</script><script type=x>evil()</script>");
+        let policy = page_policy(&page);
+        assert_eq!(policy.matches("'sha256-").count(), 1, "only the template's script: {policy}");
+        use base64::Engine as _;
+        let digest = ring::digest::digest(&ring::digest::SHA256, format!("\n{known}\n").as_bytes());
+        let expected = base64::engine::general_purpose::STANDARD.encode(digest.as_ref());
+        assert!(policy.contains(&format!("'sha256-{expected}'")), "{policy}");
         assert!(!policy.contains("script-src 'self' 'unsafe-inline'"), "{policy}");
         assert!(policy.contains("frame-ancestors 'none'"), "{policy}");
         assert_eq!(page_policy("<p>no script</p>").matches("sha256").count(), 0);
+        assert_eq!(template_scripts().len(), 5, "each template's script is known");
     }
 
     #[test]

@@ -68,18 +68,22 @@ fn a_slave_without_the_secret_waits_for_approval_and_a_revoked_one_stays_out() {
     config.secret = "not-the-secret".into();
     let slave = env.start_slave_with(&config);
     let line = slave.wait_log("waiting for an operator", Duration::from_secs(20));
-    assert!(line.contains("the enrollment secret is wrong"), "{line}");
+    assert!(line.contains("the enrollment secret (or the VM's token) is not valid"), "{line}");
+    let key = line.rsplit("this peer's key is ").next().unwrap_or_default().trim().to_string();
     assert!(line.contains("xrdtest peers approve newcomer"), "{line}");
     let pending = identity(&env, "newcomer").expect("the request is on record");
     assert_eq!(pending["state"], "pending", "{pending}");
+    assert_eq!(pending["key"].as_str(), Some(key.as_str()), "the operator sees the key the slave logs: {pending}");
     assert!(env.api().slaves().iter().all(|s| s["name"] != "newcomer"), "not connected before approval");
     let listed = cli_output(env.master.cli(&["peers"]));
-    assert!(listed.lines().any(|l| l.starts_with("newcomer") && l.contains("pending")), "{listed}");
+    assert!(listed.lines().any(|l| l.starts_with("newcomer") && l.contains("pending") && l.contains(&key)), "{listed}");
 
     // The operator approves; the slave's next attempt brings it in with its certificate.
     let approved = cli_output(env.master.cli(&["peers", "approve", "newcomer"]));
     assert!(approved.contains("newcomer approved"), "{approved}");
     env.slave("newcomer").wait_log("connected to the master", Duration::from_secs(20));
+    // It got its certificate with its key alone, and got in only by presenting it.
+    assert!(env.slave("newcomer").log().contains("certificate from the master saved; connecting with it"));
     assert_eq!(identity(&env, "newcomer").expect("on record")["how"], "approved by an operator");
     let api = env.api();
     let id = api.run("ts_newcomer");

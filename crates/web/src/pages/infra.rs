@@ -84,6 +84,8 @@ pub struct IdentityRow {
     pub address: String,
     pub changed: String,
     pub fingerprint: String,
+    /// The key's short id, as the peer logs it when it asks.
+    pub key: String,
 }
 
 fn identity_rows(core: &CoreHandle) -> Vec<IdentityRow> {
@@ -91,6 +93,7 @@ fn identity_rows(core: &CoreHandle) -> Vec<IdentityRow> {
         .peer_identities()
         .into_iter()
         .map(|p| IdentityRow {
+            key: p.key_id(),
             state: p.state.as_str(),
             role: p.role,
             how: p.how,
