@@ -94,10 +94,58 @@ pub enum IdentitiesError {
     Write { path: PathBuf, source: std::io::Error },
 }
 
+/// How often changes made with [`Identities::put`] reach the file at most: thousands of
+/// peers enrolling at once cost a few writes a second, not one each.
+const FLUSH_EVERY: std::time::Duration = std::time::Duration::from_millis(200);
+
 /// The record, in memory and on disk.
 pub struct Identities {
+    inner: std::sync::Arc<Inner>,
+}
+
+struct Inner {
     path: PathBuf,
     records: Mutex<BTreeMap<String, PeerIdentity>>,
+    /// Changed since the file was last written.
+    dirty: std::sync::atomic::AtomicBool,
+    /// One writer of the file at a time.
+    writing: Mutex<()>,
+}
+
+impl Inner {
+    fn records(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, PeerIdentity>> {
+        self.records.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Writes the file as the record is now.
+    fn write_now(&self) -> Result<(), IdentitiesError> {
+        let _writing = self.writing.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        self.dirty.store(false, std::sync::atomic::Ordering::SeqCst);
+        let error = |source| IdentitiesError::Write { path: self.path.clone(), source };
+        let bytes = {
+            let records = self.records();
+            let list: Vec<&PeerIdentity> = records.values().collect();
+            serde_json::to_vec_pretty(&list).map_err(|e| error(std::io::Error::other(e)))?
+        };
+        crate::private_file::replace(&self.path, &bytes).map_err(|e| {
+            self.dirty.store(true, std::sync::atomic::Ordering::SeqCst);
+            error(e)
+        })
+    }
+
+    fn flush_if_dirty(&self) {
+        if self.dirty.load(std::sync::atomic::Ordering::SeqCst) {
+            if let Err(err) = self.write_now() {
+                tracing::warn!(error = %err, "cannot write the record of peer identities; trying again");
+            }
+        }
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.flush_if_dirty();
+    }
 }
 
 impl Identities {
@@ -116,11 +164,26 @@ impl Identities {
             Err(err) if err.kind() == std::io::ErrorKind::NotFound => BTreeMap::new(),
             Err(err) => return Err(IdentitiesError::Unreadable { path, reason: err.to_string() }),
         };
-        Ok(Identities { path, records: Mutex::new(records) })
+        let inner = std::sync::Arc::new(Inner {
+            path,
+            records: Mutex::new(records),
+            dirty: std::sync::atomic::AtomicBool::new(false),
+            writing: Mutex::new(()),
+        });
+        // Writes what `put` changed, until the record is dropped.
+        let weak = std::sync::Arc::downgrade(&inner);
+        let _ = std::thread::Builder::new().name("peers.json".into()).spawn(move || loop {
+            std::thread::sleep(FLUSH_EVERY);
+            match weak.upgrade() {
+                Some(inner) => inner.flush_if_dirty(),
+                None => return,
+            }
+        });
+        Ok(Identities { inner })
     }
 
     fn records(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, PeerIdentity>> {
-        self.records.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.inner.records()
     }
 
     pub fn get(&self, name: &str) -> Option<PeerIdentity> {
@@ -131,58 +194,64 @@ impl Identities {
         self.records().values().cloned().collect()
     }
 
-    /// Stores `record` under its name (stamped now) and writes the file.
-    pub fn put(&self, record: PeerIdentity) -> Result<(), IdentitiesError> {
-        let mut records = self.records();
-        self.put_locked(&mut records, record)
+    /// Stores `record` under its name (stamped now); the file follows within
+    /// [`FLUSH_EVERY`]. For what a crash may lose: an enrollment lost so is made again (the
+    /// peer's certificate is refused, it drops it and enrolls anew).
+    pub fn put(&self, mut record: PeerIdentity) {
+        record.changed_unix_ms = now_ms();
+        self.records().insert(record.name.clone(), record);
+        self.inner.dirty.store(true, std::sync::atomic::Ordering::SeqCst);
     }
 
-    fn put_locked(
-        &self,
-        records: &mut BTreeMap<String, PeerIdentity>,
-        mut record: PeerIdentity,
-    ) -> Result<(), IdentitiesError> {
+    /// Stores `record` and writes the file before returning: an operator's decision, a
+    /// renewal. On a write failure the record is as before.
+    pub fn put_now(&self, mut record: PeerIdentity) -> Result<(), IdentitiesError> {
         record.changed_unix_ms = now_ms();
-        let mut changed = records.clone();
-        changed.insert(record.name.clone(), record);
-        self.write(&changed)?;
-        *records = changed;
-        Ok(())
+        let name = record.name.clone();
+        let old = self.records().insert(name.clone(), record);
+        self.inner.write_now().inspect_err(|_| {
+            let mut records = self.records();
+            match old {
+                Some(old) => records.insert(name, old),
+                None => records.remove(&name),
+            };
+        })
     }
 
     /// Records a new request to enroll, unless [`MAX_PENDING`] wait already; false when it
     /// was not recorded.
-    pub fn put_pending(&self, record: PeerIdentity) -> Result<bool, IdentitiesError> {
+    pub fn put_pending(&self, mut record: PeerIdentity) -> bool {
         let mut records = self.records();
         let pending = records.values().filter(|r| r.state == IdentityState::Pending).count();
         if !records.contains_key(&record.name) && pending >= MAX_PENDING {
-            return Ok(false);
+            return false;
         }
-        self.put_locked(&mut records, record).map(|()| true)
+        record.changed_unix_ms = now_ms();
+        records.insert(record.name.clone(), record);
+        self.inner.dirty.store(true, std::sync::atomic::Ordering::SeqCst);
+        true
     }
 
     /// Removes the records of the VMs of `cluster`; returns their names.
-    pub fn remove_cluster(&self, cluster: &str) -> Result<Vec<String>, IdentitiesError> {
+    pub fn remove_cluster(&self, cluster: &str) -> Vec<String> {
         let mut records = self.records();
         let gone: Vec<String> =
             records.values().filter(|r| r.cluster.as_deref() == Some(cluster)).map(|r| r.name.clone()).collect();
-        if gone.is_empty() {
-            return Ok(gone);
-        }
-        let mut changed = records.clone();
         for name in &gone {
-            changed.remove(name);
+            records.remove(name);
         }
-        self.write(&changed)?;
-        *records = changed;
-        Ok(gone)
+        if !gone.is_empty() {
+            self.inner.dirty.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+        gone
     }
 
-    fn write(&self, records: &BTreeMap<String, PeerIdentity>) -> Result<(), IdentitiesError> {
-        let list: Vec<&PeerIdentity> = records.values().collect();
-        let error = |source| IdentitiesError::Write { path: self.path.clone(), source };
-        let bytes = serde_json::to_vec_pretty(&list).map_err(|e| error(std::io::Error::other(e)))?;
-        crate::private_file::replace(&self.path, &bytes).map_err(error)
+    /// Writes what is not written yet (at shutdown, and in tests).
+    pub fn flush(&self) -> Result<(), IdentitiesError> {
+        match self.inner.dirty.load(std::sync::atomic::Ordering::SeqCst) {
+            true => self.inner.write_now(),
+            false => Ok(()),
+        }
     }
 }
 
@@ -212,11 +281,14 @@ mod tests {
     fn records_survive_a_reload_and_cluster_vms_go_with_their_cluster() {
         let dir = tempfile::tempdir().unwrap();
         let identities = Identities::load(dir.path()).unwrap();
-        identities.put(record("s1", IdentityState::Enrolled)).unwrap();
-        identities.put(PeerIdentity { cluster: Some("c1".into()), ..record("vm1", IdentityState::Enrolled) }).unwrap();
+        identities.put_now(record("s1", IdentityState::Enrolled)).unwrap();
+        identities.put(PeerIdentity { cluster: Some("c1".into()), ..record("vm1", IdentityState::Enrolled) });
+        identities.flush().unwrap();
         let again = Identities::load(dir.path()).unwrap();
         assert_eq!(again.list().len(), 2);
-        assert_eq!(again.remove_cluster("c1").unwrap(), ["vm1"]);
+        assert_eq!(again.remove_cluster("c1"), ["vm1"]);
+        // Written by the background flush, without being asked.
+        std::thread::sleep(FLUSH_EVERY * 3);
         assert_eq!(Identities::load(dir.path()).unwrap().list().iter().map(|r| &r.name).collect::<Vec<_>>(), ["s1"]);
         let mode = std::os::unix::fs::PermissionsExt::mode(
             &std::fs::metadata(dir.path().join(IDENTITIES_FILE)).unwrap().permissions(),
@@ -233,9 +305,9 @@ mod tests {
         std::fs::remove_file(dir.path().join(IDENTITIES_FILE)).unwrap();
         let identities = Identities::load(dir.path()).unwrap();
         for i in 0..MAX_PENDING {
-            assert!(identities.put_pending(record(&format!("p{i}"), IdentityState::Pending)).unwrap());
+            assert!(identities.put_pending(record(&format!("p{i}"), IdentityState::Pending)));
         }
-        assert!(!identities.put_pending(record("one-more", IdentityState::Pending)).unwrap());
-        assert!(identities.put_pending(record("p0", IdentityState::Pending)).unwrap(), "a known name is updated");
+        assert!(!identities.put_pending(record("one-more", IdentityState::Pending)));
+        assert!(identities.put_pending(record("p0", IdentityState::Pending)), "a known name is updated");
     }
 }

@@ -197,4 +197,7 @@ pub async fn shutdown(master: &Master, grace: std::time::Duration) {
     if let Err(err) = master.store.flush().await {
         warn!(error = %err, "store flush failed");
     }
+    if let Err(err) = master.auth.identities.flush() {
+        warn!(error = %err, "cannot write the record of peer identities");
+    }
 }

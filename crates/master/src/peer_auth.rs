@@ -69,6 +69,9 @@ pub struct PeerAuth {
     grants: Mutex<HashMap<String, Grant>>,
 }
 
+/// How an operator's approval is recorded (and told from enrollments by secret or token).
+const APPROVED: &str = "approved by an operator";
+
 fn refuse(reason: RefusalReason, message: impl Into<String>) -> Verdict {
     Verdict::Refuse { reason, message: message.into() }
 }
@@ -215,9 +218,7 @@ impl PeerAuth {
         if record.previous_fingerprint.is_some() {
             // The renewed certificate is in use: the old one is done.
             record.previous_fingerprint = None;
-            if let Err(err) = self.identities.put(record.clone()) {
-                warn!(peer = name, error = %err, "cannot record the use of a renewed certificate");
-            }
+            self.identities.put(record.clone());
         }
         // Renewed for the same key when it runs out soon: peers never need a hand for it.
         let expiring = record.not_after_unix.is_some_and(|end| end - unix_now() < PEER_RENEW_DAYS * 86_400);
@@ -236,7 +237,8 @@ impl PeerAuth {
                     address: address.to_string(),
                     ..record
                 };
-                self.identities.put(update).map(|()| issued.chain_pem).map_err(|e| e.to_string())
+                // At once: a peer holding a renewal the master forgot would be locked out.
+                self.identities.put_now(update).map(|()| issued.chain_pem).map_err(|e| e.to_string())
             });
         match renewed {
             Ok(certificate) => {
@@ -296,15 +298,10 @@ impl PeerAuth {
                     previous_fingerprint: None,
                     after_revocation,
                 };
-                match self.identities.put_pending(record) {
-                    Ok(true) => {
-                        info!(peer = name, role, %address, key = %key_id, "a peer asks to enroll; waiting for an operator")
-                    }
-                    Ok(false) => return refuse(RefusalReason::AwaitingApproval, "too many peers wait for approval"),
-                    Err(err) => {
-                        return refuse(RefusalReason::AwaitingApproval, format!("cannot record the request: {err}"))
-                    }
+                if !self.identities.put_pending(record) {
+                    return refuse(RefusalReason::AwaitingApproval, "too many peers wait for approval");
                 }
+                info!(peer = name, role, %address, key = %key_id, "a peer asks to enroll; waiting for an operator");
             }
         }
         let why = match (after_revocation, secret.is_empty(), self.enroll) {
@@ -334,7 +331,7 @@ impl PeerAuth {
     ) -> Result<String, ApprovalError> {
         let issued =
             self.ca.issue_peer_certificate(key, name, role).map_err(|e| ApprovalError::Issue(e.to_string()))?;
-        self.identities.put(PeerIdentity {
+        let record = PeerIdentity {
             name: name.to_string(),
             role: role.to_string(),
             state: IdentityState::Enrolled,
@@ -348,9 +345,20 @@ impl PeerAuth {
             cluster,
             previous_fingerprint: None,
             after_revocation: false,
-        })?;
+        };
+        // An operator's approval is written at once; an enrollment by secret or token within
+        // a moment (one lost by a crash is made again: the peer's certificate is refused, it
+        // drops it and enrolls anew).
+        match self.enroll_is_durable(how) {
+            true => self.identities.put_now(record)?,
+            false => self.identities.put(record),
+        }
         info!(peer = name, role, how, "certificate issued");
         Ok(issued.chain_pem)
+    }
+
+    fn enroll_is_durable(&self, how: &str) -> bool {
+        how == APPROVED
     }
 
     /// An operator approves a waiting request: its key gets a certificate, which the peer
@@ -363,7 +371,7 @@ impl PeerAuth {
         let key =
             hex::decode(&record.public_key).map_err(|_| ApprovalError::Issue("a stored key is not hex".into()))?;
         let address = record.address.parse().unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
-        self.enroll(name, &record.role, &key, "approved by an operator", address, None).map(|_| ())
+        self.enroll(name, &record.role, &key, APPROVED, address, None).map(|_| ())
     }
 
     /// An operator revokes a name: its certificate is refused from now on (the caller drops
@@ -371,7 +379,7 @@ impl PeerAuth {
     pub fn revoke(&self, name: &str) -> Result<(), ApprovalError> {
         let record = self.identities.get(name).ok_or_else(|| ApprovalError::NotEnrolled(name.to_string()))?;
         self.grants().remove(name);
-        self.identities.put(PeerIdentity {
+        self.identities.put_now(PeerIdentity {
             state: IdentityState::Revoked,
             certificate: None,
             previous_fingerprint: None,
@@ -404,10 +412,9 @@ impl PeerAuth {
     /// The cluster stopped: its tokens and its VMs' identities go.
     pub fn end_cluster(&self, cluster: &str) {
         self.grants().retain(|_, grant| grant.cluster != cluster);
-        match self.identities.remove_cluster(cluster) {
-            Ok(names) if !names.is_empty() => info!(cluster, vms = ?names, "identities of the cluster's VMs removed"),
-            Ok(_) => {}
-            Err(err) => warn!(cluster, error = %err, "cannot remove the identities of a cluster's VMs"),
+        let names = self.identities.remove_cluster(cluster);
+        if !names.is_empty() {
+            info!(cluster, vms = ?names, "identities of the cluster's VMs removed");
         }
     }
 }
@@ -567,7 +574,7 @@ mod tests {
         // Make it run out soon, as if 800 days had passed.
         let mut record = auth.identities.get("s1").unwrap();
         record.not_after_unix = Some(unix_now() + 86_400);
-        auth.identities.put(record).unwrap();
+        auth.identities.put(record);
         let renewed = admitted(auth.authenticate(&hello("s1", "", None), Some(&der(&old)), address())).unwrap();
         assert_ne!(renewed, old);
         // The welcome with the new one was lost: the old one still gets in, and gets it again.
