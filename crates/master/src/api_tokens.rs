@@ -115,6 +115,10 @@ impl TokenStore {
             .map(|r| r.scope)
     }
 
+    pub fn is_empty(&self) -> bool {
+        self.records().is_empty()
+    }
+
     pub fn list(&self) -> Vec<TokenRecord> {
         self.records().clone()
     }

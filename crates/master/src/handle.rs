@@ -66,6 +66,12 @@ impl CoreHandle {
         self.master.tokens.scope_of(given, crate::model::now_ms())
     }
 
+    /// Whether any bearer token can be in force: `api_token`, or one made with `xrdtest token
+    /// create`.
+    pub fn accepts_tokens(&self) -> bool {
+        self.api_token().is_some() || !self.master.tokens.is_empty()
+    }
+
     /// The tokens made with `xrdtest token create` (their hashes, never the tokens).
     pub fn tokens(&self) -> Vec<crate::api_tokens::TokenRecord> {
         self.master.tokens.list()

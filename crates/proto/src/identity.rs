@@ -76,10 +76,6 @@ impl IdentityDir {
     }
 
     fn create_key(&self, key_path: &Path) -> Result<String, IdentityError> {
-        let io = |path: &Path| {
-            let path = path.to_path_buf();
-            move |source| IdentityError::Io { path, source }
-        };
         create_private_dir(&self.dir).map_err(io(&self.dir))?;
         let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)
             .map_err(|e| IdentityError::BadKey { path: key_path.to_path_buf(), reason: e.to_string() })?;
@@ -92,10 +88,6 @@ impl IdentityDir {
     pub fn save_certificate(&self, chain_pem: &str) -> Result<(), IdentityError> {
         let path = self.dir.join(CERT_FILE);
         let temp = self.dir.join(format!("{CERT_FILE}.new"));
-        let io = |path: &Path| {
-            let path = path.to_path_buf();
-            move |source| IdentityError::Io { path, source }
-        };
         let _ = fs::remove_file(&temp);
         write_private(&temp, chain_pem.as_bytes()).map_err(io(&temp))?;
         fs::rename(&temp, &path).map_err(io(&path))
@@ -122,6 +114,12 @@ pub fn throwaway_public_key() -> Vec<u8> {
     rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)
         .map(|key| key.public_key_raw().to_vec())
         .unwrap_or_default()
+}
+
+/// The error of an I/O step on `path`.
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> IdentityError {
+    let path = path.to_path_buf();
+    move |source| IdentityError::Io { path, source }
 }
 
 fn create_private_dir(dir: &Path) -> std::io::Result<()> {

@@ -43,10 +43,18 @@ fn certificates(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, TlsError> {
     Ok(certs)
 }
 
+/// A certificate chain and its private key from PEM.
+fn chain_and_key(
+    cert_chain_pem: &[u8],
+    key_pem: &[u8],
+) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), TlsError> {
+    let key = PrivateKeyDer::from_pem_slice(key_pem).map_err(|e| TlsError::BadKey(e.to_string()))?;
+    Ok((certificates(cert_chain_pem)?, key))
+}
+
 /// The master's TLS server configuration from its certificate chain and key (PEM).
 pub fn server_config(cert_chain_pem: &[u8], key_pem: &[u8]) -> Result<Arc<ServerConfig>, TlsError> {
-    let chain = certificates(cert_chain_pem)?;
-    let key = PrivateKeyDer::from_pem_slice(key_pem).map_err(|e| TlsError::BadKey(e.to_string()))?;
+    let (chain, key) = chain_and_key(cert_chain_pem, key_pem)?;
     let config = ServerConfig::builder_with_provider(Arc::new(default_provider()))
         .with_safe_default_protocol_versions()?
         .with_no_client_auth()
@@ -58,8 +66,7 @@ pub fn server_config(cert_chain_pem: &[u8], key_pem: &[u8]) -> Result<Arc<Server
 /// client certificate of the CA in `ca_pem`. A peer without one still gets through TLS (it
 /// comes to enroll); which name a certificate may use is the master's check after TLS.
 pub fn peer_server_config(cert_chain_pem: &[u8], key_pem: &[u8], ca_pem: &[u8]) -> Result<Arc<ServerConfig>, TlsError> {
-    let chain = certificates(cert_chain_pem)?;
-    let key = PrivateKeyDer::from_pem_slice(key_pem).map_err(|e| TlsError::BadKey(e.to_string()))?;
+    let (chain, key) = chain_and_key(cert_chain_pem, key_pem)?;
     let provider = Arc::new(default_provider());
     let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots(ca_pem)?), provider.clone())
         .allow_unauthenticated()
@@ -95,8 +102,7 @@ pub fn client_config_with_identity(
     cert_chain_pem: &[u8],
     key_pem: &[u8],
 ) -> Result<Arc<ClientConfig>, TlsError> {
-    let chain = certificates(cert_chain_pem)?;
-    let key = PrivateKeyDer::from_pem_slice(key_pem).map_err(|e| TlsError::BadKey(e.to_string()))?;
+    let (chain, key) = chain_and_key(cert_chain_pem, key_pem)?;
     let config = ClientConfig::builder_with_provider(Arc::new(default_provider()))
         .with_safe_default_protocol_versions()?
         .with_root_certificates(roots(ca_pem)?)

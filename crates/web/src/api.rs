@@ -80,7 +80,7 @@ fn internal(err: impl std::fmt::Display) -> ApiError {
 /// Checks that the bearer token of a call may do `needed` (`api_token` of master.toml is an
 /// admin token; `xrdtest token create` makes scoped ones).
 fn authorize(core: &CoreHandle, headers: &HeaderMap, needed: Scope) -> Result<(), ApiError> {
-    if core.api_token().is_none() && core.tokens().is_empty() {
+    if !core.accepts_tokens() {
         return Err(ApiError(
             StatusCode::FORBIDDEN,
             "write calls are disabled: the master has no api_token configured".into(),

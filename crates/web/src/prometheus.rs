@@ -76,7 +76,7 @@ fn allowed(core: &CoreHandle, headers: &HeaderMap) -> Result<(), Response> {
     if core.token_scope(given).is_some() {
         return Ok(());
     }
-    if core.api_token().is_none() && core.tokens().is_empty() {
+    if !core.accepts_tokens() {
         return refuse(
             StatusCode::FORBIDDEN,
             "/metrics needs an API token while [web] require_login is set, and the master has no api_token (nor any `xrdtest token create` token)",
