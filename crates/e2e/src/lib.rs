@@ -274,6 +274,10 @@ pub struct MasterOptions {
     /// Run the master inside this network namespace (`ip netns exec`), listening for peers
     /// on all its addresses and serving the API on `web_ip`, an address the test reaches.
     pub netns: Option<(String, String)>,
+    /// Run the master in a mount namespace of its own with its store on a tmpfs of this
+    /// size (`16m`): a small disk that fills up for real. Each start gets an empty one;
+    /// the test reaches it through `/proc/<pid>/root`.
+    pub store_tmpfs: Option<String>,
 }
 
 impl Default for MasterOptions {
@@ -285,8 +289,24 @@ impl Default for MasterOptions {
             extra: String::new(),
             tables: None,
             netns: None,
+            store_tmpfs: None,
         }
     }
+}
+
+/// `command` in a new mount namespace with a tmpfs of `size` on `store`; `unshare` and
+/// `sh` exec, so the process is the master's own.
+fn in_store_tmpfs(command: Command, store: &Path, size: &str) -> Command {
+    let mut wrapped = Command::new("unshare");
+    wrapped
+        .args(["--mount", "--propagation", "private", "sh", "-c"])
+        .arg(r#"mkdir -p "$1" && mount -t tmpfs -o "size=$2" xrdtest-store "$1" && shift 2 && exec "$@""#)
+        .arg("sh")
+        .arg(store)
+        .arg(size)
+        .arg(command.get_program())
+        .args(command.get_args());
+    wrapped
 }
 
 /// A running `xrdtest-master`. Its first start takes any free ports; a restart reuses them
@@ -359,6 +379,9 @@ impl Master {
             }
             None => Command::new(binary("xrdtest-master")),
         };
+        if let Some(size) = &self.options.store_tmpfs {
+            command = in_store_tmpfs(command, &self.state_dir().join("store"), size);
+        }
         command.arg("--config").arg(&config);
         let mut proc = Proc::spawn(&format!("master (start {n})"), command, &self.dir.join(format!("master-{n}.log")));
         let line = proc.wait_log("master listening", START_TIMEOUT);
@@ -372,6 +395,13 @@ impl Master {
         self.peer = field("peers=");
         self.web = field("web=");
         self.procs.push(proc);
+    }
+
+    /// A path of the master's own view of the file system (with `store_tmpfs`, its store is
+    /// a mount only it sees).
+    pub fn seen_by_master(&self, path: &Path) -> PathBuf {
+        let pid = self.procs.last().map(Proc::pid).expect("the master was started");
+        PathBuf::from(format!("/proc/{pid}/root")).join(path.strip_prefix("/").unwrap_or(path))
     }
 
     /// SIGKILL: no clean shutdown, as a crash or power cut.

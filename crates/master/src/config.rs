@@ -62,6 +62,9 @@ pub struct MasterConfig {
     pub output_limit_bytes: u64,
     /// Per collected log file: only its last this-many bytes are kept.
     pub log_limit_bytes: u64,
+    /// Output and logs are refused while the store's disk has less than this free, so
+    /// session records can always be written (`store_reserve`).
+    pub store_reserve_bytes: u64,
     pub max_frame_bytes: usize,
     /// Extra names for the master's TLS certificate (besides `xrdtest-master`).
     pub tls_names: Vec<String>,
@@ -320,6 +323,7 @@ struct RawConfig {
     heartbeat_interval: Option<String>,
     output_limit: Option<String>,
     log_limit: Option<String>,
+    store_reserve: Option<String>,
     max_frame: Option<String>,
     tls_names: Option<Vec<String>>,
     proto_tag: Option<String>,
@@ -505,6 +509,7 @@ impl MasterConfig {
             heartbeat_interval,
             output_limit_bytes: size(raw.output_limit, 64 << 20, "output_limit")?,
             log_limit_bytes: size(raw.log_limit, 1 << 20, "log_limit")?,
+            store_reserve_bytes: size(raw.store_reserve, crate::store::DEFAULT_RESERVE, "store_reserve")?,
             max_frame_bytes: max_frame as usize,
             tls_names: raw.tls_names.unwrap_or_default(),
             proto_tag: raw.proto_tag.unwrap_or_else(|| "xrdtest".into()),

@@ -376,7 +376,7 @@ impl CoreHandle {
         let folder = self.master.config.state_dir.join("store");
         StoreInfo {
             bytes: self.master.store.disk_bytes(),
-            free_bytes: crate::retention::free_bytes(&folder),
+            free_bytes: crate::disk::free_bytes(&folder),
             retention: self.master.config.retention.clone(),
         }
     }

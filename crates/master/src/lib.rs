@@ -42,6 +42,7 @@ pub mod catalog;
 pub mod cluster_control;
 pub mod clusters;
 pub mod config;
+pub mod disk;
 pub mod git_repo;
 pub mod handle;
 pub mod identities;
@@ -90,7 +91,9 @@ pub struct Opened {
 pub fn open(config: MasterConfig) -> anyhow::Result<Opened> {
     std::fs::create_dir_all(&config.state_dir)
         .with_context(|| format!("cannot create state directory {}", config.state_dir.display()))?;
-    let store = Store::open(&config.state_dir.join("store")).context("cannot open the session store")?;
+    let store = Store::open(&config.state_dir.join("store"))
+        .context("cannot open the session store")?
+        .with_reserve(config.store_reserve_bytes);
     let interrupted = store.mark_unfinished_interrupted(now_ms())?;
     if !interrupted.is_empty() {
         warn!(sessions = ?interrupted, "sessions unfinished at the last stop are marked interrupted");

@@ -247,11 +247,18 @@ where
         }
         ToMaster::Output(chunk) => {
             // Output goes straight to the store from here, so large output never queues up
-            // behind the session; the session only hears how much arrived.
-            if master.peers.accept_chunk(chunk.stage_id, name, chunk.seq) {
+            // behind the session; the session only hears how much arrived. A chunk counts
+            // as received only once written; one the store refuses fails the session, and
+            // the connection stays (closing it would only bring the same chunk back).
+            if master.peers.may_write_output(chunk.stage_id, name) {
                 let bytes = chunk.lines.iter().map(|l| l.text.len() as u64 + 1).sum();
-                master.store.put_output(chunk.stage_id, chunk.seq, &chunk.lines).map_err(|e| e.to_string())?;
-                master.peers.route(chunk.stage_id, name, StageEvent::Output { slave, bytes });
+                match master.store.put_output(chunk.stage_id, chunk.seq, &chunk.lines) {
+                    Ok(()) => {
+                        master.peers.chunk_written(chunk.stage_id, chunk.seq);
+                        master.peers.route(chunk.stage_id, name, StageEvent::Output { slave, bytes });
+                    }
+                    Err(err) => master.store_refused(chunk.stage_id, name, &err),
+                }
             } else {
                 debug!(slave = name, stage_id = chunk.stage_id, "output for a stage nobody waits for");
             }
@@ -259,11 +266,23 @@ where
         ToMaster::LogFile(log) => {
             let stage_id = log.stage_id;
             if master.peers.owns(stage_id, name) {
-                master.store.put_log(&log).map_err(|e| e.to_string())?;
-                master.peers.route(stage_id, name, StageEvent::Log { slave, log });
+                match master.store.put_log(&log) {
+                    Ok(()) => {
+                        master.peers.route(stage_id, name, StageEvent::Log { slave, log });
+                    }
+                    Err(err) => master.store_refused(stage_id, name, &err),
+                }
             }
         }
         ToMaster::StageFinished(result) => {
+            // The stage's output is on the disk before its end is judged.
+            let (store, stage_id) = (master.store.clone(), result.stage_id);
+            let synced = tokio::task::spawn_blocking(move || store.sync_output(stage_id)).await;
+            match synced {
+                Ok(Ok(())) => {}
+                Ok(Err(err)) => master.store_refused(stage_id, name, &err),
+                Err(err) => warn!(slave = name, stage_id, error = %err, "syncing a stage's output did not finish"),
+            }
             master.peers.route(result.stage_id, name, StageEvent::Finished { slave, result });
         }
         ToMaster::Sync(request) => {

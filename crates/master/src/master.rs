@@ -8,8 +8,9 @@ use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::{broadcast, watch};
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 use xrdtest_defs::{Cluster, Suite};
+use xrdtest_proto::StageId;
 
 pub use crate::alerts::SessionEndListener;
 use crate::api_tokens::TokenStore;
@@ -29,7 +30,7 @@ use crate::session::plan::{default_options, options_from_request, Plan, PlanErro
 use crate::session::rules::StopRequest;
 use crate::session::runner::run_session;
 use crate::session::SessionHost;
-use crate::store::Store;
+use crate::store::{Store, StoreError};
 
 /// A session ready to be created: what a run request resolved to.
 pub struct Planned {
@@ -446,6 +447,16 @@ impl Master {
     pub fn abort(&self, id: SessionId, reason: &str) {
         if let Some((cancel, _)) = self.queue().running.get(&id) {
             request_stop(cancel, StopRequest::abort(reason));
+        }
+    }
+
+    /// The store refused what `slave` sent for `stage_id` (its disk is full, or it failed):
+    /// the rest of that stage's output is dropped and the slave's session fails, saying why.
+    pub fn store_refused(&self, stage_id: StageId, slave: &str, err: &StoreError) {
+        self.peers.refuse_output(stage_id);
+        error!(slave, stage_id, disk_full = err.is_disk_full(), error = %err, "the store refused a stage's output");
+        if let Some(id) = self.peers.session_of(slave) {
+            self.abort(id, &format!("what {slave} sent for stage {stage_id} could not be stored: {err}"));
         }
     }
 

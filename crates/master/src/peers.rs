@@ -108,8 +108,11 @@ pub enum StageEvent {
 struct Route {
     slave: String,
     events: mpsc::UnboundedSender<(StageId, StageEvent)>,
-    /// The next output chunk number expected, for resuming after a reconnect.
+    /// The next output chunk number expected, for resuming after a reconnect: one past the
+    /// last chunk written to the store.
     next_seq: u64,
+    /// The store refused this stage's output (its disk is full): the rest is dropped.
+    output_refused: bool,
 }
 
 #[derive(Default)]
@@ -269,7 +272,10 @@ impl Peers {
     pub fn add_route(&self, stage_id: StageId, slave: &str, events: mpsc::UnboundedSender<(StageId, StageEvent)>) {
         let mut inner = self.lock();
         inner.routes_of.entry(slave.to_string()).or_default().insert(stage_id);
-        if let Some(old) = inner.routes.insert(stage_id, Route { slave: slave.to_string(), events, next_seq: 0 }) {
+        if let Some(old) = inner
+            .routes
+            .insert(stage_id, Route { slave: slave.to_string(), events, next_seq: 0, output_refused: false })
+        {
             if old.slave != slave {
                 remove_from(&mut inner.routes_of, &old.slave, stage_id);
             }
@@ -330,15 +336,24 @@ impl Peers {
         self.lock().routes.get(&stage_id).is_some_and(|route| route.slave == slave)
     }
 
-    /// Whether `slave` may write output for `stage_id`; records the chunk as received.
-    pub fn accept_chunk(&self, stage_id: StageId, slave: &str, seq: u64) -> bool {
-        let mut inner = self.lock();
-        match inner.routes.get_mut(&stage_id) {
-            Some(route) if route.slave == slave => {
-                route.next_seq = route.next_seq.max(seq + 1);
-                true
-            }
-            _ => false,
+    /// Whether `slave` may write output for `stage_id` (it runs it, and the store has not
+    /// refused its output).
+    pub fn may_write_output(&self, stage_id: StageId, slave: &str) -> bool {
+        self.lock().routes.get(&stage_id).is_some_and(|route| route.slave == slave && !route.output_refused)
+    }
+
+    /// Records chunk `seq` as received, once it is in the store: a reconnected slave resends
+    /// from the first chunk not written.
+    pub fn chunk_written(&self, stage_id: StageId, seq: u64) {
+        if let Some(route) = self.lock().routes.get_mut(&stage_id) {
+            route.next_seq = route.next_seq.max(seq + 1);
+        }
+    }
+
+    /// Drops the rest of a stage's output (the store refused it).
+    pub fn refuse_output(&self, stage_id: StageId) {
+        if let Some(route) = self.lock().routes.get_mut(&stage_id) {
+            route.output_refused = true;
         }
     }
 
@@ -400,7 +415,9 @@ mod tests {
         assert!(!peers.route(1, "s2", StageEvent::Resumed { slave: "s2".into() }), "not s2's stage");
         assert!(!peers.route(2, "s1", StageEvent::Resumed { slave: "s1".into() }), "no such route");
         assert_eq!(drain(&mut rx).len(), 1);
-        assert!(peers.accept_chunk(1, "s1", 4) && !peers.accept_chunk(1, "s2", 5));
+        assert!(peers.may_write_output(1, "s1") && !peers.may_write_output(1, "s2"));
+        peers.refuse_output(1);
+        assert!(!peers.may_write_output(1, "s1"), "refused output stays refused");
         peers.remove_route(1);
         assert!(!peers.owns(1, "s1"));
         assert!(peers.lock().routes_of.is_empty(), "no index entry outlives its route");
@@ -413,7 +430,8 @@ mod tests {
         peers.add_route(10, "s1", tx.clone());
         peers.add_route(11, "s1", tx.clone());
         peers.add_route(12, "s2", tx);
-        assert!(peers.accept_chunk(10, "s1", 6));
+        assert!(peers.may_write_output(10, "s1"));
+        peers.chunk_written(10, 6);
         let answers = peers.reattach("s1", &[held(10), held(99), held(12)]);
         // 10: resume after the last chunk received; 99 and 12 (not s1's): forget.
         assert_eq!(answers, [(10, Some(7)), (99, None), (12, None)]);

@@ -12,6 +12,7 @@ use std::path::Path;
 use tracing::{info, warn};
 
 pub use crate::config::RetentionConfig;
+use crate::disk::free_bytes;
 use crate::model::{SessionId, SessionSummary};
 use crate::store::Store;
 
@@ -54,20 +55,6 @@ pub fn by_age(sessions: &[(SessionSummary, bool)], already: &[SessionId]) -> Vec
         .collect();
     ids.sort_unstable();
     ids
-}
-
-/// Free bytes on the file system holding `path`.
-pub fn free_bytes(path: &Path) -> Option<u64> {
-    use std::os::unix::ffi::OsStrExt;
-    let c_path = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
-    // SAFETY: statvfs with a valid C string and a zeroed out-struct it fills.
-    unsafe {
-        let mut stat: libc::statvfs = std::mem::zeroed();
-        if libc::statvfs(c_path.as_ptr(), &mut stat) != 0 {
-            return None;
-        }
-        Some(stat.f_bavail as u64 * stat.f_frsize as u64)
-    }
 }
 
 /// What one pass removed.

@@ -41,6 +41,7 @@ use std::path::{Path, PathBuf};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use sled::transaction::{ConflictableTransactionResult, TransactionError, Transactional};
+use tracing::warn;
 use xrdtest_proto::{LogFile, OutputLine, StageId};
 
 use crate::model::storage::{self, state_code, SCHEMA_VERSION};
@@ -61,11 +62,32 @@ pub enum StoreError {
     NewerSchema { found: u32, known: u32 },
     #[error("store: {path}: {source}")]
     Io { path: PathBuf, source: std::io::Error },
+    #[error("disk full: {path}: {detail}")]
+    DiskFull { path: PathBuf, detail: String },
 }
+
+impl StoreError {
+    /// Whether the store's disk is full: refused under the reserve, or a write that failed
+    /// for want of space (sled's included).
+    pub fn is_disk_full(&self) -> bool {
+        match self {
+            StoreError::DiskFull { .. } => true,
+            StoreError::Io { source, .. } => crate::disk::is_out_of_space(source),
+            StoreError::Sled(sled::Error::Io(source)) => crate::disk::is_out_of_space(source),
+            _ => false,
+        }
+    }
+}
+
+/// Free space output and log files leave on the store's disk by default (`store_reserve`),
+/// so that session records can still be written when output fills it.
+pub const DEFAULT_RESERVE: u64 = 64 << 20;
 
 #[derive(Clone)]
 pub struct Store {
     output_dir: PathBuf,
+    /// Output and logs are refused while the disk has less than this free.
+    reserve: u64,
     db: sled::Db,
     sessions: sled::Tree,
     summaries: sled::Tree,
@@ -154,6 +176,50 @@ fn decode<T: DeserializeOwned>(tree: &'static str, bytes: &[u8]) -> Result<T, St
     storage::decode(bytes).map_err(|e| StoreError::Corrupt { tree, message: e.to_string() })
 }
 
+/// A side record (values, timeline, cleanup) that cannot be decoded reads as empty, and is
+/// logged: the session it belongs to still shows.
+fn readable_or_default<T: DeserializeOwned + Default>(tree: &'static str, id: u64, bytes: &[u8]) -> T {
+    decode(tree, bytes).unwrap_or_else(|err| {
+        warn!(tree, id, error = %err, "an unreadable record is shown as empty");
+        T::default()
+    })
+}
+
+/// An I/O error of a store file; one for want of space is [`StoreError::DiskFull`].
+fn io_error(path: &Path, source: std::io::Error) -> StoreError {
+    match crate::disk::is_out_of_space(&source) {
+        true => StoreError::DiskFull { path: path.to_path_buf(), detail: source.to_string() },
+        false => StoreError::Io { path: path.to_path_buf(), source },
+    }
+}
+
+/// A stored summary, or, where it cannot be decoded, a marker in its place that says so:
+/// one unreadable record never hides the others from a list.
+fn readable_summary(id: SessionId, bytes: &[u8]) -> SessionSummary {
+    decode("summaries", bytes).unwrap_or_else(|err| {
+        warn!(session = id, error = %err, "an unreadable session summary");
+        SessionSummary {
+            id,
+            suite: "?".into(),
+            trigger: crate::model::Trigger::Manual,
+            state: SessionState::Interrupted,
+            reason: Some(format!("this session's record is unreadable ({err})")),
+            created_ms: 0,
+            started_ms: None,
+            ended_ms: None,
+            cases_passed: 0,
+            cases_failed: 0,
+            cases_total: 0,
+            cases_flaky: 0,
+        }
+    })
+}
+
+/// The line shown in place of an output chunk that cannot be read.
+fn unreadable_chunk(seq: u64, why: &str) -> Vec<OutputLine> {
+    vec![OutputLine { unix_ms: 0, text: format!("[xrdtest: output chunk {seq} is unreadable in the store: {why}]") }]
+}
+
 fn state_key(state: SessionState, id: SessionId) -> [u8; 9] {
     let mut key = [0u8; 9];
     key[0] = state_code(state);
@@ -216,6 +282,7 @@ impl Store {
         let db = open_db(path)?;
         let store = Store {
             output_dir,
+            reserve: DEFAULT_RESERVE,
             sessions: db.open_tree("sessions")?,
             summaries: db.open_tree("summaries")?,
             output_index: db.open_tree("output_index")?,
@@ -232,6 +299,24 @@ impl Store {
         store.check_schema()?;
         store.build_indexes()?;
         Ok(store)
+    }
+
+    /// The store with another free-space reserve for output and logs (`store_reserve`).
+    pub fn with_reserve(mut self, bytes: u64) -> Store {
+        self.reserve = bytes;
+        self
+    }
+
+    /// Refuses a write of output or logs while the disk has less than the reserve free:
+    /// sled fails for good once a write of its own finds no space, so the bulk stops first.
+    fn check_room(&self) -> Result<(), StoreError> {
+        match crate::disk::free_bytes(&self.output_dir) {
+            Some(free) if free < self.reserve => Err(StoreError::DiskFull {
+                path: self.output_dir.clone(),
+                detail: format!("{free} bytes free, below the store's reserve of {} (store_reserve)", self.reserve),
+            }),
+            _ => Ok(()),
+        }
     }
 
     /// The schema version of the records in this store. A store from before versions were
@@ -377,8 +462,11 @@ impl Store {
         self.suite_sessions.clear()?;
         self.state_sessions.clear()?;
         for entry in self.summaries.iter() {
-            let (_, bytes) = entry?;
-            let summary: SessionSummary = decode("summaries", &bytes)?;
+            let (key, bytes) = entry?;
+            let Ok(summary) = decode::<SessionSummary>("summaries", &bytes) else {
+                warn!(session = ?id_of_key(&key), "an unreadable summary is left out of the indexes");
+                continue;
+            };
             self.suite_sessions.insert(suite_key(&summary.suite, summary.id), &[])?;
             self.state_sessions.insert(state_key(summary.state, summary.id), &[])?;
         }
@@ -410,7 +498,14 @@ impl Store {
         self.sessions.insert(key, encode(record)?)?;
         let old = self.summaries.insert(key, encode(&record.summary())?)?;
         // One task writes a session's record, so the state it replaces is the one indexed.
-        let old_state = old.map(|bytes| decode::<SessionSummary>("summaries", &bytes)).transpose()?.map(|s| s.state);
+        let old_state = old.and_then(|bytes| match decode::<SessionSummary>("summaries", &bytes) {
+            Ok(summary) => Some(summary.state),
+            // Rewriting an unreadable summary mends it; its stale state key may stay.
+            Err(err) => {
+                warn!(session = record.id, error = %err, "replacing an unreadable summary");
+                None
+            }
+        });
         if old_state != Some(record.state) {
             if let Some(old_state) = old_state {
                 self.state_sessions.remove(state_key(old_state, record.id))?;
@@ -425,7 +520,7 @@ impl Store {
 
     /// The list summary of one session.
     pub fn summary(&self, id: SessionId) -> Result<Option<SessionSummary>, StoreError> {
-        self.summaries.get(id.to_be_bytes())?.map(|bytes| decode("summaries", &bytes)).transpose()
+        Ok(self.summaries.get(id.to_be_bytes())?.map(|bytes| readable_summary(id, &bytes)))
     }
 
     fn summaries_of(&self, ids: impl IntoIterator<Item = SessionId>) -> Result<Vec<SessionSummary>, StoreError> {
@@ -547,7 +642,7 @@ impl Store {
             match self.summaries.range(middle.to_be_bytes()..).next().transpose()? {
                 None => high = middle,
                 Some((key, bytes)) => {
-                    let summary: SessionSummary = decode("summaries", &bytes)?;
+                    let summary = readable_summary(id_of_key(&key).unwrap_or(middle), &bytes);
                     if summary.created_ms < ms {
                         low = id_of_key(&key).unwrap_or(middle).saturating_add(1);
                     } else {
@@ -675,8 +770,8 @@ impl Store {
         let mut total = 0;
         let mut page = Vec::new();
         for entry in self.summaries.iter().rev() {
-            let (_, bytes) = entry?;
-            let summary: SessionSummary = decode("summaries", &bytes)?;
+            let (key, bytes) = entry?;
+            let summary = readable_summary(id_of_key(&key).unwrap_or(0), &bytes);
             if filter.suite.as_ref().is_some_and(|s| *s != summary.suite)
                 || filter.state.is_some_and(|s| s != summary.state)
             {
@@ -695,12 +790,23 @@ impl Store {
     pub fn mark_unfinished_interrupted(&self, now_ms: u64) -> Result<Vec<SessionId>, StoreError> {
         let mut marked = Vec::new();
         for entry in self.summaries.iter() {
-            let (_, bytes) = entry?;
-            let summary: SessionSummary = decode("summaries", &bytes)?;
+            let (key, bytes) = entry?;
+            let summary = readable_summary(id_of_key(&key).unwrap_or(0), &bytes);
             if summary.state.is_final() {
                 continue;
             }
-            if let Some(mut record) = self.session(summary.id)? {
+            let record = match self.session(summary.id) {
+                Ok(record) => record,
+                // It must not stop the master's start, nor stay unfinished for ever: its
+                // summary ends it, saying why.
+                Err(err) => {
+                    warn!(session = summary.id, error = %err, "an unfinished session's record is unreadable");
+                    self.end_unreadable(summary, now_ms, &err)?;
+                    marked.push(id_of_key(&key).unwrap_or(0));
+                    None
+                }
+            };
+            if let Some(mut record) = record {
                 record.state = SessionState::Interrupted;
                 record.reason = Some("the master stopped while this session was unfinished".into());
                 record.ended_ms = Some(now_ms);
@@ -719,20 +825,40 @@ impl Store {
         Ok(marked)
     }
 
+    /// Marks an unfinished session whose record cannot be read interrupted, in its summary
+    /// and the state index (the record itself stays as found).
+    fn end_unreadable(&self, mut summary: SessionSummary, now_ms: u64, err: &StoreError) -> Result<(), StoreError> {
+        self.state_sessions.remove(state_key(summary.state, summary.id))?;
+        summary.state = SessionState::Interrupted;
+        summary.reason =
+            Some(format!("the master stopped while this session was unfinished; its record is unreadable ({err})"));
+        summary.ended_ms = Some(now_ms);
+        self.summaries.insert(summary.id.to_be_bytes(), encode(&summary)?)?;
+        self.state_sessions.insert(state_key(summary.state, summary.id), &[])?;
+        Ok(())
+    }
+
     fn output_file(&self, stage_id: StageId) -> PathBuf {
         self.output_dir.join(format!("{stage_id}.out"))
     }
 
     /// Stores one chunk of a stage's output. Writing the same chunk again (a resend after a
     /// reconnect) replaces it, so resends never duplicate output.
+    /// Returns once the chunk is in the file and indexed (the chunk counts as received
+    /// only then); refused with [`StoreError::DiskFull`] under the reserve.
     pub fn put_output(&self, stage_id: StageId, seq: u64, lines: &[OutputLine]) -> Result<(), StoreError> {
+        self.check_room()?;
         let value = encode(&lines)?;
         let path = self.output_file(stage_id);
-        let io = |source| StoreError::Io { path: path.clone(), source };
+        let io = |source| io_error(&path, source);
         // One connection writes a stage's output, so appends to one file never interleave.
         let mut file = OpenOptions::new().create(true).append(true).open(&path).map_err(io)?;
         let offset = file.seek(SeekFrom::End(0)).map_err(io)?;
-        file.write_all(&value).map_err(io)?;
+        if let Err(err) = file.write_all(&value) {
+            // A part written stays unindexed; cutting it off keeps the file to whole chunks.
+            let _ = file.set_len(offset);
+            return Err(io(err));
+        }
         let mut location = [0u8; 12];
         location[..8].copy_from_slice(&offset.to_be_bytes());
         location[8..].copy_from_slice(&(value.len() as u32).to_be_bytes());
@@ -740,7 +866,16 @@ impl Store {
         Ok(())
     }
 
-    fn read_chunk(
+    /// One chunk's lines; a chunk that cannot be read (a bad location, a short or missing
+    /// file, bytes that do not decode) is one marker line instead, so the rest still shows.
+    fn read_chunk(&self, file: &mut Option<File>, stage_id: StageId, seq: u64, location: &[u8]) -> Vec<OutputLine> {
+        self.try_read_chunk(file, stage_id, location).unwrap_or_else(|err| {
+            warn!(stage_id, seq, error = %err, "an unreadable output chunk");
+            unreadable_chunk(seq, &err.to_string())
+        })
+    }
+
+    fn try_read_chunk(
         &self,
         file: &mut Option<File>,
         stage_id: StageId,
@@ -755,10 +890,25 @@ impl Store {
             *file = Some(File::open(&path).map_err(io)?);
         }
         let Some(handle) = file.as_mut() else { return Err(corrupt()) };
+        let size = handle.metadata().map_err(io)?.len();
+        if offset.checked_add(u64::from(len)).is_none_or(|end| end > size) {
+            return Err(StoreError::Corrupt { tree: "output", message: format!("the file ends at byte {size}") });
+        }
         handle.seek(SeekFrom::Start(offset)).map_err(io)?;
         let mut bytes = vec![0u8; len as usize];
         handle.read_exact(&mut bytes).map_err(io)?;
         decode("output", &bytes)
+    }
+
+    /// Puts a stage's output file on the disk (at the stage's end): what was acknowledged
+    /// survives a power cut from then on.
+    pub fn sync_output(&self, stage_id: StageId) -> Result<(), StoreError> {
+        let path = self.output_file(stage_id);
+        match File::open(&path) {
+            Ok(file) => file.sync_data().map_err(|source| io_error(&path, source)),
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(source) => Err(io_error(&path, source)),
+        }
     }
 
     /// The output chunks of a stage from chunk `from_seq` on, at most `max_chunks` of them.
@@ -775,7 +925,7 @@ impl Store {
         {
             let (key, location) = entry?;
             let seq = u64::from_be_bytes(key[8..16].try_into().unwrap_or([0; 8]));
-            chunks.push((seq, self.read_chunk(&mut file, stage_id, &location)?));
+            chunks.push((seq, self.read_chunk(&mut file, stage_id, seq, &location)));
         }
         Ok(chunks)
     }
@@ -785,8 +935,9 @@ impl Store {
         let mut file = None;
         let mut tail: Vec<OutputLine> = Vec::new();
         for entry in self.output_index.range(output_key(stage_id, 0)..=output_key(stage_id, u64::MAX)).rev() {
-            let (_, location) = entry?;
-            let mut lines = self.read_chunk(&mut file, stage_id, &location)?;
+            let (key, location) = entry?;
+            let seq = u64::from_be_bytes(key[8..16].try_into().unwrap_or([0; 8]));
+            let mut lines = self.read_chunk(&mut file, stage_id, seq, &location);
             lines.append(&mut tail);
             tail = lines;
             if tail.len() >= n {
@@ -816,7 +967,7 @@ impl Store {
                 break;
             }
             let seq = u64::from_be_bytes(key[8..16].try_into().unwrap_or([0; 8]));
-            let chunk = self.read_chunk(&mut file, stage_id, &location)?;
+            let chunk = self.read_chunk(&mut file, stage_id, seq, &location);
             lines += chunk.len();
             chunks.push((seq, chunk));
         }
@@ -824,19 +975,32 @@ impl Store {
         Ok((chunks, earlier))
     }
 
+    /// Refused with [`StoreError::DiskFull`] under the reserve.
     pub fn put_log(&self, log: &LogFile) -> Result<(), StoreError> {
+        self.check_room()?;
         let mut key = log.stage_id.to_be_bytes().to_vec();
         key.extend_from_slice(log.path.as_bytes());
         self.logs.insert(key, encode(log)?)?;
         Ok(())
     }
 
+    /// A stage's collected logs; one that cannot be decoded comes with its path and an
+    /// error that says so.
     pub fn logs(&self, stage_id: StageId) -> Result<Vec<LogFile>, StoreError> {
         self.logs
             .scan_prefix(stage_id.to_be_bytes())
             .map(|entry| {
-                let (_, bytes) = entry?;
-                decode("logs", &bytes)
+                let (key, bytes) = entry?;
+                Ok(decode("logs", &bytes).unwrap_or_else(|err| {
+                    warn!(stage_id, error = %err, "an unreadable log file");
+                    LogFile {
+                        stage_id,
+                        path: String::from_utf8_lossy(key.get(8..).unwrap_or_default()).into_owned(),
+                        content: Vec::new(),
+                        truncated_bytes: 0,
+                        error: Some(format!("unreadable in the store ({err})")),
+                    }
+                }))
             })
             .collect()
     }
@@ -854,7 +1018,7 @@ impl Store {
     /// What a stage run reported (empty if nothing).
     pub fn values(&self, stage_id: StageId) -> Result<StageValues, StoreError> {
         match self.values.get(stage_id.to_be_bytes())? {
-            Some(bytes) => decode("values", &bytes),
+            Some(bytes) => Ok(readable_or_default("values", stage_id, &bytes)),
             None => Ok(StageValues::default()),
         }
     }
@@ -886,7 +1050,7 @@ impl Store {
     /// A session's sync waits and faults (empty if none were kept).
     pub fn timeline(&self, id: SessionId) -> Result<Timeline, StoreError> {
         match self.timelines.get(id.to_be_bytes())? {
-            Some(bytes) => decode("timelines", &bytes),
+            Some(bytes) => Ok(readable_or_default("timelines", id, &bytes)),
             None => Ok(Timeline::default()),
         }
     }
@@ -902,7 +1066,7 @@ impl Store {
     /// What each slave ended at a session's end (empty before it ended, or if none answered).
     pub fn cleanup(&self, id: SessionId) -> Result<Vec<SlaveCleanup>, StoreError> {
         match self.cleanups.get(id.to_be_bytes())? {
-            Some(bytes) => decode("cleanups", &bytes),
+            Some(bytes) => Ok(readable_or_default("cleanups", id, &bytes)),
             None => Ok(Vec::new()),
         }
     }
@@ -925,7 +1089,8 @@ impl Store {
         let mut out = Vec::new();
         for entry in self.summaries.iter() {
             let (key, bytes) = entry?;
-            let summary: SessionSummary = decode("summaries", &bytes)?;
+            // Retention leaves unreadable sessions alone: an operator may want to look.
+            let Ok(summary) = decode::<SessionSummary>("summaries", &bytes) else { continue };
             out.push((summary, self.kept.contains_key(&key)?));
         }
         Ok(out)
@@ -1102,6 +1267,101 @@ mod tests {
         let tail: Vec<String> = store.output_tail(7, 2).unwrap().into_iter().map(|l| l.text).collect();
         assert_eq!(tail, ["b", "c"]);
         assert!(store.output(99, 0, 10).unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_chunk_cut_short_or_garbled_reads_as_one_marker_and_the_others_stay() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        store.put_output(3, 0, &[line("first")]).unwrap();
+        store.put_output(3, 1, &[line("second")]).unwrap();
+        store.put_output(3, 2, &[line("third")]).unwrap();
+        store.sync_output(3).unwrap();
+        let path = store.output_file(3);
+        let size = std::fs::metadata(&path).unwrap().len();
+        // Chunk 0's bytes garbled, the end of chunk 2 cut off.
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes[0] = 0xff;
+        bytes.truncate(size as usize - 2);
+        std::fs::write(&path, &bytes).unwrap();
+        let texts: Vec<String> =
+            store.output(3, 0, 10).unwrap().into_iter().flat_map(|(_, l)| l.into_iter().map(|l| l.text)).collect();
+        assert_eq!(texts.len(), 3, "{texts:?}");
+        assert!(texts[0].contains("output chunk 0 is unreadable"), "{texts:?}");
+        assert_eq!(texts[1], "second");
+        assert!(texts[2].contains("output chunk 2 is unreadable") && texts[2].contains("ends at byte"), "{texts:?}");
+        let tail: Vec<String> = store.output_tail(3, 2).unwrap().into_iter().map(|l| l.text).collect();
+        assert_eq!(tail[0], "second", "{tail:?}");
+        std::fs::remove_file(&path).unwrap();
+        let gone = store.output(3, 0, 10).unwrap();
+        assert_eq!(gone.len(), 3, "a missing file: each chunk a marker");
+        assert!(store.output_tail_chunks(3, 10).unwrap().0.iter().all(|(_, l)| l[0].text.contains("unreadable")));
+    }
+
+    #[test]
+    fn an_unreadable_record_is_one_marked_item_and_the_store_still_opens_and_lists() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = Store::open(dir.path()).unwrap();
+            for id in 1..=3 {
+                store.put_session(&record(id, "ts", SessionState::Passed)).unwrap();
+            }
+            store.put_session(&record(4, "ts", SessionState::Running)).unwrap();
+            store.put_values(2, &StageValues::default()).unwrap();
+            // Garbage where session 2's summary and record and session 4's record are, and
+            // in the side records of session 3.
+            store.summaries.insert(2u64.to_be_bytes(), &[0xff, 0xfe, 0xfd][..]).unwrap();
+            store.sessions.insert(2u64.to_be_bytes(), &[0xff][..]).unwrap();
+            store.sessions.insert(4u64.to_be_bytes(), &[0xff][..]).unwrap();
+            store.timelines.insert(3u64.to_be_bytes(), &[0xff][..]).unwrap();
+            store.cleanups.insert(3u64.to_be_bytes(), &[0xff][..]).unwrap();
+            store.values.insert(77u64.to_be_bytes(), &[0xff][..]).unwrap();
+            let mut log_key = 77u64.to_be_bytes().to_vec();
+            log_key.extend_from_slice(b"/var/log/x.log");
+            store.logs.insert(log_key, &[0xff][..]).unwrap();
+            store.meta.remove("index_version").unwrap(); // indexes rebuilt at the next open
+            store.flush_now().unwrap();
+        }
+        let store = Store::open(dir.path()).expect("an unreadable record does not stop the open");
+        assert_eq!(store.mark_unfinished_interrupted(9).unwrap(), [4], "ended by its summary");
+        assert_eq!(store.summary(4).unwrap().map(|s| s.state), Some(SessionState::Interrupted));
+        assert!(store.unfinished().unwrap().is_empty(), "nothing stays unfinished");
+        let (total, page) = store.list(&SessionFilter::default(), 0, 10).unwrap();
+        assert_eq!(total, 4);
+        let marked = page.iter().find(|s| s.id == 2).expect("session 2 is listed");
+        assert!(marked.reason.as_deref().unwrap_or("").contains("unreadable"), "{marked:?}");
+        let (history, _) = store.history(&HistoryFilter::default(), 0, 10).unwrap();
+        assert_eq!(history.iter().map(|s| s.id).collect::<Vec<_>>(), [4, 3, 2, 1], "the marker is in the history");
+        let by_suite = HistoryFilter { suite: Some("ts".into()), ..HistoryFilter::default() };
+        let ids: Vec<SessionId> = store.history(&by_suite, 0, 10).unwrap().0.iter().map(|s| s.id).collect();
+        assert_eq!(ids, [4, 3, 1], "its suite unknown, it is left out of the rebuilt suite index");
+        assert!(matches!(store.session(2), Err(StoreError::Corrupt { .. })), "the record itself says it is corrupt");
+        assert!(store.session(1).unwrap().is_some(), "the others read");
+        assert!(store.timeline(3).unwrap().is_empty() && store.cleanup(3).unwrap().is_empty());
+        assert!(store.values(77).unwrap().is_empty());
+        let logs = store.logs(77).unwrap();
+        assert_eq!(logs[0].path, "/var/log/x.log");
+        assert!(logs[0].error.as_deref().unwrap_or("").contains("unreadable"), "{logs:?}");
+        assert_eq!(store.all_summaries().unwrap().len(), 3, "retention leaves the unreadable one alone");
+        store.put_session(&record(2, "ts", SessionState::Passed)).expect("rewriting mends it");
+        assert_eq!(store.summary(2).unwrap().map(|s| s.suite), Some("ts".to_string()));
+    }
+
+    #[test]
+    fn output_and_logs_are_refused_as_disk_full_under_the_reserve() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap().with_reserve(u64::MAX);
+        let err = store.put_output(5, 0, &[line("x")]).unwrap_err();
+        assert!(err.is_disk_full() && err.to_string().starts_with("disk full: "), "{err}");
+        assert!(!store.output_file(5).exists(), "nothing written");
+        let log = LogFile { stage_id: 5, path: "/l".into(), content: b"x".to_vec(), truncated_bytes: 0, error: None };
+        assert!(store.put_log(&log).unwrap_err().is_disk_full());
+        store.put_session(&record(1, "ts", SessionState::Failed)).expect("records are still written");
+        let store = store.with_reserve(0);
+        store.put_output(5, 0, &[line("x")]).expect("room again: writes go on");
+        let no_space = std::io::Error::from_raw_os_error(libc::ENOSPC);
+        assert!(io_error(Path::new("/x"), no_space).is_disk_full());
+        assert!(!io_error(Path::new("/x"), std::io::Error::other("other")).is_disk_full());
     }
 
     #[test]
