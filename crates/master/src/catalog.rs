@@ -9,7 +9,7 @@
 //! the repository itself, so that a later edit, a broken push or a moved git checkout
 //! never changes the scripts of the version in service, nor of a session that runs it.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 
@@ -33,6 +33,10 @@ pub struct DefinitionsService {
     version: watch::Sender<u64>,
     /// Wakes the git fetch loops before their next poll (SIGHUP).
     fetch_now: Notify,
+    /// Snapshot folders the last pruning pass found unused: the next pass removes those
+    /// still unused, so a version just replaced stays for one pass (a session being made
+    /// from it at that moment still finds its scripts).
+    unused_last_pass: Mutex<HashSet<PathBuf>>,
 }
 
 impl DefinitionsService {
@@ -45,7 +49,31 @@ impl DefinitionsService {
             current,
             version: watch::channel(0).0,
             fetch_now: Notify::new(),
+            unused_last_pass: Mutex::new(HashSet::new()),
         }
+    }
+
+    /// Removes the suite snapshots (`state_dir/snapshots/<repo>/<suite>-<hash>`) that no
+    /// suite in service and none of `in_use` (the suite folders of sessions waiting or
+    /// running) lies in, and that the pass before found unused too. Returns how many went.
+    /// Holds the catalog while it looks, so no reload makes a snapshot meanwhile.
+    pub fn prune_snapshots(&self, in_use: &[PathBuf]) -> Result<usize, String> {
+        let catalog = self.catalog();
+        let mut used: HashSet<PathBuf> =
+            catalog.suite_dirs().filter_map(|dir| dir.parent().map(Path::to_path_buf)).collect();
+        used.extend(in_use.iter().filter_map(|dir| dir.parent().map(Path::to_path_buf)));
+        let unused: HashSet<PathBuf> =
+            snapshot_roots(&catalog.snapshots_dir)?.into_iter().filter(|root| !used.contains(root)).collect();
+        let mut last_pass = self.unused_last_pass.lock().unwrap_or_else(|p| p.into_inner());
+        let mut removed = 0;
+        for root in unused.intersection(&last_pass) {
+            match std::fs::remove_dir_all(root) {
+                Ok(()) => removed += 1,
+                Err(err) => warn!(snapshot = %root.display(), error = %err, "retention: cannot remove a snapshot"),
+            }
+        }
+        *last_pass = unused.into_iter().filter(|root| root.exists()).collect();
+        Ok(removed)
     }
 
     /// The definitions in service: shared, not copied, so pages and the scheduler can read
@@ -180,6 +208,11 @@ impl Catalog {
                 })
                 .collect(),
         }
+    }
+
+    /// The folders of every suite version the catalog keeps (in service or not).
+    fn suite_dirs(&self) -> impl Iterator<Item = &Path> + '_ {
+        self.repos.iter().flat_map(|entry| entry.suites.values().map(|(suite, _)| suite.dir.as_path()))
     }
 
     fn entry(&mut self, repo: &str) -> Option<&mut RepoEntry> {
@@ -352,6 +385,28 @@ fn folder_names(dir: &Path) -> Vec<String> {
     names
 }
 
+/// Every snapshot folder, `<snapshots>/<repo>/<suite>-<hash>`, but those being made.
+fn snapshot_roots(snapshots: &Path) -> Result<Vec<PathBuf>, String> {
+    let list = |dir: &Path| -> Result<Vec<PathBuf>, String> {
+        match std::fs::read_dir(dir) {
+            Ok(entries) => Ok(entries
+                .flatten()
+                .filter(|e| {
+                    e.file_type().is_ok_and(|t| t.is_dir()) && !e.file_name().to_string_lossy().starts_with('.')
+                })
+                .map(|e| e.path())
+                .collect()),
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+            Err(err) => Err(format!("{}: {err}", dir.display())),
+        }
+    };
+    let mut roots = Vec::new();
+    for repo in list(snapshots)? {
+        roots.extend(list(&repo)?);
+    }
+    Ok(roots)
+}
+
 /// Copies a suite's folder into a content-addressed snapshot (once per content) and returns
 /// the suite with its paths pointing there.
 fn snapshot_suite(snapshots: &Path, suite: &Suite) -> Result<Suite, String> {
@@ -464,6 +519,37 @@ mod tests {
         write(&root.join(format!("suites/{name}/init.sh")), init);
         write(&root.join(format!("suites/{name}/tc/c/init.sh")), "true\n");
         write(&root.join(format!("suites/{name}/tc/c/run.sh")), "true\n");
+    }
+
+    #[test]
+    fn snapshots_nothing_uses_go_at_the_second_pass_and_those_in_use_stay() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("repo");
+        add_suite(&root, "ts_a", "echo v1\n");
+        add_suite(&root, "ts_b", "echo b1\n");
+        let service = DefinitionsService::new(&[repo(&root, "main")], dir.path().join("snap"), SourcePolicy::default());
+        service.reload_repo("main", None);
+        let a1 = service.snapshot().repository.suites["ts_a"].dir.clone();
+        let b1 = service.snapshot().repository.suites["ts_b"].dir.clone();
+        write(&root.join("suites/ts_a/init.sh"), "echo v2\n");
+        write(&root.join("suites/ts_b/init.sh"), "echo b2\n");
+        service.reload_repo("main", None);
+        let a2 = service.snapshot().repository.suites["ts_a"].dir.clone();
+        assert_ne!(a1, a2, "a new version, a new snapshot");
+        // b1 is what a running session runs from.
+        assert_eq!(service.prune_snapshots(std::slice::from_ref(&b1)).unwrap(), 0, "the first pass only notes");
+        assert!(a1.is_dir());
+        assert_eq!(service.prune_snapshots(std::slice::from_ref(&b1)).unwrap(), 1);
+        assert!(!a1.exists(), "the replaced version went");
+        assert!(a2.is_dir() && b1.is_dir(), "the one in service and the one in use stay");
+        // The session ended: b1 goes two passes later, the versions in service never.
+        assert_eq!(service.prune_snapshots(&[]).unwrap(), 0);
+        assert_eq!(service.prune_snapshots(&[]).unwrap(), 1);
+        assert!(!b1.exists());
+        let in_service: Vec<PathBuf> = service.snapshot().repository.suites.values().map(|s| s.dir.clone()).collect();
+        assert!(in_service.iter().all(|d| d.is_dir()), "{in_service:?}");
+        let ScriptSource::File(init) = &service.snapshot().repository.suites["ts_a"].initialize else { panic!() };
+        assert_eq!(std::fs::read_to_string(init).unwrap(), "echo v2\n");
     }
 
     #[test]

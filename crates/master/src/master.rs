@@ -5,6 +5,7 @@
 //! one for the same slave.
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::{broadcast, watch};
@@ -59,6 +60,8 @@ struct Queue {
     busy: HashSet<String>,
     /// Cancel switches of the sessions that run, and their suites.
     running: HashMap<SessionId, (watch::Sender<Option<StopRequest>>, String)>,
+    /// The suite folder (a snapshot) each running session runs from.
+    running_dirs: HashMap<SessionId, PathBuf>,
 }
 
 impl Queue {
@@ -87,6 +90,7 @@ impl Queue {
     /// held), which stays taken until [`Queue::free`].
     fn release(&mut self, id: SessionId, resources: &[String], kept: Option<&str>) {
         self.running.remove(&id);
+        self.running_dirs.remove(&id);
         for resource in resources.iter().filter(|r| Some(r.as_str()) != kept) {
             self.busy.remove(resource);
         }
@@ -204,11 +208,27 @@ impl Master {
         self.defs.snapshot()
     }
 
+    /// Removes the suite snapshots nothing uses any more (retention's pass).
+    pub fn prune_snapshots(&self) -> Result<usize, String> {
+        let in_use: Vec<PathBuf> = {
+            let queue = self.queue();
+            queue.waiting.iter().map(|q| q.suite.dir.clone()).chain(queue.running_dirs.values().cloned()).collect()
+        };
+        self.defs.prune_snapshots(&in_use)
+    }
+
     /// Starts the watchers of the definitions' repositories (local ones are loaded before
     /// this returns) and, unless disabled, the scheduler.
     pub fn start_background_tasks(self: &Arc<Self>) {
         crate::watch::start(&self.defs, &self.config.repos);
-        crate::retention::start(self.store.clone(), self.config.retention.clone(), self.config.state_dir.join("store"));
+        let master = Arc::downgrade(self);
+        let prune_snapshots = move || master.upgrade().map_or(Ok(0), |master| master.prune_snapshots());
+        crate::retention::start(
+            self.store.clone(),
+            self.config.retention.clone(),
+            self.config.state_dir.join("store"),
+            prune_snapshots,
+        );
         if !self.config.scheduler_enabled {
             info!("scheduler disabled: suites run only when started by hand or through the API");
             return;
@@ -378,6 +398,7 @@ impl Master {
             for queued in queue.take_runnable() {
                 let (cancel_tx, cancel_rx) = watch::channel(None);
                 queue.running.insert(queued.id, (cancel_tx, queued.suite.name.clone()));
+                queue.running_dirs.insert(queued.id, queued.suite.dir.clone());
                 to_start.push((queued, cancel_rx));
             }
         }

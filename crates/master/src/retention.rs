@@ -109,8 +109,14 @@ pub fn prune_once(store: &Store, config: &RetentionConfig, store_dir: &Path) -> 
 }
 
 /// Prunes every `every`, from now on, while the master runs; `store_dir` is the store's
-/// folder (whose file system `min_free_disk` looks at).
-pub fn start(store: Store, config: RetentionConfig, store_dir: std::path::PathBuf) {
+/// folder (whose file system `min_free_disk` looks at). After the sessions, each pass calls
+/// `prune_snapshots` (the definition snapshots nothing uses; it returns how many went).
+pub fn start(
+    store: Store,
+    config: RetentionConfig,
+    store_dir: std::path::PathBuf,
+    prune_snapshots: impl Fn() -> Result<usize, String> + Clone + Send + 'static,
+) {
     if !config.is_on() {
         return;
     }
@@ -120,7 +126,17 @@ pub fn start(store: Store, config: RetentionConfig, store_dir: std::path::PathBu
         loop {
             ticker.tick().await;
             let (store, config, dir) = (store.clone(), config.clone(), store_dir.clone());
-            match tokio::task::spawn_blocking(move || prune_once(&store, &config, &dir)).await {
+            let snapshots = prune_snapshots.clone();
+            let pass = move || {
+                let pruned = prune_once(&store, &config, &dir);
+                match snapshots() {
+                    Ok(0) => {}
+                    Ok(removed) => info!(snapshots = removed, "retention: unused definition snapshots removed"),
+                    Err(err) => warn!(error = %err, "retention: pruning snapshots failed"),
+                }
+                pruned
+            };
+            match tokio::task::spawn_blocking(pass).await {
                 Ok(Ok(pruned)) if !pruned.sessions.is_empty() => {
                     info!(sessions = ?pruned.sessions, output_bytes = pruned.output_bytes, "retention: sessions pruned")
                 }

@@ -59,3 +59,44 @@ fn the_last_n_per_suite_stay_and_a_kept_session_is_never_pruned() {
     assert_eq!(store["retention"]["keep_per_suite"], 2, "{store}");
     assert!(env.master.log().contains("retention: sessions pruned"), "the master logs what it pruned");
 }
+
+/// The snapshot folders of the master's definitions (`state_dir/snapshots/<repo>/<suite>-<hash>`).
+fn snapshot_folders(state_dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let list = |dir: &std::path::Path| -> Vec<std::path::PathBuf> {
+        std::fs::read_dir(dir).into_iter().flatten().flatten().map(|e| e.path()).filter(|p| p.is_dir()).collect()
+    };
+    let mut folders: Vec<_> = list(&state_dir.join("snapshots")).iter().flat_map(|repo| list(repo)).collect();
+    folders.sort();
+    folders
+}
+
+#[test]
+fn a_replaced_suite_versions_snapshot_is_pruned_and_the_one_in_service_stays() {
+    let suite = Suite::new("ts_snap", &["n1"]).case(Case::new("talk").run("echo version one\n"));
+    let options =
+        MasterOptions { extra: "[retention]\nkeep_days = 365\nevery = \"1s\"\n".into(), ..MasterOptions::default() };
+    let mut env = Env::new(&[suite], options);
+    env.start_slaves(&["n1"]);
+    let api = env.api();
+    let first = api.run("ts_snap");
+    assert_eq!(state(&api.wait_final(first, Duration::from_secs(30))), "passed");
+    let state_dir = env.master.state_dir();
+    let before = snapshot_folders(&state_dir);
+    assert_eq!(before.len(), 1, "{before:?}");
+
+    let run_script = env.path().join("definitions/suites/ts_snap/tc/talk/run.sh");
+    std::fs::write(&run_script, "echo version two\n").expect("edit the suite");
+    wait_until(Duration::from_secs(30), "the old snapshot pruned and the new one made", || {
+        let now = snapshot_folders(&state_dir);
+        match now.len() == 1 && now != before {
+            true => Ok(()),
+            false => Err(format!("{now:?}")),
+        }
+    });
+    let second = api.run("ts_snap");
+    let session = api.wait_final(second, Duration::from_secs(30));
+    assert_eq!(state(&session), "passed", "{}", summarize(&session));
+    assert_eq!(api.run_output(&session, "CaseRun", "n1"), "version two");
+    assert_eq!(api.run_output(&api.get(&format!("/api/sessions/{first}")), "CaseRun", "n1"), "version one");
+    assert!(env.master.log().contains("unused definition snapshots removed"), "the master logs it");
+}
