@@ -148,6 +148,34 @@ fn malformed_and_oversized_frames_close_only_their_connection() {
     assert_eq!(state(&session), "passed", "{}", summarize(&session));
 }
 
+/// A stranger that connects and says nothing, before TLS or after it, is closed at the
+/// handshake deadline (10 s each step), not left holding its place.
+#[test]
+fn a_silent_stranger_is_closed_at_the_handshake_deadline() {
+    let suite = Suite::new("ts_silent", &["q1"]).case(Case::new("noop"));
+    let env = Env::new(&[suite], MasterOptions::default());
+    let peer = env.master.peer_addr();
+    let ca = std::fs::read(env.master.ca_file()).expect("the master's CA");
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a tokio runtime");
+    runtime.block_on(async {
+        let silent_tcp = async {
+            let mut tcp = TcpStream::connect(peer).await.expect("connect");
+            let mut byte = [0u8; 1];
+            tokio::time::timeout(Duration::from_secs(20), tcp.read(&mut byte)).await.is_ok()
+        };
+        let silent_tls = async {
+            let mut tls = tls_connect(peer, &ca).await;
+            let mut byte = [0u8; 1];
+            tokio::time::timeout(Duration::from_secs(20), tls.read(&mut byte)).await.is_ok()
+        };
+        let (tcp_closed, tls_closed) = tokio::join!(silent_tcp, silent_tls);
+        assert!(tcp_closed, "a silent TCP connection was kept past the TLS deadline");
+        assert!(tls_closed, "a TLS connection without a Hello was kept past the handshake deadline");
+    });
+    let log = env.master.log();
+    assert!(log.contains("TLS handshake timed out"), "{log}");
+}
+
 /// Strangers that connect and never finish their handshake hold at most 256 places: the
 /// next connection is closed at once; once they go, peers get in again.
 #[test]
