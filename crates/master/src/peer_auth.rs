@@ -158,8 +158,18 @@ impl PeerAuth {
         if let Some(record) = existing.as_ref().filter(|r| r.state == IdentityState::Enrolled) {
             if record.public_key == key_hex && record.role == role {
                 // Approved while it waited, or it lost the certificate of an earlier
-                // welcome. A public key proves nothing: it gets its certificate, and gets in
-                // only by presenting it (which needs the private key).
+                // welcome, or that one expired. A public key proves nothing: it gets its
+                // certificate (a new one for the same key if that one has expired: only
+                // then, so asking again and again never replaces a certificate in use), and
+                // gets in only by presenting it (which needs the private key).
+                if record.not_after_unix.is_some_and(|end| end <= unix_now()) {
+                    return match self.reissue(record.clone(), name, role, address) {
+                        Ok(certificate) => Verdict::HandCertificate { certificate },
+                        Err(err) => {
+                            refuse(RefusalReason::CertificateRefused, format!("cannot issue a certificate: {err}"))
+                        }
+                    };
+                }
                 return match &record.certificate {
                     Some(certificate) => Verdict::HandCertificate { certificate: certificate.clone() },
                     None => refuse(RefusalReason::CertificateRefused, format!("`{name}` has no certificate on record")),
@@ -221,26 +231,10 @@ impl PeerAuth {
             self.identities.put(record.clone());
         }
         // Renewed for the same key when it runs out soon: peers never need a hand for it.
-        let expiring = record.not_after_unix.is_some_and(|end| end - unix_now() < PEER_RENEW_DAYS * 86_400);
-        if !expiring {
+        if !expiring(&record) {
             return Verdict::Admit { certificate: None };
         }
-        let renewed = hex::decode(&record.public_key)
-            .map_err(|e| e.to_string())
-            .and_then(|key| self.ca.issue_peer_certificate(&key, name, role).map_err(|e| e.to_string()))
-            .and_then(|issued| {
-                let update = PeerIdentity {
-                    previous_fingerprint: record.fingerprint.clone(),
-                    fingerprint: Some(issued.fingerprint),
-                    certificate: Some(issued.chain_pem.clone()),
-                    not_after_unix: Some(issued.not_after_unix),
-                    address: address.to_string(),
-                    ..record
-                };
-                // At once: a peer holding a renewal the master forgot would be locked out.
-                self.identities.put_now(update).map(|()| issued.chain_pem).map_err(|e| e.to_string())
-            });
-        match renewed {
+        match self.reissue(record, name, role, address) {
             Ok(certificate) => {
                 info!(peer = name, role, "certificate renewed");
                 Verdict::Admit { certificate: Some(certificate) }
@@ -250,6 +244,24 @@ impl PeerAuth {
                 Verdict::Admit { certificate: None }
             }
         }
+    }
+
+    /// A new certificate for an enrolled peer's key, on record at once (the old one stays
+    /// valid until the new one is first used): a peer holding a certificate the master
+    /// forgot would be locked out.
+    fn reissue(&self, record: PeerIdentity, name: &str, role: &str, address: SocketAddr) -> Result<String, String> {
+        let key = hex::decode(&record.public_key).map_err(|e| e.to_string())?;
+        let issued = self.ca.issue_peer_certificate(&key, name, role).map_err(|e| e.to_string())?;
+        let update = PeerIdentity {
+            previous_fingerprint: record.fingerprint.clone(),
+            fingerprint: Some(issued.fingerprint),
+            certificate: Some(issued.chain_pem.clone()),
+            not_after_unix: Some(issued.not_after_unix),
+            address: address.to_string(),
+            ..record
+        };
+        self.identities.put_now(update).map_err(|e| e.to_string())?;
+        Ok(issued.chain_pem)
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -419,6 +431,11 @@ impl PeerAuth {
     }
 }
 
+/// Whether a peer's certificate on record runs out within [`PEER_RENEW_DAYS`] (or has).
+fn expiring(record: &PeerIdentity) -> bool {
+    record.not_after_unix.is_some_and(|end| end - unix_now() < PEER_RENEW_DAYS * 86_400)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -563,6 +580,34 @@ mod tests {
             refused(auth.authenticate(&hello("s1", "", Some(&second)), None, address())).0,
             RefusalReason::NameTaken
         );
+    }
+
+    #[test]
+    fn an_expired_certificate_is_replaced_for_the_same_key_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let auth = auth(dir.path(), EnrollMode::Approve, PeerAuthMode::Certificate);
+        let key = xrdtest_proto::identity::throwaway_public_key();
+        let ca_pem = auth.ca().cert_pem().to_string();
+        refused(auth.authenticate(&hello("s1", "", Some(&key)), None, address()));
+        auth.approve("s1").unwrap();
+        // As if 825 days had passed: the certificate on record (and the peer's) ran out.
+        let expired = auth.ca().issue_peer_certificate_valid(&key, "s1", "slave", -30, -1).unwrap();
+        let mut record = auth.identities.get("s1").unwrap();
+        record.certificate = Some(expired.chain_pem.clone());
+        record.fingerprint = Some(expired.fingerprint.clone());
+        record.not_after_unix = Some(expired.not_after_unix);
+        auth.identities.put(record);
+        use xrdtest_proto::tls::{check_own_certificate, OwnCertificate};
+        assert_eq!(check_own_certificate(expired.chain_pem.as_bytes(), ca_pem.as_bytes()), OwnCertificate::Expired);
+        // The peer drops it and asks with its key, without the secret: a new one, at once.
+        let fresh = handed(auth.authenticate(&hello("s1", "", Some(&key)), None, address()));
+        assert_ne!(fresh, expired.chain_pem);
+        assert_eq!(check_own_certificate(fresh.as_bytes(), ca_pem.as_bytes()), OwnCertificate::Usable);
+        // Asking again hands the same one: a key alone never replaces a certificate in use.
+        assert_eq!(handed(auth.authenticate(&hello("s1", "", Some(&key)), None, address())), fresh);
+        assert_eq!(admitted(auth.authenticate(&hello("s1", "", None), Some(&der(&fresh)), address())), None);
+        let other_ca = xrdtest_proto::pki::CertificateAuthority::generate().unwrap();
+        assert_eq!(check_own_certificate(fresh.as_bytes(), other_ca.cert_pem().as_bytes()), OwnCertificate::OtherCa);
     }
 
     #[test]

@@ -127,15 +127,26 @@ pub async fn connect(settings: &ConnectSettings) -> Result<(MasterConnection, Du
 
 /// The peer's key and certificate. A certificate issued by another CA than the one it now
 /// trusts (the master was set up anew) would only fail every TLS handshake: it is dropped
-/// with its key, and the peer enrolls again.
+/// with its key, and the peer enrolls again. An expired one is dropped alone: the master
+/// knows the key and hands a new certificate for it.
 fn credentials_for(
     dir: &IdentityDir,
     ca_pem: &[u8],
 ) -> Result<crate::identity::Credentials, crate::identity::IdentityError> {
     let credentials = dir.load_or_create()?;
     let Some(chain) = &credentials.cert_pem else { return Ok(credentials) };
-    if crate::tls::issued_by_one_of(chain.as_bytes(), ca_pem) {
-        return Ok(credentials);
+    match crate::tls::check_own_certificate(chain.as_bytes(), ca_pem) {
+        crate::tls::OwnCertificate::Usable => return Ok(credentials),
+        crate::tls::OwnCertificate::Expired => {
+            // The key is still the enrolled one: the master hands a new certificate for it.
+            tracing::warn!(
+                identity = %dir.path().display(),
+                "the certificate is out of its validity period: it is dropped, and the master is asked for a new one for the same key"
+            );
+            dir.forget_certificate()?;
+            return dir.load_or_create();
+        }
+        crate::tls::OwnCertificate::OtherCa => {}
     }
     tracing::warn!(
         identity = %dir.path().display(),
@@ -203,5 +214,26 @@ mod tests {
         assert_eq!(backoff.current(), Duration::from_millis(250));
         stop_tx.send(true).unwrap();
         assert!(!backoff.wait(&mut stop).await);
+    }
+
+    #[test]
+    fn an_expired_certificate_is_dropped_and_the_key_kept_a_foreign_one_drops_both() {
+        let dir = tempfile::tempdir().unwrap();
+        let identity = IdentityDir::new(dir.path().join("identity"));
+        let first = identity.load_or_create().unwrap();
+        let ca = crate::pki::CertificateAuthority::generate().unwrap();
+        let ca_pem = ca.cert_pem().as_bytes();
+        let expired = ca.issue_peer_certificate_valid(&first.public_key, "s1", "slave", -30, -1).unwrap();
+        identity.save_certificate(&expired.chain_pem).unwrap();
+        let after = credentials_for(&identity, ca_pem).unwrap();
+        assert!(after.cert_pem.is_none(), "the expired certificate is dropped");
+        assert_eq!(after.public_key, first.public_key, "the key stays: the master knows it");
+
+        let valid = ca.issue_peer_certificate(&first.public_key, "s1", "slave").unwrap();
+        identity.save_certificate(&valid.chain_pem).unwrap();
+        assert_eq!(credentials_for(&identity, ca_pem).unwrap().cert_pem, Some(valid.chain_pem.clone()));
+        let other = crate::pki::CertificateAuthority::generate().unwrap();
+        let anew = credentials_for(&identity, other.cert_pem().as_bytes()).unwrap();
+        assert!(anew.cert_pem.is_none() && anew.public_key != first.public_key, "another CA's: both go");
     }
 }

@@ -93,6 +93,16 @@ impl IdentityDir {
         fs::rename(&temp, &path).map_err(io(&path))
     }
 
+    /// Drops the certificate only (it expired): the next connection asks with the same key.
+    pub fn forget_certificate(&self) -> Result<(), IdentityError> {
+        let path = self.dir.join(CERT_FILE);
+        match fs::remove_file(&path) {
+            Ok(()) => Ok(()),
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(source) => Err(IdentityError::Io { path, source }),
+        }
+    }
+
     /// Drops key and certificate (the master refused them): the next connection enrolls
     /// with a new key.
     pub fn forget(&self) -> Result<(), IdentityError> {

@@ -167,6 +167,19 @@ impl CertificateAuthority {
         name: &str,
         role: &str,
     ) -> Result<PeerCertificate, PkiError> {
+        self.issue_peer_certificate_valid(public_key, name, role, -1, PEER_VALID_DAYS)
+    }
+
+    /// A peer certificate valid from midnight UTC `from_days` days from today to midnight
+    /// `to_days` days from today (negative: in the past).
+    pub fn issue_peer_certificate_valid(
+        &self,
+        public_key: &[u8],
+        name: &str,
+        role: &str,
+        from_days: i64,
+        to_days: i64,
+    ) -> Result<PeerCertificate, PkiError> {
         check_peer_public_key(public_key).map_err(PkiError::BadPeerKey)?;
         let mut params = CertificateParams::default();
         params.distinguished_name.push(DnType::CommonName, name);
@@ -180,7 +193,7 @@ impl CertificateAuthority {
             .map_err(|_| PkiError::BadPeerKey("no random numbers for a serial".into()))?;
         serial[0] &= 0x7f;
         params.serial_number = Some(rcgen::SerialNumber::from_slice(&serial));
-        set_validity(&mut params, -1, PEER_VALID_DAYS);
+        set_validity(&mut params, from_days, to_days);
         let not_after_unix = params.not_after.unix_timestamp();
         let issuer = Issuer::new(ca_params(), &self.key);
         let cert = params.signed_by(&PeerPublicKey(public_key), &issuer)?;

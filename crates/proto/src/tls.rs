@@ -117,6 +117,40 @@ pub fn issued_by_one_of(chain_pem: &[u8], ca_pem: &[u8]) -> bool {
     chain.len() >= 2 && chain.last().is_some_and(|issuer| cas.contains(issuer))
 }
 
+/// Whether a peer's own certificate can still get it in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OwnCertificate {
+    Usable,
+    /// Not issued by the CA the peer trusts now (the master was set up anew).
+    OtherCa,
+    /// Past its end (or before its start): the master's TLS would refuse it.
+    Expired,
+}
+
+/// Checks a peer's chain against `ca_pem` as the master's TLS will, at this moment.
+pub fn check_own_certificate(chain_pem: &[u8], ca_pem: &[u8]) -> OwnCertificate {
+    use rustls::CertificateError;
+    if !issued_by_one_of(chain_pem, ca_pem) {
+        return OwnCertificate::OtherCa;
+    }
+    let (Ok(chain), Ok(roots)) = (certificates(chain_pem), roots(ca_pem)) else { return OwnCertificate::OtherCa };
+    let Ok(verifier) =
+        WebPkiClientVerifier::builder_with_provider(Arc::new(roots), Arc::new(default_provider())).build()
+    else {
+        return OwnCertificate::Usable;
+    };
+    match verifier.verify_client_cert(&chain[0], &chain[1..], rustls::pki_types::UnixTime::now()) {
+        Err(rustls::Error::InvalidCertificate(
+            CertificateError::Expired
+            | CertificateError::ExpiredContext { .. }
+            | CertificateError::NotValidYet
+            | CertificateError::NotValidYetContext { .. },
+        )) => OwnCertificate::Expired,
+        // Anything else is the master's to judge.
+        _ => OwnCertificate::Usable,
+    }
+}
+
 /// The SHA-256 of a certificate's DER bytes, in lower-case hex: how the master knows a
 /// peer's certificate.
 pub fn fingerprint(der: &[u8]) -> String {
