@@ -79,6 +79,9 @@ impl StoreError {
     }
 }
 
+/// How old the store size the dashboard shows may be.
+pub const SIZE_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Free space output and log files leave on the store's disk by default (`store_reserve`),
 /// so that session records can still be written when output fills it.
 pub const DEFAULT_RESERVE: u64 = 64 << 20;
@@ -88,6 +91,8 @@ pub struct Store {
     output_dir: PathBuf,
     /// Output and logs are refused while the disk has less than this free.
     reserve: u64,
+    /// The last [`Store::disk_bytes`] and when it was measured.
+    measured_size: std::sync::Arc<std::sync::Mutex<Option<(std::time::Instant, u64)>>>,
     db: sled::Db,
     sessions: sled::Tree,
     summaries: sled::Tree,
@@ -283,6 +288,7 @@ impl Store {
         let store = Store {
             output_dir,
             reserve: DEFAULT_RESERVE,
+            measured_size: Default::default(),
             sessions: db.open_tree("sessions")?,
             summaries: db.open_tree("summaries")?,
             output_index: db.open_tree("output_index")?,
@@ -1130,8 +1136,22 @@ impl Store {
         Ok(freed)
     }
 
-    /// Bytes the store takes on disk (the database and the output files).
+    /// Bytes the store takes on disk (the database and the output files), measured at most
+    /// every [`SIZE_MAX_AGE`]: the dashboard shows it on every render, and a walk of many
+    /// output files is not free.
     pub fn disk_bytes(&self) -> u64 {
+        let mut measured = self.measured_size.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((at, bytes)) = *measured {
+            if at.elapsed() < SIZE_MAX_AGE {
+                return bytes;
+            }
+        }
+        let bytes = self.measure_disk_bytes();
+        *measured = Some((std::time::Instant::now(), bytes));
+        bytes
+    }
+
+    fn measure_disk_bytes(&self) -> u64 {
         fn size(path: &Path) -> u64 {
             let Ok(meta) = std::fs::symlink_metadata(path) else { return 0 };
             if !meta.is_dir() {
