@@ -502,6 +502,11 @@ pub struct Slave {
     pub name: String,
     pub work_dir: PathBuf,
     pub proc: Proc,
+    /// Its `slave.toml`, for [`Slave::restart`].
+    config_path: PathBuf,
+    netns: Option<String>,
+    /// Starts so far, for the process's name in messages.
+    starts: usize,
 }
 
 impl Slave {
@@ -527,7 +532,12 @@ impl Slave {
             ),
         )
         .expect("slave.toml");
-        let mut command = match &config.netns {
+        let proc = Slave::spawn(&config.name, &path, config.netns.as_deref(), 1);
+        Slave { name: config.name.clone(), work_dir, proc, config_path: path, netns: config.netns.clone(), starts: 1 }
+    }
+
+    fn spawn(name: &str, config_path: &Path, netns: Option<&str>, start: usize) -> Proc {
+        let mut command = match netns {
             Some(netns) => {
                 let mut command = Command::new("ip");
                 command.args(["netns", "exec", netns]).arg(binary("xrdtest-slave"));
@@ -535,9 +545,19 @@ impl Slave {
             }
             None => Command::new(binary("xrdtest-slave")),
         };
-        command.arg("--config").arg(&path);
-        let proc = Proc::spawn(&format!("slave {}", config.name), command, &home.join("slave.log"));
-        Slave { name: config.name.clone(), work_dir, proc }
+        command.arg("--config").arg(config_path);
+        let label = if start == 1 { format!("slave {name}") } else { format!("slave {name} (start {start})") };
+        // Every start appends to one log, as a daemon restarted on its machine would.
+        let log = config_path.with_file_name("slave.log");
+        Proc::spawn(&label, command, &log)
+    }
+
+    /// Kills the slave if it runs and starts it again with the same configuration and work
+    /// folder: the same daemon restarted on its machine (it ends what its earlier run left).
+    pub fn restart(&mut self) {
+        self.proc.kill();
+        self.starts += 1;
+        self.proc = Slave::spawn(&self.name, &self.config_path, self.netns.as_deref(), self.starts);
     }
 
     pub fn pid(&self) -> u32 {

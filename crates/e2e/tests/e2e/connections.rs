@@ -111,15 +111,16 @@ struct Relay {
 /// A TCP proxy between slaves and the master whose connections can be cut (both sides
 /// closed, as when a process dies) or silenced (the slave's side closed, the master's side
 /// left open and mute, as when a network path dies without a FIN reaching the master).
-struct Proxy {
-    address: SocketAddr,
+/// The soak (`soak.rs`) cuts its slaves' connections with it too.
+pub(crate) struct Proxy {
+    pub(crate) address: SocketAddr,
     accepted: Arc<AtomicUsize>,
     relays: Arc<Mutex<Vec<Relay>>>,
     runtime: tokio::runtime::Runtime,
 }
 
 impl Proxy {
-    fn start(target: SocketAddr) -> Proxy {
+    pub(crate) fn start(target: SocketAddr) -> Proxy {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .enable_all()
@@ -162,7 +163,7 @@ impl Proxy {
     }
 
     /// Closes every proxied connection (both sides); returns how many were open.
-    fn cut(&self) -> usize {
+    pub(crate) fn cut(&self) -> usize {
         let relays: Vec<Relay> = self.relays.lock().unwrap_or_else(|p| p.into_inner()).drain(..).collect();
         let live = relays.iter().filter(|r| !r.task.is_finished()).count();
         for relay in &relays {

@@ -24,6 +24,7 @@ mod restart;
 mod results;
 mod retention;
 mod scheduling;
+mod soak;
 mod store_faults;
 mod sync;
 mod timeout;

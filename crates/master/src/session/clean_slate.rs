@@ -10,7 +10,7 @@ use tracing::{info, warn};
 use xrdtest_proto::{FromMaster, StageId};
 
 use crate::model::{SessionId, SlaveCleanup};
-use crate::peers::StageEvent;
+use crate::peers::{PeerEvent, StageEvent};
 use crate::session::SessionHost;
 
 /// How long the master waits for the slaves' answers (a slave waits up to 5 s for killed
@@ -36,7 +36,11 @@ pub async fn end_on_slaves(
             return Vec::new();
         }
     };
+    // Subscribed before the first send, so no reconnect in between is missed.
+    let mut peer_events = master.peers().subscribe();
     let mut waiting: BTreeMap<StageId, String> = BTreeMap::new();
+    // Slaves away at the end: told if they come back while others are still waited for.
+    let mut away: BTreeMap<String, StageId> = BTreeMap::new();
     for (offset, slave) in slaves.iter().enumerate() {
         let request_id = first_id + offset as u64;
         master.peers().add_route(request_id, slave, events_tx.clone());
@@ -44,8 +48,7 @@ pub async fn end_on_slaves(
         if master.peers().send(slave, message).await {
             waiting.insert(request_id, slave.clone());
         } else {
-            master.peers().remove_route(request_id);
-            answers.insert(slave.clone(), unanswered(slave, "not connected at the session's end"));
+            away.insert(slave.clone(), request_id);
         }
     }
     let deadline = Instant::now() + CLEANUP_WAIT;
@@ -72,8 +75,28 @@ pub async fn end_on_slaves(
                 Some(_) => {}
                 None => break,
             },
+            // A slave back while the session ends lists it as its current one, which its
+            // reattach leaves alone: the end (maybe lost with the old connection) goes again.
+            peer_event = peer_events.recv() => {
+                if let Ok(PeerEvent::Connected(name)) = peer_event {
+                    let request_id = away
+                        .get(&name)
+                        .copied()
+                        .or_else(|| waiting.iter().find(|(_, slave)| **slave == name).map(|(id, _)| *id));
+                    if let Some(request_id) = request_id {
+                        let message = FromMaster::EndSession { request_id, session_id: id.to_string() };
+                        if master.peers().send(&name, message).await && away.remove(&name).is_some() {
+                            waiting.insert(request_id, name);
+                        }
+                    }
+                }
+            }
             _ = sleep_until(deadline) => break,
         }
+    }
+    for (slave, request_id) in away {
+        master.peers().remove_route(request_id);
+        answers.insert(slave.clone(), unanswered(&slave, "not connected at the session's end"));
     }
     for (request_id, slave) in waiting {
         master.peers().remove_route(request_id);

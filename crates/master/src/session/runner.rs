@@ -348,6 +348,8 @@ async fn drive(
                     }
                     let slaves = engine.record().slaves.clone();
                     let cleanup = end_on_slaves(master, id, &slaves, &mut events, &events_tx).await;
+                    // From now on a slave that reattaches with this session has it ended.
+                    master.peers().set_session(&slaves, None);
                     if let Err(err) = master.store().put_cleanup(id, &cleanup) {
                         warn!(error = %err, "cannot store what the session's end ended on its slaves");
                     }
