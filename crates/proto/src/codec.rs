@@ -5,11 +5,15 @@
 //! a typed message. Keeping the two apart lets the handshake read a version prefix before
 //! it trusts the rest of a frame.
 
+use std::cell::Cell;
+
+use bincode::serde::OwnedSerdeDecoder;
 use bytes::{BufMut, BytesMut};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tokio_util::codec::{Decoder, Encoder, LengthDelimitedCodec, LengthDelimitedCodecError};
 
+use crate::capped::{Capped, TrackedSlice};
 use crate::error::ProtoError;
 
 /// Default largest frame: room for a 1 MiB output chunk or a collected log file with its
@@ -35,22 +39,32 @@ const CLAIM_PER_WIRE_BYTE: usize = 8;
 /// payload can legitimately claim. A string or byte field can never be longer than the
 /// payload it arrived in, so valid messages always fit, while a hostile length claim inside
 /// a small frame cannot make bincode reserve more than a small multiple of the frame's size
-/// before it notices the bytes are not there.
+/// before it notices the bytes are not there. Sequences and maps, which bincode hands to
+/// serde's visitors unchecked, have their lengths capped by [`crate::capped`].
 fn decode_limited<T: DeserializeOwned>(payload: &[u8]) -> Result<(T, usize), bincode::error::DecodeError> {
     let claimable = payload.len().saturating_mul(CLAIM_PER_WIRE_BYTE);
     macro_rules! within {
         ($($limit:expr),*) => {
             $(
                 if claimable <= $limit {
-                    let config = bincode::config::standard().with_limit::<{ $limit }>();
-                    return bincode::serde::decode_from_slice(payload, config);
+                    return decode_with(payload, bincode::config::standard().with_limit::<{ $limit }>());
                 }
             )*
         };
     }
     within!(1 << 12, 1 << 14, 1 << 16, 1 << 18, 1 << 20, 1 << 22, 1 << 24, 1 << 26, 1 << 28);
-    let config = bincode::config::standard().with_limit::<{ HARD_MAX_FRAME_LEN * CLAIM_PER_WIRE_BYTE }>();
-    bincode::serde::decode_from_slice(payload, config)
+    decode_with(payload, bincode::config::standard().with_limit::<{ HARD_MAX_FRAME_LEN * CLAIM_PER_WIRE_BYTE }>())
+}
+
+/// Decodes `T` from the start of `payload`, returning it and the bytes it used.
+fn decode_with<T: DeserializeOwned, C: bincode::config::Config>(
+    payload: &[u8],
+    config: C,
+) -> Result<(T, usize), bincode::error::DecodeError> {
+    let left = Cell::new(payload.len());
+    let mut decoder = OwnedSerdeDecoder::from_reader(TrackedSlice::new(payload, &left), config);
+    let message = T::deserialize(Capped::new(decoder.as_deserializer(), &left))?;
+    Ok((message, payload.len() - left.get()))
 }
 
 /// Encodes a message into a standalone payload (no length prefix).

@@ -18,6 +18,7 @@
 //! The protocol knows nothing of what the messages mean to the daemons; orchestration lives
 //! in the master, script execution in the slave.
 
+mod capped;
 pub mod client;
 pub mod codec;
 pub mod connection;
