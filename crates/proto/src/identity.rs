@@ -95,26 +95,22 @@ impl IdentityDir {
 
     /// Drops the certificate only (it expired): the next connection asks with the same key.
     pub fn forget_certificate(&self) -> Result<(), IdentityError> {
-        let path = self.dir.join(CERT_FILE);
-        match fs::remove_file(&path) {
-            Ok(()) => Ok(()),
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(source) => Err(IdentityError::Io { path, source }),
-        }
+        remove_if_present(&self.dir.join(CERT_FILE))
     }
 
     /// Drops key and certificate (the master refused them): the next connection enrolls
     /// with a new key.
     pub fn forget(&self) -> Result<(), IdentityError> {
-        for file in [CERT_FILE, KEY_FILE] {
-            let path = self.dir.join(file);
-            match fs::remove_file(&path) {
-                Ok(()) => {}
-                Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
-                Err(source) => return Err(IdentityError::Io { path, source }),
-            }
-        }
-        Ok(())
+        remove_if_present(&self.dir.join(CERT_FILE))?;
+        remove_if_present(&self.dir.join(KEY_FILE))
+    }
+}
+
+fn remove_if_present(path: &Path) -> Result<(), IdentityError> {
+    match fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(source) => Err(IdentityError::Io { path: path.to_path_buf(), source }),
     }
 }
 
