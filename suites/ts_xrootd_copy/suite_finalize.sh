@@ -1,4 +1,4 @@
 #!/bin/bash
 pkill -x xrootd || true
 pkill -x cmsd || true
-rm -f /etc/xrootd/xrootd-test.cfg
+rm -rf /etc/xrootd/xrootd-test.cfg /etc/xrootd/test

@@ -18,6 +18,13 @@ use crate::source::{Checker, SourceFile};
 
 /// Domain given to hosts when the network names none, as in XrdTest.
 pub const DEFAULT_DOMAIN: &str = "xrd.test";
+/// Why `cache_boot_image` (XrdTest's) is refused, and what to do instead.
+const CACHE_BOOT_IMAGE_GONE: &str =
+    "is not part of xrdtest's format: remove it. A boot_image is a volume that stays in \
+     the hypervisor's storage pool, and each host boots a copy-on-write overlay backed by it, so it is never copied or \
+     read whole at a start (there is nothing to cache). For a faster start, boot a kernel and initrd \
+     (docs/vm-image.md)";
+
 /// Guest memory when neither the host nor `[defaults]` gives `ram`.
 pub const DEFAULT_RAM_BYTES: u64 = 1 << 30;
 /// Below this a Linux guest does not boot usefully; catches XrdTest's KiB numbers.
@@ -35,6 +42,19 @@ pub struct Cluster {
     pub hosts: Vec<Host>,
     /// `[[links]]`: network conditions between hosts, applied for each session.
     pub links: Vec<Link>,
+}
+
+impl Cluster {
+    /// The cluster with only the hosts named in `names` (full names), as a session of a
+    /// suite that uses some of them makes it: the others get no VM. Load balancing keeps
+    /// the hosts that remain; `links` naming absent hosts simply match no slave.
+    pub fn with_hosts(&self, names: &[String]) -> Cluster {
+        let keep = |name: &String| names.iter().any(|n| n == name);
+        let mut cluster = self.clone();
+        cluster.hosts.retain(|host| keep(&host.name));
+        cluster.network.lb_hosts.retain(keep);
+        cluster
+    }
 }
 
 /// The cluster's virtual network.
@@ -95,8 +115,9 @@ impl Host {
 /// How a host boots.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Boot {
-    /// From a volume of the hypervisor's storage pool, through a copy-on-write overlay.
-    Image { volume: String, cache: bool },
+    /// From a volume of the hypervisor's storage pool, through a copy-on-write overlay (the
+    /// volume stays in the pool and is never copied, so there is nothing to cache).
+    Image { volume: String },
     /// Direct kernel boot from files on the hypervisor host.
     Kernel { kernel: String, initrd: Option<String>, cmdline: Option<String> },
 }
@@ -144,7 +165,8 @@ struct RawHost {
     ip: Option<Spanned<String>>,
     mac: Option<Spanned<String>>,
     boot_image: Option<Spanned<String>>,
-    cache_boot_image: Option<bool>,
+    /// Refused: XrdTest's option to copy the image once; see [`check_boot`].
+    cache_boot_image: Option<Spanned<toml::Value>>,
     arch: Option<Spanned<String>>,
     ram: Option<Spanned<toml::Value>>,
     vcpus: Option<Spanned<i64>>,
@@ -214,6 +236,9 @@ fn check_cluster(check: &mut Checker, raw: &RawCluster, folder: &str) -> Option<
         }
         if let Some(roles) = &defaults.get_ref().roles {
             check.at(roles, "defaults.roles", "belongs to a [[hosts]] entry, not to [defaults]");
+        }
+        if let Some(value) = &defaults.get_ref().cache_boot_image {
+            check.at(value, "defaults.cache_boot_image", CACHE_BOOT_IMAGE_GONE);
         }
     }
     if raw.hosts.is_empty() {
@@ -348,6 +373,9 @@ fn check_host(
 ) -> Option<Host> {
     let raw = spanned.get_ref();
     let field = |name: &str| format!("hosts[{index}].{name}");
+    if let Some(value) = &raw.cache_boot_image {
+        check.at(value, &field("cache_boot_image"), CACHE_BOOT_IMAGE_GONE);
+    }
     let name = match &raw.name {
         Some(name) => check.dns_name(name, &field("name")).then(|| qualify(name.get_ref(), &network.domain)),
         None => {
@@ -394,7 +422,7 @@ fn check_host(
     // A host that names its own boot method takes it whole; otherwise [defaults] gives it.
     let boot_source = if raw.boot_image.is_some() || raw.kernel.is_some() { Some(raw) } else { defaults };
     let boot = match boot_source {
-        Some(src) => check_boot(check, src, raw, defaults, &field("boot_image")),
+        Some(src) => check_boot(check, src, &field("boot_image")),
         None => {
             check.at(
                 spanned,
@@ -481,13 +509,7 @@ fn check_host_roles(
     ok.then_some(roles)
 }
 
-fn check_boot(
-    check: &mut Checker,
-    src: &RawHost,
-    host: &RawHost,
-    defaults: Option<&RawHost>,
-    field: &str,
-) -> Option<Boot> {
+fn check_boot(check: &mut Checker, src: &RawHost, field: &str) -> Option<Boot> {
     let field_prefix = field.trim_end_matches("boot_image");
     match (&src.boot_image, &src.kernel) {
         (Some(image), Some(_)) => {
@@ -499,8 +521,7 @@ fn check_boot(
                 check.at(image, field, "is the name of a volume in the hypervisor's storage pool (no `/`)");
                 return None;
             }
-            let cache = host.cache_boot_image.or(defaults.and_then(|d| d.cache_boot_image)).unwrap_or(true);
-            Some(Boot::Image { volume: image.get_ref().clone(), cache })
+            Some(Boot::Image { volume: image.get_ref().clone() })
         }
         (None, Some(kernel)) => {
             let mut ok = true;

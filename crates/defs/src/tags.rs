@@ -5,7 +5,18 @@ use std::collections::BTreeMap;
 use crate::cluster::Disk;
 
 /// Tag names the framework defines itself; a suite's `[tags]` may not redefine them.
-pub const BUILTIN_TAGS: [&str; 5] = ["slavename", "port", "proto", "diskmounts", "roles"];
+pub const BUILTIN_TAGS: [&str; 9] = [
+    "slavename",
+    "port",
+    "proto",
+    "diskmounts",
+    "roles",
+    // The session's credentials for the service under test (paths on the slave).
+    "hostcert",
+    "hostkey",
+    "cacert",
+    "session_secret_file",
+];
 
 /// Whether `name` can be a tag: ASCII letters, digits and `_`, not empty.
 pub fn is_tag_name(name: &str) -> bool {

@@ -548,9 +548,26 @@ fn valid_cluster_loads_with_defaults_applied() {
     assert_eq!(cluster.network.domain, "xrd.test");
     assert_eq!(cluster.hosts.len(), 2);
     assert_eq!(cluster.hosts[0].name, "h1.xrd.test");
-    assert_eq!(cluster.hosts[0].boot, Boot::Image { volume: "slave.img".into(), cache: true });
+    assert_eq!(cluster.hosts[0].boot, Boot::Image { volume: "slave.img".into() });
     assert!(cluster.hosts[0].mac.starts_with("52:54:00:"));
     assert_ne!(cluster.hosts[0].mac, cluster.hosts[1].mac);
+}
+
+/// XrdTest's `cache_boot_image` is refused where it is written, in [defaults] or a host,
+/// with what to do instead; the rest of the cluster is still checked.
+#[test]
+fn cache_boot_image_is_refused_with_what_to_do_instead() {
+    let repo = Repo::new();
+    let text = valid_cluster_toml("c1", 1, "h")
+        .replace("boot_image = \"slave.img\"\n", "boot_image = \"slave.img\"\ncache_boot_image = true\n")
+        .replace("ip = \"10.1.0.11\"\n", "ip = \"10.1.0.11\"\ncache_boot_image = false\n");
+    write_cluster(&repo.root, "c1", &text);
+    let report = repo.load();
+    let defaults = expect_error(&report, "c1/cluster.toml", Some(9), "defaults.cache_boot_image", "remove it");
+    assert!(defaults.message.contains("copy-on-write overlay"), "{defaults}");
+    expect_error(&report, "c1/cluster.toml", Some(16), "hosts[1].cache_boot_image", "not part of xrdtest's format");
+    expect_error_count(&report, 2);
+    assert!(report.repository.clusters.is_empty());
 }
 
 #[test]

@@ -361,7 +361,7 @@ mod tests {
             name: "client.pair.test".into(),
             ip: Ipv4Addr::new(192, 168, 100, 11),
             mac: "52:54:00:00:00:0b".into(),
-            boot: Boot::Image { volume: "slave.qcow2".into(), cache: true },
+            boot: Boot::Image { volume: "slave.qcow2".into() },
             arch: "x86_64".into(),
             ram_bytes: 1 << 30,
             vcpus: 1,

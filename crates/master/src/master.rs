@@ -363,7 +363,8 @@ impl Master {
                     .repository
                     .clusters
                     .get(name)
-                    .cloned()
+                    // Only the hosts the suite uses get a VM.
+                    .map(|cluster| cluster.with_hosts(&suite.machines))
                     .ok_or_else(|| SubmitError::UnknownCluster(name.clone()))?,
             ),
             None => None,

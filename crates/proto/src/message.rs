@@ -23,7 +23,7 @@ pub use xrdtest_model::{LogFile, OutputLine, Stage, StageId, StageValues};
 
 /// Raised whenever any message changes shape; `tests/golden.rs` fails until it is, and
 /// `tests/golden/v{N}.txt` pins each version's bytes (docs/protocol.md, "Versioning").
-pub const PROTOCOL_VERSION: u32 = 7;
+pub const PROTOCOL_VERSION: u32 = 8;
 
 /// First bytes of every handshake frame: tells an xrdtest peer from anything else.
 pub const MAGIC: [u8; 4] = *b"XRDT";
@@ -165,6 +165,11 @@ pub struct StageCommand {
     /// it), so a command's size does not grow with the number of slaves. One string,
     /// shared by the commands queued for many slaves, encodes as a copy of its bytes.
     pub slaves: std::sync::Arc<String>,
+    /// The session's files for this slave (its host certificate and key, the session CA,
+    /// the shared secret: docs/protocol.md), sent like `slaves`: with the first command of
+    /// a session on each connection, empty after that. The slave writes them into the
+    /// session's work folder before it runs the stage, and removes them when the session ends.
+    pub files: Vec<SessionFile>,
     pub timeout_ms: u64,
     /// Log files to collect after the stage (tags allowed).
     pub logs: Vec<String>,
@@ -172,6 +177,24 @@ pub struct StageCommand {
     pub output_limit_bytes: u64,
     /// Each collected log file is cut to its last this-many bytes.
     pub log_limit_bytes: u64,
+}
+
+/// A file the master gives a slave for one session.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionFile {
+    /// A plain file name (no folder): where it lands in the session's `credentials` folder,
+    /// and what the slave checks before writing it.
+    pub name: String,
+    /// Permission bits (0o600 for keys and secrets).
+    pub mode: u32,
+    pub contents: Vec<u8>,
+}
+
+impl std::fmt::Debug for SessionFile {
+    /// Never the contents: they are keys and secrets.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SessionFile({}, {:o}, {} bytes)", self.name, self.mode, self.contents.len())
+    }
 }
 
 /// Start a cluster on a hypervisor.

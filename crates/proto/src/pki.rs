@@ -188,11 +188,7 @@ impl CertificateAuthority {
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
         params.use_authority_key_identifier_extension = true;
-        let mut serial = [0u8; 16];
-        ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut serial)
-            .map_err(|_| PkiError::BadPeerKey("no random numbers for a serial".into()))?;
-        serial[0] &= 0x7f;
-        params.serial_number = Some(rcgen::SerialNumber::from_slice(&serial));
+        params.serial_number = Some(random_serial()?);
         set_validity(&mut params, from_days, to_days);
         let not_after_unix = params.not_after.unix_timestamp();
         let issuer = Issuer::new(ca_params(), &self.key);
@@ -203,6 +199,15 @@ impl CertificateAuthority {
             not_after_unix,
         })
     }
+}
+
+/// A random positive 128-bit serial number: two certificates of one CA never share one.
+fn random_serial() -> Result<rcgen::SerialNumber, PkiError> {
+    let mut serial = [0u8; 16];
+    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut serial)
+        .map_err(|_| PkiError::BadPeerKey("no random numbers for a serial".into()))?;
+    serial[0] &= 0x7f;
+    Ok(rcgen::SerialNumber::from_slice(&serial))
 }
 
 /// Sets a certificate's validity: from midnight UTC `from_days` days from today to
@@ -223,4 +228,72 @@ fn set_validity(params: &mut CertificateParams, from_days: i64, to_days: i64) {
 /// Writes a file that only its owner may read (created so, never widened afterwards).
 fn write_private(path: &Path, contents: &[u8]) -> Result<(), PkiError> {
     crate::identity::write_private(path, contents).map_err(io_error(path))
+}
+
+/// A session's own CA and the credentials it gives each host for the service under test
+/// (XrdTest's getSignedCertificate): made in memory when the session starts, never stored.
+/// The CA has nothing to do with the master's: it signs for the software being tested.
+pub struct SessionAuthority {
+    cert_pem: String,
+    key: KeyPair,
+    label: String,
+}
+
+/// A host's certificate from a [`SessionAuthority`], with its private key.
+pub struct HostCredential {
+    /// The host's certificate alone (the CA is given separately).
+    pub cert_pem: String,
+    /// PKCS#8 PEM.
+    pub key_pem: String,
+}
+
+/// A session credential is valid this long from yesterday: any session ends well before.
+pub const SESSION_VALID_DAYS: i64 = 30;
+
+fn session_ca_params(label: &str) -> CertificateParams {
+    let mut params = CertificateParams::default();
+    let mut name = DistinguishedName::new();
+    name.push(DnType::CommonName, format!("xrdtest session {label} CA"));
+    name.push(DnType::OrganizationName, "xrdtest");
+    params.distinguished_name = name;
+    params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+    params
+}
+
+impl SessionAuthority {
+    /// A fresh CA (P-256) for the session `label` names.
+    pub fn generate(label: &str) -> Result<SessionAuthority, PkiError> {
+        let key = KeyPair::generate()?;
+        let mut params = session_ca_params(label);
+        set_validity(&mut params, -1, SESSION_VALID_DAYS);
+        let cert = params.self_signed(&key)?;
+        Ok(SessionAuthority { cert_pem: cert.pem(), key, label: label.to_string() })
+    }
+
+    pub fn cert_pem(&self) -> &str {
+        &self.cert_pem
+    }
+
+    /// A host certificate for `fqdn` with a fresh key: common name and first DNS name the
+    /// FQDN, then its short name; for TLS servers and clients alike (xrootd's TLS and GSI
+    /// use one host certificate both ways).
+    pub fn issue_host(&self, fqdn: &str) -> Result<HostCredential, PkiError> {
+        let mut names = vec![fqdn.to_string()];
+        if let Some(short) = fqdn.split('.').next().filter(|s| *s != fqdn && !s.is_empty()) {
+            names.push(short.to_string());
+        }
+        let mut params = CertificateParams::new(names)?;
+        params.distinguished_name.push(DnType::OrganizationName, "xrdtest");
+        params.distinguished_name.push(DnType::CommonName, fqdn);
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth];
+        params.use_authority_key_identifier_extension = true;
+        params.serial_number = Some(random_serial()?);
+        set_validity(&mut params, -1, SESSION_VALID_DAYS);
+        let key = KeyPair::generate()?;
+        let issuer = Issuer::new(session_ca_params(&self.label), &self.key);
+        let cert = params.signed_by(&key, &issuer)?;
+        Ok(HostCredential { cert_pem: cert.pem(), key_pem: key.serialize_pem() })
+    }
 }

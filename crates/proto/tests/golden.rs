@@ -80,6 +80,11 @@ fn run_stage(stage: Stage) -> FromMaster {
         script: "#!/bin/bash\necho @slavename@ ü\n".into(),
         tags: tags(),
         slaves: std::sync::Arc::new("slave1 slave2".into()),
+        files: vec![xrdtest_proto::SessionFile {
+            name: "session_secret".into(),
+            mode: 0o600,
+            contents: b"ab\n".to_vec(),
+        }],
         timeout_ms: 600_000,
         logs: vec!["/var/log/@slavename@.log".into()],
         output_limit_bytes: 64 << 20,
@@ -122,7 +127,7 @@ fn cluster() -> Cluster {
         },
         // One host per way of booting.
         hosts: vec![
-            host("server.pair.test", 10, Boot::Image { volume: "slc7.qcow2".into(), cache: true }),
+            host("server.pair.test", 10, Boot::Image { volume: "slc7.qcow2".into() }),
             host(
                 "client.pair.test",
                 11,

@@ -25,6 +25,7 @@ use crate::config::SlaveConfig;
 use crate::executor::{run_stage, unix_ms, ExecEvent, StageSpec};
 use crate::faults::Faults;
 use crate::logs::collect_logs;
+use crate::session_files;
 use crate::session_scope::{sweep_work_dirs, SessionScopes};
 use crate::sync;
 
@@ -401,6 +402,7 @@ impl Slave {
         tags.entry("diskmounts".into()).or_default();
         tags.entry("roles".into()).or_default();
         let work_dir = self.config.work_dir.join("sessions").join(&command.session_id);
+        session_files::add_tags(&mut tags, &work_dir);
         let roster = self.state().roster(&command.session_id, &command.slaves);
         let slaves = match roster {
             Some(roster) => roster.to_string(),
@@ -435,6 +437,7 @@ impl Slave {
             env,
             cgroup_procs: placement.cgroup_procs,
             work_dir,
+            files: command.files.clone(),
             timeout: Duration::from_millis(command.timeout_ms),
             output_limit_bytes: command.output_limit_bytes,
         };
@@ -715,7 +718,17 @@ impl Slave {
         tokio::spawn(async move {
             let scopes = slave.scopes.clone();
             let id = session_id.clone();
-            let cleanup = match tokio::task::spawn_blocking(move || scopes.end(&id)).await {
+            let work_dir = slave.config.work_dir.join("sessions").join(&session_id);
+            let cleanup = match tokio::task::spawn_blocking(move || {
+                let cleanup = scopes.end(&id);
+                // After the processes: none of them reads the credentials any more.
+                if let Err(err) = session_files::remove(&work_dir) {
+                    warn!(session = %id, error = %err, "cannot remove the session's credentials");
+                }
+                cleanup
+            })
+            .await
+            {
                 Ok(cleanup) => cleanup,
                 Err(err) => xrdtest_proto::SessionCleanup {
                     method: slave.scopes.method().into(),

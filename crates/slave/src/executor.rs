@@ -106,6 +106,8 @@ pub struct StageSpec {
     pub env: Vec<(String, String)>,
     /// Created if missing; the script runs with it as cwd.
     pub work_dir: PathBuf,
+    /// The session's files the master sent with this stage, written before it runs.
+    pub files: Vec<xrdtest_proto::SessionFile>,
     pub timeout: Duration,
     /// Output past this is counted and dropped (one marker line says so).
     pub output_limit_bytes: u64,
@@ -196,6 +198,7 @@ async fn spawn(spec: &StageSpec, script_path: &Path) -> Result<Spawned, String> 
     tokio::fs::create_dir_all(&spec.work_dir)
         .await
         .map_err(|e| format!("cannot create work directory {}: {e}", spec.work_dir.display()))?;
+    crate::session_files::write(&spec.work_dir, &spec.files)?;
     write_script(script_path, &spec.script)
         .await
         .map_err(|e| format!("cannot write script {}: {e}", script_path.display()))?;

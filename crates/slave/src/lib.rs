@@ -23,5 +23,6 @@ pub mod faults;
 pub mod functions;
 pub mod logs;
 pub mod results;
+pub mod session_files;
 pub mod session_scope;
 pub mod sync;

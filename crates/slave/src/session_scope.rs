@@ -388,7 +388,9 @@ fn kill(pid: u32) {
 }
 
 /// Removes the session folders under `sessions_dir` last changed more than `keep` ago,
-/// except those of `active` sessions; returns how many went.
+/// except those of `active` sessions; returns how many went. The credentials of every
+/// session that is not active go at once, whatever its folder's age (a session whose end
+/// this slave never heard of: it was restarted, or the master went away).
 pub fn sweep_work_dirs(sessions_dir: &Path, keep: Duration, active: &[String]) -> usize {
     let Ok(entries) = std::fs::read_dir(sessions_dir) else { return 0 };
     let now = SystemTime::now();
@@ -397,6 +399,9 @@ pub fn sweep_work_dirs(sessions_dir: &Path, keep: Duration, active: &[String]) -
         let name = entry.file_name().to_string_lossy().into_owned();
         if active.contains(&name) {
             continue;
+        }
+        if let Err(err) = crate::session_files::remove(&entry.path()) {
+            tracing::warn!(folder = %entry.path().display(), error = %err, "cannot remove a session's credentials");
         }
         let age = entry.metadata().and_then(|m| m.modified()).ok().and_then(|t| now.duration_since(t).ok());
         if age.is_some_and(|age| age >= keep) {

@@ -18,6 +18,7 @@ fn spec(dir: &Path, script: &str) -> StageSpec {
         script: script.to_string(),
         env: vec![],
         work_dir: dir.to_path_buf(),
+        files: vec![],
         timeout: Duration::from_secs(10),
         output_limit_bytes: 1 << 30,
         cgroup_procs: None,

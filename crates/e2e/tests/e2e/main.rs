@@ -10,6 +10,7 @@ mod cancel;
 mod clean_slate;
 mod cli;
 mod connections;
+mod credentials;
 mod definitions;
 mod failure_rules;
 mod faults;

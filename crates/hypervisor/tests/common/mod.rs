@@ -60,7 +60,7 @@ pub fn cluster(tag: &str, subnet: u8, files: &Path) -> Cluster {
                 name: format!("client.{domain}"),
                 ip: ip(11),
                 mac: format!("52:54:00:77:{subnet:02x}:0b"),
-                boot: Boot::Image { volume: base_image(tag), cache: false },
+                boot: Boot::Image { volume: base_image(tag) },
                 arch: "x86_64".into(),
                 ram_bytes: 128 << 20,
                 vcpus: 1,

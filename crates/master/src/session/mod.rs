@@ -6,6 +6,7 @@
 pub mod clean_slate;
 pub mod cluster;
 pub mod coordination;
+pub mod credentials;
 pub mod engine;
 pub mod faults;
 pub mod plan;

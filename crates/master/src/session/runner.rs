@@ -10,13 +10,14 @@ use tokio::sync::{broadcast, mpsc, watch};
 use tokio::time::{sleep_until, Instant};
 use tracing::{info, info_span, warn, Instrument};
 use xrdtest_defs::{Cluster, Suite};
-use xrdtest_proto::{FromMaster, StageCommand, StageId, StageResult};
+use xrdtest_proto::{FromMaster, SessionFile, StageCommand, StageId, StageResult};
 
 use crate::model::{now_ms, CaseState, RunState, SessionId, SessionRecord, SessionState, Timeline};
 use crate::peers::{PeerEvent, StageEvent};
 use crate::session::clean_slate::end_on_slaves;
 use crate::session::cluster::{bring_up, hold, host_tags, tear_down, ClusterLease, HeldCluster};
 use crate::session::coordination::Coordination;
+use crate::session::credentials::{session_files, Wanted};
 use crate::session::engine::{Action, Engine, Event, Limits, Now};
 use crate::session::faults::{link_plans, LinkPlan};
 use crate::session::load_script;
@@ -100,16 +101,7 @@ async fn run(
     }
     if let Some((state, reason)) = not_started {
         info!(%reason, "session could not start");
-        for stage in &mut record.stages {
-            stage.skipped = Some(reason.clone());
-            for run in &mut stage.runs {
-                run.state = RunState::Skipped;
-            }
-        }
-        for case in &mut record.cases {
-            case.state = CaseState::NotRun;
-        }
-        record.reason = Some(reason);
+        mark_not_started(&mut record, reason);
         return finish(master, &suite, record, state, lease).await;
     }
 
@@ -143,7 +135,27 @@ async fn run(
     for (slave, list) in &roles {
         slave_tags.entry(slave.clone()).or_default().insert("roles".into(), list.join(" "));
     }
+    // Credentials for the service under test, if the scripts use their tags.
+    let wanted = Wanted::by(scripts.iter().map(String::as_str));
+    let mut files = BTreeMap::new();
+    if wanted.any() {
+        let (session, slaves) = (record.id.to_string(), record.slaves.clone());
+        let made = match tokio::task::spawn_blocking(move || session_files(&session, &slaves, wanted)).await {
+            Ok(made) => made.map_err(|err| err.to_string()),
+            Err(err) => Err(format!("making the session's credentials failed: {err}")),
+        };
+        match made {
+            Ok(made) => files = made,
+            Err(reason) => {
+                warn!(%reason, "session could not start");
+                mark_not_started(&mut record, reason);
+                return finish(master, &suite, record, SessionState::Failed, lease).await;
+            }
+        }
+        info!(certificates = wanted.certificates, secret = wanted.secret, "session credentials made");
+    }
     let context = StageContext {
+        files,
         scripts: &scripts,
         tags: &tags,
         suite: &suite,
@@ -156,6 +168,20 @@ async fn run(
     let (mut record, state, reason) = drive(master, engine, &context, &mut cancel).await;
     record.reason = reason;
     finish(master, &suite, record, state, lease).await
+}
+
+/// Marks every stage of a session that cannot start as skipped for `reason`.
+fn mark_not_started(record: &mut SessionRecord, reason: String) {
+    for stage in &mut record.stages {
+        stage.skipped = Some(reason.clone());
+        for run in &mut stage.runs {
+            run.state = RunState::Skipped;
+        }
+    }
+    for case in &mut record.cases {
+        case.state = CaseState::NotRun;
+    }
+    record.reason = Some(reason);
 }
 
 /// Ends a session: stops the cluster it started (the record keeps its last live state
@@ -253,6 +279,8 @@ struct StageContext<'a> {
     roles: BTreeMap<String, Vec<String>>,
     /// The cluster's `[[links]]` as faults on the session's slaves.
     links: Vec<LinkPlan>,
+    /// Each slave's session files (credentials), sent with the roster.
+    files: BTreeMap<String, Vec<SessionFile>>,
 }
 
 impl StageContext<'_> {
@@ -280,6 +308,7 @@ impl StageContext<'_> {
             script: self.scripts[template].clone(),
             tags,
             slaves: if with_roster { self.roster.clone() } else { Arc::default() },
+            files: if with_roster { self.files.get(slave).cloned().unwrap_or_default() } else { Vec::new() },
             timeout_ms: stage.timeout_ms,
             logs: self.suite.logs.clone(),
             output_limit_bytes: master.config().output_limit_bytes,

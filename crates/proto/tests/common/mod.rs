@@ -65,6 +65,15 @@ pub fn all_from_master() -> Vec<FromMaster> {
                 script: "#!/bin/bash\necho @slavename@ ünïcode\n".into(),
                 tags: sample_tags(),
                 slaves: std::sync::Arc::new("slave1 slave2".into()),
+                files: if i == 0 {
+                    vec![xrdtest_proto::SessionFile {
+                        name: "hostkey.pem".into(),
+                        mode: 0o600,
+                        contents: b"key\n".to_vec(),
+                    }]
+                } else {
+                    Vec::new()
+                },
                 timeout_ms: 600_000,
                 logs: vec!["/var/log/@slavename@.log".into()],
                 output_limit_bytes: 64 << 20,

@@ -154,7 +154,7 @@ fn host_view(host: &xrdtest_defs::Host) -> HostView {
         ip: host.ip.to_string(),
         mac: host.mac.clone(),
         boot: match &host.boot {
-            Boot::Image { volume, cache } => format!("image {volume}{}", if *cache { " (cached)" } else { "" }),
+            Boot::Image { volume } => format!("image {volume}"),
             Boot::Kernel { kernel, .. } => format!("kernel {kernel}"),
         },
         arch: host.arch.clone(),

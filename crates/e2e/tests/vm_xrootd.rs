@@ -1,0 +1,193 @@
+//! XrdTest's own example, for real: the shipped suite `suites/ts_xrootd_copy` on the shipped
+//! cluster `clusters/cluster_example`, exactly as they are in the repository. Of the
+//! cluster's eight hosts, the suite uses four (a redirector, two data servers, a client):
+//! only those get VMs, booted under QEMU emulation from slave images that carry xrootd
+//! (`packaging/vm-image/build --with ...`; the client's image has the client alone). The
+//! client copies a file into the cluster and back with sss authentication keyed by the
+//! session's shared secret, the checksums agree, a client with another key is refused,
+//! xrootd's and cmsd's logs are collected, and nothing is left on the hypervisor.
+//!
+//! Its own test binary, run after the other VM test (cargo runs test binaries one by one):
+//! both use the same network namespace and libvirtd. `scripts/test` builds the images; on
+//! CI (`CI` set) a missing prerequisite fails the test instead of skipping it.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use xrdtest_e2e::vm::{
+    consoles, libvirt_leftovers, prerequisites, repo_root, sh, start_hypervisor, wait_hypervisor, HypervisorPlace,
+    Namespace, IMAGES, NETNS, NS_IP,
+};
+use xrdtest_e2e::{run_state, stage_run, state, summarize, Env, MasterOptions, Value};
+
+const HOSTS: [&str; 4] = ["manager1.xrd.test", "ds1.xrd.test", "ds2.xrd.test", "client1.xrd.test"];
+
+/// The xrootd images cluster_example names, or why they are missing.
+fn xrootd_images() -> Result<(), String> {
+    for (folder, with) in [("xrootd", "xrootd-server xrootd-client"), ("xrootd-client", "xrootd-client")] {
+        for file in ["vmlinuz", "xrdtest-slave-initrd.img"] {
+            let path = Path::new(IMAGES).join(folder).join(file);
+            if !path.is_file() {
+                return Err(format!(
+                    "{} is missing: run packaging/vm-image/build --out {IMAGES}/{folder} --with {with}",
+                    path.display()
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Copies a folder of the repository into the test's definitions.
+fn copy_from_repo(relative: &str, to: &Path) {
+    let from = repo_root().join(relative);
+    let output = sh(&format!("cp -r '{}' '{}'", from.display(), to.display()));
+    assert!(output.status.success(), "copying {relative}: {}", String::from_utf8_lossy(&output.stderr));
+}
+
+/// The domains libvirt has now whose names are hosts of cluster_example.
+fn example_domains() -> Vec<String> {
+    let output = sh("virsh -c qemu:///system list --all --name");
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(str::trim)
+        .filter(|name| name.ends_with(".xrd.test"))
+        .map(str::to_string)
+        .collect()
+}
+
+fn steps(session: &Value) -> Vec<(u64, String)> {
+    session["cluster"]["steps"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|s| Some((s["unix_ms"].as_u64()?, s["state"].as_str()?.to_string())))
+        .collect()
+}
+
+#[test]
+fn xrdtests_example_suite_passes_on_its_example_cluster() {
+    if let Err(missing) = prerequisites().and_then(|()| xrootd_images()) {
+        if std::env::var_os("CI").is_some() {
+            panic!("the xrootd VM test cannot run on CI: {missing}");
+        }
+        eprintln!("SKIPPED xrdtests_example_suite_passes_on_its_example_cluster: {missing}");
+        return;
+    }
+    let _namespace = Namespace::up();
+    let options = MasterOptions {
+        netns: Some((NETNS.to_string(), NS_IP.to_string())),
+        tables: None,
+        extra: "[clusters]\nstart_timeout = \"5m\"\nslave_wait = \"6m\"\nstop_timeout = \"3m\"\n".into(),
+        ..MasterOptions::default()
+    };
+    let env = Env::build(options, |dir| {
+        copy_from_repo("suites/ts_xrootd_copy", &dir.join("definitions/suites"));
+        copy_from_repo("clusters/cluster_example", &dir.join("definitions/clusters"));
+        Vec::new()
+    });
+    let hv_dir = env.path().join("hypervisor");
+    std::fs::create_dir_all(&hv_dir).expect("hypervisor folder");
+    let hypervisor = start_hypervisor(&env.master, &hv_dir, 1, HypervisorPlace::BesideMaster);
+    wait_hypervisor(&env.api());
+    let api = env.api();
+
+    // The domains are watched while the session runs: the suite's four hosts, no others.
+    let started = Instant::now();
+    let id = api.run("ts_xrootd_copy");
+    let watching = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let watcher = {
+        let watching = watching.clone();
+        std::thread::spawn(move || {
+            let mut seen: Vec<String> = Vec::new();
+            while watching.load(std::sync::atomic::Ordering::Relaxed) {
+                for domain in example_domains() {
+                    if !seen.contains(&domain) {
+                        seen.push(domain);
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(500));
+            }
+            seen
+        })
+    };
+    let session = api.wait_final(id, Duration::from_secs(1500));
+    let took = started.elapsed();
+    watching.store(false, std::sync::atomic::Ordering::Relaxed);
+    let mut domains = watcher.join().expect("the watcher");
+    domains.sort();
+    assert_eq!(
+        state(&session),
+        "passed",
+        "{}\n{}\nconsoles:\n{}\nhypervisor log:\n{}",
+        summarize(&session),
+        session["cluster"],
+        consoles(&hv_dir),
+        xrdtest_e2e::tail(&hypervisor.log(), 60)
+    );
+    let mut wanted: Vec<String> = HOSTS.iter().map(|h| h.to_string()).collect();
+    wanted.sort();
+    assert_eq!(domains, wanted, "only the suite's four hosts get VMs");
+    for stage in ["suite_init", "case_run:copy_to", "case_run:copy_from", "suite_finalize"] {
+        for host in HOSTS {
+            assert_eq!(run_state(&session, stage, host), "passed", "{stage} on {host}\n{}", summarize(&session));
+        }
+    }
+
+    // What the client saw: the copy in, the round trip and the refusal, as checks.
+    let checks_of = |stage: &str| -> Vec<(String, bool)> {
+        let id = stage_run(&session, stage, "client1.xrd.test")["stage_id"].as_u64().expect("stage id");
+        let values = api.get(&format!("/api/stages/{id}/values"));
+        values["checks"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|c| Some((c["name"].as_str()?.to_string(), c["passed"].as_bool()?)))
+            .collect()
+    };
+    let mut checks = checks_of("case_run:copy_to");
+    checks.extend(checks_of("case_run:copy_from"));
+    for check in ["copy_to", "checksums_equal", "wrong_key_refused"] {
+        assert!(checks.contains(&(check.to_string(), true)), "check {check} did not pass: {checks:?}");
+    }
+    let copy_from = stage_run(&session, "case_run:copy_from", "client1.xrd.test");
+    let output = api.output(copy_from["stage_id"].as_u64().expect("stage id"));
+    assert!(output.iter().any(|l| l.contains("sha256 sent")), "{output:?}");
+    for line in output.iter().filter(|l| l.contains("sha256") || l.contains("[xrdcp]") && l.contains("Run:")) {
+        eprintln!("client1: {line}");
+    }
+    for (name, passed) in &checks {
+        eprintln!("check {name}: {}", if *passed { "pass" } else { "fail" });
+    }
+
+    // xrootd's and cmsd's logs of every server, collected after suite init and finalize.
+    let finalize_of = |host: &str| stage_run(&session, "suite_finalize", host)["stage_id"].as_u64().expect("stage id");
+    for host in ["manager1.xrd.test", "ds1.xrd.test", "ds2.xrd.test"] {
+        let logs = api.get(&format!("/api/stages/{}/logs", finalize_of(host)));
+        for daemon in ["xrootd", "cmsd"] {
+            let path = format!("/var/log/xrootd/{host}/{daemon}.log");
+            let log = logs.as_array().into_iter().flatten().find(|l| l["path"] == path.as_str());
+            let content = log.and_then(|l| l["content"].as_str()).unwrap_or("");
+            assert!(content.contains("initialization completed"), "{path} was not collected whole: {logs}");
+        }
+    }
+    let manager_log = api.get(&format!("/api/stages/{}/logs", finalize_of("manager1.xrd.test")));
+    assert!(manager_log.to_string().contains("sss"), "the redirector logs no sss: {manager_log}");
+
+    // Nothing of the cluster is left on the hypervisor.
+    assert_eq!(example_domains(), Vec::<String>::new(), "domains left");
+    assert_eq!(libvirt_leftovers("cluster_example"), Vec::<String>::new(), "network or volumes left");
+
+    let steps = steps(&session);
+    let at = |name: &str| steps.iter().find(|(_, s)| s == name).map(|(ms, _)| *ms);
+    if let (Some(sent), Some(active)) = (at("definition_sent"), at("active")) {
+        eprintln!("cluster_example (4 VMs): definition sent -> active {} ms", active.saturating_sub(sent));
+    }
+    let started_ms = session["started_ms"].as_u64().unwrap_or(0);
+    let created_ms = session["created_ms"].as_u64().unwrap_or(0);
+    eprintln!(
+        "ts_xrootd_copy on 4 VMs: created -> running {} ms, whole session {:.1} s",
+        started_ms.saturating_sub(created_ms),
+        took.as_secs_f64()
+    );
+}
