@@ -6,6 +6,9 @@
 //!   image, QEMU emulation here), with the time of each hypervisor step.
 //! - Preparing a host's boot disk from a 1 GiB and a 4 GiB boot image: the `copying_images`
 //!   step (a qcow2 overlay), beside a full copy of the same image (what XrdTest did).
+//! - Warm clusters: three sessions of a suite on a 4-VM cluster; the first boots cold (and
+//!   its VMs' state is saved once the slaves are connected), the others restore that state.
+//!   Start-cluster to all slaves connected, cold and warm.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -14,7 +17,7 @@ use anyhow::{bail, Context, Result};
 use xrdtest_e2e::vm::{
     prerequisites, start_hypervisor, wait_hypervisor, HypervisorPlace, Namespace, NETNS, NS_IP, POOL_DIR,
 };
-use xrdtest_e2e::{json, Api, Env, MasterOptions, Value};
+use xrdtest_e2e::{json, Api, Case, Env, MasterOptions, Suite, Value};
 
 /// A cluster of `hosts` kernel-booted hosts on its own network.
 fn kernel_cluster(dir: &Path, name: &str, net: u8, hosts: usize) -> Result<()> {
@@ -120,6 +123,19 @@ fn make_image(pool: &Path, name: &str, gib: u64) -> Result<Duration> {
     Ok(elapsed)
 }
 
+/// From a session's cluster steps: milliseconds from the start sent to the hypervisor until
+/// every slave was connected, which is when the master asks for the warm state (the first
+/// step after the cluster became active: `saving`, or the answer that there is nothing to
+/// save), and how the VMs came up.
+fn slaves_connected_ms(session: &Value) -> Option<(u64, String)> {
+    let steps = session["cluster"]["steps"].as_array()?;
+    let sent = steps.iter().find(|s| s["state"] == "definition_sent")?["unix_ms"].as_u64()?;
+    let active = steps.iter().position(|s| s["state"] == "active")?;
+    let after = steps.get(active + 1)?;
+    let how = steps[active]["detail"].as_str().unwrap_or("").to_string();
+    Some((after["unix_ms"].as_u64()?.saturating_sub(sent), how))
+}
+
 pub fn run() -> Result<()> {
     println!("\n== 5. clusters of VMs (real libvirtd in a network namespace) ==");
     if let Err(missing) = prerequisites() {
@@ -137,11 +153,14 @@ pub fn run() -> Result<()> {
         let written = kernel_cluster(&clusters, "bench2", 81, 2)
             .and_then(|_| kernel_cluster(&clusters, "bench4", 82, 4))
             .and_then(|_| image_cluster(&clusters, "img1g", 83, "bench-1g.img"))
-            .and_then(|_| image_cluster(&clusters, "img4g", 84, "bench-4g.img"));
+            .and_then(|_| image_cluster(&clusters, "img4g", 84, "bench-4g.img"))
+            .and_then(|_| kernel_cluster(&clusters, "warm4", 85, 4));
         if let Err(err) = written {
             panic!("cannot write the benchmark clusters: {err}");
         }
-        Vec::new()
+        vec![Suite::new("ts_bench_warm", &["h0", "h1", "h2", "h3"])
+            .extra("cluster = \"warm4\"")
+            .case(Case::new("hello").run("echo \"hello from $(hostname), clock $(date -u +%FT%TZ)\"\n"))]
     });
     let hv_dir = env.path().join("hypervisor");
     std::fs::create_dir_all(&hv_dir)?;
@@ -174,6 +193,37 @@ pub fn run() -> Result<()> {
             step_ms(&entry, "creating_slaves").unwrap_or(0),
         );
         stop(&api, name)?;
+    }
+
+    // Warm clusters: a session per run; the cluster stops after each.
+    let mut cold_ms = None;
+    let mut warm = Vec::new();
+    for run in 1..=3 {
+        let id = api.run("ts_bench_warm");
+        let session = api.wait_final(id, Duration::from_secs(600));
+        if session["state"] != "passed" {
+            bail!("warm cluster session {run} did not pass: {}", session["reason"]);
+        }
+        let (connected_ms, how) = slaves_connected_ms(&session)
+            .with_context(|| format!("session {run}: no cluster steps to time: {}", session["cluster"]))?;
+        println!(
+            "4 VMs, session {run}: start-cluster to all 4 slaves connected {:.1} s ({how})",
+            connected_ms as f64 / 1000.0
+        );
+        if run == 1 {
+            cold_ms = Some(connected_ms);
+        } else {
+            warm.push(connected_ms);
+        }
+    }
+    if let (Some(cold), Some(best)) = (cold_ms, warm.iter().min()) {
+        println!(
+            "warm clusters, 4 VMs: cold {:.1} s, warm {:.1} s (best of {}): warm is {:.2} of cold",
+            cold as f64 / 1000.0,
+            *best as f64 / 1000.0,
+            warm.len(),
+            *best as f64 / cold as f64
+        );
     }
 
     let pool = Path::new(POOL_DIR);

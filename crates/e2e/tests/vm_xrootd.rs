@@ -92,6 +92,65 @@ fn xrdtests_example_suite_passes_on_its_example_cluster() {
     wait_hypervisor(&env.api());
     let api = env.api();
 
+    let hypervisor_log = || xrdtest_e2e::tail(&hypervisor.log(), 60);
+
+    // 1. Cold: the VMs boot; once their slaves are connected, their state is saved.
+    let (cold, took) = run_example(&api, &hv_dir, &hypervisor_log);
+    let cold_steps = steps(&cold);
+    assert!(
+        cold_steps.iter().any(|(_, s)| s == "saving"),
+        "the first session saves the warm state: {}",
+        cold["cluster"]
+    );
+    let saved = detail_after(&cold, "saving");
+    assert!(saved.contains("saved the warm state of 4 VMs"), "{}", cold["cluster"]);
+    report("cold", &cold, took);
+
+    // 2. Warm: the next session restores that state instead of booting, clean (the first
+    //    session's disk changes are gone: the copy is made anew), and passes the same way.
+    let (warm, took) = run_example(&api, &hv_dir, &hypervisor_log);
+    let active = detail_of(&warm, "active");
+    assert!(active.contains("4 restored from their warm state"), "the second session restores: {}", warm["cluster"]);
+    assert!(!steps(&warm).iter().any(|(_, s)| s == "saving"), "nothing to save again: {}", warm["cluster"]);
+    report("warm", &warm, took);
+    let ratio = connected_ms(&warm) as f64 / connected_ms(&cold).max(1) as f64;
+    eprintln!("warm / cold (start-cluster to all slaves connected): {ratio:.2}");
+}
+
+/// The detail of the first step named `state`.
+fn detail_of(session: &Value, state: &str) -> String {
+    let steps = session["cluster"]["steps"].as_array().cloned().unwrap_or_default();
+    steps.iter().find(|s| s["state"] == state).and_then(|s| s["detail"].as_str()).unwrap_or("").to_string()
+}
+
+/// The detail of the step right after the first one named `state`.
+fn detail_after(session: &Value, state: &str) -> String {
+    let steps = session["cluster"]["steps"].as_array().cloned().unwrap_or_default();
+    let at = steps.iter().position(|s| s["state"] == state).unwrap_or(usize::MAX);
+    steps.get(at.saturating_add(1)).and_then(|s| s["detail"].as_str()).unwrap_or("").to_string()
+}
+
+/// Milliseconds from the start sent to the hypervisor to all slaves connected: the first
+/// step after the cluster became active is the answer to the warm state request, which the
+/// master sends once every slave is connected.
+fn connected_ms(session: &Value) -> u64 {
+    let steps = steps(session);
+    let sent = steps.iter().find(|(_, s)| s == "definition_sent").map(|(ms, _)| *ms).unwrap_or(0);
+    let active = steps.iter().position(|(_, s)| s == "active").unwrap_or(usize::MAX);
+    steps.get(active.saturating_add(1)).map(|(ms, _)| ms.saturating_sub(sent)).unwrap_or(0)
+}
+
+fn report(label: &str, session: &Value, took: Duration) {
+    eprintln!(
+        "ts_xrootd_copy on 4 VMs, {label}: start-cluster to all slaves connected {} ms, whole session {:.1} s",
+        connected_ms(session),
+        took.as_secs_f64()
+    );
+}
+
+/// One session of the example, checked whole: it passed on the suite's four VMs, the
+/// client's checks passed, the servers' logs were collected, nothing is left.
+fn run_example(api: &xrdtest_e2e::Api, hv_dir: &Path, hypervisor_log: &dyn Fn() -> String) -> (Value, Duration) {
     // The domains are watched while the session runs: the suite's four hosts, no others.
     let started = Instant::now();
     let id = api.run("ts_xrootd_copy");
@@ -122,8 +181,8 @@ fn xrdtests_example_suite_passes_on_its_example_cluster() {
         "{}\n{}\nconsoles:\n{}\nhypervisor log:\n{}",
         summarize(&session),
         session["cluster"],
-        consoles(&hv_dir),
-        xrdtest_e2e::tail(&hypervisor.log(), 60)
+        consoles(hv_dir),
+        hypervisor_log()
     );
     let mut wanted: Vec<String> = HOSTS.iter().map(|h| h.to_string()).collect();
     wanted.sort();
@@ -177,17 +236,5 @@ fn xrdtests_example_suite_passes_on_its_example_cluster() {
     // Nothing of the cluster is left on the hypervisor.
     assert_eq!(example_domains(), Vec::<String>::new(), "domains left");
     assert_eq!(libvirt_leftovers("cluster_example"), Vec::<String>::new(), "network or volumes left");
-
-    let steps = steps(&session);
-    let at = |name: &str| steps.iter().find(|(_, s)| s == name).map(|(ms, _)| *ms);
-    if let (Some(sent), Some(active)) = (at("definition_sent"), at("active")) {
-        eprintln!("cluster_example (4 VMs): definition sent -> active {} ms", active.saturating_sub(sent));
-    }
-    let started_ms = session["started_ms"].as_u64().unwrap_or(0);
-    let created_ms = session["created_ms"].as_u64().unwrap_or(0);
-    eprintln!(
-        "ts_xrootd_copy on 4 VMs: created -> running {} ms, whole session {:.1} s",
-        started_ms.saturating_sub(created_ms),
-        took.as_secs_f64()
-    );
+    (session, took)
 }

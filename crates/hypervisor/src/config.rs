@@ -40,6 +40,8 @@ pub struct HypervisorConfig {
     pub identity: IdentityDir,
     /// Each VM's own `slave.toml` (`<state_dir>/guests`).
     pub guest_dir: PathBuf,
+    /// Warm clusters' saved states (`<state_dir>/warm`); `None`: `warm_clusters = false`.
+    pub warm_dir: Option<PathBuf>,
     /// The folders clusters' `kernel` and `initrd` may come from.
     pub kernel_dirs: Vec<PathBuf>,
     /// The master's CA certificate; the VMs' slaves get it too.
@@ -92,6 +94,7 @@ struct RawConfig {
     vm_limit: Option<i64>,
     console_dir: Option<PathBuf>,
     shutdown_wait: Option<String>,
+    warm_clusters: Option<bool>,
     max_backoff: Option<String>,
     max_frame: Option<String>,
 }
@@ -153,6 +156,7 @@ impl HypervisorConfig {
             secret,
             identity: peer_config::identity_dir(raw.identity_dir, state_dir.join("identity"), base),
             guest_dir: state_dir.join("guests"),
+            warm_dir: raw.warm_clusters.unwrap_or(true).then(|| state_dir.join("warm")),
             kernel_dirs: raw
                 .kernel_dirs
                 .unwrap_or_else(|| vec![DEFAULT_KERNEL_DIR.into()])

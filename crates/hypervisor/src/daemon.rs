@@ -18,6 +18,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
 use xrdtest_defs::units::format_size;
+use xrdtest_defs::Cluster;
 use xrdtest_proto::client::{Backoff, ConnectError, ConnectSettings, MasterConnection};
 use xrdtest_proto::{
     ClusterState, ClusterStatus, Connection, FromMaster, Heartbeat, HypervisorStatus, Role, StartCluster, ToMaster,
@@ -40,6 +41,10 @@ struct ClusterEntry {
     /// arriving together cannot both fit into the same room.
     vms: u32,
     memory_bytes: u64,
+    /// What a save of the running cluster needs: its definition and the fingerprint its
+    /// saved state must carry (set once the start succeeded; `None` with warm clusters off
+    /// or once there is nothing to save: it was restored, or saved already).
+    warm: Option<(Cluster, String)>,
 }
 
 #[derive(Default)]
@@ -248,6 +253,9 @@ impl Hypervisor {
             FromMaster::StopCluster { cluster } => {
                 self.stop(cluster);
             }
+            FromMaster::SaveCluster { cluster } => {
+                self.save(cluster);
+            }
             FromMaster::Heartbeat(_) => {}
             FromMaster::Disconnect { reason } => return Some(format!("the master disconnected us: {reason}")),
             FromMaster::RunStage(_)
@@ -292,6 +300,7 @@ impl Hypervisor {
             detail: String::new(),
             vms: 0,
             memory_bytes: 0,
+            warm: None,
         });
         entry.state = new_state;
         entry.detail = detail.clone();
@@ -359,7 +368,7 @@ impl Hypervisor {
             }
             state.clusters.insert(
                 name.clone(),
-                ClusterEntry { state: ClusterState::Starting, detail: String::new(), vms, memory_bytes },
+                ClusterEntry { state: ClusterState::Starting, detail: String::new(), vms, memory_bytes, warm: None },
             );
         }
         self.set_state(&name, ClusterState::Starting, format!("accepted ({} requested it)", request.requested_by));
@@ -374,7 +383,13 @@ impl Hypervisor {
             let unreported = tokio::task::spawn_blocking(move || match Libvirt::open(&worker.config.libvirt_uri) {
                 Ok(libvirt) => {
                     let report = |state, detail| worker.set_state(&request.cluster.name, state, detail);
-                    let _ = lifecycle::start_cluster(&libvirt, &worker.settings, &request, report);
+                    if let Ok(started) = lifecycle::start_cluster(&libvirt, &worker.settings, &request, report) {
+                        if let (Some(key), false) = (started.warm_key, started.restored) {
+                            if let Some(entry) = worker.state().clusters.get_mut(&request.cluster.name) {
+                                entry.warm = Some((request.cluster.clone(), key));
+                            }
+                        }
+                    }
                     None
                 }
                 Err(err) => Some(err.to_string()),
@@ -407,6 +422,58 @@ impl Hypervisor {
             ));
         }
         Ok(())
+    }
+
+    /// Saves a running cluster's warm state in the background, after any operation on it
+    /// that is under way; answers `Active` at once when there is nothing to save (warm
+    /// clusters off, restored from its state, saved already, not running here).
+    fn save(self: &Arc<Self>, cluster: String) {
+        let (definition, key) = {
+            let mut state = self.state();
+            let entry = state.clusters.get_mut(&cluster);
+            let (current, job) = match entry {
+                Some(entry) if entry.state == ClusterState::Active => (entry.state, entry.warm.take()),
+                Some(entry) => (entry.state, None),
+                None => (ClusterState::Stopped, None),
+            };
+            match job {
+                Some(job) => job,
+                None => {
+                    let detail = match current {
+                        ClusterState::Active => "nothing to save: warm clusters are off here, the VMs were \
+                             restored from their warm state, or it is saved already"
+                            .to_string(),
+                        ClusterState::Stopped => "not saved: the cluster is not running here".to_string(),
+                        other => format!("not saved: the cluster is {other:?} here"),
+                    };
+                    self.send(&state, ToMaster::ClusterState(ClusterStatus { cluster, state: current, detail }));
+                    return;
+                }
+            }
+        };
+        let me = self.clone();
+        let (previous, done) = self.enqueue(&cluster);
+        tokio::spawn(async move {
+            if let Some(previous) = previous {
+                let _ = previous.await;
+            }
+            let worker = me.clone();
+            let name = cluster.clone();
+            let unreported = tokio::task::spawn_blocking(move || match Libvirt::open(&worker.config.libvirt_uri) {
+                Ok(libvirt) => {
+                    let report = |state, detail| worker.set_state(&name, state, detail);
+                    let _ = lifecycle::save_cluster(&libvirt, &worker.settings, &definition, &key, report);
+                    None
+                }
+                Err(err) => Some(err.to_string()),
+            })
+            .await
+            .unwrap_or_else(|join| Some(format!("the save crashed: {join}")));
+            if let Some(message) = unreported {
+                me.set_state(&cluster, ClusterState::Active, format!("the warm state was not saved: {message}"));
+            }
+            let _ = done.send(());
+        });
     }
 
     /// Stops a cluster in the background, after any operation on it that is under way.

@@ -21,4 +21,5 @@ pub mod guest_config;
 pub mod libvirt;
 pub mod lifecycle;
 pub mod marker;
+pub mod warm;
 pub mod xml;

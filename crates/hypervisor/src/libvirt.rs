@@ -116,6 +116,21 @@ impl Libvirt {
         Ok(handles)
     }
 
+    /// The domain XML kept in a saved state file (with the domain's UUID).
+    pub fn saved_xml(&self, path: &Path) -> Result<String> {
+        self.conn
+            .save_image_xml_desc(&path.display().to_string(), 0)
+            .map_err(|e| LibvirtError::new(format!("read the domain of saved state {}", path.display()), e))
+    }
+
+    /// Starts the domain a saved state file holds, from that state, running (into the
+    /// defined domain of the same UUID). The file stays.
+    pub fn restore(&self, path: &Path) -> Result<()> {
+        self.conn
+            .restore_domain_flags(&path.display().to_string(), None, virt::sys::VIR_DOMAIN_SAVE_RUNNING)
+            .map_err(|e| LibvirtError::new(format!("restore saved state {}", path.display()), e))
+    }
+
     pub fn define_domain(&self, name: &str, xml: &str) -> Result<DomainHandle> {
         self.conn
             .define_domain_xml(xml)
@@ -239,6 +254,31 @@ impl DomainHandle {
 
     pub fn undefine(&self) -> Result<()> {
         self.inner.undefine().map_err(|e| self.error("undefine", e))
+    }
+
+    /// Saves the running guest's state (memory and devices) to `path`; the domain is shut
+    /// off afterwards.
+    pub fn save(&self, path: &Path) -> Result<()> {
+        let path_c = std::ffi::CString::new(path.display().to_string())
+            .map_err(|_| LibvirtError::other(format!("save domain {}", self.name), "a NUL in the path"))?;
+        // SAFETY: the domain pointer is valid while `self.inner` lives; the path is a valid
+        // C string for the call; a NULL XML and no flags are allowed by virDomainSaveFlags.
+        let rc = unsafe { virt::sys::virDomainSaveFlags(self.inner.as_ptr(), path_c.as_ptr(), std::ptr::null(), 0) };
+        if rc < 0 {
+            return Err(LibvirtError::new(
+                format!("save domain {} to {}", self.name, path.display()),
+                virt::error::Error::last_error(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Sets the link of the running guest's network interface (`interface_xml`, its
+    /// `<interface>` element with a `<link state=.../>`) down or up, as a cable pulled.
+    pub fn set_link(&self, interface_xml: &str) -> Result<()> {
+        self.inner
+            .update_device_flags(interface_xml, virt::sys::VIR_DOMAIN_AFFECT_LIVE)
+            .map_err(|e| self.error("set the link of", e))
     }
 }
 

@@ -19,6 +19,7 @@ use crate::domain_type::DomainType;
 use crate::guest_config::{self, GuestConfig};
 use crate::libvirt::{DomainHandle, Libvirt, LibvirtError, NetworkHandle, PoolHandle};
 use crate::marker::{self, Marker, Ownership};
+use crate::warm::{self, WarmState};
 use crate::xml::{self, DomainSpec};
 
 /// How often a stop checks whether the guests have powered off.
@@ -42,6 +43,19 @@ pub struct Settings {
     pub shutdown_wait: Duration,
     /// The only folders a cluster's `kernel` and `initrd` may come from (`kernel_dirs`).
     pub kernel_dirs: Vec<PathBuf>,
+    /// Where warm clusters' saved states are kept ([`crate::warm`]); `None`: warm clusters
+    /// are off (`warm_clusters = false`, or a remote libvirt, whose files this host cannot
+    /// copy).
+    pub warm_dir: Option<PathBuf>,
+}
+
+/// How a start went, for the daemon: what a later save needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Started {
+    /// The fingerprint a saved state of this start must carry; `None`: warm clusters off.
+    pub warm_key: Option<String>,
+    /// Every VM was restored from the warm state (there is nothing to save).
+    pub restored: bool,
 }
 
 /// Why a start or a stop failed. The text is what the master shows.
@@ -114,16 +128,20 @@ pub fn start_cluster(
     settings: &Settings,
     request: &StartCluster,
     mut report: impl FnMut(ClusterState, String),
-) -> Result<(), LifecycleError> {
+) -> Result<Started, LifecycleError> {
     let cluster = &request.cluster;
     let plans = plan(cluster);
     info!(cluster = %cluster.name, requested_by = %request.requested_by, hosts = cluster.hosts.len(), "starting cluster");
     let mut touched = false;
     match start_steps(libvirt, settings, request, &plans, &mut report, &mut touched) {
-        Ok(()) => {
-            info!(cluster = %cluster.name, "cluster active");
-            report(ClusterState::Active, format!("{} VMs running", plans.len()));
-            Ok(())
+        Ok((started, restored)) => {
+            info!(cluster = %cluster.name, restored, "cluster active");
+            let detail = match restored {
+                0 => format!("{} VMs running", plans.len()),
+                n => format!("{} VMs running, {n} restored from their warm state", plans.len()),
+            };
+            report(ClusterState::Active, detail);
+            Ok(started)
         }
         Err(error) => {
             warn!(cluster = %cluster.name, %error, "starting the cluster failed; removing what was made");
@@ -150,7 +168,7 @@ fn start_steps(
     plans: &[HostPlan],
     report: &mut impl FnMut(ClusterState, String),
     touched: &mut bool,
-) -> Result<(), LifecycleError> {
+) -> Result<(Started, usize), LifecycleError> {
     let cluster = &request.cluster;
     let name = cluster.name.as_str();
 
@@ -161,6 +179,26 @@ fn start_steps(
     if libvirt.is_local() {
         check_kernel_files(cluster)?;
     }
+    let warm = settings.warm_dir.as_ref().filter(|_| libvirt.is_local()).map(|dir| {
+        let key = warm::fingerprint(cluster, &boot_files(cluster, &images), settings.domain_type.as_str());
+        (WarmState::of(dir, name), key)
+    });
+    let hosts: Vec<String> = cluster.hosts.iter().map(|h| h.name.clone()).collect();
+    let all_volumes: Vec<String> = plans.iter().flat_map(HostPlan::volumes).collect();
+    let restoring = match &warm {
+        Some((state, key)) if state.usable(key, &hosts, &all_volumes) => Some(state.clone()),
+        Some((state, _)) if state.exists() => {
+            info!(
+                cluster = name,
+                step = "warm",
+                "the saved warm state is out of date (the definition, an image or the hypervisor changed): dropped"
+            );
+            let _ = state.drop_state();
+            None
+        }
+        _ => None,
+    };
+    let started = Started { warm_key: warm.map(|(_, key)| key), restored: restoring.is_some() };
     let wanted = Wanted {
         domains: cluster.hosts.iter().map(|h| h.name.clone()).collect(),
         network: Some(cluster.network.name.clone()),
@@ -198,7 +236,11 @@ fn start_steps(
             };
             let xml = xml::overlay_volume_xml(volume, base.capacity_bytes, &base.path, &base.format);
             let created = pool.create_volume(volume, &xml)?;
-            paths.insert(volume.clone(), created.path()?);
+            let path = created.path()?;
+            if let Some(state) = &restoring {
+                restore_volume(state, volume, &path)?;
+            }
+            paths.insert(volume.clone(), path);
             info!(cluster = name, host = %plan.host.name, volume, backing = %base.path, step = "overlay", "boot overlay created");
         }
     }
@@ -208,12 +250,23 @@ fn start_steps(
     for plan in plans {
         for (disk, volume) in &plan.disk_volumes {
             let created = pool.create_volume(volume, &xml::disk_volume_xml(volume, disk.size_bytes))?;
-            paths.insert(volume.clone(), created.path()?);
+            let path = created.path()?;
+            if let Some(state) = &restoring {
+                restore_volume(state, volume, &path)?;
+            }
+            paths.insert(volume.clone(), path);
             info!(cluster = name, host = %plan.host.name, volume, size = disk.size_bytes, step = "disk", "disk created");
         }
     }
 
-    report(ClusterState::CreatingSlaves, format!("{} domains", plans.len()));
+    report(
+        ClusterState::CreatingSlaves,
+        match &restoring {
+            Some(_) => format!("{} domains, restored from their warm state", plans.len()),
+            None => format!("{} domains", plans.len()),
+        },
+    );
+    let mut restores = Vec::new();
     if libvirt.is_local() {
         std::fs::create_dir_all(&settings.console_dir).map_err(|source| LifecycleError::Io {
             what: "cannot create the console directory",
@@ -228,7 +281,9 @@ fn start_steps(
         if token.is_empty() {
             warn!(cluster = name, host = %host.name, "the master sent no token for this VM: its slave will wait for approval");
         }
-        let slave_toml = xml::guest_slave_toml(network, request.master_port, host, token);
+        let mut slave_toml = xml::guest_slave_toml(network, request.master_port, host, token);
+        // A restored guest sets its clock from this line (its own stopped while it was saved).
+        slave_toml.push_str(&format!("# xrdtest-clock {}\n", unix_now()));
         let slave_toml = if libvirt.is_local() {
             let path = guest_config::write(&settings.guest_dir, name, &host.name, &slave_toml).map_err(|source| {
                 LifecycleError::Io {
@@ -256,11 +311,208 @@ fn start_steps(
                 volumes: plan.volumes(),
             },
         };
-        let domain = libvirt.define_domain(&host.name, &xml::domain_xml(&spec))?;
+        let domain_xml = xml::domain_xml(&spec);
+        if let Some(state) = &restoring {
+            restores.push((host, network.name.as_str(), state.save_file(&host.name), domain_xml));
+            continue;
+        }
+        let domain = libvirt.define_domain(&host.name, &domain_xml)?;
         domain.start()?;
         info!(cluster = name, host = %host.name, domain = %host.name, domain_type = settings.domain_type.as_str(), step = "domain", "domain started");
     }
+    let restored = restore_domains(libvirt, name, &restores)?;
+    if restored < restores.len() {
+        if let Some(state) = &restoring {
+            let _ = state.drop_state();
+        }
+    }
+    Ok((started, restored))
+}
+
+/// Restores each `(host, network, save file, cold domain XML)` from its saved state, all at
+/// once; a host whose restore fails boots cold instead (the state is then dropped by the
+/// caller). Returns how many were restored.
+fn restore_domains(
+    libvirt: &Libvirt,
+    cluster: &str,
+    restores: &[(&Host, &str, PathBuf, String)],
+) -> Result<usize, LifecycleError> {
+    let outcomes: Vec<Result<bool, LifecycleError>> = std::thread::scope(|scope| {
+        let running: Vec<_> = restores
+            .iter()
+            .map(|(host, network, save, cold_xml)| {
+                scope.spawn(move || -> Result<bool, LifecycleError> {
+                    let began = Instant::now();
+                    match restore_domain(libvirt, host, network, save) {
+                        Ok(()) => {
+                            info!(cluster, host = %host.name, ms = began.elapsed().as_millis() as u64, step = "domain", "domain restored from its warm state");
+                            Ok(true)
+                        }
+                        Err(error) => {
+                            warn!(cluster, host = %host.name, %error, step = "domain", "restoring the warm state failed; booting cold");
+                            if let Ok(Some(domain)) = libvirt.domain(&host.name) {
+                                let _ = domain.destroy();
+                                let _ = domain.undefine();
+                            }
+                            libvirt.define_domain(&host.name, cold_xml)?.start()?;
+                            Ok(false)
+                        }
+                    }
+                })
+            })
+            .collect();
+        running
+            .into_iter()
+            .map(|t| t.join().unwrap_or_else(|_| Err(LifecycleError::Missing("a restore thread panicked".into()))))
+            .collect()
+    });
+    let mut restored = 0;
+    for outcome in outcomes {
+        restored += usize::from(outcome?);
+    }
+    Ok(restored)
+}
+
+/// One host from its saved state: defined as it was saved (same UUID), restored running, and
+/// its network cable pulled and put back, which tells the guest it was restored (it then
+/// sets its clock, forgets its old connection and starts its slave afresh).
+fn restore_domain(libvirt: &Libvirt, host: &Host, network: &str, save: &Path) -> Result<(), LifecycleError> {
+    let saved_xml = libvirt.saved_xml(save)?;
+    let domain = libvirt.define_domain(&host.name, &saved_xml)?;
+    libvirt.restore(save)?;
+    for state in ["down", "up"] {
+        domain.set_link(&xml::interface_link_xml(network, &host.mac, state))?;
+        if state == "down" {
+            std::thread::sleep(LINK_DOWN_FOR);
+        }
+    }
     Ok(())
+}
+
+/// How long a restored guest's link stays down (its watcher looks every 200 ms).
+const LINK_DOWN_FOR: Duration = Duration::from_millis(500);
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+/// Puts a saved copy of `volume` in place of the fresh one at `path`.
+fn restore_volume(state: &WarmState, volume: &str, path: &str) -> Result<(), LifecycleError> {
+    warm::copy_sparse(&state.volume_copy(volume), Path::new(path)).map_err(|source| LifecycleError::Io {
+        what: "cannot restore the saved copy of volume",
+        path: PathBuf::from(path),
+        source,
+    })
+}
+
+/// The files the cluster's guests boot from (what a saved state depends on).
+fn boot_files(cluster: &Cluster, images: &BTreeMap<String, BaseImage>) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    for host in &cluster.hosts {
+        match &host.boot {
+            Boot::Kernel { kernel, initrd, .. } => {
+                files.push(PathBuf::from(kernel));
+                files.extend(initrd.iter().map(PathBuf::from));
+            }
+            Boot::Image { volume } => files.extend(images.get(volume).map(|base| PathBuf::from(&base.path))),
+        }
+    }
+    files
+}
+
+/// Saves the state of every VM of the running `cluster` (its slaves are connected): each
+/// guest pauses while its memory is written and its volumes are copied, then runs on from
+/// where it was. Reports `Saving`, then `Active`. A failure drops what was saved; the
+/// cluster goes on, cold next time too.
+pub fn save_cluster(
+    libvirt: &Libvirt,
+    settings: &Settings,
+    cluster: &Cluster,
+    key: &str,
+    mut report: impl FnMut(ClusterState, String),
+) -> Result<(), LifecycleError> {
+    let Some(warm_dir) = &settings.warm_dir else {
+        report(ClusterState::Active, "warm clusters are off here".into());
+        return Ok(());
+    };
+    let name = cluster.name.as_str();
+    let plans = plan(cluster);
+    report(ClusterState::Saving, format!("saving the state of {} VMs", plans.len()));
+    let began = Instant::now();
+    let state = WarmState::of(warm_dir, name);
+    let result = (|| -> Result<(), LifecycleError> {
+        state.begin().map_err(|source| LifecycleError::Io {
+            what: "cannot make the warm state folder",
+            path: state.dir().to_path_buf(),
+            source,
+        })?;
+        let pool = libvirt
+            .pool(&settings.pool)?
+            .ok_or_else(|| LifecycleError::Missing(format!("storage pool `{}`", settings.pool)))?;
+        let outcomes: Vec<Result<(), LifecycleError>> = std::thread::scope(|scope| {
+            let running: Vec<_> = plans
+                .iter()
+                .map(|plan| {
+                    let (state, pool) = (&state, &pool);
+                    scope.spawn(move || save_host(libvirt, pool, state, plan))
+                })
+                .collect();
+            running
+                .into_iter()
+                .map(|t| t.join().unwrap_or_else(|_| Err(LifecycleError::Missing("a save thread panicked".into()))))
+                .collect()
+        });
+        let failures: Vec<String> = outcomes.into_iter().filter_map(Result::err).map(|e| e.to_string()).collect();
+        if !failures.is_empty() {
+            return Err(LifecycleError::Incomplete(failures));
+        }
+        state.commit(key).map_err(|source| LifecycleError::Io {
+            what: "cannot complete the warm state in",
+            path: state.dir().to_path_buf(),
+            source,
+        })
+    })();
+    match result {
+        Ok(()) => {
+            let detail = format!(
+                "saved the warm state of {} VMs in {:.1} s ({} MB); later sessions restore it",
+                plans.len(),
+                began.elapsed().as_secs_f64(),
+                state.size_bytes() >> 20
+            );
+            info!(cluster = name, %detail, step = "warm", "warm state saved");
+            report(ClusterState::Active, detail);
+            Ok(())
+        }
+        Err(error) => {
+            let _ = state.drop_state();
+            warn!(cluster = name, %error, step = "warm", "saving the warm state failed");
+            report(ClusterState::Active, format!("the warm state was not saved: {error}"));
+            Err(error)
+        }
+    }
+}
+
+/// Saves one host: memory to its save file, its volumes copied, then it runs on.
+fn save_host(libvirt: &Libvirt, pool: &PoolHandle, state: &WarmState, plan: &HostPlan) -> Result<(), LifecycleError> {
+    let name = &plan.host.name;
+    let domain = libvirt.domain(name)?.ok_or_else(|| LifecycleError::Missing(format!("domain {name}")))?;
+    let save = state.save_file(name);
+    domain.save(&save)?;
+    let copied =
+        (|| -> Result<(), LifecycleError> {
+            for volume in plan.volumes() {
+                let path =
+                    pool.volume(&volume)?.ok_or_else(|| LifecycleError::Missing(format!("volume {volume}")))?.path()?;
+                warm::copy_sparse(Path::new(&path), &state.volume_copy(&volume)).map_err(|source| {
+                    LifecycleError::Io { what: "cannot copy volume", path: PathBuf::from(&path), source }
+                })?;
+            }
+            Ok(())
+        })();
+    // Whatever the copies did, the guest runs on.
+    libvirt.restore(&save)?;
+    copied
 }
 
 /// Where a domain's serial console is written.

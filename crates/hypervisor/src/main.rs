@@ -77,6 +77,7 @@ async fn serve(args: Args, notifier: Notifier) -> anyhow::Result<()> {
         console_dir: config.console_dir.clone(),
         guest_dir: config.guest_dir.clone(),
         kernel_dirs: config.kernel_dirs.clone(),
+        warm_dir: config.warm_dir.clone(),
         ca_pem,
         shutdown_wait: config.shutdown_wait,
     };

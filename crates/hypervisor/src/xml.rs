@@ -123,6 +123,18 @@ fn qualified(name: &str, domain: &str) -> String {
 /// so a comma would end QEMU's option. Every value is therefore a TOML basic string in
 /// which commas, `&`, `<`, `>` and `'` are written as `\uXXXX` escapes: the only
 /// characters libvirt may change are the strings' own double quotes.
+/// The `<interface>` of a running guest with its link `state` (`up` or `down`), to change
+/// it live (matched by MAC).
+pub fn interface_link_xml(network: &str, mac: &str, state: &str) -> String {
+    format!(
+        "<interface type='network'><source network='{}'/><mac address='{}'/><model type='virtio'/>\
+         <link state='{}'/></interface>",
+        escape(network),
+        escape(mac),
+        escape(state)
+    )
+}
+
 pub fn guest_slave_toml(network: &Network, master_port: u16, host: &Host, token: &str) -> String {
     let master = format!("{}:{master_port}", master_host_name(network));
     format!(

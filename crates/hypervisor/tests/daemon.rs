@@ -93,6 +93,7 @@ impl Harness {
             ca_pem: ca.cert_pem().to_string(),
             shutdown_wait: config.shutdown_wait,
             kernel_dirs: vec![dir.path().to_path_buf()],
+            warm_dir: None,
         };
         let libvirt = Libvirt::open("test:///default").unwrap();
         let pool = libvirt.ensure_pool(&settings.pool, &settings.pool_dir).unwrap();

@@ -48,6 +48,8 @@ impl Fixture {
             ca_pem: "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n".into(),
             shutdown_wait: Duration::from_secs(1),
             kernel_dirs: vec![dir.path().to_path_buf()],
+            // The test driver has no real guests to save.
+            warm_dir: None,
         };
         Fixture { tag: tag.to_string(), libvirt: Libvirt::open(URI).unwrap(), settings, dir }
     }
@@ -77,7 +79,7 @@ impl Fixture {
         let mut states = Vec::new();
         let result =
             start_cluster(&self.libvirt, &self.settings, request, |state, detail| states.push((state, detail)));
-        (result.map_err(|e| e.to_string()), states)
+        (result.map(|_| ()).map_err(|e| e.to_string()), states)
     }
 
     fn stop(&self, cluster: &str) -> (Result<(), String>, Vec<(ClusterState, String)>) {

@@ -64,6 +64,12 @@ impl ClusterControl<'_> {
         Ok(StartSent { hypervisor, master_ip })
     }
 
+    /// Asks the hypervisor that runs `cluster` to save its VMs' state for later sessions (a
+    /// warm cluster); false when it could not be sent.
+    pub async fn save(&self, cluster: &str, hypervisor: &str) -> bool {
+        self.peers.send(hypervisor, FromMaster::SaveCluster { cluster: cluster.to_string() }).await
+    }
+
     /// Sends a stop to the hypervisor that runs `cluster` and marks it `stop_command_sent`
     /// with `note`; false (and nothing marked) when it could not be sent.
     pub async fn stop(&self, cluster: &str, hypervisor: &str, note: &str) -> bool {

@@ -565,6 +565,7 @@ pub fn cluster_state_name(state: ClusterState) -> &'static str {
         C::AttachingDisks => "attaching_disks",
         C::WaitingSlaves => "waiting_slaves",
         C::Active => "active",
+        C::Saving => "saving",
         C::StopCommandSent => "stop_command_sent",
         C::Destroying => "destroying",
         C::Stopped => "stopped",

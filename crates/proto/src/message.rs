@@ -253,6 +253,12 @@ pub enum FromMaster {
     StopCluster {
         cluster: String,
     },
+    /// Every host's slave of a cluster this hypervisor started cold is connected: save each
+    /// VM's state now, so that later sessions restore it instead of booting (a warm cluster).
+    /// Answered with `Saving`, then `Active` (also at once when there is nothing to save).
+    SaveCluster {
+        cluster: String,
+    },
     Heartbeat(Heartbeat),
     /// The master is going away or drops this peer; reconnecting later is fine.
     Disconnect {
@@ -475,6 +481,8 @@ pub enum ClusterState {
     AttachingDisks,
     WaitingSlaves,
     Active,
+    /// Saving the VMs' states for later sessions (they pause for it).
+    Saving,
     StopCommandSent,
     Destroying,
     Stopped,

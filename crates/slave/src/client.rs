@@ -322,7 +322,7 @@ impl Slave {
                 }
             }
             FromMaster::Heartbeat(_) | FromMaster::TagReply { .. } => {}
-            FromMaster::StartCluster(_) | FromMaster::StopCluster { .. } => {
+            FromMaster::StartCluster(_) | FromMaster::StopCluster { .. } | FromMaster::SaveCluster { .. } => {
                 warn!("the master sent a cluster command to a slave; ignored");
             }
             FromMaster::Disconnect { reason } => return Some(format!("the master disconnected us: {reason}")),

@@ -103,24 +103,39 @@ const CHECK_FILES_NAMES: [&str; 17] = [
 ];
 
 /// Case run: a TLS handshake between the slaves, each verifying the other with the session's
-/// CA. The server tells the client it listens through a sync signal; `s_server` accepts
-/// one connection and prints whether its handshake finished.
+/// CA. The server listens on `__PORT__` (a free port when the test started; another one if
+/// that is taken by now) and publishes the port it got to the client (sync topic
+/// `tls_port`); `s_server` accepts one connection and prints whether its handshake finished.
 const HANDSHAKE: &str = r#"port=__PORT__
 server='__SERVER__'
 client='__CLIENT__'
 if [ "$XRDTEST_SLAVE" = "$server" ]; then
-    timeout 60 openssl s_server -www -accept "$port" -cert @hostcert@ -key @hostkey@ -CAfile @cacert@ \
-        -Verify 1 -verify_return_error -verify_hostname "$client" -naccept 1 >s_server.log 2>&1 </dev/null &
-    pid=$!
-    if wait_until --timeout 20s --every 100ms grep -qx ACCEPT s_server.log; then
-        check tls_server_listening pass
-        sync_signal tls_server_ready
-    else
-        check tls_server_listening fail "expected s_server to listen on port $port within 20 s, it wrote: $(cat s_server.log)"
+    # Done waiting when s_server listens, or has exited (the port was taken).
+    started() { grep -qx ACCEPT s_server.log || ! kill -0 "$pid" 2>/dev/null; }
+    listening=no
+    for try in 1 2 3 4 5; do
+        timeout 60 openssl s_server -www -accept "$port" -cert @hostcert@ -key @hostkey@ -CAfile @cacert@ \
+            -Verify 1 -verify_return_error -verify_hostname "$client" -naccept 1 >s_server.log 2>&1 </dev/null &
+        pid=$!
+        wait_until --timeout 20s --every 100ms started
+        if grep -qx ACCEPT s_server.log; then
+            listening=yes
+            break
+        fi
+        echo "s_server did not listen on port $port (try $try): $(cat s_server.log)"
         kill "$pid" 2>/dev/null
+        wait "$pid" 2>/dev/null
+        port=$(shuf -i 20000-60999 -n 1)
+    done
+    if [ "$listening" = yes ]; then
+        check tls_server_listening pass
+        sync_publish tls_port "$port"
+        wait "$pid"
+        rc=$?
+    else
+        check tls_server_listening fail "expected s_server to listen within 5 tries, the last wrote: $(cat s_server.log)"
+        rc=none
     fi
-    wait "$pid"
-    rc=$?
     echo '----- s_server'
     cat s_server.log
     same tls_server_exit 0 "$rc"
@@ -128,12 +143,12 @@ if [ "$XRDTEST_SLAVE" = "$server" ]; then
     same tls_server_verify_errors "" "$(grep 'verify error' s_server.log)"
     same tls_server_saw_client "CN = $client" "$(sed -n 's/^depth=0 .*\(CN = [^,]*\).*/\1/p' s_server.log)"
 else
-    if sync_wait tls_server_ready --timeout 30s; then
+    if port=$(sync_subscribe tls_port --timeout 60s); then
         out=$(timeout 30 openssl s_client -connect "127.0.0.1:$port" -CAfile @cacert@ -cert @hostcert@ -key @hostkey@ \
             -verify_return_error -verify_hostname "$server" </dev/null 2>&1)
         rc=$?
     else
-        out="(not run: the server did not signal that it listens)"
+        out="(not run: the server published no port)"
         rc=none
     fi
     echo '----- s_client'

@@ -157,6 +157,49 @@ pub async fn bring_up(
     }
 }
 
+/// How long a hypervisor may take to save a cluster's warm state before the session goes on
+/// without waiting for it.
+const SAVE_WAIT: Duration = Duration::from_secs(180);
+
+/// Once every slave of a cluster this session started is connected: asks the hypervisor to
+/// save the VMs' state for later sessions (a warm cluster), and waits until it has (the
+/// guests pause meanwhile). The hypervisor answers at once when there is nothing to save
+/// (the VMs were restored from a saved state, or warm clusters are off there). A failed or
+/// slow save is recorded and the session goes on: the cluster is simply cold next time.
+pub async fn save_warm_state(master: &dyn SessionHost, record: &mut SessionRecord, lease: &ClusterLease) {
+    if !lease.started_here {
+        return;
+    }
+    let board = &master.clusters();
+    let mut events = board.subscribe();
+    if !master.cluster_control().save(&lease.name, &lease.hypervisor).await {
+        push_step(record, "active", "the warm state save could not be sent");
+        return;
+    }
+    let deadline = Instant::now() + SAVE_WAIT;
+    loop {
+        tokio::select! {
+            event = events.recv() => match event {
+                Ok(event) if event.cluster == lease.name => {
+                    push_step(record, cluster_state_name(event.state), &event.detail);
+                    master.save(record);
+                    if event.state != ClusterState::Saving {
+                        info!(cluster = %lease.name, detail = %event.detail, "warm state");
+                        return;
+                    }
+                }
+                Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+                Err(broadcast::error::RecvError::Closed) => return,
+            },
+            _ = sleep_until(deadline) => {
+                warn!(cluster = %lease.name, "the hypervisor did not finish saving the warm state in time; going on");
+                push_step(record, "active", "the warm state save did not finish in time; going on");
+                return;
+            }
+        }
+    }
+}
+
 /// Stops the cluster if this session started it (a cluster started by hand stays), and
 /// records how that went. Returns a problem worth adding to the session's reason.
 pub async fn tear_down(master: &dyn SessionHost, record: &mut SessionRecord, lease: ClusterLease) -> Option<String> {

@@ -15,7 +15,7 @@ use xrdtest_proto::{FromMaster, SessionFile, StageCommand, StageId, StageResult}
 use crate::model::{now_ms, CaseState, RunState, SessionId, SessionRecord, SessionState, Timeline};
 use crate::peers::{PeerEvent, StageEvent};
 use crate::session::clean_slate::end_on_slaves;
-use crate::session::cluster::{bring_up, hold, host_tags, tear_down, ClusterLease, HeldCluster};
+use crate::session::cluster::{bring_up, hold, host_tags, save_warm_state, tear_down, ClusterLease, HeldCluster};
 use crate::session::coordination::Coordination;
 use crate::session::credentials::{session_files, Wanted};
 use crate::session::engine::{Action, Engine, Event, Limits, Now};
@@ -98,6 +98,9 @@ async fn run(
             )),
             Err(WaitEnd::Stopped(stop)) => Some((stop.final_state(), stop.reason)),
         };
+        if let (None, Some(lease)) = (&not_started, &lease) {
+            save_warm_state(master, &mut record, lease).await;
+        }
     }
     if let Some((state, reason)) = not_started {
         info!(%reason, "session could not start");
