@@ -109,9 +109,10 @@ resolve_packages() {
     pkg_whole_debs=("${whole_debs[@]}")
     pkg_lib_debs=("${lib_debs[@]}")
     pkg_debs=("${whole_debs[@]}" "${lib_debs[@]}")
-    local missing=()
+    local missing=() name
     for deb in "${pkg_debs[@]}"; do
-        [ -s "$deb" ] || missing+=("$(basename "${deb%%_*}")")
+        name=$(basename "$deb")
+        [ -s "$deb" ] || missing+=("${name%%_*}")
     done
     if [ ${#missing[@]} -gt 0 ]; then
         log "downloading ${#missing[@]} packages into $cache/debs: ${missing[*]}"

@@ -47,7 +47,8 @@ pub struct Cluster {
 impl Cluster {
     /// The cluster with only the hosts named in `names` (full names), as a session of a
     /// suite that uses some of them makes it: the others get no VM. Load balancing keeps
-    /// the hosts that remain; `links` naming absent hosts simply match no slave.
+    /// the hosts that remain; a link with no host left on one side shapes nothing
+    /// (`link_plans` in the master).
     pub fn with_hosts(&self, names: &[String]) -> Cluster {
         let keep = |name: &String| names.iter().any(|n| n == name);
         let mut cluster = self.clone();

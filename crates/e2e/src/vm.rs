@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use crate::{binary, run_command, wait_until, Api, Master, Proc};
+use crate::{binary, run_command, wait_until, Api, Master, MasterOptions, Proc};
 
 pub const NETNS: &str = "xrdtest-e2e";
 /// The veth pair through which the test reaches the master's API inside the namespace.
@@ -40,6 +40,32 @@ pub fn prerequisites() -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// Whether a VM test may run: with `missing` (what it lacks) it is skipped with a line
+/// saying so, except on CI (`CI` set), where a missing prerequisite fails it.
+pub fn may_run(test: &str, missing: Result<(), String>) -> bool {
+    match missing {
+        Ok(()) => true,
+        Err(missing) if std::env::var_os("CI").is_some() => panic!("{test} cannot run on CI: {missing}"),
+        Err(missing) => {
+            eprintln!("SKIPPED {test}: {missing}");
+            false
+        }
+    }
+}
+
+/// The master of a VM test: in the namespace, with cluster waits fit for emulated VMs
+/// (`start_timeout`, `slave_wait`, `stop_timeout`).
+pub fn vm_master_options(start_timeout: &str, slave_wait: &str, stop_timeout: &str) -> MasterOptions {
+    MasterOptions {
+        netns: Some((NETNS.to_string(), NS_IP.to_string())),
+        tables: None,
+        extra: format!(
+            "[clusters]\nstart_timeout = \"{start_timeout}\"\nslave_wait = \"{slave_wait}\"\nstop_timeout = \"{stop_timeout}\"\n"
+        ),
+        ..MasterOptions::default()
+    }
 }
 
 fn euid() -> u32 {
@@ -128,6 +154,39 @@ pub enum HypervisorPlace {
     /// Outside the namespace, as on another host: it connects to the master's veth address
     /// ([`NS_IP`]), which the master then gives the VMs as `master.<domain>`.
     Elsewhere,
+}
+
+/// Samples `sample` every `every` in a thread of its own until [`Sampling::stop`], keeping
+/// every distinct item seen, in order (the QEMU command lines or domains of a session).
+pub struct Sampling {
+    running: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: std::thread::JoinHandle<Vec<String>>,
+}
+
+impl Sampling {
+    pub fn start(every: Duration, sample: fn() -> Vec<String>) -> Sampling {
+        let running = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let flag = running.clone();
+        let thread = std::thread::spawn(move || {
+            let mut seen: Vec<String> = Vec::new();
+            while flag.load(std::sync::atomic::Ordering::Relaxed) {
+                for item in sample() {
+                    if !seen.contains(&item) {
+                        seen.push(item);
+                    }
+                }
+                std::thread::sleep(every);
+            }
+            seen
+        });
+        Sampling { running, thread }
+    }
+
+    /// Stops sampling; everything seen.
+    pub fn stop(self) -> Vec<String> {
+        self.running.store(false, std::sync::atomic::Ordering::Relaxed);
+        self.thread.join().expect("the sampling thread")
+    }
 }
 
 /// The command lines of the QEMU processes running now (arguments joined by spaces).

@@ -10,10 +10,10 @@ use std::path::Path;
 use std::time::Duration;
 
 use xrdtest_e2e::vm::{
-    consoles, libvirt_leftovers, prerequisites, qemu_command_lines, repo_root, start_hypervisor, wait_hypervisor,
-    HypervisorPlace, Namespace, NETNS, NS_IP,
+    consoles, libvirt_leftovers, may_run, prerequisites, qemu_command_lines, repo_root, start_hypervisor,
+    vm_master_options, wait_hypervisor, HypervisorPlace, Namespace, Sampling, NS_IP,
 };
-use xrdtest_e2e::{run_command, run_state, state, summarize, wait_until, Case, Env, MasterOptions, Suite};
+use xrdtest_e2e::{run_command, run_state, state, summarize, wait_until, Case, Env, Suite};
 
 fn cluster_pair(dir: &Path) {
     let folder = dir.join("cluster_pair");
@@ -149,20 +149,11 @@ fn cluster_step_names(session: &xrdtest_e2e::Value) -> Vec<String> {
 
 #[test]
 fn a_cluster_of_vms_runs_a_suite_and_vanishes() {
-    if let Err(missing) = prerequisites() {
-        if std::env::var_os("CI").is_some() {
-            panic!("the VM test cannot run on CI: {missing}");
-        }
-        eprintln!("SKIPPED a_cluster_of_vms_runs_a_suite_and_vanishes: {missing}");
+    if !may_run("a_cluster_of_vms_runs_a_suite_and_vanishes", prerequisites()) {
         return;
     }
     let _namespace = Namespace::up();
-    let options = MasterOptions {
-        netns: Some((NETNS.to_string(), NS_IP.to_string())),
-        tables: None,
-        extra: "[clusters]\nstart_timeout = \"3m\"\nslave_wait = \"4m\"\nstop_timeout = \"2m\"\n".into(),
-        ..MasterOptions::default()
-    };
+    let options = vm_master_options("3m", "4m", "2m");
     let env = Env::build(options, |dir| {
         let clusters = dir.join("definitions/clusters");
         cluster_pair(&clusters);
@@ -198,25 +189,9 @@ fn a_cluster_of_vms_runs_a_suite_and_vanishes() {
     //    is ever on them.
     let id = api.run("ts_vm_pair");
     let secret = env.master.secret.clone();
-    let watching = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
-    let watcher = {
-        let watching = watching.clone();
-        std::thread::spawn(move || {
-            let mut seen = Vec::new();
-            while watching.load(std::sync::atomic::Ordering::Relaxed) {
-                for line in qemu_command_lines() {
-                    if !seen.contains(&line) {
-                        seen.push(line);
-                    }
-                }
-                std::thread::sleep(Duration::from_millis(200));
-            }
-            seen
-        })
-    };
+    let watcher = Sampling::start(Duration::from_millis(200), qemu_command_lines);
     let session = api.wait_final(id, Duration::from_secs(420));
-    watching.store(false, std::sync::atomic::Ordering::Relaxed);
-    let command_lines = watcher.join().expect("the watcher");
+    let command_lines = watcher.stop();
     assert!(!command_lines.is_empty(), "no QEMU process was seen while the session ran");
     for line in &command_lines {
         assert!(!line.contains(&secret), "the enrollment secret is on QEMU's command line: {line}");

@@ -15,10 +15,10 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use xrdtest_e2e::vm::{
-    consoles, libvirt_leftovers, prerequisites, repo_root, sh, start_hypervisor, wait_hypervisor, HypervisorPlace,
-    Namespace, IMAGES, NETNS, NS_IP,
+    consoles, libvirt_leftovers, may_run, prerequisites, repo_root, sh, start_hypervisor, vm_master_options,
+    wait_hypervisor, HypervisorPlace, Namespace, Sampling, IMAGES,
 };
-use xrdtest_e2e::{run_state, stage_run, state, summarize, Env, MasterOptions, Value};
+use xrdtest_e2e::{run_state, stage_run, state, summarize, Env, Value};
 
 const HOSTS: [&str; 4] = ["manager1.xrd.test", "ds1.xrd.test", "ds2.xrd.test", "client1.xrd.test"];
 
@@ -67,20 +67,12 @@ fn steps(session: &Value) -> Vec<(u64, String)> {
 
 #[test]
 fn xrdtests_example_suite_passes_on_its_example_cluster() {
-    if let Err(missing) = prerequisites().and_then(|()| xrootd_images()) {
-        if std::env::var_os("CI").is_some() {
-            panic!("the xrootd VM test cannot run on CI: {missing}");
-        }
-        eprintln!("SKIPPED xrdtests_example_suite_passes_on_its_example_cluster: {missing}");
+    if !may_run("xrdtests_example_suite_passes_on_its_example_cluster", prerequisites().and_then(|()| xrootd_images()))
+    {
         return;
     }
     let _namespace = Namespace::up();
-    let options = MasterOptions {
-        netns: Some((NETNS.to_string(), NS_IP.to_string())),
-        tables: None,
-        extra: "[clusters]\nstart_timeout = \"5m\"\nslave_wait = \"6m\"\nstop_timeout = \"3m\"\n".into(),
-        ..MasterOptions::default()
-    };
+    let options = vm_master_options("5m", "6m", "3m");
     let env = Env::build(options, |dir| {
         copy_from_repo("suites/ts_xrootd_copy", &dir.join("definitions/suites"));
         copy_from_repo("clusters/cluster_example", &dir.join("definitions/clusters"));
@@ -104,6 +96,7 @@ fn xrdtests_example_suite_passes_on_its_example_cluster() {
     );
     let saved = detail_after(&cold, "saving");
     assert!(saved.contains("saved the warm state of 4 VMs"), "{}", cold["cluster"]);
+    eprintln!("hypervisor: {saved}");
     report("cold", &cold, took);
 
     // 2. Warm: the next session restores that state instead of booting, clean (the first
@@ -154,26 +147,10 @@ fn run_example(api: &xrdtest_e2e::Api, hv_dir: &Path, hypervisor_log: &dyn Fn() 
     // The domains are watched while the session runs: the suite's four hosts, no others.
     let started = Instant::now();
     let id = api.run("ts_xrootd_copy");
-    let watching = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
-    let watcher = {
-        let watching = watching.clone();
-        std::thread::spawn(move || {
-            let mut seen: Vec<String> = Vec::new();
-            while watching.load(std::sync::atomic::Ordering::Relaxed) {
-                for domain in example_domains() {
-                    if !seen.contains(&domain) {
-                        seen.push(domain);
-                    }
-                }
-                std::thread::sleep(Duration::from_millis(500));
-            }
-            seen
-        })
-    };
+    let watcher = Sampling::start(Duration::from_millis(500), example_domains);
     let session = api.wait_final(id, Duration::from_secs(1500));
     let took = started.elapsed();
-    watching.store(false, std::sync::atomic::Ordering::Relaxed);
-    let mut domains = watcher.join().expect("the watcher");
+    let mut domains = watcher.stop();
     domains.sort();
     assert_eq!(
         state(&session),

@@ -41,10 +41,23 @@ struct ClusterEntry {
     /// arriving together cannot both fit into the same room.
     vms: u32,
     memory_bytes: u64,
-    /// What a save of the running cluster needs: its definition and the fingerprint its
-    /// saved state must carry (set once the start succeeded; `None` with warm clusters off
-    /// or once there is nothing to save: it was restored, or saved already).
-    warm: Option<(Cluster, String)>,
+    /// Its warm state, once the start succeeded ([`Warm`]).
+    warm: Warm,
+}
+
+/// A running cluster's warm state.
+#[derive(Debug, Clone, Default)]
+enum Warm {
+    /// Nothing to do: warm clusters off, or saved already.
+    #[default]
+    Nothing,
+    /// Booted cold: a `SaveCluster` saves it (its definition and the fingerprint its state
+    /// must carry).
+    ToSave(Cluster, String),
+    /// Restored from its saved state: a `SaveCluster` (sent once every slave is connected)
+    /// confirms that the restore worked. A cluster stopped unconfirmed loses its state, so
+    /// that a restore whose slaves never came back is not tried again.
+    Restored { cluster: Cluster, confirmed: bool },
 }
 
 #[derive(Default)]
@@ -81,6 +94,7 @@ fn is_starting_or_active(state: ClusterState) -> bool {
             | ClusterState::AttachingDisks
             | ClusterState::CreatingSlaves
             | ClusterState::Active
+            | ClusterState::Saving
     )
 }
 
@@ -300,7 +314,7 @@ impl Hypervisor {
             detail: String::new(),
             vms: 0,
             memory_bytes: 0,
-            warm: None,
+            warm: Warm::Nothing,
         });
         entry.state = new_state;
         entry.detail = detail.clone();
@@ -368,38 +382,28 @@ impl Hypervisor {
             }
             state.clusters.insert(
                 name.clone(),
-                ClusterEntry { state: ClusterState::Starting, detail: String::new(), vms, memory_bytes, warm: None },
+                ClusterEntry {
+                    state: ClusterState::Starting,
+                    detail: String::new(),
+                    vms,
+                    memory_bytes,
+                    warm: Warm::Nothing,
+                },
             );
         }
         self.set_state(&name, ClusterState::Starting, format!("accepted ({} requested it)", request.requested_by));
-        let me = self.clone();
-        let (previous, done) = self.enqueue(&name);
-        tokio::spawn(async move {
-            if let Some(previous) = previous {
-                let _ = previous.await;
-            }
-            let worker = me.clone();
-            // The lifecycle reports its own failures; only one it never got to run is left.
-            let unreported = tokio::task::spawn_blocking(move || match Libvirt::open(&worker.config.libvirt_uri) {
-                Ok(libvirt) => {
-                    let report = |state, detail| worker.set_state(&request.cluster.name, state, detail);
-                    if let Ok(started) = lifecycle::start_cluster(&libvirt, &worker.settings, &request, report) {
-                        if let (Some(key), false) = (started.warm_key, started.restored) {
-                            if let Some(entry) = worker.state().clusters.get_mut(&request.cluster.name) {
-                                entry.warm = Some((request.cluster.clone(), key));
-                            }
-                        }
-                    }
-                    None
+        self.queued(name, "start", ClusterState::ErrorStart, String::new(), move |libvirt, worker| {
+            let report = |state, detail| worker.set_state(&request.cluster.name, state, detail);
+            if let Ok(started) = lifecycle::start_cluster(libvirt, &worker.settings, &request, report) {
+                let warm = match (started.warm_key, started.restored) {
+                    (_, true) => Warm::Restored { cluster: request.cluster.clone(), confirmed: false },
+                    (Some(key), false) => Warm::ToSave(request.cluster.clone(), key),
+                    (None, false) => Warm::Nothing,
+                };
+                if let Some(entry) = worker.state().clusters.get_mut(&request.cluster.name) {
+                    entry.warm = warm;
                 }
-                Err(err) => Some(err.to_string()),
-            })
-            .await
-            .unwrap_or_else(|join| Some(format!("the start crashed: {join}")));
-            if let Some(message) = unreported {
-                me.set_state(&name, ClusterState::ErrorStart, message);
             }
-            let _ = done.send(());
         });
     }
 
@@ -430,9 +434,18 @@ impl Hypervisor {
     fn save(self: &Arc<Self>, cluster: String) {
         let (definition, key) = {
             let mut state = self.state();
-            let entry = state.clusters.get_mut(&cluster);
-            let (current, job) = match entry {
-                Some(entry) if entry.state == ClusterState::Active => (entry.state, entry.warm.take()),
+            let (current, job) = match state.clusters.get_mut(&cluster) {
+                Some(entry) if entry.state == ClusterState::Active => {
+                    let job = match std::mem::take(&mut entry.warm) {
+                        Warm::ToSave(definition, key) => Some((definition, key)),
+                        Warm::Restored { cluster, .. } => {
+                            entry.warm = Warm::Restored { cluster, confirmed: true };
+                            None
+                        }
+                        Warm::Nothing => None,
+                    };
+                    (entry.state, job)
+                }
                 Some(entry) => (entry.state, None),
                 None => (ClusterState::Stopped, None),
             };
@@ -451,33 +464,49 @@ impl Hypervisor {
                 }
             }
         };
-        let me = self.clone();
-        let (previous, done) = self.enqueue(&cluster);
-        tokio::spawn(async move {
-            if let Some(previous) = previous {
-                let _ = previous.await;
+        let name = cluster.clone();
+        let prefix = "the warm state was not saved: ".to_string();
+        self.queued(cluster, "save", ClusterState::Active, prefix, move |libvirt, worker| {
+            // An operation queued before this one (a stop) may have ended the cluster.
+            let active = worker.state().clusters.get(&name).is_some_and(|e| e.state == ClusterState::Active);
+            if !active {
+                info!(cluster = %name, "the cluster is no longer active here: its warm state is not saved");
+                return;
             }
-            let worker = me.clone();
-            let name = cluster.clone();
-            let unreported = tokio::task::spawn_blocking(move || match Libvirt::open(&worker.config.libvirt_uri) {
-                Ok(libvirt) => {
-                    let report = |state, detail| worker.set_state(&name, state, detail);
-                    let _ = lifecycle::save_cluster(&libvirt, &worker.settings, &definition, &key, report);
-                    None
-                }
-                Err(err) => Some(err.to_string()),
-            })
-            .await
-            .unwrap_or_else(|join| Some(format!("the save crashed: {join}")));
-            if let Some(message) = unreported {
-                me.set_state(&cluster, ClusterState::Active, format!("the warm state was not saved: {message}"));
-            }
-            let _ = done.send(());
+            let report = |state, detail| worker.set_state(&name, state, detail);
+            let _ = lifecycle::save_cluster(libvirt, &worker.settings, &definition, &key, report);
         });
     }
 
     /// Stops a cluster in the background, after any operation on it that is under way.
     fn stop(self: &Arc<Self>, cluster: String) -> JoinHandle<()> {
+        let name = cluster.clone();
+        self.queued(cluster, "stop", ClusterState::ErrorStop, String::new(), move |libvirt, worker| {
+            let unconfirmed = match worker.state().clusters.get(&name).map(|e| &e.warm) {
+                Some(Warm::Restored { cluster, confirmed: false }) => Some(cluster.clone()),
+                _ => None,
+            };
+            if let Some(state) = unconfirmed.and_then(|c| lifecycle::warm_state_of(libvirt, &worker.settings, &c)) {
+                warn!(cluster = %name, step = "warm", "stopped before its restored slaves were all back: the warm state is dropped");
+                let _ = state.drop_state();
+            }
+            let report = |state, detail| worker.set_state(&name, state, detail);
+            let _ = lifecycle::stop_cluster(libvirt, &worker.settings, &name, report);
+        })
+    }
+
+    /// Runs `job` (a lifecycle operation on `cluster`, which reports its own states) on a
+    /// blocking thread with a libvirt connection, after any operation on the cluster under
+    /// way. A failure the job never got to report (no connection, a crash) is reported as
+    /// `failed_state`, its text after `prefix`.
+    fn queued(
+        self: &Arc<Self>,
+        cluster: String,
+        what: &'static str,
+        failed_state: ClusterState,
+        prefix: String,
+        job: impl FnOnce(&Libvirt, &Arc<Hypervisor>) + Send + 'static,
+    ) -> JoinHandle<()> {
         let me = self.clone();
         let (previous, done) = self.enqueue(&cluster);
         tokio::spawn(async move {
@@ -485,19 +514,17 @@ impl Hypervisor {
                 let _ = previous.await;
             }
             let worker = me.clone();
-            let name = cluster.clone();
             let unreported = tokio::task::spawn_blocking(move || match Libvirt::open(&worker.config.libvirt_uri) {
                 Ok(libvirt) => {
-                    let report = |state, detail| worker.set_state(&name, state, detail);
-                    let _ = lifecycle::stop_cluster(&libvirt, &worker.settings, &name, report);
+                    job(&libvirt, &worker);
                     None
                 }
                 Err(err) => Some(err.to_string()),
             })
             .await
-            .unwrap_or_else(|join| Some(format!("the stop crashed: {join}")));
+            .unwrap_or_else(|join| Some(format!("the {what} crashed: {join}")));
             if let Some(message) = unreported {
-                me.set_state(&cluster, ClusterState::ErrorStop, message);
+                me.set_state(&cluster, failed_state, format!("{prefix}{message}"));
             }
             let _ = done.send(());
         })

@@ -133,7 +133,8 @@ pub fn start_cluster(
     let plans = plan(cluster);
     info!(cluster = %cluster.name, requested_by = %request.requested_by, hosts = cluster.hosts.len(), "starting cluster");
     let mut touched = false;
-    match start_steps(libvirt, settings, request, &plans, &mut report, &mut touched) {
+    let mut touched_warm = false;
+    match start_steps(libvirt, settings, request, &plans, &mut report, &mut touched, &mut touched_warm) {
         Ok((started, restored)) => {
             info!(cluster = %cluster.name, restored, "cluster active");
             let detail = match restored {
@@ -145,6 +146,12 @@ pub fn start_cluster(
         }
         Err(error) => {
             warn!(cluster = %cluster.name, %error, "starting the cluster failed; removing what was made");
+            if touched_warm {
+                if let Some(state) = warm_state_of(libvirt, settings, cluster) {
+                    warn!(cluster = %cluster.name, step = "warm", "the start from the warm state failed: the state is dropped");
+                    let _ = state.drop_state();
+                }
+            }
             let error = if touched {
                 let cleanup = remove_cluster_objects(libvirt, settings, cluster, &plans);
                 if cleanup.is_empty() {
@@ -168,6 +175,7 @@ fn start_steps(
     plans: &[HostPlan],
     report: &mut impl FnMut(ClusterState, String),
     touched: &mut bool,
+    touched_warm: &mut bool,
 ) -> Result<(Started, usize), LifecycleError> {
     let cluster = &request.cluster;
     let name = cluster.name.as_str();
@@ -179,11 +187,11 @@ fn start_steps(
     if libvirt.is_local() {
         check_kernel_files(cluster)?;
     }
-    let warm = settings.warm_dir.as_ref().filter(|_| libvirt.is_local()).map(|dir| {
-        let key = warm::fingerprint(cluster, &boot_files(cluster, &images), settings.domain_type.as_str());
-        (WarmState::of(dir, name), key)
-    });
     let hosts: Vec<String> = cluster.hosts.iter().map(|h| h.name.clone()).collect();
+    let warm = warm_state_of(libvirt, settings, cluster).map(|state| {
+        let key = warm::fingerprint(cluster, &boot_files(cluster, &images), &fingerprinted_settings(settings));
+        (state, key)
+    });
     let all_volumes: Vec<String> = plans.iter().flat_map(HostPlan::volumes).collect();
     let restoring = match &warm {
         Some((state, key)) if state.usable(key, &hosts, &all_volumes) => Some(state.clone()),
@@ -199,6 +207,10 @@ fn start_steps(
         _ => None,
     };
     let started = Started { warm_key: warm.map(|(_, key)| key), restored: restoring.is_some() };
+    if restoring.is_some() {
+        // From here a failure drops the state, so that the next start boots cold.
+        *touched_warm = true;
+    }
     let wanted = Wanted {
         domains: cluster.hosts.iter().map(|h| h.name.clone()).collect(),
         network: Some(cluster.network.name.clone()),
@@ -405,6 +417,25 @@ fn restore_volume(state: &WarmState, volume: &str, path: &str) -> Result<(), Lif
     })
 }
 
+/// Where the saved state of `cluster` (with the hosts it has) is kept; `None` with warm
+/// clusters off or a remote libvirt.
+pub fn warm_state_of(libvirt: &Libvirt, settings: &Settings, cluster: &Cluster) -> Option<WarmState> {
+    let hosts: Vec<String> = cluster.hosts.iter().map(|h| h.name.clone()).collect();
+    settings.warm_dir.as_ref().filter(|_| libvirt.is_local()).map(|dir| WarmState::of(dir, &cluster.name, &hosts))
+}
+
+/// What of this hypervisor's settings ends up in a saved domain.
+fn fingerprinted_settings(settings: &Settings) -> Vec<&str> {
+    vec![
+        settings.hypervisor.as_str(),
+        settings.domain_type.as_str(),
+        settings.ca_pem.as_str(),
+        settings.pool.as_str(),
+        settings.console_dir.to_str().unwrap_or(""),
+        settings.guest_dir.to_str().unwrap_or(""),
+    ]
+}
+
 /// The files the cluster's guests boot from (what a saved state depends on).
 fn boot_files(cluster: &Cluster, images: &BTreeMap<String, BaseImage>) -> Vec<PathBuf> {
     let mut files = Vec::new();
@@ -431,17 +462,17 @@ pub fn save_cluster(
     key: &str,
     mut report: impl FnMut(ClusterState, String),
 ) -> Result<(), LifecycleError> {
-    let Some(warm_dir) = &settings.warm_dir else {
+    let Some(state) = warm_state_of(libvirt, settings, cluster) else {
         report(ClusterState::Active, "warm clusters are off here".into());
         return Ok(());
     };
     let name = cluster.name.as_str();
     let plans = plan(cluster);
+    let hosts: Vec<String> = cluster.hosts.iter().map(|h| h.name.clone()).collect();
     report(ClusterState::Saving, format!("saving the state of {} VMs", plans.len()));
     let began = Instant::now();
-    let state = WarmState::of(warm_dir, name);
     let result = (|| -> Result<(), LifecycleError> {
-        state.begin().map_err(|source| LifecycleError::Io {
+        state.begin(&hosts).map_err(|source| LifecycleError::Io {
             what: "cannot make the warm state folder",
             path: state.dir().to_path_buf(),
             source,
@@ -510,8 +541,13 @@ fn save_host(libvirt: &Libvirt, pool: &PoolHandle, state: &WarmState, plan: &Hos
             }
             Ok(())
         })();
-    // Whatever the copies did, the guest runs on.
-    libvirt.restore(&save)?;
+    // Whatever the copies did, the guest runs on; if it cannot resume, it boots afresh (its
+    // slave connects again) rather than stay off.
+    if let Err(error) = libvirt.restore(&save) {
+        warn!(host = %name, %error, step = "warm", "the VM could not resume after its save; booting it");
+        domain.start()?;
+        return Err(error.into());
+    }
     copied
 }
 

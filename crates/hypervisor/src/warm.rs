@@ -1,7 +1,9 @@
 //! Warm clusters: the saved state of a cluster's VMs, taken once their slaves have
 //! connected after the first cold boot, that later starts restore instead of booting.
 //!
-//! One folder per cluster, `<state_dir>/warm/<cluster>/`: per host the libvirt save file
+//! One folder per cluster and set of hosts (a session makes VMs for the hosts its suite
+//! uses, so two suites of one cluster keep a state each), `<state_dir>/warm/<cluster>/<hosts>/`
+//! (`<hosts>` a hash of the host names, listed in its `hosts` file): per host the libvirt save file
 //! (`<host>.save`: memory and devices), a copy of each of its volumes as they were at that
 //! moment (`<volume>`, so a restored guest finds its disks exactly as it left them: disk
 //! changes of the sessions in between are discarded), `key` (the fingerprint of everything
@@ -20,13 +22,15 @@ const COMPLETE_FILE: &str = "complete";
 
 /// The fingerprint of what a cluster's saved state depends on: the definition as sent (its
 /// hosts, network, disks), the files the guests boot (a kernel and initrd hold the slave;
-/// an image volume its disk), the domain type and this hypervisor's version (it writes the
+/// an image volume its disk), `settings` (what of this hypervisor's configuration is in the
+/// saved domains: its name in their markers, the domain type, the CA given to the guests,
+/// the pool, console and guest folders) and this hypervisor's version (it writes the
 /// domain XML). A file is known by its path, size, change time and inode: a rebuilt image
 /// is a new file (`packaging/vm-image/build` replaces it atomically).
-pub fn fingerprint(cluster: &Cluster, boot_files: &[PathBuf], domain_type: &str) -> String {
+pub fn fingerprint(cluster: &Cluster, boot_files: &[PathBuf], settings: &[&str]) -> String {
     let mut hasher = DefaultHasher::new();
     format!("{cluster:?}").hash(&mut hasher);
-    domain_type.hash(&mut hasher);
+    settings.hash(&mut hasher);
     env!("CARGO_PKG_VERSION").hash(&mut hasher);
     for file in boot_files {
         file.hash(&mut hasher);
@@ -45,8 +49,13 @@ pub struct WarmState {
 }
 
 impl WarmState {
-    pub fn of(warm_dir: &Path, cluster: &str) -> WarmState {
-        WarmState { dir: warm_dir.join(cluster) }
+    /// The state of `cluster` with these `hosts` (full names).
+    pub fn of(warm_dir: &Path, cluster: &str, hosts: &[String]) -> WarmState {
+        let mut sorted: Vec<&String> = hosts.iter().collect();
+        sorted.sort();
+        let mut hasher = DefaultHasher::new();
+        sorted.hash(&mut hasher);
+        WarmState { dir: warm_dir.join(cluster).join(format!("{:016x}", hasher.finish())) }
     }
 
     pub fn dir(&self) -> &Path {
@@ -76,10 +85,14 @@ impl WarmState {
         self.dir.exists()
     }
 
-    /// An empty folder for a new state (what was there is removed).
-    pub fn begin(&self) -> std::io::Result<()> {
+    /// An empty folder for a new state of `hosts` (what was there is removed). Readable by
+    /// this hypervisor's user only: the save files hold the guests' memory, their slaves'
+    /// keys included.
+    pub fn begin(&self, hosts: &[String]) -> std::io::Result<()> {
+        use std::os::unix::fs::DirBuilderExt;
         self.drop_state()?;
-        std::fs::create_dir_all(&self.dir)
+        std::fs::DirBuilder::new().recursive(true).mode(0o700).create(&self.dir)?;
+        std::fs::write(self.dir.join("hosts"), hosts.join("\n") + "\n")
     }
 
     /// Marks the state complete for `key`.
@@ -126,11 +139,12 @@ mod tests {
     #[test]
     fn a_state_is_usable_only_complete_and_for_its_key() {
         let dir = tempfile::tempdir().unwrap();
-        let state = WarmState::of(dir.path(), "c1");
         let hosts = vec!["a.x".to_string()];
+        let state = WarmState::of(dir.path(), "c1", &hosts);
+        assert_ne!(state.dir(), WarmState::of(dir.path(), "c1", &["b.x".to_string()]).dir(), "a state per host set");
         let volumes = vec!["xrdtest.c1.a.data.qcow2".to_string()];
         assert!(!state.usable("k1", &hosts, &volumes));
-        state.begin().unwrap();
+        state.begin(&hosts).unwrap();
         std::fs::write(state.save_file("a.x"), b"mem").unwrap();
         std::fs::write(state.volume_copy(&volumes[0]), b"disk").unwrap();
         assert!(!state.usable("k1", &hosts, &volumes), "not complete yet");
@@ -148,19 +162,19 @@ mod tests {
         let initrd = dir.path().join("initrd.img");
         std::fs::write(&initrd, b"one").unwrap();
         let cluster = cluster();
-        let first = fingerprint(&cluster, std::slice::from_ref(&initrd), "qemu");
-        assert_eq!(first, fingerprint(&cluster, std::slice::from_ref(&initrd), "qemu"));
-        assert_ne!(first, fingerprint(&cluster, std::slice::from_ref(&initrd), "kvm"));
+        let first = fingerprint(&cluster, std::slice::from_ref(&initrd), &["qemu"]);
+        assert_eq!(first, fingerprint(&cluster, std::slice::from_ref(&initrd), &["qemu"]));
+        assert_ne!(first, fingerprint(&cluster, std::slice::from_ref(&initrd), &["kvm"]));
         // Rebuilt as the image builder does: a new file moved into place.
         let new = dir.path().join(".initrd.tmp");
         std::fs::write(&new, b"two").unwrap();
         std::fs::rename(&new, &initrd).unwrap();
-        assert_ne!(first, fingerprint(&cluster, std::slice::from_ref(&initrd), "qemu"));
+        assert_ne!(first, fingerprint(&cluster, std::slice::from_ref(&initrd), &["qemu"]));
         let mut other = cluster.clone();
         other.hosts[0].ram_bytes *= 2;
         assert_ne!(
-            fingerprint(&cluster, std::slice::from_ref(&initrd), "qemu"),
-            fingerprint(&other, std::slice::from_ref(&initrd), "qemu")
+            fingerprint(&cluster, std::slice::from_ref(&initrd), &["qemu"]),
+            fingerprint(&other, std::slice::from_ref(&initrd), &["qemu"])
         );
     }
 

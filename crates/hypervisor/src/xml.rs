@@ -114,15 +114,6 @@ fn qualified(name: &str, domain: &str) -> String {
     }
 }
 
-/// A guest's `slave.toml`: it connects to `master.<domain>:<port>` under its FQDN, and
-/// enrolls with `token`, the one the master granted this VM.
-///
-/// Written so that it passes unchanged through libvirt 9.0 (Debian 12) on its way to QEMU:
-/// libvirt hands an inline fw_cfg `<entry>` to QEMU's `-fw_cfg string=` XML-escaped (the
-/// guest's boot script undoes that, see `packaging/vm-image`) and without doubling commas,
-/// so a comma would end QEMU's option. Every value is therefore a TOML basic string in
-/// which commas, `&`, `<`, `>` and `'` are written as `\uXXXX` escapes: the only
-/// characters libvirt may change are the strings' own double quotes.
 /// The `<interface>` of a running guest with its link `state` (`up` or `down`), to change
 /// it live (matched by MAC).
 pub fn interface_link_xml(network: &str, mac: &str, state: &str) -> String {
@@ -135,6 +126,15 @@ pub fn interface_link_xml(network: &str, mac: &str, state: &str) -> String {
     )
 }
 
+/// A guest's `slave.toml`: it connects to `master.<domain>:<port>` under its FQDN, and
+/// enrolls with `token`, the one the master granted this VM.
+///
+/// Written so that it passes unchanged through libvirt 9.0 (Debian 12) on its way to QEMU:
+/// libvirt hands an inline fw_cfg `<entry>` to QEMU's `-fw_cfg string=` XML-escaped (the
+/// guest's boot script undoes that, see `packaging/vm-image`) and without doubling commas,
+/// so a comma would end QEMU's option. Every value is therefore a TOML basic string in
+/// which commas, `&`, `<`, `>` and `'` are written as `\uXXXX` escapes: the only
+/// characters libvirt may change are the strings' own double quotes.
 pub fn guest_slave_toml(network: &Network, master_port: u16, host: &Host, token: &str) -> String {
     let master = format!("{}:{master_port}", master_host_name(network));
     format!(

@@ -97,6 +97,7 @@ pub fn is_live(state: ClusterState) -> bool {
             | C::CreatingSlaves
             | C::WaitingSlaves
             | C::Active
+            | C::Saving
     )
 }
 

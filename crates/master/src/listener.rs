@@ -125,6 +125,7 @@ async fn handle_connection(
         hello.role,
         address,
         &hello.software_version,
+        hello.restorable,
         PeerHandle { conn_id, tx, master_ip: local_ip.map(|ip| ip.to_canonical()), close: close.clone() },
     ) {
         warn!(peer = %address, name = %hello.name, error = %err, "peer refused");

@@ -33,6 +33,8 @@ pub struct PeerInfo {
     pub connected: bool,
     pub address: String,
     pub version: String,
+    /// It resumes afresh after its VM is restored from a saved state (warm clusters).
+    pub restorable: bool,
     pub connected_ms: u64,
     pub last_seen_ms: u64,
     /// The session it works for, if any.
@@ -165,6 +167,7 @@ impl Peers {
         role: Role,
         address: SocketAddr,
         version: &str,
+        restorable: bool,
         handle: PeerHandle,
     ) -> Result<(), RegisterError> {
         {
@@ -184,6 +187,7 @@ impl Peers {
                     connected: true,
                     address: address.to_string(),
                     version: version.to_string(),
+                    restorable,
                     connected_ms: now,
                     last_seen_ms: now,
                     session,
@@ -192,6 +196,11 @@ impl Peers {
         }
         let _ = self.events.send(PeerEvent::Connected(name.to_string()));
         Ok(())
+    }
+
+    /// Whether `name`, as it last connected, resumes afresh after a restore of its VM.
+    pub fn restorable(&self, name: &str) -> bool {
+        self.lock().known.get(name).is_some_and(|p| p.restorable)
     }
 
     /// Removes a connection, unless a newer one of the same name replaced it already.

@@ -9,7 +9,7 @@ use tokio::sync::watch;
 use tokio_rustls::TlsConnector;
 
 use crate::identity::IdentityDir;
-use crate::{client_handshake, Connection, HandshakeError, Hello, HelloReply, RefusalReason, Role};
+use crate::{client_handshake, Connection, HandshakeError, Hello, HelloReply, RefusalReason, Role, RESTORABLE_ENV};
 
 /// How long each of connect, TLS and handshake may take.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(15);
@@ -92,6 +92,7 @@ pub async fn connect(settings: &ConnectSettings) -> Result<(MasterConnection, Du
     if certificate.is_none() {
         hello.enroll_key = credentials.as_ref().map(|c| c.public_key.clone());
     }
+    hello.restorable = settings.role == Role::Slave && std::env::var_os(RESTORABLE_ENV).is_some_and(|v| v == "1");
     match client_handshake(&mut conn, &hello, HANDSHAKE_TIMEOUT).await {
         Ok(reply) => {
             if let (Some(dir), Some(cert)) = (&settings.identity, &reply.certificate) {

@@ -68,7 +68,14 @@ pub struct Hello {
     /// When the peer connects without a certificate: the public key (a P-256 point,
     /// uncompressed) it wants a certificate for. See `docs/peer-identity.md`.
     pub enroll_key: Option<Vec<u8>>,
+    /// The slave resumes afresh after its VM is restored from a saved state (the slave VM
+    /// image's runner says so with [`RESTORABLE_ENV`]`=1`): a warm cluster may save it.
+    pub restorable: bool,
 }
+
+/// Set to `1` in a slave's environment by a runner that restarts it after its VM is
+/// restored from a saved state (packaging/vm-image's `xrdtest-slave-run`).
+pub const RESTORABLE_ENV: &str = "XRDTEST_RESTORABLE";
 
 impl Hello {
     pub fn new(role: Role, name: impl Into<String>, secret: impl Into<String>) -> Hello {
@@ -80,6 +87,7 @@ impl Hello {
             secret: secret.into(),
             software_version: env!("CARGO_PKG_VERSION").to_string(),
             enroll_key: None,
+            restorable: false,
         }
     }
 }

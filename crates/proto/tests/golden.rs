@@ -53,6 +53,7 @@ fn hello(role: Role) -> Hello {
         secret: "s3cret".into(),
         software_version: "0.1.0".into(),
         enroll_key: Some(vec![4; 65]),
+        restorable: true,
     }
 }
 

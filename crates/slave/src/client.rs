@@ -771,8 +771,9 @@ impl Slave {
 
     async fn sweep_work_dirs(&self) {
         let dir = self.config.work_dir.join("sessions");
-        let (keep, active) = (self.config.keep_work_dirs, self.scopes.sessions());
-        let removed = tokio::task::spawn_blocking(move || sweep_work_dirs(&dir, keep, &active)).await.unwrap_or(0);
+        let (keep, scopes) = (self.config.keep_work_dirs, self.scopes.clone());
+        let is_active = move |name: &str| scopes.sessions().iter().any(|s| s == name);
+        let removed = tokio::task::spawn_blocking(move || sweep_work_dirs(&dir, keep, &is_active)).await.unwrap_or(0);
         if removed > 0 {
             info!(removed, keep = ?self.config.keep_work_dirs, "removed old session work folders");
         }

@@ -387,21 +387,37 @@ fn kill(pid: u32) {
     }
 }
 
+/// How long credentials just written are spared by a sweep that found their session not
+/// running.
+pub const CREDENTIALS_GRACE: Duration = Duration::from_secs(30);
+
 /// Removes the session folders under `sessions_dir` last changed more than `keep` ago,
 /// except those of `active` sessions; returns how many went. The credentials of every
 /// session that is not active go at once, whatever its folder's age (a session whose end
 /// this slave never heard of: it was restarted, or the master went away).
-pub fn sweep_work_dirs(sessions_dir: &Path, keep: Duration, active: &[String]) -> usize {
+///
+/// `is_active` is asked for each folder as it is reached, so a session that starts during
+/// a long sweep is seen; credentials written in the last [`CREDENTIALS_GRACE`] stay (a
+/// session whose first stage arrived between that question and the removal).
+pub fn sweep_work_dirs(sessions_dir: &Path, keep: Duration, is_active: &dyn Fn(&str) -> bool) -> usize {
     let Ok(entries) = std::fs::read_dir(sessions_dir) else { return 0 };
     let now = SystemTime::now();
     let mut removed = 0;
     for entry in entries.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
-        if active.contains(&name) {
+        if is_active(&name) {
             continue;
         }
-        if let Err(err) = crate::session_files::remove(&entry.path()) {
-            tracing::warn!(folder = %entry.path().display(), error = %err, "cannot remove a session's credentials");
+        let credentials = crate::session_files::folder(&entry.path());
+        let fresh = std::fs::metadata(&credentials)
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| now.duration_since(t).ok())
+            .is_some_and(|age| age < CREDENTIALS_GRACE);
+        if !fresh {
+            if let Err(err) = crate::session_files::remove(&entry.path()) {
+                tracing::warn!(folder = %entry.path().display(), error = %err, "cannot remove a session's credentials");
+            }
         }
         let age = entry.metadata().and_then(|m| m.modified()).ok().and_then(|t| now.duration_since(t).ok());
         if age.is_some_and(|age| age >= keep) {
@@ -452,8 +468,8 @@ mod tests {
         for name in ["1", "2", "3"] {
             std::fs::create_dir(dir.path().join(name)).unwrap();
         }
-        assert_eq!(sweep_work_dirs(dir.path(), Duration::from_secs(3600), &[]), 0, "young folders stay");
-        assert_eq!(sweep_work_dirs(dir.path(), Duration::ZERO, &["2".into()]), 2);
+        assert_eq!(sweep_work_dirs(dir.path(), Duration::from_secs(3600), &|_| false), 0, "young folders stay");
+        assert_eq!(sweep_work_dirs(dir.path(), Duration::ZERO, &|name| name == "2"), 2);
         assert!(dir.path().join("2").exists(), "an active session's folder stays");
     }
 }

@@ -166,8 +166,31 @@ const SAVE_WAIT: Duration = Duration::from_secs(180);
 /// guests pause meanwhile). The hypervisor answers at once when there is nothing to save
 /// (the VMs were restored from a saved state, or warm clusters are off there). A failed or
 /// slow save is recorded and the session goes on: the cluster is simply cold next time.
-pub async fn save_warm_state(master: &dyn SessionHost, record: &mut SessionRecord, lease: &ClusterLease) {
+pub async fn save_warm_state(
+    master: &dyn SessionHost,
+    record: &mut SessionRecord,
+    lease: &ClusterLease,
+    cancel: &mut watch::Receiver<Option<StopRequest>>,
+) {
     if !lease.started_here {
+        return;
+    }
+    // A slave that would not start afresh after a restore (an image without xrdtest's
+    // runner, such as a full-distro one, or one older than warm clusters) would come back
+    // holding a dead connection: such a cluster is never saved.
+    let stuck: Vec<&String> = record.slaves.iter().filter(|s| !master.peers().restorable(s)).collect();
+    if !stuck.is_empty() {
+        let names: Vec<&str> = stuck.iter().map(|s| s.as_str()).collect();
+        info!(cluster = %lease.name, slaves = ?names, "not saving a warm state: these slaves do not resume after a restore");
+        push_step(
+            record,
+            "active",
+            &format!(
+                "no warm state: the slaves of {} do not say they resume after a restore (their image is not xrdtest's \
+                 slave initramfs, or older than warm clusters)",
+                names.join(", ")
+            ),
+        );
         return;
     }
     let board = &master.clusters();
@@ -191,6 +214,9 @@ pub async fn save_warm_state(master: &dyn SessionHost, record: &mut SessionRecor
                 Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
                 Err(broadcast::error::RecvError::Closed) => return,
             },
+            // A stop goes on at once (the session sees it before its first stage); the
+            // hypervisor finishes the save before it takes the cluster's stop.
+            _ = stop_requested(cancel) => return,
             _ = sleep_until(deadline) => {
                 warn!(cluster = %lease.name, "the hypervisor did not finish saving the warm state in time; going on");
                 push_step(record, "active", "the warm state save did not finish in time; going on");

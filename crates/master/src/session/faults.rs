@@ -589,6 +589,11 @@ pub fn link_plans(cluster: &xrdtest_defs::Cluster, slaves: &[String]) -> Vec<Lin
         let mut actions = Vec::new();
         for (from, to) in [(&link.a, &link.b), (&link.b, &link.a)] {
             let peers: Vec<IpAddr> = to.iter().filter_map(address).collect();
+            // No host of the other side has a VM (a session of some of the cluster's hosts):
+            // nothing to shape. An empty list would mean all of the host's traffic.
+            if peers.is_empty() {
+                continue;
+            }
             for host in from.iter().filter(|h| slaves.contains(h)) {
                 let action = FaultAction::Netem {
                     delay_us: link.delay_us,
@@ -701,6 +706,10 @@ mod tests {
             ]
         );
         assert!(link_plans(cluster, &slaves[..1]).iter().all(|p| p.actions.len() == 1), "only the session's slaves");
+        // A session of the server alone, on a cluster made of its hosts only: the link has
+        // nobody on its other side, so nothing is shaped (not all of the server's traffic).
+        let alone = cluster.with_hosts(&slaves[..1]);
+        assert!(link_plans(&alone, &slaves[..1]).is_empty(), "{:?}", link_plans(&alone, &slaves[..1]).len());
 
         let mut faults = FaultBoard::new(slaves.iter().map(|s| (s.clone(), Vec::new())).collect());
         let (ids, out) = faults.make_links(plans, 3000, || Ok(40), at(0)).unwrap();

@@ -99,7 +99,7 @@ async fn run(
             Err(WaitEnd::Stopped(stop)) => Some((stop.final_state(), stop.reason)),
         };
         if let (None, Some(lease)) = (&not_started, &lease) {
-            save_warm_state(master, &mut record, lease).await;
+            save_warm_state(master, &mut record, lease, &mut cancel).await;
         }
     }
     if let Some((state, reason)) = not_started {
