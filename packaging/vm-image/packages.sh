@@ -9,10 +9,10 @@
 #   - every shared library its ELF files need (DT_NEEDED, followed to closure), taken from
 #     the library packages it depends on (downloaded), or from this build host for packages
 #     every Debian system has (Essential, or priority required or important);
-#   - its postinst, run once in a chroot of the image with `configure`, with stand-ins for
-#     adduser, addgroup, useradd and groupadd (system users and groups are created, so
-#     daemons that refuse to run as root find their user) and no-ops for the systemd and
-#     dpkg helpers.
+#   - its postinst, run once in a chroot of the image with `configure ""` (a first install),
+#     dependencies first, with stand-ins for adduser, addgroup, useradd, groupadd (system
+#     users and groups are created, so daemons that refuse to run as root find their user)
+#     and dpkg-statoverride, and no-ops for the systemd and dpkg helpers.
 # Other dependencies (programs such as perl, logrotate, adduser itself) are left out and
 # listed; name them in --with too when a script needs them.
 #
@@ -154,7 +154,8 @@ add_packages() {
         dir=$(pkg_unpacked "${pkg_whole_debs[$i]}")
         (cd "$dir/files" && tar cf - --exclude=./usr/share/doc --exclude=./usr/share/man --exclude=./usr/share/info \
             --exclude=./usr/share/locale --exclude=./usr/share/lintian .) | tar xf - -C "$root"
-        [ -f "$dir/control/postinst" ] && postinsts+=("${pkg_whole[$i]}:$dir/control/postinst")
+        # Dependencies first, as dpkg configures them (found after the packages needing them).
+        [ -f "$dir/control/postinst" ] && postinsts=("${pkg_whole[$i]}:$dir/control/postinst" "${postinsts[@]}")
     done
     # Shared libraries: every soname an ELF file in the tree needs and the tree lacks, from
     # the library packages or else from this host, until none is missing.
@@ -220,8 +221,10 @@ missing_sonames() {
         done | sort -u -k2,2
 }
 
-# Runs each "package:postinst" ($2...) in a chroot of image tree $1, as dpkg would after
-# unpacking (`configure`), with stand-ins for the user tools and no-op dpkg/systemd helpers.
+# Runs each "package:postinst" ($2...) in a chroot of image tree $1 (with bash: busybox's
+# shell would run its own applets, such as its find, before the programs in PATH), as dpkg would after
+# unpacking a first install (`configure ""`), with stand-ins for the user tools and
+# dpkg-statoverride, and no-op dpkg/systemd helpers.
 run_postinsts() {
     local root=$1 entry pkg script
     shift
@@ -229,7 +232,8 @@ run_postinsts() {
     [ "$(id -u)" = 0 ] || die "--with: running the packages' postinst scripts needs root (chroot)"
     local shims=$root/run/xrdtest-build
     mkdir -p "$shims"
-    install -m 0755 "$here/package-shims/adduser" "$here/package-shims/addgroup" "$here/package-shims/no-op" "$shims/"
+    install -m 0755 "$here/package-shims/adduser" "$here/package-shims/addgroup" "$here/package-shims/no-op" \
+        "$here/package-shims/dpkg-statoverride" "$shims/"
     ln -s adduser "$shims/useradd"
     ln -s addgroup "$shims/groupadd"
     local helper
@@ -243,7 +247,7 @@ run_postinsts() {
         install -m 0755 "$script" "$shims/postinst"
         if chroot "$root" /usr/bin/env -i PATH=/run/xrdtest-build:/usr/sbin:/usr/bin:/sbin:/bin \
             DPKG_MAINTSCRIPT_PACKAGE="$pkg" DPKG_MAINTSCRIPT_NAME=postinst DEBIAN_FRONTEND=noninteractive \
-            /bin/sh /run/xrdtest-build/postinst configure >"$work/postinst.log" 2>&1; then
+            /bin/bash /run/xrdtest-build/postinst configure "" >"$work/postinst.log" 2>&1; then
             log "ran $pkg's postinst"
         else
             sed 's/^/    /' "$work/postinst.log" >&2

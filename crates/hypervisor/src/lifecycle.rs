@@ -207,10 +207,6 @@ fn start_steps(
         _ => None,
     };
     let started = Started { warm_key: warm.map(|(_, key)| key), restored: restoring.is_some() };
-    if restoring.is_some() {
-        // From here a failure drops the state, so that the next start boots cold.
-        *touched_warm = true;
-    }
     let wanted = Wanted {
         domains: cluster.hosts.iter().map(|h| h.name.clone()).collect(),
         network: Some(cluster.network.name.clone()),
@@ -221,6 +217,9 @@ fn start_steps(
         return Err(LifecycleError::Conflict(survey.conflicts));
     }
     *touched = true;
+    // From here a failed start from the warm state drops it, so that the next start boots
+    // cold (a conflict found above says nothing about the state).
+    *touched_warm = restoring.is_some();
     if !survey.removal.is_empty() {
         info!(cluster = name, objects = %survey.removal.describe(), step = "dangling", "removing dangling objects of ours");
         let failures = remove(&survey.removal, Some(&pool), None);

@@ -138,7 +138,7 @@ pub fn cluster_state(name: &str) -> (&'static str, String) {
         "error_start" | "error_stop" | "error" => "failed",
         "stopped" | "defined" | "kept" => "skipped",
         "definition_sent" | "starting" | "creating_network" | "copying_images" | "attaching_disks"
-        | "creating_slaves" | "waiting_slaves" | "stop_command_sent" | "destroying" => "waiting",
+        | "creating_slaves" | "waiting_slaves" | "saving" | "stop_command_sent" | "destroying" => "waiting",
         _ => "skipped",
     };
     let label = match name {
