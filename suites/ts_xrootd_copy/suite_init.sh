@@ -3,6 +3,7 @@
 # start the daemons. Every host reads the same configuration; `if` picks each one's role.
 set -e
 source "$XRDTEST_FUNCTIONS"
+trap 'log "suite init failed at line $LINENO: $BASH_COMMAND"' ERR
 @diskmounts@
 
 # Shared-key (sss) authentication between the client and every server, with a key new in
@@ -21,6 +22,7 @@ case "@slavename@" in
   client1.*) log "client: nothing to start"; exit 0 ;;
 esac
 
+mountpoint -q @datadir@ || log "warning: @datadir@ is not a mounted disk; the data stays in RAM"
 # xrootd refuses to run as root: it runs as the package's user, which owns what it writes.
 mkdir -p /var/log/xrootd/@slavename@ @datadir@
 chown xrootd:xrootd "$keytab" /var/log/xrootd/@slavename@ @datadir@
@@ -40,6 +42,20 @@ else
   all.role server
 fi
 CFG
-xrootd -b -R xrootd -l /var/log/xrootd/@slavename@/xrootd.log -c /etc/xrootd/xrootd-test.cfg
-cmsd -b -R xrootd -l /var/log/xrootd/@slavename@/cmsd.log -c /etc/xrootd/xrootd-test.cfg
+# Each daemon goes to the background once it has read its configuration (-b); its status
+# says whether that worked. A failed start is tried again, with the daemon's words shown.
+start_daemon() {
+    local daemon=$1 logfile=/var/log/xrootd/@slavename@/$1.log try
+    for try in 1 2 3; do
+        if "$daemon" -b -R xrootd -l "$logfile" -c /etc/xrootd/xrootd-test.cfg; then
+            return 0
+        fi
+        log "$daemon did not start (try $try of 3); the end of its log:"
+        tail -n 15 "$logfile" 2>/dev/null || true
+        sleep 2
+    done
+    return 1
+}
+start_daemon xrootd
+start_daemon cmsd
 log "xrootd and cmsd started on @slavename@ as user xrootd"

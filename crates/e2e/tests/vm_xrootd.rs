@@ -110,6 +110,19 @@ fn xrdtests_example_suite_passes_on_its_example_cluster() {
     eprintln!("warm / cold (start-cluster to all slaves connected): {ratio:.2}");
 }
 
+/// The output and logs of every failed run of `session`, for a failure's message.
+fn failed_outputs(api: &xrdtest_e2e::Api, session: &Value) -> String {
+    let mut out = String::new();
+    for stage in session["stages"].as_array().into_iter().flatten() {
+        for run in stage["runs"].as_array().into_iter().flatten().filter(|r| r["state"] == "failed") {
+            let Some(id) = run["stage_id"].as_u64() else { continue };
+            out.push_str(&format!("--- {} on {}:\n{}\n", stage["stage"], run["slave"], api.output(id).join("\n")));
+            out.push_str(&format!("logs: {}\n", api.get(&format!("/api/stages/{id}/logs"))));
+        }
+    }
+    out
+}
+
 /// The detail of the first step named `state`.
 fn detail_of(session: &Value, state: &str) -> String {
     let steps = session["cluster"]["steps"].as_array().cloned().unwrap_or_default();
@@ -155,9 +168,10 @@ fn run_example(api: &xrdtest_e2e::Api, hv_dir: &Path, hypervisor_log: &dyn Fn() 
     assert_eq!(
         state(&session),
         "passed",
-        "{}\n{}\nconsoles:\n{}\nhypervisor log:\n{}",
+        "{}\n{}\nfailed runs:\n{}\nconsoles:\n{}\nhypervisor log:\n{}",
         summarize(&session),
         session["cluster"],
+        failed_outputs(api, &session),
         consoles(hv_dir),
         hypervisor_log()
     );
