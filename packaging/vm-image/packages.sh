@@ -159,24 +159,26 @@ add_packages() {
     done
     # Shared libraries: every soname an ELF file in the tree needs and the tree lacks, from
     # the library packages or else from this host, until none is missing.
-    local round=0 copied soname file lib rel sub f
+    local round=0 copied soname file lib rel sub f lib_dirs=() host_libs
+    for deb in "${pkg_lib_debs[@]}"; do lib_dirs+=("$(pkg_unpacked "$deb")"); done
+    host_libs=$(ldconfig -p)
     while :; do
         round=$((round + 1))
         [ $round -le 20 ] || die "shared library resolution did not settle after 20 rounds"
         copied=0
         while read -r file soname; do
             [ -n "$soname" ] || continue
-            lib= dir=
-            for deb in "${pkg_lib_debs[@]}"; do
+            lib=
+            for dir in "${lib_dirs[@]}"; do
                 for rel in lib/x86_64-linux-gnu usr/lib/x86_64-linux-gnu lib usr/lib; do
-                    if [ -e "$(pkg_unpacked "$deb")/files/$rel/$soname" ]; then
-                        dir=$(pkg_unpacked "$deb"); lib=$dir/files/$rel/$soname; rel=/$rel/$soname
+                    if [ -e "$dir/files/$rel/$soname" ]; then
+                        lib=$dir/files/$rel/$soname; rel=/$rel/$soname
                         break 2
                     fi
                 done
             done
             if [ -z "$lib" ]; then
-                lib=$(ldconfig -p | awk -v s="$soname" '$1 == s && /x86-64/ {print $NF; exit}')
+                lib=$(awk -v s="$soname" '$1 == s && /x86-64/ {print $NF; exit}' <<<"$host_libs")
                 [ -n "$lib" ] || die "$file needs $soname, which no package it depends on and nothing on this host provides"
                 rel=$lib
             fi
@@ -188,8 +190,7 @@ add_packages() {
     # A library package whose library is in the image (from it, or the same file from this
     # host) brings its private folders too: what it dlopens (OpenSSL's ossl-modules, which
     # sss authentication in xrootd needs for Blowfish).
-    for deb in "${pkg_lib_debs[@]}"; do
-        dir=$(pkg_unpacked "$deb")
+    for dir in "${lib_dirs[@]}"; do
         for sub in "$dir"/files/lib/x86_64-linux-gnu/*/ "$dir"/files/usr/lib/x86_64-linux-gnu/*/; do
             [ -d "$sub" ] || continue
             for f in "$(dirname "$sub")"/*.so*; do
@@ -202,7 +203,7 @@ add_packages() {
             done
         done
     done
-    printf '/lib/x86_64-linux-gnu\n/usr/lib/x86_64-linux-gnu\n' >"$root/etc/ld.so.conf"
+    # The build wrote ld.so.conf; the cache must now name the new libraries too.
     ldconfig -r "$root" 2>/dev/null || true
     run_postinsts "$root" "${postinsts[@]}"
 }

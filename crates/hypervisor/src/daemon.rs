@@ -48,16 +48,16 @@ struct ClusterEntry {
 /// A running cluster's warm state.
 #[derive(Debug, Clone, Default)]
 enum Warm {
-    /// Nothing to do: warm clusters off, or saved already.
+    /// Nothing to do: warm clusters off, saved already, or restored and confirmed.
     #[default]
     Nothing,
     /// Booted cold: a `SaveCluster` saves it (its definition and the fingerprint its state
     /// must carry).
     ToSave(Cluster, String),
-    /// Restored from its saved state: a `SaveCluster` (sent once every slave is connected)
-    /// confirms that the restore worked. A cluster stopped unconfirmed loses its state, so
-    /// that a restore whose slaves never came back is not tried again.
-    Restored { cluster: Cluster, confirmed: bool },
+    /// Restored from its saved state, not yet confirmed: a `SaveCluster` (sent once every
+    /// slave is connected) confirms that the restore worked. A cluster stopped before that
+    /// loses its state, so that a restore whose slaves never came back is not tried again.
+    Restored(Cluster),
 }
 
 #[derive(Default)]
@@ -392,11 +392,11 @@ impl Hypervisor {
             );
         }
         self.set_state(&name, ClusterState::Starting, format!("accepted ({} requested it)", request.requested_by));
-        self.queued(name, "start", ClusterState::ErrorStart, String::new(), move |libvirt, worker| {
+        self.queued(name, "start", ClusterState::ErrorStart, "", move |libvirt, worker| {
             let report = |state, detail| worker.set_state(&request.cluster.name, state, detail);
             if let Ok(started) = lifecycle::start_cluster(libvirt, &worker.settings, &request, report) {
                 let warm = match (started.warm_key, started.restored) {
-                    (_, true) => Warm::Restored { cluster: request.cluster.clone(), confirmed: false },
+                    (_, true) => Warm::Restored(request.cluster.clone()),
                     (Some(key), false) => Warm::ToSave(request.cluster.clone(), key),
                     (None, false) => Warm::Nothing,
                 };
@@ -436,13 +436,10 @@ impl Hypervisor {
             let mut state = self.state();
             let (current, job) = match state.clusters.get_mut(&cluster) {
                 Some(entry) if entry.state == ClusterState::Active => {
+                    // Taken either way: a restore is confirmed now, a cold start saved once.
                     let job = match std::mem::take(&mut entry.warm) {
                         Warm::ToSave(definition, key) => Some((definition, key)),
-                        Warm::Restored { cluster, .. } => {
-                            entry.warm = Warm::Restored { cluster, confirmed: true };
-                            None
-                        }
-                        Warm::Nothing => None,
+                        Warm::Restored(_) | Warm::Nothing => None,
                     };
                     (entry.state, job)
                 }
@@ -465,8 +462,7 @@ impl Hypervisor {
             }
         };
         let name = cluster.clone();
-        let prefix = "the warm state was not saved: ".to_string();
-        self.queued(cluster, "save", ClusterState::Active, prefix, move |libvirt, worker| {
+        self.queued(cluster, "save", ClusterState::Active, "the warm state was not saved: ", move |libvirt, worker| {
             // An operation queued before this one (a stop) may have ended the cluster.
             let active = worker.state().clusters.get(&name).is_some_and(|e| e.state == ClusterState::Active);
             if !active {
@@ -481,9 +477,9 @@ impl Hypervisor {
     /// Stops a cluster in the background, after any operation on it that is under way.
     fn stop(self: &Arc<Self>, cluster: String) -> JoinHandle<()> {
         let name = cluster.clone();
-        self.queued(cluster, "stop", ClusterState::ErrorStop, String::new(), move |libvirt, worker| {
+        self.queued(cluster, "stop", ClusterState::ErrorStop, "", move |libvirt, worker| {
             let unconfirmed = match worker.state().clusters.get(&name).map(|e| &e.warm) {
-                Some(Warm::Restored { cluster, confirmed: false }) => Some(cluster.clone()),
+                Some(Warm::Restored(cluster)) => Some(cluster.clone()),
                 _ => None,
             };
             if let Some(state) = unconfirmed.and_then(|c| lifecycle::warm_state_of(libvirt, &worker.settings, &c)) {
@@ -504,7 +500,7 @@ impl Hypervisor {
         cluster: String,
         what: &'static str,
         failed_state: ClusterState,
-        prefix: String,
+        prefix: &'static str,
         job: impl FnOnce(&Libvirt, &Arc<Hypervisor>) + Send + 'static,
     ) -> JoinHandle<()> {
         let me = self.clone();

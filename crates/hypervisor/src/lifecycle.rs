@@ -187,7 +187,7 @@ fn start_steps(
     if libvirt.is_local() {
         check_kernel_files(cluster)?;
     }
-    let hosts: Vec<String> = cluster.hosts.iter().map(|h| h.name.clone()).collect();
+    let hosts = host_names(cluster);
     let warm = warm_state_of(libvirt, settings, cluster).map(|state| {
         let key = warm::fingerprint(cluster, &boot_files(cluster, &images), &fingerprinted_settings(settings));
         (state, key)
@@ -348,34 +348,23 @@ fn restore_domains(
     cluster: &str,
     restores: &[(&Host, &str, PathBuf, String)],
 ) -> Result<usize, LifecycleError> {
-    let outcomes: Vec<Result<bool, LifecycleError>> = std::thread::scope(|scope| {
-        let running: Vec<_> = restores
-            .iter()
-            .map(|(host, network, save, cold_xml)| {
-                scope.spawn(move || -> Result<bool, LifecycleError> {
-                    let began = Instant::now();
-                    match restore_domain(libvirt, host, network, save) {
-                        Ok(()) => {
-                            info!(cluster, host = %host.name, ms = began.elapsed().as_millis() as u64, step = "domain", "domain restored from its warm state");
-                            Ok(true)
-                        }
-                        Err(error) => {
-                            warn!(cluster, host = %host.name, %error, step = "domain", "restoring the warm state failed; booting cold");
-                            if let Ok(Some(domain)) = libvirt.domain(&host.name) {
-                                let _ = domain.destroy();
-                                let _ = domain.undefine();
-                            }
-                            libvirt.define_domain(&host.name, cold_xml)?.start()?;
-                            Ok(false)
-                        }
-                    }
-                })
-            })
-            .collect();
-        running
-            .into_iter()
-            .map(|t| t.join().unwrap_or_else(|_| Err(LifecycleError::Missing("a restore thread panicked".into()))))
-            .collect()
+    let outcomes = in_parallel(restores, "restore", |(host, network, save, cold_xml)| {
+        let began = Instant::now();
+        match restore_domain(libvirt, host, network, save) {
+            Ok(()) => {
+                info!(cluster, host = %host.name, ms = began.elapsed().as_millis() as u64, step = "domain", "domain restored from its warm state");
+                Ok(true)
+            }
+            Err(error) => {
+                warn!(cluster, host = %host.name, %error, step = "domain", "restoring the warm state failed; booting cold");
+                if let Ok(Some(domain)) = libvirt.domain(&host.name) {
+                    let _ = domain.destroy();
+                    let _ = domain.undefine();
+                }
+                libvirt.define_domain(&host.name, cold_xml)?.start()?;
+                Ok(false)
+            }
+        }
     });
     let mut restored = 0;
     for outcome in outcomes {
@@ -419,8 +408,29 @@ fn restore_volume(state: &WarmState, volume: &str, path: &str) -> Result<(), Lif
 /// Where the saved state of `cluster` (with the hosts it has) is kept; `None` with warm
 /// clusters off or a remote libvirt.
 pub fn warm_state_of(libvirt: &Libvirt, settings: &Settings, cluster: &Cluster) -> Option<WarmState> {
-    let hosts: Vec<String> = cluster.hosts.iter().map(|h| h.name.clone()).collect();
+    let hosts = host_names(cluster);
     settings.warm_dir.as_ref().filter(|_| libvirt.is_local()).map(|dir| WarmState::of(dir, &cluster.name, &hosts))
+}
+
+fn host_names(cluster: &Cluster) -> Vec<String> {
+    cluster.hosts.iter().map(|h| h.name.clone()).collect()
+}
+
+/// Runs `job` for every item at once, a thread each (libvirt's save and restore block for
+/// seconds per VM); the outcomes in the items' order.
+fn in_parallel<T: Sync, R: Send>(
+    items: &[T],
+    what: &str,
+    job: impl Fn(&T) -> Result<R, LifecycleError> + Sync,
+) -> Vec<Result<R, LifecycleError>> {
+    let job = &job;
+    std::thread::scope(|scope| {
+        let running: Vec<_> = items.iter().map(|item| scope.spawn(move || job(item))).collect();
+        running
+            .into_iter()
+            .map(|t| t.join().unwrap_or_else(|_| Err(LifecycleError::Missing(format!("a {what} thread panicked")))))
+            .collect()
+    })
 }
 
 /// What of this hypervisor's settings ends up in a saved domain.
@@ -467,7 +477,7 @@ pub fn save_cluster(
     };
     let name = cluster.name.as_str();
     let plans = plan(cluster);
-    let hosts: Vec<String> = cluster.hosts.iter().map(|h| h.name.clone()).collect();
+    let hosts = host_names(cluster);
     report(ClusterState::Saving, format!("saving the state of {} VMs", plans.len()));
     let began = Instant::now();
     let result = (|| -> Result<(), LifecycleError> {
@@ -479,19 +489,7 @@ pub fn save_cluster(
         let pool = libvirt
             .pool(&settings.pool)?
             .ok_or_else(|| LifecycleError::Missing(format!("storage pool `{}`", settings.pool)))?;
-        let outcomes: Vec<Result<(), LifecycleError>> = std::thread::scope(|scope| {
-            let running: Vec<_> = plans
-                .iter()
-                .map(|plan| {
-                    let (state, pool) = (&state, &pool);
-                    scope.spawn(move || save_host(libvirt, pool, state, plan))
-                })
-                .collect();
-            running
-                .into_iter()
-                .map(|t| t.join().unwrap_or_else(|_| Err(LifecycleError::Missing("a save thread panicked".into()))))
-                .collect()
-        });
+        let outcomes = in_parallel(&plans, "save", |plan| save_host(libvirt, &pool, &state, plan));
         let failures: Vec<String> = outcomes.into_iter().filter_map(Result::err).map(|e| e.to_string()).collect();
         if !failures.is_empty() {
             return Err(LifecycleError::Incomplete(failures));

@@ -401,7 +401,7 @@ impl Slave {
         tags.insert("slavename".into(), self.config.name.clone());
         tags.entry("diskmounts".into()).or_default();
         tags.entry("roles".into()).or_default();
-        let work_dir = self.config.work_dir.join("sessions").join(&command.session_id);
+        let work_dir = self.session_work_dir(&command.session_id);
         session_files::add_tags(&mut tags, &work_dir);
         let roster = self.state().roster(&command.session_id, &command.slaves);
         let slaves = match roster {
@@ -718,7 +718,7 @@ impl Slave {
         tokio::spawn(async move {
             let scopes = slave.scopes.clone();
             let id = session_id.clone();
-            let work_dir = slave.config.work_dir.join("sessions").join(&session_id);
+            let work_dir = slave.session_work_dir(&session_id);
             let cleanup = match tokio::task::spawn_blocking(move || {
                 let cleanup = scopes.end(&id);
                 // After the processes: none of them reads the credentials any more.
@@ -769,8 +769,18 @@ impl Slave {
         }
     }
 
+    /// Where the sessions' work folders are.
+    fn sessions_dir(&self) -> PathBuf {
+        self.config.work_dir.join("sessions")
+    }
+
+    /// A session's work folder (its scripts' cwd, `XRDTEST_WORKDIR`).
+    fn session_work_dir(&self, session: &str) -> PathBuf {
+        self.sessions_dir().join(session)
+    }
+
     async fn sweep_work_dirs(&self) {
-        let dir = self.config.work_dir.join("sessions");
+        let dir = self.sessions_dir();
         let (keep, scopes) = (self.config.keep_work_dirs, self.scopes.clone());
         let is_active = move |name: &str| scopes.sessions().iter().any(|s| s == name);
         let removed = tokio::task::spawn_blocking(move || sweep_work_dirs(&dir, keep, &is_active)).await.unwrap_or(0);
